@@ -1,0 +1,97 @@
+// Sidecar configuration: a JSON file, validated up front with errors that name the field.
+import { readFileSync } from 'node:fs';
+import { bareJid, isJid } from './jid.js';
+
+export interface AgentConfig {
+  jid: string;
+  maxSessions: number;
+}
+
+export interface ShopConfig {
+  jid: string;
+  name: string;
+  welcome: string;
+  noAgentText: string;
+  agents: AgentConfig[];
+}
+
+export interface Config {
+  grpc: { host: string; port: number };
+  /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
+  systemJid: string;
+  /** Larger stanzas are rejected with policy-violation instead of being parsed. */
+  maxStanzaBytes: number;
+  shops: ShopConfig[];
+}
+
+export class ConfigError extends Error {}
+
+type Obj = Record<string, unknown>;
+
+function need<T>(ok: boolean, value: T, where: string, what: string): T {
+  if (!ok) throw new ConfigError(`config: ${where} must be ${what}`);
+  return value;
+}
+const str = (o: Obj, k: string, where: string, dflt?: string): string => {
+  const v = o[k] ?? dflt;
+  return need(typeof v === 'string' && v.length > 0, v as string, `${where}.${k}`, 'a non-empty string');
+};
+const int = (o: Obj, k: string, where: string, dflt: number, min: number, max: number): number => {
+  const v = o[k] ?? dflt;
+  return need(Number.isInteger(v) && (v as number) >= min && (v as number) <= max, v as number, `${where}.${k}`, `an integer in ${min}..${max}`);
+};
+const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
+  const v = str(o, k, where, dflt);
+  return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
+};
+
+export function parseConfig(raw: unknown): Config {
+  const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
+  const grpc = (root.grpc ?? {}) as Obj;
+  const shopsRaw = need(Array.isArray(root.shops) && root.shops.length > 0, root.shops as Obj[], 'shops', 'a non-empty array');
+  const shops = shopsRaw.map((s, i): ShopConfig => {
+    const where = `shops[${i}]`;
+    const agentsRaw = need(Array.isArray(s.agents), s.agents as Obj[], `${where}.agents`, 'an array');
+    const name = str(s, 'name', where);
+    return {
+      jid: jid(s, 'jid', where),
+      name,
+      welcome: str(s, 'welcome', where, name),
+      noAgentText: str(s, 'noAgentText', where, '当前没有客服在线，请稍后再试。'),
+      agents: agentsRaw.map((a, j) => ({
+        jid: jid(a, 'jid', `${where}.agents[${j}]`),
+        maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
+      })),
+    };
+  });
+  const seen = new Set<string>();
+  for (const s of shops) {
+    need(!seen.has(s.jid), 0, `shop ${s.jid}`, 'listed once');
+    seen.add(s.jid);
+  }
+  const allAgents = new Set(shops.flatMap((s) => s.agents.map((a) => a.jid)));
+  for (const s of shops) need(!allAgents.has(s.jid), 0, `shop ${s.jid}`, 'a JID that is not also an agent');
+  const firstDomain = shops[0].jid.split('@')[1];
+  return {
+    grpc: { host: str(grpc, 'host', 'grpc', '127.0.0.1'), port: int(grpc, 'port', 'grpc', 50051, 0, 65535) },
+    systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
+    maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
+    shops,
+  };
+}
+
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`config: cannot read ${path}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config: ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(raw);
+}

@@ -1,0 +1,81 @@
+// Builders for the stanzas the sidecar sends, shaped exactly like requirements-seed.md.
+import { randomUUID } from 'node:crypto';
+import { el, findChild, type XmlElement } from './xml.js';
+
+/** channelid of every stanza the server relays or creates (key order as in the seed). */
+export const CHANNEL_RECV = JSON.stringify({ d: 'recv', usrType: 'usr', cn: 'consult' });
+export const QCHAT_TO_AGENT = '4';
+export const QCHAT_TO_VISITOR = '5';
+
+export const serverMessageId = () => `qcadmin${randomUUID().replace(/-/g, '')}`;
+export const generatedBodyId = () => `add_${randomUUID().replace(/-/g, '')}`;
+
+/** Attributes the server owns on a relayed consult message; a client's values are discarded. */
+const SERVER_ATTRS = new Set([
+  'xmlns', 'from', 'to', 'type', 'realfrom', 'realto', 'channelid', 'qchatid', 'msec_times',
+  'auto_reply', 'no_update_msg_log', 'carbon_message',
+]);
+
+export interface RelayAddress {
+  shop: string;
+  to: string;
+  realfrom: string;
+  realto: string;
+  qchatid: string;
+  now: number;
+}
+
+/** A copy of a client's message re-addressed by the server; children (body attributes included) are kept. */
+export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): XmlElement {
+  const kept = Object.fromEntries(Object.entries(original.attrs).filter(([k]) => !SERVER_ATTRS.has(k)));
+  return el(
+    'message',
+    {
+      xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.realto,
+      channelid: CHANNEL_RECV, qchatid: a.qchatid, msec_times: String(a.now), ...kept,
+    },
+    structuredClone(original.children),
+  );
+}
+
+/** The mstat ack: no from, like QChat's server ack. */
+export function ack(to: string, bodyId: string, now: number): XmlElement {
+  return el('message', { xmlns: 'jabber:client', type: 'mstat', msec_times: String(now), to }, [
+    el('body', { id: bodyId, stat: 'sent' }),
+  ]);
+}
+
+export interface AutoReply {
+  shop: string;
+  visitor: string;
+  realfrom: string;
+  text: string;
+  now: number;
+}
+
+/** Welcome / no-agent auto reply to a visitor (seed: qchatid 5, auto_reply, no_update_msg_log, maType 3). */
+export function autoReply(r: AutoReply): XmlElement {
+  return el(
+    'message',
+    {
+      xmlns: 'jabber:client', from: r.shop, to: r.visitor, msec_times: String(r.now), realfrom: r.realfrom,
+      realto: r.visitor, type: 'consult', channelid: CHANNEL_RECV, qchatid: QCHAT_TO_VISITOR,
+      auto_reply: 'true', no_update_msg_log: 'true',
+    },
+    [el('body', { id: serverMessageId(), msgType: '1', maType: '3' }, [r.text]), el('active', {})],
+  );
+}
+
+/** The body id to ack, generating (and writing) one when the client sent none. */
+export function ensureBodyId(message: XmlElement): string | undefined {
+  const body = findChild(message, 'body');
+  if (!body) return undefined;
+  body.attrs.id ||= generatedBodyId();
+  return body.attrs.id;
+}
+
+/** The same stanza without realfrom/realto, which only the server may set. */
+export function withoutRealAddresses(message: XmlElement): XmlElement {
+  const { realfrom: _f, realto: _t, ...attrs } = message.attrs;
+  return { ...message, attrs };
+}

@@ -1,0 +1,63 @@
+// A minimal element model for stanzas: parse with fast-xml-parser, serialize by hand
+// so that attribute values and text are escaped exactly once.
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+
+export interface XmlElement {
+  name: string;
+  attrs: Record<string, string>;
+  children: XmlNode[];
+}
+export type XmlNode = XmlElement | string;
+
+export class XmlError extends Error {}
+
+const parser = new XMLParser({
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+  processEntities: true,
+  htmlEntities: false,
+});
+
+type Ordered = Record<string, unknown> & { ':@'?: Record<string, string> };
+
+function fromOrdered(node: Ordered): XmlNode {
+  if ('#text' in node) return String(node['#text']);
+  const name = Object.keys(node).find((k) => k !== ':@')!;
+  const kids = (node[name] as Ordered[]) ?? [];
+  return { name, attrs: { ...(node[':@'] ?? {}) }, children: kids.map(fromOrdered) };
+}
+
+/** Parses one XML element; throws XmlError with the parser's reason when it is not well-formed. */
+export function parseElement(xml: string): XmlElement {
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new XmlError(`malformed XML: ${valid.err.msg} (line ${valid.err.line}, col ${valid.err.col})`);
+  const roots = (parser.parse(xml) as Ordered[]).map(fromOrdered).filter((n): n is XmlElement => typeof n !== 'string');
+  if (roots.length !== 1) throw new XmlError(`expected one root element, found ${roots.length}`);
+  return roots[0];
+}
+
+const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeAttr = (s: string) => escapeText(s).replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+
+export function serialize(node: XmlNode): string {
+  if (typeof node === 'string') return escapeText(node);
+  const attrs = Object.entries(node.attrs).map(([k, v]) => ` ${k}='${escapeAttr(v)}'`).join('');
+  if (node.children.length === 0) return `<${node.name}${attrs}/>`;
+  return `<${node.name}${attrs}>${node.children.map(serialize).join('')}</${node.name}>`;
+}
+
+export function el(name: string, attrs: Record<string, string>, children: XmlNode[] = []): XmlElement {
+  return { name, attrs, children };
+}
+
+export function findChild(parent: XmlElement, name: string): XmlElement | undefined {
+  return parent.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === name);
+}
+
+export function textOf(node: XmlElement): string {
+  return node.children.map((c) => (typeof c === 'string' ? c : textOf(c))).join('');
+}
