@@ -1,0 +1,296 @@
+%%% mod_consult: hands consult traffic to the routing sidecar over gRPC and
+%%% applies its verdict (pass / rewrite / drop / reject, plus extra stanzas).
+%%%
+%%% ejabberd's xmpp codec keeps no unknown attributes (realfrom, qchatid,
+%%% channelid, body id...) and reads type='consult' as normal. So the raw
+%%% element a client sent is kept in the packet's meta on the way in
+%%% (c2s_handle_recv + user_send_packet), and the element the sidecar wrote is
+%%% what the recipient's c2s finally puts on the wire (c2s_filter_send).
+-module(mod_consult).
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
+-export([filter_packet/1, c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1,
+         sm_register_connection_hook/3, sm_remove_connection_hook/3,
+         set_presence_hook/4, unset_presence_hook/4]).
+
+-include("xmpp.hrl").
+-include("logger.hrl").
+
+-define(CONN, consult_grpc).
+-define(SETTINGS, {?MODULE, settings}).
+-define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
+                     {user_send_packet, user_send_packet, 1},
+                     {c2s_filter_send, c2s_filter_send, 1000},
+                     {sm_register_connection_hook, sm_register_connection_hook, 50},
+                     {sm_remove_connection_hook, sm_remove_connection_hook, 50},
+                     {set_presence_hook, set_presence_hook, 50},
+                     {unset_presence_hook, unset_presence_hook, 50}]).
+
+%%% gen_mod
+
+start(Host, Opts) ->
+    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, Opts),
+                                     failure_policy => gen_mod:get_opt(failure_policy, Opts)}),
+    ok = start_connection(Opts),
+    %% filter_packet is global: adding it again for another host is a no-op.
+    ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
+    [ejabberd_hooks:add(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
+    ok.
+
+stop(Host) ->
+    [ejabberd_hooks:delete(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
+    case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
+        true -> ok;
+        false ->
+            ejabberd_hooks:delete(filter_packet, global, ?MODULE, filter_packet, 50),
+            _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?CONN),
+            _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?CONN),
+            ok
+    end.
+
+reload(_Host, NewOpts, _OldOpts) ->
+    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, NewOpts),
+                                     failure_policy => gen_mod:get_opt(failure_policy, NewOpts)}),
+    ok.
+
+depends(_Host, _Opts) -> [].
+
+mod_opt_type(sidecar_host) -> econf:binary();
+mod_opt_type(sidecar_port) -> econf:port();
+mod_opt_type(timeout) -> econf:pos_int();
+mod_opt_type(failure_policy) -> econf:enum([reject, pass]);
+mod_opt_type(breaker_threshold) -> econf:pos_int();
+mod_opt_type(breaker_cooldown) -> econf:pos_int().
+
+mod_options(_Host) ->
+    [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {timeout, 500},
+     {failure_policy, reject}, {breaker_threshold, 5}, {breaker_cooldown, 5000}].
+
+mod_doc() ->
+    #{desc => ["Routes customer-service (consult) messages through the "
+               "consult-router sidecar over gRPC."],
+      opts => [{sidecar_host, #{value => "Host", desc => "Sidecar address (default 127.0.0.1)."}},
+               {sidecar_port, #{value => "Port", desc => "Sidecar gRPC port (default 50051)."}},
+               {timeout, #{value => "Milliseconds", desc => "How long a stanza waits for a verdict (default 500)."}},
+               {failure_policy, #{value => "reject | pass",
+                                  desc => "When the sidecar is down or slow: bounce an error to the "
+                                          "sender (reject, default) or deliver unrouted (pass)."}},
+               {breaker_threshold, #{value => "N", desc => "Timeouts in a row that open the circuit breaker (default 5)."}},
+               {breaker_cooldown, #{value => "Milliseconds", desc => "How long the open breaker fails fast (default 5000)."}}]}.
+
+%% One connection per node, shared by all virtual hosts; it starts disconnected
+%% and never fails to start, so a missing sidecar cannot take ejabberd down.
+start_connection(Opts) ->
+    ConnOpts = #{host => binary_to_list(gen_mod:get_opt(sidecar_host, Opts)),
+                 port => gen_mod:get_opt(sidecar_port, Opts),
+                 hosts => ejabberd_option:hosts(),
+                 node => atom_to_binary(node(), utf8),
+                 breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
+                 breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts)},
+    Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
+             restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
+    case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
+        {ok, _} -> ok;
+        {error, {already_started, _}} -> ok;
+        {error, already_present} ->
+            {ok, _} = supervisor:restart_child(ejabberd_gen_mod_sup, ?CONN),
+            ok
+    end.
+
+%%% Keeping the raw element of what a client sent
+
+c2s_handle_recv(State, #xmlel{name = <<"message">>} = El, _Pkt) ->
+    State#{consult_raw => El};
+c2s_handle_recv(State, _El, _Pkt) ->
+    maps:remove(consult_raw, State).
+
+user_send_packet({#message{} = Pkt, State}) ->
+    case maps:take(consult_raw, State) of
+        {El, State1} -> {xmpp:put_meta(Pkt, consult_raw, El), State1};
+        error -> {Pkt, State}
+    end;
+user_send_packet(Acc) ->
+    Acc.
+
+%% The element the sidecar wrote, written as is (its attributes survive).
+c2s_filter_send({#message{} = Pkt, State} = Acc) ->
+    case xmpp:get_meta(Pkt, consult_deliver, undefined) of
+        undefined -> Acc;
+        El -> {El, force_mgmt_enqueue(State)}
+    end;
+c2s_filter_send(Acc) ->
+    Acc.
+
+%% Stream management counts and queues raw elements only when told to; without
+%% this a client's ack of a raw element would exceed the server's count.
+force_mgmt_enqueue(#{mgmt_state := S} = State) when S == active; S == pending; S == resumed ->
+    State#{mgmt_force_enqueue => true};
+force_mgmt_enqueue(State) ->
+    State.
+
+%%% The verdict
+
+filter_packet(#message{type = error} = Pkt) ->
+    Pkt;
+filter_packet(#message{} = Pkt) ->
+    case xmpp:get_meta(Pkt, consult_injected, false) of
+        true -> Pkt;
+        false ->
+            Raw = raw_element(Pkt),
+            case is_relevant(Pkt, Raw) of
+                true -> ask_sidecar(Pkt, Raw);
+                false -> Pkt
+            end
+    end;
+filter_packet(Pkt) ->
+    Pkt.
+
+%% The client's element with the server-checked from/to, or the record encoded.
+raw_element(#message{from = From, to = To} = Pkt) ->
+    case xmpp:get_meta(Pkt, consult_raw, undefined) of
+        #xmlel{attrs = Attrs} = El ->
+            Attrs1 = lists:keydelete(<<"to">>, 1, lists:keydelete(<<"from">>, 1, Attrs)),
+            El#xmlel{attrs = [{<<"from">>, jid:encode(From)}, {<<"to">>, jid:encode(To)} | Attrs1]};
+        undefined ->
+            xmpp:encode(Pkt)
+    end.
+
+is_relevant(#message{from = From, to = To}, #xmlel{} = El) ->
+    ToBare = jid:encode(jid:remove_resource(jid:tolower(To))),
+    case fxml:get_tag_attr_s(<<"type">>, El) of
+        <<"consult">> -> true;
+        <<"readmark">> ->
+            FromBare = jid:encode(jid:remove_resource(jid:tolower(From))),
+            ?CONN:watched(shop, ToBare) orelse ?CONN:watched(agent, ToBare)
+                orelse ?CONN:watched(agent, FromBare);
+        _ -> ?CONN:watched(shop, ToBare)
+    end.
+
+ask_sidecar(#message{to = To} = Pkt, Raw) ->
+    #{timeout := Timeout, failure_policy := Policy} = persistent_term:get(?SETTINGS),
+    case ?CONN:filter(To#jid.lserver, fxml:element_to_binary(Raw), Timeout) of
+        {ok, Verdict} -> apply_verdict(Verdict, Pkt, Raw);
+        {error, Reason} -> sidecar_failed(Reason, Policy, Pkt)
+    end.
+
+apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
+    lists:foreach(fun(Xml) -> route_extra(Xml, Pkt) end, Extra),
+    case Action of
+        pass -> xmpp:put_meta(Pkt, consult_deliver, Raw);
+        rewrite ->
+            case decode(maps:get(stanza, Verdict)) of
+                {ok, Pkt1, El} -> xmpp:put_meta(Pkt1, consult_deliver, El);
+                error -> bounce(Pkt, xmpp:err_internal_server_error(
+                                       <<"The consult service produced an invalid message">>, lang(Pkt)))
+            end;
+        drop -> drop;
+        reject -> bounce(Pkt, stanza_error(maps:get(error, Verdict), Pkt));
+        Other ->
+            ?WARNING_MSG("consult: unknown verdict action ~p", [Other]),
+            bounce(Pkt, xmpp:err_internal_server_error(<<"Unknown consult verdict">>, lang(Pkt)))
+    end.
+
+%% Injected stanzas carry consult_injected so filter_packet lets them through
+%% untouched (routing them re-enters filter_packet at once). A stanza without
+%% from (the mstat ack) comes from the server itself.
+route_extra(Xml, #message{to = OrigTo}) ->
+    case decode(Xml) of
+        {ok, Pkt, El} ->
+            Pkt1 = case xmpp:get_from(Pkt) of
+                       undefined -> xmpp:set_from(Pkt, jid:make(OrigTo#jid.lserver));
+                       _ -> Pkt
+                   end,
+            ejabberd_router:route(xmpp:put_meta(xmpp:put_meta(Pkt1, consult_deliver, El),
+                                                consult_injected, true));
+        error -> ok
+    end.
+
+decode(Xml) ->
+    try fxml_stream:parse_element(Xml) of
+        #xmlel{} = El ->
+            Pkt = xmpp:decode(El, ?NS_CLIENT, [ignore_els]),
+            case xmpp:get_to(Pkt) of
+                undefined -> ?WARNING_MSG("consult: sidecar stanza without to: ~ts", [Xml]), error;
+                _ -> {ok, Pkt, El}
+            end;
+        {error, Why} ->
+            ?WARNING_MSG("consult: sidecar sent malformed XML (~p): ~ts", [Why, Xml]),
+            error
+    catch _:{xmpp_codec, Why} ->
+            ?WARNING_MSG("consult: sidecar stanza rejected by the codec: ~ts", [xmpp:format_error(Why)]),
+            error
+    end.
+
+sidecar_failed(Reason, pass, Pkt) ->
+    ?DEBUG("consult: sidecar ~p, delivering unrouted (failure_policy: pass)", [Reason]),
+    Pkt;
+sidecar_failed(Reason, reject, #message{body = []} = _Pkt) ->
+    %% Typing notifications and the like: nothing worth an error.
+    ?DEBUG("consult: sidecar ~p, dropping a message without body", [Reason]),
+    drop;
+sidecar_failed(Reason, reject, Pkt) ->
+    ?DEBUG("consult: sidecar ~p, bouncing the message to its sender", [Reason]),
+    bounce(Pkt, xmpp:err_service_unavailable(
+                  <<"The customer-service router is unavailable; your message was not "
+                    "delivered. Please try again shortly.">>, lang(Pkt))).
+
+bounce(Pkt, Err) ->
+    ejabberd_router:route_error(Pkt, Err),
+    drop.
+
+stanza_error(#{condition := Cond, type := Type, text := Text}, Pkt) ->
+    #stanza_error{type = error_type(Type), reason = error_condition(Cond),
+                  text = xmpp:mk_text(Text, lang(Pkt))};
+stanza_error(_, Pkt) ->
+    xmpp:err_internal_server_error(<<"Rejected by the consult service">>, lang(Pkt)).
+
+error_type(<<"modify">>) -> modify;
+error_type(<<"auth">>) -> auth;
+error_type(<<"wait">>) -> wait;
+error_type(_) -> cancel.
+
+%% Only RFC 6120 conditions the codec knows; anything else is undefined-condition.
+error_condition(Cond) ->
+    Known = [<<"bad-request">>, <<"conflict">>, <<"feature-not-implemented">>, <<"forbidden">>,
+             <<"internal-server-error">>, <<"item-not-found">>, <<"jid-malformed">>,
+             <<"not-acceptable">>, <<"not-allowed">>, <<"not-authorized">>,
+             <<"policy-violation">>, <<"recipient-unavailable">>, <<"remote-server-not-found">>,
+             <<"resource-constraint">>, <<"service-unavailable">>, <<"undefined-condition">>,
+             <<"unexpected-request">>],
+    case lists:member(Cond, Known) of
+        true -> binary_to_atom(Cond, utf8);
+        false -> 'undefined-condition'
+    end.
+
+lang(Pkt) -> xmpp:get_lang(Pkt).
+
+%%% Notifications about agents (only agents: nobody else's sessions matter)
+
+sm_register_connection_hook(_SID, JID, _Info) ->
+    notify_agent(JID, #{kind => session_open}).
+
+sm_remove_connection_hook(_SID, JID, _Info) ->
+    notify_agent(JID, #{kind => session_close}).
+
+set_presence_hook(User, Server, Resource, #presence{show = Show, priority = Prio, status = Status}) ->
+    notify_agent(jid:make(User, Server, Resource),
+                 #{kind => presence_set, show => show(Show), priority => priority(Prio),
+                   status => xmpp:get_text(Status)}).
+
+unset_presence_hook(User, Server, Resource, Status) ->
+    notify_agent(jid:make(User, Server, Resource), #{kind => presence_unset, status => Status}).
+
+notify_agent(#jid{} = JID, Event) ->
+    case ?CONN:watched(agent, jid:encode(jid:remove_resource(jid:tolower(JID)))) of
+        true -> ?CONN:notify(Event#{jid => jid:encode(JID)});
+        false -> ok
+    end;
+notify_agent(_, _) ->
+    ok.
+
+show(undefined) -> <<>>;
+show(Show) -> atom_to_binary(Show, utf8).
+
+priority(undefined) -> 0;
+priority(P) -> P.
