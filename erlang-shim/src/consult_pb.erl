@@ -1,0 +1,150 @@
+%% Hand-written protobuf codec for proto/consult/v1/filter.proto (Debian has
+%% no gpb). Encoding omits proto3 defaults and writes fields in number order,
+%% like ts-proto, so both sides produce the same bytes. Decoding skips unknown
+%% fields of every wire type and raises error({consult_pb, _}) on malformed
+%% input.
+-module(consult_pb).
+
+-export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
+         decode_sidecar_message/1, decode_verdict/1]).
+-export_type([filter_request/0, session_event/0, hello/0, verdict/0, action/0]).
+
+-type filter_request() :: #{seq := non_neg_integer(), hook := filter_packet,
+                            host := binary(), stanza := iodata()}.
+-type session_event() :: #{kind := session_open | session_close | presence_set | presence_unset,
+                           jid := binary(), show => binary(), priority => integer(),
+                           status => binary()}.
+-type hello() :: #{node := binary(), hosts := [binary()], shim_version := binary()}.
+-type action() :: pass | rewrite | drop | reject | {unknown_action, non_neg_integer()}.
+-type verdict() :: #{seq := non_neg_integer(), action := action(), stanza := binary(),
+                     error := undefined | #{condition := binary(), type := binary(),
+                                            text := binary()},
+                     extra := [binary()]}.
+
+%%% Encoding
+
+-spec encode_shim_message({filter, filter_request()} | {event, session_event()}
+                          | {hello, hello()}) -> iodata().
+encode_shim_message({filter, Req}) -> message(1, encode_filter_request(Req));
+encode_shim_message({event, Ev}) -> message(2, encode_session_event(Ev));
+encode_shim_message({hello, Hello}) -> message(3, encode_hello(Hello)).
+
+-spec encode_filter_request(filter_request()) -> iodata().
+encode_filter_request(#{seq := Seq, hook := filter_packet, host := Host, stanza := Stanza}) ->
+    [uint(1, Seq), uint(2, 1), bytes(3, Host), bytes(4, Stanza)].
+
+-spec encode_session_event(session_event()) -> iodata().
+encode_session_event(#{kind := Kind, jid := Jid} = Ev) ->
+    [uint(1, kind_number(Kind)), bytes(2, Jid), bytes(3, maps:get(show, Ev, <<>>)),
+     uint(4, zigzag(maps:get(priority, Ev, 0))), bytes(5, maps:get(status, Ev, <<>>))].
+
+encode_hello(#{node := Node, hosts := Hosts, shim_version := Version}) ->
+    [bytes(1, Node), [message(2, H) || H <- Hosts], bytes(3, Version)].
+
+kind_number(session_open) -> 1;
+kind_number(session_close) -> 2;
+kind_number(presence_set) -> 3;
+kind_number(presence_unset) -> 4.
+
+%% sint32: small magnitudes of either sign stay short.
+zigzag(N) when N >= 0 -> N bsl 1;
+zigzag(N) -> ((-N) bsl 1) - 1.
+
+%% Scalar fields are omitted at their default value (proto3).
+uint(_Field, 0) -> [];
+uint(Field, N) -> [varint(Field bsl 3), varint(N)].
+
+bytes(Field, Data) ->
+    case iolist_size(Data) of
+        0 -> [];
+        _ -> message(Field, Data)
+    end.
+
+%% A length-delimited field that is always present (oneof members, repeated).
+message(Field, Data) ->
+    [varint((Field bsl 3) bor 2), varint(iolist_size(Data)), Data].
+
+varint(N) when N < 128 -> <<N>>;
+varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
+
+%%% Decoding
+
+-spec decode_sidecar_message(binary()) ->
+          {verdict, verdict()}
+        | {watch, #{shops := [binary()], agents := [binary()]}}
+        | {unknown, binary()}.
+decode_sidecar_message(Bin) ->
+    %% For a oneof the last member on the wire wins.
+    Fold = fun({1, V}, _) -> {verdict, decode_verdict(V)};
+              ({2, V}, _) -> {watch, decode_watch(V)};
+              (_, Acc) -> Acc
+           end,
+    lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
+
+-spec decode_verdict(binary()) -> verdict().
+decode_verdict(Bin) ->
+    Empty = #{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => []},
+    V = lists:foldl(fun verdict_field/2, Empty, fields(Bin)),
+    V#{extra := lists:reverse(maps:get(extra, V))}.
+
+verdict_field({1, {varint, N}}, V) -> V#{seq := N};
+verdict_field({2, {varint, N}}, V) -> V#{action := action(N)};
+verdict_field({3, B}, V) when is_binary(B) -> V#{stanza := B};
+verdict_field({4, B}, V) when is_binary(B) -> V#{error := decode_stanza_error(B)};
+verdict_field({5, B}, V = #{extra := Extra}) when is_binary(B) -> V#{extra := [B | Extra]};
+verdict_field(_, V) -> V.
+
+action(0) -> pass;
+action(1) -> rewrite;
+action(2) -> drop;
+action(3) -> reject;
+action(N) -> {unknown_action, N}.
+
+decode_stanza_error(Bin) ->
+    Empty = #{condition => <<>>, type => <<>>, text => <<>>},
+    lists:foldl(fun({1, B}, E) when is_binary(B) -> E#{condition := B};
+                   ({2, B}, E) when is_binary(B) -> E#{type := B};
+                   ({3, B}, E) when is_binary(B) -> E#{text := B};
+                   (_, E) -> E
+                end, Empty, fields(Bin)).
+
+decode_watch(Bin) ->
+    {Shops, Agents} =
+        lists:foldl(fun({1, B}, {S, A}) when is_binary(B) -> {[B | S], A};
+                       ({2, B}, {S, A}) when is_binary(B) -> {S, [B | A]};
+                       (_, Acc) -> Acc
+                    end, {[], []}, fields(Bin)),
+    #{shops => lists:reverse(Shops), agents => lists:reverse(Agents)}.
+
+%% Splits a message into [{FieldNumber, {varint, N} | binary() | {fixed, bitstring()}}].
+fields(<<>>) ->
+    [];
+fields(Bin) ->
+    {Key, Rest} = read_varint(Bin),
+    Field = Key bsr 3,
+    case {Key band 7, Rest} of
+        {0, _} ->
+            {N, Rest1} = read_varint(Rest),
+            [{Field, {varint, N}} | fields(Rest1)];
+        {1, <<V:8/binary, Rest1/binary>>} ->
+            [{Field, {fixed, V}} | fields(Rest1)];
+        {2, _} ->
+            {Len, Rest1} = read_varint(Rest),
+            case Rest1 of
+                <<V:Len/binary, Rest2/binary>> -> [{Field, V} | fields(Rest2)];
+                _ -> error({consult_pb, truncated})
+            end;
+        {5, <<V:4/binary, Rest1/binary>>} ->
+            [{Field, {fixed, V}} | fields(Rest1)];
+        _ ->
+            error({consult_pb, {bad_wire_type, Key band 7}})
+    end.
+
+read_varint(Bin) -> read_varint(Bin, 0, 0).
+
+read_varint(<<1:1, B:7, Rest/binary>>, Shift, Acc) when Shift < 63 ->
+    read_varint(Rest, Shift + 7, Acc bor (B bsl Shift));
+read_varint(<<0:1, B:7, Rest/binary>>, Shift, Acc) ->
+    {Acc bor (B bsl Shift), Rest};
+read_varint(_, _, _) ->
+    error({consult_pb, bad_varint}).
