@@ -239,6 +239,11 @@ export class EjabberdNode {
     return findBeamPids(this.nodeName).length === 0;
   }
 
+  /** Leave the node running after this process exits (CLI `up`). */
+  detach(): void {
+    liveNodes.delete(this);
+  }
+
   removeDir(): void {
     fs.rmSync(this.layout.dir, { recursive: true, force: true });
   }
