@@ -1,0 +1,174 @@
+%% Test driver for consult_grpc, run by test/grpc-client.test.ts:
+%%   erl -noshell -pa ebin -pa ebin-test -eval 'consult_grpc_driver:main()'
+%% Reads one Erlang term per line on stdin ("{filter, <<\"h\">>, <<\"x\">>, 500}."),
+%% runs it and prints one line "@@ <json>" per command on stdout. Logs go to
+%% stderr so they never interleave with results.
+-module(consult_grpc_driver).
+
+-export([main/0]).
+
+main() ->
+    logger:remove_handler(default),
+    logger:add_handler(default, logger_std_h, #{config => #{type => standard_error}}),
+    io:setopts(standard_io, [binary, {encoding, unicode}]),
+    process_flag(trap_exit, true),
+    loop().
+
+loop() ->
+    case io:get_line(standard_io, "") of
+        eof -> halt(0);
+        {error, _} -> halt(1);
+        Line ->
+            Result = try run(parse(Line))
+                     catch Class:Reason:Stack -> {driver_error, Class, Reason, Stack}
+                     end,
+            io:put_chars(standard_io, ["@@ ", json(Result), $\n]),
+            loop()
+    end.
+
+parse(Line) ->
+    {ok, Tokens, _} = erl_scan:string(unicode:characters_to_list(Line)),
+    {ok, Term} = erl_parse:parse_term(Tokens),
+    Term.
+
+run({start, Opts}) ->
+    {ok, _Pid} = consult_grpc:start_link(Opts),
+    ok;
+run(alive) ->
+    is_pid(whereis(consult_grpc));
+run(status) ->
+    consult_grpc:status();
+run({wait_status, Key, Value, MaxMs}) ->
+    poll(fun() -> maps:get(Key, consult_grpc:status(), undefined) =:= Value end, MaxMs);
+run({filter, Host, Xml, Timeout}) ->
+    consult_grpc:filter(Host, Xml, Timeout);
+run({filter_big, Host, Size, Timeout}) ->
+    Sent = big_stanza(Size),
+    case consult_grpc:filter(Host, Sent, Timeout) of
+        {ok, V = #{stanza := Stanza, extra := Extra}} ->
+            {ok, V#{stanza := byte_size(Stanza),
+                    stanza_head => binary:part(Stanza, 0, min(40, byte_size(Stanza))),
+                    extra := [byte_size(E) || E <- Extra],
+                    echo_equal => Extra =:= [Sent]}};
+        Error ->
+            Error
+    end;
+run({burst, Procs, PerProc, Timeout}) ->
+    burst(Procs, PerProc, Timeout);
+run({filter_async, N, Host, Timeout}) ->
+    Self = self(),
+    Pids = [spawn(fun() -> Self ! {async, self(), consult_grpc:filter(Host, stanza(async, I), Timeout)} end)
+            || I <- lists:seq(1, N)],
+    put(async, Pids),
+    ok;
+run(collect_async) ->
+    [receive {async, Pid, R} -> R after 30000 -> collect_timeout end || Pid <- get(async)];
+run({notify, Event}) ->
+    consult_grpc:notify(Event);
+run({watched, Kind, Jid}) ->
+    consult_grpc:watched(Kind, Jid);
+run({wait_watched, Kind, Jid, MaxMs}) ->
+    poll(fun() -> consult_grpc:watched(Kind, Jid) end, MaxMs);
+run({unary, Host, Xml, Timeout}) ->
+    consult_grpc:unary_filter(Host, Xml, Timeout);
+run({encode_shim, Msg}) ->
+    binary:encode_hex(iolist_to_binary(consult_pb:encode_shim_message(Msg)));
+run({encode_event, Event}) ->
+    binary:encode_hex(iolist_to_binary(consult_pb:encode_session_event(Event)));
+run({decode_sidecar, Hex}) ->
+    consult_pb:decode_sidecar_message(binary:decode_hex(Hex));
+run(hpack_vectors) ->
+    hpack_vectors().
+
+%% Procs processes, each running PerProc concurrent callers; every caller
+%% checks that the verdict echoes its own stanza (the test server puts the
+%% request stanza into extra).
+burst(Procs, PerProc, Timeout) ->
+    Self = self(),
+    Group = fun(P) ->
+                    Me = self(),
+                    Callers = [spawn_link(fun() -> Me ! {done, self(), one_call(P, I, Timeout)} end)
+                               || I <- lists:seq(1, PerProc)],
+                    Self ! {group, [receive {done, C, R} -> R end || C <- Callers]}
+            end,
+    [spawn_link(fun() -> Group(P) end) || P <- lists:seq(1, Procs)],
+    Results = lists:append([receive {group, Rs} -> Rs after 60000 -> [{burst_timeout}] end
+                            || _ <- lists:seq(1, Procs)]),
+    Seqs = [S || {ok, S} <- Results],
+    #{ok => length(Seqs),
+      distinct_seqs => length(lists:usort(Seqs)),
+      failures => lists:usort([R || R <- Results, element(1, R) =/= ok])}.
+
+one_call(P, I, Timeout) ->
+    Stanza = stanza(P, I),
+    case consult_grpc:filter(<<"localhost">>, Stanza, Timeout) of
+        {ok, #{action := pass, extra := [Stanza], seq := Seq}} -> {ok, Seq};
+        {ok, V} -> {mismatch, V};
+        Error -> Error
+    end.
+
+stanza(P, I) ->
+    iolist_to_binary(io_lib:format("<message id='~p-~p' to='shop1@localhost'><body>hi</body></message>",
+                                   [P, I])).
+
+big_stanza(Size) ->
+    Body = binary:copy(<<"x">>, Size),
+    <<"<message id='big' to='shop1@localhost'><body>", Body/binary, "</body></message>">>.
+
+poll(Fun, MaxMs) when MaxMs =< 0 ->
+    Fun();
+poll(Fun, MaxMs) ->
+    case Fun() of
+        true -> true;
+        _ -> timer:sleep(20), poll(Fun, MaxMs - 20)
+    end.
+
+%% RFC 7541 C.4 (Huffman, dynamic table) and C.6 (eviction with a 256-byte table).
+hpack_vectors() ->
+    C4 = ["828684418cf1e3c2e5f23a6ba0ab90f4ff",
+          "828684be5886a8eb10649cbf",
+          "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"],
+    C6 = ["488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3",
+          "4883640effc1c0bf",
+          "88c16196d07abe941054d444a8200595040b8166e084a62d1bffc05a839bd9ab77ad94e7821dd7f2e6c7b335dfdfcd5b3960d5af27087f3672c1ab270fb5291f9587316065c003ed4ee5b1063d5007"],
+    #{c4 => decode_all(C4, consult_hpack:new()),
+      c6 => decode_all(C6, consult_hpack:new(256)),
+      int_1337 => consult_hpack:decode_int(consult_hpack:encode_int(1337, 5, 0), 5),
+      roundtrip => element(2, consult_hpack:decode(
+                                iolist_to_binary(consult_hpack:encode([{<<"a">>, <<"é"/utf8>>}])),
+                                consult_hpack:new())),
+      bad_index => consult_hpack:decode(<<16#bf>>, consult_hpack:new())}.
+
+decode_all([], _D) ->
+    [];
+decode_all([Hex | Rest], D) ->
+    {ok, Headers, D1} = consult_hpack:decode(binary:decode_hex(list_to_binary(Hex)), D),
+    [[[N, V] || {N, V} <- Headers] | decode_all(Rest, D1)].
+
+%% Minimal JSON: tuples and lists become arrays, atoms strings (except
+%% true/false/undefined), binaries UTF-8 strings.
+json(true) -> <<"true">>;
+json(false) -> <<"false">>;
+json(undefined) -> <<"null">>;
+json(A) when is_atom(A) -> json(atom_to_binary(A));
+json(N) when is_integer(N) -> integer_to_binary(N);
+json(B) when is_binary(B) ->
+    case unicode:characters_to_list(B) of
+        Chars when is_list(Chars) -> [$", [escape(C) || C <- Chars], $"];
+        _ -> json(#{non_utf8_hex => binary:encode_hex(B)})
+    end;
+json(T) when is_tuple(T) -> json(tuple_to_list(T));
+json(L) when is_list(L) -> [$[, lists:join($,, [json(E) || E <- L]), $]];
+json(M) when is_map(M) ->
+    Pairs = [[json(key(K)), $:, json(V)] || {K, V} <- lists:sort(maps:to_list(M))],
+    [${, lists:join($,, Pairs), $}];
+json(Other) -> json(iolist_to_binary(io_lib:format("~p", [Other]))).
+
+key(K) when is_atom(K) -> atom_to_binary(K);
+key(K) when is_binary(K) -> K;
+key(K) -> iolist_to_binary(io_lib:format("~p", [K])).
+
+escape($") -> "\\\"";
+escape($\\) -> "\\\\";
+escape(C) when C < 16#20 -> io_lib:format("\\u~4.16.0b", [C]);
+escape(C) -> C.

@@ -1,0 +1,331 @@
+// Drives the Erlang gRPC client (erlang-shim/src/consult_grpc.erl) against a
+// real grpc-js server. The client runs in its own `erl` process
+// (erlang-shim/test/consult_grpc_driver.erl): one Erlang term per command on
+// stdin, one "@@ <json>" result line per command on stdout.
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  Action,
+  type FilterRequest,
+  type Hello,
+  type SessionEvent,
+  SessionEvent_Kind,
+  ShimMessage,
+  SidecarMessage,
+  StanzaFilterService,
+  type Verdict,
+} from '../src/gen/consult/v1/filter.js';
+
+const shimDir = fileURLToPath(new URL('../erlang-shim', import.meta.url));
+const BIG = 300 * 1024;
+const UNARY_ERROR = 'Zugriff verweigert: Ünïcødé ✓ 客服 100%';
+const NODE = 'ejd@test';
+
+// ---- a scripted StanzaFilter ------------------------------------------------
+
+class ScriptedSidecar {
+  server = new grpc.Server();
+  hellos: Hello[] = [];
+  events: SessionEvent[] = [];
+  filters: FilterRequest[] = [];
+  answer = true; // false: receive requests but never answer
+  watch = { shops: ['shop1@localhost', 'shop2@localhost'], agents: ['agent1@localhost'] };
+
+  verdict(req: FilterRequest): Verdict {
+    const base = { seq: req.seq, stanza: Buffer.alloc(0), error: undefined, extra: [req.stanza] };
+    if (req.stanza.includes('rewrite-big') || req.stanza.length > BIG) {
+      const body = 'y'.repeat(BIG);
+      return { ...base, action: Action.ACTION_REWRITE, stanza: Buffer.from(`<message id='rw'><body>${body}</body></message>`) };
+    }
+    return { ...base, action: Action.ACTION_PASS };
+  }
+
+  async listen(port: number): Promise<number> {
+    this.server.addService(StanzaFilterService, {
+      filterStream: (call: grpc.ServerDuplexStream<ShimMessage, SidecarMessage>) => {
+        call.on('error', () => {});
+        call.on('end', () => call.end());
+        call.on('data', (msg: ShimMessage) => {
+          if (msg.hello) {
+            this.hellos.push(msg.hello);
+            call.write({ watch: this.watch });
+          }
+          if (msg.event) this.events.push(msg.event);
+          if (msg.filter) {
+            const req = msg.filter;
+            this.filters.push(req);
+            if (!this.answer) return;
+            // A small random delay so verdicts come back out of order.
+            setTimeout(() => call.write({ verdict: this.verdict(req) }), Math.random() * 3);
+          }
+        });
+      },
+      filter: (call: grpc.ServerUnaryCall<FilterRequest, Verdict>, cb: grpc.sendUnaryData<Verdict>) => {
+        if (call.request.stanza.includes('fail')) {
+          cb({ code: grpc.status.PERMISSION_DENIED, details: UNARY_ERROR });
+        } else {
+          cb(null, this.verdict(call.request));
+        }
+      },
+      notify: (_call: grpc.ServerUnaryCall<SessionEvent, object>, cb: grpc.sendUnaryData<object>) => cb(null, {}),
+    });
+    return new Promise((resolve, reject) =>
+      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p)));
+  }
+
+  kill(): void {
+    this.server.forceShutdown();
+  }
+}
+
+// ---- the Erlang driver --------------------------------------------------------
+
+class Driver {
+  private proc: ChildProcessWithoutNullStreams;
+  private lines: string[] = [];
+  private waiter: (() => void) | undefined;
+  stderr = '';
+
+  constructor() {
+    this.proc = spawn('erl', ['-noshell', '-pa', path.join(shimDir, 'ebin'), '-pa', path.join(shimDir, 'ebin-test'),
+      '-eval', 'consult_grpc_driver:main()']);
+    this.proc.stderr.on('data', (d) => { this.stderr += d; });
+    readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      if (!line.startsWith('@@ ')) return;
+      this.lines.push(line.slice(3));
+      this.waiter?.();
+    });
+  }
+
+  // Sends one Erlang term (without the final dot), returns its parsed result.
+  async run(term: string, timeoutMs = 30000): Promise<any> {
+    this.proc.stdin.write(`${term}.\n`);
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (Date.now() > deadline) throw new Error(`driver: no answer to ${term}\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
+    const result = JSON.parse(this.lines.shift()!);
+    if (Array.isArray(result) && result[0] === 'driver_error') {
+      throw new Error(`driver error for ${term}: ${JSON.stringify(result)}`);
+    }
+    return result;
+  }
+
+  stop(): void {
+    this.proc.stdin.end();
+    this.proc.kill();
+  }
+}
+
+// ---- helpers ------------------------------------------------------------------
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+async function until(what: string, cond: () => boolean, maxMs = 10000): Promise<void> {
+  for (let waited = 0; !cond(); waited += 20) {
+    if (waited > maxMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const erlBin = (s: string) => `<<"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}">>`;
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
+
+// ---- tests --------------------------------------------------------------------
+
+const ctx = { driver: undefined as unknown as Driver, port: 0, sidecar: undefined as ScriptedSidecar | undefined };
+const t = suite('consult_grpc (Erlang h2c gRPC client)', ctx);
+
+t.before(async () => {
+  execFileSync('make', ['-s', '-C', shimDir, 'all', 'test-beams'], { stdio: 'inherit' });
+  ctx.driver = new Driver();
+  ctx.port = await freePort();
+});
+
+t.after(() => {
+  ctx.sidecar?.kill();
+  ctx.driver?.stop();
+});
+
+t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }) => {
+  const samples: Array<[string, ShimMessage]> = [
+    [`{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>}}`,
+      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>') } }],
+    [`{filter, #{seq => 18446744073709551615, hook => filter_packet, host => <<>>, stanza => <<>>}}`,
+      { filter: { seq: '18446744073709551615', hook: 1, host: '', stanza: Buffer.alloc(0) } }],
+    [`{event, #{kind => presence_set, jid => <<"a@localhost/r">>, show => <<"away">>, priority => -129, status => <<"brb">>}}`,
+      { event: { kind: SessionEvent_Kind.PRESENCE_SET, jid: 'a@localhost/r', show: 'away', priority: -129, status: 'brb' } }],
+    [`{event, #{kind => session_close, jid => <<"a@localhost/r">>}}`,
+      { event: { kind: SessionEvent_Kind.SESSION_CLOSE, jid: 'a@localhost/r', show: '', priority: 0, status: '' } }],
+    [`{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>, <<"">>, <<"x.example">>], shim_version => <<"0.1.0">>}}`,
+      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0' } }],
+  ];
+  for (const [term, msg] of samples) {
+    assert.is(await driver.run(`{encode_shim, ${term}}`), hex(ShimMessage.encode(msg).finish()), term);
+  }
+});
+
+t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) => {
+  const verdict: SidecarMessage = {
+    verdict: {
+      seq: '4294967297', action: Action.ACTION_REJECT, stanza: Buffer.from('<x/>'),
+      error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' },
+      extra: [Buffer.from('<a/>'), Buffer.alloc(0), Buffer.from('<b/>')],
+    },
+  };
+  const got = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode(verdict).finish())}">>}`);
+  assert.equal(got, ['verdict', {
+    seq: 4294967297, action: 'reject', stanza: '<x/>',
+    error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' }, extra: ['<a/>', '', '<b/>'],
+  }]);
+
+  const defaults = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ verdict: { seq: '0', action: Action.ACTION_PASS, stanza: Buffer.alloc(0), error: undefined, extra: [] } }).finish())}">>}`);
+  assert.equal(defaults, ['verdict', { seq: 0, action: 'pass', stanza: '', error: null, extra: [] }]);
+
+  const watch = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`);
+  assert.equal(watch, ['watch', { shops: ['s@x'], agents: ['a@x', 'b@x'] }]);
+
+  // Unknown fields of every wire type are skipped; an unknown action is surfaced, not crashed on.
+  const unknownFields = Buffer.concat([
+    Buffer.from([0x08, 0x07, 0x10, 0x09]), // seq 7, action 9
+    Buffer.from([0x30, 0x96, 0x01]), // field 6 varint
+    Buffer.from([0x39, 1, 2, 3, 4, 5, 6, 7, 8]), // field 7 fixed64
+    Buffer.from([0x45, 1, 2, 3, 4]), // field 8 fixed32
+    Buffer.from([0x4a, 0x02, 0x41, 0x42]), // field 9 bytes
+  ]);
+  const wrapped = Buffer.concat([Buffer.from([0x0a, unknownFields.length]), unknownFields, Buffer.from([0x18, 0x01])]);
+  assert.equal(await driver.run(`{decode_sidecar, <<"${hex(wrapped)}">>}`),
+    ['verdict', { seq: 7, action: ['unknown_action', 9], stanza: '', error: null, extra: [] }]);
+  assert.equal(await driver.run(`{decode_sidecar, <<"">>}`), ['unknown', '']);
+});
+
+t('HPACK: RFC 7541 C.4 and C.6 vectors', async ({ driver }) => {
+  const v = await driver.run('hpack_vectors');
+  assert.equal(v.c4[2], [[':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'],
+    [':authority', 'www.example.com'], ['custom-key', 'custom-value']]);
+  assert.equal(v.c6[2].at(-1), ['set-cookie', 'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1']);
+  assert.equal(v.c6[1][0], [':status', '307']);
+  assert.equal(v.int_1337, [1337, '']);
+  assert.equal(v.roundtrip, [['a', 'é']]);
+  assert.equal(v.bad_index, ['error', ['bad_index', 63]]);
+});
+
+t('sidecar absent at start: unavailable at once, process alive', async ({ driver, port }) => {
+  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500}}`), 'ok');
+  assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
+  assert.equal(await driver.run(`{unary, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
+  assert.is(await driver.run(`{notify, #{kind => session_open, jid => <<"dropped@localhost/r">>}}`), 'ok');
+  assert.is(await driver.run('alive'), true);
+  assert.is((await driver.run('status')).connected, false);
+});
+
+t('sidecar started later: reconnects, Hello carries node and hosts', async (c) => {
+  c.sidecar = new ScriptedSidecar();
+  await c.sidecar.listen(c.port);
+  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await until('hello', () => c.sidecar!.hellos.length === 1);
+  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.1.0' });
+  assert.is(c.sidecar.events.length, 0, 'events sent while disconnected are dropped');
+  const v = await c.driver.run(`{filter, <<"localhost">>, <<"<message id='1'/>">>, 5000}`);
+  assert.equal(v, ['ok', { seq: v[1].seq, action: 'pass', stanza: '', error: null, extra: ["<message id='1'/>"] }]);
+  assert.ok(v[1].seq > 0);
+});
+
+t('watch list pushed after Hello is visible through watched/2', async ({ driver }) => {
+  assert.is(await driver.run(`{wait_watched, shop, <<"shop2@localhost">>, 5000}`), true);
+  assert.is(await driver.run(`{watched, shop, <<"shop1@localhost">>}`), true);
+  assert.is(await driver.run(`{watched, agent, <<"agent1@localhost">>}`), true);
+  assert.is(await driver.run(`{watched, shop, <<"agent1@localhost">>}`), false);
+  assert.is(await driver.run(`{watched, agent, <<"nobody@localhost">>}`), false);
+});
+
+t('1000 concurrent calls from 50 processes are correlated', async ({ driver }) => {
+  const r = await driver.run('{burst, 50, 20, 10000}', 60000);
+  assert.equal(r, { ok: 1000, distinct_seqs: 1000, failures: [] });
+});
+
+t('300 KB stanzas both ways (flow control, frame splitting)', async ({ driver }) => {
+  const r = await driver.run(`{filter_big, <<"localhost">>, ${BIG}, 10000}`);
+  assert.is(r[0], 'ok');
+  assert.is(r[1].action, 'rewrite');
+  assert.ok(r[1].stanza > BIG, `rewritten stanza size ${r[1].stanza}`);
+  assert.is(r[1].stanza_head, `<message id='rw'><body>${'y'.repeat(BIG)}`.slice(0, 40));
+  assert.is(r[1].echo_equal, true);
+  assert.ok(r[1].extra[0] > BIG);
+});
+
+t('SessionEvents arrive with all fields', async ({ driver, sidecar }) => {
+  await driver.run(`{notify, #{kind => presence_set, jid => <<"agent1@localhost/web">>, show => <<"dnd">>, priority => -42, status => <<"busy ✓"/utf8>>}}`);
+  await driver.run(`{notify, #{kind => session_close, jid => <<"agent1@localhost/web">>}}`);
+  await until('events', () => sidecar!.events.length === 2);
+  assert.equal(sidecar!.events, [
+    { kind: SessionEvent_Kind.PRESENCE_SET, jid: 'agent1@localhost/web', show: 'dnd', priority: -42, status: 'busy ✓' },
+    { kind: SessionEvent_Kind.SESSION_CLOSE, jid: 'agent1@localhost/web', show: '', priority: 0, status: '' },
+  ]);
+});
+
+t('unary Filter: verdict, and a non-ASCII grpc-message error (trailers-only)', async ({ driver }) => {
+  const ok = await driver.run(`{unary, <<"localhost">>, <<"<message id='u'/>">>, 5000}`);
+  assert.equal(ok, ['ok', { seq: 0, action: 'pass', stanza: '', error: null, extra: ["<message id='u'/>"] }]);
+  for (let i = 0; i < 3; i++) {
+    // Repeated so the server's HPACK encoder reuses its dynamic table.
+    const err = await driver.run(`{unary, <<"localhost">>, <<"<message id='fail'/>">>, 5000}`);
+    assert.equal(err, ['error', ['grpc', String(grpc.status.PERMISSION_DENIED), UNARY_ERROR]]);
+  }
+  // The bidi stream still works after the unary calls.
+  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+});
+
+t('server killed mid-stream: pending calls fail unavailable, then recovery', async (c) => {
+  c.sidecar!.answer = false;
+  assert.is(await c.driver.run(`{filter_async, 20, <<"localhost">>, 20000}`), 'ok');
+  await until('requests at the server', () => c.sidecar!.filters.filter((f) => f.stanza.includes('async')).length === 20);
+  c.sidecar!.kill();
+  const results = await c.driver.run('collect_async');
+  assert.equal(results, Array(20).fill(['error', 'unavailable']));
+  assert.is(await c.driver.run('alive'), true);
+  assert.equal(await c.driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`), ['error', 'unavailable']);
+
+  c.sidecar = new ScriptedSidecar();
+  await c.sidecar.listen(c.port);
+  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await until('second hello', () => c.sidecar!.hellos.length === 1);
+  assert.is((await c.driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+  assert.is((await c.driver.run('status')).pending, 0);
+});
+
+t('never-answering server: timeouts open the breaker, cooldown closes it', async ({ driver, sidecar }) => {
+  sidecar!.answer = false;
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 150}`), ['error', 'timeout']);
+  }
+  assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 150}`), ['error', 'circuit_open']);
+  assert.is((await driver.run('status')).breaker, 'open');
+
+  sidecar!.answer = true;
+  assert.is(await driver.run('{wait_status, breaker, half_open, 10000}'), true);
+  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+  const status = await driver.run('status');
+  assert.is(status.breaker, 'closed');
+  assert.is(status.connected, true);
+  assert.is(status.consecutive_timeouts, 0);
+});
+
+t.run();
