@@ -104,7 +104,7 @@ start_link(Opts) ->
 -spec filter(binary(), iodata(), pos_integer()) ->
           {ok, consult_pb:verdict()}
         | {error, unavailable | timeout | circuit_open | overloaded}.
-filter(Host, Xml, TimeoutMs) ->
+filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
     case fast_check() of
         ok -> call({filter, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs);
         Error -> Error
@@ -132,7 +132,7 @@ status() ->
 %% A unary Filter call on its own stream of the same connection (debugging).
 -spec unary_filter(binary(), iodata(), pos_integer()) ->
           {ok, consult_pb:verdict()} | {error, {grpc, binary(), binary()}} | {error, term()}.
-unary_filter(Host, Xml, TimeoutMs) ->
+unary_filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
     call({unary, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs).
 
 fast_check() ->
