@@ -90,6 +90,10 @@ process.on('exit', () => {
     if (n.opts.removeDirOnExit) n.removeDir();
   }
 });
+// Ctrl-C / kill of a test run: exit normally so the handler above runs.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.once(sig, () => process.exit(code));
+}
 
 export class EjabberdNode {
   readonly layout: NodeLayout;

@@ -45,7 +45,7 @@ export interface TestClient {
 
 function short(el: Element): string {
   const s = el.toString();
-  return s.length > 400 ? `${s.slice(0, 400)}...` : s;
+  return s.length > 1000 ? `${s.slice(0, 1000)}...` : s;
 }
 
 export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
