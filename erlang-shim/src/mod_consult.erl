@@ -171,7 +171,7 @@ ask_sidecar(#message{to = To} = Pkt, Raw) ->
     #{timeout := Timeout, failure_policy := Policy} = persistent_term:get(?SETTINGS),
     case ?CONN:filter(To#jid.lserver, fxml:element_to_binary(Raw), Timeout) of
         {ok, Verdict} -> apply_verdict(Verdict, Pkt, Raw);
-        {error, Reason} -> sidecar_failed(Reason, Policy, Pkt)
+        {error, Reason} -> sidecar_failed(Reason, Policy, Pkt, Raw)
     end.
 
 apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
@@ -181,14 +181,14 @@ apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
         rewrite ->
             case decode(maps:get(stanza, Verdict)) of
                 {ok, Pkt1, El} -> xmpp:put_meta(Pkt1, consult_deliver, El);
-                error -> bounce(Pkt, xmpp:err_internal_server_error(
-                                       <<"The consult service produced an invalid message">>, lang(Pkt)))
+                error -> bounce(Pkt, Raw, xmpp:err_internal_server_error(
+                                            <<"The consult service produced an invalid message">>, lang(Pkt)))
             end;
         drop -> drop;
-        reject -> bounce(Pkt, stanza_error(maps:get(error, Verdict), Pkt));
+        reject -> bounce(Pkt, Raw, stanza_error(maps:get(error, Verdict), Pkt));
         Other ->
             ?WARNING_MSG("consult: unknown verdict action ~p", [Other]),
-            bounce(Pkt, xmpp:err_internal_server_error(<<"Unknown consult verdict">>, lang(Pkt)))
+            bounce(Pkt, Raw, xmpp:err_internal_server_error(<<"Unknown consult verdict">>, lang(Pkt)))
     end.
 
 %% Injected stanzas carry consult_injected so filter_packet lets them through
@@ -222,21 +222,29 @@ decode(Xml) ->
             error
     end.
 
-sidecar_failed(Reason, pass, Pkt) ->
+sidecar_failed(Reason, pass, Pkt, _Raw) ->
     ?DEBUG("consult: sidecar ~p, delivering unrouted (failure_policy: pass)", [Reason]),
     Pkt;
-sidecar_failed(Reason, reject, #message{body = []} = _Pkt) ->
+sidecar_failed(Reason, reject, #message{body = []}, _Raw) ->
     %% Typing notifications and the like: nothing worth an error.
     ?DEBUG("consult: sidecar ~p, dropping a message without body", [Reason]),
     drop;
-sidecar_failed(Reason, reject, Pkt) ->
+sidecar_failed(Reason, reject, Pkt, Raw) ->
     ?DEBUG("consult: sidecar ~p, bouncing the message to its sender", [Reason]),
-    bounce(Pkt, xmpp:err_service_unavailable(
+    bounce(Pkt, Raw, xmpp:err_service_unavailable(
                   <<"The customer-service router is unavailable; your message was not "
                     "delivered. Please try again shortly.">>, lang(Pkt))).
 
-bounce(Pkt, Err) ->
-    ejabberd_router:route_error(Pkt, Err),
+%% The error goes back with the sender's own element (body id and all), so the
+%% client can tell which message failed.
+bounce(#message{from = From, to = To} = Pkt, #xmlel{attrs = Attrs, children = Children} = Raw, Err) ->
+    Kept = [A || {K, _} = A <- Attrs, not lists:member(K, [<<"from">>, <<"to">>, <<"type">>])],
+    ErrEl = Raw#xmlel{attrs = [{<<"from">>, jid:encode(To)}, {<<"to">>, jid:encode(From)},
+                               {<<"type">>, <<"error">>} | Kept],
+                      children = Children ++ [xmpp:encode(Err, ?NS_CLIENT)]},
+    ErrPkt = xmpp:make_error(Pkt, Err),
+    ejabberd_router:route(xmpp:put_meta(xmpp:put_meta(ErrPkt, consult_deliver, ErrEl),
+                                        consult_injected, true)),
     drop.
 
 stanza_error(#{condition := Cond, type := Type, text := Text}, Pkt) ->
