@@ -89,7 +89,8 @@
     attempts = 0 :: non_neg_integer(),
     failures = 0 :: non_neg_integer(),  %% consecutive timeouts
     breaker = closed :: closed | {open, integer()},
-    watch_gen = 0 :: non_neg_integer()
+    watch_gen = 0 :: non_neg_integer(),
+    on_watch = undefined :: undefined | {module(), atom()}
 }).
 
 %%% API
@@ -97,7 +98,8 @@
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
                    hosts := [binary()], node := binary(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
-                   connect_timeout => timeout()}) -> gen_server:start_ret().
+                   connect_timeout => timeout(), on_watch => {module(), atom()}}) ->
+          gen_server:start_ret().
 start_link(Opts) ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, Opts, []).
 
@@ -168,7 +170,8 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
              hello = Hello,
              connect_timeout = maps:get(connect_timeout, Opts, 1000),
              threshold = maps:get(breaker_threshold, Opts, 5),
-             cooldown = maps:get(breaker_cooldown, Opts, 5000)},
+             cooldown = maps:get(breaker_cooldown, Opts, 5000),
+             on_watch = maps:get(on_watch, Opts, undefined)},
     self() ! connect,
     {ok, publish(St)}.
 
@@ -532,10 +535,17 @@ sidecar_message(Msg, St = #st{pending = P}) ->
                     St  %% late: the caller already got {error, timeout}
             end;
         {watch, W} ->
-            store_watch(W, St);
+            St1 = store_watch(W, St),
+            run_on_watch(St1),
+            St1;
         {unknown, _} ->
             St
     end.
+
+%% The owner learns which JIDs matter only now (e.g. to report the agents'
+%% current sessions after a reconnect); it runs apart so it cannot block us.
+run_on_watch(#st{on_watch = undefined}) -> ok;
+run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
 
 %% Insert the new list, then delete whatever is left from older ones, so
 %% readers never see an empty table in between.

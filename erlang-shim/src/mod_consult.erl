@@ -12,7 +12,7 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([filter_packet/1, c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1,
          sm_register_connection_hook/3, sm_remove_connection_hook/3,
-         set_presence_hook/4, unset_presence_hook/4]).
+         set_presence_hook/4, unset_presence_hook/4, report_agents/0]).
 
 -include("xmpp.hrl").
 -include("logger.hrl").
@@ -87,7 +87,8 @@ start_connection(Opts) ->
                  hosts => ejabberd_option:hosts(),
                  node => atom_to_binary(node(), utf8),
                  breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
-                 breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts)},
+                 breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts),
+                 on_watch => {?MODULE, report_agents}},
     Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
              restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
@@ -296,6 +297,24 @@ notify_agent(#jid{} = JID, Event) ->
     end;
 notify_agent(_, _) ->
     ok.
+
+%% After (re)connecting the sidecar knows nothing of who is online: report
+%% every session and presence of the agents it watches.
+report_agents() ->
+    Agents = ets:select(consult_watch, [{{{agent, '$1'}, '_'}, [], ['$1']}]),
+    lists:foreach(fun report_agent/1, Agents).
+
+report_agent(Bare) ->
+    #jid{luser = U, lserver = S} = jid:decode(Bare),
+    lists:foreach(
+      fun(R) ->
+              JID = jid:make(U, S, R),
+              ?CONN:notify(#{kind => session_open, jid => jid:encode(JID)}),
+              case catch ejabberd_c2s:get_presence(ejabberd_sm:get_session_pid(U, S, R)) of
+                  #presence{type = available} = P -> set_presence_hook(U, S, R, P);
+                  _ -> ok
+              end
+      end, ejabberd_sm:get_user_resources(U, S)).
 
 show(undefined) -> <<>>;
 show(Show) -> atom_to_binary(Show, utf8).
