@@ -202,6 +202,9 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   const watch = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`);
   assert.equal(watch, ['watch', { shops: ['s@x'], agents: ['a@x', 'b@x'] }]);
 
+  const inject = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')] } }).finish())}">>}`);
+  assert.equal(inject, ['inject', ['<m1/>', '<m2/>']]);
+
   // Unknown fields of every wire type are skipped; an unknown action is surfaced, not crashed on.
   const unknownFields = Buffer.concat([
     Buffer.from([0x08, 0x07, 0x10, 0x09]), // seq 7, action 9
@@ -210,7 +213,7 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
     Buffer.from([0x45, 1, 2, 3, 4]), // field 8 fixed32
     Buffer.from([0x4a, 0x02, 0x41, 0x42]), // field 9 bytes
   ]);
-  const wrapped = Buffer.concat([Buffer.from([0x0a, unknownFields.length]), unknownFields, Buffer.from([0x18, 0x01])]);
+  const wrapped = Buffer.concat([Buffer.from([0x0a, unknownFields.length]), unknownFields, Buffer.from([0x20, 0x01])]); // + field 4 varint
   assert.equal(await driver.run(`{decode_sidecar, <<"${hex(wrapped)}">>}`),
     ['verdict', { seq: 7, action: ['unknown_action', 9], stanza: '', error: null, extra: [] }]);
   assert.equal(await driver.run(`{decode_sidecar, <<"">>}`), ['unknown', '']);

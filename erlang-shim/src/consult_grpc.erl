@@ -90,7 +90,8 @@
     failures = 0 :: non_neg_integer(),  %% consecutive timeouts
     breaker = closed :: closed | {open, integer()},
     watch_gen = 0 :: non_neg_integer(),
-    on_watch = undefined :: undefined | {module(), atom()}
+    on_watch = undefined :: undefined | {module(), atom()},
+    on_inject = undefined :: undefined | {module(), atom()}
 }).
 
 %%% API
@@ -98,7 +99,8 @@
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
                    hosts := [binary()], node := binary(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
-                   connect_timeout => timeout(), on_watch => {module(), atom()}}) ->
+                   connect_timeout => timeout(), on_watch => {module(), atom()},
+                   on_inject => {module(), atom()}}) ->
           gen_server:start_ret().
 start_link(Opts) ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, Opts, []).
@@ -171,7 +173,8 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
              connect_timeout = maps:get(connect_timeout, Opts, 1000),
              threshold = maps:get(breaker_threshold, Opts, 5),
              cooldown = maps:get(breaker_cooldown, Opts, 5000),
-             on_watch = maps:get(on_watch, Opts, undefined)},
+             on_watch = maps:get(on_watch, Opts, undefined),
+             on_inject = maps:get(on_inject, Opts, undefined)},
     self() ! connect,
     {ok, publish(St)}.
 
@@ -538,6 +541,9 @@ sidecar_message(Msg, St = #st{pending = P}) ->
             St1 = store_watch(W, St),
             run_on_watch(St1),
             St1;
+        {inject, Stanzas} ->
+            run_on_inject(Stanzas, St),
+            St;
         {unknown, _} ->
             St
     end.
@@ -546,6 +552,9 @@ sidecar_message(Msg, St = #st{pending = P}) ->
 %% current sessions after a reconnect); it runs apart so it cannot block us.
 run_on_watch(#st{on_watch = undefined}) -> ok;
 run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
+
+run_on_inject(_Stanzas, #st{on_inject = undefined}) -> ok;
+run_on_inject(Stanzas, #st{on_inject = {M, F}}) -> _ = spawn(M, F, [Stanzas]), ok.
 
 %% Insert the new list, then delete whatever is left from older ones, so
 %% readers never see an empty table in between.

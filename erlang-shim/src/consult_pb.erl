@@ -72,11 +72,13 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
 -spec decode_sidecar_message(binary()) ->
           {verdict, verdict()}
         | {watch, #{shops := [binary()], agents := [binary()]}}
+        | {inject, [binary()]}
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
     %% For a oneof the last member on the wire wins.
     Fold = fun({1, V}, _) -> {verdict, decode_verdict(V)};
               ({2, V}, _) -> {watch, decode_watch(V)};
+              ({3, V}, _) when is_binary(V) -> {inject, [B || {1, B} <- fields(V), is_binary(B)]};
               (_, Acc) -> Acc
            end,
     lists:foldl(Fold, {unknown, Bin}, fields(Bin)).

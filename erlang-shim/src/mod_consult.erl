@@ -12,7 +12,8 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([filter_packet/1, c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1,
          sm_register_connection_hook/3, sm_remove_connection_hook/3,
-         set_presence_hook/4, unset_presence_hook/4, report_agents/0]).
+         set_presence_hook/4, unset_presence_hook/4, report_agents/0,
+         route_injected/1]).
 
 -include("xmpp.hrl").
 -include("logger.hrl").
@@ -88,7 +89,8 @@ start_connection(Opts) ->
                  node => atom_to_binary(node(), utf8),
                  breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
                  breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts),
-                 on_watch => {?MODULE, report_agents}},
+                 on_watch => {?MODULE, report_agents},
+                 on_inject => {?MODULE, route_injected}},
     Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
              restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
@@ -176,7 +178,7 @@ ask_sidecar(#message{to = To} = Pkt, Raw) ->
     end.
 
 apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
-    lists:foreach(fun(Xml) -> route_extra(Xml, Pkt) end, Extra),
+    lists:foreach(fun route_stanza/1, Extra),
     case Action of
         pass -> xmpp:put_meta(Pkt, consult_deliver, Raw);
         rewrite ->
@@ -195,17 +197,21 @@ apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
 %% Injected stanzas carry consult_injected so filter_packet lets them through
 %% untouched (routing them re-enters filter_packet at once). A stanza without
 %% from (the mstat ack) comes from the server itself.
-route_extra(Xml, #message{to = OrigTo}) ->
+route_stanza(Xml) ->
     case decode(Xml) of
         {ok, Pkt, El} ->
             Pkt1 = case xmpp:get_from(Pkt) of
-                       undefined -> xmpp:set_from(Pkt, jid:make(OrigTo#jid.lserver));
+                       undefined -> xmpp:set_from(Pkt, jid:make((xmpp:get_to(Pkt))#jid.lserver));
                        _ -> Pkt
                    end,
             ejabberd_router:route(xmpp:put_meta(xmpp:put_meta(Pkt1, consult_deliver, El),
                                                 consult_injected, true));
         error -> ok
     end.
+
+%% Stanzas the sidecar sends on its own (timers, queue, admin actions).
+route_injected(Stanzas) ->
+    lists:foreach(fun route_stanza/1, Stanzas).
 
 decode(Xml) ->
     try fxml_stream:parse_element(Xml) of

@@ -229,9 +229,18 @@ export interface WatchList {
   agents: string[];
 }
 
+/**
+ * Stanzas the sidecar sends on its own (timers, queue assignments, admin
+ * actions): the shim routes each one, like a Verdict's extra.
+ */
+export interface Inject {
+  stanzas: Buffer[];
+}
+
 export interface SidecarMessage {
   verdict?: Verdict | undefined;
   watch?: WatchList | undefined;
+  inject?: Inject | undefined;
 }
 
 export interface NotifyAck {
@@ -1020,8 +1029,79 @@ export const WatchList: MessageFns<WatchList> = {
   },
 };
 
+function createBaseInject(): Inject {
+  return { stanzas: [] };
+}
+
+export const Inject: MessageFns<Inject> = {
+  encode(message: Inject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stanzas) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Inject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stanzas.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Inject {
+    return {
+      stanzas: globalThis.Array.isArray(object?.stanzas)
+        ? object.stanzas.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: Inject): unknown {
+    const obj: any = {};
+    if (message.stanzas?.length) {
+      obj.stanzas = message.stanzas.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Inject>, I>>(base?: I): Inject {
+    return Inject.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Inject>, I>>(object: I): Inject {
+    const message = createBaseInject();
+    message.stanzas = object.stanzas?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseSidecarMessage(): SidecarMessage {
-  return { verdict: undefined, watch: undefined };
+  return { verdict: undefined, watch: undefined, inject: undefined };
 }
 
 export const SidecarMessage: MessageFns<SidecarMessage> = {
@@ -1031,6 +1111,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.watch !== undefined) {
       WatchList.encode(message.watch, writer.uint32(18).fork()).join();
+    }
+    if (message.inject !== undefined) {
+      Inject.encode(message.inject, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1064,6 +1147,14 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
             message.watch = WatchList.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inject = Inject.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1080,6 +1171,7 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     return {
       verdict: isSet(object.verdict) ? Verdict.fromJSON(object.verdict) : undefined,
       watch: isSet(object.watch) ? WatchList.fromJSON(object.watch) : undefined,
+      inject: isSet(object.inject) ? Inject.fromJSON(object.inject) : undefined,
     };
   },
 
@@ -1090,6 +1182,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.watch !== undefined) {
       obj.watch = WatchList.toJSON(message.watch);
+    }
+    if (message.inject !== undefined) {
+      obj.inject = Inject.toJSON(message.inject);
     }
     return obj;
   },
@@ -1104,6 +1199,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
       : undefined;
     message.watch = (object.watch !== undefined && object.watch !== null)
       ? WatchList.fromPartial(object.watch)
+      : undefined;
+    message.inject = (object.inject !== undefined && object.inject !== null)
+      ? Inject.fromPartial(object.inject)
       : undefined;
     return message;
   },
