@@ -1,10 +1,12 @@
 // Sidecar configuration: a JSON file, validated up front with errors that name the field.
 import { readFileSync } from 'node:fs';
 import { bareJid, isJid } from './jid.js';
+import { AGENT_STATUSES, STRATEGIES, type AgentStatus, type Strategy } from './store.js';
 
 export interface AgentConfig {
   jid: string;
   maxSessions: number;
+  status: AgentStatus;
 }
 
 export interface ShopConfig {
@@ -12,7 +14,18 @@ export interface ShopConfig {
   name: string;
   welcome: string;
   noAgentText: string;
+  strategy: Strategy;
+  queueEnabled: boolean;
   agents: AgentConfig[];
+}
+
+/** Session timers, in seconds (QChat's production values as defaults where it had them). */
+export interface Timers {
+  agentReminderSec: number; // remind the agent of an unanswered visitor
+  idleCloseSec: number; // close a session nobody wrote in for this long
+  offlineGraceSec: number; // an agent gone offline gets this long to come back
+  stickyTtlSec: number; // a returning visitor's last agent is preferred this long (sticky strategy)
+  tickSec: number; // how often timers run
 }
 
 export interface Config {
@@ -21,6 +34,9 @@ export interface Config {
   systemJid: string;
   /** Larger stanzas are rejected with policy-violation instead of being parsed. */
   maxStanzaBytes: number;
+  /** memory:, pglite:<dir> or postgres://… */
+  store: string;
+  timers: Timers;
   shops: ShopConfig[];
 }
 
@@ -40,6 +56,14 @@ const int = (o: Obj, k: string, where: string, dflt: number, min: number, max: n
   const v = o[k] ?? dflt;
   return need(Number.isInteger(v) && (v as number) >= min && (v as number) <= max, v as number, `${where}.${k}`, `an integer in ${min}..${max}`);
 };
+const bool = (o: Obj, k: string, where: string, dflt: boolean): boolean => {
+  const v = o[k] ?? dflt;
+  return need(typeof v === 'boolean', v as boolean, `${where}.${k}`, 'true or false');
+};
+const oneOf = <T extends string>(o: Obj, k: string, where: string, values: readonly T[], dflt: T): T => {
+  const v = o[k] ?? dflt;
+  return need(values.includes(v as T), v as T, `${where}.${k}`, `one of ${values.join(', ')}`);
+};
 const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
   const v = str(o, k, where, dflt);
   return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
@@ -58,9 +82,12 @@ export function parseConfig(raw: unknown): Config {
       name,
       welcome: str(s, 'welcome', where, name),
       noAgentText: str(s, 'noAgentText', where, '当前没有客服在线，请稍后再试。'),
+      strategy: oneOf(s, 'strategy', where, STRATEGIES, 'least-busy'),
+      queueEnabled: bool(s, 'queueEnabled', where, true),
       agents: agentsRaw.map((a, j) => ({
         jid: jid(a, 'jid', `${where}.agents[${j}]`),
         maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
+        status: oneOf(a, 'status', `${where}.agents[${j}]`, AGENT_STATUSES, 'standard'),
       })),
     };
   });
@@ -72,10 +99,20 @@ export function parseConfig(raw: unknown): Config {
   const allAgents = new Set(shops.flatMap((s) => s.agents.map((a) => a.jid)));
   for (const s of shops) need(!allAgents.has(s.jid), 0, `shop ${s.jid}`, 'a JID that is not also an agent');
   const firstDomain = shops[0].jid.split('@')[1];
+  const t = (root.timers ?? {}) as Obj;
+  const DAY = 86400;
   return {
     grpc: { host: str(grpc, 'host', 'grpc', '127.0.0.1'), port: int(grpc, 'port', 'grpc', 50051, 0, 65535) },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
+    store: str(root, 'store', 'config', 'memory:'),
+    timers: {
+      agentReminderSec: int(t, 'agentReminderSec', 'timers', 120, 1, DAY),
+      idleCloseSec: int(t, 'idleCloseSec', 'timers', 1800, 1, 30 * DAY),
+      offlineGraceSec: int(t, 'offlineGraceSec', 'timers', 60, 0, DAY),
+      stickyTtlSec: int(t, 'stickyTtlSec', 'timers', DAY, 0, 365 * DAY),
+      tickSec: int(t, 'tickSec', 'timers', 5, 1, 3600),
+    },
     shops,
   };
 }

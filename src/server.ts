@@ -1,28 +1,76 @@
-// gRPC service: turns router decisions into Verdicts, over the shim's stream or unary calls.
+// gRPC service: turns router decisions into Verdicts over the shims' streams, and
+// carries the router's own stanzas (timers, queue, admin) back to ejabberd.
 import * as grpc from '@grpc/grpc-js';
 import {
-  Action, SessionEvent, ShimMessage, SidecarMessage, StanzaFilterService, Verdict,
-  type FilterRequest, type StanzaFilterServer,
+  Action, SidecarMessage, StanzaFilterService, Verdict,
+  type FilterRequest, type ShimMessage, type StanzaFilterServer,
 } from './gen/consult/v1/filter.js';
 import type { ConsultRouter, Decision } from './router.js';
-import { serialize } from './xml.js';
+import { serialize, type XmlElement } from './xml.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
-const xmlBytes = (s: string) => Buffer.from(s, 'utf8');
+const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
 
 export function toVerdict(seq: string, d: Decision): Verdict {
   return {
     seq,
     action: ACTIONS[d.action],
-    stanza: d.action === 'rewrite' ? xmlBytes(serialize(d.stanza)) : Buffer.alloc(0),
+    stanza: d.action === 'rewrite' ? xmlBytes(d.stanza) : Buffer.alloc(0),
     error: d.action === 'reject' ? d.error : undefined,
-    extra: d.extra.map((x) => xmlBytes(serialize(x))),
+    extra: d.extra.map(xmlBytes),
   };
 }
 
 export type Log = (msg: string, fields?: Record<string, unknown>) => void;
+type ShimStream = grpc.ServerDuplexStream<ShimMessage, SidecarMessage>;
 
-export function stanzaFilterHandlers(router: ConsultRouter, onEvent: (e: SessionEvent) => void, log: Log): StanzaFilterServer {
+/** The open shim streams; stanzas the router sends on its own go out on one of them. */
+export class ShimLink {
+  private readonly streams = new Set<ShimStream>();
+  private backlog: Buffer[] = [];
+  static readonly MAX_BACKLOG = 10_000;
+
+  constructor(private readonly log: Log) {}
+
+  get connected(): number {
+    return this.streams.size;
+  }
+
+  add(stream: ShimStream): void {
+    this.streams.add(stream);
+    if (this.backlog.length) {
+      stream.write({ inject: { stanzas: this.backlog } });
+      this.backlog = [];
+    }
+  }
+
+  remove(stream: ShimStream): void {
+    this.streams.delete(stream);
+  }
+
+  /** Any node will do: ejabberd routes a stanza to its recipient across the cluster. */
+  send(stanzas: XmlElement[]): void {
+    if (stanzas.length === 0) return;
+    const bytes = stanzas.map(xmlBytes);
+    const [stream] = this.streams;
+    if (stream) {
+      stream.write({ inject: { stanzas: bytes } });
+      return;
+    }
+    // No shim connected: keep them for the next one, bounded.
+    this.backlog.push(...bytes);
+    if (this.backlog.length > ShimLink.MAX_BACKLOG) {
+      this.log('no shim connected: dropping oldest pending stanzas', { dropped: this.backlog.length - ShimLink.MAX_BACKLOG });
+      this.backlog = this.backlog.slice(-ShimLink.MAX_BACKLOG);
+    }
+  }
+
+  pushWatchList(watch: { shops: string[]; agents: string[] }): void {
+    for (const s of this.streams) s.write({ watch });
+  }
+}
+
+export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log: Log): StanzaFilterServer {
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
   const judge = async (req: FilterRequest): Promise<Verdict> => {
     try {
@@ -35,25 +83,38 @@ export function stanzaFilterHandlers(router: ConsultRouter, onEvent: (e: Session
       });
     }
   };
+  const onEvent = (event: NonNullable<ShimMessage['event']>, node: string) =>
+    router.handleEvent(event, node).catch((e) => log('event failed', { jid: event.jid, err: String(e) }));
+
   return {
     filterStream(call) {
-      log('shim stream opened', { peer: call.getPeer() });
+      let node = call.getPeer();
+      log('shim stream opened', { peer: node });
       call.write({ watch: router.watchList() } satisfies SidecarMessage);
+      // Events of one node are applied in order (a presence must not overtake the session it belongs to).
+      let events = Promise.resolve();
       call.on('data', (msg: ShimMessage) => {
         if (msg.filter) void judge(msg.filter).then((verdict) => call.write({ verdict } satisfies SidecarMessage));
-        else if (msg.event) onEvent(msg.event);
-        else if (msg.hello) log('shim hello', { node: msg.hello.node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
+        else if (msg.event) { const e = msg.event; events = events.then(() => onEvent(e, node)); }
+        else if (msg.hello) {
+          node = msg.hello.node || node;
+          log('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
+          events = events.then(() => router.nodeConnected(node)).catch((e) => log('node reset failed', { node, err: String(e) }));
+          link.add(call);
+        }
       });
       call.on('end', () => call.end());
       call.on('error', (e) => log('shim stream error', { err: String(e) }));
-      call.on('close', () => log('shim stream closed', { peer: call.getPeer() }));
+      call.on('close', () => {
+        link.remove(call);
+        log('shim stream closed', { node });
+      });
     },
     filter(call, callback) {
       void judge(call.request).then((v) => callback(null, v));
     },
     notify(call, callback) {
-      onEvent(call.request);
-      callback(null, {});
+      void onEvent(call.request, call.getPeer()).then(() => callback(null, {}));
     },
   };
 }

@@ -79,3 +79,35 @@ export function withoutRealAddresses(message: XmlElement): XmlElement {
   const { realfrom: _f, realto: _t, ...attrs } = message.attrs;
   return { ...message, attrs };
 }
+
+export interface Notice {
+  shop: string;
+  to: string;
+  realfrom: string;
+  realto: string;
+  qchatid: string;
+  text: string;
+  now: number;
+  autoReply?: boolean;
+}
+
+/** A system notice (queue, close, transfer, reminder): QChat's msgType 15, never counted as activity. */
+export function notice(n: Notice): XmlElement {
+  return el(
+    'message',
+    {
+      xmlns: 'jabber:client', from: n.shop, to: n.to, msec_times: String(n.now), realfrom: n.realfrom, realto: n.realto,
+      type: 'consult', channelid: CHANNEL_RECV, qchatid: n.qchatid, auto_reply: String(n.autoReply ?? false), no_update_msg_log: 'true',
+    },
+    [el('body', { id: serverMessageId(), msgType: '15', maType: '3' }, [n.text])],
+  );
+}
+
+/** A past message of a session replayed to another agent, marked as history (XEP-0203 delay). */
+export function replay(past: XmlElement, to: string, at: number, shop: string): XmlElement {
+  const copy = structuredClone(past);
+  copy.attrs.to = to;
+  copy.attrs.no_update_msg_log = 'true';
+  copy.children.push(el('delay', { xmlns: 'urn:xmpp:delay', from: shop, stamp: new Date(at).toISOString() }));
+  return copy;
+}

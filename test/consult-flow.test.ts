@@ -2,10 +2,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../src/config.js';
-import { Action, type FilterRequest, Hook, type Verdict } from '../src/gen/consult/v1/filter.js';
+import { Directory, seedStore } from '../src/directory.js';
+import { Action, type FilterRequest, Hook, SessionEvent_Kind, type Verdict } from '../src/gen/consult/v1/filter.js';
+import { MemoryStore } from '../src/memory-store.js';
 import { ConsultRouter } from '../src/router.js';
-import { stanzaFilterHandlers } from '../src/server.js';
-import { CachedSessionStore, MemorySessionStore } from '../src/sessions.js';
+import { ShimLink, stanzaFilterHandlers } from '../src/server.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xml.js';
 
 const D = 'dev.fsll.tech';
@@ -16,13 +17,22 @@ const NOW = 1576139854109;
 const config = () => parseConfig({
   systemJid: `admin@${D}`,
   shops: [
-    { jid: SHOP, name: '张滨测试店铺', noAgentText: '暂无客服', agents: [{ jid: `test01@${D}`, maxSessions: 2 }, { jid: `test02@${D}`, maxSessions: 1 }] },
+    { jid: SHOP, name: '张滨测试店铺', noAgentText: '暂无客服', queueEnabled: false, agents: [{ jid: `test01@${D}`, maxSessions: 2 }, { jid: `test02@${D}`, maxSessions: 1 }] },
     { jid: `shop_3@${D}`, name: 'Other shop', agents: [{ jid: `test09@${D}`, maxSessions: 1 }] },
   ],
 });
 
-function setup() {
-  const handlers = stanzaFilterHandlers(new ConsultRouter(config(), new CachedSessionStore(new MemorySessionStore()), () => NOW), () => {}, () => {});
+async function setup() {
+  const cfg = config();
+  const store = new MemoryStore();
+  await seedStore(store, cfg, NOW - 1000);
+  const directory = new Directory(store);
+  await directory.reload();
+  const router = new ConsultRouter({ config: cfg, store, directory, send: () => {}, now: () => NOW });
+  for (const agent of ['test01', 'test02', 'test09']) {
+    await router.handleEvent({ kind: SessionEvent_Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, 'node1');
+  }
+  const handlers = stanzaFilterHandlers(router, new ShimLink(() => {}), () => {});
   let seq = 0;
   const filter = (xml: string) =>
     new Promise<Verdict>((resolve, reject) => {
@@ -41,7 +51,7 @@ const withoutId = (a: Record<string, string>) => { const { id: _id, ...rest } = 
 const RECV = '{"d":"recv","usrType":"usr","cn":"consult"}';
 
 test('visitor → shop: relay to the agent, mstat ack and welcome exactly as in the seed', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   const v = await filter(visitorMsg('065B725706C54FDAB1E84CEAA8B08D2C'));
   assert.is(v.action, Action.ACTION_REWRITE);
   assert.is(v.seq, '1');
@@ -72,7 +82,7 @@ test('visitor → shop: relay to the agent, mstat ack and welcome exactly as in 
 });
 
 test('a second message of the session gets an ack but no new welcome, and the same agent', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('A1'));
   const v = await filter(visitorMsg('A2', 'again'));
   assert.is(v.extra.length, 1);
@@ -81,7 +91,7 @@ test('a second message of the session gets an ack but no new welcome, and the sa
 });
 
 test('the visitor cannot pick the agent or spoof realfrom: the server sets both', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('B0', 'x', `other@${D}/r`)); // takes test01 (least busy, first in turn)
   const spoof = visitorMsg('B1').replace(`realfrom='${VISITOR}'`, `realfrom='boss@${D}'`).replace(`realto='test01@${D}'`, `realto='test09@${D}'`);
   const relayed = xml((await filter(spoof)).stanza);
@@ -91,7 +101,7 @@ test('the visitor cannot pick the agent or spoof realfrom: the server sets both'
 });
 
 test('agent replies: plain chat to the shop (seed form) and consult with realto reach the visitor', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('C0'));
   const plain = `<message from="test01@${D}/pc" isHiddenMsg="0" to="${SHOP}" type="chat" xmlns="jabber:client"><body id="E42169DEDDCC4D6FD6BB7E496D996704" maType="6" msgType="1">122233</body><active xmlns="http://jabber.org/protocol/chatstates"/></message>`;
   const v = await filter(plain);
@@ -114,7 +124,7 @@ test('agent replies: plain chat to the shop (seed form) and consult with realto 
 });
 
 test('an agent serving several visitors must name one: clear error, no guess', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('D0'));
   await filter(visitorMsg('D1', 'x', `v2@${D}/r`)); // test02
   await filter(visitorMsg('D2', 'x', `v3@${D}/r`)); // test01 again
@@ -127,7 +137,7 @@ test('an agent serving several visitors must name one: clear error, no guess', a
 });
 
 test('an agent cannot reply to a visitor it does not serve, nor without any session', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('E0')); // test01 serves VISITOR
   const notMine = await filter(`<message type='consult' from='test02@${D}/pc' to='${SHOP}' realto='${VISITOR}'><body id='E1'>x</body></message>`);
   assert.is(notMine.action, Action.ACTION_REJECT);
@@ -140,7 +150,7 @@ test('an agent cannot reply to a visitor it does not serve, nor without any sess
 });
 
 test('readmarks reach the other party of the session', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   await filter(visitorMsg('F0'));
   const seedReadmark = `<message type='readmark' read_type='3' from='${VISITOR}/web' to='test01@${D}' xmlns='jabber:client'><body msgType='1' maType='3'>[{"id":"qcadmin23aaf77fc2304f208f385ee4531a37e4"}]</body></message>`;
   assert.is((await filter(seedReadmark)).action, Action.ACTION_PASS, 'direct visitor → agent readmark is delivered as is');
@@ -158,21 +168,21 @@ test('readmarks reach the other party of the session', async () => {
   assert.is(xml(spoofed.stanza).attrs.realfrom, undefined);
 });
 
-test('no agent with capacity: the visitor gets an ack and the shop\'s no-agent text', async () => {
-  const { filter } = setup();
+test('no agent with capacity and the queue off: no ack (the message is not kept), the shop\'s no-agent text', async () => {
+  const { filter } = await setup();
   await filter(visitorMsg('G0', 'a', `a@${D}/r`));
   await filter(visitorMsg('G1', 'b', `b@${D}/r`));
   await filter(visitorMsg('G2', 'c', `c@${D}/r`)); // test01: 2/2, test02: 1/1
   const v = await filter(visitorMsg('G3', 'd', `d@${D}/r`));
   assert.is(v.action, Action.ACTION_DROP);
-  const [a, notice] = v.extra.map(xml);
-  assert.is(a.attrs.type, 'mstat');
+  assert.is(v.extra.length, 1);
+  const [notice] = v.extra.map(xml);
   assert.equal([notice.attrs.from, notice.attrs.to, notice.attrs.realfrom, notice.attrs.qchatid, notice.attrs.auto_reply], [SHOP, `d@${D}`, SHOP, '5', 'true']);
   assert.is(textOf(body(notice)), '暂无客服');
 });
 
 test('concurrent first messages never exceed an agent\'s capacity', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   const verdicts = await Promise.all(Array.from({ length: 6 }, (_, i) => filter(visitorMsg(`H${i}`, 'x', `h${i}@${D}/r`))));
   const to = verdicts.filter((v) => v.action === Action.ACTION_REWRITE).map((v) => xml(v.stanza).attrs.to);
   assert.is(to.filter((t) => t === `test01@${D}`).length, 2);
@@ -181,7 +191,7 @@ test('concurrent first messages never exceed an agent\'s capacity', async () => 
 });
 
 test('bad input gets a clear error: malformed XML, oversized, consult to a non-shop', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   const bad = await filter(`<message from='a@${D}/r' to='${SHOP}'><body>x</message>`);
   assert.is(bad.action, Action.ACTION_REJECT);
   assert.is(bad.error!.condition, 'bad-request');
@@ -196,7 +206,7 @@ test('bad input gets a clear error: malformed XML, oversized, consult to a non-s
 });
 
 test('typing notifications open no session and get no ack', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   const v = await filter(`<message type='chat' from='${VISITOR}/w' to='${SHOP}'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`);
   assert.is(v.action, Action.ACTION_DROP);
   assert.is(v.extra.length, 0);
@@ -205,7 +215,7 @@ test('typing notifications open no session and get no ack', async () => {
 });
 
 test('a body without id gets a server id, acked and relayed with it', async () => {
-  const { filter } = setup();
+  const { filter } = await setup();
   const v = await filter(`<message type='chat' from='${VISITOR}/w' to='${SHOP}'><body>no id</body></message>`);
   const id = body(xml(v.stanza)).attrs.id;
   assert.match(id, /^add_[0-9a-f]{32}$/);

@@ -1,0 +1,19 @@
+// Choosing an agent among those free to take a chat. Pure: the caller gathers the facts.
+import type { Strategy } from './store.js';
+
+export interface Candidate {
+  agent: string;
+  load: number; // open sessions in this shop
+  /** Last time this agent got a chat of this shop; a newcomer counts from when it joined, never from 0. */
+  lastAssignedAt: number;
+}
+
+export function pickAgent(strategy: Strategy, candidates: Candidate[], sticky: string | undefined, random: () => number = Math.random): string | undefined {
+  if (candidates.length === 0) return undefined;
+  if (strategy === 'sticky' && sticky && candidates.some((c) => c.agent === sticky)) return sticky;
+  if (strategy === 'random') return candidates[Math.floor(random() * candidates.length)].agent;
+  const byTurn = (a: Candidate, b: Candidate) => a.lastAssignedAt - b.lastAssignedAt || (a.agent < b.agent ? -1 : 1);
+  if (strategy === 'round-robin') return [...candidates].sort(byTurn)[0].agent;
+  // least-busy (and sticky's fallback): fewest open chats, ties go to whoever waited longest for one.
+  return [...candidates].sort((a, b) => a.load - b.load || byTurn(a, b))[0].agent;
+}
