@@ -29,8 +29,8 @@ export async function startPostgres(): Promise<Postgres> {
   const bin = binDir();
   const asRoot = process.getuid?.() === 0;
   // As root: run each binary as postgres via runuser.
-  const cmd = (prog: string, args: string[]) =>
-    asRoot ? (['runuser', ['-u', 'postgres', '--', path.join(bin, prog), ...args]] as const) : ([path.join(bin, prog), args] as const);
+  const cmd = (prog: string, args: string[]): [string, string[]] =>
+    asRoot ? ['runuser', ['-u', 'postgres', '--', path.join(bin, prog), ...args]] : [path.join(bin, prog), args];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-test-'));
   if (asRoot) execFileSync('chown', ['postgres:', dir]);
   const data = path.join(dir, 'data');
