@@ -30,7 +30,10 @@ e2e.before(async (ctx) => {
   execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'inherit' });
   ctx.configFile = writeConfig({
     systemJid: `admin@${D}`,
-    shops: [{ jid: SHOP, name: '张滨测试店铺', agents: [{ jid: `test01@${D}`, maxSessions: 5 }, { jid: `test02@${D}`, maxSessions: 5 }] }],
+    shops: [
+      { jid: SHOP, name: '张滨测试店铺', agents: [{ jid: `test01@${D}`, maxSessions: 5 }, { jid: `test02@${D}`, maxSessions: 5 }] },
+      { jid: `shop_3@${D}`, name: 'Night shop', noAgentText: 'Nobody is on duty.', agents: [{ jid: `test03@${D}`, maxSessions: 1 }] },
+    ],
   });
   ctx.sidecar = startSidecar(ctx.configFile, await freePort());
   await ctx.sidecar.waitForLog('sidecar listening');
@@ -39,7 +42,7 @@ e2e.before(async (ctx) => {
     shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject', breaker_cooldown: 1000 },
   });
   await ctx.sidecar.waitForLog('shim hello');
-  await Promise.all(['visitor1', 'shop_2', 'test01', 'test02'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
+  await Promise.all(['visitor1', 'visitor2', 'shop_2', 'test01', 'test02', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
   const connect = (username: string, resource: string) =>
     connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username, password: PASSWORD, resource });
   [ctx.visitor, ctx.agent1, ctx.agent2] = await Promise.all([connect('visitor1', 'web-107130861'), connect('test01', 'pc'), connect('test02', 'pc')]);
@@ -121,6 +124,34 @@ e2e('an agent with no session gets a clear XMPP error, not silence', async (ctx)
   const err = await ctx.agent2.waitFor((el) => el.attrs.type === 'error' && bodyId('NOSESSION-1')(el));
   assert.ok(err.getChild('error')!.getChild('item-not-found'), err.toString());
   assert.match(err.getChild('error')!.getChildText('text') ?? '', 'no open consult session');
+});
+
+e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets the kept messages in order', async (ctx) => {
+  const night = `shop_3@${D}`;
+  const visitor2 = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username: 'visitor2', password: PASSWORD, resource: 'web' });
+  try {
+    await visitor2.send(`<message type='consult' to='${night}'><body id='Q-1'>first</body></message>`);
+    await visitor2.waitFor((el) => isType('mstat')(el) && bodyId('Q-1')(el));
+    const told = await visitor2.waitFor((el) => el.attrs.auto_reply === 'true');
+    assert.is(told.getChildText('body'), 'Nobody is on duty.');
+    await visitor2.send(`<message type='consult' to='${night}'><body id='Q-2'>second</body></message>`);
+    await visitor2.waitFor((el) => isType('mstat')(el) && bodyId('Q-2')(el));
+
+    const agent3 = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username: 'test03', password: PASSWORD, resource: 'pc' });
+    try {
+      const first = await agent3.waitFor(bodyId('Q-1'));
+      const second = await agent3.waitFor(bodyId('Q-2'));
+      assert.equal([first.getChildText('body'), second.getChildText('body')], ['first', 'second']);
+      assert.equal([first.attrs.from, first.attrs.realfrom, first.attrs.qchatid, first.attrs.type], [night, `visitor2@${D}`, '4', 'consult']);
+      assert.ok(agent3.received.indexOf(first) < agent3.received.indexOf(second), 'in the order sent');
+      const welcome = await visitor2.waitFor((el) => el.attrs.auto_reply === 'true' && el.getChildText('body') === 'Night shop');
+      assert.is(welcome.attrs.from, night);
+    } finally {
+      await agent3.stop();
+    }
+  } finally {
+    await visitor2.stop();
+  }
 });
 
 e2e('sidecar killed mid-conversation: the visitor gets an error; traffic recovers when it returns', async (ctx) => {
