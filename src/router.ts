@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import type { Directory } from './directory.js';
 import { SessionEvent_Kind as Kind, type SessionEvent } from './gen/consult/v1/filter.js';
 import { bareJid } from './jid.js';
-import type { Session, Shop, ShopTx, Store } from './store.js';
+import { AGENT_STATUSES, type AgentStatus, type Session, type Shop, type ShopTx, type Store } from './store.js';
 import {
   QCHAT_TO_AGENT, QCHAT_TO_VISITOR, ack, autoReply, ensureBodyId, notice, relay, replay, withoutRealAddresses,
 } from './stanzas.js';
@@ -92,6 +92,8 @@ export class ConsultRouter {
     const from = bareJid(stanza.attrs.from);
     const shop = this.directory.shop(bareJid(stanza.attrs.to));
     if (shop) {
+      const status = this.directory.membership(shop.jid, from) ? statusCommand(stanza) : undefined;
+      if (status) return this.setStatus(stanza, shop, from, status);
       const states = await this.agentStates(shop);
       return this.store.withShop(shop.jid, (tx) =>
         this.directory.membership(shop.jid, from)
@@ -210,6 +212,15 @@ export class ConsultRouter {
         text: `you serve ${mine.length} visitors of ${shop.jid}; set realto to one of: ${mine.map((s) => s.visitor).sort().join(', ')}`,
       },
     };
+  }
+
+  /** `/status dnd|standard|always-on` from an agent to any of its shops. */
+  private async setStatus(stanza: XmlElement, shop: Shop, agent: string, status: AgentStatus): Promise<Decision> {
+    const now = this.now();
+    await this.store.putAgent({ jid: agent, status });
+    for (const s of this.directory.shopsOf(agent)) await this.drainQueue(s.jid);
+    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, realto: agent, qchatid: QCHAT_TO_AGENT, now, text: `您的接待状态已设为 ${status}。` });
+    return { action: 'drop', extra: [ack(agent, ensureBodyId(stanza)!, now), told] };
   }
 
   // ---- notifications from the shim -----------------------------------------
@@ -409,6 +420,12 @@ export class ConsultRouter {
   private toVisitor(s: Session, now: number) {
     return { shop: s.shop, to: s.visitor, realfrom: s.agent, realto: s.visitor, qchatid: QCHAT_TO_VISITOR, now };
   }
+}
+
+function statusCommand(stanza: XmlElement): AgentStatus | undefined {
+  const body = findChild(stanza, 'body');
+  const m = body && /^\/status\s+(\S+)\s*$/.exec(textOf(body).trim());
+  return m && AGENT_STATUSES.includes(m[1] as AgentStatus) ? (m[1] as AgentStatus) : undefined;
 }
 
 /** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent> [reason]`. */

@@ -333,3 +333,21 @@ lifecycle('an agent back within the grace period keeps its sessions', async () =
 });
 
 lifecycle.run();
+
+const status = suite('agent-set status');
+
+status('an agent sets do-not-disturb and back with /status; waiting visitors are then served', async () => {
+  const w = await world({ agents: [{ name: 'ann', max: 2 }] });
+  await w.online('ann');
+  const set = await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='st1'>/status dnd</body></message>`);
+  assert.is(set.action, Action.ACTION_DROP);
+  assert.equal(set.extra.map((x) => xml(x).attrs.type), ['mstat', 'consult']);
+  assert.is((await w.store.getAgent(a('ann')))!.status, 'dnd');
+  assert.is((await w.visitorSays('v1', 'st2')).action, Action.ACTION_DROP, 'dnd: v1 waits');
+  await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='st3'>/status standard</body></message>`);
+  assert.equal(byTo(w.takeSent(), a('ann')).map(bodyText), ['hi'], 'the waiting message reaches ann');
+  const bad = await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='st4'>/status sleepy</body></message>`);
+  assert.is(xml(bad.stanza).attrs.to, a('v1'), 'not a status command: an ordinary reply');
+});
+
+status.run();
