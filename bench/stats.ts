@@ -1,0 +1,31 @@
+// Shared helpers for the bench scripts: percentiles and a plain-text table.
+export interface Row {
+  mode: string;
+  count: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  max: number;
+  note?: string;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function stats(count: number, seconds: number, latenciesMs: number[]): Omit<Row, 'mode'> {
+  const s = [...latenciesMs].sort((a, b) => a - b);
+  return { count, seconds, perSecond: count / seconds, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN };
+}
+
+export function printTable(rows: Row[]): void {
+  const head = ['mode', 'count', 'seconds', 'msg/s', 'p50 ms', 'p99 ms', 'max ms', 'note'];
+  const body = rows.map((r) => [r.mode, String(r.count), r.seconds.toFixed(2), r.perSecond.toFixed(0), r.p50.toFixed(2), r.p99.toFixed(2), r.max.toFixed(2), r.note ?? '']);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(line(head));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  body.forEach((b) => console.log(line(b)));
+}
