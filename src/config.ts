@@ -36,6 +36,8 @@ export interface Config {
   maxStanzaBytes: number;
   /** memory:, pglite:<dir> or postgres://… */
   store: string;
+  /** Admin HTTP API and /metrics; the API only starts with a token. */
+  admin: { host: string; port: number; token?: string };
   timers: Timers;
   shops: ShopConfig[];
 }
@@ -100,12 +102,18 @@ export function parseConfig(raw: unknown): Config {
   for (const s of shops) need(!allAgents.has(s.jid), 0, `shop ${s.jid}`, 'a JID that is not also an agent');
   const firstDomain = shops[0].jid.split('@')[1];
   const t = (root.timers ?? {}) as Obj;
+  const admin = need(typeof (root.admin ?? {}) === 'object' && root.admin !== null, (root.admin ?? {}) as Obj, 'admin', 'an object');
   const DAY = 86400;
   return {
     grpc: { host: str(grpc, 'host', 'grpc', '127.0.0.1'), port: int(grpc, 'port', 'grpc', 50051, 0, 65535) },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
     store: str(root, 'store', 'config', 'memory:'),
+    admin: {
+      host: str(admin, 'host', 'admin', '127.0.0.1'),
+      port: int(admin, 'port', 'admin', 8088, 0, 65535),
+      token: admin.token === undefined ? undefined : str(admin, 'token', 'admin'),
+    },
     timers: {
       agentReminderSec: int(t, 'agentReminderSec', 'timers', 120, 1, DAY),
       idleCloseSec: int(t, 'idleCloseSec', 'timers', 1800, 1, 30 * DAY),

@@ -1,12 +1,44 @@
 // Sidecar entry point: `tsx src/main.ts --config config.json [--grpc-port N]`.
 import { parseArgs } from 'node:util';
+import { HealthImplementation } from 'grpc-health-check';
+import { pino } from 'pino';
+import { startAdminServer } from './admin/http.js';
 import { loadConfig } from './config.js';
 import { Directory, seedStore } from './directory.js';
-import { MemoryStore } from './memory-store.js';
+import { Metrics } from './metrics.js';
 import { ConsultRouter } from './router.js';
 import { ShimLink, startGrpcServer, stanzaFilterHandlers, type Log } from './server.js';
+import { openStore } from './sql-store.js';
 
-const log: Log = (msg, fields = {}) => console.log(JSON.stringify({ time: new Date().toISOString(), msg, ...fields }));
+// One JSON line per event on stdout (pino's default destination writes synchronously).
+const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTimeFunctions.isoTime });
+const log: Log = (msg, fields = {}) => (/failed|error/i.test(msg) ? logger.warn(fields, msg) : logger.info(fields, msg));
+
+const DRAIN_MS = 5000;
+
+/** Work that must finish before the store closes: stanza decisions and timer runs. */
+class InFlight {
+  private readonly pending = new Set<Promise<unknown>>();
+  track = <T>(work: Promise<T>): Promise<T> => {
+    this.pending.add(work);
+    const done = () => this.pending.delete(work);
+    work.then(done, done);
+    return work;
+  };
+  get size() {
+    return this.pending.size;
+  }
+  /** Waits until nothing is pending (new work may arrive meanwhile) or the deadline passes. */
+  async drain(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (this.pending.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => setTimeout(r, left))]);
+    }
+    return true;
+  }
+}
 
 async function main() {
   const { values } = parseArgs({
@@ -16,27 +48,55 @@ async function main() {
   const host = values['grpc-host'] ?? config.grpc.host;
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
 
-  const store = new MemoryStore();
-  await seedStore(store, config);
+  const store = await openStore(config.store);
+  if (await seedStore(store, config)) log('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
   const link = new ShimLink(log);
   const router = new ConsultRouter({ config, store, directory, send: (s) => link.send(s) });
-  const { server, port: bound } = await startGrpcServer(stanzaFilterHandlers(router, link, log), host, port);
-  log('sidecar listening', { grpc: `${host}:${bound}`, shops: directory.watchList().shops });
+  const metrics = new Metrics({ store, directory, link }, { defaults: true });
+  const inflight = new InFlight();
+  const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
+  const handlers = stanzaFilterHandlers(router, link, log, { observe: (a, s) => metrics.observe(a, s), track: inflight.track });
+  const { server, port: bound } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s));
+  log('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
 
-  const timer = setInterval(() => router.tick().catch((e) => log('timer failed', { err: String(e) })), config.timers.tickSec * 1000);
-  const shutdown = (signal: string) => {
-    log('shutting down', { signal });
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  if (config.admin.token) {
+    admin = await startAdminServer({ store, directory, router, link, metrics, log, token: config.admin.token }, config.admin.host, config.admin.port);
+    log('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
+  } else {
+    log('admin API not started: set admin.token in the config to enable it (and /metrics)');
+  }
+
+  const timer = setInterval(() => void inflight.track(router.tick()).catch((e) => log('timer failed', { err: String(e) })), config.timers.tickSec * 1000);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('shutting down', { signal, inFlight: inflight.size });
+    // Last resort: never hang in shutdown.
+    setTimeout(() => { log('shutdown timed out'); process.exit(1); }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
-    server.tryShutdown(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5000).unref();
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
+    await admin?.close();
+    if (!(await inflight.drain(DRAIN_MS))) log('shutdown: decisions still pending after drain', { inFlight: inflight.size });
+    link.endAll();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 1000);
+      server.tryShutdown(() => { clearTimeout(force); resolve(); });
+    });
+    await store.close().catch((e) => log('store close failed', { err: String(e) }));
+    log('stopped');
+    process.exit(0);
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
 main().catch((e) => {
-  console.error(String(e instanceof Error ? e.message : e));
+  logger.error({ err: String(e instanceof Error ? e.message : e) }, 'startup failed');
   process.exit(1);
 });

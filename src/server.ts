@@ -68,14 +68,32 @@ export class ShimLink {
   pushWatchList(watch: { shops: string[]; agents: string[] }): void {
     for (const s of this.streams) s.write({ watch });
   }
+
+  /** Shutdown: end every shim stream (the shims reconnect to another sidecar or retry). */
+  endAll(): void {
+    for (const s of this.streams) s.end();
+    this.streams.clear();
+  }
 }
 
-export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log: Log): StanzaFilterServer {
+/** Optional instrumentation: decision outcome and latency, and tracking of in-flight decisions. */
+export interface FilterHooks {
+  observe?: (action: Decision['action'] | 'failed', seconds: number) => void;
+  track?: <T>(work: Promise<T>) => Promise<T>;
+}
+
+export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log: Log, hooks: FilterHooks = {}): StanzaFilterServer {
+  const judge = (req: FilterRequest): Promise<Verdict> => (hooks.track ? hooks.track(decide(req)) : decide(req));
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
-  const judge = async (req: FilterRequest): Promise<Verdict> => {
+  const decide = async (req: FilterRequest): Promise<Verdict> => {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      return toVerdict(req.seq, await router.decide(req.stanza));
+      const decision = await router.decide(req.stanza);
+      hooks.observe?.(decision.action, seconds());
+      return toVerdict(req.seq, decision);
     } catch (e) {
+      hooks.observe?.('failed', seconds());
       log('decision failed', { seq: req.seq, err: String(e) });
       return toVerdict(req.seq, {
         action: 'reject', extra: [],
@@ -119,9 +137,12 @@ export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log:
   };
 }
 
-export async function startGrpcServer(handlers: StanzaFilterServer, host: string, port: number): Promise<{ server: grpc.Server; port: number }> {
+export async function startGrpcServer(
+  handlers: StanzaFilterServer, host: string, port: number, addServices?: (server: grpc.Server) => void,
+): Promise<{ server: grpc.Server; port: number }> {
   const server = new grpc.Server();
   server.addService(StanzaFilterService, handlers);
+  addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return { server, port: bound };

@@ -1,0 +1,260 @@
+// Admin HTTP JSON API (bearer token) and Prometheus /metrics (no auth) on one port.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { Directory } from '../directory.js';
+import { bareJid, isJid } from '../jid.js';
+import type { Metrics } from '../metrics.js';
+import { ConsultError, type ConsultRouter } from '../router.js';
+import type { Log, ShimLink } from '../server.js';
+import { AGENT_STATUSES, STRATEGIES, type Shop, type Store } from '../store.js';
+
+export interface AdminDeps {
+  store: Store;
+  directory: Directory;
+  router: ConsultRouter;
+  link: ShimLink;
+  token: string;
+  log: Log;
+  metrics?: Metrics;
+  now?: () => number;
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+type Body = Record<string, unknown>;
+type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => Promise<unknown>;
+
+// ---- validation: 400s that name the field -------------------------------------
+const bad = (field: string, what: string) => new HttpError(400, `${field} must be ${what}`);
+function jidParam(value: string | null | undefined, field: string): string {
+  if (typeof value !== 'string' || !isJid(value) || value.includes('/') || !value.includes('@')) throw bad(field, 'a bare JID (user@domain)');
+  return bareJid(value);
+}
+function optStr(b: Body, k: string): string | undefined {
+  if (b[k] === undefined) return undefined;
+  if (typeof b[k] !== 'string' || (b[k] as string).length === 0) throw bad(k, 'a non-empty string');
+  return b[k] as string;
+}
+function optOneOf<T extends string>(b: Body, k: string, values: readonly T[]): T | undefined {
+  if (b[k] === undefined) return undefined;
+  if (!values.includes(b[k] as T)) throw bad(k, `one of ${values.join(', ')}`);
+  return b[k] as T;
+}
+
+/** ConsultError conditions → HTTP: unknown things are 404, every other refusal a 409. */
+function fromConsultError(e: ConsultError): HttpError {
+  return new HttpError(e.error.condition === 'item-not-found' ? 404 : 409, e.error.text);
+}
+
+export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
+  const { store, directory, router, link } = deps;
+  const now = deps.now ?? Date.now;
+
+  // Every shop/agent change: refresh the in-memory view and tell the shims what to forward.
+  const changed = async (drain: string[] = []) => {
+    await directory.reload();
+    link.pushWatchList(directory.watchList());
+    for (const shop of drain) await router.drainQueue(shop);
+  };
+  const requireShop = (jid: string): Shop => {
+    const shop = directory.shop(jid);
+    if (!shop) throw new HttpError(404, `${jid} is not a shop`);
+    return shop;
+  };
+  const agentView = async (jid: string) => {
+    const agent = await store.getAgent(jid);
+    const shops = directory.shopsOf(jid);
+    if (!agent && shops.length === 0) throw new HttpError(404, `${jid} is not an agent`);
+    const sessions = (await store.allSessions()).filter((s) => s.agent === jid);
+    return {
+      jid,
+      status: agent?.status ?? 'standard',
+      shops: shops.map((s) => ({
+        shop: s.jid, maxSessions: directory.membership(s.jid, jid)!.maxSessions, sessions: sessions.filter((x) => x.shop === s.jid).length,
+      })),
+      resources: (await store.resources()).filter((r) => r.agent === jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
+    };
+  };
+  const shopView = (s: Shop) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) });
+
+  const J = '([^/]+)';
+  return [
+    ['GET', /^\/shops$/, async () => directory.allShops().map(shopView)],
+    ['GET', new RegExp(`^/shops/${J}$`), async ({ params }) => shopView(requireShop(jidParam(params[0], 'shop')))],
+    ['PUT', new RegExp(`^/shops/${J}$`), async ({ params, body }) => {
+      const jid = jidParam(params[0], 'shop');
+      if (directory.isAgent(jid)) throw new HttpError(409, `${jid} is an agent; a shop JID cannot also be an agent`);
+      const old = directory.shop(jid);
+      const name = optStr(body, 'name') ?? old?.name;
+      if (!name) throw bad('name', 'a non-empty string (required for a new shop)');
+      const shop: Shop = {
+        jid,
+        name,
+        welcome: optStr(body, 'welcome') ?? old?.welcome ?? name,
+        noAgentText: optStr(body, 'noAgentText') ?? old?.noAgentText ?? '当前没有客服在线，请稍后再试。',
+        strategy: optOneOf(body, 'strategy', STRATEGIES) ?? old?.strategy ?? 'least-busy',
+        queueEnabled: body.queueEnabled === undefined ? old?.queueEnabled ?? true
+          : typeof body.queueEnabled === 'boolean' ? body.queueEnabled : (() => { throw bad('queueEnabled', 'true or false'); })(),
+      };
+      await store.putShop(shop);
+      await changed();
+      return shopView(directory.shop(jid)!);
+    }],
+    ['DELETE', new RegExp(`^/shops/${J}$`), async ({ params }) => {
+      const shop = requireShop(jidParam(params[0], 'shop'));
+      // Open sessions or waiting visitors would be stranded: the admin closes them first.
+      const [sessions, queue] = await store.withShop(shop.jid, async (tx) => [(await tx.sessions()).length, (await tx.queue()).length]);
+      if (sessions || queue) throw new HttpError(409, `${shop.jid} has ${sessions} open sessions and ${queue} waiting visitors; close them first`);
+      await store.deleteShop(shop.jid);
+      await changed();
+      return { deleted: shop.jid };
+    }],
+    ['PUT', new RegExp(`^/shops/${J}/agents/${J}$`), async ({ params, body }) => {
+      const shop = requireShop(jidParam(params[0], 'shop'));
+      const agent = jidParam(params[1], 'agent');
+      if (directory.shop(agent)) throw new HttpError(409, `${agent} is a shop; it cannot also be an agent`);
+      const old = directory.membership(shop.jid, agent);
+      const max = body.maxSessions ?? old?.maxSessions ?? 5;
+      if (!Number.isInteger(max) || (max as number) < 1 || (max as number) > 1000) throw bad('maxSessions', 'an integer in 1..1000');
+      await store.putMembership({ shop: shop.jid, agent, maxSessions: max as number, joinedAt: old?.joinedAt ?? now() });
+      if (!(await store.getAgent(agent))) await store.putAgent({ jid: agent, status: 'standard' });
+      await changed([shop.jid]);
+      return agentView(agent);
+    }],
+    ['DELETE', new RegExp(`^/shops/${J}/agents/${J}$`), async ({ params }) => {
+      const shop = requireShop(jidParam(params[0], 'shop'));
+      const agent = jidParam(params[1], 'agent');
+      if (!directory.membership(shop.jid, agent)) throw new HttpError(404, `${agent} is not an agent of ${shop.jid}`);
+      // Its open sessions are handed over by the offline timer, like those of an agent who left.
+      await store.deleteMembership(shop.jid, agent);
+      await changed();
+      return { deleted: agent, shop: shop.jid };
+    }],
+    ['GET', new RegExp(`^/agents/${J}$`), async ({ params }) => agentView(jidParam(params[0], 'agent'))],
+    ['PUT', new RegExp(`^/agents/${J}/status$`), async ({ params, body }) => {
+      const agent = jidParam(params[0], 'agent');
+      const status = optOneOf(body, 'status', AGENT_STATUSES);
+      if (!status) throw bad('status', `one of ${AGENT_STATUSES.join(', ')}`);
+      await agentView(agent); // 404 for an unknown agent
+      await store.putAgent({ jid: agent, status });
+      await changed(directory.shopsOf(agent).map((s) => s.jid));
+      return agentView(agent);
+    }],
+    ['GET', /^\/sessions$/, async ({ query }) => {
+      const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
+      return (await store.allSessions()).filter((s) => !shop || s.shop === shop);
+    }],
+    ['POST', /^\/sessions\/close$/, async ({ body }) => {
+      const shop = jidParam(body.shop as string, 'shop');
+      const visitor = jidParam(body.visitor as string, 'visitor');
+      await router.closeSession(shop, visitor, 'admin');
+      return { closed: { shop, visitor } };
+    }],
+    ['POST', /^\/sessions\/transfer$/, async ({ body }) => {
+      const shop = jidParam(body.shop as string, 'shop');
+      const visitor = jidParam(body.visitor as string, 'visitor');
+      const to = jidParam(body.to as string, 'to');
+      const reason = body.reason === undefined ? '' : optStr(body, 'reason')!;
+      await router.transferSession(shop, visitor, to, reason);
+      return { transferred: { shop, visitor, to } };
+    }],
+    ['GET', /^\/queue$/, async ({ query }) => {
+      const shop = requireShop(jidParam(query.get('shop'), 'shop'));
+      return store.withShop(shop.jid, (tx) => tx.queue());
+    }],
+  ];
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+async function readBody(req: IncomingMessage): Promise<Body> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += c.length;
+    if (size > 1 << 20) throw new HttpError(413, 'body larger than 1 MiB');
+    chunks.push(c);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'body must be valid JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object');
+  return body as Body;
+}
+
+export function adminHandler(deps: AdminDeps) {
+  const routes = adminRoutes(deps);
+  const want = digest(`Bearer ${deps.token}`);
+  const send = (res: ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body) + '\n');
+  };
+  return async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    try {
+      if (req.method === 'GET' && url.pathname === '/metrics') {
+        if (!deps.metrics) throw new HttpError(404, 'metrics are off');
+        res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+        res.end(await deps.metrics.registry.metrics());
+        return;
+      }
+      // Compare digests so the check takes the same time whatever the guess.
+      if (!timingSafeEqual(digest(req.headers.authorization ?? ''), want)) {
+        res.setHeader('www-authenticate', 'Bearer');
+        throw new HttpError(401, 'missing or wrong bearer token');
+      }
+      let pathMatched = false;
+      for (const [method, re, handler] of routes) {
+        const m = re.exec(url.pathname);
+        if (!m) continue;
+        pathMatched = true;
+        if (method !== req.method) continue;
+        let params: string[];
+        try {
+          params = m.slice(1).map(decodeURIComponent);
+        } catch {
+          throw new HttpError(400, 'path is not valid percent-encoding');
+        }
+        const body = req.method === 'GET' || req.method === 'DELETE' ? {} : await readBody(req);
+        send(res, 200, await handler({ params, query: url.searchParams, body }));
+        return;
+      }
+      throw pathMatched ? new HttpError(405, `${req.method} not allowed on ${url.pathname}`) : new HttpError(404, `no route ${url.pathname}`);
+    } catch (e) {
+      const err = e instanceof ConsultError ? fromConsultError(e) : e;
+      if (err instanceof HttpError) return send(res, err.status, { error: err.message });
+      deps.log('admin request failed', { method: req.method, path: url.pathname, err: String(e) });
+      send(res, 500, { error: 'internal error' });
+    }
+  };
+}
+
+export async function startAdminServer(deps: AdminDeps, host: string, port: number): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const handler = adminHandler(deps);
+  const server = createServer((req, res) => void handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections(); // keep-alive clients must not hold shutdown open
+    }),
+  };
+}
