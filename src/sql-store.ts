@@ -1,5 +1,6 @@
 // SQL Store: one schema and one set of queries for PGlite (embedded, the default) and PostgreSQL (pg).
 // Behaves exactly like MemoryStore; `seq` columns keep its insertion order (an upsert keeps its row's place).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { KeyedLock } from './lock.js';
@@ -17,13 +18,39 @@ export interface Driver extends Queryable {
   close(): Promise<void>;
 }
 
+// Store calls made inside a transaction (e.g. listShops() within withShop) run on that transaction's connection:
+// PGlite has only one, so they would wait for themselves, and a pg pool could run dry. Nested transactions become
+// savepoints. Like MemoryStore, such calls then see the transaction's own writes.
+function contextual(plain: Queryable, begin: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>) {
+  const current = new AsyncLocalStorage<Queryable>(); // per driver: two stores in one process stay apart
+  let savepoints = 0;
+  return {
+    query: (sql: string, params?: unknown[]) => (current.getStore() ?? plain).query(sql, params),
+    async transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+      const q = current.getStore();
+      if (!q) return begin((tx) => current.run(tx, () => fn(tx)));
+      const sp = `sp${++savepoints}`;
+      await q.query(`SAVEPOINT ${sp}`);
+      try {
+        const result = await fn(q);
+        await q.query(`RELEASE SAVEPOINT ${sp}`);
+        return result;
+      } catch (err) {
+        await q.query(`ROLLBACK TO SAVEPOINT ${sp}`);
+        throw err;
+      }
+    },
+  };
+}
+
 export async function pgliteDriver(dir?: string): Promise<Driver> {
   const { PGlite } = await import('@electric-sql/pglite');
   if (dir) mkdirSync(dir, { recursive: true });
   const db = await PGlite.create(dir);
+  const wrap = (c: { query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }> }): Queryable =>
+    ({ query: async (sql, params) => (await c.query<Row>(sql, params)).rows });
   return {
-    query: async (sql, params) => (await db.query<Row>(sql, params)).rows,
-    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<Row>(sql, params)).rows })),
+    ...contextual(wrap(db), (fn) => db.transaction((tx) => fn(wrap(tx)))),
     close: () => db.close(),
   };
 }
@@ -32,22 +59,22 @@ export async function pgDriver(url: string): Promise<Driver> {
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url });
   pool.on('error', () => undefined); // an idle client lost its server: the pool drops it, the next query reports
+  const begin = async <T>(fn: (q: Queryable) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn({ query: async (sql, params) => (await client.query(sql, params)).rows });
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (err) {
+      // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
+      await client.query('ROLLBACK').then(() => client.release(), (e: Error) => client.release(e));
+      throw err;
+    }
+  };
   return {
-    query: async (sql, params) => (await pool.query(sql, params)).rows,
-    async transaction(fn) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await fn({ query: async (sql, params) => (await client.query(sql, params)).rows });
-        await client.query('COMMIT');
-        client.release();
-        return result;
-      } catch (err) {
-        // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
-        await client.query('ROLLBACK').then(() => client.release(), (e: Error) => client.release(e));
-        throw err;
-      }
-    },
+    ...contextual({ query: async (sql, params) => (await pool.query(sql, params)).rows }, begin),
     close: () => pool.end(),
   };
 }
@@ -78,8 +105,9 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS history (seq bigserial PRIMARY KEY, shop text NOT NULL, visitor text NOT NULL,
      at double precision NOT NULL, xml text NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS history_visitor ON history (shop, visitor, seq)`,
-  // Bumped by every transaction that writes sessions, so other sidecars know their session cache is stale.
-  `CREATE TABLE IF NOT EXISTS shop_version (shop text PRIMARY KEY, version bigint NOT NULL)`,
+  // Set to a fresh random value by every transaction that writes sessions, so other sidecars know their session
+  // cache is stale. Random rather than a counter: a rolled-back value can never come back and look current.
+  `CREATE TABLE IF NOT EXISTS shop_version (shop text PRIMARY KEY, version text NOT NULL)`,
 ];
 
 const SESSION_COLS = `shop, visitor, agent, started_at, last_visitor_at, last_agent_at, reminded_at, orphaned_at`;
@@ -128,8 +156,8 @@ export class SqlStore implements Store {
           // The lock is held until commit, in every process on this database. The version is read by a later
           // statement, so (read committed) it sees what the previous holder committed.
           await q.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [shop]);
-          const [row] = await q.query(`SELECT version::text AS v FROM shop_version WHERE shop = $1`, [shop]);
-          const version = row?.v ?? '0';
+          const [row] = await q.query(`SELECT version FROM shop_version WHERE shop = $1`, [shop]);
+          const version: string = row?.version ?? '';
           if (version !== state.version) {
             state.gen++; // another sidecar (or a rolled-back transaction) changed sessions: forget ours
             state.version = version;
@@ -137,9 +165,9 @@ export class SqlStore implements Store {
           const bump = async () => {
             if (newVersion !== undefined) return; // once per transaction is enough: others compare at their start
             const [r] = await q.query(
-              `INSERT INTO shop_version (shop, version) VALUES ($1, 1)
-               ON CONFLICT (shop) DO UPDATE SET version = shop_version.version + 1 RETURNING version::text AS v`, [shop]);
-            newVersion = r.v;
+              `INSERT INTO shop_version (shop, version) VALUES ($1, gen_random_uuid()::text)
+               ON CONFLICT (shop) DO UPDATE SET version = excluded.version RETURNING version`, [shop]);
+            newVersion = r.version;
           };
           return work(this.tx(q, shop, (v) => `${shop}\n${state.gen}\n${v}`, bump));
         });

@@ -247,6 +247,22 @@ same('withShop returns the work result; calls on one shop run one at a time', as
   return [results, order, await s.withShop('s1', (tx) => tx.queue())];
 });
 
+same('store calls and another shop\'s withShop inside withShop (no self-deadlock on one connection)', async (s) => {
+  await s.putShop(shop('s1'));
+  await s.putMembership({ shop: 's2', agent: 'a', maxSessions: 1, joinedAt: 1 });
+  const out = await s.withShop('s1', async (tx) => {
+    await tx.putSession(session('s1', 'v', 'a'));
+    await s.putAgent({ jid: 'a', status: 'standard' });
+    await s.deleteShop('s2');
+    const inner = await s.withShop('s2', async (tx2) => {
+      await tx2.enqueue('v', 1);
+      return tx2.queue();
+    });
+    return [await s.listShops(), await s.getAgent('a'), await s.memberships(), await s.allSessions(), inner, await tx.sessions()];
+  });
+  return [out, await s.allSessions(), await s.withShop('s2', (tx) => tx.queue())];
+});
+
 // ---- SQL only ----
 
 for (const b of ['pglite', 'postgres']) {
