@@ -1,0 +1,272 @@
+// Admin HTTP API, /metrics and consultctl against a real admin server on loopback,
+// backed by a MemoryStore router (presence reported through router.handleEvent).
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startAdminServer } from '../src/admin/http.js';
+import { parseConfig } from '../src/config.js';
+import { Directory, seedStore } from '../src/directory.js';
+import { Hook, SessionEvent_Kind as Kind, type FilterRequest, type Verdict } from '../src/gen/consult/v1/filter.js';
+import { MemoryStore } from '../src/memory-store.js';
+import { Metrics } from '../src/metrics.js';
+import { ConsultRouter } from '../src/router.js';
+import { ShimLink, stanzaFilterHandlers } from '../src/server.js';
+import { parseElement, serialize, type XmlElement } from '../src/xml.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const D = 'cs.test';
+const SHOP = `shop_1@${D}`;
+const a = (n: string) => `${n}@${D}`;
+const TOKEN = 'test-admin-token';
+
+async function world() {
+  const config = parseConfig({
+    systemJid: a('admin'),
+    shops: [{ jid: SHOP, name: 'Shop One', agents: [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }] }],
+  });
+  const store = new MemoryStore();
+  await seedStore(store, config);
+  const directory = new Directory(store);
+  await directory.reload();
+  const sent: XmlElement[] = [];
+  const router = new ConsultRouter({ config, store, directory, send: (s) => sent.push(...s.map((x) => parseElement(serialize(x)))) });
+  const link = new ShimLink(() => {});
+  const pushed: { shops: string[]; agents: string[] }[] = [];
+  link.pushWatchList = (w) => { pushed.push(w); }; // spy: what the shims would be told
+  const metrics = new Metrics({ store, directory, link });
+  const handlers = stanzaFilterHandlers(router, link, () => {}, { observe: (act, s) => metrics.observe(act, s) });
+  const admin = await startAdminServer({ store, directory, router, link, metrics, token: TOKEN, log: () => {} }, '127.0.0.1', 0);
+  const url = `http://127.0.0.1:${admin.port}`;
+  let seq = 0;
+  const filter = (xml: string) => new Promise<Verdict>((resolve) => {
+    const request: FilterRequest = { seq: String(++seq), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: Buffer.from(xml) };
+    handlers.filter({ request } as never, ((_: unknown, v: Verdict) => resolve(v)) as never);
+  });
+  const api = async (method: string, p: string, body?: unknown, token: string | null = TOKEN) => {
+    const res = await fetch(url + p, {
+      method,
+      headers: token === null ? {} : { authorization: `Bearer ${token}` },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, text, json: (() => { try { return JSON.parse(text); } catch { return undefined; } })() };
+  };
+  return {
+    store, router, directory, sent, pushed, admin, url, api, filter,
+    online: (name: string, show = '') => router.handleEvent({ kind: Kind.PRESENCE_SET, jid: `${a(name)}/pc`, show, priority: 0, status: '' }, 'node1'),
+    visitorSays: (v: string, id: string) =>
+      filter(`<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`),
+  };
+}
+type World = Awaited<ReturnType<typeof world>>;
+
+const cli = (w: World, args: string[], env: Record<string, string> = {}) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli.ts'), ...args], {
+      cwd: repoRoot, env: { ...process.env, CONSULT_ADMIN_URL: w.url, CONSULT_ADMIN_TOKEN: TOKEN, ...env },
+    }, (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }));
+  });
+
+const withWorld = (name: string, fn: (w: World) => Promise<void>) =>
+  test(name, async () => {
+    const w = await world();
+    try {
+      await fn(w);
+    } finally {
+      await w.admin.close();
+    }
+  });
+
+withWorld('every API route needs the bearer token; /metrics does not', async (w) => {
+  for (const token of [null, 'wrong', '']) {
+    const r = await w.api('GET', '/shops', undefined, token);
+    assert.is(r.status, 401, `token ${token}`);
+    assert.match(r.json.error, /bearer token/);
+  }
+  assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v') }, null)).status, 401);
+  assert.is((await w.api('GET', '/metrics', undefined, null)).status, 200);
+  assert.is((await w.api('GET', '/nowhere')).status, 404);
+});
+
+withWorld('validation errors are 400 and name the field', async (w) => {
+  const cases: [string, string, unknown, RegExp][] = [
+    ['PUT', '/shops/not-a-jid', { name: 'x' }, /^shop /],
+    ['PUT', `/shops/${a('new')}`, {}, /^name /],
+    ['PUT', `/shops/${SHOP}`, { strategy: 'fastest' }, /^strategy must be one of sticky, least-busy, round-robin, random/],
+    ['PUT', `/shops/${SHOP}`, { queueEnabled: 'yes' }, /^queueEnabled /],
+    ['PUT', `/shops/${SHOP}`, { welcome: 42 }, /^welcome /],
+    ['PUT', `/shops/${SHOP}`, '{not json', /JSON/],
+    ['PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 0 }, /^maxSessions must be an integer in 1\.\.1000/],
+    ['PUT', `/agents/${a('ann')}/status`, { status: 'busy' }, /^status must be one of standard, dnd, always-on/],
+    ['POST', '/sessions/close', { shop: SHOP }, /^visitor /],
+    ['POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1') }, /^to /],
+    ['GET', '/queue', undefined, /^shop /],
+  ];
+  for (const [method, p, body, re] of cases) {
+    const r = await w.api(method, p, body);
+    assert.is(r.status, 400, `${method} ${p}: ${r.text}`);
+    assert.match(r.json.error, re, `${method} ${p}`);
+  }
+  assert.is(w.pushed.length, 0, 'nothing changed, nothing pushed');
+});
+
+withWorld('shops: create, read, partial update, delete; each change reloads and pushes the watch list', async (w) => {
+  const list = await w.api('GET', '/shops');
+  assert.equal(list.json.map((s: { jid: string }) => s.jid), [SHOP]);
+  assert.equal(list.json[0].agents, [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }]);
+
+  const SHOP2 = a('shop_2');
+  const created = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two', strategy: 'round-robin', queueEnabled: false });
+  assert.is(created.status, 200, created.text);
+  assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [] });
+  assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
+  assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
+
+  const updated = await w.api('PUT', `/shops/${SHOP2}`, { welcome: 'Hello!' });
+  assert.is(updated.json.name, 'Two', 'unspecified fields are kept');
+  assert.is(updated.json.welcome, 'Hello!');
+  assert.is((await w.store.getShop(SHOP2))!.welcome, 'Hello!');
+  assert.is((await w.api('GET', `/shops/${SHOP2}`)).json.strategy, 'round-robin');
+
+  assert.is((await w.api('PUT', `/shops/${a('ann')}`, { name: 'x' })).status, 409, 'an agent cannot become a shop');
+
+  assert.is((await w.api('DELETE', `/shops/${SHOP2}`)).status, 200);
+  assert.is((await w.api('GET', `/shops/${SHOP2}`)).status, 404);
+  assert.is((await w.api('DELETE', `/shops/${SHOP2}`)).status, 404);
+  assert.equal(w.pushed.at(-1)!.shops, [SHOP]);
+  assert.is(w.pushed.length, 3);
+});
+
+withWorld('a shop with open sessions cannot be deleted (409)', async (w) => {
+  await w.online('ann');
+  await w.visitorSays('v1', 'm1');
+  const r = await w.api('DELETE', `/shops/${SHOP}`);
+  assert.is(r.status, 409);
+  assert.match(r.json.error, /1 open sessions/);
+});
+
+withWorld('agents: add with maxSessions, read, remove; the watch list follows', async (w) => {
+  const added = await w.api('PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 3 });
+  assert.is(added.status, 200, added.text);
+  assert.equal(added.json, { jid: a('cat'), status: 'standard', shops: [{ shop: SHOP, maxSessions: 3, sessions: 0 }], resources: [] });
+  assert.ok(w.pushed.at(-1)!.agents.includes(a('cat')));
+  assert.ok(w.directory.isAgent(a('cat')));
+
+  await w.online('cat', 'chat');
+  const got = await w.api('GET', `/agents/${a('cat')}`);
+  assert.equal(got.json.resources, [{ resource: 'pc', node: 'node1', show: 'chat', priority: 0 }]);
+
+  assert.is((await w.api('PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 7 })).json.shops[0].maxSessions, 7);
+  assert.is((await w.api('PUT', `/shops/${SHOP}/agents/${SHOP}`, {})).status, 409, 'a shop cannot be an agent');
+  assert.is((await w.api('PUT', `/shops/${a('nope')}/agents/${a('cat')}`, {})).status, 404);
+
+  assert.is((await w.api('DELETE', `/shops/${SHOP}/agents/${a('cat')}`)).status, 200);
+  assert.is((await w.api('DELETE', `/shops/${SHOP}/agents/${a('cat')}`)).status, 404);
+  assert.not.ok(w.pushed.at(-1)!.agents.includes(a('cat')));
+  assert.not.ok(w.directory.isAgent(a('cat')));
+});
+
+withWorld('new capacity drains the queue: adding an agent serves the waiting visitor', async (w) => {
+  await w.visitorSays('v1', 'm1'); // nobody online: v1 waits
+  assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor), [a('v1')]);
+  w.sent.length = 0;
+  await w.api('PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 2 });
+  await w.api('PUT', `/agents/${a('cat')}/status`, { status: 'always-on' }); // serves without a client
+  assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json, []);
+  const sessions = (await w.api('GET', '/sessions')).json;
+  assert.equal(sessions.map((s: { visitor: string; agent: string }) => [s.visitor, s.agent]), [[a('v1'), a('cat')]]);
+  assert.ok(w.sent.some((s) => s.attrs.to === a('cat')), 'held message relayed to cat');
+});
+
+withWorld('agent status: set, read back, unknown agent 404', async (w) => {
+  const r = await w.api('PUT', `/agents/${a('ann')}/status`, { status: 'dnd' });
+  assert.is(r.status, 200, r.text);
+  assert.is(r.json.status, 'dnd');
+  assert.is((await w.store.getAgent(a('ann')))!.status, 'dnd');
+  assert.is((await w.api('GET', `/agents/${a('ann')}`)).json.status, 'dnd');
+  assert.is((await w.api('PUT', `/agents/${a('ghost')}/status`, { status: 'dnd' })).status, 404);
+  assert.is((await w.api('GET', `/agents/${a('ghost')}`)).status, 404);
+});
+
+withWorld('sessions: list, filter by shop, transfer (409 when refused), close', async (w) => {
+  await w.online('ann');
+  await w.visitorSays('v1', 'm1');
+  await w.visitorSays('v2', 'm2'); // ann is full, bob offline: v2 waits
+  const all = (await w.api('GET', '/sessions')).json;
+  assert.equal(all.map((s: { visitor: string; agent: string; shop: string }) => [s.shop, s.visitor, s.agent]), [[SHOP, a('v1'), a('ann')]]);
+  assert.equal((await w.api('GET', `/sessions?shop=${SHOP}`)).json.length, 1);
+  assert.is((await w.api('GET', `/sessions?shop=${a('nope')}`)).status, 404);
+  assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor), [a('v2')]);
+
+  const refused = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob') });
+  assert.is(refused.status, 409, refused.text);
+  assert.match(refused.json.error, /not available/);
+  assert.is((await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v9'), to: a('bob') })).status, 404);
+
+  await w.online('bob'); // takes v2 from the queue
+  await w.api('PUT', `/shops/${SHOP}/agents/${a('bob')}`, { maxSessions: 2 });
+  w.sent.length = 0;
+  const moved = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob'), reason: 'billing' });
+  assert.is(moved.status, 200, moved.text);
+  assert.is((await w.store.withShop(SHOP, (tx) => tx.getSession(a('v1'))))!.agent, a('bob'));
+  assert.ok(w.sent.some((s) => s.attrs.to === a('bob')), 'bob told about the transfer');
+
+  const closed = await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') });
+  assert.is(closed.status, 200, closed.text);
+  assert.is(await w.store.withShop(SHOP, (tx) => tx.getSession(a('v1'))), undefined);
+  assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') })).status, 404);
+});
+
+withWorld('/metrics: metric names, a decision counted by verdict, gauges read from the store', async (w) => {
+  await w.online('ann');
+  await w.visitorSays('v1', 'm1');
+  const text = (await w.api('GET', '/metrics', undefined, null)).text;
+  for (const name of ['consult_stanzas_total', 'consult_decision_seconds_bucket', 'consult_open_sessions', 'consult_queue_length', 'consult_shim_connections']) {
+    assert.ok(text.includes(name), name);
+  }
+  assert.match(text, /consult_stanzas_total\{action="rewrite"\} 1\n/);
+  assert.match(text, /consult_decision_seconds_bucket\{le="0\.0001"\}/);
+  assert.match(text, /consult_decision_seconds_count 1\n/);
+  assert.match(text, new RegExp(`consult_open_sessions\\{shop="${SHOP}"\\} 1\\n`));
+  assert.match(text, new RegExp(`consult_queue_length\\{shop="${SHOP}"\\} 0\\n`));
+  assert.match(text, /consult_shim_connections 0\n/);
+});
+
+withWorld('consultctl: lists, closes, and exits non-zero with the server\'s message on failure', async (w) => {
+  await w.online('ann');
+  await w.visitorSays('v1', 'm1');
+  const list = await cli(w, ['sessions', '--shop', SHOP]);
+  assert.is(list.code, 0, list.stderr);
+  assert.equal(JSON.parse(list.stdout).map((s: { visitor: string }) => s.visitor), [a('v1')]);
+
+  const shops = await cli(w, ['shops']);
+  assert.is(JSON.parse(shops.stdout)[0].jid, SHOP);
+
+  const set = await cli(w, ['shop', 'set', SHOP, '--strategy', 'random', '--queue', 'false']);
+  assert.is(set.code, 0, set.stderr);
+  assert.is((await w.store.getShop(SHOP))!.strategy, 'random');
+
+  const close = await cli(w, ['close', SHOP, a('v1')]);
+  assert.is(close.code, 0, close.stderr);
+  assert.is((await w.store.allSessions()).length, 0);
+
+  const again = await cli(w, ['close', SHOP, a('v1')]);
+  assert.is(again.code, 1);
+  assert.match(again.stderr, /404 no open session/);
+
+  const badToken = await cli(w, ['--token', 'wrong', 'shops']);
+  assert.is(badToken.code, 1);
+  assert.match(badToken.stderr, /401/);
+
+  const badField = await cli(w, ['agent', 'add', SHOP, a('cat'), '--max', '0']);
+  assert.is(badField.code, 1);
+  assert.match(badField.stderr, /maxSessions/);
+
+  const usage = await cli(w, ['frobnicate']);
+  assert.is(usage.code, 2);
+  assert.match(usage.stderr, /unknown command frobnicate/);
+});
+
+test.run();
