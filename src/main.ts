@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { startAdminServer } from './admin/http.js';
 import { loadConfig } from './config.js';
 import { Directory, seedStore } from './directory.js';
+import { InFlight } from './inflight.js';
 import { Metrics } from './metrics.js';
 import { ConsultRouter } from './router.js';
 import { ShimLink, startGrpcServer, stanzaFilterHandlers, type Log } from './server.js';
@@ -15,30 +16,6 @@ const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTi
 const log: Log = (msg, fields = {}) => (/failed|error/i.test(msg) ? logger.warn(fields, msg) : logger.info(fields, msg));
 
 const DRAIN_MS = 5000;
-
-/** Work that must finish before the store closes: stanza decisions and timer runs. */
-class InFlight {
-  private readonly pending = new Set<Promise<unknown>>();
-  track = <T>(work: Promise<T>): Promise<T> => {
-    this.pending.add(work);
-    const done = () => this.pending.delete(work);
-    work.then(done, done);
-    return work;
-  };
-  get size() {
-    return this.pending.size;
-  }
-  /** Waits until nothing is pending (new work may arrive meanwhile) or the deadline passes. */
-  async drain(ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (this.pending.size > 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => setTimeout(r, left))]);
-    }
-    return true;
-  }
-}
 
 async function main() {
   const { values } = parseArgs({
