@@ -1,6 +1,8 @@
 // Operations on the real sidecar process: grpc.health.v1, admin API and /metrics on the
 // configured port, JSON logs, and a graceful SIGTERM while a shim stream is open.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +121,49 @@ test('no admin token: the API does not start and the log says why', async () => 
     assert.is(await exited, 0);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('durable store: an admin change survives a restart and the config does not re-seed over it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consult-pglite-'));
+  const adminPort = await freePort();
+  const config = writeConfig({
+    store: `pglite:${dir}`,
+    admin: { port: adminPort, token: TOKEN },
+    shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: 2 }] }],
+  });
+  const run = async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(await freePort())], {
+      cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await until('admin API listening', () => out.includes('admin API listening') || undefined, 30_000).catch((e) => {
+      child.kill('SIGKILL');
+      throw new Error(`${e.message}\n${out}`);
+    });
+    const api = (method: string, p: string, body?: unknown) => fetch(`http://127.0.0.1:${adminPort}${p}`, {
+      method, headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body),
+    }).then((r) => r.json());
+    return { api, out: () => out, stop: async () => { child.kill('SIGTERM'); return exited; } };
+  };
+  try {
+    const first = await run();
+    assert.match(first.out(), /store seeded from config/);
+    await first.api('PUT', `/shops/shop@${D}/agents/cat@${D}`, { maxSessions: 4 });
+    await first.api('PUT', `/shops/shop@${D}`, { welcome: 'Changed at runtime' });
+    assert.is(await first.stop(), 0);
+
+    const second = await run();
+    assert.not.match(second.out(), /store seeded/);
+    const shop = await second.api('GET', `/shops/shop@${D}`);
+    assert.is(shop.welcome, 'Changed at runtime');
+    assert.equal(shop.agents, [{ jid: `ann@${D}`, maxSessions: 2 }, { jid: `cat@${D}`, maxSessions: 4 }]);
+    assert.is(await second.stop(), 0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
