@@ -7,26 +7,29 @@
 // the stanza). Two kinds of runs:
 //   window N : as fast as possible with at most N messages in flight (throughput)
 //   R/s      : paced at a fixed rate (latency under a steady load)
-//   npx tsx bench/ejabberd.ts [--messages 5000] [--window 100] [--rates 500,1000,2000] [--visitors 10] [--repeat 2]
+//   npx tsx bench/ejabberd.ts [--messages 5000] [--window 100] [--rates 100,500,1000,2000] [--visitors 10] [--repeat 2]
+//                             [--only REGEX on "label: flow name"] [--nagle]
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { xml } from '@xmpp/client';
-import { freePort } from '../scripts/ejabberd-node.js';
+import { findBeamPids, freePort } from '../scripts/ejabberd-node.js';
 import { startEjabberd, type Ejabberd } from '../test/support/ejabberd.js';
 import { startSidecar, writeConfig, type SidecarProcess } from '../test/support/sidecar.js';
 import { connectClient, type Element, type TestClient } from '../test/support/xmpp.js';
-import { printTable, stats, type Row } from './stats.js';
+import { cpuSeconds, pidsWithArg, printTable, stats, type Row } from './stats.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
   options: {
     messages: { type: 'string', default: '5000' },
     window: { type: 'string', default: '100' },
-    rates: { type: 'string', default: '500,1000,2000' },
+    rates: { type: 'string', default: '100,500,1000,2000' },
     visitors: { type: 'string', default: '10' },
+    only: { type: 'string' },
+    nagle: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '2' },
   },
 });
@@ -57,6 +60,9 @@ const consult = (id: string, visitor: TestClient) =>
     xml('body', { msgType: '1', maType: '6', id }, `bench ${id}`), xml('active', { xmlns: 'http://jabber.org/protocol/chatstates' }));
 
 let runCounter = 0;
+/** Processes whose CPU time is reported per message, besides this one (the clients). */
+const probe = { ejabberd: [] as number[], sidecar: [] as number[] };
+const cpuOf = (pids: number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
 const visitorNames = Array.from({ length: VISITORS }, (_, i) => `visitor${i + 1}`);
 
 /** Sends n messages of `flow`, either windowed or paced; resolves when all arrived (and were acked). */
@@ -96,6 +102,7 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   flow.senders.forEach((c) => c.xmpp.on('stanza', onSenderStanza));
   const timer = setTimeout(() => fail(new Error(`${flow.name}: ${lat.length}/${n} received, ${acked} acked within ${RUN_TIMEOUT_MS} ms`)), RUN_TIMEOUT_MS);
   let pacer: NodeJS.Timeout | undefined;
+  const cpu0 = { client: process.cpuUsage(), ejabberd: cpuOf(probe.ejabberd), sidecar: cpuOf(probe.sidecar) };
   const t0 = now();
   try {
     if ('window' in mode) {
@@ -119,16 +126,22 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   }
   const secs = (now() - t0) / 1000;
   const how = 'window' in mode ? `window ${mode.window}` : `${mode.rate}/s paced`;
-  return { mode: `${flow.name}, ${how}`, ...stats(n, secs, lat) };
+  const us = (s: number) => ((s * 1e6) / n).toFixed(0);
+  const client = process.cpuUsage(cpu0.client);
+  const cpu = `CPU µs/msg: clients ${us((client.user + client.system) / 1e6)}, ejabberd ${us(cpuOf(probe.ejabberd) - cpu0.ejabberd)}`
+    + (probe.sidecar.length ? `, sidecar ${us(cpuOf(probe.sidecar) - cpu0.sidecar)}` : '');
+  return { mode: `${flow.name}, ${how}`, ...stats(n, secs, lat), note: cpu };
 }
 
-async function scenarios(flows: Flow[], rows: Row[], label: string) {
+async function scenarios(allFlows: Flow[], rows: Row[], label: string) {
+  const flows = allFlows.filter((f) => !opt.only || new RegExp(opt.only).test(`${label}: ${f.name}`));
   for (const f of flows) await run(f, Math.min(500, N), { window: WINDOW }); // warm-up: JIT, sessions, welcome
   for (let r = 1; r <= REPEAT; r++) {
     for (const f of flows) {
       for (const mode of [{ window: WINDOW }, ...RATES.map((rate) => ({ rate }))]) {
-        const row = await run(f, N, mode);
-        row.note = `${label} #${r}`;
+        // Paced runs last at most ~5 s: min(N, 5 s worth of messages).
+        const row = await run(f, 'rate' in mode ? Math.min(N, mode.rate * 5) : N, mode);
+        row.note = `${label} #${r}; ${row.note}`;
         rows.push(row);
         console.error(`  ${row.mode} (${row.note}): ${row.perSecond.toFixed(0)}/s p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms`);
       }
@@ -142,11 +155,16 @@ async function withNode<T>(withShim: boolean, sidecarPort: number | undefined, b
     ...(withShim && { shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: sidecarPort!, timeout: 500, failure_policy: 'reject' } }),
   });
   const clients: TestClient[] = [];
+  probe.ejabberd = findBeamPids(ej.nodeName);
   try {
     await Promise.all(['alice', 'bob', 'shop_2', 'test01', ...visitorNames].map((u) => ej.register(u, PASSWORD)));
     const connect = async (username: string, resource: string) => {
       const c = await connectClient({ service: `xmpp://127.0.0.1:${ej.c2sPort}`, domain: D, username, password: PASSWORD, resource });
       clients.push(c);
+      // @xmpp/client leaves Nagle on: with delayed ACKs that adds ~20-40 ms to a
+      // lone sender's consult round trips (measured), a client-side cost. We turn it
+      // off (TCP_NODELAY) unless --nagle keeps the library default.
+      if (!opt.nagle) (c.xmpp as unknown as { socket: import('node:net').Socket }).socket.setNoDelay(true);
       return c;
     };
     return await body(ej, connect);
@@ -176,6 +194,7 @@ async function main() {
     sidecar = startSidecar(configFile, await freePort());
     await sidecar.waitForLog('sidecar listening');
     const sc = sidecar;
+    probe.sidecar = pidsWithArg(configFile);
     await withNode(true, sc.port, async (_ej, connect) => {
       await sc.waitForLog('shim hello');
       const [alice, bob, agent] = await Promise.all([connect('alice', 'bench'), connect('bob', 'bench'), connect('test01', 'pc')]);
@@ -192,7 +211,7 @@ async function main() {
     await sidecar?.kill();
   }
 
-  console.log(`\nthrough ejabberd 23.01 on loopback: ${N} messages per run, latency = sender's send() to receiver's client emitting the stanza; ${os.cpus().length} cores shared by ejabberd, sidecar and all clients (one Node process)`);
+  console.log(`\nthrough ejabberd 23.01 on loopback: ${N} messages per windowed run, min(${N}, 5 s worth) per paced run, latency = sender's send() to receiver's client emitting the stanza; ${os.cpus().length} cores shared by ejabberd, sidecar and all clients (one Node process)`);
   printTable(rows);
 }
 

@@ -7,7 +7,6 @@
 // With --cpu-prof the sidecar runs under `node --cpu-prof --cpu-prof-dir DIR`;
 // the profile is written when the sidecar exits (SIGTERM at the end).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StanzaFilterClient, type SidecarMessage, type Verdict } from '../src/gen/consult/v1/filter.js';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { writeConfig } from '../test/support/sidecar.js';
-import { stats, printTable, type Row } from './stats.js';
+import { cpuSeconds, stats, printTable, type Row } from './stats.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -38,11 +37,6 @@ const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const AGENTS = 10;
 
-// CPU seconds (user+system, all threads) a process has used so far (Linux /proc, 100 ticks/s).
-const cpuSeconds = (pid: number) => {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 // What mod_consult forwards: the raw stanza with the server-checked from/to.
 const stanza = (i: number) => Buffer.from(

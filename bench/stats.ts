@@ -1,4 +1,5 @@
 // Shared helpers for the bench scripts: percentiles and a plain-text table.
+import fs from 'node:fs';
 export interface Row {
   mode: string;
   count: number;
@@ -28,4 +29,19 @@ export function printTable(rows: Row[]): void {
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   body.forEach((b) => console.log(line(b)));
+}
+
+/** CPU seconds (user+system, all threads) a process has used so far (Linux /proc, 100 ticks/s); 0 if gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch { return 0; }
+}
+
+/** PIDs of processes whose command line has an argument equal to `arg` (read-only look-up in /proc). */
+export function pidsWithArg(arg: string): number[] {
+  return fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+    try { return fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').includes(arg); } catch { return false; }
+  }).map(Number);
 }
