@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { StanzaFilterClient, type SidecarMessage, type Verdict } from '../src/gen/consult/v1/filter.js';
+import { SessionEvent_Kind, StanzaFilterClient, type SidecarMessage, type Verdict } from '../src/gen/consult/v1/filter.js';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { writeConfig } from '../test/support/sidecar.js';
 import { cpuSeconds, stats, printTable, type Row } from './stats.js';
@@ -132,13 +132,15 @@ async function runErlang(port: number, n: number, callers: number): Promise<Row>
     p50: r.p50, p99: r.p99, max: r.max, note: `failures:${r.failures}` };
 }
 
-// 1 = REWRITE (relay to the agent, ack + welcome as extras); anything else would be a surprise.
+// Which verdicts came back (the router's choice; e.g. rewrite = relay, drop = relayed via extras).
 const actionNote = (m: Map<number, number>) => [...m].map(([a, c]) => `${['pass', 'rewrite', 'drop', 'reject'][a] ?? a}:${c}`).join(' ');
+
+const agentJids = Array.from({ length: AGENTS }, (_, i) => `test${String(i + 1).padStart(2, '0')}@${D}`);
 
 async function main() {
   const configFile = writeConfig({
     systemJid: `admin@${D}`,
-    shops: [{ jid: SHOP, name: 'bench shop', agents: Array.from({ length: AGENTS }, (_, i) => ({ jid: `test${String(i + 1).padStart(2, '0')}@${D}`, maxSessions: Math.ceil(VISITORS / AGENTS) + 1 })) }],
+    shops: [{ jid: SHOP, name: 'bench shop', agents: agentJids.map((jid) => ({ jid, maxSessions: Math.ceil(VISITORS / AGENTS) + 1 })) }],
   });
   const port = await freePort();
   const { child, ready } = startSidecarProcess(configFile, port, opt['cpu-prof']);
@@ -146,6 +148,11 @@ async function main() {
   const rows: Row[] = [];
   try {
     await ready;
+    // Agents must be online to be assigned: report their available presence, as the shim would.
+    for (const a of agentJids) {
+      await new Promise<void>((resolve, reject) => client.notify(
+        { kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' }, (err) => (err ? reject(err) : resolve())));
+    }
     // Warm-up (JIT, sessions for all visitors), not measured.
     await runStream(client, Math.min(2000, N), 10_000_000);
     for (const mode of opt.modes!.split(',')) {

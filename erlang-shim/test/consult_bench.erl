@@ -48,7 +48,7 @@ worker(Counter, Count, Visitors, Offset, Lat, Fail) ->
         false ->
             T = erlang:monotonic_time(microsecond),
             case consult_grpc:filter(<<"localhost">>, stanza(Offset + I, Visitors), 5000) of
-                {ok, #{action := rewrite}} ->
+                {ok, #{action := A}} when A =/= reject ->
                     worker(Counter, Count, Visitors, Offset, [erlang:monotonic_time(microsecond) - T | Lat], Fail);
                 _ ->
                     worker(Counter, Count, Visitors, Offset, Lat, Fail + 1)
