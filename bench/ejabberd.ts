@@ -195,6 +195,8 @@ async function main() {
     await sidecar.waitForLog('sidecar listening');
     const sc = sidecar;
     probe.sidecar = pidsWithArg(configFile);
+    // Ctrl-C / SIGTERM become process.exit (scripts/ejabberd-node.ts, which also stops the nodes): kill the sidecar too.
+    process.on('exit', () => probe.sidecar.forEach((pid) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }));
     await withNode(true, sc.port, async (_ej, connect) => {
       await sc.waitForLog('shim hello');
       const [alice, bob, agent] = await Promise.all([connect('alice', 'bench'), connect('bob', 'bench'), connect('test01', 'pc')]);

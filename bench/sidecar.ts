@@ -120,10 +120,12 @@ async function runErlang(port: number, n: number, callers: number): Promise<Row>
   const out = await new Promise<string>((resolve, reject) => {
     const erl = spawn('erl', ['-noshell', '-pa', path.join(shimDir, 'ebin'), '-pa', path.join(shimDir, 'ebin-test'),
       '-eval', 'consult_bench:main()', '-extra', String(port), String(n), String(callers), String(VISITORS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const killOnExit = () => { if (erl.exitCode === null) erl.kill('SIGKILL'); };
+    process.on('exit', killOnExit);
     let text = '';
     erl.stdout.on('data', (b: Buffer) => { text += b; });
     const timer = setTimeout(() => erl.kill('SIGKILL'), 180_000);
-    erl.once('exit', (code) => { clearTimeout(timer); code === 0 ? resolve(text) : reject(new Error(`erl exited ${code}:\n${text}`)); });
+    erl.once('exit', (code) => { clearTimeout(timer); process.off('exit', killOnExit); code === 0 ? resolve(text) : reject(new Error(`erl exited ${code}:\n${text}`)); });
   });
   const line = out.split('\n').find((l) => l.startsWith('@@ '));
   if (!line) throw new Error(`consult_bench printed no result:\n${out}`);
@@ -144,6 +146,8 @@ async function main() {
   });
   const port = await freePort();
   const { child, ready } = startSidecarProcess(configFile, port, opt['cpu-prof']);
+  // Ctrl-C / SIGTERM: scripts/ejabberd-node.ts (imported for freePort) turns them into process.exit.
+  process.on('exit', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
   const client = new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const rows: Row[] = [];
   try {
