@@ -35,7 +35,8 @@ async function main() {
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
   const handlers = stanzaFilterHandlers(router, link, log, { observe: (a, s) => metrics.observe(a, s), track: inflight.track });
-  const { server, port: bound } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s));
+  const { server, port: bound, nagleDisabled } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s));
+  if (!nagleDisabled) log('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
   log('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;

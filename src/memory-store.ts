@@ -3,7 +3,8 @@ import { KeyedLock } from './lock.js';
 import type { Agent, AgentResource, Membership, QueueEntry, Session, Shop, ShopTx, Store, StoredStanza } from './store.js';
 
 const k = (...parts: string[]) => parts.join('\n');
-const copy = <T>(x: T): T => structuredClone(x);
+// Every stored record is flat, so a shallow copy is a full copy (and far cheaper than structuredClone).
+const copy = <T extends object | undefined>(x: T): T => (x === undefined ? x : { ...x });
 
 export class MemoryStore implements Store {
   private readonly lock = new KeyedLock();
@@ -57,7 +58,7 @@ export class MemoryStore implements Store {
         const list = [...(this.hist.get(k(shop, v)) ?? []), copy(st)];
         this.hist.set(k(shop, v), list.slice(-keep));
       },
-      history: async (v) => copy(this.hist.get(k(shop, v)) ?? []),
+      history: async (v) => (this.hist.get(k(shop, v)) ?? []).map(copy),
       clearHistory: async (v) => void this.hist.delete(k(shop, v)),
     };
   }

@@ -94,7 +94,9 @@ export class ConsultRouter {
     if (shop) {
       const status = this.directory.membership(shop.jid, from) ? statusCommand(stanza) : undefined;
       if (status) return this.setStatus(stanza, shop, from, status);
-      const states = await this.agentStates(shop);
+      // Availability is only needed when someone must be assigned: most messages belong to an open session.
+      let cached: Promise<Map<string, AgentState>> | undefined;
+      const states = () => (cached ??= this.agentStates(shop));
       return this.store.withShop(shop.jid, (tx) =>
         this.directory.membership(shop.jid, from)
           ? this.fromAgent(tx, stanza, shop, from, type, states)
@@ -108,7 +110,7 @@ export class ConsultRouter {
     return PASS;
   }
 
-  private async fromVisitor(tx: ShopTx, stanza: XmlElement, shop: Shop, visitor: string, type: string, states: Map<string, AgentState>): Promise<Decision> {
+  private async fromVisitor(tx: ShopTx, stanza: XmlElement, shop: Shop, visitor: string, type: string, lazyStates: () => Promise<Map<string, AgentState>>): Promise<Decision> {
     const now = this.now();
     let session = await tx.getSession(visitor);
     const hasBody = findChild(stanza, 'body') !== undefined;
@@ -124,6 +126,7 @@ export class ConsultRouter {
     const acked = bodyId ? [ack(visitor, bodyId, now)] : [];
     const extra: XmlElement[] = [];
     if (!session) {
+      const states = await lazyStates();
       // Whoever waits longer goes first: serve the queue before this visitor.
       extra.push(...(await this.serveQueue(tx, shop, states, now)));
       const waiting = await tx.queue();
@@ -159,7 +162,7 @@ export class ConsultRouter {
     return { action: 'drop', extra: [...acked, ...extra, told] };
   }
 
-  private async fromAgent(tx: ShopTx, stanza: XmlElement, shop: Shop, agent: string, type: string, states: Map<string, AgentState>): Promise<Decision> {
+  private async fromAgent(tx: ShopTx, stanza: XmlElement, shop: Shop, agent: string, type: string, lazyStates: () => Promise<Map<string, AgentState>>): Promise<Decision> {
     const now = this.now();
     const found = await this.servedVisitor(tx, stanza, shop, agent);
     if ('error' in found) {
@@ -174,6 +177,7 @@ export class ConsultRouter {
     const acked = bodyId ? [ack(agent, bodyId, now)] : [];
     const command = bodyId ? parseCommand(textOf(findChild(stanza, 'body')!), shop.jid) : undefined;
     if (command) {
+      const states = await lazyStates();
       try {
         const out = command.name === 'close'
           ? await this.closeIn(tx, shop, session, 'agent', now)

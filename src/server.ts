@@ -139,11 +139,23 @@ export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log:
 
 export async function startGrpcServer(
   handlers: StanzaFilterServer, host: string, port: number, addServices?: (server: grpc.Server) => void,
-): Promise<{ server: grpc.Server; port: number }> {
+): Promise<{ server: grpc.Server; port: number; nagleDisabled: boolean }> {
   const server = new grpc.Server();
   server.addService(StanzaFilterService, handlers);
   addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { server, port: bound };
+  return { server, port: bound, nagleDisabled: disableNagle(server) };
+}
+
+/**
+ * grpc-js leaves Nagle's algorithm on for server sockets: a verdict written while the
+ * previous one is unacknowledged then waits for the shim's delayed ACK (up to 40 ms).
+ * grpc-js has no option for it, so reach its listening http2 servers.
+ */
+function disableNagle(server: grpc.Server): boolean {
+  const listeners = (server as unknown as { http2Servers?: Map<import('node:net').Server, unknown> }).http2Servers;
+  if (!(listeners instanceof Map)) return false;
+  for (const listener of listeners.keys()) listener.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
+  return true;
 }

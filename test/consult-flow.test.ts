@@ -6,7 +6,7 @@ import { Directory, seedStore } from '../src/directory.js';
 import { Action, type FilterRequest, Hook, SessionEvent_Kind, type Verdict } from '../src/gen/consult/v1/filter.js';
 import { MemoryStore } from '../src/memory-store.js';
 import { ConsultRouter } from '../src/router.js';
-import { ShimLink, stanzaFilterHandlers } from '../src/server.js';
+import { ShimLink, stanzaFilterHandlers, startGrpcServer } from '../src/server.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xml.js';
 
 const D = 'dev.fsll.tech';
@@ -220,6 +220,12 @@ test('a body without id gets a server id, acked and relayed with it', async () =
   const id = body(xml(v.stanza)).attrs.id;
   assert.match(id, /^add_[0-9a-f]{32}$/);
   assert.is(body(xml(v.extra[0])).attrs.id, id);
+});
+
+test('the gRPC server turns Nagle off on its sockets (verdicts must not wait for delayed ACKs)', async () => {
+  const { server, nagleDisabled } = await startGrpcServer(stanzaFilterHandlers({} as never, new ShimLink(() => {}), () => {}), '127.0.0.1', 0);
+  assert.is(nagleDisabled, true);
+  server.forceShutdown();
 });
 
 test.run();
