@@ -40,14 +40,20 @@ export function parseElement(xml: string): XmlElement {
   return roots[0];
 }
 
-const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const escapeAttr = (s: string) => escapeText(s).replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+const entity = (c: string) => ENTITIES[c];
+// One pass each; most values need no escaping at all (serialize is on every decision's hot path).
+const escapeText = (s: string) => (/[&<>]/.test(s) ? s.replace(/[&<>]/g, entity) : s);
+const escapeAttr = (s: string) => (/[&<>"']/.test(s) ? s.replace(/[&<>"']/g, entity) : s);
 
 export function serialize(node: XmlNode): string {
   if (typeof node === 'string') return escapeText(node);
-  const attrs = Object.entries(node.attrs).map(([k, v]) => ` ${k}='${escapeAttr(v)}'`).join('');
-  if (node.children.length === 0) return `<${node.name}${attrs}/>`;
-  return `<${node.name}${attrs}>${node.children.map(serialize).join('')}</${node.name}>`;
+  let out = `<${node.name}`;
+  for (const k in node.attrs) out += ` ${k}='${escapeAttr(node.attrs[k])}'`;
+  if (node.children.length === 0) return `${out}/>`;
+  out += '>';
+  for (const c of node.children) out += serialize(c);
+  return `${out}</${node.name}>`;
 }
 
 export function el(name: string, attrs: Record<string, string>, children: XmlNode[] = []): XmlElement {
