@@ -126,6 +126,28 @@ e2e('an agent with no session gets a clear XMPP error, not silence', async (ctx)
   assert.match(err.getChild('error')!.getChildText('text') ?? '', 'no open consult session');
 });
 
+e2e('a reply to an offline visitor is stored and delivered on login with its QChat attributes', async (ctx) => {
+  await ctx.visitor.stop();
+  await ctx.agent1.send(`<message to="${SHOP}" type="chat"><body id="OFFLINE-1" msgType="1">while you were away</body></message>`);
+  await ctx.agent1.waitFor((el) => isType('mstat')(el) && bodyId('OFFLINE-1')(el));
+  ctx.visitor = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username: 'visitor1', password: PASSWORD, resource: 'web-2' });
+  const stored = await ctx.visitor.waitFor(bodyId('OFFLINE-1'));
+  assert.equal([stored.attrs.type, stored.attrs.from, stored.attrs.realfrom, stored.attrs.qchatid, stored.attrs.channelid],
+    ['consult', SHOP, `test01@${D}`, '5', RECV]);
+  assert.is(stored.getChild('body')!.attrs.msgType, '1');
+  assert.ok(stored.getChild('delay', 'urn:xmpp:delay'), 'offline storage stamp kept');
+  assert.is(stored.getChild('raw'), undefined, 'the carrier element is not written to clients');
+});
+
+e2e('a client cannot make the server write an element of its choosing', async (ctx) => {
+  const forged = `<message type='chat' realfrom='boss@${D}' from='boss@${D}' to='test01@${D}' qchatid='4'><body>fake</body></message>`;
+  await ctx.visitor.send(`<message type='chat' to='test02@${D}'><body id='FORGE-1'>hello</body><raw xmlns='urn:xmpp:consult:raw:0'>${forged}</raw></message>`);
+  const got = await ctx.agent2.waitFor((el) => el.getChildText('body') === 'hello'); // plain chat: ejabberd keeps no body id
+  assert.is(got.attrs.from.split('/')[0], `visitor1@${D}`);
+  assert.is(got.getChild('raw'), undefined);
+  assert.is(got.getChildText('body'), 'hello');
+});
+
 e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets the kept messages in order', async (ctx) => {
   const night = `shop_3@${D}`;
   const visitor2 = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username: 'visitor2', password: PASSWORD, resource: 'web' });

@@ -19,6 +19,9 @@
 -include("logger.hrl").
 
 -define(CONN, consult_grpc).
+%% Our private child carrying the element to write, so that copies ejabberd
+%% stores (offline messages, MAM) and re-routes later keep QChat's attributes.
+-define(NS_RAW, <<"urn:xmpp:consult:raw:0">>).
 -define(SETTINGS, {?MODULE, settings}).
 -define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
                      {user_send_packet, user_send_packet, 1},
@@ -108,9 +111,10 @@ c2s_handle_recv(State, #xmlel{name = <<"message">>} = El, _Pkt) ->
 c2s_handle_recv(State, _El, _Pkt) ->
     maps:remove(consult_raw, State).
 
-user_send_packet({#message{} = Pkt, State}) ->
+user_send_packet({#message{} = Pkt0, State}) ->
+    Pkt = strip_raw(Pkt0),  % only the server may say what gets written
     case maps:take(consult_raw, State) of
-        {El, State1} -> {xmpp:put_meta(Pkt, consult_raw, El), State1};
+        {El, State1} -> {xmpp:put_meta(Pkt, consult_raw, strip_raw_el(El)), State1};
         error -> {Pkt, State}
     end;
 user_send_packet(Acc) ->
@@ -118,12 +122,48 @@ user_send_packet(Acc) ->
 
 %% The element the sidecar wrote, written as is (its attributes survive).
 c2s_filter_send({#message{} = Pkt, State} = Acc) ->
-    case xmpp:get_meta(Pkt, consult_deliver, undefined) of
+    case wire_element(Pkt) of
         undefined -> Acc;
         El -> {El, force_mgmt_enqueue(State)}
     end;
 c2s_filter_send(Acc) ->
     Acc.
+
+wire_element(Pkt) ->
+    case xmpp:get_meta(Pkt, consult_deliver, undefined) of
+        undefined -> stored_element(Pkt);
+        El -> El
+    end.
+
+%% A message back from offline storage: its raw element plus the storage's delay stamp.
+stored_element(#message{sub_els = Els}) ->
+    case [C || #xmlel{name = <<"raw">>, children = [#xmlel{} = C]} = W <- Els, is_raw_wrapper(W)] of
+        [#xmlel{children = Children} = El | _] ->
+            Delays = [encode_el(D) || D <- Els, is_delay(D)],
+            El#xmlel{children = Children ++ Delays};
+        [] -> undefined
+    end.
+
+is_raw_wrapper(#xmlel{name = <<"raw">>, attrs = Attrs}) -> fxml:get_attr_s(<<"xmlns">>, Attrs) == ?NS_RAW;
+is_raw_wrapper(_) -> false.
+
+is_delay(#delay{}) -> true;
+is_delay(#xmlel{name = <<"delay">>, attrs = Attrs}) -> fxml:get_attr_s(<<"xmlns">>, Attrs) == ?NS_DELAY;
+is_delay(_) -> false.
+
+encode_el(#xmlel{} = El) -> El;
+encode_el(Rec) -> xmpp:encode(Rec, ?NS_CLIENT).
+
+%% Live delivery uses the meta; the child is for stored copies.
+deliver_as(Pkt, El) ->
+    Wrapper = #xmlel{name = <<"raw">>, attrs = [{<<"xmlns">>, ?NS_RAW}], children = [El]},
+    xmpp:put_meta(xmpp:append_subtags(strip_raw(Pkt), [Wrapper]), consult_deliver, El).
+
+strip_raw(Pkt) ->
+    xmpp:set_els(Pkt, [E || E <- xmpp:get_els(Pkt), not is_raw_wrapper(E)]).
+
+strip_raw_el(#xmlel{children = Children} = El) ->
+    El#xmlel{children = [C || C <- Children, not is_raw_wrapper(C)]}.
 
 %% Stream management counts and queues raw elements only when told to; without
 %% this a client's ack of a raw element would exceed the server's count.
@@ -136,7 +176,12 @@ force_mgmt_enqueue(State) ->
 
 filter_packet(#message{type = error} = Pkt) ->
     Pkt;
-filter_packet(#message{} = Pkt) ->
+filter_packet(#message{from = From} = Pkt0) ->
+    %% A remote server cannot dictate what our clients get written either.
+    Pkt = case ejabberd_router:is_my_host(From#jid.lserver) of
+              true -> Pkt0;
+              false -> strip_raw(Pkt0)
+          end,
     case xmpp:get_meta(Pkt, consult_injected, false) of
         true -> Pkt;
         false ->
@@ -180,10 +225,10 @@ ask_sidecar(#message{to = To} = Pkt, Raw) ->
 apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
     lists:foreach(fun route_stanza/1, Extra),
     case Action of
-        pass -> xmpp:put_meta(Pkt, consult_deliver, Raw);
+        pass -> deliver_as(Pkt, Raw);
         rewrite ->
             case decode(maps:get(stanza, Verdict)) of
-                {ok, Pkt1, El} -> xmpp:put_meta(Pkt1, consult_deliver, El);
+                {ok, Pkt1, El} -> deliver_as(Pkt1, El);
                 error -> bounce(Pkt, Raw, xmpp:err_internal_server_error(
                                             <<"The consult service produced an invalid message">>, lang(Pkt)))
             end;
@@ -204,8 +249,7 @@ route_stanza(Xml) ->
                        undefined -> xmpp:set_from(Pkt, jid:make((xmpp:get_to(Pkt))#jid.lserver));
                        _ -> Pkt
                    end,
-            ejabberd_router:route(xmpp:put_meta(xmpp:put_meta(Pkt1, consult_deliver, El),
-                                                consult_injected, true));
+            ejabberd_router:route(xmpp:put_meta(deliver_as(Pkt1, El), consult_injected, true));
         error -> ok
     end.
 
@@ -251,7 +295,7 @@ bounce(#message{from = From, to = To} = Pkt, #xmlel{attrs = Attrs, children = Ch
                       children = Children ++ [xmpp:encode(Err, ?NS_CLIENT)]},
     ErrPkt = xmpp:make_error(Pkt, Err),
     ejabberd_router:route(xmpp:put_meta(xmpp:put_meta(ErrPkt, consult_deliver, ErrEl),
-                                        consult_injected, true)),
+                                        consult_injected, true)),  % errors are never stored
     drop.
 
 stanza_error(#{condition := Cond, type := Type, text := Text}, Pkt) ->
