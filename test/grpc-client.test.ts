@@ -3,7 +3,9 @@
 // (erlang-shim/test/consult_grpc_driver.erl): one Erlang term per command on
 // stdin, one "@@ <json>" result line per command on stdout.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +28,7 @@ const shimDir = fileURLToPath(new URL('../erlang-shim', import.meta.url));
 const BIG = 300 * 1024;
 const UNARY_ERROR = 'Zugriff verweigert: Ünïcødé ✓ 客服 100%';
 const NODE = 'ejd@test';
+const WATCH_FILE = path.join(os.tmpdir(), `consult-watch-${process.pid}.term`);
 
 // ---- a scripted StanzaFilter ------------------------------------------------
 
@@ -162,6 +165,7 @@ t.before(async () => {
 t.after(() => {
   ctx.sidecar?.kill();
   ctx.driver?.stop();
+  fs.rmSync(WATCH_FILE, { force: true });
 });
 
 t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }) => {
@@ -231,7 +235,7 @@ t('HPACK: RFC 7541 C.4 and C.6 vectors', async ({ driver }) => {
 });
 
 t('sidecar absent at start: unavailable at once, process alive', async ({ driver, port }) => {
-  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500}}`), 'ok');
+  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500, watch_file => "${WATCH_FILE}"}}`), 'ok');
   assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.equal(await driver.run(`{unary, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.is(await driver.run(`{notify, #{kind => session_open, jid => <<"dropped@localhost/r">>}}`), 'ok');
@@ -329,6 +333,16 @@ t('never-answering server: timeouts open the breaker, cooldown closes it', async
   assert.is(status.breaker, 'closed');
   assert.is(status.connected, true);
   assert.is(status.consecutive_timeouts, 0);
+});
+
+t('the last watch list survives a restart of the client (ejabberd restart before the sidecar answers)', async ({ driver }) => {
+  assert.is(await driver.run('stop'), 'ok');
+  const nobody = await freePort();
+  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${nobody}, hosts => [<<"localhost">>], node => <<"${NODE}">>, watch_file => "${WATCH_FILE}"}}`), 'ok');
+  assert.is((await driver.run('status')).connected, false);
+  assert.is(await driver.run(`{watched, shop, <<"shop1@localhost">>}`), true);
+  assert.is(await driver.run(`{watched, agent, <<"agent1@localhost">>}`), true);
+  assert.is(await driver.run(`{watched, shop, <<"nobody@localhost">>}`), false);
 });
 
 t.run();

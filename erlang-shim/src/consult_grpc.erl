@@ -91,7 +91,8 @@
     breaker = closed :: closed | {open, integer()},
     watch_gen = 0 :: non_neg_integer(),
     on_watch = undefined :: undefined | {module(), atom()},
-    on_inject = undefined :: undefined | {module(), atom()}
+    on_inject = undefined :: undefined | {module(), atom()},
+    watch_file = undefined :: undefined | file:filename()
 }).
 
 %%% API
@@ -100,7 +101,7 @@
                    hosts := [binary()], node := binary(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
                    connect_timeout => timeout(), on_watch => {module(), atom()},
-                   on_inject => {module(), atom()}}) ->
+                   on_inject => {module(), atom()}, watch_file => file:filename()}) ->
           gen_server:start_ret().
 start_link(Opts) ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, Opts, []).
@@ -163,6 +164,7 @@ call(Request, TimeoutMs) ->
 init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
     ets:new(?STATE_TAB, [named_table, public, set, {read_concurrency, true}]),
     ets:new(?WATCH_TAB, [named_table, public, set, {read_concurrency, true}]),
+    WatchFile = maps:get(watch_file, Opts, undefined),
     HostStr = unicode:characters_to_list(Host),
     Hello = consult_pb:encode_shim_message(
               {hello, #{node => Node, hosts => Hosts, shim_version => ?SHIM_VERSION}}),
@@ -174,9 +176,10 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
              threshold = maps:get(breaker_threshold, Opts, 5),
              cooldown = maps:get(breaker_cooldown, Opts, 5000),
              on_watch = maps:get(on_watch, Opts, undefined),
-             on_inject = maps:get(on_inject, Opts, undefined)},
+             on_inject = maps:get(on_inject, Opts, undefined),
+             watch_file = WatchFile},
     self() ! connect,
-    {ok, publish(St)}.
+    {ok, publish(load_watch(WatchFile, St))}.
 
 handle_call(status, _From, St) ->
     {reply, status_map(St), St};
@@ -539,6 +542,7 @@ sidecar_message(Msg, St = #st{pending = P}) ->
             end;
         {watch, W} ->
             St1 = store_watch(W, St),
+            save_watch(W, St1),
             run_on_watch(St1),
             St1;
         {inject, Stanzas} ->
@@ -555,6 +559,27 @@ run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
 
 run_on_inject(_Stanzas, #st{on_inject = undefined}) -> ok;
 run_on_inject(Stanzas, #st{on_inject = {M, F}}) -> _ = spawn(M, F, [Stanzas]), ok.
+
+%% The last list is kept on disk, so that after an ejabberd restart the shim
+%% knows which JIDs matter even before the sidecar answers.
+save_watch(_W, #st{watch_file = undefined}) -> ok;
+save_watch(W, #st{watch_file = File}) ->
+    case file:write_file(File, term_to_binary(W)) of
+        ok -> ok;
+        {error, Why} -> logger:warning("consult_grpc: cannot save the watch list to ~ts: ~p", [File, Why])
+    end.
+
+load_watch(undefined, St) -> St;
+load_watch(File, St) ->
+    case file:read_file(File) of
+        {ok, Bin} ->
+            try binary_to_term(Bin, [safe]) of
+                #{shops := _, agents := _} = W -> store_watch(W, St);
+                _ -> St
+            catch _:_ -> St
+            end;
+        {error, _} -> St
+    end.
 
 %% Insert the new list, then delete whatever is left from older ones, so
 %% readers never see an empty table in between.

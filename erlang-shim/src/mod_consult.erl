@@ -93,7 +93,8 @@ start_connection(Opts) ->
                  breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
                  breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts),
                  on_watch => {?MODULE, report_agents},
-                 on_inject => {?MODULE, route_injected}},
+                 on_inject => {?MODULE, route_injected},
+                 watch_file => filename:join(mnesia:system_info(directory), "consult_watch.term")},
     Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
              restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of

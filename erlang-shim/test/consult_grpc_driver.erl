@@ -34,6 +34,8 @@ parse(Line) ->
 run({start, Opts}) ->
     {ok, _Pid} = consult_grpc:start_link(Opts),
     ok;
+run(stop) ->
+    gen_server:stop(consult_grpc);
 run(alive) ->
     is_pid(whereis(consult_grpc));
 run(status) ->
