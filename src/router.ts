@@ -251,23 +251,26 @@ export class ConsultRouter {
   // ---- admin and agent actions ---------------------------------------------
 
   async closeSession(shopJid: string, visitor: string, reason: CloseReason): Promise<void> {
-    const shop = this.requireShop(shopJid);
-    const states = await this.agentStates(shop);
-    const out = await this.store.withShop(shop.jid, async (tx) => {
-      const session = await tx.getSession(visitor);
-      if (!session) throw refuse('item-not-found', 'cancel', `no open session of ${visitor} with ${shop.jid}`);
-      return [...(await this.closeIn(tx, shop, session, reason, this.now())), ...(await this.serveQueue(tx, shop, states, this.now()))];
-    });
-    this.send(out);
+    await this.onSession(shopJid, visitor, async (tx, shop, session, states, now) =>
+      [...(await this.closeIn(tx, shop, session, reason, now)), ...(await this.serveQueue(tx, shop, states, now))]);
   }
 
   async transferSession(shopJid: string, visitor: string, toAgent: string, reason = ''): Promise<void> {
+    await this.onSession(shopJid, visitor, (tx, shop, session, states, now) =>
+      this.transferIn(tx, shop, session, toAgent, reason, states, now));
+  }
+
+  /** Runs an admin action on one open session under its shop's lock and sends what it produced. */
+  private async onSession(
+    shopJid: string, visitor: string,
+    action: (tx: ShopTx, shop: Shop, session: Session, states: Map<string, AgentState>, now: number) => Promise<XmlElement[]>,
+  ): Promise<void> {
     const shop = this.requireShop(shopJid);
     const states = await this.agentStates(shop);
     const out = await this.store.withShop(shop.jid, async (tx) => {
       const session = await tx.getSession(visitor);
       if (!session) throw refuse('item-not-found', 'cancel', `no open session of ${visitor} with ${shop.jid}`);
-      return this.transferIn(tx, shop, session, toAgent, reason, states, this.now());
+      return action(tx, shop, session, states, this.now());
     });
     this.send(out);
   }
