@@ -47,7 +47,15 @@ async function main() {
     log('admin API not started: set admin.token in the config to enable it (and /metrics)');
   }
 
-  const timer = setInterval(() => void inflight.track(router.tick()).catch((e) => log('timer failed', { err: String(e) })), config.timers.tickSec * 1000);
+  // tick() re-reads shops and agents: another sidecar's admin may have changed them, and our shims must hear of it.
+  let watched = JSON.stringify(directory.watchList());
+  const onTick = async () => {
+    await router.tick();
+    const now = JSON.stringify(directory.watchList());
+    if (now !== watched) link.pushWatchList(directory.watchList());
+    watched = now;
+  };
+  const timer = setInterval(() => void inflight.track(onTick()).catch((e) => log('timer failed', { err: String(e) })), config.timers.tickSec * 1000);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
