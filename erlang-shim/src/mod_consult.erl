@@ -186,9 +186,9 @@ filter_packet(#message{from = From} = Pkt0) ->
     case xmpp:get_meta(Pkt, consult_injected, false) of
         true -> Pkt;
         false ->
-            Raw = raw_element(Pkt),
-            case is_relevant(Pkt, Raw) of
-                true -> ask_sidecar(Pkt, Raw);
+            %% Decided before any encoding: most traffic is not ours and must stay cheap.
+            case is_relevant(Pkt, wire_type(Pkt)) of
+                true -> ask_sidecar(Pkt, raw_element(Pkt));
                 false -> Pkt
             end
     end;
@@ -205,9 +205,16 @@ raw_element(#message{from = From, to = To} = Pkt) ->
             xmpp:encode(Pkt)
     end.
 
-is_relevant(#message{from = From, to = To}, #xmlel{} = El) ->
+%% The type the client wrote (ejabberd's record only knows the standard ones).
+wire_type(#message{type = Type} = Pkt) ->
+    case xmpp:get_meta(Pkt, consult_raw, undefined) of
+        #xmlel{} = El -> fxml:get_tag_attr_s(<<"type">>, El);
+        undefined -> atom_to_binary(Type, utf8)
+    end.
+
+is_relevant(#message{from = From, to = To}, Type) ->
     ToBare = jid:encode(jid:remove_resource(jid:tolower(To))),
-    case fxml:get_tag_attr_s(<<"type">>, El) of
+    case Type of
         <<"consult">> -> true;
         <<"readmark">> ->
             FromBare = jid:encode(jid:remove_resource(jid:tolower(From))),
