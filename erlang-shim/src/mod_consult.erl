@@ -107,10 +107,20 @@ start_connection(Opts) ->
 
 %%% Keeping the raw element of what a client sent
 
-c2s_handle_recv(State, #xmlel{name = <<"message">>} = El, _Pkt) ->
-    State#{consult_raw => El};
+%% Kept only for what may be consult traffic: a copy rides along with every
+%% message it is attached to, and plain chat should not pay for that.
+c2s_handle_recv(State, #xmlel{name = <<"message">>, attrs = Attrs} = El, Pkt) ->
+    case may_be_consult(fxml:get_attr_s(<<"type">>, Attrs), Pkt) of
+        true -> State#{consult_raw => El};
+        false -> maps:remove(consult_raw, State)
+    end;
 c2s_handle_recv(State, _El, _Pkt) ->
     maps:remove(consult_raw, State).
+
+may_be_consult(<<"consult">>, _) -> true;
+may_be_consult(<<"readmark">>, _) -> true;
+may_be_consult(_, #message{to = #jid{} = To}) -> ?CONN:watched(shop, bare(To));
+may_be_consult(_, _) -> false.
 
 user_send_packet({#message{} = Pkt0, State}) ->
     Pkt = strip_raw(Pkt0),  % only the server may say what gets written
@@ -213,15 +223,15 @@ wire_type(#message{type = Type} = Pkt) ->
     end.
 
 is_relevant(#message{from = From, to = To}, Type) ->
-    ToBare = jid:encode(jid:remove_resource(jid:tolower(To))),
     case Type of
         <<"consult">> -> true;
         <<"readmark">> ->
-            FromBare = jid:encode(jid:remove_resource(jid:tolower(From))),
-            ?CONN:watched(shop, ToBare) orelse ?CONN:watched(agent, ToBare)
-                orelse ?CONN:watched(agent, FromBare);
-        _ -> ?CONN:watched(shop, ToBare)
+            ?CONN:watched(shop, bare(To)) orelse ?CONN:watched(agent, bare(To))
+                orelse ?CONN:watched(agent, bare(From));
+        _ -> ?CONN:watched(shop, bare(To))
     end.
+
+bare(#jid{luser = U, lserver = S}) -> <<U/binary, $@, S/binary>>.
 
 ask_sidecar(#message{to = To} = Pkt, Raw) ->
     #{timeout := Timeout, failure_policy := Policy} = persistent_term:get(?SETTINGS),
@@ -349,7 +359,7 @@ unset_presence_hook(User, Server, Resource, Status) ->
     notify_agent(jid:make(User, Server, Resource), #{kind => presence_unset, status => Status}).
 
 notify_agent(#jid{} = JID, Event) ->
-    case ?CONN:watched(agent, jid:encode(jid:remove_resource(jid:tolower(JID)))) of
+    case ?CONN:watched(agent, bare(JID)) of
         true -> ?CONN:notify(Event#{jid => jid:encode(JID)});
         false -> ok
     end;
