@@ -19,8 +19,12 @@ export class MemoryStore implements Store {
   private readonly sticky = new Map<string, { agent: string; until: number }>(); // shop\nvisitor
   private readonly hist = new Map<string, StoredStanza[]>(); // shop\nvisitor
 
+  private readonly txs = new Map<string, ShopTx>(); // one per shop: it holds no state of its own
+
   withShop<T>(shop: string, work: (tx: ShopTx) => Promise<T>): Promise<T> {
-    return this.lock.run(shop, () => work(this.tx(shop)));
+    let tx = this.txs.get(shop);
+    if (!tx) this.txs.set(shop, (tx = this.tx(shop)));
+    return this.lock.run(shop, () => work(tx));
   }
 
   private tx(shop: string): ShopTx {
