@@ -190,7 +190,7 @@ export class SqlStore implements Store {
           hit = { s: r && toSession(r) };
           this.cache.set(key(visitor), hit);
         }
-        return structuredClone(hit.s);
+        return hit.s && { ...hit.s }; // sessions are flat: a shallow copy is a full copy
       },
       putSession: async (s) => {
         await bump();
@@ -199,7 +199,7 @@ export class SqlStore implements Store {
            ON CONFLICT (shop, visitor) DO UPDATE SET agent = $3, started_at = $4, last_visitor_at = $5,
              last_agent_at = $6, reminded_at = $7, orphaned_at = $8`,
           [shop, s.visitor, s.agent, s.startedAt, s.lastVisitorAt, s.lastAgentAt, s.remindedAt, s.orphanedAt]);
-        this.cache.set(key(s.visitor), { s: { ...structuredClone(s), shop } });
+        this.cache.set(key(s.visitor), { s: { ...s, shop } });
       },
       deleteSession: async (visitor) => {
         await bump();

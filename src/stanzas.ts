@@ -1,6 +1,6 @@
 // Builders for the stanzas the sidecar sends, shaped exactly like requirements-seed.md.
 import { randomUUID } from 'node:crypto';
-import { el, findChild, type XmlElement } from './xml.js';
+import { cloneNode, el, findChild, type XmlElement } from './xml.js';
 
 /** channelid of every stanza the server relays or creates (key order as in the seed). */
 export const CHANNEL_RECV = JSON.stringify({ d: 'recv', usrType: 'usr', cn: 'consult' });
@@ -34,7 +34,7 @@ export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): 
       xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.realto,
       channelid: CHANNEL_RECV, qchatid: a.qchatid, msec_times: String(a.now), ...kept,
     },
-    structuredClone(original.children),
+    original.children.map(cloneNode),
   );
 }
 
@@ -105,7 +105,7 @@ export function notice(n: Notice): XmlElement {
 
 /** A past message of a session replayed to another agent, marked as history (XEP-0203 delay). */
 export function replay(past: XmlElement, to: string, at: number, shop: string): XmlElement {
-  const copy = structuredClone(past);
+  const copy = cloneNode(past);
   copy.attrs.to = to;
   copy.attrs.no_update_msg_log = 'true';
   copy.children.push(el('delay', { xmlns: 'urn:xmpp:delay', from: shop, stamp: new Date(at).toISOString() }));

@@ -60,6 +60,12 @@ export function el(name: string, attrs: Record<string, string>, children: XmlNod
   return { name, attrs, children };
 }
 
+/** A deep copy (far cheaper than structuredClone for this plain shape). */
+export function cloneNode<T extends XmlNode>(node: T): T {
+  if (typeof node === 'string') return node;
+  return { name: node.name, attrs: { ...node.attrs }, children: node.children.map(cloneNode) } as T;
+}
+
 export function findChild(parent: XmlElement, name: string): XmlElement | undefined {
   return parent.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === name);
 }
