@@ -154,10 +154,10 @@ export class ConsultRouter {
     await tx.enqueue(visitor, now);
     await tx.hold(visitor, { at: now, xml: serialize(stanza) });
     if (already) return { action: 'drop', extra: [...acked, ...extra] };
-    const position = (await tx.queue()).findIndex((e) => e.visitor === visitor) + 1;
+    const position = await queuePosition(tx, visitor);
     const anyoneServing = this.directory.membersOf(shop.jid).some((m) => states.get(m.agent)?.assignable);
     const told = anyoneServing
-      ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, realto: visitor, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `当前咨询人数较多，您排在第 ${position} 位，请稍候。` })
+      ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `当前咨询人数较多，您排在第 ${position} 位，请稍候。` })
       : noAgent(shop.jid);
     return { action: 'drop', extra: [...acked, ...extra, told] };
   }
@@ -223,7 +223,7 @@ export class ConsultRouter {
     const now = this.now();
     await this.store.putAgent({ jid: agent, status });
     for (const s of this.directory.shopsOf(agent)) await this.drainQueue(s.jid);
-    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, realto: agent, qchatid: QCHAT_TO_AGENT, now, text: `您的接待状态已设为 ${status}。` });
+    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text: `您的接待状态已设为 ${status}。` });
     return { action: 'drop', extra: [ack(agent, ensureBodyId(stanza)!, now), told] };
   }
 
@@ -304,7 +304,7 @@ export class ConsultRouter {
             out.push(...(await this.closeIn(tx, shop, s, 'idle', now)));
           } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
             await tx.putSession({ ...s, orphanedAt: 0, remindedAt: now });
-            out.push(notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, realto: s.agent, qchatid: QCHAT_TO_AGENT, now, text: `您有用户消息未回复：${s.visitor} 已等待 ${Math.round((now - s.lastVisitorAt) / 1000)} 秒。` }));
+            out.push(notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `您有用户消息未回复：${s.visitor} 已等待 ${Math.round((now - s.lastVisitorAt) / 1000)} 秒。` }));
           }
         }
         out.push(...(await this.serveQueue(tx, shop, states, now)));
@@ -360,8 +360,8 @@ export class ConsultRouter {
     const toVisitor = reason === 'idle' ? '由于长时间没有新消息，本次会话已结束。如需帮助请再次发送消息。' : '本次会话已结束，感谢您的咨询。';
     const toAgent = reason === 'idle' ? `与 ${s.visitor} 的会话因长时间无消息已关闭。` : `与 ${s.visitor} 的会话已关闭。`;
     return [
-      notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, realto: s.visitor, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor }),
-      notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, realto: s.agent, qchatid: QCHAT_TO_AGENT, now, text: toAgent }),
+      notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor }),
+      notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: toAgent }),
     ];
   }
 
@@ -383,9 +383,9 @@ export class ConsultRouter {
     const because = reason ? `，原因：${reason}` : '';
     const history = (await tx.history(s.visitor)).map((h) => replay(parseElement(h.xml), toAgent, h.at, shop.jid));
     return [
-      notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, realto: s.visitor, qchatid: QCHAT_TO_VISITOR, now, text: `客服 ${from} 已将您的咨询转给客服 ${toAgent}，请稍候。` }),
-      notice({ shop: shop.jid, to: from, realfrom: s.visitor, realto: from, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: `与 ${s.visitor} 的会话已转给 ${toAgent}，请勿再回复。` }),
-      notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, realto: toAgent, qchatid: QCHAT_TO_AGENT, now, text: `${from} 将 ${s.visitor} 的咨询转给了您${because}。最近的消息如下。` }),
+      notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: `客服 ${from} 已将您的咨询转给客服 ${toAgent}，请稍候。` }),
+      notice({ shop: shop.jid, to: from, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: `与 ${s.visitor} 的会话已转给 ${toAgent}，请勿再回复。` }),
+      notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `${from} 将 ${s.visitor} 的咨询转给了您${because}。最近的消息如下。` }),
       ...history,
     ];
   }
@@ -396,8 +396,8 @@ export class ConsultRouter {
     if (next) return this.handOver(tx, shop, s, next, `${s.agent} 已离线`, now);
     await tx.deleteSession(s.visitor);
     await tx.enqueue(s.visitor, now);
-    const position = (await tx.queue()).findIndex((e) => e.visitor === s.visitor) + 1;
-    return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, realto: s.visitor, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `客服暂时离线，已为您重新排队，您排在第 ${position} 位。` })];
+    const position = await queuePosition(tx, s.visitor);
+    return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `客服暂时离线，已为您重新排队，您排在第 ${position} 位。` })];
   }
 
   // ---- helpers ---------------------------------------------------------------
@@ -421,12 +421,16 @@ export class ConsultRouter {
   }
 
   private toAgent(s: Session, now: number) {
-    return { shop: s.shop, to: s.agent, realfrom: s.visitor, realto: s.agent, qchatid: QCHAT_TO_AGENT, now };
+    return { shop: s.shop, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now };
   }
 
   private toVisitor(s: Session, now: number) {
-    return { shop: s.shop, to: s.visitor, realfrom: s.agent, realto: s.visitor, qchatid: QCHAT_TO_VISITOR, now };
+    return { shop: s.shop, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now };
   }
+}
+
+async function queuePosition(tx: ShopTx, visitor: string): Promise<number> {
+  return (await tx.queue()).findIndex((e) => e.visitor === visitor) + 1;
 }
 
 function statusCommand(stanza: XmlElement): AgentStatus | undefined {

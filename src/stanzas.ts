@@ -18,9 +18,8 @@ const SERVER_ATTRS = new Set([
 
 export interface RelayAddress {
   shop: string;
-  to: string;
+  to: string; // also its realto: the real person behind the address
   realfrom: string;
-  realto: string;
   qchatid: string;
   now: number;
 }
@@ -31,7 +30,7 @@ export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): 
   return el(
     'message',
     {
-      xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.realto,
+      xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.to,
       channelid: CHANNEL_RECV, qchatid: a.qchatid, msec_times: String(a.now), ...kept,
     },
     original.children.map(cloneNode),
@@ -55,15 +54,7 @@ export interface AutoReply {
 
 /** Welcome / no-agent auto reply to a visitor (seed: qchatid 5, auto_reply, no_update_msg_log, maType 3). */
 export function autoReply(r: AutoReply): XmlElement {
-  return el(
-    'message',
-    {
-      xmlns: 'jabber:client', from: r.shop, to: r.visitor, msec_times: String(r.now), realfrom: r.realfrom,
-      realto: r.visitor, type: 'consult', channelid: CHANNEL_RECV, qchatid: QCHAT_TO_VISITOR,
-      auto_reply: 'true', no_update_msg_log: 'true',
-    },
-    [el('body', { id: serverMessageId(), msgType: '1', maType: '3' }, [r.text]), el('active', {})],
-  );
+  return serverMessage({ shop: r.shop, to: r.visitor, realfrom: r.realfrom, qchatid: QCHAT_TO_VISITOR, text: r.text, now: r.now, autoReply: true }, '1', [el('active', {})]);
 }
 
 /** The body id to ack, generating (and writing) one when the client sent none. */
@@ -82,9 +73,8 @@ export function withoutRealAddresses(message: XmlElement): XmlElement {
 
 export interface Notice {
   shop: string;
-  to: string;
+  to: string; // also its realto: a server message is always for the person it is addressed to
   realfrom: string;
-  realto: string;
   qchatid: string;
   text: string;
   now: number;
@@ -93,13 +83,18 @@ export interface Notice {
 
 /** A system notice (queue, close, transfer, reminder): QChat's msgType 15, never counted as activity. */
 export function notice(n: Notice): XmlElement {
+  return serverMessage(n, '15');
+}
+
+/** What the server says itself, from the shop: welcome, no-agent text, notices (the seed's attribute order). */
+function serverMessage(n: Notice, msgType: string, trailer: XmlElement[] = []): XmlElement {
   return el(
     'message',
     {
-      xmlns: 'jabber:client', from: n.shop, to: n.to, msec_times: String(n.now), realfrom: n.realfrom, realto: n.realto,
+      xmlns: 'jabber:client', from: n.shop, to: n.to, msec_times: String(n.now), realfrom: n.realfrom, realto: n.to,
       type: 'consult', channelid: CHANNEL_RECV, qchatid: n.qchatid, auto_reply: String(n.autoReply ?? false), no_update_msg_log: 'true',
     },
-    [el('body', { id: serverMessageId(), msgType: '15', maType: '3' }, [n.text])],
+    [el('body', { id: serverMessageId(), msgType, maType: '3' }, [n.text]), ...trailer],
   );
 }
 
