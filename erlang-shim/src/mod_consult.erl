@@ -34,8 +34,7 @@
 %%% gen_mod
 
 start(Host, Opts) ->
-    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, Opts),
-                                     failure_policy => gen_mod:get_opt(failure_policy, Opts)}),
+    put_settings(Opts),
     ok = start_connection(Opts),
     %% filter_packet is global: adding it again for another host is a no-op.
     ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
@@ -54,9 +53,12 @@ stop(Host) ->
     end.
 
 reload(_Host, NewOpts, _OldOpts) ->
-    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, NewOpts),
-                                     failure_policy => gen_mod:get_opt(failure_policy, NewOpts)}),
-    ok.
+    put_settings(NewOpts).
+
+%% What every stanza's verdict path reads, without a gen_mod lookup per stanza.
+put_settings(Opts) ->
+    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, Opts),
+                                     failure_policy => gen_mod:get_opt(failure_policy, Opts)}).
 
 depends(_Host, _Opts) -> [].
 
