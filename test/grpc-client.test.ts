@@ -4,7 +4,6 @@
 // stdin, one "@@ <json>" result line per command on stdout.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -12,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { freePort } from '../scripts/ejabberd-node.js';
 import {
   Action,
   type FilterRequest,
@@ -132,14 +132,6 @@ class Driver {
 }
 
 // ---- helpers ------------------------------------------------------------------
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 async function until(what: string, cond: () => boolean, maxMs = 10000): Promise<void> {
   for (let waited = 0; !cond(); waited += 20) {
