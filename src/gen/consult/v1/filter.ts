@@ -117,6 +117,13 @@ export interface FilterRequest {
   host: string;
   /** the stanza as XML; from/to are the server-checked values */
   stanza: Buffer;
+  /**
+   * When the shim stops waiting (Unix time in ms, the shim's clock; 0 = unknown).
+   * A decision that cannot be durable by then is not applied: no session, queue
+   * entry or kept message is left behind for a stanza the shim already bounced.
+   * Nodes and sidecars keep their clocks in sync (NTP), as an ejabberd cluster does.
+   */
+  deadlineMs: string;
 }
 
 export interface StanzaError {
@@ -218,6 +225,7 @@ export interface ShimMessage {
   filter?: FilterRequest | undefined;
   event?: SessionEvent | undefined;
   hello?: Hello | undefined;
+  injectAck?: InjectAck | undefined;
 }
 
 /**
@@ -235,6 +243,16 @@ export interface WatchList {
  */
 export interface Inject {
   stanzas: Buffer[];
+  /**
+   * Non-zero: the shim answers with InjectAck{id} once it has handed every
+   * stanza to ejabberd's router. The sidecar deletes what it released (kept
+   * messages) only on that ack, and sends it again on another stream otherwise.
+   */
+  id: string;
+}
+
+export interface InjectAck {
+  id: string;
 }
 
 export interface SidecarMessage {
@@ -247,7 +265,7 @@ export interface NotifyAck {
 }
 
 function createBaseFilterRequest(): FilterRequest {
-  return { seq: "0", hook: 0, host: "", stanza: Buffer.alloc(0) };
+  return { seq: "0", hook: 0, host: "", stanza: Buffer.alloc(0), deadlineMs: "0" };
 }
 
 export const FilterRequest: MessageFns<FilterRequest> = {
@@ -263,6 +281,9 @@ export const FilterRequest: MessageFns<FilterRequest> = {
     }
     if (message.stanza.length !== 0) {
       writer.uint32(34).bytes(message.stanza);
+    }
+    if (message.deadlineMs !== "0") {
+      writer.uint32(40).uint64(message.deadlineMs);
     }
     return writer;
   },
@@ -312,6 +333,14 @@ export const FilterRequest: MessageFns<FilterRequest> = {
             message.stanza = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deadlineMs = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -330,6 +359,11 @@ export const FilterRequest: MessageFns<FilterRequest> = {
       hook: isSet(object.hook) ? hookFromJSON(object.hook) : 0,
       host: isSet(object.host) ? globalThis.String(object.host) : "",
       stanza: isSet(object.stanza) ? Buffer.from(bytesFromBase64(object.stanza)) : Buffer.alloc(0),
+      deadlineMs: isSet(object.deadlineMs)
+        ? globalThis.String(object.deadlineMs)
+        : isSet(object.deadline_ms)
+        ? globalThis.String(object.deadline_ms)
+        : "0",
     };
   },
 
@@ -347,6 +381,9 @@ export const FilterRequest: MessageFns<FilterRequest> = {
     if (message.stanza.length !== 0) {
       obj.stanza = base64FromBytes(message.stanza);
     }
+    if (message.deadlineMs !== "0") {
+      obj.deadlineMs = message.deadlineMs;
+    }
     return obj;
   },
 
@@ -359,6 +396,7 @@ export const FilterRequest: MessageFns<FilterRequest> = {
     message.hook = object.hook ?? 0;
     message.host = object.host ?? "";
     message.stanza = object.stanza ?? Buffer.alloc(0);
+    message.deadlineMs = object.deadlineMs ?? "0";
     return message;
   },
 };
@@ -840,7 +878,7 @@ export const Hello: MessageFns<Hello> = {
 };
 
 function createBaseShimMessage(): ShimMessage {
-  return { filter: undefined, event: undefined, hello: undefined };
+  return { filter: undefined, event: undefined, hello: undefined, injectAck: undefined };
 }
 
 export const ShimMessage: MessageFns<ShimMessage> = {
@@ -853,6 +891,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.hello !== undefined) {
       Hello.encode(message.hello, writer.uint32(26).fork()).join();
+    }
+    if (message.injectAck !== undefined) {
+      InjectAck.encode(message.injectAck, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -894,6 +935,14 @@ export const ShimMessage: MessageFns<ShimMessage> = {
             message.hello = Hello.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.injectAck = InjectAck.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -911,6 +960,11 @@ export const ShimMessage: MessageFns<ShimMessage> = {
       filter: isSet(object.filter) ? FilterRequest.fromJSON(object.filter) : undefined,
       event: isSet(object.event) ? SessionEvent.fromJSON(object.event) : undefined,
       hello: isSet(object.hello) ? Hello.fromJSON(object.hello) : undefined,
+      injectAck: isSet(object.injectAck)
+        ? InjectAck.fromJSON(object.injectAck)
+        : isSet(object.inject_ack)
+        ? InjectAck.fromJSON(object.inject_ack)
+        : undefined,
     };
   },
 
@@ -924,6 +978,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.hello !== undefined) {
       obj.hello = Hello.toJSON(message.hello);
+    }
+    if (message.injectAck !== undefined) {
+      obj.injectAck = InjectAck.toJSON(message.injectAck);
     }
     return obj;
   },
@@ -940,6 +997,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
       ? SessionEvent.fromPartial(object.event)
       : undefined;
     message.hello = (object.hello !== undefined && object.hello !== null) ? Hello.fromPartial(object.hello) : undefined;
+    message.injectAck = (object.injectAck !== undefined && object.injectAck !== null)
+      ? InjectAck.fromPartial(object.injectAck)
+      : undefined;
     return message;
   },
 };
@@ -1030,13 +1090,16 @@ export const WatchList: MessageFns<WatchList> = {
 };
 
 function createBaseInject(): Inject {
-  return { stanzas: [] };
+  return { stanzas: [], id: "0" };
 }
 
 export const Inject: MessageFns<Inject> = {
   encode(message: Inject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.stanzas) {
       writer.uint32(10).bytes(v!);
+    }
+    if (message.id !== "0") {
+      writer.uint32(16).uint64(message.id);
     }
     return writer;
   },
@@ -1062,6 +1125,14 @@ export const Inject: MessageFns<Inject> = {
             message.stanzas.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1079,6 +1150,7 @@ export const Inject: MessageFns<Inject> = {
       stanzas: globalThis.Array.isArray(object?.stanzas)
         ? object.stanzas.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      id: isSet(object.id) ? globalThis.String(object.id) : "0",
     };
   },
 
@@ -1086,6 +1158,9 @@ export const Inject: MessageFns<Inject> = {
     const obj: any = {};
     if (message.stanzas?.length) {
       obj.stanzas = message.stanzas.map((e) => base64FromBytes(e));
+    }
+    if (message.id !== "0") {
+      obj.id = message.id;
     }
     return obj;
   },
@@ -1096,6 +1171,74 @@ export const Inject: MessageFns<Inject> = {
   fromPartial<I extends Exact<DeepPartial<Inject>, I>>(object: I): Inject {
     const message = createBaseInject();
     message.stanzas = object.stanzas?.map((e) => e) || [];
+    message.id = object.id ?? "0";
+    return message;
+  },
+};
+
+function createBaseInjectAck(): InjectAck {
+  return { id: "0" };
+}
+
+export const InjectAck: MessageFns<InjectAck> = {
+  encode(message: InjectAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "0") {
+      writer.uint32(8).uint64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InjectAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInjectAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InjectAck {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "0" };
+  },
+
+  toJSON(message: InjectAck): unknown {
+    const obj: any = {};
+    if (message.id !== "0") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InjectAck>, I>>(base?: I): InjectAck {
+    return InjectAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InjectAck>, I>>(object: I): InjectAck {
+    const message = createBaseInjectAck();
+    message.id = object.id ?? "0";
     return message;
   },
 };
