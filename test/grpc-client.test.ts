@@ -37,6 +37,8 @@ class ScriptedSidecar {
   hellos: Hello[] = [];
   events: SessionEvent[] = [];
   filters: FilterRequest[] = [];
+  injectAcks: string[] = [];
+  stream: grpc.ServerDuplexStream<ShimMessage, SidecarMessage> | undefined; // the latest FilterStream
   answer = true; // false: receive requests but never answer
   watch = { shops: ['shop1@localhost', 'shop2@localhost'], agents: ['agent1@localhost'] };
 
@@ -52,6 +54,7 @@ class ScriptedSidecar {
   async listen(port: number): Promise<number> {
     this.server.addService(StanzaFilterService, {
       filterStream: (call: grpc.ServerDuplexStream<ShimMessage, SidecarMessage>) => {
+        this.stream = call;
         call.on('error', () => {});
         call.on('end', () => call.end());
         call.on('data', (msg: ShimMessage) => {
@@ -60,6 +63,7 @@ class ScriptedSidecar {
             call.write({ watch: this.watch });
           }
           if (msg.event) this.events.push(msg.event);
+          if (msg.injectAck) this.injectAcks.push(msg.injectAck.id);
           if (msg.filter) {
             const req = msg.filter;
             this.filters.push(req);
@@ -163,9 +167,14 @@ t.after(() => {
 t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }) => {
   const samples: Array<[string, ShimMessage]> = [
     [`{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>}}`,
-      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>') } }],
-    [`{filter, #{seq => 18446744073709551615, hook => filter_packet, host => <<>>, stanza => <<>>}}`,
-      { filter: { seq: '18446744073709551615', hook: 1, host: '', stanza: Buffer.alloc(0) } }],
+      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '0' } }],
+    [`{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>, deadline_ms => 1767225600123}}`,
+      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '1767225600123' } }],
+    [`{filter, #{seq => 18446744073709551615, hook => filter_packet, host => <<>>, stanza => <<>>, deadline_ms => 18446744073709551615}}`,
+      { filter: { seq: '18446744073709551615', hook: 1, host: '', stanza: Buffer.alloc(0), deadlineMs: '18446744073709551615' } }],
+    [`{inject_ack, #{id => 7}}`, { injectAck: { id: '7' } }],
+    [`{inject_ack, #{id => 0}}`, { injectAck: { id: '0' } }],
+    [`{inject_ack, #{id => 18446744073709551615}}`, { injectAck: { id: '18446744073709551615' } }],
     [`{event, #{kind => presence_set, jid => <<"a@localhost/r">>, show => <<"away">>, priority => -129, status => <<"brb">>}}`,
       { event: { kind: SessionEvent_Kind.PRESENCE_SET, jid: 'a@localhost/r', show: 'away', priority: -129, status: 'brb' } }],
     [`{event, #{kind => session_close, jid => <<"a@localhost/r">>}}`,
@@ -198,8 +207,10 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   const watch = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`);
   assert.equal(watch, ['watch', { shops: ['s@x'], agents: ['a@x', 'b@x'] }]);
 
-  const inject = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')] } }).finish())}">>}`);
-  assert.equal(inject, ['inject', ['<m1/>', '<m2/>']]);
+  const inject = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0' } }).finish())}">>}`);
+  assert.equal(inject, ['inject', { stanzas: ['<m1/>', '<m2/>'], id: 0 }]);
+  const acked = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>')], id: '4294967297' } }).finish())}">>}`);
+  assert.equal(acked, ['inject', { stanzas: ['<m1/>'], id: 4294967297 }]);
 
   // Unknown fields of every wire type are skipped; an unknown action is surfaced, not crashed on.
   const unknownFields = Buffer.concat([
@@ -227,7 +238,7 @@ t('HPACK: RFC 7541 C.4 and C.6 vectors', async ({ driver }) => {
 });
 
 t('sidecar absent at start: unavailable at once, process alive', async ({ driver, port }) => {
-  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500, watch_file => "${WATCH_FILE}"}}`), 'ok');
+  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500, watch_file => "${WATCH_FILE}", on_inject => {consult_grpc_driver, on_inject}}}`), 'ok');
   assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.equal(await driver.run(`{unary, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.is(await driver.run(`{notify, #{kind => session_open, jid => <<"dropped@localhost/r">>}}`), 'ok');
@@ -280,6 +291,58 @@ t('SessionEvents arrive with all fields', async ({ driver, sidecar }) => {
   ]);
 });
 
+t('FilterRequest.deadline_ms is the wall-clock time of the call plus its timeout', async ({ driver, sidecar }) => {
+  const before = Date.now();
+  const r = await driver.run(`{filter_timed, <<"localhost">>, <<"<message id='deadline'/>">>, 700}`);
+  const after = Date.now();
+  assert.is(r.result[0], 'ok');
+  const req = sidecar!.filters.find((f) => f.stanza.toString() === "<message id='deadline'/>");
+  assert.ok(req, 'request seen by the server');
+  const deadline = Number(req!.deadlineMs);
+  // Erlang's clock around the call: system_time(millisecond) + timeout, taken inside.
+  assert.ok(deadline >= r.t0 + 700 && deadline <= r.t1 + 700, `deadline ${deadline}, call ${r.t0}..${r.t1}`);
+  // The same wall clock as the sidecar's (same machine; 50 ms for rounding and scheduling).
+  assert.ok(deadline >= before + 700 - 50 && deadline <= after + 700 + 50,
+    `deadline ${deadline}, node ${before}..${after}`);
+});
+
+t('Inject with an id: InjectAck after on_inject returned; none for id 0 or a crashed callback', async ({ driver, sidecar }) => {
+  const s = sidecar!;
+  const inject = (id: string, ...stanzas: string[]) =>
+    s.stream!.write({ inject: { stanzas: stanzas.map((x) => Buffer.from(x)), id } });
+  const injects = () => driver.run('injects') as Promise<{ started: string[][]; done: string[][] }>;
+  const startedWith = async (stanza: string) => (await injects()).started.some((l) => l.includes(stanza));
+  const doneWith = async (stanza: string) => (await injects()).done.some((l) => l.includes(stanza));
+  async function eventually(what: string, cond: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; !(await cond()); i++) {
+      if (i > 250) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  // The callback is held until released: no ack may come before it returns.
+  inject('7', "<message id='hold-7' to='a@localhost'/>", "<message id='m7' to='b@localhost'/>");
+  await eventually('on_inject for id 7', () => startedWith("<message id='hold-7' to='a@localhost'/>"));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(s.injectAcks, [], 'no ack while on_inject runs');
+  assert.is(await driver.run('release_injects'), 1);
+  await until('InjectAck 7', () => s.injectAcks.length > 0);
+  assert.equal(s.injectAcks, ['7']);
+  assert.ok(await doneWith("<message id='m7' to='b@localhost'/>"), 'on_inject returned with both stanzas');
+
+  inject('0', "<message id='zero'/>");
+  inject('8', "<message id='crash-8'/>");
+  inject('9', "<message id='m9'/>");
+  await until('InjectAck 9', () => s.injectAcks.includes('9'));
+  await eventually('on_inject for id 0', () => doneWith("<message id='zero'/>"));
+  assert.ok(await startedWith("<message id='crash-8'/>"), 'the crashing callback ran');
+  assert.not.ok(await doneWith("<message id='crash-8'/>"));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(s.injectAcks, ['7', '9']);
+  assert.is(await driver.run('alive'), true);
+  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+});
+
 t('unary Filter: verdict, and a non-ASCII grpc-message error (trailers-only)', async ({ driver }) => {
   const ok = await driver.run(`{unary, <<"localhost">>, <<"<message id='u'/>">>, 5000}`);
   assert.equal(ok, ['ok', { seq: 0, action: 'pass', stanza: '', error: null, extra: ["<message id='u'/>"] }]);
@@ -308,6 +371,31 @@ t('server killed mid-stream: pending calls fail unavailable, then recovery', asy
   await until('second hello', () => c.sidecar!.hellos.length === 1);
   assert.is((await c.driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
   assert.is((await c.driver.run('status')).pending, 0);
+});
+
+t('an InjectAck due on a stream that ended is dropped, not sent on the new one', async (c) => {
+  c.sidecar!.stream!.write({ inject: { stanzas: [Buffer.from("<message id='hold-10'/>")], id: '10' } });
+  for (let i = 0; !(await c.driver.run('injects')).started.some((l: string[]) => l.includes("<message id='hold-10'/>")); i++) {
+    if (i > 250) throw new Error('timed out waiting for on_inject of id 10');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  c.sidecar!.kill();
+  assert.is(await c.driver.run('{wait_status, connected, false, 5000}'), true);
+  c.sidecar = new ScriptedSidecar();
+  await c.sidecar.listen(c.port);
+  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await until('hello on the new stream', () => c.sidecar!.hellos.length === 1);
+
+  // The new main stream has the same HTTP/2 stream id (1) as the old one.
+  assert.is(await c.driver.run('release_injects'), 1);
+  for (let i = 0; !(await c.driver.run('injects')).done.some((l: string[]) => l.includes("<message id='hold-10'/>")); i++) {
+    if (i > 250) throw new Error('timed out waiting for on_inject of id 10 to return');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  c.sidecar.stream!.write({ inject: { stanzas: [Buffer.from("<message id='m11'/>")], id: '11' } });
+  await until('InjectAck 11', () => c.sidecar!.injectAcks.length > 0);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(c.sidecar.injectAcks, ['11']);
 });
 
 t('never-answering server: timeouts open the breaker, cooldown closes it', async ({ driver, sidecar }) => {

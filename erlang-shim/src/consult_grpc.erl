@@ -82,6 +82,9 @@
     conn_unacked = 0 :: non_neg_integer(),
     next_stream = 1 :: pos_integer(),
     main = undefined :: undefined | pos_integer(),
+    %% Identifies the current main stream: stream ids start at 1 again on
+    %% every connection, so an id alone cannot tell an old stream from a new one.
+    main_ref = undefined :: undefined | reference(),
     streams = #{} :: #{pos_integer() => #stream{}},
     seq = 0 :: non_neg_integer(),
     pending = #{} :: #{non_neg_integer() => {gen_server:from(), reference()}},
@@ -110,8 +113,10 @@ start_link(Opts) ->
           {ok, consult_pb:verdict()}
         | {error, unavailable | timeout | circuit_open | overloaded}.
 filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
+    %% When the caller stops waiting, on the wall clock the sidecar shares (NTP).
+    Deadline = erlang:system_time(millisecond) + TimeoutMs,
     case fast_check() of
-        ok -> call({filter, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs);
+        ok -> call({filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs);
         Error -> Error
     end.
 
@@ -183,14 +188,15 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
 
 handle_call(status, _From, St) ->
     {reply, status_map(St), St};
-handle_call({filter, _, _, _}, _From, St = #st{sock = undefined}) ->
+handle_call({filter, _, _, _, _}, _From, St = #st{sock = undefined}) ->
     {reply, {error, unavailable}, St};
-handle_call({filter, _, _, _}, _From, St = #st{pending = P}) when map_size(P) >= ?MAX_PENDING ->
+handle_call({filter, _, _, _, _}, _From, St = #st{pending = P}) when map_size(P) >= ?MAX_PENDING ->
     {reply, {error, overloaded}, St};
-handle_call({filter, Host, Stanza, Timeout}, From, St = #st{seq = Seq0, pending = P}) ->
+handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{seq = Seq0, pending = P}) ->
     Seq = Seq0 + 1,
     Msg = consult_pb:encode_shim_message(
-            {filter, #{seq => Seq, hook => filter_packet, host => Host, stanza => Stanza}}),
+            {filter, #{seq => Seq, hook => filter_packet, host => Host, stanza => Stanza,
+                       deadline_ms => Deadline}}),
     TRef = erlang:start_timer(Timeout, self(), {filter_timeout, Seq}),
     St1 = St#st{seq = Seq, pending = P#{Seq => {From, TRef}}},
     {noreply, send_message(St1#st.main, Msg, false, St1)};
@@ -207,6 +213,13 @@ handle_call({unary, Host, Stanza, Timeout}, From, St) ->
 handle_cast({notify, Msg}, St = #st{main = Main}) when Main =/= undefined ->
     {noreply, send_message(Main, Msg, false, St)};
 handle_cast({notify, _}, St) ->
+    {noreply, St};
+%% From run_on_inject, once the stanzas are routed. An ack for an earlier main
+%% stream is dropped: the sidecar sends that Inject again on the new stream.
+handle_cast({inject_ack, Ref, Id}, St = #st{main = Main, main_ref = Ref}) when Main =/= undefined ->
+    Msg = consult_pb:encode_shim_message({inject_ack, #{id => Id}}),
+    {noreply, send_message(Main, Msg, false, St)};
+handle_cast({inject_ack, _Ref, _Id}, St) ->
     {noreply, St}.
 
 handle_info(connect, St = #st{sock = undefined}) ->
@@ -263,7 +276,8 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
             send([?PREFACE, frame(?SETTINGS, 0, 0, Settings),
                   frame(?WINDOW_UPDATE, 0, 0, <<(?RECV_WINDOW - ?DEFAULT_WINDOW):32>>)], Fresh),
             {Main, St1} = open_stream(?STREAM_PATH, [], main, Fresh),
-            St2 = send_message(Main, St#st.hello, false, St1#st{main = Main}),
+            St2 = send_message(Main, St#st.hello, false,
+                               St1#st{main = Main, main_ref = make_ref()}),
             inet:setopts(Sock, [{active, once}]),
             publish(St2);
         {error, Reason} ->
@@ -284,8 +298,8 @@ fail(Reason, St = #st{sock = Sock, pending = Pending, streams = Streams}) ->
                  end, Pending),
     [begin erlang:cancel_timer(TRef), gen_server:reply(From, {error, unavailable}) end
      || #stream{kind = {unary, From, TRef}} <- maps:values(Streams)],
-    schedule_reconnect(St#st{sock = undefined, main = undefined, pending = #{},
-                             streams = #{}, buf = <<>>, continuation = undefined}).
+    schedule_reconnect(St#st{sock = undefined, main = undefined, main_ref = undefined,
+                             pending = #{}, streams = #{}, buf = <<>>, continuation = undefined}).
 
 schedule_reconnect(St = #st{backoff = Backoff, attempts = Attempts}) ->
     erlang:send_after(Backoff, self(), connect),
@@ -545,8 +559,8 @@ sidecar_message(Msg, St = #st{pending = P}) ->
             save_watch(W, St1),
             run_on_watch(St1),
             St1;
-        {inject, Stanzas} ->
-            run_on_inject(Stanzas, St),
+        {inject, #{stanzas := Stanzas, id := Id}} ->
+            run_on_inject(Stanzas, Id, St),
             St;
         {unknown, _} ->
             St
@@ -557,8 +571,17 @@ sidecar_message(Msg, St = #st{pending = P}) ->
 run_on_watch(#st{on_watch = undefined}) -> ok;
 run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
 
-run_on_inject(_Stanzas, #st{on_inject = undefined}) -> ok;
-run_on_inject(Stanzas, #st{on_inject = {M, F}}) -> _ = spawn(M, F, [Stanzas]), ok.
+%% The callback routes the stanzas apart too; only when it returns is the
+%% Inject acknowledged (id 0: no ack wanted). A crash sends no ack, so the
+%% sidecar sends the stanzas again. With no callback nothing was routed: no ack.
+run_on_inject(_Stanzas, _Id, #st{on_inject = undefined}) -> ok;
+run_on_inject(Stanzas, Id, #st{on_inject = {M, F}, main_ref = Ref}) ->
+    Conn = self(),
+    _ = spawn(fun() ->
+                      _ = M:F(Stanzas),
+                      Id =:= 0 orelse gen_server:cast(Conn, {inject_ack, Ref, Id})
+              end),
+    ok.
 
 %% The last list is kept on disk, so that after an ejabberd restart the shim
 %% knows which JIDs matter even before the sidecar answers.

@@ -7,31 +7,40 @@
 
 -export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
          decode_sidecar_message/1, decode_verdict/1]).
--export_type([filter_request/0, session_event/0, hello/0, verdict/0, action/0]).
+-export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, verdict/0, action/0,
+              inject/0]).
 
+%% deadline_ms: Unix time in ms after which the shim stops waiting (0 or
+%% absent: unknown, not sent).
 -type filter_request() :: #{seq := non_neg_integer(), hook := filter_packet,
-                            host := binary(), stanza := iodata()}.
+                            host := binary(), stanza := iodata(),
+                            deadline_ms => non_neg_integer()}.
 -type session_event() :: #{kind := session_open | session_close | presence_set | presence_unset,
                            jid := binary(), show => binary(), priority => integer(),
                            status => binary()}.
 -type hello() :: #{node := binary(), hosts := [binary()], shim_version := binary()}.
+-type inject_ack() :: #{id := non_neg_integer()}.
 -type action() :: pass | rewrite | drop | reject | {unknown_action, non_neg_integer()}.
 -type verdict() :: #{seq := non_neg_integer(), action := action(), stanza := binary(),
                      error := undefined | #{condition := binary(), type := binary(),
                                             text := binary()},
                      extra := [binary()]}.
+%% id 0: the sidecar wants no InjectAck.
+-type inject() :: #{stanzas := [binary()], id := non_neg_integer()}.
 
 %%% Encoding
 
 -spec encode_shim_message({filter, filter_request()} | {event, session_event()}
-                          | {hello, hello()}) -> iodata().
+                          | {hello, hello()} | {inject_ack, inject_ack()}) -> iodata().
 encode_shim_message({filter, Req}) -> message(1, encode_filter_request(Req));
 encode_shim_message({event, Ev}) -> message(2, encode_session_event(Ev));
-encode_shim_message({hello, Hello}) -> message(3, encode_hello(Hello)).
+encode_shim_message({hello, Hello}) -> message(3, encode_hello(Hello));
+encode_shim_message({inject_ack, #{id := Id}}) -> message(4, uint(1, Id)).
 
 -spec encode_filter_request(filter_request()) -> iodata().
-encode_filter_request(#{seq := Seq, hook := filter_packet, host := Host, stanza := Stanza}) ->
-    [uint(1, Seq), uint(2, 1), bytes(3, Host), bytes(4, Stanza)].
+encode_filter_request(#{seq := Seq, hook := filter_packet, host := Host, stanza := Stanza} = Req) ->
+    [uint(1, Seq), uint(2, 1), bytes(3, Host), bytes(4, Stanza),
+     uint(5, maps:get(deadline_ms, Req, 0))].
 
 -spec encode_session_event(session_event()) -> iodata().
 encode_session_event(#{kind := Kind, jid := Jid} = Ev) ->
@@ -72,13 +81,13 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
 -spec decode_sidecar_message(binary()) ->
           {verdict, verdict()}
         | {watch, #{shops := [binary()], agents := [binary()]}}
-        | {inject, [binary()]}
+        | {inject, inject()}
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
     %% For a oneof the last member on the wire wins.
-    Fold = fun({1, V}, _) -> {verdict, decode_verdict(V)};
-              ({2, V}, _) -> {watch, decode_watch(V)};
-              ({3, V}, _) when is_binary(V) -> {inject, [B || {1, B} <- fields(V), is_binary(B)]};
+    Fold = fun({1, V}, _) when is_binary(V) -> {verdict, decode_verdict(V)};
+              ({2, V}, _) when is_binary(V) -> {watch, decode_watch(V)};
+              ({3, V}, _) when is_binary(V) -> {inject, decode_inject(V)};
               (_, Acc) -> Acc
            end,
     lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
@@ -110,6 +119,14 @@ decode_stanza_error(Bin) ->
                    (_, E) -> E
                 end, Empty, fields(Bin)).
 
+decode_inject(Bin) ->
+    {Stanzas, Id} =
+        lists:foldl(fun({1, B}, {S, I}) when is_binary(B) -> {[B | S], I};
+                       ({2, {varint, N}}, {S, _}) -> {S, N};
+                       (_, Acc) -> Acc
+                    end, {[], 0}, fields(Bin)),
+    #{stanzas => lists:reverse(Stanzas), id => Id}.
+
 decode_watch(Bin) ->
     {Shops, Agents} =
         lists:foldl(fun({1, B}, {S, A}) when is_binary(B) -> {[B | S], A};
@@ -138,6 +155,8 @@ fields(Bin) ->
             end;
         {5, <<V:4/binary, Rest1/binary>>} ->
             [{Field, {fixed, V}} | fields(Rest1)];
+        {WireType, _} when WireType =:= 1; WireType =:= 5 ->
+            error({consult_pb, truncated});
         _ ->
             error({consult_pb, {bad_wire_type, Key band 7}})
     end.

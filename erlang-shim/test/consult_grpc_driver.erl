@@ -5,9 +5,13 @@
 %% stderr so they never interleave with results.
 -module(consult_grpc_driver).
 
--export([main/0]).
+-export([main/0, on_inject/1]).
+
+%% What on_inject saw: {{started | done, N}, Stanzas} and {{held, N}, Pid}.
+-define(INJECTS, consult_grpc_driver_injects).
 
 main() ->
+    ets:new(?INJECTS, [named_table, public, ordered_set]),
     logger:remove_handler(default),
     logger:add_handler(default, logger_std_h, #{config => #{type => standard_error}}),
     io:setopts(standard_io, [binary, {encoding, unicode}]),
@@ -44,6 +48,19 @@ run({wait_status, Key, Value, MaxMs}) ->
     poll(fun() -> maps:get(Key, consult_grpc:status(), undefined) =:= Value end, MaxMs);
 run({filter, Host, Xml, Timeout}) ->
     consult_grpc:filter(Host, Xml, Timeout);
+run({filter_timed, Host, Xml, Timeout}) ->
+    %% The wall clock around the call, to check the deadline the client sends.
+    T0 = erlang:system_time(millisecond),
+    Result = consult_grpc:filter(Host, Xml, Timeout),
+    #{t0 => T0, t1 => erlang:system_time(millisecond), result => Result};
+run(injects) ->
+    #{started => [S || {{started, _}, S} <- ets:tab2list(?INJECTS)],
+      done => [S || {{done, _}, S} <- ets:tab2list(?INJECTS)]};
+run(release_injects) ->
+    Held = [Pid || {{held, _}, Pid} <- ets:tab2list(?INJECTS)],
+    ets:match_delete(?INJECTS, {{held, '_'}, '_'}),
+    [Pid ! release || Pid <- Held],
+    length(Held);
 run({filter_big, Host, Size, Timeout}) ->
     Sent = big_stanza(Size),
     case consult_grpc:filter(Host, Sent, Timeout) of
@@ -81,6 +98,21 @@ run({decode_sidecar, Hex}) ->
     consult_pb:decode_sidecar_message(binary:decode_hex(Hex));
 run(hpack_vectors) ->
     hpack_vectors().
+
+%% The on_inject callback (start option on_inject => {consult_grpc_driver, on_inject}).
+%% Records the stanzas; a stanza containing "crash" makes it crash, one
+%% containing "hold" makes it wait for release_injects before it returns.
+on_inject(Stanzas) ->
+    ets:insert(?INJECTS, {{started, erlang:unique_integer([monotonic])}, Stanzas}),
+    Has = fun(Word) -> lists:any(fun(S) -> binary:match(S, Word) =/= nomatch end, Stanzas) end,
+    Has(<<"crash">>) andalso error(injected_crash),
+    Has(<<"hold">>) andalso
+        begin
+            ets:insert(?INJECTS, {{held, erlang:unique_integer([monotonic])}, self()}),
+            receive release -> ok after 30000 -> ok end
+        end,
+    ets:insert(?INJECTS, {{done, erlang:unique_integer([monotonic])}, Stanzas}),
+    ok.
 
 %% Procs processes, each running PerProc concurrent callers; every caller
 %% checks that the verdict echoes its own stanza (the test server puts the
