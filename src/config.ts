@@ -1,7 +1,8 @@
 // Sidecar configuration: a JSON file, validated up front with errors that name the field.
 import { readFileSync } from 'node:fs';
-import { bareJid, isJid } from './jid.js';
-import { AGENT_STATUSES, STRATEGIES, type AgentStatus, type Strategy } from './store.js';
+import type { Limits } from './routing/state.js';
+import { AGENT_STATUSES, DEFAULT_LIMITS, LIMIT_RANGES, STRATEGIES, type AgentStatus, type Strategy } from './store.js';
+import { bareJid, isJid } from './xmpp/jid.js';
 
 export interface AgentConfig {
   jid: string;
@@ -16,6 +17,7 @@ export interface ShopConfig {
   noAgentText: string;
   strategy: Strategy;
   queueEnabled: boolean;
+  limits: Limits;
   agents: AgentConfig[];
 }
 
@@ -34,6 +36,10 @@ export interface Config {
   systemJid: string;
   /** Larger stanzas are rejected with policy-violation instead of being parsed. */
   maxStanzaBytes: number;
+  /** Decisions waiting to be durable; beyond this, new stanzas get a quick resource-constraint (overload). */
+  maxPendingDecisions: number;
+  /** Defaults for every shop's limits (each shop may override them). */
+  limits: Limits;
   /** memory:, pglite:<dir> or postgres://… */
   store: string;
   /** Admin HTTP API and /metrics; the API only starts with a token. */
@@ -71,8 +77,17 @@ const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
   return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
 };
 
+function limitsOf(raw: unknown, where: string, dflt: Limits): Limits {
+  const o = need(typeof (raw ?? {}) === 'object' && raw !== null, (raw ?? {}) as Obj, where, 'an object');
+  for (const k of Object.keys(o)) need(k in LIMIT_RANGES, 0, `${where}.${k}`, `one of ${Object.keys(LIMIT_RANGES).join(', ')}`);
+  const out = { ...dflt };
+  for (const [k, [min, max]] of Object.entries(LIMIT_RANGES)) out[k as keyof Limits] = int(o, k, where, dflt[k as keyof Limits], min, max);
+  return out;
+}
+
 export function parseConfig(raw: unknown): Config {
   const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
+  const limits = limitsOf(root.limits, 'limits', DEFAULT_LIMITS);
   const grpc = (root.grpc ?? {}) as Obj;
   const shopsRaw = need(Array.isArray(root.shops) && root.shops.length > 0, root.shops as Obj[], 'shops', 'a non-empty array');
   const shops = shopsRaw.map((s, i): ShopConfig => {
@@ -86,6 +101,7 @@ export function parseConfig(raw: unknown): Config {
       noAgentText: str(s, 'noAgentText', where, '当前没有客服在线，请稍后再试。'),
       strategy: oneOf(s, 'strategy', where, STRATEGIES, 'least-busy'),
       queueEnabled: bool(s, 'queueEnabled', where, true),
+      limits: limitsOf(s.limits, `${where}.limits`, limits),
       agents: agentsRaw.map((a, j) => ({
         jid: jid(a, 'jid', `${where}.agents[${j}]`),
         maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
@@ -108,6 +124,8 @@ export function parseConfig(raw: unknown): Config {
     grpc: { host: str(grpc, 'host', 'grpc', '127.0.0.1'), port: int(grpc, 'port', 'grpc', 50051, 0, 65535) },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
+    maxPendingDecisions: int(root, 'maxPendingDecisions', 'config', 20_000, 1, 10_000_000),
+    limits,
     store: str(root, 'store', 'config', 'memory:'),
     admin: {
       host: str(admin, 'host', 'admin', '127.0.0.1'),

@@ -4,17 +4,23 @@ import type { Membership, Shop, Store } from './store.js';
 
 export class Directory {
   private shops = new Map<string, Shop>();
-  private members = new Map<string, Membership[]>(); // by shop
-  private agents = new Set<string>();
+  private members = new Map<string, Map<string, Membership>>(); // shop → agent → membership
+  private agents = new Map<string, Shop[]>(); // agent → its shops
 
   constructor(private readonly store: Store) {}
 
-  /** Re-reads shops and memberships (after an admin change, and on every timer tick for other sidecars' changes). */
+  /** Re-reads shops and memberships (after an admin change, and on every timer tick). */
   async reload(): Promise<void> {
     const [shops, members] = await Promise.all([this.store.listShops(), this.store.memberships()]);
     this.shops = new Map(shops.map((s) => [s.jid, s]));
-    this.members = new Map(shops.map((s) => [s.jid, members.filter((m) => m.shop === s.jid)]));
-    this.agents = new Set(members.map((m) => m.agent));
+    this.members = new Map(shops.map((s) => [s.jid, new Map()]));
+    this.agents = new Map();
+    for (const m of members) {
+      const shop = this.shops.get(m.shop);
+      if (!shop) continue;
+      this.members.get(m.shop)!.set(m.agent, m);
+      this.agents.set(m.agent, [...(this.agents.get(m.agent) ?? []), shop]);
+    }
   }
 
   shop(jid: string): Shop | undefined {
@@ -23,30 +29,38 @@ export class Directory {
   allShops(): Shop[] {
     return [...this.shops.values()];
   }
+  /** A shop's memberships by agent. */
+  memberMap(shop: string): ReadonlyMap<string, Membership> {
+    return this.members.get(shop) ?? EMPTY;
+  }
   membersOf(shop: string): Membership[] {
-    return this.members.get(shop) ?? [];
+    return [...this.memberMap(shop).values()];
   }
   membership(shop: string, agent: string): Membership | undefined {
-    return this.membersOf(shop).find((m) => m.agent === agent);
+    return this.members.get(shop)?.get(agent);
   }
   isAgent(jid: string): boolean {
     return this.agents.has(jid);
   }
   shopsOf(agent: string): Shop[] {
-    return this.allShops().filter((s) => this.membership(s.jid, agent));
+    return this.agents.get(agent) ?? [];
   }
 
   /** What the shim must forward: messages to shops, readmarks to and from agents. */
   watchList(): { shops: string[]; agents: string[] } {
-    return { shops: [...this.shops.keys()], agents: [...this.agents] };
+    return { shops: [...this.shops.keys()], agents: [...this.agents.keys()] };
   }
 }
+
+const EMPTY: ReadonlyMap<string, Membership> = new Map();
 
 /** Writes the config file's shops and agents into an empty store (the embedded defaults). */
 export async function seedStore(store: Store, config: Config, now = Date.now()): Promise<boolean> {
   if ((await store.listShops()).length > 0) return false;
   for (const s of config.shops) {
-    await store.putShop({ jid: s.jid, name: s.name, welcome: s.welcome, noAgentText: s.noAgentText, strategy: s.strategy, queueEnabled: s.queueEnabled });
+    await store.putShop({
+      jid: s.jid, name: s.name, welcome: s.welcome, noAgentText: s.noAgentText, strategy: s.strategy, queueEnabled: s.queueEnabled, limits: s.limits,
+    });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });
       if (!(await store.getAgent(a.jid))) await store.putAgent({ jid: a.jid, status: a.status });

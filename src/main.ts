@@ -1,19 +1,24 @@
 // Sidecar entry point: `tsx src/main.ts --config config.json [--grpc-port N]`.
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
 import { startAdminServer } from './admin/http.js';
 import { loadConfig } from './config.js';
+import { Desk } from './desk.js';
 import { Directory, seedStore } from './directory.js';
+import { ShimLink, type Log } from './grpc/link.js';
+import { startGrpcServer, stanzaFilterHandlers } from './grpc/server.js';
 import { InFlight } from './inflight.js';
+import { LeaseLost } from './journal/sql-journal.js';
 import { Metrics } from './metrics.js';
-import { ConsultRouter } from './router.js';
-import { ShimLink, startGrpcServer, stanzaFilterHandlers, type Log } from './server.js';
-import { openStore } from './sql-store.js';
+import { Presence } from './presence.js';
+import { openStores } from './sql-store.js';
 
 // One JSON line per event on stdout (pino's default destination writes synchronously).
 const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTimeFunctions.isoTime });
-const log: Log = (msg, fields = {}) => (/failed|error/i.test(msg) ? logger.warn(fields, msg) : logger.info(fields, msg));
+const log: Log = (msg, fields = {}) => (/failed|error|lost|paused/i.test(msg) ? logger.warn(fields, msg) : logger.info(fields, msg));
 
 const DRAIN_MS = 5000;
 
@@ -25,37 +30,65 @@ async function main() {
   const host = values['grpc-host'] ?? config.grpc.host;
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
 
-  const store = await openStore(config.store);
+  const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const { store, journal: journalStore, lease } = await openStores(config.store, holder);
+  // One sidecar writes a database's journal: the others stand by until its lease is free.
+  await lease?.acquire({ onWait: (by) => log('standing by: another sidecar holds the journal lease', { holder: by }) });
   if (await seedStore(store, config)) log('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
+  const presence = new Presence(store);
+  await presence.load();
   const link = new ShimLink(log);
-  const router = new ConsultRouter({ config, store, directory, send: (s) => link.send(s) });
-  const metrics = new Metrics({ store, directory, link }, { defaults: true });
+  let metrics: Metrics | undefined;
+  const desk = new Desk({
+    config, directory, presence, journalStore, link, log,
+    onBatch: (b) => metrics?.batch(b),
+    onJournalError: (e) => {
+      log('journal write failed', { err: e instanceof Error ? e.stack : String(e) });
+      if (e instanceof LeaseLost) fatal(e.message);
+    },
+  });
+  await desk.syncShops();
+  metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
-  const handlers = stanzaFilterHandlers(router, link, log, { observe: (a, s) => metrics.observe(a, s), track: inflight.track });
-  const { server, port: bound, nagleDisabled } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s));
+  const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track });
+  const { server, port: bound, nagleDisabled } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes);
   if (!nagleDisabled) log('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
   log('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
-    admin = await startAdminServer({ store, directory, router, link, metrics, log, token: config.admin.token }, config.admin.host, config.admin.port);
+    admin = await startAdminServer({ store, directory, desk, presence, link, metrics, log, token: config.admin.token, defaultLimits: config.limits }, config.admin.host, config.admin.port);
     log('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
   } else {
     log('admin API not started: set admin.token in the config to enable it (and /metrics)');
   }
 
-  // tick() re-reads shops and agents: another sidecar's admin may have changed them, and our shims must hear of it.
+  // Shops and agents are re-read on every tick: a change made through another sidecar must reach our shims.
   let watched = JSON.stringify(directory.watchList());
   const onTick = async () => {
-    await router.tick();
+    await directory.reload();
+    await desk.syncShops();
+    await desk.tick();
     const now = JSON.stringify(directory.watchList());
     if (now !== watched) link.pushWatchList(directory.watchList());
     watched = now;
   };
-  const timer = setInterval(() => void inflight.track(onTick()).catch((e) => log('timer failed', { err: String(e) })), config.timers.tickSec * 1000);
+  let ticking = false; // a slow tick is not stacked on itself
+  const timer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    void inflight.track(onTick()).catch((e) => log('timer failed', { err: String(e) })).finally(() => { ticking = false; });
+  }, config.timers.tickSec * 1000);
+
+  // This sidecar's memory is ahead of a journal it may no longer write: stop, and let a restart stand by.
+  function fatal(why: string) {
+    logger.error({ why }, 'lost the journal lease: exiting so that the new holder alone decides');
+    process.exit(3);
+  }
+  lease?.onLost(fatal);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -69,11 +102,13 @@ async function main() {
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();
     if (!(await inflight.drain(DRAIN_MS))) log('shutdown: decisions still pending after drain', { inFlight: inflight.size });
+    await desk.journal.flushed();
     link.endAll();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 1000);
       server.tryShutdown(() => { clearTimeout(force); resolve(); });
     });
+    await lease?.release();
     await store.close().catch((e) => log('store close failed', { err: String(e) }));
     log('stopped');
     process.exit(0);
@@ -83,6 +118,6 @@ async function main() {
 }
 
 main().catch((e) => {
-  logger.error({ err: String(e instanceof Error ? e.message : e) }, 'startup failed');
+  logger.error({ err: e instanceof Error ? e.stack : String(e) }, 'startup failed');
   process.exit(1);
 });

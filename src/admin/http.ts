@@ -2,21 +2,26 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
+import { ConsultError, type Desk } from '../desk.js';
 import type { Directory } from '../directory.js';
-import { bareJid, isJid } from '../jid.js';
+import type { Log, ShimLink } from '../grpc/link.js';
 import type { Metrics } from '../metrics.js';
-import { ConsultError, type ConsultRouter } from '../router.js';
-import type { Log, ShimLink } from '../server.js';
-import { AGENT_STATUSES, STRATEGIES, type Shop, type Store } from '../store.js';
+import type { Presence } from '../presence.js';
+import type { Limits } from '../routing/state.js';
+import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop, type Store } from '../store.js';
+import { bareJid, isJid } from '../xmpp/jid.js';
 
 export interface AdminDeps {
   store: Store;
   directory: Directory;
-  router: ConsultRouter;
+  desk: Desk;
+  presence: Presence;
   link: ShimLink;
   token: string;
   log: Log;
   metrics?: Metrics;
+  /** Limits of a new shop that names none (the config's defaults). */
+  defaultLimits: Limits;
   now?: () => number;
 }
 
@@ -52,14 +57,15 @@ function fromConsultError(e: ConsultError): HttpError {
 }
 
 export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
-  const { store, directory, router, link } = deps;
+  const { store, directory, desk, presence, link } = deps;
   const now = deps.now ?? Date.now;
 
   // Every shop/agent change: refresh the in-memory view and tell the shims what to forward.
   const changed = async (drain: string[] = []) => {
     await directory.reload();
+    await desk.syncShops();
     link.pushWatchList(directory.watchList());
-    for (const shop of drain) await router.drainQueue(shop);
+    for (const shop of drain) await desk.drainQueue(shop);
   };
   const requireShop = (jid: string): Shop => {
     const shop = directory.shop(jid);
@@ -70,15 +76,24 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     const agent = await store.getAgent(jid);
     const shops = directory.shopsOf(jid);
     if (!agent && shops.length === 0) throw new HttpError(404, `${jid} is not an agent`);
-    const sessions = (await store.allSessions()).filter((s) => s.agent === jid);
     return {
       jid,
-      status: agent?.status ?? 'standard',
-      shops: shops.map((s) => ({
-        shop: s.jid, maxSessions: directory.membership(s.jid, jid)!.maxSessions, sessions: sessions.filter((x) => x.shop === s.jid).length,
-      })),
-      resources: (await store.resources()).filter((r) => r.agent === jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
+      status: presence.status(jid),
+      shops: shops.map((s) => ({ shop: s.jid, maxSessions: directory.membership(s.jid, jid)!.maxSessions, sessions: desk.loadOf(s.jid, jid) })),
+      resources: presence.resourcesOf(jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
     };
+  };
+  const limitsOf = (b: Body, old: Limits | undefined): Limits => {
+    const given = b.limits ?? {};
+    if (typeof given !== 'object' || given === null || Array.isArray(given)) throw bad('limits', 'an object');
+    const out = { ...(old ?? deps.defaultLimits) };
+    for (const [k, v] of Object.entries(given)) {
+      const range = LIMIT_RANGES[k as keyof Limits];
+      if (!range) throw bad(`limits.${k}`, `one of ${Object.keys(LIMIT_RANGES).join(', ')}`);
+      if (!Number.isInteger(v) || v < range[0] || v > range[1]) throw bad(`limits.${k}`, `an integer in ${range[0]}..${range[1]}`);
+      out[k as keyof Limits] = v;
+    }
+    return out;
   };
   const shopView = (s: Shop) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) });
 
@@ -100,6 +115,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
         strategy: optOneOf(body, 'strategy', STRATEGIES) ?? old?.strategy ?? 'least-busy',
         queueEnabled: body.queueEnabled === undefined ? old?.queueEnabled ?? true
           : typeof body.queueEnabled === 'boolean' ? body.queueEnabled : (() => { throw bad('queueEnabled', 'true or false'); })(),
+        limits: limitsOf(body, old?.limits),
       };
       await store.putShop(shop);
       await changed();
@@ -108,10 +124,11 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     ['DELETE', new RegExp(`^/shops/${J}$`), async ({ params }) => {
       const shop = requireShop(jidParam(params[0], 'shop'));
       // Open sessions or waiting visitors would be stranded: the admin closes them first.
-      const [sessions, queue] = await store.withShop(shop.jid, async (tx) => [(await tx.sessions()).length, (await tx.queue()).length]);
+      const { sessions, queue } = desk.counts(shop.jid);
       if (sessions || queue) throw new HttpError(409, `${shop.jid} has ${sessions} open sessions and ${queue} waiting visitors; close them first`);
       await store.deleteShop(shop.jid);
       await changed();
+      await desk.forget(shop.jid);
       return { deleted: shop.jid };
     }],
     ['PUT', new RegExp(`^/shops/${J}/agents/${J}$`), async ({ params, body }) => {
@@ -141,18 +158,17 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       const status = optOneOf(body, 'status', AGENT_STATUSES);
       if (!status) throw bad('status', `one of ${AGENT_STATUSES.join(', ')}`);
       await agentView(agent); // 404 for an unknown agent
-      await store.putAgent({ jid: agent, status });
-      await changed(directory.shopsOf(agent).map((s) => s.jid));
+      await desk.setAgentStatus(agent, status);
       return agentView(agent);
     }],
     ['GET', /^\/sessions$/, async ({ query }) => {
       const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
-      return (await store.allSessions()).filter((s) => !shop || s.shop === shop);
+      return desk.sessions(shop);
     }],
     ['POST', /^\/sessions\/close$/, async ({ body }) => {
       const shop = jidParam(body.shop as string, 'shop');
       const visitor = jidParam(body.visitor as string, 'visitor');
-      await router.closeSession(shop, visitor, 'admin');
+      await desk.closeSession(shop, visitor, 'admin');
       return { closed: { shop, visitor } };
     }],
     ['POST', /^\/sessions\/transfer$/, async ({ body }) => {
@@ -160,12 +176,12 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       const visitor = jidParam(body.visitor as string, 'visitor');
       const to = jidParam(body.to as string, 'to');
       const reason = body.reason === undefined ? '' : optStr(body, 'reason')!;
-      await router.transferSession(shop, visitor, to, reason);
+      await desk.transferSession(shop, visitor, to, reason);
       return { transferred: { shop, visitor, to } };
     }],
     ['GET', /^\/queue$/, async ({ query }) => {
       const shop = requireShop(jidParam(query.get('shop'), 'shop'));
-      return store.withShop(shop.jid, (tx) => tx.queue());
+      return desk.queue(shop.jid);
     }],
   ];
 }

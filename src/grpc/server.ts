@@ -1,12 +1,12 @@
-// gRPC service: turns router decisions into Verdicts over the shims' streams, and
-// carries the router's own stanzas (timers, queue, admin) back to ejabberd.
+// gRPC service: stanzas from the shims' streams go to the Desk, verdicts go back once durable;
+// notifications update presence; InjectAcks confirm what the sidecar sent on its own.
 import * as grpc from '@grpc/grpc-js';
 import {
-  Action, SidecarMessage, StanzaFilterService, Verdict,
-  type FilterRequest, type ShimMessage, type StanzaFilterServer,
-} from './gen/consult/v1/filter.js';
-import type { ConsultRouter, Decision } from './router.js';
-import { serialize, type XmlElement } from './xml.js';
+  Action, StanzaFilterService, type FilterRequest, type ShimMessage, type SidecarMessage, type StanzaFilterServer, type Verdict,
+} from '../gen/consult/v1/filter.js';
+import type { Decision, Desk } from '../desk.js';
+import { serialize, type XmlElement } from '../xmpp/xml.js';
+import type { Log, ShimLink } from './link.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
 const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
@@ -15,65 +15,10 @@ export function toVerdict(seq: string, d: Decision): Verdict {
   return {
     seq,
     action: ACTIONS[d.action],
-    stanza: d.action === 'rewrite' ? xmlBytes(d.stanza) : Buffer.alloc(0),
+    stanza: d.action === 'rewrite' ? Buffer.from(d.xml, 'utf8') : Buffer.alloc(0),
     error: d.action === 'reject' ? d.error : undefined,
     extra: d.extra.map(xmlBytes),
   };
-}
-
-export type Log = (msg: string, fields?: Record<string, unknown>) => void;
-type ShimStream = grpc.ServerDuplexStream<ShimMessage, SidecarMessage>;
-
-/** The open shim streams; stanzas the router sends on its own go out on one of them. */
-export class ShimLink {
-  private readonly streams = new Set<ShimStream>();
-  private backlog: Buffer[] = [];
-  static readonly MAX_BACKLOG = 10_000;
-
-  constructor(private readonly log: Log) {}
-
-  get connected(): number {
-    return this.streams.size;
-  }
-
-  add(stream: ShimStream): void {
-    this.streams.add(stream);
-    if (this.backlog.length) {
-      stream.write({ inject: { stanzas: this.backlog } });
-      this.backlog = [];
-    }
-  }
-
-  remove(stream: ShimStream): void {
-    this.streams.delete(stream);
-  }
-
-  /** Any node will do: ejabberd routes a stanza to its recipient across the cluster. */
-  send(stanzas: XmlElement[]): void {
-    if (stanzas.length === 0) return;
-    const bytes = stanzas.map(xmlBytes);
-    const [stream] = this.streams;
-    if (stream) {
-      stream.write({ inject: { stanzas: bytes } });
-      return;
-    }
-    // No shim connected: keep them for the next one, bounded.
-    this.backlog.push(...bytes);
-    if (this.backlog.length > ShimLink.MAX_BACKLOG) {
-      this.log('no shim connected: dropping oldest pending stanzas', { dropped: this.backlog.length - ShimLink.MAX_BACKLOG });
-      this.backlog = this.backlog.slice(-ShimLink.MAX_BACKLOG);
-    }
-  }
-
-  pushWatchList(watch: { shops: string[]; agents: string[] }): void {
-    for (const s of this.streams) s.write({ watch });
-  }
-
-  /** Shutdown: end every shim stream (the shims reconnect to another sidecar or retry). */
-  endAll(): void {
-    for (const s of this.streams) s.end();
-    this.streams.clear();
-  }
 }
 
 /** Optional instrumentation: decision outcome and latency, and tracking of in-flight decisions. */
@@ -82,42 +27,64 @@ export interface FilterHooks {
   track?: <T>(work: Promise<T>) => Promise<T>;
 }
 
-export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log: Log, hooks: FilterHooks = {}): StanzaFilterServer {
-  const judge = (req: FilterRequest): Promise<Verdict> => (hooks.track ? hooks.track(decide(req)) : decide(req));
+/** Verdicts a stream may owe at once; past it, new stanzas are refused at once rather than queued. */
+export const MAX_OWED_PER_STREAM = 10_000;
+const OVERLOADED: Decision = {
+  action: 'reject', extra: [],
+  error: { condition: 'resource-constraint', type: 'wait', text: 'the consult service is overloaded; please send again in a moment' },
+};
+
+export function stanzaFilterHandlers(desk: Desk, link: ShimLink, log: Log, hooks: FilterHooks = {}): StanzaFilterServer {
+  const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
+    (hooks.track ? hooks.track(decide(req, deadline)) : decide(req, deadline));
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
-  const decide = async (req: FilterRequest): Promise<Verdict> => {
+  const decide = async (req: FilterRequest, deadline: number): Promise<Verdict> => {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const decision = await router.decide(req.stanza);
+      const decision = await desk.decide(req.stanza, deadline);
       hooks.observe?.(decision.action, seconds());
       return toVerdict(req.seq, decision);
     } catch (e) {
       hooks.observe?.('failed', seconds());
-      log('decision failed', { seq: req.seq, err: String(e) });
+      log('decision failed', { seq: req.seq, err: e instanceof Error ? e.stack : String(e) });
       return toVerdict(req.seq, {
         action: 'reject', extra: [],
         error: { condition: 'internal-server-error', type: 'wait', text: 'the consult service failed to process this message' },
       });
     }
   };
+  const deadlineOf = (req: FilterRequest) => Number(req.deadlineMs) || Infinity;
   const onEvent = (event: NonNullable<ShimMessage['event']>, node: string) =>
-    router.handleEvent(event, node).catch((e) => log('event failed', { jid: event.jid, err: String(e) }));
+    desk.handleEvent(event, node).catch((e) => log('event failed', { jid: event.jid, err: String(e) }));
 
   return {
     filterStream(call) {
       let node = call.getPeer();
+      let owed = 0;
       log('shim stream opened', { peer: node });
-      call.write({ watch: router.watchList() } satisfies SidecarMessage);
+      call.write({ watch: desk.watchList() } satisfies SidecarMessage);
       // Events of one node are applied in order (a presence must not overtake the session it belongs to).
       let events = Promise.resolve();
       call.on('data', (msg: ShimMessage) => {
-        if (msg.filter) void judge(msg.filter).then((verdict) => call.write({ verdict } satisfies SidecarMessage));
+        if (msg.filter) {
+          const req = msg.filter;
+          if (owed >= MAX_OWED_PER_STREAM) {
+            hooks.observe?.('reject', 0);
+            call.write({ verdict: toVerdict(req.seq, OVERLOADED) });
+            return;
+          }
+          owed++;
+          void judge(req, deadlineOf(req)).then((verdict) => {
+            owed--;
+            call.write({ verdict } satisfies SidecarMessage);
+          });
+        } else if (msg.injectAck) link.ack(call, msg.injectAck.id);
         else if (msg.event) { const e = msg.event; events = events.then(() => onEvent(e, node)); }
         else if (msg.hello) {
           node = msg.hello.node || node;
           log('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
-          events = events.then(() => router.nodeConnected(node)).catch((e) => log('node reset failed', { node, err: String(e) }));
+          events = events.then(() => desk.nodeConnected(node)).catch((e) => log('node reset failed', { node, err: String(e) }));
           link.add(call);
         }
       });
@@ -129,7 +96,9 @@ export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log:
       });
     },
     filter(call, callback) {
-      void judge(call.request).then((v) => callback(null, v));
+      const grpcDeadline = call.getDeadline();
+      const deadline = Math.min(deadlineOf(call.request), grpcDeadline instanceof Date ? grpcDeadline.getTime() : Number(grpcDeadline) || Infinity);
+      void judge(call.request, deadline).then((v) => callback(null, v));
     },
     notify(call, callback) {
       void onEvent(call.request, call.getPeer()).then(() => callback(null, {}));
@@ -138,9 +107,11 @@ export function stanzaFilterHandlers(router: ConsultRouter, link: ShimLink, log:
 }
 
 export async function startGrpcServer(
-  handlers: StanzaFilterServer, host: string, port: number, addServices?: (server: grpc.Server) => void,
+  handlers: StanzaFilterServer, host: string, port: number, addServices?: (server: grpc.Server) => void, maxStanzaBytes = 262144,
 ): Promise<{ server: grpc.Server; port: number; nagleDisabled: boolean }> {
-  const server = new grpc.Server();
+  // A request is one stanza plus a few fields: refuse anything much larger before it is buffered
+  // (grpc-js would take 4 MiB). Still above maxStanzaBytes, so an oversized stanza gets its clear XMPP error.
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxStanzaBytes * 2 + 64 * 1024 });
   server.addService(StanzaFilterService, handlers);
   addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>

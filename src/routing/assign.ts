@@ -1,5 +1,5 @@
 // Choosing an agent among those free to take a chat. Pure: the caller gathers the facts.
-import type { Strategy } from './store.js';
+import type { Strategy } from '../store.js';
 
 export interface Candidate {
   agent: string;

@@ -35,7 +35,14 @@ function fromOrdered(node: Ordered): XmlNode {
 export function parseElement(xml: string): XmlElement {
   const valid = XMLValidator.validate(xml);
   if (valid !== true) throw new XmlError(`malformed XML: ${valid.err.msg} (line ${valid.err.line}, col ${valid.err.col})`);
-  const roots = (parser.parse(xml) as Ordered[]).map(fromOrdered).filter((n): n is XmlElement => typeof n !== 'string');
+  let parsed: Ordered[];
+  try {
+    parsed = parser.parse(xml) as Ordered[];
+  } catch (e) {
+    // Well-formed but beyond what the parser accepts (nesting deeper than MAX_DEPTH): still the sender's fault.
+    throw new XmlError(`malformed XML: ${(e as Error).message}`);
+  }
+  const roots = parsed.map(fromOrdered).filter((n): n is XmlElement => typeof n !== 'string');
   if (roots.length !== 1) throw new XmlError(`expected one root element, found ${roots.length}`);
   return roots[0];
 }

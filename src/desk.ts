@@ -1,0 +1,317 @@
+// The sidecar's deciding core. It holds the state of every shop it owns in memory, runs
+// each decision synchronously over it (src/routing/), commits the changes through the
+// group-committed journal and answers once they are durable. Timers, queue drains, admin
+// actions and the release of kept messages take the same path.
+import type { Config } from './config.js';
+import type { Directory } from './directory.js';
+import { SessionEvent_Kind as Kind, type SessionEvent } from './gen/consult/v1/filter.js';
+import { Journal, NotDurable, type JournalStore, type LoadedShop } from './journal/journal.js';
+import type { Presence } from './presence.js';
+import {
+  Changes, ConsultError, PASS, closeSession, fromAgent, fromVisitor, passThrough, reject, runTimers, serveQueue,
+  statusCommand, toAgent, transferSession, type CloseReason, type Decision, type ShopContext,
+} from './routing/decide.js';
+import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
+import type { AgentStatus, Shop } from './store.js';
+import { bareJid } from './xmpp/jid.js';
+import { QCHAT_TO_AGENT, ack, ensureBodyId, notice, relay } from './xmpp/stanzas.js';
+import { XmlError, parseElement, serialize, type XmlElement } from './xmpp/xml.js';
+
+export { ConsultError, type CloseReason, type Decision } from './routing/decide.js';
+
+/** Where stanzas the sidecar sends on its own go: the shims (ShimLink), or a test's list. */
+export interface Outbox {
+  /** Fire and forget. */
+  send(stanzas: XmlElement[]): void;
+  /** Resolves once ejabberd has them; rejects if no shim took them. */
+  deliver(stanzas: string[]): Promise<void>;
+}
+
+export interface DeskDeps {
+  config: Config;
+  directory: Directory;
+  presence: Presence;
+  journalStore: JournalStore;
+  link: Outbox;
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+  now?: () => number;
+  random?: () => number;
+  onBatch?: (info: { entries: number; changes: number; seconds: number; ok: boolean }) => void;
+  onJournalError?: (e: unknown) => void;
+}
+
+/** Kept messages go to the agent in Injects of at most this many stanzas / bytes. */
+const RELEASE_MAX_STANZAS = 50;
+const RELEASE_MAX_BYTES = 256 * 1024;
+
+const refuse = (condition: string, type: 'cancel' | 'wait', text: string) => new ConsultError({ condition, type, text });
+
+export class Desk {
+  readonly journal: Journal;
+  private readonly states = new Map<string, ShopState>();
+  private readonly releasing = new Set<string>(); // shop\nvisitor with a release under way
+  private readonly config: Config;
+  private readonly directory: Directory;
+  private readonly presence: Presence;
+  private readonly link: Outbox;
+  private readonly store: JournalStore;
+  private readonly log: DeskDeps['log'];
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  constructor(deps: DeskDeps) {
+    this.config = deps.config;
+    this.directory = deps.directory;
+    this.presence = deps.presence;
+    this.link = deps.link;
+    this.store = deps.journalStore;
+    this.log = deps.log;
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+    this.journal = new Journal(this.store, {
+      states: (shop) => this.states.get(shop), now: this.now, onBatch: deps.onBatch, onError: deps.onJournalError,
+    });
+  }
+
+  /** Loads the state of every shop in the directory (and forgets shops no longer there). */
+  async syncShops(): Promise<void> {
+    for (const shop of this.directory.allShops()) {
+      const st = this.states.get(shop.jid);
+      if (!st) this.states.set(shop.jid, await this.loadShop(shop));
+      else if (JSON.stringify(st.limits) !== JSON.stringify(shop.limits)) st.setLimits(shop.limits);
+    }
+    for (const jid of [...this.states.keys()]) if (!this.directory.shop(jid)) this.states.delete(jid);
+  }
+
+  private async loadShop(shop: Shop): Promise<ShopState> {
+    const loaded = await this.store.load(shop.jid);
+    const st = restore(shop.jid, shop.limits, loaded);
+    st.purgeSticky(this.now());
+    this.journal.loaded(shop.jid, loaded.batches.reduce((n, b) => n + b.length, 0));
+    return st;
+  }
+
+  /** A deleted shop (the admin API checked it has no sessions or queue): its journal goes too. */
+  async forget(shopJid: string): Promise<void> {
+    this.states.delete(shopJid);
+    await this.store.forget(shopJid);
+  }
+
+  watchList() {
+    return this.directory.watchList();
+  }
+
+  // ---- stanzas -----------------------------------------------------------------
+
+  /** The verdict on one stanza; `deadline` is when the shim stops waiting (ms since the epoch). */
+  async decide(stanzaXml: string | Buffer, deadline = Infinity): Promise<Decision> {
+    if (deadline <= this.now()) return reject('resource-constraint', 'wait', 'the consult service received this message after its deadline');
+    if (this.journal.backlog >= this.config.maxPendingDecisions) {
+      return reject('resource-constraint', 'wait', 'the consult service is overloaded; please send again in a moment');
+    }
+    const size = Buffer.byteLength(stanzaXml);
+    if (size > this.config.maxStanzaBytes) {
+      return reject('policy-violation', 'modify', `stanza of ${size} bytes exceeds the consult limit of ${this.config.maxStanzaBytes}`);
+    }
+    let stanza: XmlElement;
+    try {
+      stanza = parseElement(stanzaXml.toString());
+    } catch (e) {
+      if (e instanceof XmlError) return reject('bad-request', 'modify', e.message);
+      throw e;
+    }
+    if (stanza.name !== 'message' || !stanza.attrs.from || !stanza.attrs.to) return PASS;
+    const type = stanza.attrs.type ?? 'normal';
+    if (type === 'error') return PASS;
+
+    const from = bareJid(stanza.attrs.from);
+    const shop = this.directory.shop(bareJid(stanza.attrs.to));
+    if (!shop) {
+      if (type === 'consult') return reject('item-not-found', 'cancel', `${bareJid(stanza.attrs.to)} is not a shop; consult messages go to a shop JID`);
+      return passThrough(stanza);
+    }
+    const isAgent = this.directory.membership(shop.jid, from) !== undefined;
+    const status = isAgent ? statusCommand(stanza) : undefined;
+    if (status !== undefined) return this.setStatusCommand(stanza, shop, from, status);
+    return this.act(shop.jid, (cx, w) => (isAgent ? fromAgent(cx, w, stanza, from, type) : fromVisitor(cx, w, stanza, from, type)), deadline)
+      .catch((e) => {
+        if (e instanceof NotDurable) {
+          return e.reason === 'deadline'
+            ? reject('resource-constraint', 'wait', 'the consult service could not record this message in time; please send it again')
+            : reject('service-unavailable', 'wait', 'the consult service could not record this message; please send it again');
+        }
+        throw e;
+      });
+  }
+
+  /**
+   * Runs a decision on a shop's state, then waits until its changes are durable. Changes already in memory are
+   * taken back if the decision throws or its commit fails; kept messages it freed are released afterwards.
+   */
+  private async act<T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T, deadline = Infinity): Promise<T> {
+    const shop = this.directory.shop(shopJid);
+    const st = this.states.get(shopJid);
+    if (!shop || !st) throw refuse('item-not-found', 'cancel', `${shopJid} is not a shop`);
+    const w = new Changes(st);
+    let result: T;
+    try {
+      result = decide(this.context(shop), w);
+    } catch (e) {
+      w.revert();
+      throw e;
+    }
+    // Nothing changed and nothing of this shop is pending: the answer rests on durable state only.
+    if (w.list.length > 0 || this.journal.busy(shopJid)) await this.journal.commit(shopJid, w.list, w.undos, deadline);
+    for (const visitor of w.releases) this.release(shopJid, visitor);
+    return result;
+  }
+
+  private context(shop: Shop): ShopContext {
+    return {
+      shop, members: this.directory.memberMap(shop.jid), agentState: this.presence.state,
+      config: this.config, now: this.now(), random: this.random,
+    };
+  }
+
+  /** `/status dnd|standard|always-on` from an agent to any of its shops. */
+  private async setStatusCommand(stanza: XmlElement, shop: Shop, agent: string, status: AgentStatus): Promise<Decision> {
+    const bodyId = ensureBodyId(stanza)!;
+    await this.setAgentStatus(agent, status);
+    const now = this.now();
+    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text: `您的接待状态已设为 ${status}。` });
+    return { action: 'drop', extra: [ack(agent, bodyId, now), told] };
+  }
+
+  // ---- notifications from the shim ---------------------------------------------
+
+  /** A shim (re)opened its stream: forget what its node reported before; it reports again. */
+  async nodeConnected(node: string): Promise<void> {
+    await this.presence.clearNode(node);
+  }
+
+  async handleEvent(event: SessionEvent, node: string): Promise<void> {
+    const full = event.jid;
+    const agent = bareJid(full);
+    if (!this.directory.isAgent(agent)) return;
+    const resource = full.includes('/') ? full.slice(full.indexOf('/') + 1) : '';
+    if (event.kind === Kind.PRESENCE_SET) {
+      const write = this.presence.set({ agent, resource, node, show: event.show, priority: event.priority });
+      // An agent who can take chats now takes the oldest waiting visitors.
+      for (const shop of this.directory.shopsOf(agent)) await this.drainQueue(shop.jid);
+      await write;
+    } else if (event.kind === Kind.PRESENCE_UNSET || event.kind === Kind.SESSION_CLOSE) {
+      await this.presence.remove(agent, resource);
+    }
+  }
+
+  // ---- admin and agent actions -----------------------------------------------------
+
+  async setAgentStatus(agent: string, status: AgentStatus): Promise<void> {
+    await this.presence.setStatus(agent, status);
+    for (const s of this.directory.shopsOf(agent)) await this.drainQueue(s.jid);
+  }
+
+  async closeSession(shopJid: string, visitor: string, reason: CloseReason): Promise<void> {
+    this.link.send(await this.act(bareJid(shopJid), (cx, w) =>
+      [...closeSession(cx, w, this.sessionOf(w, cx.shop, visitor), reason), ...serveQueue(cx, w)]));
+  }
+
+  async transferSession(shopJid: string, visitor: string, toAgent: string, reason = ''): Promise<void> {
+    this.link.send(await this.act(bareJid(shopJid), (cx, w) => transferSession(cx, w, this.sessionOf(w, cx.shop, visitor), toAgent, reason)));
+  }
+
+  private sessionOf(w: Changes, shop: Shop, visitor: string): Session {
+    const s = w.state.sessions.get(visitor);
+    if (!s) throw refuse('item-not-found', 'cancel', `no open session of ${visitor} with ${shop.jid}`);
+    return s;
+  }
+
+  /** Assigns waiting visitors of a shop while agents have room; called when capacity may have appeared. */
+  async drainQueue(shopJid: string): Promise<void> {
+    if (!this.states.get(shopJid)?.queue.size) return;
+    this.link.send(await this.act(shopJid, serveQueue));
+  }
+
+  /** Timers of every shop, and kept messages whose release stopped half-way (no shim then). */
+  async tick(): Promise<void> {
+    for (const shop of this.directory.allShops()) {
+      const st = this.states.get(shop.jid);
+      if (!st) continue;
+      this.link.send(await this.act(shop.jid, runTimers));
+      for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shop.jid, visitor);
+    }
+  }
+
+  // ---- kept messages -------------------------------------------------------------
+
+  /**
+   * Hands a served visitor's kept messages to its agent in bounded Injects, oldest first. Each batch is deleted
+   * (moved to the history) only after a shim acknowledged it; if none does, the next tick tries again.
+   */
+  private release(shopJid: string, visitor: string): void {
+    const key = `${shopJid}\n${visitor}`;
+    if (this.releasing.has(key)) return;
+    this.releasing.add(key);
+    void this.releaseAll(shopJid, visitor)
+      .catch((e) => this.log('release of kept messages paused', { shop: shopJid, visitor, err: String(e) }))
+      .finally(() => this.releasing.delete(key));
+  }
+
+  private async releaseAll(shopJid: string, visitor: string): Promise<void> {
+    for (;;) {
+      const st = this.states.get(shopJid);
+      const session = st?.sessions.get(visitor);
+      const kept = st?.kept.get(visitor);
+      if (!st || !session || !kept?.length) return;
+      const relayed: Stored[] = [];
+      let bytes = 0;
+      for (const k of kept) {
+        if (relayed.length === RELEASE_MAX_STANZAS || (relayed.length > 0 && bytes + k.xml.length > RELEASE_MAX_BYTES)) break;
+        const xml = serialize(relay(parseElement(k.xml), toAgent(session, k.at)));
+        relayed.push({ at: k.at, xml });
+        bytes += xml.length;
+      }
+      await this.link.deliver(relayed.map((r) => r.xml));
+      await this.act(shopJid, (_cx, w) => w.do({ op: 'release', v: visitor, n: relayed.length, relayed }));
+    }
+  }
+
+  // ---- reads for the admin API and metrics ------------------------------------------
+
+  sessions(shopJid?: string): Session[] {
+    const states = shopJid ? [this.states.get(shopJid)].filter((s) => s !== undefined) : [...this.states.values()];
+    return states.flatMap((st) => [...st.sessions.values()].map((s) => ({ ...s })));
+  }
+
+  queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number }[] {
+    const st = this.states.get(shopJid);
+    return st ? [...st.queue].map(([visitor, at]) => ({ visitor, shop: shopJid, enqueuedAt: at, kept: st.kept.get(visitor)?.length ?? 0 })) : [];
+  }
+
+  counts(shopJid: string): { sessions: number; queue: number; kept: number } {
+    const st = this.states.get(shopJid);
+    let kept = 0;
+    for (const list of st?.kept.values() ?? []) kept += list.length;
+    return { sessions: st?.sessions.size ?? 0, queue: st?.queue.size ?? 0, kept };
+  }
+
+  stickyAgent(shopJid: string, visitor: string, at: number): string | undefined {
+    return this.states.get(shopJid)?.stickyAgent(visitor, at);
+  }
+
+  /** Resolves when no commit is pending and no kept messages are being released (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.journal.backlog > 0 || this.releasing.size > 0) await new Promise((r) => setImmediate(r));
+  }
+
+  loadOf(shopJid: string, agent: string): number {
+    return this.states.get(shopJid)?.load(agent) ?? 0;
+  }
+}
+
+/** A shop's state from its snapshot and the journal written after it. */
+export function restore(shop: string, limits: Limits, loaded: LoadedShop): ShopState {
+  const st = loaded.snapshot ? ShopState.fromJSON(shop, limits, loaded.snapshot) : new ShopState(shop, limits);
+  for (const batch of loaded.batches) for (const c of batch) apply(st, c);
+  return st;
+}

@@ -1,0 +1,145 @@
+// The open shim streams, and delivery of the stanzas the sidecar sends on its own (timers,
+// queue, admin actions, released kept messages). Each Inject carries an id the shim
+// acknowledges once ejabberd's router has them; an Inject whose stream closes, or that is
+// not acknowledged in time, is sent again on another stream (at least once: body ids let
+// clients spot a rare duplicate). With no shim connected, Injects wait, bounded.
+import type * as grpc from '@grpc/grpc-js';
+import type { ShimMessage, SidecarMessage } from '../gen/consult/v1/filter.js';
+import { serialize, type XmlElement } from '../xmpp/xml.js';
+
+export type Log = (msg: string, fields?: Record<string, unknown>) => void;
+export type ShimStream = grpc.ServerDuplexStream<ShimMessage, SidecarMessage>;
+
+export class Undelivered extends Error {}
+
+interface Inject {
+  id: string;
+  stanzas: Buffer[];
+  tries: number;
+  stream?: ShimStream;
+  timer?: NodeJS.Timeout;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export interface LinkOptions {
+  ackTimeoutMs?: number;
+  maxTries?: number;
+  /** Stanzas kept while no shim is connected. */
+  maxWaiting?: number;
+}
+
+export class ShimLink {
+  private readonly streams: ShimStream[] = [];
+  private next = 0; // round-robin over streams
+  private lastId = 0;
+  private readonly inFlight = new Map<string, Inject>();
+  private waiting: Inject[] = [];
+  private waitingStanzas = 0;
+  private readonly ackTimeoutMs: number;
+  private readonly maxTries: number;
+  private readonly maxWaiting: number;
+
+  constructor(private readonly log: Log, opts: LinkOptions = {}) {
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
+    this.maxTries = opts.maxTries ?? 3;
+    this.maxWaiting = opts.maxWaiting ?? 10_000;
+  }
+
+  get connected(): number {
+    return this.streams.length;
+  }
+
+  get pending(): number {
+    return this.inFlight.size + this.waiting.length;
+  }
+
+  add(stream: ShimStream): void {
+    if (this.streams.includes(stream)) return;
+    this.streams.push(stream);
+    const waiting = this.waiting;
+    this.waiting = [];
+    this.waitingStanzas = 0;
+    for (const inj of waiting) this.write(inj);
+  }
+
+  /** A stream closed: what it had not acknowledged goes out on another. */
+  remove(stream: ShimStream): void {
+    const i = this.streams.indexOf(stream);
+    if (i >= 0) this.streams.splice(i, 1);
+    for (const inj of [...this.inFlight.values()]) if (inj.stream === stream) this.retry(inj);
+  }
+
+  ack(stream: ShimStream, id: string): void {
+    const inj = this.inFlight.get(id);
+    if (!inj || inj.stream !== stream) return;
+    clearTimeout(inj.timer);
+    this.inFlight.delete(id);
+    inj.resolve();
+  }
+
+  /** Resolves once a shim has handed every stanza to ejabberd; rejects with Undelivered when it gives up. */
+  deliver(stanzas: (string | Buffer)[]): Promise<void> {
+    if (stanzas.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const inj: Inject = { id: String(++this.lastId), stanzas: stanzas.map((s) => (typeof s === 'string' ? Buffer.from(s) : s)), tries: 0, resolve, reject };
+      this.write(inj);
+    });
+  }
+
+  /** Fire and forget: a loss is logged. */
+  send(stanzas: XmlElement[]): void {
+    if (stanzas.length === 0) return;
+    this.deliver(stanzas.map(serialize)).catch((e) => this.log('injected stanzas lost', { count: stanzas.length, err: String(e) }));
+  }
+
+  pushWatchList(watch: { shops: string[]; agents: string[] }): void {
+    for (const s of this.streams) s.write({ watch });
+  }
+
+  /** Shutdown: end every shim stream (the shims reconnect to another sidecar or retry). */
+  endAll(): void {
+    for (const s of this.streams) s.end();
+    this.streams.length = 0;
+    for (const inj of [...this.inFlight.values(), ...this.waiting]) {
+      clearTimeout(inj.timer);
+      inj.reject(new Undelivered('sidecar shutting down'));
+    }
+    this.inFlight.clear();
+    this.waiting = [];
+  }
+
+  private write(inj: Inject): void {
+    const stream = this.pick();
+    if (!stream) return this.wait(inj);
+    inj.tries++;
+    inj.stream = stream;
+    this.inFlight.set(inj.id, inj);
+    inj.timer = setTimeout(() => this.retry(inj), this.ackTimeoutMs);
+    inj.timer.unref();
+    stream.write({ inject: { stanzas: inj.stanzas, id: inj.id } } satisfies SidecarMessage);
+  }
+
+  private retry(inj: Inject): void {
+    clearTimeout(inj.timer);
+    this.inFlight.delete(inj.id);
+    if (inj.tries >= this.maxTries) return inj.reject(new Undelivered(`no shim acknowledged after ${inj.tries} tries`));
+    this.write(inj);
+  }
+
+  private wait(inj: Inject): void {
+    this.waiting.push(inj);
+    this.waitingStanzas += inj.stanzas.length;
+    while (this.waitingStanzas > this.maxWaiting && this.waiting.length > 1) {
+      const old = this.waiting.shift()!;
+      this.waitingStanzas -= old.stanzas.length;
+      old.reject(new Undelivered(`no shim connected and ${this.maxWaiting} stanzas already waiting`));
+    }
+  }
+
+  private pick(): ShimStream | undefined {
+    if (this.streams.length === 0) return undefined;
+    this.next = (this.next + 1) % this.streams.length;
+    return this.streams[this.next];
+  }
+}

@@ -1,0 +1,344 @@
+// What happens to a consult stanza, decided synchronously over one shop's in-memory state.
+// Nothing here waits: a decision reads indexes, records its changes through a Changes
+// writer (which applies them at once) and returns the verdict. The journal makes the
+// changes durable before the verdict leaves (src/journal/journal.ts).
+import type { Config } from '../config.js';
+import { AGENT_STATUSES, type AgentStatus, type Membership, type Shop } from '../store.js';
+import { bareJid } from '../xmpp/jid.js';
+import {
+  QCHAT_TO_AGENT, QCHAT_TO_VISITOR, ack, autoReply, ensureBodyId, notice, relay, replay, withoutRealAddresses,
+} from '../xmpp/stanzas.js';
+import { findChild, parseElement, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
+import { pickAgent } from './assign.js';
+import type { AgentState } from './availability.js';
+import { apply, type Change, type Session, type ShopState, type Undo } from './state.js';
+
+export interface StanzaErrorInfo {
+  condition: string; // RFC 6120 defined condition
+  type: 'cancel' | 'modify' | 'wait' | 'auth';
+  text: string;
+}
+
+export type Decision =
+  | { action: 'pass'; extra: XmlElement[] }
+  | { action: 'rewrite'; stanza: XmlElement; xml: string; extra: XmlElement[] } // xml: the stanza, serialized once
+  | { action: 'drop'; extra: XmlElement[] }
+  | { action: 'reject'; error: StanzaErrorInfo; extra: XmlElement[] };
+
+/** A refused action (unknown session, agent not available...): an error for the sender, nothing changed. */
+export class ConsultError extends Error {
+  constructor(readonly error: StanzaErrorInfo) {
+    super(error.text);
+  }
+}
+
+export const PASS: Decision = { action: 'pass', extra: [] };
+export const reject = (condition: string, type: StanzaErrorInfo['type'], text: string): Decision => ({
+  action: 'reject', error: { condition, type, text }, extra: [],
+});
+const refuse = (condition: string, type: StanzaErrorInfo['type'], text: string) => new ConsultError({ condition, type, text });
+const rewrite = (stanza: XmlElement, extra: XmlElement[], xml = serialize(stanza)): Decision => ({ action: 'rewrite', stanza, xml, extra });
+const drop = (extra: XmlElement[] = []): Decision => ({ action: 'drop', extra });
+
+/** Records a decision's changes, applying each at once, and can take them all back. */
+export class Changes {
+  readonly list: Change[] = [];
+  readonly undos: Undo[] = [];
+  /** Visitors whose kept messages are to be released to their (new) agent once this is durable. */
+  readonly releases = new Set<string>();
+
+  constructor(readonly state: ShopState) {}
+
+  do(c: Change): void {
+    this.list.push(c);
+    this.undos.push(apply(this.state, c));
+  }
+
+  revert(): void {
+    for (let i = this.undos.length - 1; i >= 0; i--) this.undos[i]();
+    this.list.length = 0;
+    this.undos.length = 0;
+    this.releases.clear();
+  }
+}
+
+/** What a decision may read besides the shop's state: settings, availability, the clock. */
+export interface ShopContext {
+  shop: Shop;
+  members: ReadonlyMap<string, Membership>; // by agent
+  agentState(agent: string): AgentState;
+  config: Pick<Config, 'systemJid' | 'timers'>;
+  now: number;
+  random: () => number;
+}
+
+export type CloseReason = 'agent' | 'admin' | 'idle';
+
+// ---- visitors ------------------------------------------------------------------
+
+export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, type: string): Decision {
+  const st = w.state;
+  const { now } = cx;
+  let session = st.sessions.get(visitor);
+  const hasBody = findChild(stanza, 'body') !== undefined;
+
+  if (type === 'readmark') {
+    return session ? rewrite(relay(stanza, toAgent(session, now), 'readmark'), []) : drop();
+  }
+  // Typing notifications and the like never open a session or join the queue.
+  if (!session && !hasBody) return drop();
+  // Kept messages still on their way to the agent go first: this one joins them, in order.
+  if (session && hasBody && st.kept.has(visitor)) return keep(cx, w, stanza, visitor, []);
+
+  const bodyId = ensureBodyId(stanza);
+  const acked = bodyId ? [ack(visitor, bodyId, now)] : [];
+  const extra: XmlElement[] = [];
+  if (!session) {
+    // Whoever waits longer goes first: serve the queue before this visitor.
+    extra.push(...serveQueue(cx, w));
+    if (st.queue.size === 0) {
+      const agent = choose(cx, st, visitor);
+      if (agent) {
+        w.do({ op: 'open', v: visitor, agent, at: now });
+        session = st.sessions.get(visitor)!;
+        extra.push(welcome(cx, visitor));
+      }
+    }
+    if (!session) return wait(cx, w, stanza, visitor, acked, extra);
+    if (st.kept.has(visitor)) return keep(cx, w, stanza, visitor, extra); // re-queued earlier, now served: keep order
+  }
+  const relayed = relay(stanza, toAgent(session, now));
+  const xml = serialize(relayed);
+  if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml });
+  return rewrite(relayed, [...acked, ...extra], xml);
+}
+
+/** No agent now: keep the message in the queue and tell the visitor where they stand. */
+function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, acked: XmlElement[], extra: XmlElement[]): Decision {
+  const { shop, now } = cx;
+  const st = w.state;
+  const noAgent = () => autoReply({ shop: shop.jid, visitor, realfrom: shop.jid, text: shop.noAgentText, now });
+  if (!shop.queueEnabled) return drop([...extra, noAgent()]); // not kept, so not acked
+  const already = st.queue.has(visitor);
+  if (!already && st.queue.size >= st.limits.queueMax) {
+    return { ...reject('resource-constraint', 'wait', `${st.queue.size} visitors are already waiting for ${shop.jid}; please try again later`), extra };
+  }
+  const refused = keptFull(st, visitor);
+  if (refused) return { ...refused, extra };
+  if (!already) w.do({ op: 'enqueue', v: visitor, at: now });
+  w.do({ op: 'keep', v: visitor, at: now, xml: serialize(stanza) });
+  if (already) return drop([...acked, ...extra]);
+  const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
+  const told = anyoneServing
+    ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `当前咨询人数较多，您排在第 ${st.queue.size} 位，请稍候。` })
+    : noAgent();
+  return drop([...acked, ...extra, told]);
+}
+
+/** A message of a visitor whose earlier kept messages are still being released: it waits behind them. */
+function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, extra: XmlElement[]): Decision {
+  const refused = keptFull(w.state, visitor);
+  if (refused) return { ...refused, extra };
+  const bodyId = ensureBodyId(stanza)!;
+  w.do({ op: 'keep', v: visitor, at: cx.now, xml: serialize(stanza) });
+  w.releases.add(visitor);
+  return drop([ack(visitor, bodyId, cx.now), ...extra]);
+}
+
+function keptFull(st: ShopState, visitor: string): Decision | undefined {
+  const n = st.kept.get(visitor)?.length ?? 0;
+  if (n < st.limits.keptPerVisitor) return undefined;
+  return reject('resource-constraint', 'wait', `${n} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`);
+}
+
+// ---- agents --------------------------------------------------------------------
+
+export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string, type: string): Decision {
+  const { now } = cx;
+  const found = servedVisitor(w.state, stanza, cx.shop, agent);
+  if ('error' in found) {
+    // Only content deserves an error; a stray typing notification is just dropped.
+    return findChild(stanza, 'body') || type === 'readmark' ? { action: 'reject', error: found.error, extra: [] } : drop();
+  }
+  const session = found.session;
+  if (type === 'readmark') return rewrite(relay(stanza, toVisitor(session, now), 'readmark'), []);
+  const bodyId = ensureBodyId(stanza);
+  const acked = bodyId ? [ack(agent, bodyId, now)] : [];
+  const command = bodyId ? parseCommand(textOf(findChild(stanza, 'body')!), cx.shop.jid) : undefined;
+  if (command) {
+    try {
+      const out = command.name === 'close'
+        ? closeSession(cx, w, session, 'agent')
+        : transferSession(cx, w, session, command.to, command.reason);
+      return drop([...acked, ...out, ...serveQueue(cx, w)]);
+    } catch (e) {
+      if (e instanceof ConsultError) return { action: 'reject', error: e.error, extra: [] };
+      throw e;
+    }
+  }
+  const relayed = relay(stanza, toVisitor(session, now));
+  const xml = serialize(relayed);
+  if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml });
+  return rewrite(relayed, acked, xml);
+}
+
+const LISTED_VISITORS = 20;
+
+/** The visitor an agent's message is for: its realto, or its only session in the shop. Never a guess. */
+function servedVisitor(st: ShopState, stanza: XmlElement, shop: Shop, agent: string): { session: Session } | { error: StanzaErrorInfo } {
+  const realto = stanza.attrs.realto;
+  if (realto) {
+    const session = st.sessions.get(bareJid(realto));
+    if (session?.agent === agent) return { session };
+    return { error: { condition: 'forbidden', type: 'auth', text: `you are not serving ${bareJid(realto)} for ${shop.jid}` } };
+  }
+  const mine = st.byAgent.get(agent);
+  if (mine?.size === 1) return { session: st.sessions.get(mine.values().next().value!)! };
+  if (!mine?.size) return { error: { condition: 'item-not-found', type: 'cancel', text: `you have no open consult session for ${shop.jid}` } };
+  const listed = [...mine].sort().slice(0, LISTED_VISITORS);
+  const more = mine.size > LISTED_VISITORS ? `, and ${mine.size - LISTED_VISITORS} more` : '';
+  return {
+    error: {
+      condition: 'not-acceptable', type: 'modify',
+      text: `you serve ${mine.size} visitors of ${shop.jid}; set realto to one of: ${listed.join(', ')}${more}`,
+    },
+  };
+}
+
+// ---- the queue and assignment --------------------------------------------------
+
+/** Assigns waiting visitors while agents have room; their kept messages follow once this is durable. */
+export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
+  const st = w.state;
+  const out: XmlElement[] = [];
+  for (let visitor = st.head(); visitor !== undefined; visitor = st.head()) {
+    const agent = choose(cx, st, visitor);
+    if (!agent) break;
+    w.do({ op: 'dequeue', v: visitor });
+    w.do({ op: 'open', v: visitor, agent, at: cx.now });
+    out.push(welcome(cx, visitor));
+    if (st.kept.has(visitor)) w.releases.add(visitor);
+  }
+  return out;
+}
+
+function choose(cx: ShopContext, st: ShopState, visitor: string, exclude?: string): string | undefined {
+  const candidates = [];
+  for (const m of cx.members.values()) {
+    if (m.agent === exclude || !cx.agentState(m.agent).assignable) continue;
+    const load = st.load(m.agent);
+    if (load < m.maxSessions) candidates.push({ agent: m.agent, load, lastAssignedAt: st.lastAssigned.get(m.agent) ?? m.joinedAt });
+  }
+  const sticky = cx.shop.strategy === 'sticky' ? st.stickyAgent(visitor, cx.now) : undefined;
+  return pickAgent(cx.shop.strategy, candidates, sticky, cx.random);
+}
+
+// ---- lifecycle -------------------------------------------------------------------
+
+export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: CloseReason): XmlElement[] {
+  const { shop, now } = cx;
+  w.do({ op: 'close', v: s.visitor, stickyUntil: now + cx.config.timers.stickyTtlSec * 1000 });
+  const toVisitor = reason === 'idle' ? '由于长时间没有新消息，本次会话已结束。如需帮助请再次发送消息。' : '本次会话已结束，感谢您的咨询。';
+  const toAgent = reason === 'idle' ? `与 ${s.visitor} 的会话因长时间无消息已关闭。` : `与 ${s.visitor} 的会话已关闭。`;
+  return [
+    notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor }),
+    notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: toAgent }),
+  ];
+}
+
+export function transferSession(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string): XmlElement[] {
+  const target = cx.members.get(toAgent);
+  if (!target) throw refuse('item-not-found', 'cancel', `${toAgent} is not an agent of ${cx.shop.jid}`);
+  if (toAgent === s.agent) throw refuse('conflict', 'cancel', `${toAgent} already serves ${s.visitor}`);
+  if (!cx.agentState(toAgent).assignable) throw refuse('recipient-unavailable', 'wait', `${toAgent} is not available to take chats`);
+  const load = w.state.load(toAgent);
+  if (load >= target.maxSessions) throw refuse('resource-constraint', 'wait', `${toAgent} already has ${load} of ${target.maxSessions} sessions`);
+  return handOver(cx, w, s, toAgent, reason);
+}
+
+/** Moves a session to another agent: notices to all three, the recent history replayed to the new agent. */
+function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string): XmlElement[] {
+  const { shop, now } = cx;
+  const from = s.agent;
+  w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now });
+  const because = reason ? `，原因：${reason}` : '';
+  const history = (w.state.history.get(s.visitor) ?? []).map((h) => replayed(h.xml, toAgent, h.at, shop.jid));
+  return [
+    notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: `客服 ${from} 已将您的咨询转给客服 ${toAgent}，请稍候。` }),
+    notice({ shop: shop.jid, to: from, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: `与 ${s.visitor} 的会话已转给 ${toAgent}，请勿再回复。` }),
+    notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `${from} 将 ${s.visitor} 的咨询转给了您${because}。最近的消息如下。` }),
+    ...history,
+  ];
+}
+
+/** The agent stayed offline past the grace period: another agent takes over, or the visitor waits again. */
+function rehome(cx: ShopContext, w: Changes, s: Session): XmlElement[] {
+  const next = choose(cx, w.state, s.visitor, s.agent);
+  if (next) return handOver(cx, w, s, next, `${s.agent} 已离线`);
+  const { shop, now } = cx;
+  w.do({ op: 'requeue', v: s.visitor, at: now });
+  return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `客服暂时离线，已为您重新排队，您排在第 ${w.state.queue.size} 位。` })];
+}
+
+/** Timers of one shop: offline agents' sessions, idle sessions, reminders; then the queue. */
+export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
+  const { agentReminderSec, idleCloseSec, offlineGraceSec } = cx.config.timers;
+  const { now } = cx;
+  const out: XmlElement[] = [];
+  w.state.purgeSticky(now);
+  for (const s of [...w.state.sessions.values()]) {
+    if (!cx.agentState(s.agent).keepsSessions || !cx.members.has(s.agent)) {
+      if (!s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: now });
+      else if (now - s.orphanedAt >= offlineGraceSec * 1000) out.push(...rehome(cx, w, s));
+      continue;
+    }
+    if (s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: 0 });
+    const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
+    if (now - lastActivity >= idleCloseSec * 1000) {
+      out.push(...closeSession(cx, w, s, 'idle'));
+    } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
+      w.do({ op: 'remind', v: s.visitor, at: now });
+      out.push(notice({ shop: cx.shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `您有用户消息未回复：${s.visitor} 已等待 ${Math.round((now - s.lastVisitorAt) / 1000)} 秒。` }));
+    }
+  }
+  out.push(...serveQueue(cx, w));
+  return out;
+}
+
+// ---- helpers -----------------------------------------------------------------------
+
+function welcome(cx: ShopContext, visitor: string): XmlElement {
+  return autoReply({ shop: cx.shop.jid, visitor, realfrom: cx.config.systemJid, text: cx.shop.welcome, now: cx.now });
+}
+
+export function toAgent(s: Session, now: number) {
+  return { shop: s.shop, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now };
+}
+
+function toVisitor(s: Session, now: number) {
+  return { shop: s.shop, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now };
+}
+
+const replayed = (xml: string, to: string, at: number, shop: string) => replay(parseElement(xml), to, at, shop);
+
+/** A readmark or other stanza straight between two users: realfrom/realto are the server's to set. */
+export function passThrough(stanza: XmlElement): Decision {
+  return 'realfrom' in stanza.attrs || 'realto' in stanza.attrs ? rewrite(withoutRealAddresses(stanza), []) : PASS;
+}
+
+/** `/status dnd|standard|always-on`; anything else is an ordinary message. */
+export function statusCommand(stanza: XmlElement): AgentStatus | undefined {
+  const body = findChild(stanza, 'body');
+  const m = body && /^\/status\s+(\S+)\s*$/.exec(textOf(body).trim());
+  return m && AGENT_STATUSES.includes(m[1] as AgentStatus) ? (m[1] as AgentStatus) : undefined;
+}
+
+/** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent> [reason]`. */
+export function parseCommand(text: string, shopJid: string): { name: 'close' } | { name: 'transfer'; to: string; reason: string } | undefined {
+  const m = /^\/(close|end|transfer)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(text.trim());
+  if (!m) return undefined;
+  if (m[1] !== 'transfer') return { name: 'close' };
+  if (!m[2]) return undefined;
+  const to = m[2].includes('@') ? bareJid(m[2]) : `${m[2].toLowerCase()}@${shopJid.split('@')[1]}`;
+  return { name: 'transfer', to, reason: (m[3] ?? '').trim() };
+}

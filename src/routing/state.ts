@@ -1,0 +1,308 @@
+// A shop's live state, held in memory by the sidecar that decides for it, and the
+// changes that move it. Every change is applied by `apply` — when a decision makes it,
+// and again when the journal is replayed after a restart — so memory and the durable
+// journal can never disagree about what a change means.
+import { LRUCache } from 'lru-cache';
+
+export interface Session {
+  visitor: string;
+  shop: string;
+  agent: string;
+  startedAt: number;
+  lastVisitorAt: number; // 0 = never
+  lastAgentAt: number;
+  /** When the agent was last reminded of an unanswered visitor (0 = not yet for the current message). */
+  remindedAt: number;
+  /** When the agent went offline with this session open (0 = agent online). */
+  orphanedAt: number;
+}
+
+/** A stanza kept for later: a waiting visitor's message, or a relayed one in a session's history. */
+export interface Stored {
+  at: number;
+  xml: string;
+}
+
+/** The bounds a shop's state keeps (per-shop config, with defaults in config.ts). */
+export interface Limits {
+  queueMax: number; // visitors waiting
+  keptPerVisitor: number; // messages kept while a visitor waits
+  historyPerSession: number; // relayed messages kept per session, replayed on transfer
+  stickyMax: number; // returning visitors remembered for the sticky strategy
+}
+
+export type Change =
+  | { op: 'open'; v: string; agent: string; at: number }
+  | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string }
+  | { op: 'remind'; v: string; at: number }
+  | { op: 'orphan'; v: string; at: number } // at 0: the agent is back
+  | { op: 'move'; v: string; agent: string; at: number }
+  | { op: 'close'; v: string; stickyUntil: number }
+  | { op: 'requeue'; v: string; at: number } // the agent is gone for good: the visitor waits again, history kept
+  | { op: 'enqueue'; v: string; at: number }
+  | { op: 'dequeue'; v: string }
+  | { op: 'keep'; v: string; at: number; xml: string }
+  | { op: 'release'; v: string; n: number; relayed: Stored[] }; // the first n kept messages reached the agent
+
+export type Undo = () => void;
+interface Sticky {
+  agent: string;
+  until: number;
+}
+
+export class ShopState {
+  readonly sessions = new Map<string, Session>(); // by visitor
+  readonly byAgent = new Map<string, Set<string>>(); // agent → visitors it serves
+  /** Waiting visitors → when they joined; a Map iterates in insertion order, so it is the FIFO. */
+  readonly queue = new Map<string, number>();
+  readonly kept = new Map<string, Stored[]>(); // by visitor: waiting, or not yet released to the agent
+  readonly history = new Map<string, Stored[]>(); // by visitor, newest last
+  readonly lastAssigned = new Map<string, number>(); // by agent (round-robin)
+  /**
+   * Returning visitors' last agent: a hint, bounded. Only peek() is used, so eviction follows insertion order,
+   * as on replay. Expired entries are purged in memory only (purgeSticky): replay purges them again on load.
+   */
+  sticky: LRUCache<string, Sticky>;
+
+  constructor(readonly shop: string, public limits: Limits) {
+    this.sticky = new LRUCache({ max: limits.stickyMax });
+  }
+
+  /** An admin changed the shop's limits: they bound what comes next (a smaller sticky cap evicts at once). */
+  setLimits(limits: Limits): void {
+    if (limits.stickyMax !== this.limits.stickyMax) {
+      const old = this.stickyOldestFirst();
+      this.sticky = new LRUCache({ max: limits.stickyMax });
+      for (const [v, s] of old) this.sticky.set(v, s);
+    }
+    this.limits = limits;
+  }
+
+  load(agent: string): number {
+    return this.byAgent.get(agent)?.size ?? 0;
+  }
+
+  stickyAgent(visitor: string, now: number): string | undefined {
+    const s = this.sticky.peek(visitor);
+    return s && s.until > now ? s.agent : undefined;
+  }
+
+  stickyOldestFirst(): [string, Sticky][] {
+    return [...this.sticky.rentries()] as [string, Sticky][];
+  }
+
+  /** Drops expired sticky hints (timers, and after loading). */
+  purgeSticky(now: number): void {
+    const expired = this.stickyOldestFirst().filter(([, s]) => s.until <= now).map(([v]) => v);
+    for (const v of expired) this.sticky.delete(v);
+  }
+
+  /** The oldest waiting visitor. */
+  head(): string | undefined {
+    return this.queue.keys().next().value;
+  }
+
+  /** For snapshots: everything, in an order that rebuilds the same state. */
+  toJSON(): SnapshotBody {
+    return {
+      sessions: [...this.sessions.values()],
+      queue: [...this.queue],
+      kept: [...this.kept],
+      history: [...this.history],
+      lastAssigned: [...this.lastAssigned],
+      sticky: this.stickyOldestFirst().map(([v, s]) => [v, s.agent, s.until]),
+    };
+  }
+
+  static fromJSON(shop: string, limits: Limits, body: SnapshotBody): ShopState {
+    const st = new ShopState(shop, limits);
+    for (const s of body.sessions) {
+      st.sessions.set(s.visitor, { ...s, shop });
+      serving(st, s.agent).add(s.visitor);
+    }
+    for (const [v, at] of body.queue) st.queue.set(v, at);
+    for (const [v, list] of body.kept) st.kept.set(v, list);
+    for (const [v, list] of body.history) st.history.set(v, list);
+    for (const [a, at] of body.lastAssigned) st.lastAssigned.set(a, at);
+    for (const [v, agent, until] of body.sticky) st.sticky.set(v, { agent, until });
+    return st;
+  }
+}
+
+export interface SnapshotBody {
+  sessions: Session[];
+  queue: [string, number][];
+  kept: [string, Stored[]][];
+  history: [string, Stored[]][];
+  lastAssigned: [string, number][];
+  sticky: [string, string, number][];
+}
+
+function serving(st: ShopState, agent: string): Set<string> {
+  let set = st.byAgent.get(agent);
+  if (!set) st.byAgent.set(agent, (set = new Set()));
+  return set;
+}
+
+function unserve(st: ShopState, agent: string, visitor: string): void {
+  const set = st.byAgent.get(agent);
+  set?.delete(visitor);
+  if (set?.size === 0) st.byAgent.delete(agent);
+}
+
+function restoreMap<V>(map: Map<string, V>, key: string, old: V | undefined): void {
+  if (old === undefined) map.delete(key);
+  else map.set(key, old);
+}
+
+/** Puts a key back at its old place in an insertion-ordered map (undo of a removal; rare, so O(n) is fine). */
+function reinsertAt<V>(map: Map<string, V>, index: number, key: string, value: V): void {
+  const entries = [...map];
+  entries.splice(index, 0, [key, value]);
+  map.clear();
+  for (const [k, v] of entries) map.set(k, v);
+}
+
+/** Applies one change; returns what puts the state back exactly as it was. */
+export function apply(st: ShopState, c: Change): Undo {
+  switch (c.op) {
+    case 'open': {
+      const session: Session = {
+        visitor: c.v, shop: st.shop, agent: c.agent, startedAt: c.at, lastVisitorAt: 0, lastAgentAt: 0, remindedAt: 0, orphanedAt: 0,
+      };
+      const prevAssigned = st.lastAssigned.get(c.agent);
+      st.sessions.set(c.v, session);
+      serving(st, c.agent).add(c.v);
+      st.lastAssigned.set(c.agent, c.at);
+      return () => {
+        st.sessions.delete(c.v);
+        unserve(st, c.agent, c.v);
+        restoreMap(st.lastAssigned, c.agent, prevAssigned);
+      };
+    }
+    case 'said': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const field = c.by === 'visitor' ? 'lastVisitorAt' : 'lastAgentAt';
+      const prev = s[field];
+      s[field] = c.at;
+      const undoHistory = pushCapped(st.history, c.v, { at: c.at, xml: c.xml }, st.limits.historyPerSession);
+      return () => {
+        s[field] = prev;
+        undoHistory();
+      };
+    }
+    case 'remind':
+    case 'orphan': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const field = c.op === 'remind' ? 'remindedAt' : 'orphanedAt';
+      const prev = s[field];
+      s[field] = c.at;
+      return () => { s[field] = prev; };
+    }
+    case 'move': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const prev = { agent: s.agent, remindedAt: s.remindedAt, orphanedAt: s.orphanedAt };
+      const prevAssigned = st.lastAssigned.get(c.agent);
+      unserve(st, s.agent, c.v);
+      Object.assign(s, { agent: c.agent, remindedAt: 0, orphanedAt: 0 });
+      serving(st, c.agent).add(c.v);
+      st.lastAssigned.set(c.agent, c.at);
+      return () => {
+        unserve(st, c.agent, c.v);
+        Object.assign(s, prev);
+        serving(st, prev.agent).add(c.v);
+        restoreMap(st.lastAssigned, c.agent, prevAssigned);
+      };
+    }
+    case 'close': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const history = st.history.get(c.v);
+      const kept = st.kept.get(c.v);
+      const prevSticky = st.sticky.peek(c.v);
+      st.sessions.delete(c.v);
+      unserve(st, s.agent, c.v);
+      st.history.delete(c.v);
+      st.kept.delete(c.v);
+      // Re-set so it becomes the newest entry. Should that evict the oldest hint, an undo does not bring it back:
+      // a lost hint only makes a returning visitor's agent a fresh choice.
+      st.sticky.delete(c.v);
+      st.sticky.set(c.v, { agent: s.agent, until: c.stickyUntil });
+      return () => {
+        st.sessions.set(c.v, s);
+        serving(st, s.agent).add(c.v);
+        restoreMap(st.history, c.v, history);
+        restoreMap(st.kept, c.v, kept);
+        st.sticky.delete(c.v);
+        if (prevSticky) st.sticky.set(c.v, prevSticky);
+      };
+    }
+    case 'requeue': {
+      const s = st.sessions.get(c.v);
+      if (!s || st.queue.has(c.v)) return noop;
+      st.sessions.delete(c.v);
+      unserve(st, s.agent, c.v);
+      st.queue.set(c.v, c.at);
+      return () => {
+        st.queue.delete(c.v);
+        st.sessions.set(c.v, s);
+        serving(st, s.agent).add(c.v);
+      };
+    }
+    case 'enqueue': {
+      if (st.queue.has(c.v)) return noop;
+      st.queue.set(c.v, c.at);
+      return () => { st.queue.delete(c.v); };
+    }
+    case 'dequeue': {
+      const at = st.queue.get(c.v);
+      if (at === undefined) return noop;
+      const index = st.head() === c.v ? 0 : [...st.queue.keys()].indexOf(c.v);
+      st.queue.delete(c.v);
+      return () => reinsertAt(st.queue, index, c.v, at);
+    }
+    case 'keep': {
+      const list = st.kept.get(c.v);
+      if (list) list.push({ at: c.at, xml: c.xml });
+      else st.kept.set(c.v, [{ at: c.at, xml: c.xml }]);
+      return () => {
+        if (list) list.pop();
+        else st.kept.delete(c.v);
+      };
+    }
+    case 'release': {
+      const list = st.kept.get(c.v) ?? [];
+      const taken = list.splice(0, c.n);
+      if (list.length === 0) st.kept.delete(c.v);
+      // Without a session (re-queued meanwhile) they still reached the old agent: gone from kept, not in a history.
+      const s = st.sessions.get(c.v);
+      const prevVisitorAt = s?.lastVisitorAt;
+      const undos = s ? c.relayed.map((m) => pushCapped(st.history, c.v, m, st.limits.historyPerSession)) : [];
+      if (s && c.relayed.length) s.lastVisitorAt = c.relayed[c.relayed.length - 1].at;
+      return () => {
+        for (let i = undos.length - 1; i >= 0; i--) undos[i]();
+        if (s) s.lastVisitorAt = prevVisitorAt!;
+        list.unshift(...taken);
+        if (list.length) st.kept.set(c.v, list);
+      };
+    }
+  }
+}
+
+const noop: Undo = () => {};
+
+function pushCapped(map: Map<string, Stored[]>, key: string, item: Stored, cap: number): Undo {
+  let list = map.get(key);
+  const created = !list;
+  if (!list) map.set(key, (list = []));
+  list.push(item);
+  const dropped = list.length > cap ? list.shift() : undefined;
+  return () => {
+    list!.pop();
+    if (dropped) list!.unshift(dropped);
+    if (created) map.delete(key);
+  };
+}

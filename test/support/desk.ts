@@ -1,0 +1,143 @@
+// A Desk on a real store (memory, PGlite or a private PostgreSQL), driven through the gRPC
+// handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
+import type { Config } from '../../src/config.js';
+import { Desk, type Outbox } from '../../src/desk.js';
+import { Directory, seedStore } from '../../src/directory.js';
+import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
+import { ShimLink } from '../../src/grpc/link.js';
+import { stanzaFilterHandlers } from '../../src/grpc/server.js';
+import { MemoryJournal } from '../../src/journal/memory-journal.js';
+import { MemoryStore } from '../../src/memory-store.js';
+import { Presence } from '../../src/presence.js';
+import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/sql-store.js';
+import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
+import { startPostgres, type Postgres } from './postgres.js';
+
+export type Backend = 'memory' | 'pglite' | 'postgres';
+export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
+
+const TABLES = 'shops, memberships, agents, resources, journal, snapshots, sidecar_lease';
+
+/** One database per backend for a whole test file; each world truncates it. */
+export class Backends {
+  private pglite?: Driver;
+  private pg?: Driver;
+  private postgres?: Postgres;
+
+  async stores(backend: Backend): Promise<Stores> {
+    if (backend === 'memory') return { store: new MemoryStore(), journal: new MemoryJournal() };
+    const db = backend === 'pglite' ? (this.pglite ??= await pgliteDriver()) : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
+    const stores = await storesOn(db, `test-${backend}`);
+    await db.query(`TRUNCATE ${TABLES}`);
+    await stores.lease.acquire();
+    return stores;
+  }
+
+  async close(): Promise<void> {
+    await this.pglite?.close();
+    await this.pg?.close();
+    await this.postgres?.stop();
+  }
+}
+
+/** Collects what the Desk sends on its own; `hold()` keeps deliveries unacknowledged until `release()`. */
+export class TestOutbox implements Outbox {
+  readonly sent: XmlElement[] = [];
+  readonly batches: number[] = []; // stanzas per deliver()
+  private held: (() => void)[] | undefined;
+  failing = false;
+
+  send(stanzas: XmlElement[]): void {
+    this.sent.push(...stanzas.map((x) => parseElement(serialize(x))));
+  }
+
+  deliver(stanzas: string[]): Promise<void> {
+    if (this.failing) return Promise.reject(new Error('no shim connected'));
+    const done = () => {
+      this.batches.push(stanzas.length);
+      this.sent.push(...stanzas.map((x) => parseElement(x)));
+    };
+    if (!this.held) {
+      done();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.held!.push(() => { done(); resolve(); }));
+  }
+
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Acknowledges what was held, and stops holding. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const f of held) f();
+  }
+}
+
+export interface WorldOptions {
+  backend: Backend;
+  backends: Backends;
+  config: Config;
+  clock?: number;
+  random?: () => number;
+}
+
+export type World = Awaited<ReturnType<typeof deskWorld>>;
+
+export async function deskWorld(o: WorldOptions) {
+  let clock = o.clock ?? 1_700_000_000_000;
+  const stores = await o.backends.stores(o.backend);
+  await seedStore(stores.store, o.config, clock - 60_000);
+  const outbox = new TestOutbox();
+
+  const build = async () => {
+    const directory = new Directory(stores.store);
+    await directory.reload();
+    const presence = new Presence(stores.store);
+    await presence.load();
+    const desk = new Desk({
+      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: () => {}, now: () => clock, random: o.random,
+    });
+    await desk.syncShops();
+    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(() => {}), () => {}) };
+  };
+  let parts = await build();
+  let seq = 0;
+
+  const filter = (xml: string, deadlineMs = 0) => new Promise<Verdict>((resolve, reject) => {
+    const request: FilterRequest = { seq: String(++seq), hook: Hook.HOOK_FILTER_PACKET, host: 'test', stanza: Buffer.from(xml), deadlineMs: String(deadlineMs) };
+    parts.handlers.filter({ request, getDeadline: () => Infinity } as never, ((err: Error | null, v: Verdict) => (err ? reject(err) : resolve(v))) as never);
+  });
+  const event = (kind: Kind, jid: string, show = '') => parts.desk.handleEvent({ kind, jid, show, priority: 0, status: '' }, 'node1');
+
+  return {
+    ...stores,
+    outbox,
+    sent: outbox.sent,
+    get desk() { return parts.desk; },
+    get directory() { return parts.directory; },
+    get presence() { return parts.presence; },
+    filter,
+    event,
+    now: () => clock,
+    advance: (ms: number) => { clock += ms; },
+    takeSent: () => outbox.sent.splice(0),
+    /** A new Desk on the same stores: what a restarted sidecar would know. */
+    restart: async () => {
+      await parts.desk.journal.flushed();
+      parts = await build();
+    },
+    /** Timers, then whatever they set going (releases of kept messages). */
+    tick: async () => {
+      await parts.desk.tick();
+      await parts.desk.settled();
+    },
+    online: async (jid: string, resource = 'pc', show = '') => {
+      await event(Kind.PRESENCE_SET, `${jid}/${resource}`, show);
+      await parts.desk.settled();
+    },
+    offline: (jid: string, resource = 'pc') => event(Kind.PRESENCE_UNSET, `${jid}/${resource}`),
+  };
+}
