@@ -1,5 +1,5 @@
 // Admin HTTP API, /metrics and consultctl against a real admin server on loopback,
-// backed by a MemoryStore router (presence reported through router.handleEvent).
+// backed by a Desk on the memory store (presence reported through desk.handleEvent).
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,13 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startAdminServer } from '../src/admin/http.js';
 import { parseConfig } from '../src/config.js';
-import { Directory, seedStore } from '../src/directory.js';
-import { Hook, SessionEvent_Kind as Kind, type FilterRequest, type Verdict } from '../src/gen/consult/v1/filter.js';
-import { MemoryStore } from '../src/memory-store.js';
+import { ShimLink } from '../src/grpc/link.js';
 import { Metrics } from '../src/metrics.js';
-import { ConsultRouter } from '../src/router.js';
-import { ShimLink, stanzaFilterHandlers } from '../src/server.js';
-import { parseElement, serialize, type XmlElement } from '../src/xml.js';
+import { Backends, deskWorld } from './support/desk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const D = 'cs.test';
@@ -26,24 +22,20 @@ async function world() {
     systemJid: a('admin'),
     shops: [{ jid: SHOP, name: 'Shop One', agents: [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }] }],
   });
-  const store = new MemoryStore();
-  await seedStore(store, config);
-  const directory = new Directory(store);
-  await directory.reload();
-  const sent: XmlElement[] = [];
-  const router = new ConsultRouter({ config, store, directory, send: (s) => sent.push(...s.map((x) => parseElement(serialize(x)))) });
+  let metrics: Metrics | undefined;
+  const w = await deskWorld({
+    backend: 'memory', backends: new Backends(), config, clock: Date.now(),
+    hooks: { observe: (act, s) => metrics!.observe(act, s) }, onBatch: (b) => metrics!.batch(b),
+  });
+  const { store, directory, desk, presence, sent, filter } = w;
   const link = new ShimLink(() => {});
   const pushed: { shops: string[]; agents: string[] }[] = [];
-  link.pushWatchList = (w) => { pushed.push(w); }; // spy: what the shims would be told
-  const metrics = new Metrics({ store, directory, link });
-  const handlers = stanzaFilterHandlers(router, link, () => {}, { observe: (act, s) => metrics.observe(act, s) });
-  const admin = await startAdminServer({ store, directory, router, link, metrics, token: TOKEN, log: () => {} }, '127.0.0.1', 0);
+  link.pushWatchList = (watch) => { pushed.push(watch); }; // spy: what the shims would be told
+  metrics = new Metrics({ desk, directory, link });
+  const admin = await startAdminServer({
+    store, directory, desk, presence, link, metrics, token: TOKEN, log: () => {}, defaultLimits: config.limits,
+  }, '127.0.0.1', 0);
   const url = `http://127.0.0.1:${admin.port}`;
-  let seq = 0;
-  const filter = (xml: string) => new Promise<Verdict>((resolve) => {
-    const request: FilterRequest = { seq: String(++seq), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: Buffer.from(xml) };
-    handlers.filter({ request } as never, ((_: unknown, v: Verdict) => resolve(v)) as never);
-  });
   const api = async (method: string, p: string, body?: unknown, token: string | null = TOKEN) => {
     const res = await fetch(url + p, {
       method,
@@ -54,8 +46,8 @@ async function world() {
     return { status: res.status, text, json: (() => { try { return JSON.parse(text); } catch { return undefined; } })() };
   };
   return {
-    store, router, directory, sent, pushed, admin, url, api, filter,
-    online: (name: string, show = '') => router.handleEvent({ kind: Kind.PRESENCE_SET, jid: `${a(name)}/pc`, show, priority: 0, status: '' }, 'node1'),
+    store, desk, directory, sent, pushed, admin, url, api, filter, metrics,
+    online: (name: string, show = '') => w.online(a(name), 'pc', show),
     visitorSays: (v: string, id: string) =>
       filter(`<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`),
   };
@@ -120,7 +112,8 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
   const SHOP2 = a('shop_2');
   const created = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two', strategy: 'round-robin', queueEnabled: false });
   assert.is(created.status, 200, created.text);
-  assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [] });
+  assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [],
+    limits: { queueMax: 1000, keptPerVisitor: 100, historyPerSession: 20, stickyMax: 100000 } });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
 
@@ -210,12 +203,12 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
   w.sent.length = 0;
   const moved = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob'), reason: 'billing' });
   assert.is(moved.status, 200, moved.text);
-  assert.is((await w.store.withShop(SHOP, (tx) => tx.getSession(a('v1'))))!.agent, a('bob'));
+  assert.is(w.desk.sessions(SHOP).find((x) => x.visitor === a('v1'))!.agent, a('bob'));
   assert.ok(w.sent.some((s) => s.attrs.to === a('bob')), 'bob told about the transfer');
 
   const closed = await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') });
   assert.is(closed.status, 200, closed.text);
-  assert.is(await w.store.withShop(SHOP, (tx) => tx.getSession(a('v1'))), undefined);
+  assert.is(w.desk.sessions(SHOP).find((x) => x.visitor === a('v1')), undefined);
   assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') })).status, 404);
 });
 
@@ -232,6 +225,9 @@ withWorld('/metrics: metric names, a decision counted by verdict, gauges read fr
   assert.match(text, new RegExp(`consult_open_sessions\\{shop="${SHOP}"\\} 1\\n`));
   assert.match(text, new RegExp(`consult_queue_length\\{shop="${SHOP}"\\} 0\\n`));
   assert.match(text, /consult_shim_connections 0\n/);
+  assert.match(text, /consult_journal_backlog 0\n/);
+  assert.match(text, /consult_journal_batch_decisions_count [1-9]/, 'the session opened through a group commit');
+  assert.match(text, /consult_journal_write_seconds_count\{outcome="ok"\} [1-9]/);
 });
 
 withWorld('consultctl: lists, closes, and exits non-zero with the server\'s message on failure', async (w) => {
@@ -250,7 +246,7 @@ withWorld('consultctl: lists, closes, and exits non-zero with the server\'s mess
 
   const close = await cli(w, ['close', SHOP, a('v1')]);
   assert.is(close.code, 0, close.stderr);
-  assert.is((await w.store.allSessions()).length, 0);
+  assert.is(w.desk.sessions().length, 0);
 
   const again = await cli(w, ['close', SHOP, a('v1')]);
   assert.is(again.code, 1);

@@ -2,12 +2,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../src/config.js';
-import { Directory, seedStore } from '../src/directory.js';
-import { Action, type FilterRequest, Hook, SessionEvent_Kind, type Verdict } from '../src/gen/consult/v1/filter.js';
-import { MemoryStore } from '../src/memory-store.js';
-import { ConsultRouter } from '../src/router.js';
-import { ShimLink, stanzaFilterHandlers, startGrpcServer } from '../src/server.js';
-import { findChild, parseElement, textOf, type XmlElement } from '../src/xml.js';
+import { Action } from '../src/gen/consult/v1/filter.js';
+import { ShimLink } from '../src/grpc/link.js';
+import { stanzaFilterHandlers, startGrpcServer } from '../src/grpc/server.js';
+import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
+import { Backends, deskWorld } from './support/desk.js';
 
 const D = 'dev.fsll.tech';
 const VISITOR = `cc6213f74535459098d1fcfdb9a09e4b@${D}`;
@@ -22,24 +21,12 @@ const config = () => parseConfig({
   ],
 });
 
+const backends = new Backends();
+
 async function setup() {
-  const cfg = config();
-  const store = new MemoryStore();
-  await seedStore(store, cfg, NOW - 1000);
-  const directory = new Directory(store);
-  await directory.reload();
-  const router = new ConsultRouter({ config: cfg, store, directory, send: () => {}, now: () => NOW });
-  for (const agent of ['test01', 'test02', 'test09']) {
-    await router.handleEvent({ kind: SessionEvent_Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, 'node1');
-  }
-  const handlers = stanzaFilterHandlers(router, new ShimLink(() => {}), () => {});
-  let seq = 0;
-  const filter = (xml: string) =>
-    new Promise<Verdict>((resolve, reject) => {
-      const request: FilterRequest = { seq: String(++seq), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: Buffer.from(xml) };
-      handlers.filter({ request } as never, ((err: Error | null, v: Verdict) => (err ? reject(err) : resolve(v))) as never);
-    });
-  return { filter };
+  const w = await deskWorld({ backend: 'memory', backends, config: config(), clock: NOW });
+  for (const agent of ['test01', 'test02', 'test09']) await w.online(`${agent}@${D}`);
+  return { filter: w.filter, w };
 }
 
 const visitorMsg = (id: string, text = '1', from = `${VISITOR}/web-107130861`) =>

@@ -1,21 +1,27 @@
 // Store behaviour: one suite run on MemoryStore (the reference), SqlStore on PGlite (in memory) and SqlStore on a
-// private PostgreSQL server; every case must give the same transcript on all three. Then what only SQL stores do:
-// rollback, persistence, cross-process locking and cache invalidation.
+// private PostgreSQL server; every case must give the same transcript on all three. The same for the journal
+// (MemoryJournal vs SqlJournal). Then what only SQL stores do: persistence, the v1 migration, the lease.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { restore } from '../src/desk.js';
+import type { JournalStore } from '../src/journal/journal.js';
+import { SqlLease } from '../src/journal/lease.js';
+import { MemoryJournal } from '../src/journal/memory-journal.js';
+import { LeaseLost, SqlJournal } from '../src/journal/sql-journal.js';
 import { MemoryStore } from '../src/memory-store.js';
-import { openStore, pgDriver, pgliteDriver, SqlStore, type Driver } from '../src/sql-store.js';
-import type { Session, Shop, Store } from '../src/store.js';
+import type { Change } from '../src/routing/state.js';
+import { openStores, pgDriver, pgliteDriver, SqlStore, storesOn, type Driver } from '../src/sql-store.js';
+import { DEFAULT_LIMITS, type Shop, type Store } from '../src/store.js';
 import { startPostgres, type Postgres } from './support/postgres.js';
 
 let postgres: Postgres;
 let pgliteDb: Driver;
 let pgDb: Driver;
-const TABLES = 'shops, memberships, agents, resources, sessions, queue, held, assigned, sticky, history, shop_version';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshots, sidecar_lease';
 
 // A fresh, empty store per case: SQL ones reuse the database connection and truncate.
 const backends: Record<string, () => Promise<Store>> = {
@@ -39,9 +45,7 @@ test.after(async () => {
 });
 
 const shop = (jid: string, name = jid): Shop =>
-  ({ jid, name, welcome: `hi from ${name}`, noAgentText: 'nobody', strategy: 'least-busy', queueEnabled: true });
-const session = (shop: string, visitor: string, agent: string, t = 1): Session =>
-  ({ visitor, shop, agent, startedAt: t, lastVisitorAt: 0, lastAgentAt: t + 0.5, remindedAt: 0, orphanedAt: 1_700_000_000_123 });
+  ({ jid, name, welcome: `hi from ${name}`, noAgentText: 'nobody', strategy: 'least-busy', queueEnabled: true, limits: DEFAULT_LIMITS });
 
 /** Runs a case on every backend; its transcript (what the store returned) must equal MemoryStore's. */
 function same(name: string, run: (s: Store) => Promise<unknown[]>) {
@@ -57,7 +61,7 @@ function same(name: string, run: (s: Store) => Promise<unknown[]>) {
 same('shops: upsert keeps order, getShop, deleteShop removes its memberships only', async (s) => {
   const out: unknown[] = [await s.listShops(), await s.getShop('a')];
   await s.putShop(shop('a'));
-  await s.putShop({ ...shop('b'), strategy: 'round-robin', queueEnabled: false });
+  await s.putShop({ ...shop('b'), strategy: 'round-robin', queueEnabled: false, limits: { ...DEFAULT_LIMITS, queueMax: 7 } });
   await s.putShop(shop('a', 'A renamed'));
   out.push(await s.listShops(), await s.getShop('a'));
   assert.equal((await s.listShops()).map((x) => x.name), ['A renamed', 'b']);
@@ -110,267 +114,151 @@ same('resources: upsert keeps order, remove, clearNode', async (s) => {
   return out;
 });
 
-same('sessions: put/get/update/delete, per shop and all, copies', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.getSession('v1'), await tx.sessions());
-    await tx.putSession(session('s1', 'v1', 'a1'));
-    await tx.putSession(session('s1', 'v2', 'a2'));
-  });
-  await s.withShop('s2', async (tx) => void await tx.putSession(session('s2', 'v1', 'a9')));
-  await s.withShop('s1', async (tx) => {
-    const got = (await tx.getSession('v1'))!;
-    out.push(got);
-    got.agent = 'mutated'; // a returned object is a copy
-    out.push(await tx.getSession('v1'));
-    const mine = session('s1', 'v1', 'a3', 7);
-    await tx.putSession(mine); // update keeps its place
-    mine.agent = 'mutated after put';
-    out.push(await tx.getSession('v1'), await tx.sessions());
-  });
-  out.push(await s.allSessions());
-  await s.withShop('s1', async (tx) => {
-    await tx.deleteSession('v1');
-    await tx.deleteSession('nobody');
-    out.push(await tx.getSession('v1'), await tx.sessions());
-    await tx.putSession(session('s1', 'v1', 'a4')); // re-created: goes to the end
-    out.push(await tx.sessions());
-  });
-  out.push(await s.allSessions(), await s.withShop('s2', (tx) => tx.sessions()));
-  assert.equal((await s.allSessions()).map((x) => `${x.shop}/${x.visitor}/${x.agent}`), ['s1/v2/a2', 's2/v1/a9', 's1/v1/a4']);
-  return out;
-});
+// ---- the journal: the same on all three -------------------------------------------
 
-same('queue: oldest first, enqueue is a no-op if present, dequeue, per shop', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.queue());
-    await tx.enqueue('v1', 1);
-    await tx.enqueue('v2', 2);
-    await tx.enqueue('v1', 3);
-    out.push(await tx.queue());
-    assert.equal((await tx.queue()).map((e) => [e.visitor, e.enqueuedAt]), [['v1', 1], ['v2', 2]]);
-    await tx.dequeue('v1');
-    await tx.dequeue('nobody');
-    await tx.enqueue('v1', 4);
-    out.push(await tx.queue());
-  });
-  await s.withShop('s2', async (tx) => {
-    await tx.enqueue('v1', 5);
-    out.push(await tx.queue());
-  });
-  out.push(await s.withShop('s1', (tx) => tx.queue()));
-  return out;
-});
+const leases: SqlLease[] = []; // released before the lease test, so no renewer is left running
+const sqlJournal = async (db: Driver) => {
+  const st = await storesOn(db, 'j');
+  await db.query(`TRUNCATE ${TABLES}`);
+  await st.lease.acquire();
+  leases.push(st.lease);
+  return st.journal;
+};
+const journals: Record<string, () => Promise<JournalStore>> = {
+  memory: async () => new MemoryJournal(),
+  pglite: () => sqlJournal(pgliteDb),
+  postgres: () => sqlJournal(pgDb),
+};
 
-same('held: kept in order, takeHeld returns and deletes, per visitor and shop', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.takeHeld('v1'));
-    for (const [i, v] of ['v1', 'v2', 'v1', 'v1'].entries()) await tx.hold(v, { at: 10 - i, xml: `<m n='${i}'/>` });
-  });
-  await s.withShop('s2', async (tx) => tx.hold('v1', { at: 1, xml: '<other/>' }));
-  await s.withShop('s1', async (tx) => {
-    const taken = await tx.takeHeld('v1');
-    assert.equal(taken.map((m) => m.xml), [`<m n='0'/>`, `<m n='2'/>`, `<m n='3'/>`]);
-    out.push(taken, await tx.takeHeld('v1'), await tx.takeHeld('v2'));
-  });
-  out.push(await s.withShop('s2', (tx) => tx.takeHeld('v1')));
-  return out;
-});
-
-same('lastAssigned / markAssigned: per shop, update keeps order', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.lastAssigned());
-    await tx.markAssigned('a', 100);
-    await tx.markAssigned('b', 200);
-    await tx.markAssigned('a', 300);
-    out.push(await tx.lastAssigned());
-    assert.equal([...(await tx.lastAssigned())], [['a', 300], ['b', 200]]);
-  });
-  out.push(await s.withShop('s2', (tx) => tx.lastAssigned()));
-  return out;
-});
-
-same('sticky: only until `until`, overwrite, per shop', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.stickyAgent('v', 0));
-    await tx.setSticky('v', 'a', 100);
-    out.push(await tx.stickyAgent('v', 99), await tx.stickyAgent('v', 100), await tx.stickyAgent('v', 101));
-    assert.is(await tx.stickyAgent('v', 99.5), 'a');
-    assert.is(await tx.stickyAgent('v', 100), undefined);
-    await tx.setSticky('v', 'b', 50);
-    out.push(await tx.stickyAgent('v', 49), await tx.stickyAgent('v', 60));
-  });
-  out.push(await s.withShop('s2', (tx) => tx.stickyAgent('v', 0)));
-  return out;
-});
-
-same('history: keeps the newest `keep`, per visitor and shop, clear', async (s) => {
-  const out: unknown[] = [];
-  await s.withShop('s1', async (tx) => {
-    out.push(await tx.history('v1'));
-    for (let i = 1; i <= 5; i++) await tx.appendHistory('v1', { at: i, xml: `<h${i}/>` }, 3);
-    await tx.appendHistory('v2', { at: 9, xml: '<v2/>' }, 3);
-    out.push(await tx.history('v1'), await tx.history('v2'));
-    assert.equal((await tx.history('v1')).map((h) => h.at), [3, 4, 5]);
-    await tx.appendHistory('v1', { at: 6, xml: '<h6/>' }, 1);
-    out.push(await tx.history('v1'));
-    await tx.appendHistory('v1', { at: 7, xml: '<h7/>' }, 10);
-    out.push(await tx.history('v1'));
-  });
-  await s.withShop('s2', async (tx) => {
-    out.push(await tx.history('v1'));
-    await tx.appendHistory('v1', { at: 1, xml: '<s2/>' }, 2);
-  });
-  await s.withShop('s1', async (tx) => {
-    await tx.clearHistory('v1');
-    out.push(await tx.history('v1'), await tx.history('v2'));
-  });
-  out.push(await s.withShop('s2', (tx) => tx.history('v1')));
-  return out;
-});
-
-same('withShop returns the work result; calls on one shop run one at a time', async (s) => {
-  const order: string[] = [];
-  const slow = (name: string, ms: number) => s.withShop('s1', async (tx) => {
-    order.push(`${name} start`);
-    await tx.enqueue(name, ms);
-    await new Promise((r) => setTimeout(r, ms));
-    order.push(`${name} end`);
-    return name;
-  });
-  const results = await Promise.all([slow('first', 30), slow('second', 1)]);
-  assert.equal(order, ['first start', 'first end', 'second start', 'second end']);
-  return [results, order, await s.withShop('s1', (tx) => tx.queue())];
-});
-
-same('store calls and another shop\'s withShop inside withShop (no self-deadlock on one connection)', async (s) => {
-  await s.putShop(shop('s1'));
-  await s.putMembership({ shop: 's2', agent: 'a', maxSessions: 1, joinedAt: 1 });
-  const out = await s.withShop('s1', async (tx) => {
-    await tx.putSession(session('s1', 'v', 'a'));
-    await s.putAgent({ jid: 'a', status: 'standard' });
-    await s.deleteShop('s2');
-    const inner = await s.withShop('s2', async (tx2) => {
-      await tx2.enqueue('v', 1);
-      return tx2.queue();
-    });
-    return [await s.listShops(), await s.getAgent('a'), await s.memberships(), await s.allSessions(), inner, await tx.sessions()];
-  });
-  return [out, await s.allSessions(), await s.withShop('s2', (tx) => tx.queue())];
-});
-
-// ---- SQL only ----
-
-for (const b of ['pglite', 'postgres']) {
-  test(`${b}: a withShop that throws leaves nothing behind (and no stale cache)`, async () => {
-    const s = await backends[b]();
-    await s.withShop('s1', (tx) => tx.putSession(session('s1', 'v0', 'a')));
-    const boom = new Error('boom');
-    const err = await s.withShop('s1', async (tx) => {
-      await tx.putSession(session('s1', 'v1', 'a'));
-      await tx.deleteSession('v0');
-      await tx.enqueue('v1', 1);
-      await tx.hold('v1', { at: 1, xml: '<x/>' });
-      await tx.markAssigned('a', 1);
-      await tx.setSticky('v1', 'a', 1e15);
-      await tx.appendHistory('v1', { at: 1, xml: '<x/>' }, 5);
-      assert.is((await tx.getSession('v1'))?.agent, 'a');
-      throw boom;
-    }).catch((e) => e);
-    assert.is(err, boom);
-    const after = await s.withShop('s1', async (tx) => [
-      await tx.getSession('v1'), (await tx.getSession('v0'))?.visitor, await tx.sessions(), await tx.queue(),
-      await tx.takeHeld('v1'), await tx.lastAssigned(), await tx.stickyAgent('v1', 0), await tx.history('v1'),
-    ]);
-    assert.equal(after, [undefined, 'v0', [session('s1', 'v0', 'a')], [], [], new Map(), undefined, []]);
+function sameJournal(name: string, run: (j: JournalStore) => Promise<unknown[]>) {
+  test(name, async () => {
+    const expected = await run(await journals.memory());
+    for (const b of ['pglite', 'postgres']) assert.equal(await run(await journals[b]()), expected, `${b} differs from memory`);
   });
 }
 
-test('pglite: persisted to a directory, survives close and reopen', async () => {
+const open = (v: string, agent: string, at: number): Change => ({ op: 'open', v, agent, at });
+const said = (v: string, at: number): Change => ({ op: 'said', v, by: 'visitor', at, xml: `<message id='${v}${at}'>é &amp; 客服</message>` });
+
+sameJournal('journal: batches load back in order, per shop; a snapshot supersedes what came before it', async (j) => {
+  await j.append([{ shop: 's1', changes: [open('v1', 'a', 1), said('v1', 2)] }, { shop: 's2', changes: [open('v9', 'b', 3)] }], []);
+  await j.append([{ shop: 's1', changes: [said('v1', 4)] }], []);
+  const out: unknown[] = [await j.load('s1'), await j.load('s2'), await j.load('nobody')];
+  const st = restore('s1', DEFAULT_LIMITS, await j.load('s1'));
+  assert.equal([st.sessions.get('v1')?.lastVisitorAt, st.history.get('v1')?.length], [4, 2]);
+  await j.append([{ shop: 's1', changes: [said('v1', 5)] }], [{ shop: 's1', json: JSON.stringify(st.toJSON()) }]);
+  out.push(await j.load('s1')); // the snapshot (taken before v1's 5) and nothing after it: that batch is in the snapshot's past
+  await j.append([{ shop: 's1', changes: [said('v1', 6)] }], []);
+  out.push(await j.load('s1'));
+  await j.forget('s2');
+  out.push(await j.load('s2'));
+  return out;
+});
+
+// ---- what only SQL stores do --------------------------------------------------------
+
+test('pglite: persisted to a directory, survives close and reopen (shops and journal)', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-test-'));
   try {
-    const a = await openStore(`pglite:${dir}/db`);
-    await a.putShop(shop('s1'));
-    await a.withShop('s1', async (tx) => {
-      await tx.putSession(session('s1', 'v1', 'a1'));
-      await tx.enqueue('v2', 5);
-      await tx.hold('v2', { at: 5, xml: '<held/>' });
-    });
-    await a.close();
-    const b = await openStore(`pglite:${dir}/db`); // schema creation is idempotent
-    assert.equal(await b.listShops(), [shop('s1')]);
-    assert.equal(await b.withShop('s1', async (tx) => [await tx.getSession('v1'), await tx.queue(), await tx.takeHeld('v2')]),
-      [session('s1', 'v1', 'a1'), [{ visitor: 'v2', shop: 's1', enqueuedAt: 5 }], [{ at: 5, xml: '<held/>' }]]);
-    await b.close();
+    const a = await openStores(`pglite:${dir}/db`, 'one');
+    await a.lease!.acquire();
+    await a.store.putShop(shop('s1'));
+    await a.journal.append([{ shop: 's1', changes: [open('v1', 'a1', 1), { op: 'enqueue', v: 'v2', at: 5 }, { op: 'keep', v: 'v2', at: 5, xml: '<held/>' }] }], []);
+    await a.lease!.release();
+    await a.store.close();
+    const b = await openStores(`pglite:${dir}/db`, 'two'); // schema creation is idempotent
+    await b.lease!.acquire();
+    assert.equal(await b.store.listShops(), [shop('s1')]);
+    const st = restore('s1', DEFAULT_LIMITS, await b.journal.load('s1'));
+    assert.equal([[...st.sessions.keys()], [...st.queue], st.kept.get('v2')], [['v1'], [['v2', 5]], [{ at: 5, xml: '<held/>' }]]);
+    await b.store.close();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('openStore: memory:, pglite:memory, unknown url', async () => {
-  assert.instance(await openStore('memory:'), MemoryStore);
-  const p = await openStore('pglite:memory');
-  assert.instance(p, SqlStore);
-  await p.close();
-  await openStore('mysql://x').then(() => assert.unreachable('should throw'), (e) => assert.match(e.message, /unknown store url/));
+test('openStores: memory:, pglite:memory, unknown url', async () => {
+  const m = await openStores('memory:', 'x');
+  assert.instance(m.store, MemoryStore);
+  assert.instance(m.journal, MemoryJournal);
+  assert.is(m.lease, undefined);
+  const p = await openStores('pglite:memory', 'x');
+  assert.instance(p.store, SqlStore);
+  assert.instance(p.journal, SqlJournal);
+  await p.store.close();
+  await openStores('mysql://x', 'x').then(() => assert.unreachable('should throw'), (e) => assert.match(e.message, /unknown store url/));
 });
 
-test('postgres: a sidecar never serves a session another sidecar changed (cache invalidation)', async () => {
-  const a = await openStore(postgres.url);
-  const b = await openStore(postgres.url);
-  const raw = new pg.Client({ connectionString: postgres.url });
-  await raw.connect();
+test('schema version 1 (state in tables) is migrated into one snapshot per shop', async () => {
+  const db = await pgliteDriver();
   try {
-    await b.withShop('cache', (tx) => tx.putSession(session('cache', 'v', 'agent-b0')));
-    assert.is((await a.withShop('cache', (tx) => tx.getSession('v')))?.agent, 'agent-b0'); // now cached in A
-    // The cache really serves: a change behind the store's back (no version bump) is not seen...
-    await raw.query(`UPDATE sessions SET agent = 'sneaky' WHERE shop = 'cache' AND visitor = 'v'`);
-    assert.is((await a.withShop('cache', (tx) => tx.getSession('v')))?.agent, 'agent-b0');
-    // ...but one by another sidecar is, at A's next withShop.
-    await b.withShop('cache', (tx) => tx.putSession(session('cache', 'v', 'agent-b1')));
-    assert.is((await a.withShop('cache', (tx) => tx.getSession('v')))?.agent, 'agent-b1');
-    await b.withShop('cache', (tx) => tx.deleteSession('v'));
-    assert.is(await a.withShop('cache', (tx) => tx.getSession('v')), undefined);
-    // A's own writes keep its cache valid, and B sees them.
-    await a.withShop('cache', (tx) => tx.putSession(session('cache', 'v', 'agent-a')));
-    assert.is((await a.withShop('cache', (tx) => tx.getSession('v')))?.agent, 'agent-a');
-    assert.is((await b.withShop('cache', (tx) => tx.getSession('v')))?.agent, 'agent-a');
+    for (const sql of [
+      `CREATE TABLE schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`, `INSERT INTO schema_version VALUES (1, 1)`,
+      `CREATE TABLE shops (jid text PRIMARY KEY, name text NOT NULL, welcome text NOT NULL, no_agent_text text NOT NULL, strategy text NOT NULL, queue_enabled boolean NOT NULL, seq bigserial)`,
+      `CREATE TABLE agents (jid text PRIMARY KEY, status text NOT NULL)`,
+      `CREATE TABLE sessions (shop text, visitor text, agent text NOT NULL, started_at double precision NOT NULL, last_visitor_at double precision NOT NULL, last_agent_at double precision NOT NULL, reminded_at double precision NOT NULL, orphaned_at double precision NOT NULL, seq bigserial, PRIMARY KEY (shop, visitor))`,
+      `CREATE TABLE queue (shop text, visitor text, enqueued_at double precision NOT NULL, seq bigserial, PRIMARY KEY (shop, visitor))`,
+      `CREATE TABLE held (seq bigserial PRIMARY KEY, shop text NOT NULL, visitor text NOT NULL, at double precision NOT NULL, xml text NOT NULL)`,
+      `CREATE TABLE assigned (shop text, agent text, at double precision NOT NULL, seq bigserial, PRIMARY KEY (shop, agent))`,
+      `CREATE TABLE sticky (shop text, visitor text, agent text NOT NULL, until_at double precision NOT NULL, PRIMARY KEY (shop, visitor))`,
+      `CREATE TABLE history (seq bigserial PRIMARY KEY, shop text NOT NULL, visitor text NOT NULL, at double precision NOT NULL, xml text NOT NULL)`,
+      `CREATE TABLE shop_version (shop text PRIMARY KEY, version text NOT NULL)`,
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled) VALUES ('s1', 'S', 'hi', 'nobody', 'sticky', true)`,
+      `INSERT INTO agents VALUES ('a1', 'dnd')`,
+      `INSERT INTO sessions (shop, visitor, agent, started_at, last_visitor_at, last_agent_at, reminded_at, orphaned_at) VALUES ('s1', 'v1', 'a1', 1, 2, 3, 0, 0)`,
+      `INSERT INTO queue (shop, visitor, enqueued_at) VALUES ('s1', 'v3', 7), ('s1', 'v2', 8)`,
+      `INSERT INTO held (shop, visitor, at, xml) VALUES ('s1', 'v3', 7, '<a/>'), ('s1', 'v3', 9, '<b/>')`,
+      `INSERT INTO history (shop, visitor, at, xml) VALUES ('s1', 'v1', 2, '<h/>')`,
+      `INSERT INTO assigned (shop, agent, at) VALUES ('s1', 'a1', 1)`,
+      `INSERT INTO sticky VALUES ('s1', 'v0', 'a1', 99)`,
+    ]) await db.query(sql);
+    const { store, journal, lease } = await storesOn(db, 'm');
+    await lease.acquire();
+    assert.equal((await store.listShops()).map((x) => [x.jid, x.strategy, x.limits]), [['s1', 'sticky', DEFAULT_LIMITS]]);
+    assert.equal(await store.getAgent('a1'), { jid: 'a1', status: 'dnd' });
+    const st = restore('s1', DEFAULT_LIMITS, await journal.load('s1'));
+    assert.equal(st.sessions.get('v1'), { visitor: 'v1', shop: 's1', agent: 'a1', startedAt: 1, lastVisitorAt: 2, lastAgentAt: 3, remindedAt: 0, orphanedAt: 0 });
+    assert.equal([...st.queue.keys()], ['v3', 'v2']);
+    assert.equal(st.kept.get('v3'), [{ at: 7, xml: '<a/>' }, { at: 9, xml: '<b/>' }]);
+    assert.equal([st.history.get('v1'), st.lastAssigned.get('a1'), st.stickyAgent('v0', 50)], [[{ at: 2, xml: '<h/>' }], 1, 'a1']);
+    const [{ version }] = await db.query(`SELECT version FROM schema_version`);
+    assert.is(version, 2);
+    assert.is((await db.query(`SELECT to_regclass('sessions') AS t`))[0].t, null, 'old tables dropped');
   } finally {
-    await raw.end();
-    await a.close();
-    await b.close();
+    await db.close();
   }
 });
 
-test('postgres: two sidecars, 200 concurrent withShop: never over capacity, never two sessions per visitor', async () => {
-  const sidecars = [await openStore(postgres.url), await openStore(postgres.url)];
-  const CAPACITY = 7;
-  try {
-    const calls = Array.from({ length: 200 }, (_, i) => {
-      const shopJid = `conc${i % 2}`;
-      const visitor = `v${i % 40}`; // each visitor arrives several times, on both sidecars
-      return sidecars[(i >> 1) % 2].withShop(shopJid, async (tx) => {
-        const all = await tx.sessions();
-        if (all.some((x) => x.visitor === visitor)) return;
-        const mine = all.filter((x) => x.agent === 'agent');
-        await new Promise((r) => setTimeout(r, Math.random() * 3)); // widen the race window
-        if (mine.length < CAPACITY) await tx.putSession(session(shopJid, visitor, 'agent'));
-      });
-    });
-    await Promise.all(calls);
-    const all = await sidecars[0].allSessions();
-    for (const shopJid of ['conc0', 'conc1']) {
-      const ofShop = all.filter((x) => x.shop === shopJid);
-      assert.is(ofShop.length, CAPACITY, `${shopJid} filled to capacity, not beyond`);
-      assert.is(new Set(ofShop.map((x) => x.visitor)).size, ofShop.length, 'no visitor twice');
-    }
-  } finally {
-    for (const s of sidecars) await s.close();
-  }
+test('postgres lease: one writer; the other stands by, takes over on release or expiry; a stale writer is fenced', async () => {
+  for (const l of leases.splice(0)) await l.release();
+  await pgDb.query(`TRUNCATE ${TABLES}`);
+  const first = await storesOn(pgDb, 'first', 600);
+  const second = await storesOn(pgDb, 'second', 600);
+  await first.lease.acquire();
+  let waiting = '';
+  let secondHolds = false;
+  const standby = second.lease.acquire({ onWait: (by) => { waiting = by; } }).then(() => { secondHolds = true; });
+  await new Promise((r) => setTimeout(r, 400));
+  assert.is(waiting, 'first');
+  assert.is(secondHolds, false, 'the second waits while the first renews');
+  await first.journal.append([{ shop: 's', changes: [open('v1', 'a', 1)] }], []);
+  await first.lease.release();
+  await standby;
+  assert.is(secondHolds, true);
+  await first.journal.append([{ shop: 's', changes: [open('v2', 'a', 2)] }], [])
+    .then(() => assert.unreachable('a former holder must not write'), (e) => assert.instance(e, LeaseLost));
+  await second.journal.append([{ shop: 's', changes: [said('v1', 3)] }], []);
+  assert.equal((await second.journal.load('s')).batches.map((b) => b.map((c) => c.op)), [['open'], ['said']]);
+
+  // Expiry: a holder that stops renewing (paused, cut off) loses the lease; it learns so when it renews.
+  const third = new SqlLease(pgDb, 'third', 600);
+  let lost = '';
+  second.lease.onLost((why) => { lost = why; });
+  await pgDb.query(`UPDATE sidecar_lease SET expires_at = 0`); // as if second had not renewed in time
+  await third.acquire();
+  await new Promise((r) => setTimeout(r, 400));
+  assert.match(lost, 'taken over by third');
+  await third.release();
 });
 
 test.run();

@@ -1,11 +1,11 @@
 // A Desk on a real store (memory, PGlite or a private PostgreSQL), driven through the gRPC
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
 import type { Config } from '../../src/config.js';
-import { Desk, type Outbox } from '../../src/desk.js';
+import { Desk, type DeskDeps, type Outbox } from '../../src/desk.js';
 import { Directory, seedStore } from '../../src/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
-import { stanzaFilterHandlers } from '../../src/grpc/server.js';
+import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
 import { MemoryJournal } from '../../src/journal/memory-journal.js';
 import { MemoryStore } from '../../src/memory-store.js';
 import { Presence } from '../../src/presence.js';
@@ -82,6 +82,8 @@ export interface WorldOptions {
   config: Config;
   clock?: number;
   random?: () => number;
+  hooks?: FilterHooks;
+  onBatch?: DeskDeps['onBatch'];
 }
 
 export type World = Awaited<ReturnType<typeof deskWorld>>;
@@ -98,10 +100,10 @@ export async function deskWorld(o: WorldOptions) {
     const presence = new Presence(stores.store);
     await presence.load();
     const desk = new Desk({
-      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: () => {}, now: () => clock, random: o.random,
+      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: () => {}, now: () => clock, random: o.random, onBatch: o.onBatch,
     });
     await desk.syncShops();
-    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(() => {}), () => {}) };
+    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(() => {}), () => {}, o.hooks) };
   };
   let parts = await build();
   let seq = 0;
