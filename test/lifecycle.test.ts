@@ -36,16 +36,17 @@ async function world(backend: Backend, o: WorldOptions = {}) {
     }],
   });
   const w = await deskWorld({ backend, backends, config, random: o.random });
-  return {
-    ...w,
-    online: (name: string, resource = 'pc', show = '') => w.online(a(name), resource, show),
-    offline: (name: string, resource = 'pc') => w.offline(a(name), resource),
+  const { online, offline } = w;
+  // Object.assign keeps w's getters (desk, directory): they follow a restart.
+  return Object.assign(w, {
+    online: (name: string, resource = 'pc', show = '') => online(a(name), resource, show),
+    offline: (name: string, resource = 'pc') => offline(a(name), resource),
     visitorSays: (visitor: string, id: string, text = 'hi') =>
       w.filter(`<message type='consult' from='${a(visitor)}/web' to='${SHOP}' qchatid='4'><body id='${id}' msgType='1'>${text}</body></message>`),
     agentSays: (agent: string, id: string, text: string, realto?: string) =>
       w.filter(`<message type='chat' from='${a(agent)}/pc' to='${SHOP}'${realto ? ` realto='${a(realto)}'` : ''}><body id='${id}'>${text}</body></message>`),
     session: (visitor: string) => w.desk.sessions(SHOP).find((s) => s.visitor === a(visitor)),
-  };
+  });
 }
 
 const xml = (b: Uint8Array) => parseElement(Buffer.from(b).toString());

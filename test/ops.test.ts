@@ -73,7 +73,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
     stream.on('error', () => { streamDone = true; });
     stream.on('end', () => { streamDone = true; });
     stream.write({ hello: { node: 'ops@node', hosts: [D], shimVersion: 'test' } });
-    stream.write({ filter: { seq: '1', hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: Buffer.from(`<message type='consult' from='v1@${D}/web' to='shop@${D}'><body id='b1'>hi</body></message>`) } });
+    stream.write({ filter: { seq: '1', hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: Buffer.from(`<message type='consult' from='v1@${D}/web' to='shop@${D}'><body id='b1'>hi</body></message>`), deadlineMs: '0' } });
     const verdict = await until('verdict', () => got.find((m) => m.verdict)?.verdict);
     assert.is(verdict.action, Action.ACTION_REWRITE);
 

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { restore } from '../src/desk.js';
 import type { JournalStore } from '../src/journal/journal.js';
-import { SqlLease } from '../src/journal/lease.js';
+import { SqlLease, type Lease } from '../src/journal/lease.js';
 import { MemoryJournal } from '../src/journal/memory-journal.js';
 import { LeaseLost, SqlJournal } from '../src/journal/sql-journal.js';
 import { MemoryStore } from '../src/memory-store.js';
@@ -116,7 +116,7 @@ same('resources: upsert keeps order, remove, clearNode', async (s) => {
 
 // ---- the journal: the same on all three -------------------------------------------
 
-const leases: SqlLease[] = []; // released before the lease test, so no renewer is left running
+const leases: Lease[] = []; // released before the lease test, so no renewer is left running
 const sqlJournal = async (db: Driver) => {
   const st = await storesOn(db, 'j');
   await db.query(`TRUNCATE ${TABLES}`);

@@ -202,8 +202,7 @@ export class Journal {
     for (const r of records) {
       const st = this.opts.states(r.shop);
       if (!st || this.pending.some((e) => e.shop === r.shop)) continue;
-      const size = st.sessions.size * (1 + st.limits.historyPerSession) + st.queue.size + st.sticky.size;
-      if ((this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length > Math.max(this.snapshotMin, 2 * size)) {
+      if ((this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length > Math.max(this.snapshotMin, 2 * st.size())) {
         out.push({ shop: r.shop, json: JSON.stringify(st.toJSON()) });
       }
     }

@@ -78,6 +78,11 @@ export class ShopState {
     this.limits = limits;
   }
 
+  /** Roughly how much a snapshot holds (entries, not bytes): the journal compacts past twice this. */
+  size(): number {
+    return this.sessions.size + this.queue.size + this.kept.size + this.history.size + this.sticky.size;
+  }
+
   load(agent: string): number {
     return this.byAgent.get(agent)?.size ?? 0;
   }

@@ -68,6 +68,11 @@ export class TestOutbox implements Outbox {
     this.held ??= [];
   }
 
+  /** A crash: what was held is never acknowledged; later deliveries are. */
+  crash(): void {
+    this.held = undefined;
+  }
+
   /** Acknowledges what was held, and stops holding. */
   release(): void {
     const held = this.held ?? [];
