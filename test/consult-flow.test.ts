@@ -177,12 +177,15 @@ test('concurrent first messages never exceed an agent\'s capacity', async () => 
   assert.is(verdicts.filter((v) => v.action === Action.ACTION_DROP).length, 3);
 });
 
-test('bad input gets a clear error: malformed XML, oversized, consult to a non-shop', async () => {
+test('bad input gets a clear error: malformed XML, deep nesting, oversized, consult to a non-shop', async () => {
   const { filter } = await setup();
   const bad = await filter(`<message from='a@${D}/r' to='${SHOP}'><body>x</message>`);
   assert.is(bad.action, Action.ACTION_REJECT);
   assert.is(bad.error!.condition, 'bad-request');
   assert.match(bad.error!.text, 'malformed XML');
+  const deep = await filter(`<message type='consult' from='a@${D}/r' to='${SHOP}'><body id='N1'>${'<b>'.repeat(200)}x${'</b>'.repeat(200)}</body></message>`);
+  assert.equal([deep.action, deep.error!.condition, deep.error!.type], [Action.ACTION_REJECT, 'bad-request', 'modify'], 'the sender\'s fault, not retry-later');
+  assert.match(deep.error!.text, 'nested');
   const big = await filter(visitorMsg('I1', 'x'.repeat(300_000)));
   assert.is(big.error!.condition, 'policy-violation');
   const nonShop = await filter(`<message type='consult' from='a@${D}/r' to='shop_99@${D}'><body id='I2'>x</body></message>`);

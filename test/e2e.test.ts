@@ -42,7 +42,7 @@ e2e.before(async (ctx) => {
     shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject', breaker_cooldown: 1000 },
   });
   await ctx.sidecar.waitForLog('shim hello');
-  await Promise.all(['visitor1', 'visitor2', 'shop_2', 'test01', 'test02', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
+  await Promise.all(['visitor1', 'visitor2', 'visitor3', 'shop_2', 'test01', 'test02', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
   const connect = (username: string, resource: string) =>
     connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username, password: PASSWORD, resource });
   [ctx.visitor, ctx.agent1, ctx.agent2] = await Promise.all([connect('visitor1', 'web-107130861'), connect('test01', 'pc'), connect('test02', 'pc')]);
@@ -173,6 +173,32 @@ e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets 
     }
   } finally {
     await visitor2.stop();
+  }
+});
+
+e2e('sidecar frozen (SIGSTOP) during a first message: an error, no phantom session; after SIGCONT the next message opens it, with the welcome', async (ctx) => {
+  const visitor3 = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username: 'visitor3', password: PASSWORD, resource: 'web' });
+  try {
+    ctx.sidecar.signal('SIGSTOP');
+    try {
+      await visitor3.send(`<message type='consult' to='${SHOP}'><body id='FROZEN-1'>hello?</body></message>`);
+      const err = await visitor3.waitFor((el) => el.attrs.type === 'error' && bodyId('FROZEN-1')(el));
+      assert.ok(err.getChild('error')!.getChild('service-unavailable'), err.toString());
+    } finally {
+      ctx.sidecar.signal('SIGCONT');
+    }
+    // The frozen request reaches the sidecar after its deadline: it must change nothing. The next message (behind it
+    // on the same stream) opens the session, so the visitor gets the welcome, and the agent this message only.
+    await visitor3.send(`<message type='consult' to='${SHOP}'><body id='FROZEN-2'>hello again</body></message>`);
+    await visitor3.waitFor((el) => isType('mstat')(el) && bodyId('FROZEN-2')(el));
+    const welcome = await visitor3.waitFor((el) => el.attrs.auto_reply === 'true' && el.attrs.realfrom === `admin@${D}`);
+    assert.is(welcome.getChildText('body'), '张滨测试店铺');
+    const delivered = await Promise.race([ctx.agent1.waitFor(bodyId('FROZEN-2')), ctx.agent2.waitFor(bodyId('FROZEN-2'))]);
+    assert.is(delivered.attrs.realfrom, `visitor3@${D}`);
+    const phantom = [...ctx.agent1.received, ...ctx.agent2.received].filter(bodyId('FROZEN-1'));
+    assert.is(phantom.length, 0, 'the bounced message never reached an agent');
+  } finally {
+    await visitor3.stop();
   }
 });
 

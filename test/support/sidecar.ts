@@ -13,6 +13,8 @@ export interface SidecarProcess {
   waitForLog(text: string, since?: number, timeoutMs?: number): Promise<void>;
   lines: string[];
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends a signal without waiting for an exit (SIGSTOP / SIGCONT). */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export function writeConfig(config: unknown): string {
@@ -55,6 +57,9 @@ export function startSidecar(configFile: string, port: number): SidecarProcess {
         listeners.push(check);
         check();
       });
+    },
+    signal(signal) {
+      child.kill(signal);
     },
     async kill(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
