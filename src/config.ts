@@ -1,6 +1,7 @@
 // Sidecar configuration: a JSON file, validated up front with errors that name the field.
 import { readFileSync } from 'node:fs';
 import type { Limits } from './routing/state.js';
+import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './routing/texts.js';
 import { AGENT_STATUSES, DEFAULT_LIMITS, LIMIT_RANGES, STRATEGIES, type AgentStatus, type Strategy } from './store.js';
 import { bareJid, isJid } from './xmpp/jid.js';
 
@@ -18,6 +19,8 @@ export interface ShopConfig {
   strategy: Strategy;
   queueEnabled: boolean;
   limits: Limits;
+  language: Language;
+  texts: Partial<Texts>;
   agents: AgentConfig[];
 }
 
@@ -77,6 +80,15 @@ const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
   return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
 };
 
+function textsOf(raw: unknown, where: string): Partial<Texts> {
+  const o = need(typeof (raw ?? {}) === 'object' && raw !== null && !Array.isArray(raw), (raw ?? {}) as Obj, where, 'an object');
+  for (const [k, v] of Object.entries(o)) {
+    const problem = textProblem(k, v);
+    if (problem) throw new ConfigError(`config: ${where}.${k} ${problem}`);
+  }
+  return o as Partial<Texts>;
+}
+
 function limitsOf(raw: unknown, where: string, dflt: Limits): Limits {
   const o = need(typeof (raw ?? {}) === 'object' && raw !== null, (raw ?? {}) as Obj, where, 'an object');
   for (const k of Object.keys(o)) need(k in LIMIT_RANGES, 0, `${where}.${k}`, `one of ${Object.keys(LIMIT_RANGES).join(', ')}`);
@@ -94,14 +106,17 @@ export function parseConfig(raw: unknown): Config {
     const where = `shops[${i}]`;
     const agentsRaw = need(Array.isArray(s.agents), s.agents as Obj[], `${where}.agents`, 'an array');
     const name = str(s, 'name', where);
+    const language = oneOf(s, 'language', where, LANGUAGES, 'zh');
     return {
       jid: jid(s, 'jid', where),
       name,
       welcome: str(s, 'welcome', where, name),
-      noAgentText: str(s, 'noAgentText', where, '当前没有客服在线，请稍后再试。'),
+      noAgentText: str(s, 'noAgentText', where, DEFAULT_NO_AGENT_TEXT[language]),
       strategy: oneOf(s, 'strategy', where, STRATEGIES, 'least-busy'),
       queueEnabled: bool(s, 'queueEnabled', where, true),
       limits: limitsOf(s.limits, `${where}.limits`, limits),
+      language,
+      texts: textsOf(s.texts, `${where}.texts`),
       agents: agentsRaw.map((a, j) => ({
         jid: jid(a, 'jid', `${where}.agents[${j}]`),
         maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),

@@ -12,6 +12,7 @@ import {
   statusCommand, toAgent, transferSession, type CloseReason, type Decision, type ShopContext,
 } from './routing/decide.js';
 import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
+import { render } from './routing/texts.js';
 import type { AgentStatus, Shop } from './store.js';
 import { bareJid } from './xmpp/jid.js';
 import { QCHAT_TO_AGENT, ack, ensureBodyId, notice, relay } from './xmpp/stanzas.js';
@@ -168,7 +169,7 @@ export class Desk {
 
   private context(shop: Shop): ShopContext {
     return {
-      shop, members: this.directory.memberMap(shop.jid), agentState: this.presence.state,
+      shop, texts: this.directory.textsOf(shop.jid), members: this.directory.memberMap(shop.jid), agentState: this.presence.state,
       config: this.config, now: this.now(), random: this.random,
     };
   }
@@ -178,7 +179,8 @@ export class Desk {
     const bodyId = ensureBodyId(stanza)!;
     await this.setAgentStatus(agent, status);
     const now = this.now();
-    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text: `您的接待状态已设为 ${status}。` });
+    const text = render(this.directory.textsOf(shop.jid).statusSet, { status });
+    const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text });
     return { action: 'drop', extra: [ack(agent, bodyId, now), told] };
   }
 
@@ -234,12 +236,12 @@ export class Desk {
 
   /** Timers of every shop, and kept messages whose release stopped half-way (no shim then). */
   async tick(): Promise<void> {
-    for (const shop of this.directory.allShops()) {
-      const st = this.states.get(shop.jid);
-      if (!st) continue;
+    // Every shop decides first (act runs synchronously up to its commit), so all their changes share one write.
+    await Promise.all(this.directory.allShops().filter((shop) => this.states.has(shop.jid)).map(async (shop) => {
       this.link.send(await this.act(shop.jid, runTimers));
+      const st = this.states.get(shop.jid)!;
       for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shop.jid, visitor);
-    }
+    }));
   }
 
   // ---- kept messages -------------------------------------------------------------

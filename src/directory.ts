@@ -1,11 +1,13 @@
 // Shops and their agents, read from the store and kept in memory for the per-stanza path.
 import type { Config } from './config.js';
+import { resolveTexts, type Texts } from './routing/texts.js';
 import type { Membership, Shop, Store } from './store.js';
 
 export class Directory {
   private shops = new Map<string, Shop>();
   private members = new Map<string, Map<string, Membership>>(); // shop → agent → membership
   private agents = new Map<string, Shop[]>(); // agent → its shops
+  private texts = new Map<string, Texts>(); // shop → its texts, resolved once per reload
 
   constructor(private readonly store: Store) {}
 
@@ -15,12 +17,17 @@ export class Directory {
     this.shops = new Map(shops.map((s) => [s.jid, s]));
     this.members = new Map(shops.map((s) => [s.jid, new Map()]));
     this.agents = new Map();
+    this.texts = new Map(shops.map((s) => [s.jid, resolveTexts(s.language, s.texts)]));
     for (const m of members) {
       const shop = this.shops.get(m.shop);
       if (!shop) continue;
       this.members.get(m.shop)!.set(m.agent, m);
       this.agents.set(m.agent, [...(this.agents.get(m.agent) ?? []), shop]);
     }
+  }
+
+  textsOf(shop: string): Texts {
+    return this.texts.get(shop)!;
   }
 
   shop(jid: string): Shop | undefined {
@@ -59,7 +66,8 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
   if ((await store.listShops()).length > 0) return false;
   for (const s of config.shops) {
     await store.putShop({
-      jid: s.jid, name: s.name, welcome: s.welcome, noAgentText: s.noAgentText, strategy: s.strategy, queueEnabled: s.queueEnabled, limits: s.limits,
+      jid: s.jid, name: s.name, welcome: s.welcome, noAgentText: s.noAgentText, strategy: s.strategy, queueEnabled: s.queueEnabled,
+      limits: s.limits, language: s.language, texts: s.texts,
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

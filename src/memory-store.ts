@@ -2,9 +2,13 @@
 import type { Agent, AgentResource, Membership, Shop, Store } from './store.js';
 
 const k = (...parts: string[]) => parts.join('\n');
-// Records are flat but for shop limits: copy those too, so callers never share an object with the store.
-const copy = <T extends object | undefined>(x: T): T =>
-  (x === undefined ? x : 'limits' in x ? { ...x, limits: { ...(x as unknown as Shop).limits } } : { ...x });
+// Records are flat but for shop limits and texts: copy those too, so callers never share an object with the store.
+const copy = <T extends object | undefined>(x: T): T => {
+  if (x === undefined) return x;
+  if (!('limits' in x)) return { ...x };
+  const shop = x as unknown as Shop;
+  return { ...shop, limits: { ...shop.limits }, texts: { ...shop.texts } } as unknown as T;
+};
 
 export class MemoryStore implements Store {
   private readonly shops = new Map<string, Shop>();

@@ -90,6 +90,8 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS shops (jid text PRIMARY KEY, name text NOT NULL, welcome text NOT NULL,
      no_agent_text text NOT NULL, strategy text NOT NULL, queue_enabled boolean NOT NULL, seq bigserial)`,
   `ALTER TABLE shops ADD COLUMN IF NOT EXISTS limits text NOT NULL DEFAULT '{}'`,
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS language text NOT NULL DEFAULT 'zh'`,
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS texts text NOT NULL DEFAULT '{}'`,
   `CREATE TABLE IF NOT EXISTS memberships (shop text, agent text, max_sessions int NOT NULL,
      joined_at double precision NOT NULL, seq bigserial, PRIMARY KEY (shop, agent))`,
   `CREATE TABLE IF NOT EXISTS agents (jid text PRIMARY KEY, status text NOT NULL, seq bigserial)`,
@@ -109,6 +111,8 @@ const SCHEMA = [
 const toShop = (r: Row): Shop => ({
   jid: r.jid, name: r.name, welcome: r.welcome, noAgentText: r.no_agent_text, strategy: r.strategy, queueEnabled: r.queue_enabled,
   limits: { ...DEFAULT_LIMITS, ...JSON.parse(r.limits || '{}') },
+  language: r.language,
+  texts: JSON.parse(r.texts || '{}'),
 });
 
 /** Version 1 kept shop state in tables, changed row by row: turn it into one snapshot per shop. */
@@ -174,9 +178,11 @@ export class SqlStore implements Store {
   }
   async putShop(s: Shop) {
     await this.db.query(
-      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6, limits = $7`,
-      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits)]);
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
+         limits = $7, language = $8, texts = $9`,
+      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits), s.language, JSON.stringify(s.texts)]);
   }
   async deleteShop(jid: string) {
     await this.db.transaction(async (q) => {

@@ -2,6 +2,7 @@
 // read into memory by the Directory) and the agents' online resources reported by the
 // shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/sql-store.ts behaves the same.
 import type { Limits } from './routing/state.js';
+import type { Language, Texts } from './routing/texts.js';
 
 export type Strategy = 'sticky' | 'least-busy' | 'round-robin' | 'random';
 export const STRATEGIES: readonly Strategy[] = ['sticky', 'least-busy', 'round-robin', 'random'];
@@ -22,6 +23,9 @@ export interface Shop {
   strategy: Strategy;
   queueEnabled: boolean;
   limits: Limits;
+  /** Which default texts the shop's visitors and agents read, and its own overrides of them. */
+  language: Language;
+  texts: Partial<Texts>;
 }
 
 export interface Membership {

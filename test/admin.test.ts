@@ -89,6 +89,13 @@ withWorld('validation errors are 400 and name the field', async (w) => {
     ['PUT', `/shops/${SHOP}`, { strategy: 'fastest' }, /^strategy must be one of sticky, least-busy, round-robin, random/],
     ['PUT', `/shops/${SHOP}`, { queueEnabled: 'yes' }, /^queueEnabled /],
     ['PUT', `/shops/${SHOP}`, { welcome: 42 }, /^welcome /],
+    ['PUT', `/shops/nul%00@${D}`, { name: 'x' }, /^shop must be a bare JID/],
+    ['PUT', `/shops/${'x'.repeat(3000)}@${D}`, { name: 'x' }, /^shop must be a bare JID/],
+    ['PUT', `/shops/${SHOP}/agents/a%20b@${D}`, {}, /^agent must be a bare JID/],
+    ['PUT', `/shops/${SHOP}`, { language: 'fr' }, /^language must be one of zh, en/],
+    ['PUT', `/shops/${SHOP}`, { texts: { greeting: 'hi' } }, /^texts\.greeting is not a text/],
+    ['PUT', `/shops/${SHOP}`, { texts: { queuePosition: 'You are {rank}' } }, /^texts\.queuePosition uses \{rank\}; it may use \{position\}/],
+    ['PUT', `/shops/${SHOP}`, { limits: { queueMax: 0 } }, /^limits\.queueMax must be an integer in 1\.\.1000000/],
     ['PUT', `/shops/${SHOP}`, '{not json', /JSON/],
     ['PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 0 }, /^maxSessions must be an integer in 1\.\.1000/],
     ['PUT', `/agents/${a('ann')}/status`, { status: 'busy' }, /^status must be one of standard, dnd, always-on/],
@@ -104,6 +111,21 @@ withWorld('validation errors are 400 and name the field', async (w) => {
   assert.is(w.pushed.length, 0, 'nothing changed, nothing pushed');
 });
 
+withWorld('texts per shop: an English set, one text overridden, both used in what visitors read', async (w) => {
+  const r = await w.api('PUT', `/shops/${SHOP}`, { language: 'en', texts: { queuePosition: 'Please hold: you are #{position}.' } });
+  assert.is(r.status, 200, r.text);
+  assert.equal([r.json.language, r.json.texts], ['en', { queuePosition: 'Please hold: you are #{position}.' }]);
+  await w.online('ann');
+  await w.visitorSays('v1', 'x1'); // ann is full (maxSessions 1)
+  const queued = await w.visitorSays('v2', 'x2');
+  const told = queued.extra.map((x) => Buffer.from(x).toString()).find((x) => x.includes("auto_reply='true'"))!;
+  assert.match(told, 'Please hold: you are #1.');
+  await w.desk.closeSession(SHOP, `v1@${D}`, 'admin');
+  assert.ok(w.sent.some((m) => m.attrs.to === `v1@${D}` && JSON.stringify(m).includes('This conversation has ended')), 'English default');
+  const back = await w.api('PUT', `/shops/${SHOP}`, { language: 'zh', texts: { queuePosition: null } });
+  assert.equal([back.json.language, back.json.texts], ['zh', {}], 'null removes an override');
+});
+
 withWorld('shops: create, read, partial update, delete; each change reloads and pushes the watch list', async (w) => {
   const list = await w.api('GET', '/shops');
   assert.equal(list.json.map((s: { jid: string }) => s.jid), [SHOP]);
@@ -113,7 +135,7 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
   const created = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two', strategy: 'round-robin', queueEnabled: false });
   assert.is(created.status, 200, created.text);
   assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [],
-    limits: { queueMax: 1000, keptPerVisitor: 100, historyPerSession: 20, stickyMax: 100000 } });
+    limits: { queueMax: 1000, keptPerVisitor: 100, historyPerSession: 20, stickyMax: 100000 }, language: 'zh', texts: {} });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
 

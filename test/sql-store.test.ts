@@ -45,7 +45,7 @@ test.after(async () => {
 });
 
 const shop = (jid: string, name = jid): Shop =>
-  ({ jid, name, welcome: `hi from ${name}`, noAgentText: 'nobody', strategy: 'least-busy', queueEnabled: true, limits: DEFAULT_LIMITS });
+  ({ jid, name, welcome: `hi from ${name}`, noAgentText: 'nobody', strategy: 'least-busy', queueEnabled: true, limits: DEFAULT_LIMITS, language: 'zh', texts: {} });
 
 /** Runs a case on every backend; its transcript (what the store returned) must equal MemoryStore's. */
 function same(name: string, run: (s: Store) => Promise<unknown[]>) {

@@ -8,6 +8,7 @@ import type { Log, ShimLink } from '../grpc/link.js';
 import type { Metrics } from '../metrics.js';
 import type { Presence } from '../presence.js';
 import type { Limits } from '../routing/state.js';
+import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../routing/texts.js';
 import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop, type Store } from '../store.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 
@@ -95,6 +96,19 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     }
     return out;
   };
+  // Texts given replace the shop's own for those keys; null removes an override (back to the language default).
+  const textsOf = (b: Body, old: Partial<Texts> | undefined): Partial<Texts> => {
+    const given = b.texts ?? {};
+    if (typeof given !== 'object' || given === null || Array.isArray(given)) throw bad('texts', 'an object');
+    const out: Record<string, string> = { ...(old ?? {}) };
+    for (const [k, v] of Object.entries(given)) {
+      if (v === null) { delete out[k]; continue; }
+      const problem = textProblem(k, v);
+      if (problem) throw new HttpError(400, `texts.${k} ${problem}`);
+      out[k] = v as string;
+    }
+    return out as Partial<Texts>;
+  };
   const shopView = (s: Shop) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) });
 
   const J = '([^/]+)';
@@ -107,15 +121,18 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       const old = directory.shop(jid);
       const name = optStr(body, 'name') ?? old?.name;
       if (!name) throw bad('name', 'a non-empty string (required for a new shop)');
+      const language = optOneOf(body, 'language', LANGUAGES) ?? old?.language ?? 'zh';
       const shop: Shop = {
         jid,
         name,
         welcome: optStr(body, 'welcome') ?? old?.welcome ?? name,
-        noAgentText: optStr(body, 'noAgentText') ?? old?.noAgentText ?? '当前没有客服在线，请稍后再试。',
+        noAgentText: optStr(body, 'noAgentText') ?? old?.noAgentText ?? DEFAULT_NO_AGENT_TEXT[language],
         strategy: optOneOf(body, 'strategy', STRATEGIES) ?? old?.strategy ?? 'least-busy',
         queueEnabled: body.queueEnabled === undefined ? old?.queueEnabled ?? true
           : typeof body.queueEnabled === 'boolean' ? body.queueEnabled : (() => { throw bad('queueEnabled', 'true or false'); })(),
         limits: limitsOf(body, old?.limits),
+        language,
+        texts: textsOf(body, old?.texts),
       };
       await store.putShop(shop);
       await changed();

@@ -12,6 +12,7 @@ import { findChild, parseElement, serialize, textOf, type XmlElement } from '../
 import { pickAgent } from './assign.js';
 import type { AgentState } from './availability.js';
 import { apply, type Change, type Session, type ShopState, type Undo } from './state.js';
+import { render, type Texts } from './texts.js';
 
 export interface StanzaErrorInfo {
   condition: string; // RFC 6120 defined condition
@@ -65,6 +66,7 @@ export class Changes {
 /** What a decision may read besides the shop's state: settings, availability, the clock. */
 export interface ShopContext {
   shop: Shop;
+  texts: Texts; // the shop's, resolved
   members: ReadonlyMap<string, Membership>; // by agent
   agentState(agent: string): AgentState;
   config: Pick<Config, 'systemJid' | 'timers'>;
@@ -130,7 +132,7 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   if (already) return drop([...acked, ...extra]);
   const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
   const told = anyoneServing
-    ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `当前咨询人数较多，您排在第 ${st.queue.size} 位，请稍候。` })
+    ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: render(cx.texts.queuePosition, { position: st.queue.size }) })
     : noAgent();
   return drop([...acked, ...extra, told]);
 }
@@ -238,8 +240,9 @@ function choose(cx: ShopContext, st: ShopState, visitor: string, exclude?: strin
 export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: CloseReason): XmlElement[] {
   const { shop, now } = cx;
   w.do({ op: 'close', v: s.visitor, stickyUntil: now + cx.config.timers.stickyTtlSec * 1000 });
-  const toVisitor = reason === 'idle' ? '由于长时间没有新消息，本次会话已结束。如需帮助请再次发送消息。' : '本次会话已结束，感谢您的咨询。';
-  const toAgent = reason === 'idle' ? `与 ${s.visitor} 的会话因长时间无消息已关闭。` : `与 ${s.visitor} 的会话已关闭。`;
+  const t = cx.texts;
+  const toVisitor = reason === 'idle' ? t.idleClosedToVisitor : t.closedToVisitor;
+  const toAgent = render(reason === 'idle' ? t.idleClosedToAgent : t.closedToAgent, { visitor: s.visitor });
   return [
     notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor }),
     notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: toAgent }),
@@ -261,12 +264,13 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
   const { shop, now } = cx;
   const from = s.agent;
   w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now });
-  const because = reason ? `，原因：${reason}` : '';
+  const t = cx.texts;
+  const because = reason ? render(t.transferReason, { reason }) : '';
   const history = (w.state.history.get(s.visitor) ?? []).map((h) => replayed(h.xml, toAgent, h.at, shop.jid));
   return [
-    notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: `客服 ${from} 已将您的咨询转给客服 ${toAgent}，请稍候。` }),
-    notice({ shop: shop.jid, to: from, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: `与 ${s.visitor} 的会话已转给 ${toAgent}，请勿再回复。` }),
-    notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `${from} 将 ${s.visitor} 的咨询转给了您${because}。最近的消息如下。` }),
+    notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: render(t.transferToVisitor, { from, to: toAgent }) }),
+    notice({ shop: shop.jid, to: from, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }) }),
+    notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: render(t.transferToNewAgent, { from, visitor: s.visitor, reason: because }) }),
     ...history,
   ];
 }
@@ -274,10 +278,11 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
 /** The agent stayed offline past the grace period: another agent takes over, or the visitor waits again. */
 function rehome(cx: ShopContext, w: Changes, s: Session): XmlElement[] {
   const next = choose(cx, w.state, s.visitor, s.agent);
-  if (next) return handOver(cx, w, s, next, `${s.agent} 已离线`);
+  if (next) return handOver(cx, w, s, next, render(cx.texts.agentOffline, { agent: s.agent }));
   const { shop, now } = cx;
   w.do({ op: 'requeue', v: s.visitor, at: now });
-  return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: `客服暂时离线，已为您重新排队，您排在第 ${w.state.queue.size} 位。` })];
+  const text = render(cx.texts.requeued, { position: w.state.queue.size, agent: s.agent });
+  return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text })];
 }
 
 /** Timers of one shop: offline agents' sessions, idle sessions, reminders; then the queue. */
@@ -298,7 +303,8 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
       out.push(...closeSession(cx, w, s, 'idle'));
     } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
       w.do({ op: 'remind', v: s.visitor, at: now });
-      out.push(notice({ shop: cx.shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: `您有用户消息未回复：${s.visitor} 已等待 ${Math.round((now - s.lastVisitorAt) / 1000)} 秒。` }));
+      const text = render(cx.texts.reminder, { visitor: s.visitor, seconds: Math.round((now - s.lastVisitorAt) / 1000) });
+      out.push(notice({ shop: cx.shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text }));
     }
   }
   out.push(...serveQueue(cx, w));

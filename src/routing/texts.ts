@@ -1,0 +1,82 @@
+// Every text a visitor or agent reads from the server, per shop: Chinese by default (as
+// QChat), an English set, and any text overridden per shop. Templates name their values
+// in braces; each text may use only the values listed for it.
+export const LANGUAGES = ['zh', 'en'] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+/** Each text and the values its template may use. */
+export const TEXT_VALUES = {
+  queuePosition: ['position'],
+  requeued: ['position', 'agent'],
+  closedToVisitor: [],
+  closedToAgent: ['visitor'],
+  idleClosedToVisitor: [],
+  idleClosedToAgent: ['visitor'],
+  transferToVisitor: ['from', 'to'],
+  transferToOldAgent: ['visitor', 'to'],
+  transferToNewAgent: ['from', 'visitor', 'reason'],
+  transferReason: ['reason'],
+  agentOffline: ['agent'],
+  reminder: ['visitor', 'seconds'],
+  statusSet: ['status'],
+} as const satisfies Record<string, readonly string[]>;
+
+export type TextKey = keyof typeof TEXT_VALUES;
+export type Texts = Record<TextKey, string>;
+
+export const DEFAULT_TEXTS: Record<Language, Texts> = {
+  zh: {
+    queuePosition: '当前咨询人数较多，您排在第 {position} 位，请稍候。',
+    requeued: '客服暂时离线，已为您重新排队，您排在第 {position} 位。',
+    closedToVisitor: '本次会话已结束，感谢您的咨询。',
+    closedToAgent: '与 {visitor} 的会话已关闭。',
+    idleClosedToVisitor: '由于长时间没有新消息，本次会话已结束。如需帮助请再次发送消息。',
+    idleClosedToAgent: '与 {visitor} 的会话因长时间无消息已关闭。',
+    transferToVisitor: '客服 {from} 已将您的咨询转给客服 {to}，请稍候。',
+    transferToOldAgent: '与 {visitor} 的会话已转给 {to}，请勿再回复。',
+    transferToNewAgent: '{from} 将 {visitor} 的咨询转给了您{reason}。最近的消息如下。',
+    transferReason: '，原因：{reason}',
+    agentOffline: '{agent} 已离线',
+    reminder: '您有用户消息未回复：{visitor} 已等待 {seconds} 秒。',
+    statusSet: '您的接待状态已设为 {status}。',
+  },
+  en: {
+    queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
+    requeued: 'Your agent went offline. You are back in the queue at number {position}.',
+    closedToVisitor: 'This conversation has ended. Thank you for contacting us.',
+    closedToAgent: 'The conversation with {visitor} is closed.',
+    idleClosedToVisitor: 'This conversation ended after a long silence. Write again whenever you need help.',
+    idleClosedToAgent: 'The conversation with {visitor} was closed after a long silence.',
+    transferToVisitor: 'Agent {from} handed your conversation to agent {to}; please wait a moment.',
+    transferToOldAgent: 'The conversation with {visitor} now belongs to {to}; please do not reply any more.',
+    transferToNewAgent: '{from} handed the conversation with {visitor} to you{reason}. The latest messages follow.',
+    transferReason: ' (reason: {reason})',
+    agentOffline: '{agent} went offline',
+    reminder: 'A visitor is waiting for your reply: {visitor} has waited {seconds} s.',
+    statusSet: 'Your status is now {status}.',
+  },
+};
+
+export const DEFAULT_NO_AGENT_TEXT: Record<Language, string> = {
+  zh: '当前没有客服在线，请稍后再试。',
+  en: 'No agent is available right now. Please try again later.',
+};
+
+/** The shop's texts: its language's defaults with its own overrides on top. */
+export function resolveTexts(language: Language, overrides: Partial<Texts>): Texts {
+  return { ...DEFAULT_TEXTS[language], ...overrides };
+}
+
+/** Why a text override is not acceptable, or undefined when it is. */
+export function textProblem(key: string, template: unknown): string | undefined {
+  if (!(key in TEXT_VALUES)) return `is not a text; use one of ${Object.keys(TEXT_VALUES).join(', ')}`;
+  if (typeof template !== 'string' || template.length === 0 || template.length > 2000) return 'must be a string of 1 to 2000 characters';
+  const allowed: readonly string[] = TEXT_VALUES[key as TextKey];
+  const unknown = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).filter((n) => !allowed.includes(n));
+  if (unknown.length) return `uses {${unknown[0]}}; it may use ${allowed.length ? allowed.map((n) => `{${n}}`).join(', ') : 'no values'}`;
+  return undefined;
+}
+
+export function render(template: string, values: Record<string, string | number>): string {
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => (name in values ? String(values[name]) : whole));
+}
