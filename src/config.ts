@@ -34,7 +34,8 @@ export interface Timers {
 }
 
 export interface Config {
-  grpc: { host: string; port: number };
+  /** Where the sidecar listens; `shims`: the credential of each ejabberd node allowed to connect. */
+  grpc: { host: string; port: number; shims: { node: string; token: string }[] };
   /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
   systemJid: string;
   /** Larger stanzas are rejected with policy-violation instead of being parsed. */
@@ -136,7 +137,14 @@ export function parseConfig(raw: unknown): Config {
   const admin = need(typeof (root.admin ?? {}) === 'object' && root.admin !== null, (root.admin ?? {}) as Obj, 'admin', 'an object');
   const DAY = 86400;
   return {
-    grpc: { host: str(grpc, 'host', 'grpc', '127.0.0.1'), port: int(grpc, 'port', 'grpc', 50051, 0, 65535) },
+    grpc: {
+      host: str(grpc, 'host', 'grpc', '127.0.0.1'),
+      port: int(grpc, 'port', 'grpc', 50051, 0, 65535),
+      shims: need(Array.isArray(grpc.shims ?? []), (grpc.shims ?? []) as Obj[], 'grpc.shims', 'an array').map((c, i) => ({
+        node: str(c, 'node', `grpc.shims[${i}]`),
+        token: need(typeof c.token === 'string' && c.token.length >= 16, c.token as string, `grpc.shims[${i}].token`, 'a string of at least 16 characters'),
+      })),
+    },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
     maxPendingDecisions: int(root, 'maxPendingDecisions', 'config', 20_000, 1, 10_000_000),

@@ -6,6 +6,7 @@ import {
 } from '../gen/consult/v1/filter.js';
 import type { Decision, Desk } from '../desk.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
+import { ShimAuth } from './auth.js';
 import type { Log, ShimLink } from './link.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
@@ -34,7 +35,12 @@ const OVERLOADED: Decision = {
   error: { condition: 'resource-constraint', type: 'wait', text: 'the consult service is overloaded; please send again in a moment' },
 };
 
-export function stanzaFilterHandlers(desk: Desk, link: ShimLink, log: Log, hooks: FilterHooks = {}): StanzaFilterServer {
+const refusal = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+
+export function stanzaFilterHandlers(
+  desk: Desk, link: ShimLink, log: Log, hooks: FilterHooks = {}, auth = new ShimAuth([]),
+): StanzaFilterServer {
+  const unauthenticated = () => refusal(grpc.status.UNAUTHENTICATED, 'a valid shim token is required (authorization: Bearer …)');
   const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
     (hooks.track ? hooks.track(decide(req, deadline)) : decide(req, deadline));
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
@@ -61,6 +67,12 @@ export function stanzaFilterHandlers(desk: Desk, link: ShimLink, log: Log, hooks
   return {
     filterStream(call) {
       let node = call.getPeer();
+      const allowed = auth.nodeOf(call.metadata);
+      if (!allowed) {
+        log('shim stream refused: no valid token', { peer: node });
+        call.emit('error', unauthenticated()); // before anything is read or sent
+        return;
+      }
       let owed = 0;
       log('shim stream opened', { peer: node });
       call.write({ watch: desk.watchList() } satisfies SidecarMessage);
@@ -77,11 +89,20 @@ export function stanzaFilterHandlers(desk: Desk, link: ShimLink, log: Log, hooks
           owed++;
           void judge(req, deadlineOf(req)).then((verdict) => {
             owed--;
-            call.write({ verdict } satisfies SidecarMessage);
+            // A shim that does not read its verdicts is not read either: its requests wait in HTTP/2 flow control.
+            if (!call.write({ verdict } satisfies SidecarMessage) && !call.isPaused()) {
+              call.pause();
+              call.once('drain', () => call.resume());
+            }
           });
         } else if (msg.injectAck) link.ack(call, msg.injectAck.id);
         else if (msg.event) { const e = msg.event; events = events.then(() => onEvent(e, node)); }
         else if (msg.hello) {
+          if (allowed !== '*' && msg.hello.node !== allowed) {
+            log('shim stream refused: hello claims another node than its token', { claimed: msg.hello.node, token: allowed });
+            call.emit('error', refusal(grpc.status.PERMISSION_DENIED, `this token speaks for ${allowed}, not ${msg.hello.node}`));
+            return;
+          }
           node = msg.hello.node || node;
           log('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
           events = events.then(() => desk.nodeConnected(node)).catch((e) => log('node reset failed', { node, err: String(e) }));
@@ -96,12 +117,15 @@ export function stanzaFilterHandlers(desk: Desk, link: ShimLink, log: Log, hooks
       });
     },
     filter(call, callback) {
+      if (!auth.nodeOf(call.metadata)) return callback(unauthenticated());
       const grpcDeadline = call.getDeadline();
       const deadline = Math.min(deadlineOf(call.request), grpcDeadline instanceof Date ? grpcDeadline.getTime() : Number(grpcDeadline) || Infinity);
       void judge(call.request, deadline).then((v) => callback(null, v));
     },
     notify(call, callback) {
-      void onEvent(call.request, call.getPeer()).then(() => callback(null, {}));
+      const allowed = auth.nodeOf(call.metadata);
+      if (!allowed) return callback(unauthenticated());
+      void onEvent(call.request, allowed === '*' ? call.getPeer() : allowed).then(() => callback(null, {}));
     },
   };
 }
@@ -111,7 +135,12 @@ export async function startGrpcServer(
 ): Promise<{ server: grpc.Server; port: number; nagleDisabled: boolean }> {
   // A request is one stanza plus a few fields: refuse anything much larger before it is buffered
   // (grpc-js would take 4 MiB). Still above maxStanzaBytes, so an oversized stanza gets its clear XMPP error.
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxStanzaBytes * 2 + 64 * 1024 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxStanzaBytes * 2 + 64 * 1024,
+    // A shim that vanished without closing its connection is found by PING within 15 s.
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+  });
   server.addService(StanzaFilterService, handlers);
   addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>
