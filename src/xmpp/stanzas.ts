@@ -24,7 +24,10 @@ export interface RelayAddress {
   now: number;
 }
 
-/** A copy of a client's message re-addressed by the server; children (body attributes included) are kept. */
+/**
+ * A client's message re-addressed by the server; children (body attributes included) are kept. The relay takes the
+ * original's children over rather than copying them: callers are done with the original.
+ */
 export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): XmlElement {
   const kept = Object.fromEntries(Object.entries(original.attrs).filter(([k]) => !SERVER_ATTRS.has(k)));
   return el(
@@ -33,7 +36,7 @@ export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): 
       xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.to,
       channelid: CHANNEL_RECV, qchatid: a.qchatid, msec_times: String(a.now), ...kept,
     },
-    original.children.map(cloneNode),
+    original.children,
   );
 }
 
