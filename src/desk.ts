@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import type { Directory } from './directory.js';
 import { SessionEvent_Kind as Kind, type SessionEvent } from './gen/consult/v1/filter.js';
 import { Journal, NotDurable, type JournalStore, type LoadedShop } from './journal/journal.js';
+import type { Log } from './log.js';
 import type { Presence } from './presence.js';
 import {
   Changes, ConsultError, PASS, closeSession, fromAgent, fromVisitor, passThrough, reject, runTimers, serveQueue,
@@ -34,7 +35,7 @@ export interface DeskDeps {
   presence: Presence;
   journalStore: JournalStore;
   link: Outbox;
-  log: (msg: string, fields?: Record<string, unknown>) => void;
+  log: Log;
   now?: () => number;
   random?: () => number;
   onBatch?: (info: { entries: number; changes: number; seconds: number; ok: boolean }) => void;
@@ -56,7 +57,8 @@ export class Desk {
   private readonly presence: Presence;
   private readonly link: Outbox;
   private readonly store: JournalStore;
-  private readonly log: DeskDeps['log'];
+  private readonly log: Log;
+  private overloaded = false;
   private readonly now: () => number;
   private readonly random: () => number;
 
@@ -107,9 +109,7 @@ export class Desk {
   /** The verdict on one stanza; `deadline` is when the shim stops waiting (ms since the epoch). */
   async decide(stanzaXml: string | Buffer, deadline = Infinity): Promise<Decision> {
     if (deadline <= this.now()) return reject('resource-constraint', 'wait', 'the consult service received this message after its deadline');
-    if (this.journal.backlog >= this.config.maxPendingDecisions) {
-      return reject('resource-constraint', 'wait', 'the consult service is overloaded; please send again in a moment');
-    }
+    if (this.overloadedNow()) return reject('resource-constraint', 'wait', 'the consult service is overloaded; please send again in a moment');
     const size = Buffer.byteLength(stanzaXml);
     if (size > this.config.maxStanzaBytes) {
       return reject('policy-violation', 'modify', `stanza of ${size} bytes exceeds the consult limit of ${this.config.maxStanzaBytes}`);
@@ -143,6 +143,20 @@ export class Desk {
         }
         throw e;
       });
+  }
+
+  /** Overload starts at maxPendingDecisions and ends below half of it; each change is logged once. */
+  private overloadedNow(): boolean {
+    const backlog = this.journal.backlog;
+    const max = this.config.maxPendingDecisions;
+    if (!this.overloaded && backlog >= max) {
+      this.overloaded = true;
+      this.log.warn('overloaded: refusing new stanzas until the journal catches up', { backlog, maxPendingDecisions: max });
+    } else if (this.overloaded && backlog < max / 2) {
+      this.overloaded = false;
+      this.log.info('overload over: accepting stanzas again', { backlog });
+    }
+    return this.overloaded;
   }
 
   /**
@@ -255,7 +269,7 @@ export class Desk {
     if (this.releasing.has(key)) return;
     this.releasing.add(key);
     void this.releaseAll(shopJid, visitor)
-      .catch((e) => this.log('release of kept messages paused', { shop: shopJid, visitor, err: String(e) }))
+      .catch((e) => this.log.warn('release of kept messages paused; the next tick resumes it', { shop: shopJid, visitor, err: e }))
       .finally(() => this.releasing.delete(key));
   }
 

@@ -10,6 +10,7 @@ import { parseConfig } from '../src/config.js';
 import { ShimLink } from '../src/grpc/link.js';
 import { Metrics } from '../src/metrics.js';
 import { Backends, deskWorld } from './support/desk.js';
+import { silent } from '../src/log.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const D = 'cs.test';
@@ -28,12 +29,12 @@ async function world() {
     hooks: { observe: (act, s) => metrics!.observe(act, s) }, onBatch: (b) => metrics!.batch(b),
   });
   const { store, directory, desk, presence, sent, filter } = w;
-  const link = new ShimLink(() => {});
+  const link = new ShimLink(silent);
   const pushed: { shops: string[]; agents: string[] }[] = [];
   link.pushWatchList = (watch) => { pushed.push(watch); }; // spy: what the shims would be told
   metrics = new Metrics({ desk, directory, link });
   const admin = await startAdminServer({
-    store, directory, desk, presence, link, metrics, token: TOKEN, log: () => {}, defaultLimits: config.limits,
+    store, directory, desk, presence, link, metrics, token: TOKEN, log: silent, defaultLimits: config.limits,
   }, '127.0.0.1', 0);
   const url = `http://127.0.0.1:${admin.port}`;
   const api = async (method: string, p: string, body?: unknown, token: string | null = TOKEN) => {

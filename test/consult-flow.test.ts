@@ -7,6 +7,7 @@ import { ShimLink } from '../src/grpc/link.js';
 import { stanzaFilterHandlers, startGrpcServer } from '../src/grpc/server.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
 import { Backends, deskWorld } from './support/desk.js';
+import { silent } from '../src/log.js';
 
 const D = 'dev.fsll.tech';
 const VISITOR = `cc6213f74535459098d1fcfdb9a09e4b@${D}`;
@@ -213,7 +214,7 @@ test('a body without id gets a server id, acked and relayed with it', async () =
 });
 
 test('the gRPC server turns Nagle off on its sockets (verdicts must not wait for delayed ACKs)', async () => {
-  const { server, nagleDisabled } = await startGrpcServer(stanzaFilterHandlers({} as never, new ShimLink(() => {}), () => {}), '127.0.0.1', 0);
+  const { server, nagleDisabled } = await startGrpcServer(stanzaFilterHandlers({} as never, new ShimLink(silent), silent), '127.0.0.1', 0);
   assert.is(nagleDisabled, true);
   server.forceShutdown();
 });

@@ -10,6 +10,7 @@ import { ShimAuth } from '../src/grpc/auth.js';
 import { ShimLink } from '../src/grpc/link.js';
 import { startGrpcServer, stanzaFilterHandlers } from '../src/grpc/server.js';
 import { Backends, deskWorld } from './support/desk.js';
+import { silent } from '../src/log.js';
 
 const D = 'auth.test';
 const SHOP = `shop@${D}`;
@@ -19,7 +20,7 @@ async function server() {
   const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   let decided = 0;
-  const handlers = stanzaFilterHandlers(w.desk, new ShimLink(() => {}), () => {}, { observe: () => { decided++; } },
+  const handlers = stanzaFilterHandlers(w.desk, new ShimLink(silent), silent, { observe: () => { decided++; } },
     new ShimAuth([{ node: 'ejabberd@one', token: TOKEN }]));
   const { server: s, port } = await startGrpcServer(handlers, '127.0.0.1', 0);
   return { port, decided: () => decided, stop: () => s.forceShutdown() };

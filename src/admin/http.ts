@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { ConsultError, type Desk } from '../desk.js';
 import type { Directory } from '../directory.js';
-import type { Log, ShimLink } from '../grpc/link.js';
+import type { ShimLink } from '../grpc/link.js';
+import type { Log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Presence } from '../presence.js';
 import type { Limits } from '../routing/state.js';
@@ -266,7 +267,7 @@ export function adminHandler(deps: AdminDeps) {
     } catch (e) {
       const err = e instanceof ConsultError ? fromConsultError(e) : e;
       if (err instanceof HttpError) return send(res, err.status, { error: err.message });
-      deps.log('admin request failed', { method: req.method, path: url.pathname, err: String(e) });
+      deps.log.error('admin request failed', { method: req.method, path: url.pathname, err: e });
       send(res, 500, { error: 'internal error' });
     }
   };

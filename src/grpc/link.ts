@@ -5,9 +5,9 @@
 // clients spot a rare duplicate). With no shim connected, Injects wait, bounded.
 import type * as grpc from '@grpc/grpc-js';
 import type { ShimMessage, SidecarMessage } from '../gen/consult/v1/filter.js';
+import type { Log } from '../log.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 
-export type Log = (msg: string, fields?: Record<string, unknown>) => void;
 export type ShimStream = grpc.ServerDuplexStream<ShimMessage, SidecarMessage>;
 
 export class Undelivered extends Error {}
@@ -90,7 +90,7 @@ export class ShimLink {
   /** Fire and forget: a loss is logged. */
   send(stanzas: XmlElement[]): void {
     if (stanzas.length === 0) return;
-    this.deliver(stanzas.map(serialize)).catch((e) => this.log('injected stanzas lost', { count: stanzas.length, err: String(e) }));
+    this.deliver(stanzas.map(serialize)).catch((e) => this.log.error('injected stanzas lost', { count: stanzas.length, err: e }));
   }
 
   pushWatchList(watch: { shops: string[]; agents: string[] }): void {

@@ -7,7 +7,8 @@ import {
 import type { Decision, Desk } from '../desk.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 import { ShimAuth } from './auth.js';
-import type { Log, ShimLink } from './link.js';
+import type { Log } from '../log.js';
+import type { ShimLink } from './link.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
 const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
@@ -53,7 +54,7 @@ export function stanzaFilterHandlers(
       return toVerdict(req.seq, decision);
     } catch (e) {
       hooks.observe?.('failed', seconds());
-      log('decision failed', { seq: req.seq, err: e instanceof Error ? e.stack : String(e) });
+      log.error('decision failed', { seq: req.seq, err: e });
       return toVerdict(req.seq, {
         action: 'reject', extra: [],
         error: { condition: 'internal-server-error', type: 'wait', text: 'the consult service failed to process this message' },
@@ -62,19 +63,19 @@ export function stanzaFilterHandlers(
   };
   const deadlineOf = (req: FilterRequest) => Number(req.deadlineMs) || Infinity;
   const onEvent = (event: NonNullable<ShimMessage['event']>, node: string) =>
-    desk.handleEvent(event, node).catch((e) => log('event failed', { jid: event.jid, err: String(e) }));
+    desk.handleEvent(event, node).catch((e) => log.error('event failed', { jid: event.jid, err: e }));
 
   return {
     filterStream(call) {
       let node = call.getPeer();
       const allowed = auth.nodeOf(call.metadata);
       if (!allowed) {
-        log('shim stream refused: no valid token', { peer: node });
+        log.warn('shim stream refused: no valid token', { peer: node });
         call.emit('error', unauthenticated()); // before anything is read or sent
         return;
       }
       let owed = 0;
-      log('shim stream opened', { peer: node });
+      log.info('shim stream opened', { peer: node });
       call.write({ watch: desk.watchList() } satisfies SidecarMessage);
       // Events of one node are applied in order (a presence must not overtake the session it belongs to).
       let events = Promise.resolve();
@@ -99,21 +100,21 @@ export function stanzaFilterHandlers(
         else if (msg.event) { const e = msg.event; events = events.then(() => onEvent(e, node)); }
         else if (msg.hello) {
           if (allowed !== '*' && msg.hello.node !== allowed) {
-            log('shim stream refused: hello claims another node than its token', { claimed: msg.hello.node, token: allowed });
+            log.warn('shim stream refused: hello claims another node than its token', { claimed: msg.hello.node, token: allowed });
             call.emit('error', refusal(grpc.status.PERMISSION_DENIED, `this token speaks for ${allowed}, not ${msg.hello.node}`));
             return;
           }
           node = msg.hello.node || node;
-          log('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
-          events = events.then(() => desk.nodeConnected(node)).catch((e) => log('node reset failed', { node, err: String(e) }));
+          log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
+          events = events.then(() => desk.nodeConnected(node)).catch((e) => log.error('node reset failed', { node, err: e }));
           link.add(call);
         }
       });
       call.on('end', () => call.end());
-      call.on('error', (e) => log('shim stream error', { err: String(e) }));
+      call.on('error', (e) => log.warn('shim stream error', { node, err: e }));
       call.on('close', () => {
         link.remove(call);
-        log('shim stream closed', { node });
+        log.info('shim stream closed', { node });
       });
     },
     filter(call, callback) {

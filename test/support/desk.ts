@@ -12,6 +12,7 @@ import { Presence } from '../../src/presence.js';
 import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/sql-store.js';
 import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from './postgres.js';
+import { silent } from '../../src/log.js';
 
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
@@ -105,10 +106,10 @@ export async function deskWorld(o: WorldOptions) {
     const presence = new Presence(stores.store);
     await presence.load();
     const desk = new Desk({
-      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: () => {}, now: () => clock, random: o.random, onBatch: o.onBatch,
+      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: silent, now: () => clock, random: o.random, onBatch: o.onBatch,
     });
     await desk.syncShops();
-    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(() => {}), () => {}, o.hooks) };
+    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(silent), silent, o.hooks) };
   };
   let parts = await build();
   let seq = 0;
