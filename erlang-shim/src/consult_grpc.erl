@@ -13,6 +13,8 @@
 -export([start_link/1, filter/3, notify/1, watched/2, status/0, unary_filter/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
+-include("logger.hrl").
+
 -define(SERVER, ?MODULE).
 -define(STATE_TAB, consult_grpc_state).
 -define(WATCH_TAB, consult_watch).
@@ -266,7 +268,7 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
             {send_timeout, ?SEND_TIMEOUT}, {send_timeout_close, true}],
     case gen_tcp:connect(Host, Port, Opts, St#st.connect_timeout) of
         {ok, Sock} ->
-            logger:warning("consult_grpc: connected to sidecar ~s:~b", [Host, Port]),
+            ?INFO_MSG("consult_grpc: connected to sidecar ~s:~b", [Host, Port]),
             Fresh = St#st{sock = Sock, buf = <<>>, continuation = undefined,
                           hpack = consult_hpack:new(), max_frame = ?DEFAULT_FRAME_SIZE,
                           peer_window = ?DEFAULT_WINDOW, conn_send_win = ?DEFAULT_WINDOW,
@@ -283,14 +285,14 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
         {error, Reason} ->
             %% Only the first failure of a series is worth a log line.
             Attempts =:= 0 andalso
-                logger:warning("consult_grpc: sidecar ~s:~b unavailable (~p), retrying",
-                               [Host, Port, Reason]),
+                ?WARNING_MSG("consult_grpc: sidecar ~s:~b unavailable (~p), retrying",
+                             [Host, Port, Reason]),
             schedule_reconnect(St)
     end.
 
 %% Every failure ends here: answer everyone now, then reconnect later.
 fail(Reason, St = #st{sock = Sock, pending = Pending, streams = Streams}) ->
-    logger:warning("consult_grpc: sidecar connection lost: ~p", [Reason]),
+    ?WARNING_MSG("consult_grpc: sidecar connection lost (~p), reconnecting", [Reason]),
     gen_tcp:close(Sock),
     maps:foreach(fun(_Seq, {From, TRef}) ->
                          erlang:cancel_timer(TRef),
@@ -313,7 +315,7 @@ guarded(Fun, St) ->
         throw:{h2, Reason} ->
             fail(Reason, St);
         Class:Reason:Stack ->
-            logger:warning("consult_grpc: error on sidecar input: ~p:~p ~p", [Class, Reason, Stack]),
+            ?WARNING_MSG("consult_grpc: error on sidecar input: ~p:~p ~p", [Class, Reason, Stack]),
             fail({internal, Reason}, St)
     end.
 
@@ -326,14 +328,15 @@ breaker_failure(St = #st{failures = F, breaker = B, threshold = T, cooldown = C}
              {open, Until} when Now >= Until -> {open, Now + C};  %% half-open probe failed
              _ -> B
          end,
-    B1 =/= B andalso
-        logger:warning("consult_grpc: circuit breaker open after ~b timeouts", [F + 1]),
+    %% Logged when it opens; a failed half-open probe only reopens it.
+    B =:= closed andalso B1 =/= B andalso
+        ?WARNING_MSG("consult_grpc: circuit breaker open after ~b timeouts in a row", [F + 1]),
     publish(St#st{failures = F + 1, breaker = B1}).
 
 breaker_success(St = #st{breaker = closed}) ->
     St#st{failures = 0};
 breaker_success(St) ->
-    logger:warning("consult_grpc: circuit breaker closed"),
+    ?INFO_MSG("consult_grpc: circuit breaker closed, the sidecar answers again", []),
     publish(St#st{failures = 0, breaker = closed}).
 
 publish(St = #st{sock = Sock, breaker = Breaker}) ->
@@ -589,7 +592,7 @@ save_watch(_W, #st{watch_file = undefined}) -> ok;
 save_watch(W, #st{watch_file = File}) ->
     case file:write_file(File, term_to_binary(W)) of
         ok -> ok;
-        {error, Why} -> logger:warning("consult_grpc: cannot save the watch list to ~ts: ~p", [File, Why])
+        {error, Why} -> ?WARNING_MSG("consult_grpc: cannot save the watch list to ~ts: ~p", [File, Why])
     end.
 
 load_watch(undefined, St) -> St;

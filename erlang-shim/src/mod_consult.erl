@@ -23,6 +23,10 @@
 %% stores (offline messages, MAM) and re-routes later keep QChat's attributes.
 -define(NS_RAW, <<"urn:xmpp:consult:raw:0">>).
 -define(SETTINGS, {?MODULE, settings}).
+-define(CONN_OPTS, {?MODULE, conn_opts}).
+-define(FAILURE_LOG, {?MODULE, failure_log}).
+-define(FAILURE_LOG_EVERY, 10000).  % ms between two warnings about sidecar failures
+-define(HELPERS, [consult_hpack, consult_pb, consult_grpc]).
 -define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
                      {user_send_packet, user_send_packet, 1},
                      {c2s_filter_send, c2s_filter_send, 1000},
@@ -35,6 +39,8 @@
 
 start(Host, Opts) ->
     put_settings(Opts),
+    new_failure_log(),
+    load_helpers(),
     ok = start_connection(Opts),
     %% filter_packet is global: adding it again for another host is a no-op.
     ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
@@ -47,13 +53,21 @@ stop(Host) ->
         true -> ok;
         false ->
             ejabberd_hooks:delete(filter_packet, global, ?MODULE, filter_packet, 50),
-            _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?CONN),
-            _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?CONN),
-            ok
+            stop_connection()
     end.
 
+%% A new sidecar address or breaker setting needs a new connection; the other
+%% options are read per stanza. Called once per host: the first call restarts.
 reload(_Host, NewOpts, _OldOpts) ->
-    put_settings(NewOpts).
+    put_settings(NewOpts),
+    case persistent_term:get(?CONN_OPTS, undefined) =:= conn_opts(NewOpts) of
+        true -> ok;
+        false ->
+            ?INFO_MSG("consult: sidecar settings changed, reconnecting to ~ts:~b",
+                      [gen_mod:get_opt(sidecar_host, NewOpts), gen_mod:get_opt(sidecar_port, NewOpts)]),
+            stop_connection(),
+            start_connection(NewOpts)
+    end.
 
 %% What every stanza's verdict path reads, without a gen_mod lookup per stanza.
 put_settings(Opts) ->
@@ -88,23 +102,61 @@ mod_doc() ->
 %% One connection per node, shared by all virtual hosts; it starts disconnected
 %% and never fails to start, so a missing sidecar cannot take ejabberd down.
 start_connection(Opts) ->
-    ConnOpts = #{host => binary_to_list(gen_mod:get_opt(sidecar_host, Opts)),
-                 port => gen_mod:get_opt(sidecar_port, Opts),
-                 hosts => ejabberd_option:hosts(),
-                 node => atom_to_binary(node(), utf8),
-                 breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
-                 breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts),
-                 on_watch => {?MODULE, report_agents},
-                 on_inject => {?MODULE, route_injected},
-                 watch_file => filename:join(mnesia:system_info(directory), "consult_watch.term")},
+    ConnOpts = (conn_opts(Opts))#{hosts => ejabberd_option:hosts(),
+                                  node => atom_to_binary(node(), utf8),
+                                  on_watch => {?MODULE, report_agents},
+                                  on_inject => {?MODULE, route_injected},
+                                  watch_file => filename:join(mnesia:system_info(directory),
+                                                              "consult_watch.term")},
     Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
              restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
+    persistent_term:put(?CONN_OPTS, conn_opts(Opts)),
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
         {ok, _} -> ok;
         {error, {already_started, _}} -> ok;
         {error, already_present} ->
             {ok, _} = supervisor:restart_child(ejabberd_gen_mod_sup, ?CONN),
             ok
+    end.
+
+stop_connection() ->
+    _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?CONN),
+    _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?CONN),
+    ok.
+
+%% The options the connection process is started with.
+conn_opts(Opts) ->
+    #{host => binary_to_list(gen_mod:get_opt(sidecar_host, Opts)),
+      port => gen_mod:get_opt(sidecar_port, Opts),
+      breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
+      breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts)}.
+
+%% `ejabberdctl module_upgrade` purges and reloads mod_consult only: the
+%% modules it ships with would keep running their old code. Load each one
+%% whose loaded code differs from the beam next to mod_consult's.
+load_helpers() ->
+    case code:which(?MODULE) of
+        Beam when is_list(Beam) ->
+            Dir = filename:dirname(Beam),
+            lists:foreach(fun(M) -> load_helper(M, filename:join(Dir, atom_to_list(M))) end, ?HELPERS);
+        _ ->
+            ok
+    end.
+
+load_helper(Mod, Base) ->
+    case {code:is_loaded(Mod), beam_lib:md5(Base ++ ".beam")} of
+        {{file, _}, {ok, {Mod, MD5}}} ->
+            case Mod:module_info(md5) of
+                MD5 -> ok;
+                _ ->
+                    _ = code:soft_purge(Mod),
+                    case code:load_abs(Base) of
+                        {module, Mod} -> ?INFO_MSG("consult: loaded the new code of ~ts", [Mod]);
+                        {error, Why} -> ?WARNING_MSG("consult: cannot load ~ts.beam: ~p", [Base, Why])
+                    end
+            end;
+        _ ->
+            ok  % not loaded yet (the code path will find it) or not beside mod_consult
     end.
 
 %%% Keeping the raw element of what a client sent
@@ -294,17 +346,47 @@ decode(Xml) ->
     end.
 
 sidecar_failed(Reason, pass, Pkt, _Raw) ->
-    ?DEBUG("consult: sidecar ~p, delivering unrouted (failure_policy: pass)", [Reason]),
+    failure_warning(Reason, "delivered unrouted (failure_policy: pass)", Pkt),
     Pkt;
 sidecar_failed(Reason, reject, #message{body = []}, _Raw) ->
     %% Typing notifications and the like: nothing worth an error.
     ?DEBUG("consult: sidecar ~p, dropping a message without body", [Reason]),
     drop;
 sidecar_failed(Reason, reject, Pkt, Raw) ->
-    ?DEBUG("consult: sidecar ~p, bouncing the message to its sender", [Reason]),
+    failure_warning(Reason, "bounced with service-unavailable", Pkt),
     bounce(Pkt, Raw, xmpp:err_service_unavailable(
                   <<"The customer-service router is unavailable; your message was not "
                     "delivered. Please try again shortly.">>, lang(Pkt))).
+
+%% While the sidecar is down every consult message fails: one warning per
+%% ?FAILURE_LOG_EVERY ms, counting the failures it did not log. Callers are
+%% many c2s processes, hence atomics: slot 1 is when the next warning may be
+%% logged (monotonic ms), slot 2 the failures since the last one.
+new_failure_log() ->
+    case persistent_term:get(?FAILURE_LOG, undefined) of
+        undefined ->
+            Ref = atomics:new(2, []),
+            atomics:put(Ref, 1, erlang:monotonic_time(millisecond)),
+            persistent_term:put(?FAILURE_LOG, Ref);
+        _ ->
+            ok
+    end.
+
+failure_warning(Reason, What, #message{from = From, to = To}) ->
+    Ref = persistent_term:get(?FAILURE_LOG),
+    Now = erlang:monotonic_time(millisecond),
+    Next = atomics:get(Ref, 1),
+    case Now >= Next andalso atomics:compare_exchange(Ref, 1, Next, Now + ?FAILURE_LOG_EVERY) =:= ok of
+        true ->
+            More = case atomics:exchange(Ref, 2, 0) of
+                       0 -> "";
+                       N -> io_lib:format(" (and ~b more failed since the previous warning)", [N])
+                   end,
+            ?WARNING_MSG("consult: sidecar ~p: a message from ~ts to ~ts was ~ts~ts",
+                         [Reason, jid:encode(From), jid:encode(To), What, More]);
+        false ->
+            atomics:add(Ref, 2, 1)
+    end.
 
 %% The error goes back with the sender's own element (body id and all), so the
 %% client can tell which message failed.
