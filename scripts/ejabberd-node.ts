@@ -74,7 +74,7 @@ export interface NodeOptions extends EjabberdConfigOptions {
   dir: string;
   nodeName: string;
   distPort: number;
-  /** Directories whose *.beam/*.app files are copied into <dir>/ebin (on -pa). */
+  /** Directories whose *.beam/*.app files are copied into <dir>/shim/ebin (on -pa). */
   ebinSources?: string[];
   /** Temp dirs: also delete the directory if the process exits with the node still live. */
   removeDirOnExit?: boolean;
@@ -195,13 +195,16 @@ export class EjabberdNode {
   async start(timeoutMs = 60_000): Promise<void> {
     if (findBeamPids(this.nodeName).length) throw new Error(`node ${this.nodeName} already running`);
     liveNodes.add(this);
+    // Only this start's lines count: a kept or restarted node's log has older ones.
+    let offset = 0;
+    try { offset = fs.statSync(this.layout.logFile).size; } catch { /* no log yet */ }
     const r = await this.ctl(['start']);
     if (r.code !== 0) throw this.failure(`ejabberdctl start exited ${r.code}: ${r.stdout}${r.stderr}`);
     const t0 = Date.now();
     let sawBeam = false;
     for (;;) {
       let log = '';
-      try { log = fs.readFileSync(this.layout.logFile, 'utf8'); } catch { /* not yet */ }
+      try { log = fs.readFileSync(this.layout.logFile).subarray(offset).toString('utf8'); } catch { /* not yet */ }
       const fatal = log.split('\n').find((l) => FATAL_LOG.test(l));
       if (fatal) throw this.failure(`ejabberd ${this.nodeName} failed to start: ${fatal}`);
       if (/ is started in the node /.test(log) && await canConnect(this.opts.c2sPort)) return;

@@ -1,11 +1,13 @@
 // E2E harness: a private, throwaway ejabberd node on loopback per call.
 // Independent of any system ejabberd: own node name, own dist/c2s/http ports,
 // own temp dir (config, mnesia spool, logs).
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderModuleConf } from '../../scripts/ejabberd-config.js';
 import { EjabberdNode, freePort, type CtlResult } from '../../scripts/ejabberd-node.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -18,6 +20,20 @@ export interface StartEjabberdOptions {
   shimOptions?: Record<string, string | number>;
   /** Where mod_consult.beam lives (default <repo>/erlang-shim/ebin); copied into the node dir. */
   ebinDir?: string;
+  /**
+   * How mod_consult gets into the node.
+   * - 'ebin' (default): the beams of `ebinDir` are copied to <dir>/shim/ebin, which is on -pa;
+   *   shimOptions go into ejabberd.yml.
+   * - 'module_install': as the README tells an admin. `make -C erlang-shim install-source`
+   *   copies the module source to the node's own CONTRIB_MODULES_PATH (<dir>/ejabberd-modules);
+   *   once the node is up, shimOptions, if given, become <dir>/modules.d/mod_consult.yml (the
+   *   node's CONTRIB_MODULES_CONF_DIR, used instead of the module's conf/mod_consult.yml) and
+   *   `ejabberdctl module_install mod_consult` compiles, installs and starts it.
+   *   Nothing outside <dir> is touched.
+   */
+  shimInstall?: 'ebin' | 'module_install';
+  /** The module source for 'module_install' (default <repo>/erlang-shim). */
+  shimSourceDir?: string;
   loglevel?: 'critical' | 'error' | 'warning' | 'info' | 'debug';
   startTimeoutMs?: number;
 }
@@ -30,17 +46,29 @@ export interface Ejabberd {
   nodeName: string;
   dir: string;
   logFile: string;
+  /** CONTRIB_MODULES_PATH of this node: sources/mod_consult/ and the installed mod_consult/. */
+  modulesDir: string;
+  /** CONTRIB_MODULES_CONF_DIR of this node. */
+  modulesConfDir: string;
+  /**
+   * 'module_install' nodes: writes modules.d/mod_consult.yml with these options and runs
+   * `ejabberdctl reload_config`; rejects when ejabberd does not take the new config.
+   */
+  configureShim(options: Record<string, string | number>): Promise<void>;
   ctl(...args: string[]): Promise<CtlResult>;
   /** POST /api/<command> with a JSON body; resolves to the parsed JSON reply. */
   api(command: string, args: Record<string, unknown>): Promise<unknown>;
   register(user: string, password: string): Promise<void>;
   logTail(n?: number): string;
+  /** `ejabberdctl stop`, then start again with the same directory, config and ports. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ejabberd> {
   const domain = opts.domain ?? 'localhost';
   const withShim = opts.withShim ?? true;
+  const contrib = withShim && opts.shimInstall === 'module_install';
   const [c2sPort, httpPort, distPort] = [await freePort(), await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ejabberd-test-'));
   const node = new EjabberdNode({
@@ -51,10 +79,12 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     distPort,
     nodeName: `consult_test_${crypto.randomBytes(4).toString('hex')}@localhost`,
     loglevel: opts.loglevel ?? 'info',
-    shimOptions: withShim ? (opts.shimOptions ?? {}) : undefined,
+    shimOptions: withShim && !contrib ? (opts.shimOptions ?? {}) : undefined,
     removeDirOnExit: process.env.KEEP_EJABBERD !== '1',
-    ebinSources: withShim ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
+    ebinSources: withShim && !contrib ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
   });
+  const L = node.layout;
+  const shimConfFile = path.join(L.modulesConfDir, 'mod_consult.yml');
 
   let stopped = false;
   const stop = async () => {
@@ -69,8 +99,19 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
   };
 
   try {
+    if (contrib) {
+      execFileSync('make', ['-s', '-C', opts.shimSourceDir ?? path.join(repoRoot, 'erlang-shim'), 'install-source',
+        `CONTRIB_MODULES_PATH=${L.modulesDir}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      fs.mkdirSync(L.modulesConfDir, { recursive: true });
+    }
     node.prepare();
     await node.start(opts.startTimeoutMs ?? 60_000);
+    if (contrib) {
+      // Only now: ejabberd refuses to start (and reload_config fails) while a
+      // mod_consult.yml names a module that is not installed.
+      if (opts.shimOptions) fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', opts.shimOptions));
+      await moduleInstall(node);
+    }
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;
@@ -83,10 +124,50 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     nodeName: node.nodeName,
     dir,
     logFile: node.logFile,
+    modulesDir: L.modulesDir,
+    modulesConfDir: L.modulesConfDir,
+    async configureShim(options) {
+      if (!contrib) throw new Error("configureShim needs shimInstall: 'module_install'");
+      const since = logSize(node.logFile);
+      fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', options));
+      const r = await node.ctl(['reload_config']);
+      const log = logSince(node.logFile, since);
+      if (r.code !== 0 || /reload aborted/.test(log)) {
+        throw new Error(`reload_config failed (${r.code}): ${r.stdout}${r.stderr}\n${log}`);
+      }
+    },
     ctl: (...args) => node.ctl(args),
     api: (command, args) => node.api(command, args),
     register: (user, password) => node.register(user, password),
     logTail: (n = 40) => node.logTail(n),
+    async restart() {
+      await node.stop();
+      await node.start(opts.startTimeoutMs ?? 60_000);
+    },
     stop,
   };
+}
+
+function logSize(file: string): number {
+  try { return fs.statSync(file).size; } catch { return 0; }
+}
+
+function logSince(file: string, offset: number): string {
+  try { return fs.readFileSync(file).subarray(offset).toString('utf8'); } catch { return ''; }
+}
+
+/**
+ * `ejabberdctl module_install mod_consult`: ext_mod compiles sources/mod_consult/src into
+ * its ebin, copies ebin/ and conf/ to <modulesDir>/mod_consult, adds that ebin to the code
+ * path and reloads the config, which starts the module. The log is checked too: a config
+ * that does not load (say a duplicated mod_consult) leaves the module installed but not
+ * running.
+ */
+async function moduleInstall(node: EjabberdNode): Promise<void> {
+  const since = logSize(node.logFile);
+  const r = await node.ctl(['module_install', 'mod_consult'], 120_000);
+  const log = logSince(node.logFile, since);
+  if (r.code !== 0 || !/has been installed/.test(r.stdout) || /reload aborted|\[critical\]/.test(log)) {
+    throw new Error(`ejabberdctl module_install mod_consult failed (${r.code}): ${r.stdout}${r.stderr}\n--- log ---\n${log}`);
+  }
 }
