@@ -1,4 +1,5 @@
-// consultctl: the admin HTTP API from a shell. `npm run consultctl -- help`.
+#!/usr/bin/env node
+// consultctl: the admin HTTP API from a shell. `npm run consultctl -- help` (or `node dist/cli.js --help`).
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>

@@ -1,4 +1,6 @@
-// Sidecar entry point: `tsx src/main.ts --config config.json [--grpc-port N]`.
+#!/usr/bin/env node
+// Sidecar entry point: `node dist/main.js --config config.json [--grpc-port N]` (built by `npm run build`;
+// `tsx src/main.ts …` runs the sources).
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -22,10 +24,35 @@ const log: Log = (msg, fields = {}) => (/failed|error|lost|paused/i.test(msg) ? 
 
 const DRAIN_MS = 5000;
 
+const USAGE = `usage: consult-router [--config FILE] [--grpc-host HOST] [--grpc-port PORT]
+
+  --config FILE      sidecar config (JSON; see README "Configuration")  [config/consult.example.json]
+  --grpc-host HOST   listen address for gRPC, overrides grpc.host in the config
+  --grpc-port PORT   listen port for gRPC, overrides grpc.port in the config
+  -h, --help         print this help and exit
+
+Logs are JSON lines on stdout. SIGTERM/SIGINT drain in-flight decisions and exit 0.`;
+
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      options: {
+        config: { type: 'string', default: 'config/consult.example.json' }, 'grpc-port': { type: 'string' }, 'grpc-host': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`consult-router: ${(e as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
 async function main() {
-  const { values } = parseArgs({
-    options: { config: { type: 'string', default: 'config/consult.example.json' }, 'grpc-port': { type: 'string' }, 'grpc-host': { type: 'string' } },
-  });
+  const values = parseCommandLine();
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const config = loadConfig(values.config!);
   const host = values['grpc-host'] ?? config.grpc.host;
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
