@@ -2,17 +2,26 @@
 // (same config templates as the test harness) with mod_consult loaded.
 //
 //   tsx scripts/ejabberd-up.ts up   --dir .run/ejabberd [--domain localhost] [--port 5222]
-//                                   [--http-port N] [--sidecar-port 50051] [--ebin erlang-shim/ebin]
+//                                   [--http-port N] [--dist-port N] [--node-name NAME]
+//                                   [--sidecar-port 50051] [--ebin erlang-shim/ebin]
 //                                   [--config config/consult.example.json] [--no-shim]
 //   tsx scripts/ejabberd-up.ts down --dir .run/ejabberd
 //
 // `up` starts the node detached, registers the demo accounts and exits;
 // `down` stops the node recorded in <dir>/node.json.
+//
+// The directory is kept between runs (Mnesia spool: accounts, rosters, offline
+// messages); delete it to start over (scripts/run.sh --fresh). Mnesia's data
+// belongs to the node name, so the name is chosen once per directory, stored in
+// <dir>/node-name and reused on every later `up`.
+// Ports: --port is c2s; --http-port (ejabberd_http with /api, the admin API the demo
+// accounts are registered through) and --dist-port (Erlang distribution, used by
+// ejabberdctl; no epmd) default to free ports chosen at start.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { canConnect, EjabberdNode, freePort, type NodeOptions } from './ejabberd-node.js';
+import { canConnect, EjabberdNode, findBeamPids, freePort, type NodeOptions } from './ejabberd-node.js';
 
 const PASSWORD = 'secret';
 const DEFAULT_USERS = ['visitor1', 'shop_2', 'test01', 'test02'];
@@ -24,6 +33,8 @@ const { values, positionals } = parseArgs({
     domain: { type: 'string', default: 'localhost' },
     port: { type: 'string', default: '5222' },
     'http-port': { type: 'string' },
+    'dist-port': { type: 'string' },
+    'node-name': { type: 'string' },
     'sidecar-port': { type: 'string', default: '50051' },
     ebin: { type: 'string', default: 'erlang-shim/ebin' },
     config: { type: 'string' },
@@ -32,6 +43,28 @@ const { values, positionals } = parseArgs({
 });
 const dir = path.resolve(values.dir!);
 const stateFile = path.join(dir, 'node.json');
+const nodeNameFile = path.join(dir, 'node-name');
+
+/** The directory's node name: stored on first use, then always the same (Mnesia's spool is bound to it). */
+function nodeNameOf(wanted: string | undefined): string {
+  let stored: string | undefined;
+  if (fs.existsSync(nodeNameFile)) stored = fs.readFileSync(nodeNameFile, 'utf8').trim();
+  else if (fs.existsSync(stateFile)) stored = (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as NodeOptions).nodeName; // written by an older ejabberd-up
+  if (stored && wanted && stored !== wanted) {
+    throw new Error(`${dir} belongs to node ${stored}, not ${wanted}: its Mnesia spool only works under that name (use another directory, or delete this one to start over)`);
+  }
+  const name = stored ?? wanted ?? `consult_${crypto.randomBytes(3).toString('hex')}@localhost`;
+  if (!/^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$/.test(name)) throw new Error(`bad node name ${JSON.stringify(name)} (want name@host)`);
+  return name;
+}
+
+function portOf(flag: 'port' | 'http-port' | 'dist-port'): number | undefined {
+  const v = values[flag];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`--${flag} ${v}: not a port`);
+  return n;
+}
 
 /** Local parts of the demo accounts: visitor1 + shops and agents of the sidecar config. */
 function demoUsers(configFile: string | undefined, domain: string): string[] {
@@ -49,20 +82,35 @@ function demoUsers(configFile: string | undefined, domain: string): string[] {
   return [...users];
 }
 
+/** Registers a demo account; one that exists from an earlier run is fine. */
+async function registerOnce(node: EjabberdNode, user: string): Promise<void> {
+  try {
+    await node.register(user, PASSWORD);
+  } catch (e) {
+    if (!/already registered|exists/i.test((e as Error).message)) throw e;
+  }
+}
+
 async function up(): Promise<void> {
   await down(); // a node left over from an earlier run
-  const c2sPort = Number(values.port);
-  if (await canConnect(c2sPort)) {
-    throw new Error(`127.0.0.1:${c2sPort} is already in use (a system ejabberd? try: systemctl stop ejabberd), or set XMPP_PORT`);
+  const c2sPort = portOf('port')!;
+  const explicit: Array<[number | undefined, string]> = [
+    [c2sPort, `--port (c2s; a system ejabberd? try: systemctl stop ejabberd), or set XMPP_PORT`],
+    [portOf('http-port'), '--http-port (EJABBERD_HTTP_PORT)'],
+    [portOf('dist-port'), '--dist-port (EJABBERD_DIST_PORT)'],
+  ];
+  for (const [port, what] of explicit) {
+    if (port !== undefined && await canConnect(port)) throw new Error(`127.0.0.1:${port} is already in use: choose another ${what}`);
   }
   const domain = values.domain!;
+  fs.mkdirSync(dir, { recursive: true });
   const opts: NodeOptions = {
     dir,
     domain,
     c2sPort,
-    httpPort: values['http-port'] ? Number(values['http-port']) : await freePort(),
-    distPort: await freePort(),
-    nodeName: `consult_${crypto.randomBytes(3).toString('hex')}@localhost`,
+    httpPort: portOf('http-port') ?? await freePort(),
+    distPort: portOf('dist-port') ?? await freePort(),
+    nodeName: nodeNameOf(values['node-name']),
     loglevel: 'info',
     shimOptions: values['no-shim'] ? undefined : {
       sidecar_host: '127.0.0.1',
@@ -72,18 +120,19 @@ async function up(): Promise<void> {
     },
     ebinSources: values['no-shim'] ? [] : [path.resolve(values.ebin!)],
   };
-  fs.rmSync(dir, { recursive: true, force: true }); // fresh spool each run
+  fs.writeFileSync(nodeNameFile, `${opts.nodeName}\n`);
+  const existing = fs.existsSync(path.join(dir, 'spool', 'schema.DAT'));
   const node = new EjabberdNode(opts);
-  node.prepare();
+  node.prepare(); // config, beams and ownership; the spool is kept
   fs.writeFileSync(stateFile, JSON.stringify(opts, null, 2));
   await node.start();
   const users = demoUsers(values.config, domain);
-  await Promise.all(users.map((u) => node.register(u, PASSWORD)));
+  for (const u of users) await registerOnce(node, u);
   node.detach(); // keep running after this CLI exits (until `down`)
   console.log([
-    `ejabberd ${opts.nodeName} is up (log: ${node.logFile})`,
+    `ejabberd ${opts.nodeName} is up (${existing ? 'existing' : 'new'} spool in ${path.join(dir, 'spool')}; log: ${node.logFile})`,
     `  XMPP c2s: 127.0.0.1:${c2sPort}, domain ${domain}, plain TCP (no TLS: allow PLAIN/SCRAM without encryption in your client)`,
-    `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>`,
+    `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   Erlang distribution: 127.0.0.1:${opts.distPort}`,
     `  accounts (password "${PASSWORD}"): ${users.map((u) => `${u}@${domain}`).join(', ')}`,
     `  e.g. log in as visitor1@${domain} and message shop_2@${domain}; answer as test01@${domain}`,
   ].join('\n'));
@@ -92,6 +141,7 @@ async function up(): Promise<void> {
 async function down(): Promise<void> {
   if (!fs.existsSync(stateFile)) return;
   const opts = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as NodeOptions;
+  if (findBeamPids(opts.nodeName).length === 0) return;
   await new EjabberdNode(opts).stop();
   console.log(`ejabberd ${opts.nodeName} stopped`);
 }

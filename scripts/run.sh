@@ -1,26 +1,80 @@
 #!/usr/bin/env bash
 # Set up and run everything on a fresh Debian (bookworm) machine:
-# ejabberd + erlang-dev (apt, if root), npm ci, the Erlang shim, the sidecar
-# and a private ejabberd node with mod_consult and the demo accounts.
-# Stays in the foreground; Ctrl-C / SIGTERM stops both.
+# ejabberd + erlang-dev (apt, if root), npm ci, the Erlang shim, the built sidecar
+# (dist/, `npm run build`) and a private ejabberd node with mod_consult and the demo accounts.
+# Stays in the foreground as a supervisor: a sidecar that dies is restarted with
+# backoff (1 s doubling to 30 s, back to 1 s after a run of 60 s) while ejabberd keeps
+# serving (the shim applies its failure policy meanwhile). Ctrl-C / SIGTERM stops both.
 #
-# Env: CONSULT_CONFIG (config/consult.example.json), SIDECAR_PORT (50051),
-#      XMPP_PORT (5222), XMPP_DOMAIN (localhost), EJABBERD_DIR (.run/ejabberd)
+#   scripts/run.sh [--fresh]      --fresh: delete the ejabberd and PGlite data directories first
+#
+# Env (paths relative to the current directory):
+#   CONSULT_RUN_DIR     .run (in the checkout)   everything this instance writes: run.pid, sidecar.pid,
+#                                                logs, consult.json, pglite/, ejabberd/
+#   CONSULT_CONFIG      config/consult.example.json   sidecar config (shops, agents, admin token)
+#   CONSULT_STORE       the config's store; a relative pglite: path becomes pglite:$CONSULT_RUN_DIR/pglite
+#   SIDECAR_PORT        50051   sidecar gRPC (the shim connects here)
+#   SIDECAR_ADMIN_PORT  the config's admin.port (8088 in the example)   admin HTTP API and /metrics
+#   XMPP_PORT           5222    ejabberd c2s
+#   XMPP_DOMAIN         localhost
+#   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /api (mod_http_api, ejabberd's admin API)
+#   EJABBERD_DIST_PORT  a free port   Erlang distribution (ejabberdctl talks to the node over it; no epmd)
+#   EJABBERD_DIR        $CONSULT_RUN_DIR/ejabberd   ejabberd config, logs and Mnesia spool
+# All listeners are on 127.0.0.1. Data directories are kept between runs; the ejabberd
+# node name is stored in $EJABBERD_DIR/node-name and reused (Mnesia is bound to it).
 set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+FRESH=0
+for arg in "$@"; do
+  case $arg in
+    --fresh) FRESH=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+# User-given paths are relative to where run.sh was called from.
+[ -n "${CONSULT_RUN_DIR:-}" ] && CONSULT_RUN_DIR=$(abspath "$CONSULT_RUN_DIR")
+[ -n "${CONSULT_CONFIG:-}" ] && CONSULT_CONFIG=$(abspath "$CONSULT_CONFIG")
+[ -n "${EJABBERD_DIR:-}" ] && EJABBERD_DIR=$(abspath "$EJABBERD_DIR")
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-CONFIG=${CONSULT_CONFIG:-config/consult.example.json}
+RUN_DIR=${CONSULT_RUN_DIR:-$ROOT/.run}
+CONFIG=${CONSULT_CONFIG:-$ROOT/config/consult.example.json}
 SIDECAR_PORT=${SIDECAR_PORT:-50051}
 XMPP_PORT=${XMPP_PORT:-5222}
 XMPP_DOMAIN=${XMPP_DOMAIN:-localhost}
-EJABBERD_DIR=${EJABBERD_DIR:-$ROOT/.run/ejabberd}
-RUN=$ROOT/.run
-mkdir -p "$RUN"
+EJABBERD_HTTP_PORT=${EJABBERD_HTTP_PORT:-}
+EJABBERD_DIST_PORT=${EJABBERD_DIST_PORT:-}
+EJABBERD_DIR=${EJABBERD_DIR:-$RUN_DIR/ejabberd}
 
-say() { echo "==> $*"; }
+for v in SIDECAR_PORT XMPP_PORT ${SIDECAR_ADMIN_PORT:+SIDECAR_ADMIN_PORT} ${EJABBERD_HTTP_PORT:+EJABBERD_HTTP_PORT} ${EJABBERD_DIST_PORT:+EJABBERD_DIST_PORT}; do
+  if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ] || [ "${!v}" -gt 65535 ]; then
+    echo "run.sh: $v=${!v} is not a port" >&2; exit 2
+  fi
+done
+[ -f "$CONFIG" ] || { echo "run.sh: config $CONFIG not found (CONSULT_CONFIG)" >&2; exit 2; }
 
-# 1. System packages (only if we can be root).
+say() { echo "==> [$(date '+%F %T')] $*"; [ -z "${RUN_LOG:-}" ] || echo "[$(date '+%F %T')] $*" >>"$RUN_LOG"; }
+
+# 1. Node.js: package.json wants >= 20 (engines; @xmpp/client 0.14 for the tests).
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  {
+    echo "Node.js >= 20 is required; found $(node --version 2>/dev/null || echo 'no node')."
+    echo "Debian bookworm's own nodejs package is 18.x (apt-cache policy nodejs). Install Node.js 20 or newer, e.g.:"
+    echo "  NodeSource (https://github.com/nodesource/distributions), as root:"
+    echo "    curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt-get install -y nodejs"
+    echo "  or nvm (https://github.com/nvm-sh/nvm): nvm install 20"
+    echo "then run scripts/run.sh again."
+  } >&2
+  exit 1
+fi
+
+# 2. System packages (only if we can be root).
 export PATH="$PATH:/usr/sbin:/sbin"
 if ! command -v ejabberdctl >/dev/null || ! command -v erlc >/dev/null; then
   SUDO=""
@@ -39,50 +93,154 @@ if ! command -v ejabberdctl >/dev/null || ! command -v erlc >/dev/null; then
   $SUDO systemctl stop ejabberd 2>/dev/null || $SUDO service ejabberd stop 2>/dev/null || true
 fi
 
-# 2. Node dependencies and the shim.
-if [ ! -d node_modules ]; then say "npm ci"; npm ci; fi
-say "make -C erlang-shim"
-make -C erlang-shim
+# 3. One supervisor per run directory.
+mkdir -p "$RUN_DIR"
+exec 9>"$RUN_DIR/run.lock"
+if ! flock -n 9; then
+  echo "run.sh: another run.sh uses $RUN_DIR (pid $(cat "$RUN_DIR/run.pid" 2>/dev/null || echo '?')); stop it with CONSULT_RUN_DIR=$RUN_DIR scripts/stop.sh, or set another CONSULT_RUN_DIR and ports" >&2
+  exit 1
+fi
+RUN_LOG=$RUN_DIR/run.log
+echo $$ >"$RUN_DIR/run.pid"
+echo "$EJABBERD_DIR" >"$RUN_DIR/ejabberd.dir"   # for scripts/stop.sh
 
-# 3. Sidecar, in its own process group so we can stop all of it.
-SIDECAR_PID=""
-cleanup() {
-  trap - INT TERM EXIT
-  say "stopping"
-  npx tsx scripts/ejabberd-up.ts down --dir "$EJABBERD_DIR" || true
-  if [ -n "$SIDECAR_PID" ] && kill -0 "$SIDECAR_PID" 2>/dev/null; then
-    kill -TERM -- "-$SIDECAR_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SIDECAR_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$SIDECAR_PID" 2>/dev/null || true
+# 4. Node dependencies, the shim, the sidecar build.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"; npm ci 9>&-
+fi
+say "make -C erlang-shim"
+make -C erlang-shim 9>&-
+if [ ! -f dist/main.js ] || [ -n "$(find src package.json tsconfig.json tsconfig.build.json -newer dist/main.js -print -quit)" ]; then
+  say "npm run build (dist/ is missing or older than src/)"; npm run build 9>&-
+fi
+TSX=(node --import tsx)   # scripts/*.ts; the sidecar itself runs as built JavaScript
+
+# 5. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports and store above.
+EFFECTIVE=$RUN_DIR/consult.json
+mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" <<'EOF'
+const fs = require('node:fs');
+const path = require('node:path');
+const [src, out, grpcPort, adminPort, store, runDir] = process.argv.slice(2);
+const cfg = JSON.parse(fs.readFileSync(src, 'utf8'));
+cfg.grpc = { ...cfg.grpc, host: '127.0.0.1', port: Number(grpcPort) };
+if (adminPort) cfg.admin = { ...cfg.admin, port: Number(adminPort) };
+if (store) cfg.store = store;
+else if (/^pglite:/.test(cfg.store ?? '') && !path.isAbsolute(cfg.store.slice(7))) cfg.store = `pglite:${path.join(runDir, 'pglite')}`;
+fs.writeFileSync(out, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });
+const s = cfg.store ?? 'memory:';
+console.log(s.replace(/\/\/[^@/]*@/, '//***@'));                        // store, for the log
+console.log(s.startsWith('pglite:') ? path.resolve(s.slice(7)) : '');   // its directory
+console.log(cfg.admin?.token ? String(cfg.admin.port ?? 8088) : '');     // admin port, if the API starts
+EOF
+)
+STORE_SHOWN=${derived[0]}; PGLITE_DIR=${derived[1]}; ADMIN_PORT=${derived[2]}
+
+# Leftovers of an earlier run.sh on this run dir that was killed (we hold its lock now).
+ejabberd_down() { "${TSX[@]}" scripts/ejabberd-up.ts down --dir "$EJABBERD_DIR" 9>&- || true; }
+stop_group() {   # $1: a sidecar started by run.sh with setsid (its pid is its process group)
+  local pid=$1
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+}
+if [ -f "$RUN_DIR/sidecar.pid" ]; then
+  old=$(cat "$RUN_DIR/sidecar.pid")
+  if [ -n "$old" ] && tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -qF -- "--config $EFFECTIVE"; then
+    say "stopping the sidecar (pid $old) left by an earlier run"; stop_group "$old"
   fi
-  rm -f "$RUN/sidecar.pid"
+  rm -f "$RUN_DIR/sidecar.pid"
+fi
+
+# 6. --fresh: delete the data directories, and only these, only when asked.
+wipe() {   # $1 what, $2 dir, $3 a file that marks it as ours
+  local what=$1 d=$2 mark=$3
+  [ -e "$d" ] || return 0
+  case $d in /|"$ROOT"|"$HOME"|"$RUN_DIR") echo "run.sh: refusing to delete $d" >&2; exit 1 ;; esac
+  if [ -n "$(ls -A "$d")" ] && [ ! -e "$d/$mark" ]; then
+    echo "run.sh: --fresh: $d has no $mark, so it does not look like a $what directory; not deleting it" >&2; exit 1
+  fi
+  say "--fresh: deleting $what data $d"
+  rm -rf -- "$d"
+}
+ejabberd_down   # a node of this directory that survived a killed run.sh (frees its ports, unlocks its spool)
+if [ "$FRESH" = 1 ]; then
+  wipe ejabberd "$EJABBERD_DIR" ejabberd.yml
+  if [ -n "$PGLITE_DIR" ]; then wipe PGlite "$PGLITE_DIR" PG_VERSION
+  elif [ "$STORE_SHOWN" != memory: ]; then say "--fresh: the store $STORE_SHOWN is not a directory; left as it is"; fi
+fi
+
+# 7. Ports: fail early and name the variable to change.
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+check_port() {
+  if in_use "$1"; then echo "run.sh: 127.0.0.1:$1 is already in use; set $2 to another port (or stop what listens there)" >&2; exit 1; fi
+}
+check_port "$SIDECAR_PORT" SIDECAR_PORT
+[ -z "$ADMIN_PORT" ] || check_port "$ADMIN_PORT" SIDECAR_ADMIN_PORT
+check_port "$XMPP_PORT" XMPP_PORT
+[ -z "$EJABBERD_HTTP_PORT" ] || check_port "$EJABBERD_HTTP_PORT" EJABBERD_HTTP_PORT
+[ -z "$EJABBERD_DIST_PORT" ] || check_port "$EJABBERD_DIST_PORT" EJABBERD_DIST_PORT
+
+# 8. Supervisor.
+SIDECAR_LOG=$RUN_DIR/sidecar.log
+SIDECAR_PID=""
+SIDECAR_STARTED=0
+SLEEP_PID=""
+start_sidecar() {
+  # Own session and process group (setsid), so Ctrl-C reaches run.sh only and we stop the whole group.
+  setsid node dist/main.js --config "$EFFECTIVE" >>"$SIDECAR_LOG" 2>&1 9>&- &
+  SIDECAR_PID=$!
+  SIDECAR_STARTED=$SECONDS
+  echo "$SIDECAR_PID" >"$RUN_DIR/sidecar.pid"
+}
+cleanup() {
+  trap '' INT TERM   # finish stopping even on a second Ctrl-C
+  trap - EXIT
+  say "stopping"
+  [ -z "$SLEEP_PID" ] || kill "$SLEEP_PID" 2>/dev/null || true
+  ejabberd_down
+  if [ -n "$SIDECAR_PID" ]; then stop_group "$SIDECAR_PID"; fi
+  rm -f "$RUN_DIR/sidecar.pid" "$RUN_DIR/run.pid"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "starting sidecar: tsx src/main.ts --config $CONFIG --grpc-port $SIDECAR_PORT (log: .run/sidecar.log)"
-setsid npx tsx src/main.ts --config "$CONFIG" --grpc-port "$SIDECAR_PORT" >"$RUN/sidecar.log" 2>&1 &
-SIDECAR_PID=$!
-echo "$SIDECAR_PID" >"$RUN/sidecar.pid"
-for i in $(seq 300); do   # up to 30 s
-  if (exec 3<>"/dev/tcp/127.0.0.1/$SIDECAR_PORT") 2>/dev/null; then break; fi
-  if ! kill -0 "$SIDECAR_PID" 2>/dev/null || [ "$i" -eq 300 ]; then
-    echo "sidecar did not come up on 127.0.0.1:$SIDECAR_PORT; .run/sidecar.log:" >&2
-    tail -n 30 "$RUN/sidecar.log" >&2
+say "starting sidecar: node dist/main.js --config $EFFECTIVE (gRPC 127.0.0.1:$SIDECAR_PORT, store $STORE_SHOWN${ADMIN_PORT:+, admin http://127.0.0.1:$ADMIN_PORT}; log $SIDECAR_LOG)"
+start_sidecar
+for i in $(seq 600); do   # up to 60 s (a new PGlite store runs initdb first)
+  if in_use "$SIDECAR_PORT"; then break; fi
+  if ! kill -0 "$SIDECAR_PID" 2>/dev/null || [ "$i" -eq 600 ]; then
+    echo "sidecar did not come up on 127.0.0.1:$SIDECAR_PORT; $SIDECAR_LOG:" >&2
+    tail -n 30 "$SIDECAR_LOG" >&2
     exit 1
   fi
   sleep 0.1
 done
 
-# 4. Private ejabberd node with mod_consult + demo accounts.
 say "starting ejabberd in $EJABBERD_DIR (c2s 127.0.0.1:$XMPP_PORT, domain $XMPP_DOMAIN)"
-npx tsx scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
-  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$CONFIG"
+"${TSX[@]}" scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
+  ${EJABBERD_HTTP_PORT:+--http-port "$EJABBERD_HTTP_PORT"} ${EJABBERD_DIST_PORT:+--dist-port "$EJABBERD_DIST_PORT"} \
+  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" 9>&-
 
-echo "sidecar log: .run/sidecar.log   stop: Ctrl-C (or scripts/stop.sh)"
-# 5. Foreground until a signal or the sidecar dies. `wait` returns on signals.
-while kill -0 "$SIDECAR_PID" 2>/dev/null; do wait "$SIDECAR_PID" || true; done
-echo "sidecar exited; .run/sidecar.log:" >&2
-tail -n 20 "$RUN/sidecar.log" >&2
-exit 1
+say "running (run dir $RUN_DIR, supervisor pid $$); sidecar log: $SIDECAR_LOG; stop: Ctrl-C or CONSULT_RUN_DIR=$RUN_DIR scripts/stop.sh"
+# Foreground until a signal. `wait` returns early on a trapped signal, whose trap exits.
+backoff=1
+restarts=0
+while :; do
+  status=0
+  wait "$SIDECAR_PID" 2>/dev/null || status=$?   # (2>/dev/null: no "Killed" job notice from bash; we log it below)
+  if kill -0 "$SIDECAR_PID" 2>/dev/null; then continue; fi
+  ran=$((SECONDS - SIDECAR_STARTED))
+  [ "$ran" -lt 60 ] || backoff=1
+  restarts=$((restarts + 1))
+  say "sidecar (pid $SIDECAR_PID) exited with status $status after ${ran}s; restart #$restarts in ${backoff}s (ejabberd keeps running; last log lines below)"
+  tail -n 5 "$SIDECAR_LOG" | sed 's/^/    /'
+  sleep "$backoff" 9>&- &
+  SLEEP_PID=$!
+  wait "$SLEEP_PID" || true
+  SLEEP_PID=""
+  start_sidecar
+  say "sidecar restarted (pid $SIDECAR_PID)"
+  backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+done
