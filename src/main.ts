@@ -10,17 +10,19 @@ import { startAdminServer } from './admin/http.js';
 import { loadConfig } from './config.js';
 import { Desk } from './desk.js';
 import { Directory, seedStore } from './directory.js';
-import { ShimLink, type Log } from './grpc/link.js';
+import { ShimAuth } from './grpc/auth.js';
+import { ShimLink } from './grpc/link.js';
 import { startGrpcServer, stanzaFilterHandlers } from './grpc/server.js';
 import { InFlight } from './inflight.js';
 import { LeaseLost } from './journal/sql-journal.js';
+import { pinoLog } from './log.js';
 import { Metrics } from './metrics.js';
 import { Presence } from './presence.js';
 import { openStores } from './sql-store.js';
 
 // One JSON line per event on stdout (pino's default destination writes synchronously).
 const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTimeFunctions.isoTime });
-const log: Log = (msg, fields = {}) => (/failed|error|lost|paused/i.test(msg) ? logger.warn(fields, msg) : logger.info(fields, msg));
+const log = pinoLog(logger);
 
 const DRAIN_MS = 5000;
 
@@ -60,8 +62,9 @@ async function main() {
   const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const { store, journal: journalStore, lease } = await openStores(config.store, holder);
   // One sidecar writes a database's journal: the others stand by until its lease is free.
-  await lease?.acquire({ onWait: (by) => log('standing by: another sidecar holds the journal lease', { holder: by }) });
-  if (await seedStore(store, config)) log('store seeded from config', { shops: config.shops.length });
+  await lease?.acquire({ onWait: (by) => log.info('standing by: another sidecar holds the journal lease', { holder: by }) });
+  if (lease) log.info('holding the journal lease: this sidecar decides', { holder: lease.holder });
+  if (await seedStore(store, config)) log.info('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
   const presence = new Presence(store);
@@ -72,7 +75,7 @@ async function main() {
     config, directory, presence, journalStore, link, log,
     onBatch: (b) => metrics?.batch(b),
     onJournalError: (e) => {
-      log('journal write failed', { err: e instanceof Error ? e.stack : String(e) });
+      log.error('journal write failed: its decisions were taken back and refused', { err: e });
       if (e instanceof LeaseLost) fatal(e.message);
     },
   });
@@ -80,17 +83,19 @@ async function main() {
   metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
-  const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track });
+  const auth = new ShimAuth(config.grpc.shims);
+  if (!auth.required) logger.warn('the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (README "Securing the link")');
+  const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track }, auth);
   const { server, port: bound, nagleDisabled } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes);
-  if (!nagleDisabled) log('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
-  log('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
+  if (!nagleDisabled) log.warn('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
+  log.info('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
     admin = await startAdminServer({ store, directory, desk, presence, link, metrics, log, token: config.admin.token, defaultLimits: config.limits }, config.admin.host, config.admin.port);
-    log('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
+    log.info('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
   } else {
-    log('admin API not started: set admin.token in the config to enable it (and /metrics)');
+    log.warn('admin API not started: set admin.token in the config to enable it (and /metrics)');
   }
 
   // Shops and agents are re-read on every tick: a change made through another sidecar must reach our shims.
@@ -107,7 +112,7 @@ async function main() {
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    void inflight.track(onTick()).catch((e) => log('timer failed', { err: String(e) })).finally(() => { ticking = false; });
+    void inflight.track(onTick()).catch((e) => log.error('timer failed', { err: e })).finally(() => { ticking = false; });
   }, config.timers.tickSec * 1000);
 
   // This sidecar's memory is ahead of a journal it may no longer write: stop, and let a restart stand by.
@@ -121,14 +126,14 @@ async function main() {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log('shutting down', { signal, inFlight: inflight.size });
+    log.info('shutting down', { signal, inFlight: inflight.size });
     // Last resort: never hang in shutdown.
-    setTimeout(() => { log('shutdown timed out'); process.exit(1); }, DRAIN_MS + 5000).unref();
+    setTimeout(() => { log.error('shutdown timed out'); process.exit(1); }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();
-    if (!(await inflight.drain(DRAIN_MS))) log('shutdown: decisions still pending after drain', { inFlight: inflight.size });
+    if (!(await inflight.drain(DRAIN_MS))) log.warn('shutdown: decisions still pending after drain', { inFlight: inflight.size });
     await desk.journal.flushed();
     link.endAll();
     await new Promise<void>((resolve) => {
@@ -136,8 +141,8 @@ async function main() {
       server.tryShutdown(() => { clearTimeout(force); resolve(); });
     });
     await lease?.release();
-    await store.close().catch((e) => log('store close failed', { err: String(e) }));
-    log('stopped');
+    await store.close().catch((e) => log.warn('store close failed', { err: e }));
+    log.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
@@ -145,6 +150,6 @@ async function main() {
 }
 
 main().catch((e) => {
-  logger.error({ err: e instanceof Error ? e.stack : String(e) }, 'startup failed');
+  logger.error({ err: e }, 'startup failed');
   process.exit(1);
 });
