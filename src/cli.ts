@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // consultctl: the admin HTTP API from a shell. `npm run consultctl -- help` (or `node dist/cli.js --help`).
 import { parseArgs } from 'node:util';
+import { planImport, type ShopView } from './admin/import.js';
+import { ConfigError, loadConfig } from './config.js';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
 
@@ -17,6 +19,10 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   close <shop> <visitor>
   transfer <shop> <visitor> <to> [--reason TEXT]
   queue <shop>
+  import <config.json> [--dry-run] [--prune]
+                                          bring shops and agents in line with a config file (which only
+                                          seeds an empty store): prints each change, applies it unless
+                                          --dry-run; --prune also removes shops and agents it lacks
 
 URL and token come from --url/--token or CONSULT_ADMIN_URL/CONSULT_ADMIN_TOKEN
 (default URL http://127.0.0.1:8088).`;
@@ -31,6 +37,7 @@ const { values: opt, positionals } = (() => {
         url: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, welcome: { type: 'string' },
         'no-agent-text': { type: 'string' }, strategy: { type: 'string' }, queue: { type: 'string' }, max: { type: 'string' },
         shop: { type: 'string' }, reason: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'dry-run': { type: 'boolean' }, prune: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -80,48 +87,91 @@ function request(): { method: string; path: string; body?: unknown } {
   }
 }
 
-async function main(): Promise<number> {
-  if (opt.help || positionals[0] === 'help') {
-    console.log(USAGE);
-    return 0;
-  }
-  let req;
-  try {
-    req = request();
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`consultctl: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  const base = (opt.url ?? process.env.CONSULT_ADMIN_URL ?? 'http://127.0.0.1:8088').replace(/\/+$/, '');
-  const token = opt.token ?? process.env.CONSULT_ADMIN_TOKEN;
-  if (!token) {
-    console.error('consultctl: no admin token: pass --token or set CONSULT_ADMIN_TOKEN');
-    return 2;
-  }
+class Unreachable extends Error {}
+
+/** One admin API call: the status and the parsed body (text when not JSON). */
+async function call(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ ok: boolean; status: number; data: unknown }> {
   let res: Response;
   try {
-    res = await fetch(base + req.path, {
-      method: req.method,
-      headers: { authorization: `Bearer ${token}`, ...(req.body ? { 'content-type': 'application/json' } : {}) },
-      body: req.body ? JSON.stringify(req.body) : undefined,
+    res = await fetch(base + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
     });
   } catch (err) {
-    console.error(`consultctl: cannot reach ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
-    return 1;
+    throw new Unreachable(`cannot reach ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
   }
   const text = await res.text();
   let data: unknown = text;
   try {
     data = JSON.parse(text);
-  } catch { /* not JSON: print as is */ }
-  if (!res.ok) {
-    const msg = typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : text;
-    console.error(`consultctl: ${res.status} ${msg}`);
+  } catch { /* not JSON: keep the text */ }
+  return { ok: res.ok, status: res.status, data };
+}
+
+const errorText = (data: unknown) => (typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : String(data));
+
+/** `import`: the plan against GET /shops, printed, then applied step by step unless --dry-run. */
+async function importConfig(base: string, token: string): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(need(1, 'config file'));
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) throw new UsageError(err.message);
+    throw err;
+  }
+  const current = await call(base, token, 'GET', '/shops');
+  if (!current.ok) {
+    console.error(`consultctl: ${current.status} ${errorText(current.data)}`);
     return 1;
   }
-  console.log(JSON.stringify(data, null, 2));
+  const steps = planImport(config, current.data as ShopView[], opt.prune);
+  if (steps.length === 0) console.log('nothing to change');
+  for (const step of steps) {
+    console.log(step.say);
+    if (opt['dry-run']) continue;
+    const r = await call(base, token, step.method, step.path, step.body);
+    if (!r.ok) {
+      console.error(`consultctl: ${r.status} ${errorText(r.data)} (while: ${step.say})`);
+      return 1;
+    }
+  }
+  if (opt['dry-run'] && steps.length) console.log(`(dry run: ${steps.length} change${steps.length > 1 ? 's' : ''} not applied)`);
   return 0;
+}
+
+async function main(): Promise<number> {
+  if (opt.help || positionals[0] === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const base = (opt.url ?? process.env.CONSULT_ADMIN_URL ?? 'http://127.0.0.1:8088').replace(/\/+$/, '');
+  const token = opt.token ?? process.env.CONSULT_ADMIN_TOKEN;
+  try {
+    const req = positionals[0] === 'import' ? undefined : request();
+    if (!token) {
+      console.error('consultctl: no admin token: pass --token or set CONSULT_ADMIN_TOKEN');
+      return 2;
+    }
+    if (!req) return await importConfig(base, token);
+    const res = await call(base, token, req.method, req.path, req.body);
+    if (!res.ok) {
+      console.error(`consultctl: ${res.status} ${errorText(res.data)}`);
+      return 1;
+    }
+    console.log(JSON.stringify(res.data, null, 2));
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`consultctl: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof Unreachable) {
+      console.error(`consultctl: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
 }
 
 main().then((code) => process.exit(code), (err) => {

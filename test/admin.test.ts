@@ -10,6 +10,7 @@ import { parseConfig } from '../src/config.js';
 import { ShimLink } from '../src/grpc/link.js';
 import { Metrics } from '../src/metrics.js';
 import { Backends, deskWorld } from './support/desk.js';
+import { writeConfig } from './support/sidecar.js';
 import { silent } from '../src/log.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -251,6 +252,41 @@ withWorld('/metrics: metric names, a decision counted by verdict, gauges read fr
   assert.match(text, /consult_journal_backlog 0\n/);
   assert.match(text, /consult_journal_batch_decisions_count [1-9]/, 'the session opened through a group commit');
   assert.match(text, /consult_journal_write_seconds_count\{outcome="ok"\} [1-9]/);
+});
+
+withWorld('consultctl import: a dry run prints the changes, the real run applies them, --prune removes what the file lacks', async (w) => {
+  const file = writeConfig({
+    shops: [
+      { jid: SHOP, name: 'Shop One', welcome: 'New welcome', language: 'en', texts: { statusSet: 'Now {status}.' },
+        agents: [{ jid: a('ann'), maxSessions: 3 }] },
+      { jid: a('shop2'), name: 'Two', agents: [{ jid: a('cat'), maxSessions: 2 }] },
+    ],
+  });
+  const dry = await cli(w, ['import', file, '--dry-run']);
+  assert.is(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, `~ shop ${SHOP}: welcome "Shop One" → "New welcome"`);
+  assert.match(dry.stdout, `~ agent ${a('ann')} in ${SHOP}: maxSessions 1 → 3`);
+  assert.match(dry.stdout, `+ shop ${a('shop2')} (Two)`);
+  assert.match(dry.stdout, `+ agent ${a('cat')} in ${a('shop2')} (max 2)`);
+  assert.match(dry.stdout, '(dry run: 4 changes not applied)');
+  assert.is((await w.store.getShop(SHOP))!.welcome, 'Shop One', 'a dry run changes nothing');
+
+  const real = await cli(w, ['import', file]);
+  assert.is(real.code, 0, real.stderr);
+  const shop = (await w.store.getShop(SHOP))!;
+  assert.equal([shop.welcome, shop.language, shop.texts], ['New welcome', 'en', { statusSet: 'Now {status}.' }]);
+  assert.is(w.directory.membership(SHOP, a('ann'))!.maxSessions, 3);
+  assert.ok(w.directory.shop(a('shop2')), 'the new shop is live');
+  assert.match((await cli(w, ['import', file])).stdout, 'nothing to change');
+
+  const pruned = await cli(w, ['import', file, '--prune']);
+  assert.is(pruned.code, 0, pruned.stderr);
+  assert.match(pruned.stdout, `- agent ${a('bob')} from ${SHOP}`);
+  assert.is(w.directory.membership(SHOP, a('bob')), undefined);
+
+  const bad = await cli(w, ['import', writeConfig({ shops: [{ jid: 'not a jid', name: 'x', agents: [] }] })]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /shops\[0\]\.jid must be a bare JID/);
 });
 
 withWorld('consultctl: lists, closes, and exits non-zero with the server\'s message on failure', async (w) => {
