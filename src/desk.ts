@@ -12,6 +12,7 @@ import {
   Changes, ConsultError, PASS, closeSession, fromAgent, fromVisitor, passThrough, reject, runTimers, serveQueue,
   statusCommand, toAgent, transferSession, type CloseReason, type Decision, type ShopContext,
 } from './routing/decide.js';
+import { agentInfo, isInfoCommand } from './routing/agent-info.js';
 import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
 import { render } from './routing/texts.js';
 import type { AgentStatus, Shop } from './store.js';
@@ -134,6 +135,7 @@ export class Desk {
     const isAgent = this.directory.membership(shop.jid, from) !== undefined;
     const status = isAgent ? statusCommand(stanza) : undefined;
     if (status !== undefined) return this.setStatusCommand(stanza, shop, from, status);
+    if (isAgent && isInfoCommand(stanza)) return this.infoCommand(stanza, shop, from);
     return this.act(shop.jid, (cx, w) => (isAgent ? fromAgent(cx, w, stanza, from, type) : fromVisitor(cx, w, stanza, from, type)), deadline)
       .catch((e) => {
         if (e instanceof NotDurable) {
@@ -196,6 +198,17 @@ export class Desk {
     const text = render(this.directory.textsOf(shop.jid).statusSet, { status });
     const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text });
     return { action: 'drop', extra: [ack(agent, bodyId, now), told] };
+  }
+
+  /** `/sessions` from an agent: its open sessions in this shop and the queue length, answered to it alone. */
+  private infoCommand(stanza: XmlElement, shop: Shop, agent: string): Decision {
+    const bodyId = ensureBodyId(stanza)!;
+    const st = this.states.get(shop.jid);
+    const now = this.now();
+    const info = agentInfo({
+      shop: shop.jid, agent, status: this.presence.status(agent), queue: st?.queue.size ?? 0, sessions: st ? [...st.sessions.values()] : [], now,
+    });
+    return { action: 'drop', extra: [ack(agent, bodyId, now), info] };
   }
 
   // ---- notifications from the shim ---------------------------------------------

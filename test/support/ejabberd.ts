@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderModuleConf } from '../../scripts/ejabberd-config.js';
+import { renderModuleConf, type EjabberdConfigOptions } from '../../scripts/ejabberd-config.js';
 import { EjabberdNode, freePort, type CtlResult } from '../../scripts/ejabberd-node.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -36,6 +36,8 @@ export interface StartEjabberdOptions {
   shimSourceDir?: string;
   loglevel?: 'critical' | 'error' | 'warning' | 'info' | 'debug';
   startTimeoutMs?: number;
+  /** A visitor vhost for the web widget (see EjabberdConfigOptions): IBR there, strangers blocked, shaper. */
+  visitors?: Pick<EjabberdConfigOptions, 'visitorDomain' | 'visitorShaperRate' | 'visitorRegistrationTimeoutSec'>;
 }
 
 export interface Ejabberd {
@@ -82,6 +84,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     shimOptions: withShim && !contrib ? (opts.shimOptions ?? {}) : undefined,
     removeDirOnExit: process.env.KEEP_EJABBERD !== '1',
     ebinSources: withShim && !contrib ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
+    ...opts.visitors,
   });
   const L = node.layout;
   const shimConfFile = path.join(L.modulesConfDir, 'mod_consult.yml');

@@ -1,0 +1,43 @@
+// Read access for an agent's own client, in band: the agent sends `/sessions` to a shop and gets
+// back a notice (msgType 15, to the agent only) carrying a structured child, e.g.
+//   <info xmlns='urn:xmpp:consult:agent:0' shop='shop_2@host' queue='3' status='standard'>
+//     <session visitor='v1@visitors.host' since='1700000000000' last='1700000060000'/>
+//   </info>
+// Who asks is XMPP's own (server-checked) from; an agent sees only the sessions it holds and the
+// length of the queue, nothing about other agents' visitors. The web agent console uses it; no
+// admin token is involved. Read-only: nothing is journaled.
+import type { Session } from './state.js';
+import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
+import { el, findChild, textOf, type XmlElement } from '../xmpp/xml.js';
+
+export const NS_AGENT_INFO = 'urn:xmpp:consult:agent:0';
+/** At most this many sessions are listed (an agent's maxSessions is far below it in practice). */
+export const INFO_MAX_SESSIONS = 200;
+
+/** `/sessions` (alone in the body); anything else is not this command. */
+export function isInfoCommand(stanza: XmlElement): boolean {
+  const body = findChild(stanza, 'body');
+  return body !== undefined && textOf(body).trim() === '/sessions';
+}
+
+export interface AgentInfo {
+  shop: string;
+  agent: string;
+  status: string;
+  queue: number;
+  sessions: Session[]; // all of the shop's; only the agent's are listed
+  now: number;
+}
+
+export function agentInfo(i: AgentInfo): XmlElement {
+  const mine = i.sessions.filter((s) => s.agent === i.agent).sort((a, b) => a.startedAt - b.startedAt);
+  const listed = mine.slice(0, INFO_MAX_SESSIONS);
+  const info = el('info', { xmlns: NS_AGENT_INFO, shop: i.shop, queue: String(i.queue), status: i.status, sessions: String(mine.length) },
+    listed.map((s) => el('session', {
+      visitor: s.visitor, since: String(s.startedAt), last: String(Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt)),
+    })));
+  const text = `${mine.length} open session${mine.length === 1 ? '' : 's'}, ${i.queue} waiting`;
+  const out = notice({ shop: i.shop, to: i.agent, realfrom: i.shop, qchatid: QCHAT_TO_AGENT, now: i.now, text });
+  out.children.push(info);
+  return out;
+}

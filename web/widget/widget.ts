@@ -1,0 +1,270 @@
+// The visitor widget: one script tag on a shop's page,
+//   <script src="https://…/widget.js" data-shop="shop_2@localhost" async></script>
+// It registers a random account on the visitor vhost once (XEP-0077 in-band registration) and keeps
+// the credentials in localStorage, so a returning visitor in the same browser keeps its JID, its
+// history (kept here too) and its sticky agent. It sends the seed's consult stanzas over WebSocket.
+// Every message text is written with textContent, never parsed as HTML.
+import { client, xml, type XElement, type XmppClient } from '@xmpp/client';
+import { bare, h, loadConfig, newId, readmark, readmarkIds, timeOf, visitorMessage, type WebConfig } from '../shared/consult.js';
+
+type Who = 'me' | 'them' | 'system';
+type State = 'pending' | 'sent' | 'read' | 'error';
+interface Entry { id: string; who: Who; text: string; at: number; state?: State; from?: string; read?: boolean; error?: string }
+
+const HISTORY_MAX = 200;
+const script = document.currentScript as HTMLScriptElement | null;
+
+function mount(script: HTMLScriptElement): void {
+  const shop = bare(script.dataset.shop);
+  if (!shop.includes('@')) throw new Error('consult widget: data-shop="shop@domain" is required');
+  const base = new URL('.', script.src);
+  const title = script.dataset.title ?? '在线客服 Customer service';
+
+  const css = h('link', { rel: 'stylesheet', href: new URL('widget.css', base).href });
+  document.head.append(css);
+
+  const root = h('div', { class: 'cw-root' });
+  const launcher = h('button', { type: 'button', class: 'cw-launcher', 'aria-expanded': 'false', 'aria-controls': 'cw-panel' });
+  const launcherLabel = h('span', {}, '客服 Chat');
+  const badge = h('span', { class: 'cw-badge', hidden: '' });
+  launcher.append(launcherLabel, badge);
+  const panel = h('section', { id: 'cw-panel', class: 'cw-panel', role: 'dialog', 'aria-label': title, hidden: '' });
+  const header = h('header', { class: 'cw-header' });
+  const heading = h('h2', { class: 'cw-title' }, title);
+  const status = h('span', { class: 'cw-status', role: 'status' }, '连接中 Connecting…');
+  const close = h('button', { type: 'button', class: 'cw-close', 'aria-label': 'Close chat' }, '×');
+  header.append(heading, status, close);
+  const log = h('ol', { class: 'cw-log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: '0' });
+  const form = h('form', { class: 'cw-form' });
+  const label = h('label', { for: 'cw-input', class: 'cw-sr' }, 'Your message');
+  const input = h('textarea', { id: 'cw-input', rows: '2', maxlength: '2000', placeholder: '请输入消息 Type a message' });
+  const send = h('button', { type: 'submit', class: 'cw-send' }, '发送 Send');
+  form.append(label, input, send);
+  panel.append(header, log, form);
+  root.append(launcher, panel);
+  document.body.append(root);
+
+  let cfg: WebConfig | undefined;
+  let me = '';
+  let agent = ''; // who answered last (realto of the next message, as in the seed)
+  let entries: Entry[] = [];
+  let xmpp: XmppClient | undefined;
+  let online = false;
+  const rows = new Map<string, HTMLLIElement>();
+
+  const historyKey = () => `consult.history:${me}:${shop}`;
+  const save = () => {
+    try { localStorage.setItem(historyKey(), JSON.stringify({ agent, entries: entries.slice(-HISTORY_MAX) })); } catch { /* full or disabled */ }
+  };
+  const isOpen = () => !panel.hidden;
+
+  function setStatus(text: string, ok: boolean): void {
+    status.textContent = text;
+    status.dataset.online = String(ok);
+    send.disabled = !ok;
+  }
+
+  function tickOf(e: Entry): string {
+    return e.state === 'read' ? '✓✓' : e.state === 'sent' ? '✓' : e.state === 'error' ? '!' : '…';
+  }
+  const tickLabel: Record<State, string> = { pending: 'sending', sent: 'delivered', read: 'read', error: 'not delivered' };
+
+  function render(e: Entry): void {
+    let li = rows.get(e.id);
+    if (!li) {
+      li = h('li', { class: `cw-msg cw-${e.who}`, 'data-id': e.id });
+      rows.set(e.id, li);
+      log.append(li);
+    }
+    li.replaceChildren();
+    if (e.who === 'them' && e.from) li.append(h('span', { class: 'cw-from' }, e.from));
+    li.append(h('span', { class: 'cw-text' }, e.text));
+    const meta = h('span', { class: 'cw-meta' }, timeOf(e.at));
+    if (e.who === 'me' && e.state) {
+      li.dataset.state = e.state;
+      meta.append(' ', h('span', { class: 'cw-tick', 'aria-label': tickLabel[e.state], title: tickLabel[e.state] }, tickOf(e)));
+    }
+    if (e.error) meta.append(' ', h('span', { class: 'cw-error' }, e.error));
+    li.append(meta);
+  }
+
+  function add(e: Entry): void {
+    if (rows.has(e.id) && e.who !== 'me') return; // offline copy of something already shown
+    entries.push(e);
+    if (entries.length > HISTORY_MAX) {
+      const gone = entries.splice(0, entries.length - HISTORY_MAX);
+      for (const g of gone) { rows.get(g.id)?.remove(); rows.delete(g.id); }
+    }
+    render(e);
+    log.scrollTop = log.scrollHeight;
+    save();
+    markSeen();
+    updateBadge();
+  }
+
+  function updateBadge(): void {
+    const unread = entries.filter((e) => e.who !== 'me' && !e.read).length;
+    badge.hidden = unread === 0 || isOpen();
+    badge.textContent = String(unread);
+    badge.setAttribute('aria-label', `${unread} unread`);
+  }
+
+  /** Readmarks for what the visitor has now seen (panel open, page visible), through the shop. */
+  function markSeen(): void {
+    if (!isOpen() || document.visibilityState !== 'visible') return;
+    const fresh = entries.filter((e) => e.who !== 'me' && !e.read);
+    if (fresh.length === 0) return;
+    for (const e of fresh) e.read = true;
+    save();
+    updateBadge();
+    if (online && xmpp) void xmpp.send(readmark({ to: shop, ids: fresh.map((e) => e.id) })).catch(() => undefined);
+  }
+
+  function setOpen(open: boolean): void {
+    panel.hidden = !open;
+    launcher.setAttribute('aria-expanded', String(open));
+    if (open) { input.focus(); markSeen(); }
+    updateBadge();
+  }
+  launcher.addEventListener('click', () => setOpen(panel.hidden));
+  close.addEventListener('click', () => { setOpen(false); launcher.focus(); });
+  document.addEventListener('visibilitychange', markSeen);
+
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = input.value.trim();
+    if (!text || !online || !xmpp) return;
+    const id = newId();
+    input.value = '';
+    add({ id, who: 'me', text, at: Date.now(), state: 'pending' });
+    void xmpp.send(visitorMessage({ shop, me, realto: agent || shop, id, text })).catch((e: Error) => {
+      const entry = entries.find((x) => x.id === id);
+      if (entry) { entry.state = 'error'; entry.error = e.message; render(entry); save(); }
+    });
+  });
+
+  function onStanza(el: XElement): void {
+    if (!el.is('message') || bare(el.attrs.from) !== shop && el.attrs.type !== 'mstat' && el.attrs.type !== 'error') return;
+    const body = el.getChild('body');
+    const type = el.attrs.type;
+    if (type === 'mstat') {
+      const mine = entries.find((e) => e.id === body?.attrs.id && e.who === 'me');
+      if (mine && mine.state === 'pending') { mine.state = 'sent'; render(mine); save(); }
+      return;
+    }
+    if (type === 'error') {
+      const mine = entries.find((e) => e.id === body?.attrs.id && e.who === 'me');
+      const err = el.getChild('error');
+      const text = err?.getChildText('text') ?? err?.children.find((c): c is XElement => typeof c !== 'string')?.name ?? 'error';
+      if (mine) { mine.state = 'error'; mine.error = text; render(mine); save(); }
+      else add({ id: newId(), who: 'system', text, at: Date.now(), read: true });
+      return;
+    }
+    if (type === 'readmark') {
+      const ids = new Set(readmarkIds(el));
+      for (const e of entries) if (e.who === 'me' && ids.has(e.id) && e.state !== 'error') { e.state = 'read'; render(e); }
+      save();
+      return;
+    }
+    if (!body) return;
+    const text = body.text();
+    const at = Number(el.attrs.msec_times) || Date.now();
+    const id = body.attrs.id || newId();
+    const realfrom = bare(el.attrs.realfrom);
+    if (body.attrs.msgType === '15' || el.attrs.auto_reply === 'true' && realfrom === shop) {
+      add({ id, who: 'system', text, at });
+    } else if (el.attrs.auto_reply === 'true') {
+      add({ id, who: 'them', text, at, from: heading.textContent ?? shop }); // the welcome
+    } else {
+      if (realfrom && realfrom !== agent) { agent = realfrom; }
+      add({ id, who: 'them', text, at, from: realfrom.split('@')[0] ?? '' });
+    }
+  }
+
+  // ---- identity: a random account on the visitor vhost, kept in localStorage ----------------
+  const credKey = () => `consult.visitor:${cfg!.visitorDomain}`;
+  const randomName = () => `v${newId().toLowerCase().slice(0, 20)}`;
+
+  function register(entity: XmppClient, username: string, password: string): Promise<void> {
+    const id = `reg-${newId()}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { entity.removeListener('element', on); reject(new Error('registration timed out')); }, 10_000);
+      const on = (el: XElement) => {
+        if (!el.is('iq') || el.attrs.id !== id) return;
+        clearTimeout(timer);
+        entity.removeListener('element', on);
+        if (el.attrs.type === 'result') resolve();
+        else reject(Object.assign(new Error(`registration refused: ${el.getChild('error')?.children.map((c) => (typeof c === 'string' ? c : c.name)).join(' ')}`), { condition: 'register' }));
+      };
+      entity.on('element', on);
+      void entity.send(xml('iq', { type: 'set', id }, xml('query', { xmlns: 'jabber:iq:register' },
+        xml('username', {}, username), xml('password', {}, password))));
+    });
+  }
+
+  async function connect(): Promise<void> {
+    cfg = await loadConfig(base);
+    xmpp = client({
+      service: cfg.service,
+      domain: cfg.visitorDomain,
+      resource: `web-${newId().slice(0, 8).toLowerCase()}`,
+      credentials: async (authenticate, mechanisms, _fast, entity) => {
+        let creds: { username: string; password: string } | undefined;
+        try { creds = JSON.parse(localStorage.getItem(credKey()) ?? 'null') ?? undefined; } catch { /* none */ }
+        if (!creds) {
+          creds = { username: randomName(), password: newId() + newId() };
+          await register(entity, creds.username, creds.password);
+          localStorage.setItem(credKey(), JSON.stringify(creds));
+        }
+        await authenticate(creds, mechanisms.includes('PLAIN') ? 'PLAIN' : mechanisms[0]!);
+      },
+    });
+    xmpp.on('stanza', onStanza);
+    xmpp.on('status', (s: string) => {
+      online = s === 'online';
+      if (!online) setStatus(s === 'offline' || s === 'disconnect' ? '重新连接 Reconnecting…' : '连接中 Connecting…', false);
+    });
+    xmpp.on('error', (e) => {
+      // The stored account is gone (deleted on the server): forget it, the next attempt registers anew.
+      if (e.condition === 'not-authorized') localStorage.removeItem(credKey());
+    });
+    xmpp.on('online', async (jid) => {
+      const now = bare(jid.toString());
+      if (now !== me) {
+        me = now;
+        try {
+          const kept = JSON.parse(localStorage.getItem(historyKey()) ?? 'null') as { agent?: string; entries?: Entry[] } | null;
+          agent = kept?.agent ?? '';
+          entries = [];
+          rows.clear();
+          log.replaceChildren();
+          for (const e of kept?.entries ?? []) { entries.push(e); render(e); }
+        } catch { /* fresh */ }
+        root.dataset.jid = me;
+      }
+      online = true;
+      setStatus('在线 Online', true);
+      await xmpp!.send(xml('presence'));
+      markSeen();
+    });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await xmpp.start();
+        return;
+      } catch (e) {
+        if ((e as { condition?: string }).condition === 'not-authorized' && attempt === 0) continue; // registers a new account
+        setStatus('无法连接 Offline — retrying', false);
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** attempt)));
+      }
+    }
+  }
+
+  if (script.dataset.open === 'true') setOpen(true);
+  void connect();
+}
+
+if (script) mount(script);
+else console.error('consult widget: load it with a plain <script src=…/widget.js data-shop=…> tag');
