@@ -5,6 +5,7 @@
 //                                   [--http-port N] [--dist-port N] [--node-name NAME]
 //                                   [--sidecar-port 50051] [--ebin erlang-shim/ebin]
 //                                   [--config config/consult.example.json] [--no-shim]
+//                                   [--visitor-domain visitors.localhost]
 //   tsx scripts/ejabberd-up.ts down --dir .run/ejabberd
 //
 // `up` starts the node detached, registers the demo accounts and exits;
@@ -39,6 +40,8 @@ const { values, positionals } = parseArgs({
     ebin: { type: 'string', default: 'erlang-shim/ebin' },
     config: { type: 'string' },
     'no-shim': { type: 'boolean', default: false },
+    // The web widget's vhost: in-band registration there only, strangers blocked, shaped (scripts/ejabberd-config.ts).
+    'visitor-domain': { type: 'string' },
   },
 });
 const dir = path.resolve(values.dir!);
@@ -119,6 +122,7 @@ async function up(): Promise<void> {
       failure_policy: 'reject',
     },
     ebinSources: values['no-shim'] ? [] : [path.resolve(values.ebin!)],
+    ...(values['visitor-domain'] ? { visitorDomain: values['visitor-domain'] } : {}),
   };
   fs.writeFileSync(nodeNameFile, `${opts.nodeName}\n`);
   const existing = fs.existsSync(path.join(dir, 'spool', 'schema.DAT'));
@@ -132,7 +136,8 @@ async function up(): Promise<void> {
   console.log([
     `ejabberd ${opts.nodeName} is up (${existing ? 'existing' : 'new'} spool in ${path.join(dir, 'spool')}; log: ${node.logFile})`,
     `  XMPP c2s: 127.0.0.1:${c2sPort}, domain ${domain}, plain TCP (no TLS: allow PLAIN/SCRAM without encryption in your client)`,
-    `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   Erlang distribution: 127.0.0.1:${opts.distPort}`,
+    `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   WebSocket: ws://127.0.0.1:${opts.httpPort}/ws   Erlang distribution: 127.0.0.1:${opts.distPort}`,
+    ...(opts.visitorDomain ? [`  visitor vhost ${opts.visitorDomain}: in-band registration (the web widget), may message shops only`] : []),
     `  accounts (password "${PASSWORD}"): ${users.map((u) => `${u}@${domain}`).join(', ')}`,
     `  e.g. log in as visitor1@${domain} and message shop_2@${domain}; answer as test01@${domain}`,
   ].join('\n'));

@@ -17,7 +17,9 @@
 #   SIDECAR_ADMIN_PORT  the config's admin.port (8088 in the example)   admin HTTP API and /metrics
 #   XMPP_PORT           5222    ejabberd c2s
 #   XMPP_DOMAIN         localhost
-#   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /api (mod_http_api, ejabberd's admin API)
+#   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /api (mod_http_api, ejabberd's admin API), /ws (XMPP over WebSocket)
+#   VISITOR_DOMAIN      visitors.$XMPP_DOMAIN   vhost of web visitors (in-band registration, may message shops only)
+#   WEB_PORT            8080    static server: demo shop page (widget), agent console (dist-web/)
 #   EJABBERD_DIST_PORT  a free port   Erlang distribution (ejabberdctl talks to the node over it; no epmd)
 #   EJABBERD_DIR        $CONSULT_RUN_DIR/ejabberd   ejabberd config, logs and Mnesia spool
 # All listeners are on 127.0.0.1. Data directories are kept between runs; the ejabberd
@@ -50,8 +52,10 @@ XMPP_DOMAIN=${XMPP_DOMAIN:-localhost}
 EJABBERD_HTTP_PORT=${EJABBERD_HTTP_PORT:-}
 EJABBERD_DIST_PORT=${EJABBERD_DIST_PORT:-}
 EJABBERD_DIR=${EJABBERD_DIR:-$RUN_DIR/ejabberd}
+VISITOR_DOMAIN=${VISITOR_DOMAIN:-visitors.$XMPP_DOMAIN}
+WEB_PORT=${WEB_PORT:-8080}
 
-for v in SIDECAR_PORT XMPP_PORT ${SIDECAR_ADMIN_PORT:+SIDECAR_ADMIN_PORT} ${EJABBERD_HTTP_PORT:+EJABBERD_HTTP_PORT} ${EJABBERD_DIST_PORT:+EJABBERD_DIST_PORT}; do
+for v in SIDECAR_PORT XMPP_PORT WEB_PORT ${SIDECAR_ADMIN_PORT:+SIDECAR_ADMIN_PORT} ${EJABBERD_HTTP_PORT:+EJABBERD_HTTP_PORT} ${EJABBERD_DIST_PORT:+EJABBERD_DIST_PORT}; do
   if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ] || [ "${!v}" -gt 65535 ]; then
     echo "run.sh: $v=${!v} is not a port" >&2; exit 2
   fi
@@ -113,6 +117,9 @@ make -C erlang-shim 9>&-
 if [ ! -f dist/main.js ] || [ -n "$(find src package.json tsconfig.json tsconfig.build.json -newer dist/main.js -print -quit)" ]; then
   say "npm run build (dist/ is missing or older than src/)"; npm run build 9>&-
 fi
+if [ ! -f dist-web/widget.js ] || [ -n "$(find web scripts/build-web.mjs -newer dist-web/widget.js -print -quit)" ]; then
+  say "npm run build:web (dist-web/ is missing or older than web/)"; npm run build:web 9>&-
+fi
 TSX=(node --import tsx)   # scripts/*.ts; the sidecar itself runs as built JavaScript
 
 # 5. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports and store above.
@@ -131,9 +138,10 @@ const s = cfg.store ?? 'memory:';
 console.log(s.replace(/\/\/[^@/]*@/, '//***@'));                        // store, for the log
 console.log(s.startsWith('pglite:') ? path.resolve(s.slice(7)) : '');   // its directory
 console.log(cfg.admin?.token ? String(cfg.admin.port ?? 8088) : '');     // admin port, if the API starts
+console.log((cfg.shops ?? []).map((s) => s.jid).join(' '));              // shops, for the web pages
 EOF
 )
-STORE_SHOWN=${derived[0]}; PGLITE_DIR=${derived[1]}; ADMIN_PORT=${derived[2]}
+STORE_SHOWN=${derived[0]}; PGLITE_DIR=${derived[1]}; ADMIN_PORT=${derived[2]}; SHOPS=${derived[3]:-}
 
 # Leftovers of an earlier run.sh on this run dir that was killed (we hold its lock now).
 ejabberd_down() { "${TSX[@]}" scripts/ejabberd-up.ts down --dir "$EJABBERD_DIR" 9>&- || true; }
@@ -180,12 +188,16 @@ check_port "$SIDECAR_PORT" SIDECAR_PORT
 check_port "$XMPP_PORT" XMPP_PORT
 [ -z "$EJABBERD_HTTP_PORT" ] || check_port "$EJABBERD_HTTP_PORT" EJABBERD_HTTP_PORT
 [ -z "$EJABBERD_DIST_PORT" ] || check_port "$EJABBERD_DIST_PORT" EJABBERD_DIST_PORT
+check_port "$WEB_PORT" WEB_PORT
+# The web pages connect to ejabberd's WebSocket, so its HTTP port is fixed here when not given.
+[ -n "$EJABBERD_HTTP_PORT" ] || EJABBERD_HTTP_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 
 # 8. Supervisor.
 SIDECAR_LOG=$RUN_DIR/sidecar.log
 SIDECAR_PID=""
 SIDECAR_STARTED=0
 SLEEP_PID=""
+WEB_PID=""
 start_sidecar() {
   # Own session and process group (setsid), so Ctrl-C reaches run.sh only and we stop the whole group.
   setsid node dist/main.js --config "$EFFECTIVE" >>"$SIDECAR_LOG" 2>&1 9>&- &
@@ -199,6 +211,7 @@ cleanup() {
   say "stopping"
   [ -z "$SLEEP_PID" ] || kill "$SLEEP_PID" 2>/dev/null || true
   ejabberd_down
+  if [ -n "$WEB_PID" ]; then stop_group "$WEB_PID"; fi
   if [ -n "$SIDECAR_PID" ]; then stop_group "$SIDECAR_PID"; fi
   rm -f "$RUN_DIR/sidecar.pid" "$RUN_DIR/run.pid"
 }
@@ -221,7 +234,16 @@ done
 say "starting ejabberd in $EJABBERD_DIR (c2s 127.0.0.1:$XMPP_PORT, domain $XMPP_DOMAIN)"
 "${TSX[@]}" scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
   ${EJABBERD_HTTP_PORT:+--http-port "$EJABBERD_HTTP_PORT"} ${EJABBERD_DIST_PORT:+--dist-port "$EJABBERD_DIST_PORT"} \
-  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" 9>&-
+  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" --visitor-domain "$VISITOR_DOMAIN" 9>&-
+
+shop_args=(); for s in $SHOPS; do shop_args+=(--shop "$s"); done
+setsid "${TSX[@]}" scripts/web-server.ts --port "$WEB_PORT" --service "ws://127.0.0.1:$EJABBERD_HTTP_PORT/ws" \
+  --domain "$XMPP_DOMAIN" --visitor-domain "$VISITOR_DOMAIN" "${shop_args[@]}" >>"$RUN_DIR/web.log" 2>&1 9>&- &
+WEB_PID=$!
+for _ in $(seq 100); do in_use "$WEB_PORT" && break; kill -0 "$WEB_PID" 2>/dev/null || break; sleep 0.1; done
+if ! in_use "$WEB_PORT"; then echo "web server did not come up on 127.0.0.1:$WEB_PORT; $RUN_DIR/web.log:" >&2; tail -n 20 "$RUN_DIR/web.log" >&2; exit 1; fi
+say "demo shop page (visitor widget): http://127.0.0.1:$WEB_PORT/shop.html"
+say "agent console:                   http://127.0.0.1:$WEB_PORT/console.html  (sign in as test01 / secret)"
 
 say "running (run dir $RUN_DIR, supervisor pid $$); sidecar log: $SIDECAR_LOG; stop: Ctrl-C or CONSULT_RUN_DIR=$RUN_DIR scripts/stop.sh"
 # Foreground until a signal. `wait` returns early on a trapped signal, whose trap exits.
