@@ -195,7 +195,7 @@ t('XSS: markup in a message is shown as text on both pages and never runs', asyn
   const jid = await openWidget(visitor, ctx);
   const evil = `<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">`;
   await say(visitor, evil);
-  await visitor.locator('.cw-me[data-state="sent"]').first().waitFor();
+  await visitor.locator('.cw-me:is([data-state="sent"], [data-state="read"])').first().waitFor();
   // Either agent may get it (least-busy); read whichever console has the tab.
   const holder = await Promise.any([
     agent.getByRole('tab', { name: new RegExp(jid.split('@')[0]!) }).waitFor().then(() => agent),
@@ -246,6 +246,31 @@ t('ejabberd: a visitor may not message an agent directly, and a flood from a vis
     await v.stop();
     await a.stop();
   }
+});
+
+t('transfer between two agent consoles: the new agent gets the history, the visitor the notice, the old tab closes', async (ctx) => {
+  const [c1, c2] = [await newPage(ctx), await newPage(ctx)];
+  await signIn(c1, ctx, 'test01');
+  await signIn(c2, ctx, 'test02');
+  const visitor = await newPage(ctx);
+  const jid = await openWidget(visitor, ctx);
+  const name = new RegExp(jid.split('@')[0]!);
+  await say(visitor, 'transfer me please');
+  const [from, to, toUser] = await Promise.race([
+    c1.getByRole('tab', { name }).waitFor().then(() => [c1, c2, 'test02'] as const),
+    c2.getByRole('tab', { name }).waitFor().then(() => [c2, c1, 'test01'] as const),
+  ]);
+  await from.getByRole('tab', { name }).click();
+  await from.getByLabel('Transfer to').fill(toUser);
+  await from.getByRole('button', { name: 'Transfer' }).click();
+  await from.locator('.tab.closed', { hasText: jid.split('@')[0]! }).waitFor(); // acked: the old tab is closed
+  await to.getByRole('tab', { name }).click();
+  await to.locator('#log .msg.visitor .text', { hasText: 'transfer me please' }).waitFor(); // the history, replayed
+  await visitor.locator('.cw-system .cw-text', { hasText: toUser }).waitFor(); // the visitor is told
+  await to.getByLabel('Reply').fill('I have taken over.');
+  await to.getByRole('button', { name: 'Send' }).click();
+  await visitor.locator('.cw-them .cw-from', { hasText: toUser }).waitFor();
+  await shot(to, 'agent-console-after-transfer');
 });
 
 t('docs: screenshots copied next to the README', () => {

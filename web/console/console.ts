@@ -175,7 +175,8 @@ function onStanza(el: XElement): void {
   const realto = bare(el.attrs.realto);
   const shop = bare(el.attrs.from);
   if (!realfrom) return; // not consult traffic
-  const visitor = realto && realto !== me ? realto : realfrom;
+  // qchatid 4: to an agent, realfrom is the visitor; 5 (an earlier agent's reply, replayed on a transfer): realto is.
+  const visitor = el.attrs.qchatid === '5' && realto ? realto : realfrom;
   if (type === 'readmark') {
     const c = convs.get(keyOf(shop, visitor));
     const ids = new Set(readmarkIds(el));
