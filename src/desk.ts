@@ -206,7 +206,8 @@ export class Desk {
     const st = this.states.get(shop.jid);
     const now = this.now();
     const info = agentInfo({
-      shop: shop.jid, agent, status: this.presence.status(agent), queue: st?.queue.size ?? 0, sessions: st ? [...st.sessions.values()] : [], now,
+      shop: shop.jid, agent, status: this.presence.status(agent), queue: st?.queue.size ?? 0,
+      sessions: [...(st?.byAgent.get(agent) ?? [])].map((v) => st!.sessions.get(v)!), now, // the agent's own, by index
     });
     return { action: 'drop', extra: [ack(agent, bodyId, now), info] };
   }
