@@ -1,9 +1,12 @@
 %% HPACK (RFC 7541) for the gRPC client: a full decoder (static and dynamic
 %% tables, Huffman, every literal form, table size updates) and a minimal
 %% encoder that never indexes, so the peer's decoder state never matters.
+%% Because the encoder never uses the dynamic table, the peer's
+%% SETTINGS_HEADER_TABLE_SIZE (the most it lets our encoder use) needs no
+%% action, whatever its value, 0 included.
 -module(consult_hpack).
 
--export([new/0, new/1, decode/2, encode/1, encode_int/3, decode_int/2]).
+-export([new/0, new/1, decode/2, decode/3, encode/1, encode_int/3, decode_int/2, table/1]).
 -export_type([decoder/0]).
 
 -define(DEFAULT_TABLE_SIZE, 4096).
@@ -19,6 +22,10 @@
 }).
 -opaque decoder() :: #decoder{}.
 
+%% The dynamic table, newest entry first, its size and maximum size (for tests).
+-spec table(decoder()) -> {[{binary(), binary()}], non_neg_integer(), non_neg_integer()}.
+table(#decoder{entries = Entries, size = Size, max = Max}) -> {Entries, Size, Max}.
+
 -spec new() -> decoder().
 new() -> new(?DEFAULT_TABLE_SIZE).
 
@@ -30,31 +37,50 @@ new(Limit) -> #decoder{max = Limit, limit = Limit}.
 -spec decode(binary(), decoder()) ->
           {ok, [{binary(), binary()}], decoder()} | {error, term()}.
 decode(Block, D) ->
-    try decode_fields(Block, D, []) of
+    decode(Block, D, infinity).
+
+%% MaxListSize: the most the decoded list may weigh (RFC 7540 6.5.2, name +
+%% value + 32 per field). A few bytes of indexes can name kilobytes each, so
+%% this is checked as the list grows; past it the block is an error (and the
+%% table out of sync: the connection has to go).
+-spec decode(binary(), decoder(), non_neg_integer() | infinity) ->
+          {ok, [{binary(), binary()}], decoder()} | {error, term()}.
+decode(Block, D, MaxListSize) ->
+    try decode_fields(Block, D, [], MaxListSize) of
         {Headers, D1} -> {ok, Headers, D1}
     catch
         throw:{hpack, Reason} -> {error, Reason}
     end.
 
-decode_fields(<<>>, D, Acc) ->
+decode_fields(<<>>, D, Acc, _Room) ->
     {lists:reverse(Acc), D};
-decode_fields(<<1:1, _/bitstring>> = Bin, D, Acc) ->
+decode_fields(<<1:1, _/bitstring>> = Bin, D, Acc, Room) ->
     %% Indexed header field.
     {Index, Rest} = decode_int(Bin, 7),
-    decode_fields(Rest, D, [lookup(Index, D) | Acc]);
-decode_fields(<<2#01:2, _/bitstring>> = Bin, D, Acc) ->
+    Field = lookup(Index, D),
+    decode_fields(Rest, D, [Field | Acc], take(Field, Room));
+decode_fields(<<2#01:2, _/bitstring>> = Bin, D, Acc, Room) ->
     %% Literal with incremental indexing.
     {Field, Rest} = literal(Bin, 6, D),
-    decode_fields(Rest, insert(Field, D), [Field | Acc]);
-decode_fields(<<2#001:3, _/bitstring>> = Bin, D, Acc) ->
-    %% Dynamic table size update.
+    decode_fields(Rest, insert(Field, D), [Field | Acc], take(Field, Room));
+decode_fields(<<2#001:3, _/bitstring>> = Bin, D, [], Room) ->
+    %% Dynamic table size update: only at the start of a block (4.2).
     {Max, Rest} = decode_int(Bin, 5),
     Max =< D#decoder.limit orelse throw({hpack, {table_size_too_large, Max}}),
-    decode_fields(Rest, evict(D#decoder{max = Max}), Acc);
-decode_fields(Bin, D, Acc) ->
+    decode_fields(Rest, evict(D#decoder{max = Max}), [], Room);
+decode_fields(<<2#001:3, _/bitstring>>, _D, _Acc, _Room) ->
+    throw({hpack, table_size_update_after_field});
+decode_fields(Bin, D, Acc, Room) ->
     %% Literal without indexing (0000) or never indexed (0001): same layout.
     {Field, Rest} = literal(Bin, 4, D),
-    decode_fields(Rest, D, [Field | Acc]).
+    decode_fields(Rest, D, [Field | Acc], take(Field, Room)).
+
+take(_Field, infinity) -> infinity;
+take({Name, Value}, Room) ->
+    case Room - entry_size(Name, Value) of
+        Left when Left >= 0 -> Left;
+        _ -> throw({hpack, header_list_too_large})
+    end.
 
 literal(Bin, Prefix, D) ->
     case decode_int(Bin, Prefix) of
