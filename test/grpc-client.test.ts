@@ -4,6 +4,7 @@
 // stdin, one "@@ <json>" result line per command on stdout.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -40,6 +41,10 @@ class ScriptedSidecar {
   injectAcks: string[] = [];
   stream: grpc.ServerDuplexStream<ShimMessage, SidecarMessage> | undefined; // the latest FilterStream
   answer = true; // false: receive requests but never answer
+  answerDelayMs = 3; // at most; random below it so that verdicts come back out of order
+  authorizations: string[] = []; // the authorization metadata of every call
+  refuseWith: grpc.status | undefined; // refuse every FilterStream with this status
+  owed = 0; // verdicts the FilterStreams still have to write
   watch = { shops: ['shop1@localhost', 'shop2@localhost'], agents: ['agent1@localhost'] };
 
   verdict(req: FilterRequest): Verdict {
@@ -54,6 +59,11 @@ class ScriptedSidecar {
   async listen(port: number): Promise<number> {
     this.server.addService(StanzaFilterService, {
       filterStream: (call: grpc.ServerDuplexStream<ShimMessage, SidecarMessage>) => {
+        this.authorizations.push(String(call.metadata.get('authorization')[0] ?? ''));
+        if (this.refuseWith !== undefined) {
+          call.emit('error', Object.assign(new Error('refused'), { code: this.refuseWith, details: 'refused by the test' }));
+          return;
+        }
         this.stream = call;
         call.on('error', () => {});
         call.on('end', () => call.end());
@@ -68,12 +78,16 @@ class ScriptedSidecar {
             const req = msg.filter;
             this.filters.push(req);
             if (!this.answer) return;
-            // A small random delay so verdicts come back out of order.
-            setTimeout(() => call.write({ verdict: this.verdict(req) }), Math.random() * 3);
+            this.owed++;
+            setTimeout(() => {
+              call.write({ verdict: this.verdict(req) });
+              this.owed--;
+            }, Math.random() * this.answerDelayMs);
           }
         });
       },
       filter: (call: grpc.ServerUnaryCall<FilterRequest, Verdict>, cb: grpc.sendUnaryData<Verdict>) => {
+        this.authorizations.push(String(call.metadata.get('authorization')[0] ?? ''));
         if (call.request.stanza.includes('fail')) {
           cb({ code: grpc.status.PERMISSION_DENIED, details: UNARY_ERROR });
         } else {
@@ -251,7 +265,7 @@ t('sidecar started later: reconnects, Hello carries node and hosts', async (c) =
   await c.sidecar.listen(c.port);
   assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
   await until('hello', () => c.sidecar!.hellos.length === 1);
-  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.1.0' });
+  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.2.0' });
   assert.is(c.sidecar.events.length, 0, 'events sent while disconnected are dropped');
   const v = await c.driver.run(`{filter, <<"localhost">>, <<"<message id='1'/>">>, 5000}`);
   assert.equal(v, ['ok', { seq: v[1].seq, action: 'pass', stanza: '', error: null, extra: ["<message id='1'/>"] }]);
@@ -426,3 +440,185 @@ t('the last watch list survives a restart of the client (ejabberd restart before
 });
 
 t.run();
+
+// ---- the link: tokens, PING through a proxy that goes silent, GOAWAY while verdicts are owed ----
+
+/**
+ * A TCP proxy that can go silent: its connections stay open but nothing is forwarded any more
+ * (no FIN, no RST: a half-open link, as after a cable pull or a frozen NAT entry). Connections
+ * made while silent stay silent; resume() only makes new ones forward again.
+ */
+class SilentProxy {
+  forwarding = true;
+  connections = 0;
+  private pairs = new Set<{ forward: boolean }>();
+  private sockets = new Set<net.Socket>();
+  private server: net.Server;
+
+  constructor(private target: number) {
+    this.server = net.createServer((client) => {
+      this.connections++;
+      const pair = { forward: this.forwarding };
+      this.pairs.add(pair);
+      this.sockets.add(client);
+      const upstream = pair.forward ? net.connect(this.target, '127.0.0.1') : undefined;
+      if (upstream) this.sockets.add(upstream);
+      client.on('data', (d) => { if (pair.forward) upstream!.write(d); });
+      upstream?.on('data', (d) => { if (pair.forward) client.write(d); });
+      // The client may hang up; the server's side of a silent pair reaches nobody.
+      const clientGone = () => { client.destroy(); upstream?.destroy(); };
+      client.on('error', clientGone);
+      client.on('close', clientGone);
+      upstream?.on('error', () => { if (pair.forward) clientGone(); });
+      upstream?.on('close', () => { if (pair.forward) clientGone(); });
+    });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => resolve((this.server.address() as net.AddressInfo).port)));
+  }
+
+  silence(): void {
+    this.forwarding = false;
+    for (const p of this.pairs) p.forward = false;
+  }
+
+  resume(): void {
+    this.forwarding = true;
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const startTerm = (port: number, extra = '') =>
+  `{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>], node => <<"${NODE}">>${extra}}}`;
+
+/** Binds again to a port the previous server is still giving up. */
+async function listenRetrying(sidecar: ScriptedSidecar, port: number): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await sidecar.listen(port);
+      return;
+    } catch (e) {
+      if (i > 100) throw e;
+      await sleep(20);
+    }
+  }
+}
+
+const link = suite('consult_grpc: the link (tokens, keepalive, GOAWAY)');
+const cleanup: Array<() => void> = [];
+link.after.each(() => {
+  for (const f of cleanup.splice(0)) f();
+});
+
+link('the token goes in the authorization metadata of every call; a refused shim backs off, then gets in', async () => {
+  const port = await freePort();
+  const sidecar = new ScriptedSidecar();
+  await sidecar.listen(port);
+  const driver = new Driver();
+  cleanup.push(() => driver.stop(), () => sidecar.kill());
+  const token = 'the-token-of-this-node-0123456789';
+  assert.is(await driver.run(startTerm(port, `, token => <<"${token}">>`)), 'ok');
+  await until('hello', () => sidecar.hellos.length === 1);
+  assert.is((await driver.run(`{unary, <<"localhost">>, <<"<message id='u'/>">>, 5000}`))[0], 'ok');
+  assert.equal(sidecar.authorizations, [`Bearer ${token}`, `Bearer ${token}`]);
+
+  // The sidecar ends the stream and refuses the next ones (UNAUTHENTICATED, as src/grpc/auth.ts does).
+  sidecar.refuseWith = grpc.status.UNAUTHENTICATED;
+  sidecar.stream!.end();
+  await until('refusals', () => sidecar.authorizations.length >= 4);
+  assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 2000}`), ['error', 'unavailable']);
+  const before = sidecar.authorizations.length;
+  await sleep(1500);
+  // 100 ms, 200, 400, 800 ... apart: a handful, not a hot loop.
+  const attempts = sidecar.authorizations.length - before;
+  assert.ok(attempts >= 1 && attempts <= 3, `${attempts} attempts in 1.5 s`);
+  assert.is(sidecar.hellos.length, 1, 'no hello got through');
+
+  sidecar.refuseWith = undefined;
+  await until('hello after the refusals', () => sidecar.hellos.length === 2, 10_000);
+  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+});
+
+link('a link that silently stops forwarding is found by PING within keepalive_interval + keepalive_timeout, and recovered', async () => {
+  const sidecar = new ScriptedSidecar();
+  const port = await sidecar.listen(await freePort());
+  const proxy = new SilentProxy(port);
+  const proxyPort = await proxy.listen();
+  const driver = new Driver();
+  cleanup.push(() => driver.stop(), () => proxy.close(), () => sidecar.kill());
+  assert.is(await driver.run(startTerm(proxyPort, ', keepalive_interval => 1000, keepalive_timeout => 1000')), 'ok');
+  assert.is(await driver.run('{wait_status, connected, true, 10000}'), true);
+  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+  await sleep(2500); // PINGs go and their ACKs come back: nothing happens
+  assert.is((await driver.run('status')).connected, true);
+  assert.is(proxy.connections, 1);
+
+  proxy.silence();
+  const t0 = Date.now();
+  // Stanzas sent now wait for the link, not for their own (long) timeout.
+  assert.is(await driver.run(`{filter_async, 3, <<"localhost">>, 8000}`), 'ok');
+  assert.is(await driver.run('{wait_status, connected, false, 4000}'), true);
+  const detected = Date.now() - t0;
+  assert.ok(detected <= 2000 + 300, `disconnected after ${detected} ms`);
+  assert.equal(await driver.run('collect_async'), Array(3).fill(['error', 'unavailable']));
+  assert.ok(Date.now() - t0 < 3000, 'the stanzas failed at once, not at their 8 s timeout');
+
+  // It keeps trying (the proxy takes the connection, silently); once the proxy forwards again, it is back.
+  proxy.resume();
+  let verdict: any;
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(100)) {
+    verdict = await driver.run(`{filter, <<"localhost">>, <<"<message id='back'/>">>, 1000}`);
+    if (verdict[0] === 'ok') break;
+  }
+  assert.is(verdict[0], 'ok', `not recovered: ${JSON.stringify(verdict)}`);
+  assert.ok(sidecar.hellos.length >= 2, 'a new FilterStream');
+  assert.ok(proxy.connections >= 2);
+});
+
+link('GOAWAY from a restarting sidecar (tryShutdown while verdicts are owed): every in-flight verdict arrives, new stanzas go to the new one', async () => {
+  const port = await freePort();
+  const old = new ScriptedSidecar();
+  old.answerDelayMs = 400;
+  await old.listen(port);
+  const driver = new Driver();
+  cleanup.push(() => driver.stop(), () => old.kill());
+  assert.is(await driver.run(startTerm(port)), 'ok');
+  await until('hello', () => old.hellos.length === 1);
+
+  assert.is(await driver.run(`{filter_async, 50, <<"localhost">>, 5000}`), 'ok');
+  await until('requests at the old sidecar', () => old.filters.length === 50);
+  assert.ok(old.owed > 0, 'verdicts still owed when the sidecar goes');
+
+  // The old one goes away gracefully (GOAWAY); like the real sidecar, it ends its streams once it has
+  // answered what it owes. The new one takes the port at once.
+  const stopped = new Promise<void>((resolve) => old.server.tryShutdown(() => resolve()));
+  const ended = (async () => {
+    await until('the old sidecar answered everything', () => old.owed === 0, 5000);
+    old.stream!.end();
+  })();
+  const fresh = new ScriptedSidecar();
+  cleanup.push(() => fresh.kill());
+  await listenRetrying(fresh, port);
+  await until('hello at the new sidecar', () => fresh.hellos.length === 1);
+  const after = await driver.run(`{filter, <<"localhost">>, <<"<message id='after'/>">>, 5000}`);
+  assert.is(after[0], 'ok');
+  assert.ok(fresh.filters.some((f) => f.stanza.toString() === "<message id='after'/>"), 'the new stanza went to the new sidecar');
+  assert.not.ok(old.filters.some((f) => f.stanza.toString() === "<message id='after'/>"));
+
+  const results = await driver.run('collect_async');
+  assert.equal(results.map((r: any[]) => r[0]), Array(50).fill('ok'), JSON.stringify(results.filter((r: any[]) => r[0] !== 'ok')));
+  await ended;
+  await stopped;
+  const status = await driver.run('status');
+  assert.is(status.draining, 0);
+  assert.is(status.connected, true);
+  assert.is(status.pending, 0);
+});
+
+link.run();

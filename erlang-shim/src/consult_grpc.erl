@@ -1,12 +1,22 @@
-%% The shim's one connection to the routing sidecar: a minimal h2c (HTTP/2
-%% with prior knowledge) gRPC client that keeps one long-lived bidi
-%% FilterStream call open and correlates verdicts to callers by seq.
+%% The shim's connection to the routing sidecar: a minimal h2c (HTTP/2 with
+%% prior knowledge) gRPC client that keeps one long-lived bidi FilterStream
+%% call open and correlates verdicts to callers by seq.
 %%
 %% Failure policy: the process never crashes because of the sidecar. It starts
 %% disconnected, connects from handle_info with exponential backoff, and on any
-%% connection or protocol failure answers every pending caller with
-%% {error, unavailable} and reconnects. Callers check a public ETS row first so
-%% they fail fast (unavailable, circuit_open) without messaging the process.
+%% connection or protocol failure answers the callers waiting on that
+%% connection with {error, unavailable} and reconnects. Callers check a public
+%% ETS row first so they fail fast (unavailable, circuit_open) without
+%% messaging the process.
+%%
+%% Liveness: a PING every keepalive_interval; no ACK within keepalive_timeout
+%% and the connection is closed (its callers get unavailable at once) and
+%% made again.
+%%
+%% GOAWAY from the sidecar: the connection is kept for what it still owes
+%% (streams up to the GOAWAY's last-stream-id) and a new connection is made at
+%% once for new requests. Requests on streams the sidecar did not take fail
+%% as unavailable. The same happens, initiated by us, when stream ids run out.
 -module(consult_grpc).
 -behaviour(gen_server).
 
@@ -18,51 +28,81 @@
 -define(SERVER, ?MODULE).
 -define(STATE_TAB, consult_grpc_state).
 -define(WATCH_TAB, consult_watch).
--define(SHIM_VERSION, <<"0.1.0">>).
+-define(SHIM_VERSION, <<"0.2.0">>).
 
 -define(STREAM_PATH, <<"/consult.v1.StanzaFilter/FilterStream">>).
 -define(UNARY_PATH, <<"/consult.v1.StanzaFilter/Filter">>).
 
--define(PREFACE, <<"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n">>).
 -define(DEFAULT_WINDOW, 65535).
 -define(DEFAULT_FRAME_SIZE, 16384).
+-define(DEFAULT_TABLE_SIZE, 4096).
+-define(MAX_WINDOW, 16#7fffffff).
+-define(MAX_STREAM_ID, 16#7fffffff).
 %% Our receive windows; replenished once this much has been consumed.
 -define(RECV_WINDOW, 16#1000000).
 -define(WINDOW_REFILL, 16#100000).
 -define(MAX_GRPC_MESSAGE, 16#4000000).
+%% A header block (all its CONTINUATIONs) and the decoded list may not be
+%% larger; we say so in SETTINGS_MAX_HEADER_LIST_SIZE.
+-define(MAX_HEADER_BLOCK, 65536).
 -define(MAX_PENDING, 10000).
+%% Notifications waiting for the send window; more are dropped and counted.
+-define(MAX_QUEUED_NOTIFY, 10000).
 -define(CALL_MARGIN, 1000).
 -define(BACKOFF_MIN, 100).
 -define(BACKOFF_MAX, 5000).
+%% A connection that ends after living this long starts a new backoff series.
+-define(HEALTHY_AFTER, 1000).
+-define(KEEPALIVE_INTERVAL, 10000).
+-define(KEEPALIVE_TIMEOUT, 5000).
 %% A frozen peer must not block the process forever in gen_tcp:send.
 -define(SEND_TIMEOUT, 5000).
+%% ms between two warnings about dropped notifications.
+-define(DROP_LOG_EVERY, 10000).
 
-%% Frame types and flags (RFC 7540 6).
--define(DATA, 0).
--define(HEADERS, 1).
--define(RST_STREAM, 3).
--define(SETTINGS, 4).
--define(PUSH_PROMISE, 5).
--define(PING, 6).
--define(GOAWAY, 7).
--define(WINDOW_UPDATE, 8).
--define(CONTINUATION, 9).
--define(END_STREAM, 16#1).
--define(ACK, 16#1).
--define(END_HEADERS, 16#4).
--define(PADDED, 16#8).
--define(PRIORITY, 16#20).
--define(CANCEL, 16#8).
+%% gRPC status codes (grpc-status) that say the sidecar refused this shim.
+-define(GRPC_PERMISSION_DENIED, <<"7">>).
+-define(GRPC_UNAUTHENTICATED, <<"16">>).
 
 -record(stream, {
     id :: pos_integer(),
     kind :: main | {unary, gen_server:from(), reference()},
     send_win :: integer(),
-    out = <<>> :: binary(),        %% DATA waiting for send window
+    %% gRPC messages waiting for send window, oldest first; notify messages
+    %% are counted so that their queue can be bounded.
+    out = queue:new() :: queue:queue({notify | other, binary()}),
+    out_bytes = 0 :: non_neg_integer(),
+    out_notifies = 0 :: non_neg_integer(),
     out_fin = false :: boolean(),  %% END_STREAM goes with the last queued byte
     in = <<>> :: binary(),         %% partial gRPC message
     in_unacked = 0 :: non_neg_integer(),
     messages = [] :: [binary()]    %% unary: response messages, newest first
+}).
+
+%% One HTTP/2 connection. There is at most one current connection (new
+%% requests go there) and any number of draining ones (after a GOAWAY).
+-record(conn, {
+    ref :: reference(),            %% identifies the connection and its main stream
+    sock :: gen_tcp:socket(),
+    role = current :: current | draining,
+    since :: integer(),            %% monotonic ms when connected
+    buf = <<>> :: binary(),
+    %% A header block still waiting for CONTINUATION: {StreamId, EndStream, Fragments, Size}.
+    continuation = undefined :: undefined | {pos_integer(), boolean(), [binary()], non_neg_integer()},
+    hpack = consult_hpack:new() :: consult_hpack:decoder(),
+    %% The peer's settings.
+    max_frame = ?DEFAULT_FRAME_SIZE :: pos_integer(),
+    peer_window = ?DEFAULT_WINDOW :: non_neg_integer(),
+    peer_max_streams = infinity :: non_neg_integer() | infinity,
+    peer_table_size = ?DEFAULT_TABLE_SIZE :: non_neg_integer(),
+    send_win = ?DEFAULT_WINDOW :: integer(),    %% connection send window
+    recv_win = ?RECV_WINDOW :: integer(),       %% what the peer may still send us
+    unacked = 0 :: non_neg_integer(),           %% received, not yet given back
+    next_stream = 1 :: pos_integer(),
+    main :: pos_integer(),
+    streams = #{} :: #{pos_integer() => #stream{}},
+    goaway = undefined :: undefined | non_neg_integer(),  %% the peer's last-stream-id
+    ping = undefined :: undefined | {binary(), reference()}  %% outstanding PING, its timer
 }).
 
 -record(st, {
@@ -70,30 +110,31 @@
     port :: inet:port_number(),
     authority :: binary(),
     hello :: iodata(),
+    auth_headers :: [{binary(), binary()}],
     connect_timeout :: timeout(),
     threshold :: pos_integer(),
     cooldown :: non_neg_integer(),
-    sock = undefined :: undefined | gen_tcp:socket(),
-    buf = <<>> :: binary(),
-    %% A header block still waiting for CONTINUATION: {StreamId, Flags, Fragments}.
-    continuation = undefined :: undefined | {pos_integer(), integer(), [binary()]},
-    hpack = consult_hpack:new() :: consult_hpack:decoder(),
-    max_frame = ?DEFAULT_FRAME_SIZE :: pos_integer(),
-    peer_window = ?DEFAULT_WINDOW :: integer(),  %% peer's SETTINGS_INITIAL_WINDOW_SIZE
-    conn_send_win = ?DEFAULT_WINDOW :: integer(),
-    conn_unacked = 0 :: non_neg_integer(),
-    next_stream = 1 :: pos_integer(),
-    main = undefined :: undefined | pos_integer(),
-    %% Identifies the current main stream: stream ids start at 1 again on
-    %% every connection, so an id alone cannot tell an old stream from a new one.
-    main_ref = undefined :: undefined | reference(),
-    streams = #{} :: #{pos_integer() => #stream{}},
+    keepalive_interval :: pos_integer() | infinity,
+    keepalive_timeout :: pos_integer(),
+    backoff_min :: pos_integer(),
+    backoff_max :: pos_integer(),
+    max_stream_id :: pos_integer(),
+    conn = undefined :: undefined | #conn{},
+    draining = [] :: [#conn{}],
+    connect_now = false :: boolean(),          %% connect as soon as the current input is handled
+    reconnect_timer = undefined :: undefined | reference(),
     seq = 0 :: non_neg_integer(),
-    pending = #{} :: #{non_neg_integer() => {gen_server:from(), reference()}},
-    backoff = ?BACKOFF_MIN :: pos_integer(),
+    %% Callers waiting for a verdict, and the connection their request went on.
+    pending = #{} :: #{non_neg_integer() => {gen_server:from(), reference(), reference()}},
+    backoff :: pos_integer(),
     attempts = 0 :: non_neg_integer(),
     failures = 0 :: non_neg_integer(),  %% consecutive timeouts
     breaker = closed :: closed | {open, integer()},
+    probe = undefined :: undefined | non_neg_integer(),  %% the seq of the half-open probe
+    ping_seq = 0 :: non_neg_integer(),
+    notify_dropped = 0 :: non_neg_integer(),
+    %% Rate limit of the drop warning: {next warning at (monotonic ms), drops not yet logged}.
+    drop_log = {0, 0} :: {integer(), non_neg_integer()},
     watch_gen = 0 :: non_neg_integer(),
     on_watch = undefined :: undefined | {module(), atom()},
     on_inject = undefined :: undefined | {module(), atom()},
@@ -102,11 +143,18 @@
 
 %%% API
 
+%% token: sent as `authorization: Bearer <token>` on every stream (empty: none).
+%% keepalive_interval: ms between PINGs (infinity: none); keepalive_timeout: ms
+%% to wait for the ACK. backoff_min/backoff_max and max_stream_id are for tests.
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
-                   hosts := [binary()], node := binary(),
+                   hosts := [binary()], node := binary(), token => binary(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
+                   keepalive_interval => pos_integer() | infinity,
+                   keepalive_timeout => pos_integer(),
                    connect_timeout => timeout(), on_watch => {module(), atom()},
-                   on_inject => {module(), atom()}, watch_file => file:filename()}) ->
+                   on_inject => {module(), atom()}, watch_file => file:filename(),
+                   backoff_min => pos_integer(), backoff_max => pos_integer(),
+                   max_stream_id => pos_integer()}) ->
           gen_server:start_ret().
 start_link(Opts) ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, Opts, []).
@@ -122,8 +170,9 @@ filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), Timeou
         Error -> Error
     end.
 
-%% Fire and forget; dropped while disconnected. Encoded here so a malformed
-%% event fails in the caller, not in the connection process.
+%% Fire and forget; dropped while disconnected, and beyond ?MAX_QUEUED_NOTIFY
+%% waiting for the send window (counted in status()). Encoded here so a
+%% malformed event fails in the caller, not in the connection process.
 -spec notify(consult_pb:session_event()) -> ok.
 notify(Event) ->
     Msg = iolist_to_binary(consult_pb:encode_shim_message({event, Event})),
@@ -147,14 +196,18 @@ status() ->
 unary_filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
     call({unary, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs).
 
+%% closed: go; open: fail fast until the cooldown is over, then one caller
+%% at a time asks the process, which lets exactly one probe through;
+%% probing: the probe is out, everyone else fails fast.
 fast_check() ->
     try ets:lookup(?STATE_TAB, status) of
         [{status, true, closed}] -> ok;
         [{status, true, {open, Until}}] ->
             case now_ms() >= Until of
-                true -> ok;  %% half-open: let requests probe
+                true -> ok;
                 false -> {error, circuit_open}
             end;
+        [{status, true, probing}] -> {error, circuit_open};
         _ -> {error, unavailable}
     catch error:badarg -> {error, unavailable}
     end.
@@ -175,13 +228,25 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
     HostStr = unicode:characters_to_list(Host),
     Hello = consult_pb:encode_shim_message(
               {hello, #{node => Node, hosts => Hosts, shim_version => ?SHIM_VERSION}}),
+    AuthHeaders = case iolist_to_binary(maps:get(token, Opts, <<>>)) of
+                      <<>> -> [];
+                      Token -> [{<<"authorization">>, <<"Bearer ", Token/binary>>}]
+                  end,
+    BackoffMin = maps:get(backoff_min, Opts, ?BACKOFF_MIN),
     St = #st{host = HostStr,
              port = Port,
              authority = iolist_to_binary([HostStr, $:, integer_to_list(Port)]),
              hello = Hello,
+             auth_headers = AuthHeaders,
              connect_timeout = maps:get(connect_timeout, Opts, 1000),
              threshold = maps:get(breaker_threshold, Opts, 5),
              cooldown = maps:get(breaker_cooldown, Opts, 5000),
+             keepalive_interval = maps:get(keepalive_interval, Opts, ?KEEPALIVE_INTERVAL),
+             keepalive_timeout = maps:get(keepalive_timeout, Opts, ?KEEPALIVE_TIMEOUT),
+             backoff_min = BackoffMin,
+             backoff_max = maps:get(backoff_max, Opts, ?BACKOFF_MAX),
+             backoff = BackoffMin,
+             max_stream_id = maps:get(max_stream_id, Opts, ?MAX_STREAM_ID),
              on_watch = maps:get(on_watch, Opts, undefined),
              on_inject = maps:get(on_inject, Opts, undefined),
              watch_file = WatchFile},
@@ -190,367 +255,580 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
 
 handle_call(status, _From, St) ->
     {reply, status_map(St), St};
-handle_call({filter, _, _, _, _}, _From, St = #st{sock = undefined}) ->
+handle_call({filter, _, _, _, _}, _From, St = #st{conn = undefined}) ->
     {reply, {error, unavailable}, St};
 handle_call({filter, _, _, _, _}, _From, St = #st{pending = P}) when map_size(P) >= ?MAX_PENDING ->
     {reply, {error, overloaded}, St};
-handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{seq = Seq0, pending = P}) ->
-    Seq = Seq0 + 1,
-    Msg = consult_pb:encode_shim_message(
-            {filter, #{seq => Seq, hook => filter_packet, host => Host, stanza => Stanza,
-                       deadline_ms => Deadline}}),
-    TRef = erlang:start_timer(Timeout, self(), {filter_timeout, Seq}),
-    St1 = St#st{seq = Seq, pending = P#{Seq => {From, TRef}}},
-    {noreply, send_message(St1#st.main, Msg, false, St1)};
-handle_call({unary, _, _, _}, _From, St = #st{sock = undefined}) ->
+handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St) ->
+    case gate(St) of
+        open ->
+            {reply, {error, circuit_open}, St};
+        Gate ->
+            #st{seq = Seq0, pending = P, conn = C} = St,
+            Seq = Seq0 + 1,
+            Msg = consult_pb:encode_shim_message(
+                    {filter, #{seq => Seq, hook => filter_packet, host => Host, stanza => Stanza,
+                               deadline_ms => Deadline}}),
+            TRef = erlang:start_timer(Timeout, self(), {filter_timeout, Seq}),
+            St1 = St#st{seq = Seq, pending = P#{Seq => {From, TRef, C#conn.ref}}},
+            St2 = case Gate of
+                      probe -> publish(St1#st{probe = Seq});
+                      closed -> St1
+                  end,
+            {noreply, St2#st{conn = send_message(C#conn.main, Msg, other, false, C)}}
+    end;
+handle_call({unary, _, _, _}, _From, St = #st{conn = undefined}) ->
     {reply, {error, unavailable}, St};
-handle_call({unary, Host, Stanza, Timeout}, From, St) ->
+handle_call({unary, _, _, _} = Req, From, St = #st{conn = C, max_stream_id = MaxId})
+  when C#conn.next_stream > MaxId ->
+    %% Stream ids are used up: a new connection, this one drains.
+    ?INFO_MSG("consult_grpc: stream ids used up on this connection, opening a new one", []),
+    St1 = connect_now(maybe_drained(retire(C, no_error, St))),
+    case St1#st.conn of
+        #conn{next_stream = N} when N =< MaxId -> handle_call(Req, From, St1);
+        _ -> {reply, {error, unavailable}, St1}
+    end;
+handle_call({unary, _, _, _}, _From, St = #st{conn = #conn{streams = Streams, peer_max_streams = Max}})
+  when Max =/= infinity, map_size(Streams) >= Max ->
+    %% SETTINGS_MAX_CONCURRENT_STREAMS: the sidecar would refuse the stream.
+    {reply, {error, too_many_streams}, St};
+handle_call({unary, Host, Stanza, Timeout}, From, St = #st{conn = C}) ->
     Msg = consult_pb:encode_filter_request(
             #{seq => 0, hook => filter_packet, host => Host, stanza => Stanza}),
-    TRef = erlang:start_timer(Timeout, self(), {unary_timeout, St#st.next_stream}),
-    GrpcTimeout = {<<"grpc-timeout">>, [integer_to_list(Timeout), $m]},
-    {Id, St1} = open_stream(?UNARY_PATH, [GrpcTimeout], {unary, From, TRef}, St),
-    {noreply, send_message(Id, Msg, true, St1)}.
+    TRef = erlang:start_timer(Timeout, self(), {unary_timeout, C#conn.ref, C#conn.next_stream}),
+    GrpcTimeout = {<<"grpc-timeout">>, iolist_to_binary([integer_to_list(Timeout), $m])},
+    {Id, C1} = open_stream(?UNARY_PATH, [GrpcTimeout], {unary, From, TRef}, C, St),
+    {noreply, St#st{conn = send_message(Id, Msg, other, true, C1)}}.
 
-handle_cast({notify, Msg}, St = #st{main = Main}) when Main =/= undefined ->
-    {noreply, send_message(Main, Msg, false, St)};
+handle_cast({notify, Msg}, St = #st{conn = C = #conn{main = Main, streams = Streams}}) ->
+    case Streams of
+        #{Main := #stream{out_notifies = N}} when N >= ?MAX_QUEUED_NOTIFY ->
+            {noreply, notify_dropped(St)};
+        #{Main := _} ->
+            {noreply, St#st{conn = send_message(Main, Msg, notify, false, C)}};
+        _ ->
+            {noreply, St}
+    end;
 handle_cast({notify, _}, St) ->
     {noreply, St};
 %% From run_on_inject, once the stanzas are routed. An ack for an earlier main
 %% stream is dropped: the sidecar sends that Inject again on the new stream.
-handle_cast({inject_ack, Ref, Id}, St = #st{main = Main, main_ref = Ref}) when Main =/= undefined ->
+handle_cast({inject_ack, Ref, Id}, St = #st{conn = C = #conn{ref = Ref}}) ->
     Msg = consult_pb:encode_shim_message({inject_ack, #{id => Id}}),
-    {noreply, send_message(Main, Msg, false, St)};
+    {noreply, St#st{conn = send_message(C#conn.main, Msg, other, false, C)}};
 handle_cast({inject_ack, _Ref, _Id}, St) ->
     {noreply, St}.
 
-handle_info(connect, St = #st{sock = undefined}) ->
-    {noreply, connect(St)};
-handle_info({tcp, Sock, Data}, St = #st{sock = Sock, buf = Buf}) ->
-    St1 = guarded(fun() -> process_frames(St#st{buf = <<Buf/binary, Data/binary>>}) end, St),
-    St1#st.sock =:= Sock andalso inet:setopts(Sock, [{active, once}]),
-    {noreply, St1};
-handle_info({tcp_closed, Sock}, St = #st{sock = Sock}) ->
-    {noreply, fail(closed, St)};
-handle_info({tcp_error, Sock, Reason}, St = #st{sock = Sock}) ->
-    {noreply, fail({tcp_error, Reason}, St)};
-handle_info({send_failed, Sock, Reason}, St = #st{sock = Sock}) ->
-    {noreply, fail({send_failed, Reason}, St)};
+handle_info(connect, St = #st{conn = undefined}) ->
+    {noreply, connect(St#st{reconnect_timer = undefined})};
+handle_info({tcp, Sock, Data}, St) ->
+    {noreply, input(Sock, Data, St)};
+handle_info({tcp_closed, Sock}, St) ->
+    {noreply, sock_down(Sock, closed, St)};
+handle_info({tcp_error, Sock, Reason}, St) ->
+    {noreply, sock_down(Sock, {tcp_error, Reason}, St)};
+handle_info({send_failed, Sock, Reason}, St) ->
+    {noreply, sock_down(Sock, {send_failed, Reason}, St)};
 handle_info({timeout, TRef, {filter_timeout, Seq}}, St = #st{pending = P}) ->
     case maps:take(Seq, P) of
-        {{From, TRef}, P1} ->
+        {{From, TRef, _ConnRef}, P1} ->
             gen_server:reply(From, {error, timeout}),
-            {noreply, breaker_failure(St#st{pending = P1})};
+            {noreply, maybe_drained(breaker_failure(Seq, St#st{pending = P1}))};
         _ ->
             {noreply, St}
     end;
-handle_info({timeout, TRef, {unary_timeout, Id}}, St = #st{streams = Streams}) ->
-    case Streams of
-        #{Id := #stream{kind = {unary, From, TRef}}} ->
+handle_info({timeout, TRef, {unary_timeout, Ref, Id}}, St) ->
+    case find_conn(Ref, St) of
+        #conn{streams = #{Id := #stream{kind = {unary, From, TRef}}} = Streams} = C ->
             gen_server:reply(From, {error, timeout}),
-            send(frame(?RST_STREAM, 0, Id, <<?CANCEL:32>>), St),
-            {noreply, St#st{streams = maps:remove(Id, Streams)}};
+            send(consult_h2:rst_stream(Id, cancel), C),
+            {noreply, maybe_drained(put_conn(C#conn{streams = maps:remove(Id, Streams)}, St))};
         _ ->
             {noreply, St}
     end;
+handle_info({keepalive, Ref}, St = #st{conn = C = #conn{ref = Ref, ping = undefined}}) ->
+    N = St#st.ping_seq + 1,
+    Opaque = <<N:64>>,
+    send(consult_h2:ping(Opaque), C),
+    TRef = erlang:start_timer(St#st.keepalive_timeout, self(), {ping_timeout, Ref}),
+    schedule_keepalive(Ref, St),
+    {noreply, St#st{ping_seq = N, conn = C#conn{ping = {Opaque, TRef}}}};
+handle_info({keepalive, Ref}, St = #st{conn = #conn{ref = Ref}}) ->
+    %% The previous PING is still out; its timer decides.
+    schedule_keepalive(Ref, St),
+    {noreply, St};
+handle_info({timeout, TRef, {ping_timeout, Ref}}, St = #st{conn = C = #conn{ref = Ref, ping = {_, TRef}}}) ->
+    {noreply, conn_down(C, keepalive_timeout, St)};
 handle_info(_Stale, St) ->
     %% Messages from an earlier socket, already-handled timers.
     {noreply, St}.
 
-terminate(_Reason, #st{sock = Sock}) ->
-    Sock =:= undefined orelse gen_tcp:close(Sock),
+terminate(_Reason, St) ->
+    %% Tell the sidecar we are going (no streams of its to accept: last id 0).
+    [begin send(consult_h2:goaway(0, no_error, <<>>), C), gen_tcp:close(C#conn.sock) end
+     || C <- all_conns(St)],
     ok.
 
 %%% Connection lifecycle
 
 connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
+    cancel_reconnect(St),
     Opts = [binary, {active, false}, {nodelay, true},
             {send_timeout, ?SEND_TIMEOUT}, {send_timeout_close, true}],
     case gen_tcp:connect(Host, Port, Opts, St#st.connect_timeout) of
         {ok, Sock} ->
             ?INFO_MSG("consult_grpc: connected to sidecar ~s:~b", [Host, Port]),
-            Fresh = St#st{sock = Sock, buf = <<>>, continuation = undefined,
-                          hpack = consult_hpack:new(), max_frame = ?DEFAULT_FRAME_SIZE,
-                          peer_window = ?DEFAULT_WINDOW, conn_send_win = ?DEFAULT_WINDOW,
-                          conn_unacked = 0, next_stream = 1, streams = #{},
-                          backoff = ?BACKOFF_MIN, attempts = 0},
-            Settings = <<2:16, 0:32, 4:16, ?RECV_WINDOW:32>>,  %% ENABLE_PUSH, INITIAL_WINDOW_SIZE
-            send([?PREFACE, frame(?SETTINGS, 0, 0, Settings),
-                  frame(?WINDOW_UPDATE, 0, 0, <<(?RECV_WINDOW - ?DEFAULT_WINDOW):32>>)], Fresh),
-            {Main, St1} = open_stream(?STREAM_PATH, [], main, Fresh),
-            St2 = send_message(Main, St#st.hello, false,
-                               St1#st{main = Main, main_ref = make_ref()}),
+            Ref = make_ref(),
+            C0 = #conn{ref = Ref, sock = Sock, since = now_ms(), main = 1},
+            send([consult_h2:preface(),
+                  consult_h2:settings([{enable_push, 0}, {initial_window_size, ?RECV_WINDOW},
+                                       {max_header_list_size, ?MAX_HEADER_BLOCK}]),
+                  consult_h2:window_update(0, ?RECV_WINDOW - ?DEFAULT_WINDOW)], C0),
+            {Main, C1} = open_stream(?STREAM_PATH, [], main, C0, St),
+            C2 = send_message(Main, St#st.hello, other, false, C1#conn{main = Main}),
             inet:setopts(Sock, [{active, once}]),
-            publish(St2);
+            schedule_keepalive(Ref, St),
+            publish(St#st{conn = C2, attempts = 0, connect_now = false,
+                          reconnect_timer = undefined});
         {error, Reason} ->
             %% Only the first failure of a series is worth a log line.
             Attempts =:= 0 andalso
                 ?WARNING_MSG("consult_grpc: sidecar ~s:~b unavailable (~p), retrying",
                              [Host, Port, Reason]),
-            schedule_reconnect(St)
+            schedule_reconnect(St#st{connect_now = false})
     end.
 
-%% Every failure ends here: answer everyone now, then reconnect later.
-fail(Reason, St = #st{sock = Sock, pending = Pending, streams = Streams}) ->
-    ?WARNING_MSG("consult_grpc: sidecar connection lost (~p), reconnecting", [Reason]),
-    gen_tcp:close(Sock),
-    maps:foreach(fun(_Seq, {From, TRef}) ->
-                         erlang:cancel_timer(TRef),
-                         gen_server:reply(From, {error, unavailable})
-                 end, Pending),
-    [begin erlang:cancel_timer(TRef), gen_server:reply(From, {error, unavailable}) end
-     || #stream{kind = {unary, From, TRef}} <- maps:values(Streams)],
-    schedule_reconnect(St#st{sock = undefined, main = undefined, main_ref = undefined,
-                             pending = #{}, streams = #{}, buf = <<>>, continuation = undefined}).
+%% After a GOAWAY (or when stream ids run out) the connection is connected
+%% again at once, not after a backoff.
+connect_now(St = #st{conn = undefined, connect_now = true}) -> connect(St);
+connect_now(St) -> St.
 
 schedule_reconnect(St = #st{backoff = Backoff, attempts = Attempts}) ->
-    erlang:send_after(Backoff, self(), connect),
-    publish(St#st{backoff = min(Backoff * 2, ?BACKOFF_MAX), attempts = Attempts + 1}).
+    cancel_reconnect(St),
+    TRef = erlang:send_after(Backoff, self(), connect),
+    publish(St#st{backoff = min(Backoff * 2, St#st.backoff_max), attempts = Attempts + 1,
+                  reconnect_timer = TRef}).
 
-%% Runs frame processing; a protocol error or any bug triggered by network
-%% input becomes a connection failure instead of a crash.
-guarded(Fun, St) ->
-    try Fun()
-    catch
-        throw:{h2, Reason} ->
-            fail(Reason, St);
-        Class:Reason:Stack ->
-            ?WARNING_MSG("consult_grpc: error on sidecar input: ~p:~p ~p", [Class, Reason, Stack]),
-            fail({internal, Reason}, St)
+cancel_reconnect(#st{reconnect_timer = undefined}) -> ok;
+cancel_reconnect(#st{reconnect_timer = TRef}) -> erlang:cancel_timer(TRef), ok.
+
+schedule_keepalive(_Ref, #st{keepalive_interval = infinity}) -> ok;
+schedule_keepalive(Ref, #st{keepalive_interval = Ms}) ->
+    erlang:send_after(Ms, self(), {keepalive, Ref}),
+    ok.
+
+%% Stops using the current connection for new requests: it drains what it
+%% owes. Code is what our GOAWAY says (no_error: we just want a new one).
+retire(C = #conn{}, Code, St) ->
+    send(consult_h2:goaway(0, Code, <<>>), C),
+    cancel_ping(C),
+    St#st{conn = undefined, draining = [C#conn{role = draining, ping = undefined} | St#st.draining],
+          connect_now = true}.
+
+%% A connection ends: everyone still waiting on it gets unavailable. The
+%% current one is made again after a backoff; a draining one just goes.
+conn_down(C = #conn{ref = Ref, sock = Sock, role = Role}, Reason, St0) ->
+    gen_tcp:close(Sock),
+    cancel_ping(C),
+    St = remove_conn(Ref, St0),
+    {Failed, Pending} = maps:fold(
+                          fun(Seq, {From, TRef, R}, {F, P}) when R =:= Ref ->
+                                  erlang:cancel_timer(TRef),
+                                  gen_server:reply(From, {error, unavailable}),
+                                  {[Seq | F], P};
+                             (_, _, Acc) ->
+                                  Acc
+                          end, {[], St#st.pending}, St#st.pending),
+    Pending1 = maps:without(Failed, Pending),
+    Unary = [{From, TRef} || #stream{kind = {unary, From, TRef}} <- maps:values(C#conn.streams)],
+    [begin erlang:cancel_timer(TRef), gen_server:reply(From, {error, unavailable}) end
+     || {From, TRef} <- Unary],
+    Lost = length(Failed) + length(Unary),
+    Probe = case lists:member(St#st.probe, Failed) of
+                true -> undefined;
+                false -> St#st.probe
+            end,
+    St1 = St#st{pending = Pending1, probe = Probe},
+    case Role of
+        draining ->
+            Lost > 0 andalso
+                ?WARNING_MSG("consult_grpc: the sidecar connection that was going away ended (~p); "
+                             "~b requests on it failed", [Reason, Lost]),
+            publish(St1);
+        current ->
+            log_down(Reason, Lost, St1),
+            Lived = now_ms() - C#conn.since,
+            St2 = case refused(Reason) =:= false andalso Lived >= ?HEALTHY_AFTER of
+                      true -> St1#st{backoff = St1#st.backoff_min};  %% a new series
+                      false -> St1  %% refused, or failed at once: keep backing off
+                  end,
+            schedule_reconnect(St2)
     end.
 
-%%% Breaker and published state
-
-breaker_failure(St = #st{failures = F, breaker = B, threshold = T, cooldown = C}) ->
-    Now = now_ms(),
-    B1 = case B of
-             closed when F + 1 >= T -> {open, Now + C};
-             {open, Until} when Now >= Until -> {open, Now + C};  %% half-open probe failed
-             _ -> B
-         end,
-    %% Logged when it opens; a failed half-open probe only reopens it.
-    B =:= closed andalso B1 =/= B andalso
-        ?WARNING_MSG("consult_grpc: circuit breaker open after ~b timeouts in a row", [F + 1]),
-    publish(St#st{failures = F + 1, breaker = B1}).
-
-breaker_success(St = #st{breaker = closed}) ->
-    St#st{failures = 0};
-breaker_success(St) ->
-    ?INFO_MSG("consult_grpc: circuit breaker closed, the sidecar answers again", []),
-    publish(St#st{failures = 0, breaker = closed}).
-
-publish(St = #st{sock = Sock, breaker = Breaker}) ->
-    ets:insert(?STATE_TAB, {status, Sock =/= undefined, Breaker}),
-    St.
-
-status_map(St = #st{breaker = B}) ->
-    Breaker = case B of
-                  closed -> closed;
-                  {open, Until} ->
-                      case now_ms() >= Until of true -> half_open; false -> open end
-              end,
-    #{running => true, connected => St#st.sock =/= undefined, breaker => Breaker,
-      consecutive_timeouts => St#st.failures, pending => map_size(St#st.pending),
-      streams => map_size(St#st.streams), reconnect_attempts => St#st.attempts}.
-
-now_ms() -> erlang:monotonic_time(millisecond).
-
-%%% Sending
-
-send(Data, #st{sock = Sock}) ->
-    %% A failed send is reported as a message so that failure handling
-    %% happens in one place, outside whatever is sending.
-    case gen_tcp:send(Sock, Data) of
-        ok -> ok;
-        {error, Reason} -> self() ! {send_failed, Sock, Reason}, ok
+log_down(Reason, Lost, #st{host = Host, port = Port, backoff = Backoff}) ->
+    LostText = case Lost of
+                   0 -> "";
+                   _ -> io_lib:format("; ~b requests on it failed", [Lost])
+               end,
+    case refused(Reason) of
+        {Code, Message} ->
+            %% Once per connection attempt, each after the usual backoff.
+            ?WARNING_MSG("consult_grpc: the sidecar at ~s:~b refused this shim (grpc-status ~s~ts: ~ts): "
+                         "check sidecar_token here and grpc.shims (node ~ts, same token) in the sidecar's "
+                         "config; retrying in ~b ms",
+                         [Host, Port, Code, grpc_status_name(Code), Message, node(), Backoff]);
+        false ->
+            ?WARNING_MSG("consult_grpc: sidecar connection lost (~p)~ts, reconnecting",
+                         [Reason, LostText])
     end.
 
-frame(Type, Flags, StreamId, Payload) ->
-    [<<(iolist_size(Payload)):24, Type:8, Flags:8, 0:1, StreamId:31>>, Payload].
+refused({main_stream_ended, _, {Code, Message}})
+  when Code =:= ?GRPC_UNAUTHENTICATED; Code =:= ?GRPC_PERMISSION_DENIED ->
+    {Code, Message};
+refused(_) ->
+    false.
 
-open_stream(Path, ExtraHeaders, Kind, St = #st{next_stream = Id, streams = Streams}) ->
-    Block = consult_hpack:encode(
-              [{<<":method">>, <<"POST">>}, {<<":scheme">>, <<"http">>},
-               {<<":path">>, Path}, {<<":authority">>, St#st.authority},
-               {<<"content-type">>, <<"application/grpc">>}, {<<"te">>, <<"trailers">>}
-               | ExtraHeaders]),
-    send(frame(?HEADERS, ?END_HEADERS, Id, Block), St),
-    Stream = #stream{id = Id, kind = Kind, send_win = St#st.peer_window},
-    {Id, St#st{next_stream = Id + 2, streams = Streams#{Id => Stream}}}.
+grpc_status_name(?GRPC_UNAUTHENTICATED) -> " UNAUTHENTICATED";
+grpc_status_name(?GRPC_PERMISSION_DENIED) -> " PERMISSION_DENIED";
+grpc_status_name(_) -> "".
 
-%% Queues one length-prefixed gRPC message on a stream and sends what the
-%% flow-control windows allow.
-send_message(Id, Msg, Fin, St = #st{streams = Streams}) ->
-    S = #stream{out = Out} = maps:get(Id, Streams),
-    Framed = iolist_to_binary([Out, 0, <<(iolist_size(Msg)):32>>, Msg]),
-    flush_stream(S#stream{out = Framed, out_fin = Fin}, St).
+%% A draining connection that owes nothing more is closed.
+maybe_drained(St = #st{draining = []}) ->
+    St;
+maybe_drained(St = #st{draining = Draining, pending = P}) ->
+    Owing = maps:fold(fun(_, {_, _, Ref}, Acc) -> Acc#{Ref => true} end, #{}, P),
+    Done = [C || C = #conn{ref = Ref, streams = Streams} <- Draining,
+                 not maps:is_key(Ref, Owing),
+                 not lists:any(fun(#stream{kind = K}) -> K =/= main end, maps:values(Streams))],
+    lists:foreach(fun(C) ->
+                          ?INFO_MSG("consult_grpc: the old sidecar connection answered everything "
+                                    "it owed; closed", []),
+                          send(consult_h2:goaway(0, no_error, <<>>), C),
+                          gen_tcp:close(C#conn.sock)
+                  end, Done),
+    publish(St#st{draining = Draining -- Done}).
 
-flush(St = #st{streams = Streams}) ->
-    lists:foldl(fun(Id, Acc) -> flush_stream(maps:get(Id, Acc#st.streams), Acc) end,
-                St, lists:sort(maps:keys(Streams))).
+cancel_ping(#conn{ping = {_, TRef}}) -> erlang:cancel_timer(TRef), ok;
+cancel_ping(_) -> ok.
 
-flush_stream(S = #stream{out = <<>>}, St) ->
-    store_stream(S, St);
-flush_stream(S = #stream{id = Id, out = Out, send_win = SWin}, St = #st{conn_send_win = CWin}) ->
-    case lists:min([CWin, SWin, St#st.max_frame, byte_size(Out)]) of
-        N when N =< 0 ->
-            store_stream(S, St);  %% window exhausted: wait for WINDOW_UPDATE
-        N ->
-            <<Chunk:N/binary, Rest/binary>> = Out,
-            Flags = case Rest =:= <<>> andalso S#stream.out_fin of
-                        true -> ?END_STREAM;
-                        false -> 0
-                    end,
-            send(frame(?DATA, Flags, Id, Chunk), St),
-            flush_stream(S#stream{out = Rest, send_win = SWin - N},
-                         St#st{conn_send_win = CWin - N})
+%%% Connections by socket and by ref
+
+all_conns(#st{conn = undefined, draining = D}) -> D;
+all_conns(#st{conn = C, draining = D}) -> [C | D].
+
+find_conn(Ref, St) ->
+    case [C || C = #conn{ref = R} <- all_conns(St), R =:= Ref] of
+        [C] -> C;
+        [] -> undefined
     end.
 
-store_stream(S = #stream{id = Id}, St = #st{streams = Streams}) ->
-    St#st{streams = Streams#{Id => S}}.
+find_sock(Sock, St) ->
+    case [C || C = #conn{sock = S} <- all_conns(St), S =:= Sock] of
+        [C] -> C;
+        [] -> undefined
+    end.
 
-%%% Receiving
+%% Puts a connection back where its role says: current, or among the draining.
+put_conn(C = #conn{ref = Ref, role = current}, St) ->
+    St#st{conn = C, draining = [D || D = #conn{ref = R} <- St#st.draining, R =/= Ref]};
+put_conn(C = #conn{ref = Ref, role = draining}, St) ->
+    Conn = case St#st.conn of
+               #conn{ref = Ref} -> undefined;
+               Other -> Other
+           end,
+    St#st{conn = Conn, draining = [C | [D || D = #conn{ref = R} <- St#st.draining, R =/= Ref]]}.
 
-process_frames(#st{buf = <<Len:24, _/binary>>}) when Len > ?DEFAULT_FRAME_SIZE ->
-    %% We never raise SETTINGS_MAX_FRAME_SIZE, so this is a peer error.
-    throw({h2, {frame_too_large, Len}});
-process_frames(St = #st{buf = <<Len:24, Type:8, Flags:8, _:1, Id:31,
-                                Payload:Len/binary, Rest/binary>>}) ->
-    process_frames(handle_frame(Type, Flags, Id, Payload, St#st{buf = Rest}));
-process_frames(St) ->
-    St.
+remove_conn(Ref, St) ->
+    Conn = case St#st.conn of
+               #conn{ref = Ref} -> undefined;
+               Other -> Other
+           end,
+    St#st{conn = Conn, draining = [D || D = #conn{ref = R} <- St#st.draining, R =/= Ref]}.
 
-handle_frame(Type, _Flags, Id, _Payload, #st{continuation = {CId, _, _}})
-  when Type =/= ?CONTINUATION; Id =/= CId ->
-    throw({h2, expected_continuation});
-handle_frame(?DATA, Flags, Id, Payload, St) ->
-    Data = strip_padding(Flags, Payload),
-    St1 = consumed_conn(byte_size(Payload), St),
-    case St1#st.streams of
+sock_down(Sock, Reason, St) ->
+    case find_sock(Sock, St) of
+        undefined -> St;
+        C -> maybe_drained(conn_down(C, Reason, St))
+    end.
+
+%%% Input
+
+%% Frames are handled one by one; each sees the state the previous ones left.
+%% A protocol error ends the connection (after a GOAWAY with its code), and
+%% so does any bug triggered by network input, instead of a crash.
+input(Sock, Data, St) ->
+    case find_sock(Sock, St) of
+        undefined ->
+            St;
+        C = #conn{buf = Buf} ->
+            St1 = case frames(C#conn{buf = <<Buf/binary, Data/binary>>}, St) of
+                      {ok, C1, S1} ->
+                          inet:setopts(Sock, [{active, once}]),
+                          put_conn(C1, S1);
+                      {down, Reason, C1, S1} ->
+                          conn_down(C1, Reason, S1);
+                      {error, Code, Reason, C1, S1} ->
+                          send(consult_h2:goaway(0, Code, <<>>), C1),
+                          conn_down(C1, {protocol_error, Code, Reason}, S1)
+                  end,
+            connect_now(maybe_drained(St1))
+    end.
+
+frames(C, St) ->
+    case consult_h2:parse(C#conn.buf, ?DEFAULT_FRAME_SIZE) of
+        more ->
+            {ok, C, St};
+        {error, {connection_error, Code, Reason}} ->
+            {error, Code, Reason, C, St};
+        {ok, Frame, Rest} ->
+            try frame(Frame, C#conn{buf = Rest}, St) of
+                {ok, C1, St1} -> frames(C1, St1);
+                Stop -> Stop
+            catch
+                throw:{h2, Code, Reason} ->
+                    {error, Code, Reason, C, St};
+                Class:Reason:Stack ->
+                    ?WARNING_MSG("consult_grpc: error on sidecar input: ~p:~p ~p",
+                                 [Class, Reason, Stack]),
+                    {error, internal_error, {internal, Reason}, C, St}
+            end
+    end.
+
+h2_error(Code, Reason) -> throw({h2, Code, Reason}).
+
+%% A header block is in progress: only its CONTINUATION may come (6.10).
+frame({continuation, Id, EndHeaders, Fragment}, C = #conn{continuation = {Id, ES, Acc, Size}}, St) ->
+    Size1 = Size + byte_size(Fragment),
+    Size1 =< ?MAX_HEADER_BLOCK orelse h2_error(enhance_your_calm, {header_block_too_large, Size1}),
+    case EndHeaders of
+        false ->
+            {ok, C#conn{continuation = {Id, ES, [Fragment | Acc], Size1}}, St};
+        true ->
+            Block = iolist_to_binary(lists:reverse(Acc, [Fragment])),
+            header_block(Id, ES, Block, C#conn{continuation = undefined}, St)
+    end;
+frame(_Frame, #conn{continuation = {_, _, _, _}}, _St) ->
+    h2_error(protocol_error, expected_continuation);
+frame({continuation, _, _, _}, _C, _St) ->
+    h2_error(protocol_error, unexpected_continuation);
+frame({data, Id, EndStream, Data, FlowLen}, C, St) ->
+    C1 = consumed(FlowLen, C),
+    case C1#conn.streams of
         #{Id := S = #stream{in = In, in_unacked = Unacked}} ->
             S1 = refill_stream(S#stream{in = <<In/binary, Data/binary>>,
-                                        in_unacked = Unacked + byte_size(Payload)}, St1),
+                                        in_unacked = Unacked + FlowLen}, C1),
             {Msgs, Rest} = grpc_messages(S1#stream.in, []),
-            stream_data(S1#stream{in = Rest}, Msgs, Flags band ?END_STREAM =/= 0, St1);
+            stream_data(S1#stream{in = Rest}, Msgs, EndStream, C1, St);
         _ ->
-            St1  %% a stream we already gave up on
+            {ok, C1, St}  %% a stream we already gave up on
     end;
-handle_frame(?HEADERS, Flags, Id, Payload, St) ->
-    Fragment = strip_priority(Flags, strip_padding(Flags, Payload)),
-    case Flags band ?END_HEADERS of
-        0 -> St#st{continuation = {Id, Flags, [Fragment]}};
-        _ -> header_block(Id, Flags, Fragment, St)
-    end;
-handle_frame(?CONTINUATION, Flags, Id, Payload, St = #st{continuation = {Id, HFlags, Acc}}) ->
-    case Flags band ?END_HEADERS of
-        0 -> St#st{continuation = {Id, HFlags, [Payload | Acc]}};
-        _ -> header_block(Id, HFlags, iolist_to_binary(lists:reverse(Acc, [Payload])),
-                          St#st{continuation = undefined})
-    end;
-handle_frame(?CONTINUATION, _Flags, _Id, _Payload, _St) ->
-    throw({h2, unexpected_continuation});
-handle_frame(?RST_STREAM, _Flags, Id, <<Code:32>>, St = #st{streams = Streams}) ->
+frame({headers, Id, EndStream, false, Fragment}, C, St) ->
+    byte_size(Fragment) =< ?MAX_HEADER_BLOCK
+        orelse h2_error(enhance_your_calm, {header_block_too_large, byte_size(Fragment)}),
+    {ok, C#conn{continuation = {Id, EndStream, [Fragment], byte_size(Fragment)}}, St};
+frame({headers, Id, EndStream, true, Block}, C, St) ->
+    header_block(Id, EndStream, Block, C, St);
+frame({rst_stream, Id, Code}, C = #conn{streams = Streams}, St) ->
     case Streams of
         #{Id := #stream{kind = main}} ->
-            throw({h2, {rst_stream, Code}});
+            {down, {rst_stream, Code}, C, St};
         #{Id := #stream{kind = {unary, From, TRef}}} ->
             erlang:cancel_timer(TRef),
             gen_server:reply(From, {error, {rst_stream, Code}}),
-            St#st{streams = maps:remove(Id, Streams)};
+            {ok, C#conn{streams = maps:remove(Id, Streams)}, St};
         _ ->
-            St
+            {ok, C, St}
     end;
-handle_frame(?SETTINGS, Flags, 0, Payload, St) when Flags band ?ACK =:= 0 ->
-    St1 = apply_settings(Payload, St),
-    send(frame(?SETTINGS, ?ACK, 0, <<>>), St1),
-    flush(St1);
-handle_frame(?PUSH_PROMISE, _Flags, _Id, _Payload, _St) ->
-    throw({h2, push_promise});  %% we sent ENABLE_PUSH=0
-handle_frame(?PING, Flags, 0, Opaque = <<_:8/binary>>, St) when Flags band ?ACK =:= 0 ->
-    send(frame(?PING, ?ACK, 0, Opaque), St),
-    St;
-handle_frame(?GOAWAY, _Flags, 0, <<_:1, _LastId:31, Code:32, _/binary>>, _St) ->
-    throw({h2, {goaway, Code}});
-handle_frame(?WINDOW_UPDATE, _Flags, 0, <<_:1, Inc:31>>, St = #st{conn_send_win = W}) ->
-    flush(St#st{conn_send_win = W + Inc});
-handle_frame(?WINDOW_UPDATE, _Flags, Id, <<_:1, Inc:31>>, St = #st{streams = Streams}) ->
+frame({settings, Settings}, C, St) ->
+    C1 = lists:foldl(fun apply_setting/2, C, Settings),
+    send(consult_h2:settings_ack(), C1),
+    {ok, flush(C1), St};
+frame({ping, Opaque}, C, St) ->
+    send(consult_h2:ping_ack(Opaque), C),
+    {ok, C, St};
+frame({ping_ack, Opaque}, C = #conn{ping = {Opaque, TRef}}, St) ->
+    erlang:cancel_timer(TRef),
+    {ok, C#conn{ping = undefined}, St};
+frame({goaway, LastId, Code, Debug}, C, St) ->
+    goaway(LastId, Code, Debug, C, St);
+frame({window_update, 0, Inc}, C = #conn{send_win = W}, St) ->
+    W + Inc =< ?MAX_WINDOW orelse h2_error(flow_control_error, {window_overflow, 0, W + Inc}),
+    {ok, flush(C#conn{send_win = W + Inc}), St};
+frame({window_update, Id, Inc}, C = #conn{streams = Streams}, St) ->
     case Streams of
-        #{Id := S = #stream{send_win = W}} -> flush_stream(S#stream{send_win = W + Inc}, St);
-        _ -> St
+        #{Id := S = #stream{send_win = W}} when W + Inc =< ?MAX_WINDOW ->
+            {ok, flush_stream(S#stream{send_win = W + Inc}, C), St};
+        #{Id := _} ->
+            stream_error(Id, flow_control_error, {window_overflow, Id}, C, St);
+        _ ->
+            {ok, C, St}
     end;
-handle_frame(_Type, _Flags, _Id, _Payload, St) ->
-    %% PRIORITY, SETTINGS/PING acks, unknown extension frames.
-    St.
+frame({stream_error, Id, Code, Reason}, C, St) ->
+    stream_error(Id, Code, Reason, C, St);
+frame(_Other, C, St) ->
+    %% PRIORITY, SETTINGS acks, a PING ACK we no longer wait for, unknown types.
+    {ok, C, St}.
 
-strip_padding(Flags, <<PadLen, Rest/binary>>) when Flags band ?PADDED =/= 0 ->
-    case byte_size(Rest) - PadLen of
-        N when N >= 0 -> binary:part(Rest, 0, N);
-        _ -> throw({h2, bad_padding})
-    end;
-strip_padding(Flags, _) when Flags band ?PADDED =/= 0 ->
-    throw({h2, bad_padding});
-strip_padding(_Flags, Payload) ->
-    Payload.
+%% A stream error ends that stream (RST_STREAM). Without its main stream the
+%% connection is no use to us.
+stream_error(Id, Code, Reason, C = #conn{streams = Streams}, St) ->
+    send(consult_h2:rst_stream(Id, Code), C),
+    case Streams of
+        #{Id := #stream{kind = main}} ->
+            {down, {stream_error, Code, Reason}, C, St};
+        #{Id := #stream{kind = {unary, From, TRef}}} ->
+            erlang:cancel_timer(TRef),
+            gen_server:reply(From, {error, {stream_error, Code}}),
+            {ok, C#conn{streams = maps:remove(Id, Streams)}, St};
+        _ ->
+            {ok, C, St}
+    end.
 
-strip_priority(Flags, <<_:5/binary, Rest/binary>>) when Flags band ?PRIORITY =/= 0 -> Rest;
-strip_priority(Flags, _) when Flags band ?PRIORITY =/= 0 -> throw({h2, bad_priority});
-strip_priority(_Flags, Fragment) -> Fragment.
+%% The sidecar goes away. What it took (ids up to LastId) it still answers;
+%% what it did not take fails now. New requests go to a new connection.
+goaway(LastId, Code, Debug, C = #conn{streams = Streams, main = Main}, St) ->
+    Refused = [S || S = #stream{id = Id, kind = {unary, _, _}} <- maps:values(Streams), Id > LastId],
+    [begin erlang:cancel_timer(TRef), gen_server:reply(From, {error, unavailable}) end
+     || #stream{kind = {unary, From, TRef}} <- Refused],
+    C1 = C#conn{goaway = LastId,
+                streams = maps:without([Id || #stream{id = Id} <- Refused], Streams)},
+    Log = case Code of
+              no_error -> info;
+              _ -> warning
+          end,
+    case Main > LastId of
+        true ->
+            {down, {goaway, Code, Debug}, C1, St};
+        false when C1#conn.role =:= current ->
+            logger:log(Log, "consult_grpc: the sidecar is going away (GOAWAY ~p~ts); what it owes "
+                            "comes on this connection, new requests go to a new one",
+                       [Code, debug_text(Debug)]),
+            cancel_ping(C1),
+            {ok, C1#conn{role = draining, ping = undefined}, St#st{connect_now = true}};
+        false ->
+            {ok, C1, St}
+    end.
 
-apply_settings(<<>>, St) ->
-    St;
-apply_settings(<<4:16, Size:32, Rest/binary>>, St = #st{peer_window = Old, streams = Streams})
-  when Size =< 16#7fffffff ->
+debug_text(<<>>) -> "";
+debug_text(Debug) -> io_lib:format(", ~p", [Debug]).
+
+apply_setting({initial_window_size, Size}, C = #conn{peer_window = Old, streams = Streams}) ->
     %% A new INITIAL_WINDOW_SIZE shifts every open stream's window (6.9.2).
     Delta = Size - Old,
-    Streams1 = maps:map(fun(_, S = #stream{send_win = W}) -> S#stream{send_win = W + Delta} end,
-                        Streams),
-    apply_settings(Rest, St#st{peer_window = Size, streams = Streams1});
-apply_settings(<<5:16, Size:32, Rest/binary>>, St)
-  when Size >= ?DEFAULT_FRAME_SIZE, Size =< 16#ffffff ->
-    apply_settings(Rest, St#st{max_frame = Size});
-apply_settings(<<Key:16, _:32, Rest/binary>>, St) when Key =/= 4, Key =/= 5 ->
-    apply_settings(Rest, St);
-apply_settings(_, _St) ->
-    throw({h2, bad_settings}).
+    Streams1 = maps:map(
+                 fun(Id, S = #stream{send_win = W}) ->
+                         W + Delta =< ?MAX_WINDOW
+                             orelse h2_error(flow_control_error, {window_overflow, Id, W + Delta}),
+                         S#stream{send_win = W + Delta}
+                 end, Streams),
+    C#conn{peer_window = Size, streams = Streams1};
+apply_setting({max_frame_size, Size}, C) ->
+    C#conn{max_frame = Size};
+apply_setting({max_concurrent_streams, N}, C) ->
+    C#conn{peer_max_streams = N};
+apply_setting({header_table_size, N}, C) ->
+    %% How much of its decoder's table our encoder may use: ours uses none.
+    C#conn{peer_table_size = N};
+apply_setting(_, C) ->
+    C.
 
-%% Gives connection-level receive window back in large steps.
-consumed_conn(N, St = #st{conn_unacked = U}) when U + N >= ?WINDOW_REFILL ->
-    send(frame(?WINDOW_UPDATE, 0, 0, <<(U + N):32>>), St),
-    St#st{conn_unacked = 0};
-consumed_conn(N, St = #st{conn_unacked = U}) ->
-    St#st{conn_unacked = U + N}.
+%% Gives connection-level receive window back in large steps. A peer that
+%% sends beyond the window we gave breaks flow control (6.9.1).
+consumed(N, #conn{recv_win = W}) when N > W ->
+    h2_error(flow_control_error, {receive_window_exceeded, N, W});
+consumed(N, C = #conn{unacked = U, recv_win = W}) when U + N >= ?WINDOW_REFILL ->
+    send(consult_h2:window_update(0, U + N), C),
+    C#conn{unacked = 0, recv_win = W - N + U + N};
+consumed(N, C = #conn{unacked = U, recv_win = W}) ->
+    C#conn{unacked = U + N, recv_win = W - N}.
 
-refill_stream(S = #stream{id = Id, in_unacked = U}, St) when U >= ?WINDOW_REFILL ->
-    send(frame(?WINDOW_UPDATE, 0, Id, <<U:32>>), St),
+refill_stream(S = #stream{id = Id, in_unacked = U}, C) when U >= ?WINDOW_REFILL ->
+    send(consult_h2:window_update(Id, U), C),
     S#stream{in_unacked = 0};
-refill_stream(S, _St) ->
+refill_stream(S, _C) ->
     S.
 
 grpc_messages(<<0, Len:32, Msg:Len/binary, Rest/binary>>, Acc) ->
     grpc_messages(Rest, [Msg | Acc]);
 grpc_messages(<<Compressed, _/binary>>, _Acc) when Compressed =/= 0 ->
-    throw({h2, compressed_message});  %% we never offer grpc-accept-encoding
+    h2_error(internal_error, compressed_message);  %% we never offer grpc-accept-encoding
 grpc_messages(<<_, Len:32, _/binary>>, _Acc) when Len > ?MAX_GRPC_MESSAGE ->
-    throw({h2, {message_too_large, Len}});
+    h2_error(internal_error, {message_too_large, Len});
 grpc_messages(Rest, Acc) ->
     {lists:reverse(Acc), Rest}.
 
-stream_data(S = #stream{kind = main}, Msgs, EndStream, St) ->
-    St1 = lists:foldl(fun sidecar_message/2, store_stream(S, St), Msgs),
-    EndStream andalso throw({h2, main_stream_ended}),
-    St1;
-stream_data(S = #stream{kind = {unary, _, _}, messages = Old}, Msgs, EndStream, St) ->
+stream_data(S = #stream{kind = main}, Msgs, EndStream, C, St) ->
+    C1 = store_stream(S, C),
+    St1 = lists:foldl(fun(M, Acc) -> sidecar_message(M, C1#conn.ref, Acc) end, St, Msgs),
+    case EndStream of
+        true -> {down, main_stream_ended, C1, St1};
+        false -> {ok, C1, St1}
+    end;
+stream_data(S = #stream{kind = {unary, _, _}, messages = Old}, Msgs, EndStream, C, St) ->
     S1 = S#stream{messages = lists:reverse(Msgs, Old)},
     case EndStream of
-        true -> unary_done(S1, [], St);  %% ended without trailers
-        false -> store_stream(S1, St)
+        true -> {ok, unary_done(S1, [], C), St};  %% ended without trailers
+        false -> {ok, store_stream(S1, C), St}
     end.
 
-sidecar_message(Msg, St = #st{pending = P}) ->
+header_block(Id, EndStream, Block, C, St) ->
+    %% Decoded even when unwanted: the HPACK table must stay in sync.
+    case consult_hpack:decode(Block, C#conn.hpack, ?MAX_HEADER_BLOCK) of
+        {ok, Headers, Hpack} ->
+            headers(Id, EndStream, Headers, C#conn{hpack = Hpack}, St);
+        {error, header_list_too_large} ->
+            h2_error(enhance_your_calm, header_list_too_large);
+        {error, Reason} ->
+            h2_error(compression_error, {hpack, Reason})
+    end.
+
+headers(Id, EndStream, Headers, C, St) ->
+    Status = proplists:get_value(<<":status">>, Headers, <<"200">>),
+    case C#conn.streams of
+        #{Id := #stream{kind = main}} when Status =/= <<"200">>; EndStream ->
+            %% Trailers (or trailers-only) end our long-lived call.
+            {down, {main_stream_ended, Status, grpc_status(Headers)}, C, St};
+        #{Id := S = #stream{kind = {unary, _, _}}} when Status =/= <<"200">>; EndStream ->
+            {ok, unary_done(S, Headers, C), St};
+        _ ->
+            {ok, C, St}
+    end.
+
+unary_done(#stream{id = Id, kind = {unary, From, TRef}, messages = Msgs}, Trailers, C) ->
+    erlang:cancel_timer(TRef),
+    Reply = case {grpc_status(Trailers), Msgs} of
+                {{<<"0">>, _}, [Msg]} ->
+                    try {ok, consult_pb:decode_verdict(Msg)}
+                    catch error:{consult_pb, Why} -> {error, {bad_response, Why}}
+                    end;
+                {{<<"0">>, _}, _} -> {error, {bad_response, length(Msgs)}};
+                {{Code, Message}, _} -> {error, {grpc, Code, Message}}
+            end,
+    gen_server:reply(From, Reply),
+    C#conn{streams = maps:remove(Id, C#conn.streams)}.
+
+grpc_status(Headers) ->
+    Code = proplists:get_value(<<"grpc-status">>, Headers, <<"unknown">>),
+    {Code, percent_decode(proplists:get_value(<<"grpc-message">>, Headers, <<>>))}.
+
+%% grpc-message is percent-encoded UTF-8.
+percent_decode(<<$%, H, L, Rest/binary>>) ->
+    case catch binary_to_integer(<<H, L>>, 16) of
+        Byte when is_integer(Byte) -> <<Byte, (percent_decode(Rest))/binary>>;
+        _ -> <<$%, (percent_decode(<<H, L, Rest/binary>>))/binary>>
+    end;
+percent_decode(<<C, Rest/binary>>) ->
+    <<C, (percent_decode(Rest))/binary>>;
+percent_decode(<<>>) ->
+    <<>>.
+
+%%% Messages from the sidecar
+
+sidecar_message(Msg, ConnRef, St = #st{pending = P}) ->
     case consult_pb:decode_sidecar_message(Msg) of
         {verdict, V = #{seq := Seq}} ->
             case maps:take(Seq, P) of
-                {{From, TRef}, P1} ->
+                {{From, TRef, _}, P1} ->
                     erlang:cancel_timer(TRef),
                     gen_server:reply(From, {ok, V}),
                     breaker_success(St#st{pending = P1});
@@ -563,7 +841,7 @@ sidecar_message(Msg, St = #st{pending = P}) ->
             run_on_watch(St1),
             St1;
         {inject, #{stanzas := Stanzas, id := Id}} ->
-            run_on_inject(Stanzas, Id, St),
+            run_on_inject(Stanzas, Id, ConnRef, St),
             St;
         {unknown, _} ->
             St
@@ -577,8 +855,8 @@ run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
 %% The callback routes the stanzas apart too; only when it returns is the
 %% Inject acknowledged (id 0: no ack wanted). A crash sends no ack, so the
 %% sidecar sends the stanzas again. With no callback nothing was routed: no ack.
-run_on_inject(_Stanzas, _Id, #st{on_inject = undefined}) -> ok;
-run_on_inject(Stanzas, Id, #st{on_inject = {M, F}, main_ref = Ref}) ->
+run_on_inject(_Stanzas, _Id, _Ref, #st{on_inject = undefined}) -> ok;
+run_on_inject(Stanzas, Id, Ref, #st{on_inject = {M, F}}) ->
     Conn = self(),
     _ = spawn(fun() ->
                       _ = M:F(Stanzas),
@@ -615,47 +893,155 @@ store_watch(#{shops := Shops, agents := Agents}, St = #st{watch_gen = G}) ->
     ets:select_delete(?WATCH_TAB, [{{'_', '$1'}, [{'=/=', '$1', Gen}], [true]}]),
     St#st{watch_gen = Gen}.
 
-header_block(Id, Flags, Block, St) ->
-    %% Decoded even when unwanted: the HPACK table must stay in sync.
-    case consult_hpack:decode(Block, St#st.hpack) of
-        {ok, Headers, Hpack} -> headers(Id, Flags band ?END_STREAM =/= 0, Headers,
-                                        St#st{hpack = Hpack});
-        {error, Reason} -> throw({h2, {hpack, Reason}})
-    end.
+%%% Breaker and published state
 
-headers(Id, EndStream, Headers, St) ->
-    Status = proplists:get_value(<<":status">>, Headers, <<"200">>),
-    case St#st.streams of
-        #{Id := #stream{kind = main}} when Status =/= <<"200">>; EndStream ->
-            %% Trailers (or trailers-only) end our long-lived call.
-            throw({h2, {main_stream_ended, Status, grpc_status(Headers)}});
-        #{Id := S = #stream{kind = {unary, _, _}}} when Status =/= <<"200">>; EndStream ->
-            unary_done(S, Headers, St);
-        _ ->
-            St
-    end.
-
-unary_done(#stream{id = Id, kind = {unary, From, TRef}, messages = Msgs}, Trailers, St) ->
-    erlang:cancel_timer(TRef),
-    Reply = case {grpc_status(Trailers), Msgs} of
-                {{<<"0">>, _}, [Msg]} -> {ok, consult_pb:decode_verdict(Msg)};
-                {{<<"0">>, _}, _} -> {error, {bad_response, length(Msgs)}};
-                {{Code, Message}, _} -> {error, {grpc, Code, Message}}
-            end,
-    gen_server:reply(From, Reply),
-    St#st{streams = maps:remove(Id, St#st.streams)}.
-
-grpc_status(Headers) ->
-    Code = proplists:get_value(<<"grpc-status">>, Headers, <<"unknown">>),
-    {Code, percent_decode(proplists:get_value(<<"grpc-message">>, Headers, <<>>))}.
-
-%% grpc-message is percent-encoded UTF-8.
-percent_decode(<<$%, H, L, Rest/binary>>) ->
-    case catch binary_to_integer(<<H, L>>, 16) of
-        Byte when is_integer(Byte) -> <<Byte, (percent_decode(Rest))/binary>>;
-        _ -> <<$%, (percent_decode(<<H, L, Rest/binary>>))/binary>>
+%% Whether a filter request may go: closed; open (fail fast); or probe, the
+%% one request that tests the sidecar once the cooldown is over.
+gate(#st{breaker = closed}) -> closed;
+gate(#st{breaker = {open, Until}, probe = undefined}) ->
+    case now_ms() >= Until of
+        true -> probe;
+        false -> open
     end;
-percent_decode(<<C, Rest/binary>>) ->
-    <<C, (percent_decode(Rest))/binary>>;
-percent_decode(<<>>) ->
-    <<>>.
+gate(#st{}) -> open.
+
+breaker_failure(Seq, St = #st{failures = F, breaker = B, threshold = T, cooldown = C, probe = Probe}) ->
+    case B of
+        closed when F + 1 >= T ->
+            ?WARNING_MSG("consult_grpc: circuit breaker open after ~b timeouts in a row", [F + 1]),
+            publish(St#st{failures = F + 1, breaker = {open, now_ms() + C}});
+        {open, _} when Seq =:= Probe ->
+            %% The probe failed: another cooldown.
+            publish(St#st{failures = F + 1, breaker = {open, now_ms() + C}, probe = undefined});
+        _ ->
+            St#st{failures = F + 1}
+    end.
+
+breaker_success(St = #st{breaker = closed}) ->
+    St#st{failures = 0};
+breaker_success(St) ->
+    ?INFO_MSG("consult_grpc: circuit breaker closed, the sidecar answers again", []),
+    publish(St#st{failures = 0, breaker = closed, probe = undefined}).
+
+publish(St = #st{conn = Conn, breaker = Breaker, probe = Probe}) ->
+    Published = case {Breaker, Probe} of
+                    {{open, _}, Seq} when Seq =/= undefined -> probing;
+                    _ -> Breaker
+                end,
+    ets:insert(?STATE_TAB, {status, Conn =/= undefined, Published}),
+    St.
+
+notify_dropped(St = #st{notify_dropped = N, drop_log = {Next, Unlogged}}) ->
+    Now = now_ms(),
+    case Now >= Next of
+        true ->
+            ?WARNING_MSG("consult_grpc: the sidecar does not take notifications fast enough; "
+                         "~b queued, dropped ~b session/presence notifications (~b in all); "
+                         "its view of the agents may be stale until the next reconnect",
+                         [?MAX_QUEUED_NOTIFY, Unlogged + 1, N + 1]),
+            St#st{notify_dropped = N + 1, drop_log = {Now + ?DROP_LOG_EVERY, 0}};
+        false ->
+            St#st{notify_dropped = N + 1, drop_log = {Next, Unlogged + 1}}
+    end.
+
+status_map(St = #st{breaker = B, conn = Conn}) ->
+    Breaker = case B of
+                  closed -> closed;
+                  {open, Until} ->
+                      case now_ms() >= Until of true -> half_open; false -> open end
+              end,
+    ConnInfo = case Conn of
+                   undefined ->
+                       #{streams => 0, notifications_queued => 0};
+                   #conn{streams = Streams, main = Main} ->
+                       Queued = case Streams of
+                                    #{Main := #stream{out_notifies = Q}} -> Q;
+                                    _ -> 0
+                                end,
+                       #{streams => map_size(Streams), notifications_queued => Queued,
+                         next_stream_id => Conn#conn.next_stream,
+                         peer_settings => #{max_concurrent_streams => Conn#conn.peer_max_streams,
+                                            header_table_size => Conn#conn.peer_table_size,
+                                            max_frame_size => Conn#conn.max_frame,
+                                            initial_window_size => Conn#conn.peer_window}}
+               end,
+    ConnInfo#{running => true, connected => Conn =/= undefined, breaker => Breaker,
+              probe_in_flight => St#st.probe =/= undefined,
+              consecutive_timeouts => St#st.failures, pending => map_size(St#st.pending),
+              reconnect_attempts => St#st.attempts, draining => length(St#st.draining),
+              notifications_dropped => St#st.notify_dropped,
+              keepalive => #{interval => St#st.keepalive_interval,
+                             timeout => St#st.keepalive_timeout}}.
+
+now_ms() -> erlang:monotonic_time(millisecond).
+
+%%% Sending
+
+send(Data, #conn{sock = Sock}) ->
+    %% A failed send is reported as a message so that failure handling
+    %% happens in one place, outside whatever is sending.
+    case gen_tcp:send(Sock, Data) of
+        ok -> ok;
+        {error, Reason} -> self() ! {send_failed, Sock, Reason}, ok
+    end.
+
+open_stream(Path, ExtraHeaders, Kind, C = #conn{next_stream = Id, streams = Streams}, St) ->
+    Block = consult_hpack:encode(
+              [{<<":method">>, <<"POST">>}, {<<":scheme">>, <<"http">>},
+               {<<":path">>, Path}, {<<":authority">>, St#st.authority},
+               {<<"content-type">>, <<"application/grpc">>}, {<<"te">>, <<"trailers">>}
+               | St#st.auth_headers ++ ExtraHeaders]),
+    send(consult_h2:headers(Id, Block, false, C#conn.max_frame), C),
+    Stream = #stream{id = Id, kind = Kind, send_win = C#conn.peer_window},
+    {Id, C#conn{next_stream = Id + 2, streams = Streams#{Id => Stream}}}.
+
+%% Queues one length-prefixed gRPC message on a stream and sends what the
+%% flow-control windows allow.
+send_message(Id, Msg, Kind, Fin, C = #conn{streams = Streams}) ->
+    case Streams of
+        #{Id := S = #stream{out = Out, out_bytes = Bytes, out_notifies = N}} ->
+            Framed = iolist_to_binary([0, <<(iolist_size(Msg)):32>>, Msg]),
+            N1 = case Kind of notify -> N + 1; other -> N end,
+            flush_stream(S#stream{out = queue:in({Kind, Framed}, Out),
+                                  out_bytes = Bytes + byte_size(Framed),
+                                  out_notifies = N1, out_fin = Fin}, C);
+        _ ->
+            C
+    end.
+
+flush(C = #conn{streams = Streams}) ->
+    lists:foldl(fun(Id, Acc) -> flush_stream(maps:get(Id, Acc#conn.streams), Acc) end,
+                C, lists:sort(maps:keys(Streams))).
+
+flush_stream(S = #stream{out_bytes = 0}, C) ->
+    store_stream(S, C);
+flush_stream(S = #stream{id = Id, out_bytes = Bytes, send_win = SWin}, C = #conn{send_win = CWin}) ->
+    case lists:min([CWin, SWin, C#conn.max_frame, Bytes]) of
+        N when N =< 0 ->
+            store_stream(S, C);  %% window exhausted: wait for WINDOW_UPDATE
+        N ->
+            {Chunk, S1} = take_bytes(N, S, []),
+            Fin = S1#stream.out_bytes =:= 0 andalso S1#stream.out_fin,
+            send(consult_h2:data(Id, Chunk, Fin), C),
+            flush_stream(S1#stream{send_win = SWin - N}, C#conn{send_win = CWin - N})
+    end.
+
+%% Takes N bytes off the front of a stream's queue (splitting a message if
+%% need be); a notification leaves the count once all of it is taken.
+take_bytes(0, S, Acc) ->
+    {lists:reverse(Acc), S};
+take_bytes(N, S = #stream{out = Out, out_bytes = Bytes, out_notifies = Notifies}, Acc) ->
+    {{value, {Kind, Bin}}, Out1} = queue:out(Out),
+    case byte_size(Bin) of
+        Size when Size =< N ->
+            Notifies1 = case Kind of notify -> Notifies - 1; other -> Notifies end,
+            take_bytes(N - Size, S#stream{out = Out1, out_bytes = Bytes - Size,
+                                          out_notifies = Notifies1}, [Bin | Acc]);
+        _ ->
+            <<Part:N/binary, Rest/binary>> = Bin,
+            {lists:reverse(Acc, [Part]),
+             S#stream{out = queue:in_r({Kind, Rest}, Out1), out_bytes = Bytes - N}}
+    end.
+
+store_stream(S = #stream{id = Id}, C = #conn{streams = Streams}) ->
+    C#conn{streams = Streams#{Id => S}}.
