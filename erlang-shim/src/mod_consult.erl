@@ -26,7 +26,12 @@
 -define(CONN_OPTS, {?MODULE, conn_opts}).
 -define(FAILURE_LOG, {?MODULE, failure_log}).
 -define(FAILURE_LOG_EVERY, 10000).  % ms between two warnings about sidecar failures
--define(HELPERS, [consult_hpack, consult_pb, consult_grpc]).
+-define(HELPERS, [consult_hpack, consult_h2, consult_pb, consult_grpc]).
+%% Options of the one connection a node has to the sidecar: every virtual
+%% host must agree on them. The others (timeout, failure_policy) are per host.
+-define(CONN_OPTIONS, [sidecar_host, sidecar_port, sidecar_token, breaker_threshold,
+                       breaker_cooldown, keepalive_interval, keepalive_timeout]).
+-define(DEFAULT_SETTINGS, #{timeout => 500, failure_policy => reject}).
 -define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
                      {user_send_packet, user_send_packet, 1},
                      {c2s_filter_send, c2s_filter_send, 1000},
@@ -37,80 +42,234 @@
 
 %%% gen_mod
 
+%% A host whose connection options differ from another host's is refused:
+%% the node has one connection, and silently taking one host's options over
+%% another's would be worse than a clear error.
+-spec start(binary(), gen_mod:opts()) -> ok | {error, term()}.
 start(Host, Opts) ->
-    put_settings(Opts),
-    new_failure_log(),
-    load_helpers(),
-    ok = start_connection(Opts),
-    %% filter_packet is global: adding it again for another host is a no-op.
-    ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
-    [ejabberd_hooks:add(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
-    ok.
+    case conflicts(Host, Opts) of
+        [] ->
+            put_settings(Host, Opts),
+            new_failure_log(),
+            load_helpers(),
+            ok = start_connection(Opts),
+            %% filter_packet is global: adding it again for another host is a no-op.
+            ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
+            [ejabberd_hooks:add(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
+            ok;
+        Conflicts ->
+            ?CRITICAL_MSG("~ts", [conflict_text(Host, Conflicts, "mod_consult not started for this host")]),
+            {error, {conflicting_connection_options, Conflicts}}
+    end.
 
+-spec stop(binary()) -> ok.
 stop(Host) ->
     [ejabberd_hooks:delete(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
+    persistent_term:put(?SETTINGS, maps:remove(Host, persistent_term:get(?SETTINGS, #{}))),
     case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
         true -> ok;
         false ->
             ejabberd_hooks:delete(filter_packet, global, ?MODULE, filter_packet, 50),
-            stop_connection()
+            stop_connection(),
+            persistent_term:erase(?CONN_OPTS),
+            ok
     end.
 
-%% A new sidecar address or breaker setting needs a new connection; the other
-%% options are read per stanza. Called once per host: the first call restarts.
-reload(_Host, NewOpts, _OldOpts) ->
-    put_settings(NewOpts),
-    case persistent_term:get(?CONN_OPTS, undefined) =:= conn_opts(NewOpts) of
-        true -> ok;
-        false ->
-            ?INFO_MSG("consult: sidecar settings changed, reconnecting to ~ts:~b",
-                      [gen_mod:get_opt(sidecar_host, NewOpts), gen_mod:get_opt(sidecar_port, NewOpts)]),
-            stop_connection(),
-            start_connection(NewOpts)
+%% timeout and failure_policy apply from the next stanza. Changed connection
+%% options make the shim reconnect with them; reload is called once per host,
+%% the first call reconnects and the others find nothing left to do. New
+%% connection options that the hosts disagree on are not applied (the
+%% connection keeps its current ones) and logged as an error.
+-spec reload(binary(), gen_mod:opts(), gen_mod:opts()) -> ok.
+reload(Host, NewOpts, OldOpts) ->
+    [?INFO_MSG("consult: ~ts for ~ts changed: ~ts", [Opt, Host, change(Opt, Old, New)])
+     || {Opt, Old, New} <- [{O, gen_mod:get_opt(O, OldOpts), gen_mod:get_opt(O, NewOpts)}
+                            || O <- [timeout, failure_policy]],
+        Old =/= New],
+    put_settings(Host, NewOpts),
+    Current = persistent_term:get(?CONN_OPTS, undefined),
+    case conn_opts(NewOpts) of
+        Current -> ok;
+        New ->
+            case conflicts(Host, NewOpts) of
+                [] ->
+                    Changes = case Current of
+                                  undefined -> "";
+                                  _ -> [" (", lists:join("; ", [[atom_to_list(K), ": ",
+                                                                  change(K, maps:get(K, Current), V)]
+                                                                 || {K, V} <- lists:sort(maps:to_list(New)),
+                                                                    maps:get(K, Current) =/= V]), ")"]
+                              end,
+                    ?INFO_MSG("consult: sidecar settings changed, reconnecting to ~ts:~b~ts",
+                              [maps:get(sidecar_host, New), maps:get(sidecar_port, New), Changes]),
+                    stop_connection(),
+                    start_connection(NewOpts);
+                Conflicts ->
+                    ?CRITICAL_MSG("~ts", [conflict_text(Host, Conflicts,
+                                                        "the new connection options are not applied")]),
+                    ok
+            end
     end.
+
+change(sidecar_token, Old, New) ->
+    %% Never in a log.
+    case {Old, New} of
+        {<<>>, _} -> "set";
+        {_, <<>>} -> "removed";
+        _ -> "replaced"
+    end;
+change(_Opt, Old, New) ->
+    io_lib:format("~ts -> ~ts", [opt_text(Old), opt_text(New)]).
+
+opt_text(B) when is_binary(B) -> B;
+opt_text(I) when is_integer(I) -> integer_to_list(I);
+opt_text(A) when is_atom(A) -> atom_to_list(A).
 
 %% What every stanza's verdict path reads, without a gen_mod lookup per stanza.
-put_settings(Opts) ->
-    persistent_term:put(?SETTINGS, #{timeout => gen_mod:get_opt(timeout, Opts),
-                                     failure_policy => gen_mod:get_opt(failure_policy, Opts)}).
+put_settings(Host, Opts) ->
+    Settings = persistent_term:get(?SETTINGS, #{}),
+    Mine = #{timeout => gen_mod:get_opt(timeout, Opts),
+             failure_policy => gen_mod:get_opt(failure_policy, Opts)},
+    case Settings of
+        #{Host := Mine} -> ok;
+        _ -> persistent_term:put(?SETTINGS, Settings#{Host => Mine})
+    end.
 
+%% The stanza's settings: those of the host it goes to, else of the host it
+%% comes from, else any host's.
+settings(FromHost, ToHost) ->
+    case persistent_term:get(?SETTINGS, #{}) of
+        #{ToHost := S} -> S;
+        #{FromHost := S} -> S;
+        All ->
+            case maps:values(All) of
+                [S | _] -> S;
+                [] -> ?DEFAULT_SETTINGS
+            end
+    end.
+
+%% Hosts (per ejabberd's current config) with mod_consult and other
+%% connection options than Opts: [{Host, [{Option, Theirs, Ours}]}].
+conflicts(Host, Opts) ->
+    Mine = conn_opts(Opts),
+    lists:filtermap(
+      fun(Other) ->
+              case lists:keyfind(?MODULE, 1, ejabberd_option:modules(Other)) of
+                  {?MODULE, OtherOpts, _} ->
+                      Theirs = conn_opts(OtherOpts),
+                      case [{K, maps:get(K, Theirs), V} || {K, V} <- lists:sort(maps:to_list(Mine)),
+                                                      maps:get(K, Theirs) =/= V] of
+                          [] -> false;
+                          Diff -> {true, {Other, Diff}}
+                      end;
+                  false ->
+                      false
+              end
+      end, [H || H <- ejabberd_option:hosts(), H =/= Host]).
+
+conflict_text(Host, Conflicts, Consequence) ->
+    Lines = [io_lib:format("~ts: ~ts ~ts here, ~ts on ~ts", [K, Host, shown(K, Ours), shown(K, Theirs), Other])
+             || {Other, Diff} <- Conflicts, {K, Theirs, Ours} <- Diff],
+    io_lib:format("consult: the virtual hosts disagree on options of the node's one sidecar connection (~ts); "
+                  "~ts. Set ~ts the same for every host (in the top-level modules: section, not in "
+                  "host_config).",
+                  [lists:join("; ", Lines), Consequence,
+                   lists:join(", ", [atom_to_list(O) || O <- ?CONN_OPTIONS])]).
+
+shown(sidecar_token, <<>>) -> "none";
+shown(sidecar_token, _) -> "a token";
+shown(_, V) -> opt_text(V).
+
+-spec depends(binary(), gen_mod:opts()) -> [{module(), hard | soft}].
 depends(_Host, _Opts) -> [].
 
+-spec mod_opt_type(atom()) -> econf:validator().
 mod_opt_type(sidecar_host) -> econf:binary();
 mod_opt_type(sidecar_port) -> econf:port();
-mod_opt_type(timeout) -> econf:pos_int();
+mod_opt_type(sidecar_token) -> econf:binary();
+mod_opt_type(timeout) -> positive_duration();
 mod_opt_type(failure_policy) -> econf:enum([reject, pass]);
 mod_opt_type(breaker_threshold) -> econf:pos_int();
-mod_opt_type(breaker_cooldown) -> econf:pos_int().
+mod_opt_type(breaker_cooldown) -> econf:timeout(millisecond);
+mod_opt_type(keepalive_interval) ->
+    econf:either(econf:enum([infinity]), positive_duration());
+mod_opt_type(keepalive_timeout) -> positive_duration().
 
+%% "500 ms", "5 s", "1 min", or a bare integer in milliseconds; not 0.
+positive_duration() ->
+    econf:and_then(econf:timeout(millisecond),
+                   fun(Ms) when Ms > 0 -> Ms;
+                      (Ms) -> econf:fail({bad_pos_int, Ms})
+                   end).
+
+-spec mod_options(binary()) -> [{atom(), term()}].
 mod_options(_Host) ->
-    [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {timeout, 500},
-     {failure_policy, reject}, {breaker_threshold, 5}, {breaker_cooldown, 5000}].
+    [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {sidecar_token, <<>>},
+     {timeout, 500}, {failure_policy, reject}, {breaker_threshold, 5}, {breaker_cooldown, 5000},
+     {keepalive_interval, 10000}, {keepalive_timeout, 5000}].
 
+-spec mod_doc() -> map().
 mod_doc() ->
     #{desc => ["Routes customer-service (consult) messages through the "
-               "consult-router sidecar over gRPC."],
+               "consult-router sidecar over gRPC (h2c). Durations take a unit "
+               "(\"500 ms\", \"5 s\", \"1 min\"); a bare number is milliseconds. "
+               "The node has one connection to the sidecar: sidecar_host, sidecar_port, "
+               "sidecar_token, breaker_* and keepalive_* must be the same for every "
+               "virtual host (a host that disagrees is refused); timeout and "
+               "failure_policy may differ per host (host_config)."],
       opts => [{sidecar_host, #{value => "Host", desc => "Sidecar address (default 127.0.0.1)."}},
                {sidecar_port, #{value => "Port", desc => "Sidecar gRPC port (default 50051)."}},
-               {timeout, #{value => "Milliseconds", desc => "How long a stanza waits for a verdict (default 500)."}},
+               {sidecar_token, #{value => "Token",
+                                 desc => "Sent as 'authorization: Bearer <token>' on every gRPC call; "
+                                         "the sidecar's grpc.shims must list this node's name with the "
+                                         "same token. Empty (default): no token. Not encrypted: keep the "
+                                         "link on loopback or a trusted network (no TLS)."}},
+               {timeout, #{value => "Duration", desc => "How long a stanza waits for a verdict (default 500 ms)."}},
                {failure_policy, #{value => "reject | pass",
                                   desc => "When the sidecar is down or slow: bounce an error to the "
                                           "sender (reject, default) or deliver unrouted (pass)."}},
                {breaker_threshold, #{value => "N", desc => "Timeouts in a row that open the circuit breaker (default 5)."}},
-               {breaker_cooldown, #{value => "Milliseconds", desc => "How long the open breaker fails fast (default 5000)."}}]}.
+               {breaker_cooldown, #{value => "Duration",
+                                    desc => "How long the open breaker fails fast before one probe "
+                                            "request may test the sidecar (default 5 s)."}},
+               {keepalive_interval, #{value => "Duration | infinity",
+                                      desc => "How often the shim sends an HTTP/2 PING (default 10 s)."}},
+               {keepalive_timeout, #{value => "Duration",
+                                     desc => "No PING ACK within this: the connection is closed, waiting "
+                                             "stanzas get the failure policy at once, and the shim "
+                                             "reconnects (default 5 s)."}}],
+      example =>
+          ["modules:",
+           "  mod_consult:",
+           "    sidecar_host: \"127.0.0.1\"",
+           "    sidecar_port: 50051",
+           "    sidecar_token: \"3f6c0e...\"   # openssl rand -hex 24; the same in the sidecar's grpc.shims",
+           "    timeout: 500 ms",
+           "    failure_policy: reject",
+           "    breaker_threshold: 5",
+           "    breaker_cooldown: 5 s",
+           "    keepalive_interval: 10 s",
+           "    keepalive_timeout: 5 s"]}.
 
 %% One connection per node, shared by all virtual hosts; it starts disconnected
 %% and never fails to start, so a missing sidecar cannot take ejabberd down.
 start_connection(Opts) ->
-    ConnOpts = (conn_opts(Opts))#{hosts => ejabberd_option:hosts(),
-                                  node => atom_to_binary(node(), utf8),
-                                  on_watch => {?MODULE, report_agents},
-                                  on_inject => {?MODULE, route_injected},
-                                  watch_file => filename:join(mnesia:system_info(directory),
-                                                              "consult_watch.term")},
-    Spec = #{id => ?CONN, start => {?CONN, start_link, [ConnOpts]},
+    Conn = conn_opts(Opts),
+    Args = #{host => binary_to_list(maps:get(sidecar_host, Conn)),
+             port => maps:get(sidecar_port, Conn),
+             token => maps:get(sidecar_token, Conn),
+             breaker_threshold => maps:get(breaker_threshold, Conn),
+             breaker_cooldown => maps:get(breaker_cooldown, Conn),
+             keepalive_interval => maps:get(keepalive_interval, Conn),
+             keepalive_timeout => maps:get(keepalive_timeout, Conn),
+             hosts => ejabberd_option:hosts(),
+             node => atom_to_binary(node(), utf8),
+             on_watch => {?MODULE, report_agents},
+             on_inject => {?MODULE, route_injected},
+             watch_file => filename:join(mnesia:system_info(directory), "consult_watch.term")},
+    Spec = #{id => ?CONN, start => {?CONN, start_link, [Args]},
              restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
-    persistent_term:put(?CONN_OPTS, conn_opts(Opts)),
+    persistent_term:put(?CONN_OPTS, Conn),
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
         {ok, _} -> ok;
         {error, {already_started, _}} -> ok;
@@ -124,12 +283,9 @@ stop_connection() ->
     _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?CONN),
     ok.
 
-%% The options the connection process is started with.
+%% The options of the node's one connection, by option name.
 conn_opts(Opts) ->
-    #{host => binary_to_list(gen_mod:get_opt(sidecar_host, Opts)),
-      port => gen_mod:get_opt(sidecar_port, Opts),
-      breaker_threshold => gen_mod:get_opt(breaker_threshold, Opts),
-      breaker_cooldown => gen_mod:get_opt(breaker_cooldown, Opts)}.
+    maps:from_list([{K, gen_mod:get_opt(K, Opts)} || K <- ?CONN_OPTIONS]).
 
 %% `ejabberdctl module_upgrade` purges and reloads mod_consult only: the
 %% modules it ships with would keep running their old code. Load each one
@@ -163,6 +319,7 @@ load_helper(Mod, Base) ->
 
 %% Kept only for what may be consult traffic: a copy rides along with every
 %% message it is attached to, and plain chat should not pay for that.
+-spec c2s_handle_recv(ejabberd_c2s:state(), fxml:xmlel(), stanza() | {error, term()}) -> ejabberd_c2s:state().
 c2s_handle_recv(State, #xmlel{name = <<"message">>, attrs = Attrs} = El, Pkt) ->
     case may_be_consult(fxml:get_attr_s(<<"type">>, Attrs), Pkt) of
         true -> State#{consult_raw => El};
@@ -176,6 +333,7 @@ may_be_consult(<<"readmark">>, _) -> true;
 may_be_consult(_, #message{to = #jid{} = To}) -> ?CONN:watched(shop, bare(To));
 may_be_consult(_, _) -> false.
 
+-spec user_send_packet({stanza(), ejabberd_c2s:state()}) -> {stanza(), ejabberd_c2s:state()}.
 user_send_packet({#message{} = Pkt0, State}) ->
     Pkt = strip_raw(Pkt0),  % only the server may say what gets written
     case maps:take(consult_raw, State) of
@@ -186,6 +344,8 @@ user_send_packet(Acc) ->
     Acc.
 
 %% The element the sidecar wrote, written as is (its attributes survive).
+-spec c2s_filter_send({stanza() | fxml:xmlel(), ejabberd_c2s:state()}) ->
+          {stanza() | fxml:xmlel(), ejabberd_c2s:state()}.
 c2s_filter_send({#message{} = Pkt, State} = Acc) ->
     case wire_element(Pkt) of
         undefined -> Acc;
@@ -239,6 +399,7 @@ force_mgmt_enqueue(State) ->
 
 %%% The verdict
 
+-spec filter_packet(stanza() | drop) -> stanza() | drop.
 filter_packet(#message{type = error} = Pkt) ->
     Pkt;
 filter_packet(#message{from = From} = Pkt0) ->
@@ -287,8 +448,8 @@ is_relevant(#message{from = From, to = To}, Type) ->
 
 bare(#jid{luser = U, lserver = S}) -> <<U/binary, $@, S/binary>>.
 
-ask_sidecar(#message{to = To} = Pkt, Raw) ->
-    #{timeout := Timeout, failure_policy := Policy} = persistent_term:get(?SETTINGS),
+ask_sidecar(#message{from = From, to = To} = Pkt, Raw) ->
+    #{timeout := Timeout, failure_policy := Policy} = settings(From#jid.lserver, To#jid.lserver),
     case ?CONN:filter(To#jid.lserver, fxml:element_to_binary(Raw), Timeout) of
         {ok, Verdict} -> apply_verdict(Verdict, Pkt, Raw);
         {error, Reason} -> sidecar_failed(Reason, Policy, Pkt, Raw)
@@ -326,6 +487,7 @@ route_stanza(Xml) ->
     end.
 
 %% Stanzas the sidecar sends on its own (timers, queue, admin actions).
+-spec route_injected([binary()]) -> ok.
 route_injected(Stanzas) ->
     lists:foreach(fun route_stanza/1, Stanzas).
 
@@ -428,17 +590,21 @@ lang(Pkt) -> xmpp:get_lang(Pkt).
 
 %%% Notifications about agents (only agents: nobody else's sessions matter)
 
+-spec sm_register_connection_hook(ejabberd_sm:sid(), jid(), ejabberd_sm:info()) -> ok.
 sm_register_connection_hook(_SID, JID, _Info) ->
     notify_agent(JID, #{kind => session_open}).
 
+-spec sm_remove_connection_hook(ejabberd_sm:sid(), jid(), ejabberd_sm:info()) -> ok.
 sm_remove_connection_hook(_SID, JID, _Info) ->
     notify_agent(JID, #{kind => session_close}).
 
+-spec set_presence_hook(binary(), binary(), binary(), presence()) -> ok.
 set_presence_hook(User, Server, Resource, #presence{show = Show, priority = Prio, status = Status}) ->
     notify_agent(jid:make(User, Server, Resource),
                  #{kind => presence_set, show => show(Show), priority => priority(Prio),
                    status => xmpp:get_text(Status)}).
 
+-spec unset_presence_hook(binary(), binary(), binary(), binary()) -> ok.
 unset_presence_hook(User, Server, Resource, Status) ->
     notify_agent(jid:make(User, Server, Resource), #{kind => presence_unset, status => Status}).
 
@@ -452,6 +618,7 @@ notify_agent(_, _) ->
 
 %% After (re)connecting the sidecar knows nothing of who is online: report
 %% every session and presence of the agents it watches.
+-spec report_agents() -> ok.
 report_agents() ->
     Agents = ets:select(consult_watch, [{{{agent, '$1'}, '_'}, [], ['$1']}]),
     lists:foreach(fun report_agent/1, Agents).
