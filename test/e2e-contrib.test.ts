@@ -10,14 +10,14 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nodeLayout } from '../scripts/ejabberd-config.js';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { startEjabberd, type Ejabberd } from './support/ejabberd.js';
+import { newShimCredential, startEjabberd, type Ejabberd } from './support/ejabberd.js';
 import { startSidecar, writeConfig, type SidecarProcess } from './support/sidecar.js';
 import { connectClient, type Element, type TestClient } from './support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const PASSWORD = 'secret';
-const HELPERS = ['mod_consult', 'consult_grpc', 'consult_pb', 'consult_hpack'];
+const HELPERS = ['mod_consult', 'consult_grpc', 'consult_pb', 'consult_hpack', 'consult_h2'];
 
 interface Ctx {
   ejabberd: Ejabberd;
@@ -29,7 +29,9 @@ interface Ctx {
 const t = suite<Ctx>('e2e: mod_consult installed with ejabberdctl module_install');
 
 t.before(async (ctx) => {
+  const credential = newShimCredential();
   const configFile = writeConfig({
+    grpc: { shims: [credential] },
     systemJid: `admin@${D}`,
     shops: [{ jid: SHOP, name: 'Contrib shop', agents: [{ jid: `test01@${D}`, maxSessions: 5 }] }],
   });
@@ -38,6 +40,7 @@ t.before(async (ctx) => {
   ctx.deadPort = await freePort(); // nothing listens there
   ctx.ejabberd = await startEjabberd({
     domain: D,
+    credential,
     shimInstall: 'module_install',
     shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.deadPort, timeout: 500, failure_policy: 'reject' },
   });
@@ -97,11 +100,34 @@ t('module_install compiled the source into the node\'s ext_mod dir and started i
   assert.is(warnings.length, 1, warnings.join('\n'));
 });
 
+t('a shim with a wrong token is refused by the sidecar: nothing routed, the failure policy applies, retries back off', async (ctx) => {
+  const since = ctx.sidecar.lines.length;
+  const logFrom = log(ctx).length;
+  await ctx.ejabberd.configureShim({ sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject',
+    sidecar_token: 'not-the-token-the-sidecar-knows' });
+  await ctx.sidecar.waitForLog('shim stream refused', since);
+  await waitForLog(ctx, /\[warning\].*consult_grpc: the sidecar at 127\.0\.0\.1:\d+ refused this shim \(grpc-status 16 UNAUTHENTICATED/);
+
+  await ctx.visitor.send(consult('REFUSED-1', 'let me in'));
+  const err = await ctx.visitor.waitFor(bounced('REFUSED-1'));
+  assert.ok(err.getChild('error')!.getChild('service-unavailable'), err.toString());
+  assert.not.ok(ctx.sidecar.lines.slice(since).some((l) => l.includes('shim hello')), 'the sidecar never took a hello');
+  assert.not.ok(ctx.sidecar.lines.slice(since).some((l) => l.includes('REFUSED-1')), 'nor the stanza');
+
+  // One warning per attempt, and the attempts back off (100 ms, 200, 400, ... 5 s): no hot loop.
+  await sleep(3000);
+  const refusals = log(ctx).slice(logFrom).split('\n').filter((l) => /refused this shim/.test(l)).length;
+  const refused = ctx.sidecar.lines.slice(since).filter((l) => l.includes('shim stream refused')).length;
+  assert.ok(refusals >= 3 && refusals <= 8, `${refusals} refusal warnings in ~3.5 s`);
+  assert.ok(refused >= refusals - 1 && refused <= refusals + 1, `sidecar refused ${refused} streams, shim warned ${refusals} times`);
+});
+
 t('an edited modules.d/mod_consult.yml and reload_config point it at the sidecar: mstat ack, the agent gets the message', async (ctx) => {
   const since = ctx.sidecar.lines.length;
+  // configureShim adds the node's own token again.
   await ctx.ejabberd.configureShim({ sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject' });
   await ctx.sidecar.waitForLog('shim hello', since);
-  await waitForLog(ctx, new RegExp(`\\[info\\].*consult: sidecar settings changed, reconnecting to 127\\.0\\.0\\.1:${ctx.sidecar.port}`));
+  await waitForLog(ctx, /\[info\].*consult: sidecar settings changed, reconnecting to 127\.0\.0\.1:\d+ \(sidecar_token: replaced\)/);
   ctx.agent = await connect(ctx, 'test01', 'pc');
 
   await ctx.visitor.send(consult('UP-1', 'hello'));

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { startEjabberd, type Ejabberd } from './support/ejabberd.js';
+import { newShimCredential, startEjabberd, type Ejabberd } from './support/ejabberd.js';
 import { startSidecar, writeConfig, type SidecarProcess } from './support/sidecar.js';
 import { connectClient, type Element, type TestClient } from './support/xmpp.js';
 
@@ -25,7 +25,9 @@ restart.before(async (ctx) => {
   execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'ignore' });
   ctx.clients = [];
   ctx.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'consult-pglite-'));
+  const credential = newShimCredential();
   ctx.configFile = writeConfig({
+    grpc: { shims: [credential] },
     store: `pglite:${ctx.dataDir}`,
     shops: [
       { jid: `shop_2@${D}`, name: 'Day shop', agents: [{ jid: `test01@${D}`, maxSessions: 5 }] },
@@ -34,7 +36,7 @@ restart.before(async (ctx) => {
   });
   ctx.sidecar = startSidecar(ctx.configFile, await freePort());
   await ctx.sidecar.waitForLog('sidecar listening', 0, 30_000);
-  ctx.ejabberd = await startEjabberd({ domain: D, shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 2000, failure_policy: 'reject', breaker_cooldown: 500 } });
+  ctx.ejabberd = await startEjabberd({ domain: D, credential, shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 2000, failure_policy: 'reject', breaker_cooldown: 500 } });
   await ctx.sidecar.waitForLog('shim hello');
   await Promise.all(['visitor1', 'visitor2', 'test01', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
 });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { startEjabberd, type Ejabberd } from './support/ejabberd.js';
+import { newShimCredential, startEjabberd, type Ejabberd } from './support/ejabberd.js';
 import { startSidecar, writeConfig, type SidecarProcess } from './support/sidecar.js';
 import { connectClient, type Element, type TestClient } from './support/xmpp.js';
 
@@ -28,7 +28,10 @@ const e2e = suite<Ctx>('e2e consult flow through ejabberd');
 
 e2e.before(async (ctx) => {
   execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'inherit' });
+  // The link is authenticated: the sidecar knows this node's name and its shim's token.
+  const credential = newShimCredential();
   ctx.configFile = writeConfig({
+    grpc: { shims: [credential] },
     systemJid: `admin@${D}`,
     shops: [
       { jid: SHOP, name: '张滨测试店铺', agents: [{ jid: `test01@${D}`, maxSessions: 5 }, { jid: `test02@${D}`, maxSessions: 5 }] },
@@ -39,6 +42,7 @@ e2e.before(async (ctx) => {
   await ctx.sidecar.waitForLog('sidecar listening');
   ctx.ejabberd = await startEjabberd({
     domain: D,
+    credential,
     shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject', breaker_cooldown: 1000 },
   });
   await ctx.sidecar.waitForLog('shim hello');

@@ -12,8 +12,31 @@ import { EjabberdNode, freePort, type CtlResult } from '../../scripts/ejabberd-n
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** What the sidecar's grpc.shims lists for a node: its Erlang node name and the shim's token. */
+export interface ShimCredential {
+  node: string;
+  token: string;
+}
+
+/**
+ * A node name and a token for one test node, made before the node starts: put it in the
+ * sidecar's config (`grpc: { shims: [credential] }`) and pass it to startEjabberd.
+ */
+export function newShimCredential(): ShimCredential {
+  return {
+    node: `consult_test_${crypto.randomBytes(4).toString('hex')}@localhost`,
+    token: crypto.randomBytes(24).toString('hex'), // what the README suggests: openssl rand -hex 24
+  };
+}
+
 export interface StartEjabberdOptions {
   domain?: string;
+  /**
+   * The node runs under credential.node and the shim sends credential.token (option
+   * sidecar_token, unless shimOptions sets sidecar_token itself). Default: a fresh one, which a
+   * sidecar without grpc.shims accepts like any other.
+   */
+  credential?: ShimCredential;
   /** Load mod_consult (default true). */
   withShim?: boolean;
   /** Rendered under `modules: mod_consult:`; e.g. sidecar_host, sidecar_port, timeout, failure_policy. */
@@ -46,6 +69,8 @@ export interface Ejabberd {
   /** Loopback mod_http_api port (POST http://127.0.0.1:<port>/api/<command>). */
   httpPort: number;
   nodeName: string;
+  /** The node name and the token its shim sends. */
+  credential: ShimCredential;
   dir: string;
   logFile: string;
   /** CONTRIB_MODULES_PATH of this node: sources/mod_consult/ and the installed mod_consult/. */
@@ -53,8 +78,9 @@ export interface Ejabberd {
   /** CONTRIB_MODULES_CONF_DIR of this node. */
   modulesConfDir: string;
   /**
-   * 'module_install' nodes: writes modules.d/mod_consult.yml with these options and runs
-   * `ejabberdctl reload_config`; rejects when ejabberd does not take the new config.
+   * 'module_install' nodes: writes modules.d/mod_consult.yml with these options (plus the
+   * credential's sidecar_token unless they set one) and runs `ejabberdctl reload_config`;
+   * rejects when ejabberd does not take the new config.
    */
   configureShim(options: Record<string, string | number>): Promise<void>;
   ctl(...args: string[]): Promise<CtlResult>;
@@ -71,6 +97,8 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
   const domain = opts.domain ?? 'localhost';
   const withShim = opts.withShim ?? true;
   const contrib = withShim && opts.shimInstall === 'module_install';
+  const credential = opts.credential ?? newShimCredential();
+  const withToken = (o: Record<string, string | number>) => ({ sidecar_token: credential.token, ...o });
   const [c2sPort, httpPort, distPort] = [await freePort(), await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ejabberd-test-'));
   const node = new EjabberdNode({
@@ -79,9 +107,9 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     c2sPort,
     httpPort,
     distPort,
-    nodeName: `consult_test_${crypto.randomBytes(4).toString('hex')}@localhost`,
+    nodeName: credential.node,
     loglevel: opts.loglevel ?? 'info',
-    shimOptions: withShim && !contrib ? (opts.shimOptions ?? {}) : undefined,
+    shimOptions: withShim && !contrib ? withToken(opts.shimOptions ?? {}) : undefined,
     removeDirOnExit: process.env.KEEP_EJABBERD !== '1',
     ebinSources: withShim && !contrib ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
     ...opts.visitors,
@@ -112,7 +140,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     if (contrib) {
       // Only now: ejabberd refuses to start (and reload_config fails) while a
       // mod_consult.yml names a module that is not installed.
-      if (opts.shimOptions) fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', opts.shimOptions));
+      if (opts.shimOptions) fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', withToken(opts.shimOptions)));
       await moduleInstall(node);
     }
   } catch (e) {
@@ -125,6 +153,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     c2sPort,
     httpPort,
     nodeName: node.nodeName,
+    credential,
     dir,
     logFile: node.logFile,
     modulesDir: L.modulesDir,
@@ -132,7 +161,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     async configureShim(options) {
       if (!contrib) throw new Error("configureShim needs shimInstall: 'module_install'");
       const since = logSize(node.logFile);
-      fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', options));
+      fs.writeFileSync(shimConfFile, renderModuleConf('mod_consult', withToken(options)));
       const r = await node.ctl(['reload_config']);
       const log = logSince(node.logFile, since);
       if (r.code !== 0 || /reload aborted/.test(log)) {
