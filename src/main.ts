@@ -133,13 +133,14 @@ async function main() {
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();
+    // GOAWAY first: the shims send new stanzas elsewhere (a new connection, another sidecar) while the decisions
+    // this sidecar accepted are answered; then the streams end.
+    const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     if (!(await inflight.drain(DRAIN_MS))) log.warn('shutdown: decisions still pending after drain', { inFlight: inflight.size });
     await desk.journal.flushed();
     link.endAll();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 1000);
-      server.tryShutdown(() => { clearTimeout(force); resolve(); });
-    });
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+    server.forceShutdown();
     await lease?.release();
     await store.close().catch((e) => log.warn('store close failed', { err: e }));
     log.info('stopped');

@@ -75,8 +75,9 @@ test('no token, or a wrong one: refused with UNAUTHENTICATED, nothing sent (no w
 test('a token speaks only for its node: a hello claiming another node is refused with PERMISSION_DENIED', async () => {
   const s = await server();
   try {
-    const { client, ended } = openStream(s.port, withToken(TOKEN), 'ejabberd@two');
+    const { client, got, ended } = openStream(s.port, withToken(TOKEN), 'ejabberd@two');
     assert.is((await ended)?.code, grpc.status.PERMISSION_DENIED);
+    assert.equal(got, [], 'not even the watch list');
     client.close();
     const good = openStream(s.port, withToken(TOKEN), 'ejabberd@one');
     good.call.write({ filter: { seq: '7', hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(3), deadlineMs: '0' } });

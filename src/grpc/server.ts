@@ -76,7 +76,6 @@ export function stanzaFilterHandlers(
       }
       let owed = 0;
       log.info('shim stream opened', { peer: node });
-      call.write({ watch: desk.watchList() } satisfies SidecarMessage);
       // Events of one node are applied in order (a presence must not overtake the session it belongs to).
       let events = Promise.resolve();
       call.on('data', (msg: ShimMessage) => {
@@ -106,6 +105,8 @@ export function stanzaFilterHandlers(
           }
           node = msg.hello.node || node;
           log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
+          // Only a shim that said who it is (and may be so) learns the shops and agents.
+          call.write({ watch: desk.watchList() } satisfies SidecarMessage);
           events = events.then(() => desk.nodeConnected(node)).catch((e) => log.error('node reset failed', { node, err: e }));
           link.add(call);
         }
