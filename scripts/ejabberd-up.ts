@@ -42,6 +42,8 @@ const { values, positionals } = parseArgs({
     'no-shim': { type: 'boolean', default: false },
     // The web widget's vhost: in-band registration there only, strangers blocked, shaped (scripts/ejabberd-config.ts).
     'visitor-domain': { type: 'string' },
+    // The shim's credential for the sidecar (sidecar_token), read from a file so it never shows in `ps`.
+    'shim-token-file': { type: 'string' },
   },
 });
 const dir = path.resolve(values.dir!);
@@ -120,6 +122,7 @@ async function up(): Promise<void> {
       sidecar_port: Number(values['sidecar-port']),
       timeout: 500,
       failure_policy: 'reject',
+      ...(values['shim-token-file'] ? { sidecar_token: fs.readFileSync(values['shim-token-file'], 'utf8').trim() } : {}),
     },
     ebinSources: values['no-shim'] ? [] : [path.resolve(values.ebin!)],
     ...(values['visitor-domain'] ? { visitorDomain: values['visitor-domain'] } : {}),

@@ -122,14 +122,23 @@ if [ ! -f dist-web/widget.js ] || [ -n "$(find web scripts/build-web.mjs -newer 
 fi
 TSX=(node --import tsx)   # scripts/*.ts; the sidecar itself runs as built JavaScript
 
-# 5. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports and store above.
+# 5. The link's credential: one token per run directory, for the ejabberd node of this run directory (its name is
+#    kept in $EJABBERD_DIR/node-name), so the sidecar serves that node's shim and nobody else (README "Securing the link").
+TOKEN_FILE=$RUN_DIR/shim-token
+[ -s "$TOKEN_FILE" ] || (umask 077; node -e "console.log(require('node:crypto').randomBytes(24).toString('hex'))" >"$TOKEN_FILE")
+if [ -s "$EJABBERD_DIR/node-name" ]; then NODE_NAME=$(cat "$EJABBERD_DIR/node-name")
+else NODE_NAME="consult_$(node -e "console.log(require('node:crypto').randomBytes(3).toString('hex'))")@localhost"; fi
+
+# 6. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports, store and credential above.
 EFFECTIVE=$RUN_DIR/consult.json
-mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" <<'EOF'
+mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" "$NODE_NAME" "$TOKEN_FILE" <<'EOF'
 const fs = require('node:fs');
 const path = require('node:path');
-const [src, out, grpcPort, adminPort, store, runDir] = process.argv.slice(2);
+const [src, out, grpcPort, adminPort, store, runDir, node, tokenFile] = process.argv.slice(2);
 const cfg = JSON.parse(fs.readFileSync(src, 'utf8'));
-cfg.grpc = { ...cfg.grpc, host: '127.0.0.1', port: Number(grpcPort) };
+const token = fs.readFileSync(tokenFile, 'utf8').trim();
+const shims = (cfg.grpc?.shims ?? []).filter((s) => s.node !== node);
+cfg.grpc = { ...cfg.grpc, host: '127.0.0.1', port: Number(grpcPort), shims: [...shims, { node, token }] };
 if (adminPort) cfg.admin = { ...cfg.admin, port: Number(adminPort) };
 if (store) cfg.store = store;
 else if (/^pglite:/.test(cfg.store ?? '') && !path.isAbsolute(cfg.store.slice(7))) cfg.store = `pglite:${path.join(runDir, 'pglite')}`;
@@ -160,7 +169,7 @@ if [ -f "$RUN_DIR/sidecar.pid" ]; then
   rm -f "$RUN_DIR/sidecar.pid"
 fi
 
-# 6. --fresh: delete the data directories, and only these, only when asked.
+# 7. --fresh: delete the data directories, and only these, only when asked.
 wipe() {   # $1 what, $2 dir, $3 a file that marks it as ours
   local what=$1 d=$2 mark=$3
   [ -e "$d" ] || return 0
@@ -178,7 +187,7 @@ if [ "$FRESH" = 1 ]; then
   elif [ "$STORE_SHOWN" != memory: ]; then say "--fresh: the store $STORE_SHOWN is not a directory; left as it is"; fi
 fi
 
-# 7. Ports: fail early and name the variable to change.
+# 8. Ports: fail early and name the variable to change.
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 check_port() {
   if in_use "$1"; then echo "run.sh: 127.0.0.1:$1 is already in use; set $2 to another port (or stop what listens there)" >&2; exit 1; fi
@@ -192,7 +201,7 @@ check_port "$WEB_PORT" WEB_PORT
 # The web pages connect to ejabberd's WebSocket, so its HTTP port is fixed here when not given.
 [ -n "$EJABBERD_HTTP_PORT" ] || EJABBERD_HTTP_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 
-# 8. Supervisor.
+# 9. Supervisor.
 SIDECAR_LOG=$RUN_DIR/sidecar.log
 SIDECAR_PID=""
 SIDECAR_STARTED=0
@@ -234,7 +243,8 @@ done
 say "starting ejabberd in $EJABBERD_DIR (c2s 127.0.0.1:$XMPP_PORT, domain $XMPP_DOMAIN)"
 "${TSX[@]}" scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
   ${EJABBERD_HTTP_PORT:+--http-port "$EJABBERD_HTTP_PORT"} ${EJABBERD_DIST_PORT:+--dist-port "$EJABBERD_DIST_PORT"} \
-  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" --visitor-domain "$VISITOR_DOMAIN" 9>&-
+  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" --visitor-domain "$VISITOR_DOMAIN" \
+  --node-name "$NODE_NAME" --shim-token-file "$TOKEN_FILE" 9>&-
 
 shop_args=(); for s in $SHOPS; do shop_args+=(--shop "$s"); done
 setsid "${TSX[@]}" scripts/web-server.ts --port "$WEB_PORT" --service "ws://127.0.0.1:$EJABBERD_HTTP_PORT/ws" \
