@@ -192,7 +192,7 @@ export function renderEjabberdYml(o: EjabberdConfigOptions): string {
       for (const [k, v] of entries) lines.push(`    ${k}: ${yamlScalar(v)}`);
     }
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /**
@@ -207,7 +207,7 @@ export function renderModuleConf(module: string, options: Record<string, ModuleO
     lines.push(`  ${module}:`);
     for (const [k, v] of entries) lines.push(`    ${k}: ${yamlScalar(v)}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export interface CtlConfigOptions {

@@ -28,7 +28,7 @@ const table = staticTable.table;
 if (table.length !== 61) throw new Error(`expected 61 static entries, got ${table.length}`);
 const erlBin = (s) => `<<"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}">>`;
 out.push("%% RFC 7541 Appendix A.");
-table.forEach((e, i) => out.push(`static_entry(${i + 1}) -> {${erlBin(e.name)}, ${erlBin(e.value)}};`));
+for (const [i, e] of table.entries()) out.push(`static_entry(${i + 1}) -> {${erlBin(e.name)}, ${erlBin(e.value)}};`);
 out.push("static_entry(_) -> undefined.", "");
 
 const target = fileURLToPath(new URL("../erlang-shim/src/consult_hpack_huffman.hrl", import.meta.url));

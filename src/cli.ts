@@ -2,7 +2,7 @@
 // consultctl: the admin HTTP API from a shell. `npm run consultctl -- help` (or `node dist/cli.js --help`).
 import { parseArgs } from 'node:util';
 import { planImport, type ShopView } from './admin/import.js';
-import { ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
 
@@ -113,7 +113,7 @@ const errorText = (data: unknown) => (typeof data === 'object' && data && 'error
 
 /** `import`: the plan against GET /shops, printed, then applied step by step unless --dry-run. */
 async function importConfig(base: string, token: string): Promise<number> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig(need(1, 'config file'));
   } catch (err) {

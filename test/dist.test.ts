@@ -154,7 +154,7 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
   try {
     assert.match(sidecar.out(), /"msg":"sidecar listening"/);
     const Health = grpc.makeClientConstructor(healthService, 'grpc.health.v1.Health');
-    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: any[]) => unknown>;
     channels.push(health);
     const status = await new Promise<string>((resolve, reject) =>
       health.check({ service: 'consult.v1.StanzaFilter' }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))));
@@ -170,7 +170,7 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
     assert.match(Buffer.from(verdict.stanza).toString(), new RegExp(`to=['"]ann@${D}['"]`));
     assert.is(await sidecar.stop(), 0, sidecar.out());
   } finally {
-    channels.forEach((c) => c.close());
+    for (const c of channels) c.close();
     sidecar.kill();
     fs.rmSync(path.dirname(config), { recursive: true, force: true });
   }

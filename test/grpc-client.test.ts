@@ -158,7 +158,7 @@ async function until(what: string, cond: () => boolean, maxMs = 10000): Promise<
   }
 }
 
-const erlBin = (s: string) => `<<"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}">>`;
+const _erlBin = (s: string) => `<<"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}">>`;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
 
 // ---- tests --------------------------------------------------------------------

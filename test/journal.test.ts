@@ -2,7 +2,7 @@
 // or fails by hand: batching, durability before release, deadlines and failures taken back.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Journal, NotDurable, type JournalStore, type LoadedShop, type ShopRecord, type SnapshotWrite } from '../src/journal/journal.js';
+import { Journal, type NotDurable, type JournalStore, type LoadedShop, type ShopRecord, type SnapshotWrite } from '../src/journal/journal.js';
 import { Changes } from '../src/routing/decide.js';
 import { ShopState, type Change } from '../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../src/store.js';

@@ -54,7 +54,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
 
     // grpc.health.v1 with a plain grpc-js client on the official service definition.
     const Health = grpc.makeClientConstructor(healthService, 'grpc.health.v1.Health');
-    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: any[]) => unknown>;
     channels.push(health);
     const check = (service: string) => new Promise<{ status: string }>((resolve, reject) =>
       health.check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r))));
@@ -101,7 +101,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
     assert.ok(msgs.includes('shutting down') && msgs.at(-1) === 'stopped', msgs.join(' | '));
     assert.is(err, '', 'nothing on stderr');
   } finally {
-    channels.forEach((c) => c.close());
+    for (const c of channels) c.close();
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 });

@@ -231,7 +231,7 @@ export function adminHandler(deps: AdminDeps) {
   const want = digest(`Bearer ${deps.token}`);
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body) + '\n');
+    res.end(`${JSON.stringify(body)}\n`);
   };
   return async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://admin');

@@ -111,7 +111,10 @@ export class ShimLink {
 
   private write(inj: Inject): void {
     const stream = this.pick();
-    if (!stream) return this.wait(inj);
+    if (!stream) {
+      this.wait(inj);
+      return;
+    }
     inj.tries++;
     inj.stream = stream;
     this.inFlight.set(inj.id, inj);
@@ -123,7 +126,10 @@ export class ShimLink {
   private retry(inj: Inject): void {
     clearTimeout(inj.timer);
     this.inFlight.delete(inj.id);
-    if (inj.tries >= this.maxTries) return inj.reject(new Undelivered(`no shim acknowledged after ${inj.tries} tries`));
+    if (inj.tries >= this.maxTries) {
+      inj.reject(new Undelivered(`no shim acknowledged after ${inj.tries} tries`));
+      return;
+    }
     this.write(inj);
   }
 

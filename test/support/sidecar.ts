@@ -32,7 +32,7 @@ export function startSidecar(configFile: string, port: number): SidecarProcess {
   let listeners: (() => void)[] = [];
   const onData = (buf: Buffer) => {
     lines.push(...buf.toString().split('\n').filter(Boolean));
-    listeners.forEach((l) => l());
+    for (const l of listeners) l();
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
