@@ -72,11 +72,22 @@ interface Flow {
   acks?: boolean;
 }
 
-const chat = (to: string) => (id: string) =>
-  xml('message', { type: 'chat', to, id }, xml('body', {}, `bench ${id}`));
+const chat = (to: string) => (id: string) => xml('message', { type: 'chat', to, id }, xml('body', {}, `bench ${id}`));
 const consult = (id: string, visitor: TestClient) =>
-  xml('message', { type: 'consult', to: SHOP, realfrom: visitor.bareJid, realto: `test01@${D}`, channelid: '{"cn":"consult","d":"send","usrType":"usr"}', qchatid: '4', isHiddenMsg: '0' },
-    xml('body', { msgType: '1', maType: '6', id }, `bench ${id}`), xml('active', { xmlns: 'http://jabber.org/protocol/chatstates' }));
+  xml(
+    'message',
+    {
+      type: 'consult',
+      to: SHOP,
+      realfrom: visitor.bareJid,
+      realto: `test01@${D}`,
+      channelid: '{"cn":"consult","d":"send","usrType":"usr"}',
+      qchatid: '4',
+      isHiddenMsg: '0',
+    },
+    xml('body', { msgType: '1', maType: '6', id }, `bench ${id}`),
+    xml('active', { xmlns: 'http://jabber.org/protocol/chatstates' }),
+  );
 
 let runCounter = 0;
 const profWindows: Record<string, [number, number]> = {};
@@ -108,15 +119,22 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   const now = () => performance.now();
   let done!: () => void;
   let fail!: (e: Error) => void;
-  const finished = new Promise<void>((resolve, reject) => { done = resolve; fail = reject; });
+  const finished = new Promise<void>((resolve, reject) => {
+    done = resolve;
+    fail = reject;
+  });
   let lastEvent = now();
   const check = () => {
     lastEvent = now();
     if (lat.length === n && (!flow.acks || acked === n)) done();
   };
   let grace: NodeJS.Timeout | undefined;
-  const afterLastSend = () => { if (sent === n && !grace) grace = setTimeout(done, GRACE_MS); };
-  const stall = setInterval(() => { if (now() - lastEvent > GRACE_MS) done(); }, 1000);
+  const afterLastSend = () => {
+    if (sent === n && !grace) grace = setTimeout(done, GRACE_MS);
+  };
+  const stall = setInterval(() => {
+    if (now() - lastEvent > GRACE_MS) done();
+  }, 1000);
   const send = () => {
     const sender = flow.senders[sent % flow.senders.length]!;
     const id = `${prefix}${sent++}`;
@@ -138,10 +156,15 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   const errorCount = () => [...errors.values()].reduce((a, b) => a + b, 0);
   const errorId = (el: Element): string | undefined => el.attrs.id ?? el.getChild('body')?.attrs.id;
   const onSenderStanza = (el: Element) => {
-    if (el.attrs.type === 'mstat' && el.getChild('body')?.attrs.id?.startsWith(prefix)) { acked++; check(); }
-    else if (el.attrs.type === 'error' && (errorId(el) ?? prefix).startsWith(prefix)) { // not a late bounce of an earlier run
+    if (el.attrs.type === 'mstat' && el.getChild('body')?.attrs.id?.startsWith(prefix)) {
+      acked++;
+      check();
+    } else if (el.attrs.type === 'error' && (errorId(el) ?? prefix).startsWith(prefix)) {
+      // not a late bounce of an earlier run
       // A bounce (the shim's timeout, a reject): counted, and in windowed runs it frees its slot.
-      const condition = el.getChild('error')?.children.find((c) => typeof c !== 'string' && (c as Element).name !== 'text') as Element | undefined;
+      const condition = el.getChild('error')?.children.find((c) => typeof c !== 'string' && (c as Element).name !== 'text') as
+        | Element
+        | undefined;
       const k = condition?.name ?? 'unknown';
       errors.set(k, (errors.get(k) ?? 0) + 1);
       lastEvent = now();
@@ -149,7 +172,7 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
     }
   };
   flow.receiver.xmpp.on('stanza', onReceive);
-  flow.senders.forEach((c) => c.xmpp.on('stanza', onSenderStanza));
+  for (const c of flow.senders) c.xmpp.on('stanza', onSenderStanza);
   let pacer: NodeJS.Timeout | undefined;
   const m0 = probe.metrics ? await probe.metrics() : undefined;
   const cpu0 = { client: process.cpuUsage(), ejabberd: cpuOf(probe.ejabberd), sidecar: cpuOf(probe.sidecar) };
@@ -173,12 +196,17 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
     clearInterval(stall);
     clearInterval(pacer);
     flow.receiver.xmpp.off('stanza', onReceive);
-    flow.senders.forEach((c) => c.xmpp.off('stanza', onSenderStanza));
+    for (const c of flow.senders) c.xmpp.off('stanza', onSenderStanza);
     // The helper's `received` log is for tests; do not let it grow across runs.
-    [flow.receiver, ...flow.senders].forEach((c) => { c.received.length = 0; });
+    [flow.receiver, ...flow.senders].forEach((c) => {
+      c.received.length = 0;
+    });
   }
   if (opt['cpu-prof'] && probe.sidecar.length) {
-    profWindows[`${flow.name}, ${'window' in mode ? `window ${mode.window}` : `${mode.rate}/s`} ${Object.keys(profWindows).length}`] = [start, monotonicUs()];
+    profWindows[`${flow.name}, ${'window' in mode ? `window ${mode.window}` : `${mode.rate}/s`} ${Object.keys(profWindows).length}`] = [
+      start,
+      monotonicUs(),
+    ];
     fs.writeFileSync(path.join(opt['cpu-prof'], 'windows.json'), JSON.stringify(profWindows));
   }
   const notSent = n - sent;
@@ -188,21 +216,34 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   const how = 'window' in mode ? `window ${mode.window}` : `${mode.rate}/s paced`;
   const us = (s: number) => ((s * 1e6) / n).toFixed(0);
   const client = process.cpuUsage(cpu0.client);
-  const cpu = `CPU µs/msg: clients ${us((client.user + client.system) / 1e6)}, ejabberd ${us(cpuOf(probe.ejabberd) - cpu0.ejabberd)}`
-    + (probe.sidecar.length ? `, sidecar ${us(cpuOf(probe.sidecar) - cpu0.sidecar)}` : '');
+  const cpu =
+    `CPU µs/msg: clients ${us((client.user + client.system) / 1e6)}, ejabberd ${us(cpuOf(probe.ejabberd) - cpu0.ejabberd)}` +
+    (probe.sidecar.length ? `, sidecar ${us(cpuOf(probe.sidecar) - cpu0.sidecar)}` : '');
   let inSidecar = '';
   if (m0) {
     const m1 = await probe.metrics!();
     const dd = decisionDelta(m0, m1);
     const j = journalDelta(m0, m1);
-    if (dd.count) inSidecar = `; in the sidecar: ${dd.count} decisions, mean ${fmt(dd.meanMs, 2)} ms, p99 <= ${fmt(dd.p99Ms, 1)} ms, ${fmt(j.perBatch, 1)} decisions/commit, ${fmt(j.writeMs, 2)} ms/write`;
+    if (dd.count)
+      inSidecar = `; in the sidecar: ${dd.count} decisions, mean ${fmt(dd.meanMs, 2)} ms, p99 <= ${fmt(dd.p99Ms, 1)} ms, ${fmt(j.perBatch, 1)} decisions/commit, ${fmt(j.writeMs, 2)} ms/write`;
   }
-  const loss = `received ${lat.length}/${n}${flow.acks ? `, acked ${acked}` : ''}${errors.size ? `, bounced ${[...errors].map(([k, c]) => `${k}:${c}`).join(' ')}` : ''}`
-    + `${lost ? `, ${lost} lost` : ''}${notSent ? `, ${notSent} not sent (stalled)` : ''}`;
+  const loss =
+    `received ${lat.length}/${n}${flow.acks ? `, acked ${acked}` : ''}${errors.size ? `, bounced ${[...errors].map(([k, c]) => `${k}:${c}`).join(' ')}` : ''}` +
+    `${lost ? `, ${lost} lost` : ''}${notSent ? `, ${notSent} not sent (stalled)` : ''}`;
   return {
     // count and msg/s: what arrived (a lost message is not throughput).
-    mode: `${flow.name}, ${how}`, ...stats(lat.length, secs, lat), note: `${loss}; ${cpu}${inSidecar}`,
-    flow: flow.name, how, label: '', repeat: 0, sent, lost, notSent, acksMissing: flow.acks ? sent - acked : 0, errors: errorCount(),
+    mode: `${flow.name}, ${how}`,
+    ...stats(lat.length, secs, lat),
+    note: `${loss}; ${cpu}${inSidecar}`,
+    flow: flow.name,
+    how,
+    label: '',
+    repeat: 0,
+    sent,
+    lost,
+    notSent,
+    acksMissing: flow.acks ? sent - acked : 0,
+    errors: errorCount(),
   };
 }
 
@@ -224,9 +265,14 @@ async function scenarios(flows: Flow[], rows: RunRow[], label: string) {
   }
 }
 
-async function withNode<T>(withShim: boolean, sidecarPort: number | undefined, body: (ej: Ejabberd, connect: (u: string, res: string) => Promise<TestClient>) => Promise<T>): Promise<T> {
+async function withNode<T>(
+  withShim: boolean,
+  sidecarPort: number | undefined,
+  body: (ej: Ejabberd, connect: (u: string, res: string) => Promise<TestClient>) => Promise<T>,
+): Promise<T> {
   const ej = await startEjabberd({
-    domain: D, withShim, // loglevel stays 'info': the harness waits for the 'is started' info line
+    domain: D,
+    withShim, // loglevel stays 'info': the harness waits for the 'is started' info line
     ...(withShim && { shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: sidecarPort!, timeout: 500, failure_policy: 'reject' } }),
   });
   const clients: TestClient[] = [];
@@ -246,7 +292,9 @@ async function withNode<T>(withShim: boolean, sidecarPort: number | undefined, b
   } finally {
     // A client stopped while ejabberd still delivers a backlog (lost-message runs) gets data after its parser
     // is gone, and @xmpp/connection throws from the socket's data handler: ignore that during teardown only.
-    const ignore = (e: Error) => { if (!/@xmpp\/connection/.test(e.stack ?? '')) throw e; };
+    const ignore = (e: Error) => {
+      if (!/@xmpp\/connection/.test(e.stack ?? '')) throw e;
+    };
     process.on('uncaughtException', ignore);
     try {
       await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
@@ -260,7 +308,9 @@ async function withNode<T>(withShim: boolean, sidecarPort: number | undefined, b
 async function main() {
   execFileSync('make', ['-s', '-C', path.join(repoRoot, 'erlang-shim'), 'all'], { stdio: 'inherit' });
   const rows: RunRow[] = [];
-  const noShimFlows = (alice?: TestClient, bob?: TestClient): Flow[] => [{ name: 'plain chat alice->bob', senders: [alice!], receiver: bob!, stanza: chat(`bob@${D}`) }];
+  const noShimFlows = (alice?: TestClient, bob?: TestClient): Flow[] => [
+    { name: 'plain chat alice->bob', senders: [alice!], receiver: bob!, stanza: chat(`bob@${D}`) },
+  ];
 
   if (selected('no shim', noShimFlows()).length) {
     console.error('plain ejabberd (no shim)...');
@@ -275,26 +325,35 @@ async function main() {
   console.error(`ejabberd + mod_consult + sidecar on ${store.url.replace(/\/\/[^@/]*@/, '//')}...`);
   let sidecar: Sidecar | undefined;
   try {
-    sidecar = await startSidecarProcess({
-      systemJid: `admin@${D}`,
-      store: store.url,
-      shops: [{ jid: SHOP, name: 'bench shop', agents: [{ jid: `test01@${D}`, maxSessions: Math.max(5, VISITORS) }] }],
-    }, await freePort(), opt['cpu-prof']);
+    sidecar = await startSidecarProcess(
+      {
+        systemJid: `admin@${D}`,
+        store: store.url,
+        shops: [{ jid: SHOP, name: 'bench shop', agents: [{ jid: `test01@${D}`, maxSessions: Math.max(5, VISITORS) }] }],
+      },
+      await freePort(),
+      opt['cpu-prof'],
+    );
     const sc = sidecar;
     probe.sidecar = [sc.child.pid!];
     probe.metrics = () => sc.metrics();
     await withNode(true, sc.port, async (_ej, connect) => {
       // The shim connects with backoff: wait until its stream is open.
-      for (let i = 0; i < 300 && ((await sc.metrics()).get('consult_shim_connections') ?? 0) < 1; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 300 && ((await sc.metrics()).get('consult_shim_connections') ?? 0) < 1; i++)
+        await new Promise((r) => setTimeout(r, 100));
       const [alice, bob, agent] = await Promise.all([connect('alice', 'bench'), connect('bob', 'bench'), connect('test01', 'pc')]);
       const visitors = await Promise.all(visitorNames.map((v) => connect(v, 'web')));
-      await scenarios(selected('shim+sidecar', [
-        { name: 'plain chat alice->bob', senders: [alice], receiver: bob, stanza: chat(`bob@${D}`) },
-        { name: 'plain chat visitor1->agent', senders: [visitors[0]!], receiver: agent, stanza: chat(`test01@${D}`) },
-        { name: 'consult visitor1->shop->agent', senders: [visitors[0]!], receiver: agent, stanza: consult, acks: true },
-        { name: `plain chat ${VISITORS} visitors->agent`, senders: visitors, receiver: agent, stanza: chat(`test01@${D}`) },
-        { name: `consult ${VISITORS} visitors->shop->agent`, senders: visitors, receiver: agent, stanza: consult, acks: true },
-      ]), rows, 'shim+sidecar');
+      await scenarios(
+        selected('shim+sidecar', [
+          { name: 'plain chat alice->bob', senders: [alice], receiver: bob, stanza: chat(`bob@${D}`) },
+          { name: 'plain chat visitor1->agent', senders: [visitors[0]!], receiver: agent, stanza: chat(`test01@${D}`) },
+          { name: 'consult visitor1->shop->agent', senders: [visitors[0]!], receiver: agent, stanza: consult, acks: true },
+          { name: `plain chat ${VISITORS} visitors->agent`, senders: visitors, receiver: agent, stanza: chat(`test01@${D}`) },
+          { name: `consult ${VISITORS} visitors->shop->agent`, senders: visitors, receiver: agent, stanza: consult, acks: true },
+        ]),
+        rows,
+        'shim+sidecar',
+      );
     });
   } finally {
     await sidecar?.stop();
@@ -302,29 +361,71 @@ async function main() {
     await factory.close();
   }
 
-  console.log(`\nthrough ejabberd 23.01 on loopback, sidecar on ${opt.store}: ${N} messages per windowed run, rate × ${DURATION} s per paced run, `
-    + `latency = sender's send() to receiver's client emitting the stanza; ${os.cpus().length} cores shared by ejabberd, sidecar and all clients (one Node process); `
-    + `load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end`);
+  console.log(
+    `\nthrough ejabberd 23.01 on loopback, sidecar on ${opt.store}: ${N} messages per windowed run, rate × ${DURATION} s per paced run, ` +
+      `latency = sender's send() to receiver's client emitting the stanza; ${os.cpus().length} cores shared by ejabberd, sidecar and all clients (one Node process); ` +
+      `load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} at the end`,
+  );
   printTable(rows);
 
   // Consult beside plain chat from the same visitors to the same agent, same node, same run.
   const pairs: string[][] = [];
   for (const r of rows.filter((x) => x.flow.startsWith('consult ') && x.how.endsWith('paced'))) {
-    const plain = rows.find((x) => x.label === r.label && x.repeat === r.repeat && x.how === r.how && x.flow === r.flow.replace(/^consult (.*)->shop->agent$/, 'plain chat $1->agent'));
-    pairs.push([r.flow.replace(/^consult /, '').replace(/->shop->agent$/, ''), `#${r.repeat}`, r.how, `${fmt(r.perSecond)}/s`,
-      `${fmt(r.p50, 2)} / ${fmt(r.p99, 2)}`, plain ? `${fmt(plain.p50, 2)} / ${fmt(plain.p99, 2)}` : 'not run', plain ? fmt(r.p99 - plain.p99, 2) : '',
-      `${r.lost} lost, ${r.errors} bounced, ${r.notSent} not sent, ${r.acksMissing} acks missing`, plain ? `${plain.lost} lost, ${plain.errors} bounced, ${plain.notSent} not sent` : '']);
+    const plain = rows.find(
+      (x) =>
+        x.label === r.label &&
+        x.repeat === r.repeat &&
+        x.how === r.how &&
+        x.flow === r.flow.replace(/^consult (.*)->shop->agent$/, 'plain chat $1->agent'),
+    );
+    pairs.push([
+      r.flow.replace(/^consult /, '').replace(/->shop->agent$/, ''),
+      `#${r.repeat}`,
+      r.how,
+      `${fmt(r.perSecond)}/s`,
+      `${fmt(r.p50, 2)} / ${fmt(r.p99, 2)}`,
+      plain ? `${fmt(plain.p50, 2)} / ${fmt(plain.p99, 2)}` : 'not run',
+      plain ? fmt(r.p99 - plain.p99, 2) : '',
+      `${r.lost} lost, ${r.errors} bounced, ${r.notSent} not sent, ${r.acksMissing} acks missing`,
+      plain ? `${plain.lost} lost, ${plain.errors} bounced, ${plain.notSent} not sent` : '',
+    ]);
   }
   if (pairs.length) {
     console.log('\nconsult vs plain chat (same senders and agent, same run):');
-    console.log(table(['senders', 'run', 'rate', 'consult achieved', 'consult p50 / p99 ms', 'plain p50 / p99 ms', 'added p99 ms', 'consult loss', 'plain loss'], pairs));
+    console.log(
+      table(
+        [
+          'senders',
+          'run',
+          'rate',
+          'consult achieved',
+          'consult p50 / p99 ms',
+          'plain p50 / p99 ms',
+          'added p99 ms',
+          'consult loss',
+          'plain loss',
+        ],
+        pairs,
+      ),
+    );
   }
   const target = rows.filter((x) => x.flow === `consult ${VISITORS} visitors->shop->agent` && x.how === '2000/s paced');
   for (const r of target) {
     const ok = r.p99 < 50 && r.lost === 0 && r.acksMissing === 0 && r.errors === 0 && r.notSent === 0;
-    console.log(`target: consult p99 < 50 ms at 2,000 msg/s from ${VISITORS} visitors for ${DURATION} s, zero loss (run #${r.repeat}): `
-      + `p99 ${fmt(r.p99, 1)} ms, achieved ${fmt(r.perSecond)}/s, ${r.lost} lost, ${r.errors} bounced, ${r.notSent} not sent: ${ok ? 'met' : 'MISSED'}`);
+    console.log(
+      `target: consult p99 < 50 ms at 2,000 msg/s from ${VISITORS} visitors for ${DURATION} s, zero loss (run #${r.repeat}): ` +
+        `p99 ${fmt(r.p99, 1)} ms, achieved ${fmt(r.perSecond)}/s, ${r.lost} lost, ${r.errors} bounced, ${r.notSent} not sent: ${ok ? 'met' : 'MISSED'}`,
+    );
   }
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

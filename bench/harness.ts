@@ -37,7 +37,12 @@ export class StoreFactory {
     if (spec === 'memory:' || spec === 'memory') return { label: 'memory', url: 'memory:', ...none };
     if (spec === 'pglite:' || spec === 'pglite') {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pglite-'));
-      return { label: 'pglite', url: `pglite:${dir}`, serverCpu: () => 0, cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+      return {
+        label: 'pglite',
+        url: `pglite:${dir}`,
+        serverCpu: () => 0,
+        cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
+      };
     }
     if (spec.startsWith('pglite:')) return { label: 'pglite', url: spec, ...none };
     if (spec === 'postgres' || spec === 'postgresql') {
@@ -50,12 +55,14 @@ export class StoreFactory {
       await admin.end();
       const port = new URL(server.url).port;
       return {
-        label: 'postgres', url: server.url.replace(/\/test$/, `/${db}`),
+        label: 'postgres',
+        url: server.url.replace(/\/test$/, `/${db}`),
         serverCpu: () => postgresCpu(port),
         cleanup: async () => undefined,
       };
     }
-    if (/^postgres(ql)?:\/\//.test(spec)) return { label: 'postgres', url: spec, serverCpu: () => postgresCpu(new URL(spec).port || '5432'), cleanup: async () => undefined };
+    if (/^postgres(ql)?:\/\//.test(spec))
+      return { label: 'postgres', url: spec, serverCpu: () => postgresCpu(new URL(spec).port || '5432'), cleanup: async () => undefined };
     throw new Error(`--store: unknown store ${JSON.stringify(spec)} (memory:, pglite:, pglite:<dir>, postgres, postgres://…)`);
   }
 
@@ -68,7 +75,11 @@ export class StoreFactory {
 /** CPU of the PostgreSQL postmaster listening on `port` and of its live children (backends, walwriter…). */
 function postgresCpu(port: string): number {
   const masters = pidsWithArg(port).filter((p) => {
-    try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('postgres'); } catch { return false; }
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('postgres');
+    } catch {
+      return false;
+    }
   });
   if (masters.length === 0) return 0;
   let total = 0;
@@ -78,7 +89,9 @@ function postgresCpu(port: string): number {
       const f = fs.readFileSync(`/proc/${ent}/stat`, 'utf8').split(') ')[1]!.split(' ');
       const pid = Number(ent);
       if (masters.includes(pid) || masters.includes(Number(f[1]))) total += cpuSeconds(pid);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return total;
 }
@@ -108,8 +121,10 @@ export async function scrapeMetrics(adminPort: number): Promise<Map<string, numb
 export function decisionDelta(a: Map<string, number>, b: Map<string, number>) {
   const d = (k: string) => (b.get(k) ?? 0) - (a.get(k) ?? 0);
   const count = d('consult_decision_seconds_count');
-  const buckets = [...b.keys()].filter((k) => k.startsWith('consult_decision_seconds_bucket{'))
-    .map((k) => ({ le: Number(/le="([^"]+)"/.exec(k)![1]), n: d(k) })).sort((x, y) => x.le - y.le);
+  const buckets = [...b.keys()]
+    .filter((k) => k.startsWith('consult_decision_seconds_bucket{'))
+    .map((k) => ({ le: Number(/le="([^"]+)"/.exec(k)![1]), n: d(k) }))
+    .sort((x, y) => x.le - y.le);
   const p99 = buckets.find((x) => x.n >= 0.99 * count)?.le ?? Infinity;
   return { count, meanMs: count ? (1000 * d('consult_decision_seconds_sum')) / count : NaN, p99Ms: 1000 * p99 };
 }
@@ -138,10 +153,17 @@ export async function startSidecarProcess(config: object, port: number, profDir?
   const configFile = writeConfig({ ...config, admin: { host: '127.0.0.1', port: adminPort, token } });
   if (profDir) fs.mkdirSync(profDir, { recursive: true });
   const prof = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', configFile, '--grpc-port', String(port)], {
-    cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const kill = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
+  const child = spawn(
+    process.execPath,
+    [...prof, '--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', configFile, '--grpc-port', String(port)],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
   process.on('exit', kill);
   let out = '';
   let listening = false;
@@ -150,10 +172,16 @@ export async function startSidecarProcess(config: object, port: number, profDir?
       const s = b.toString();
       // Warnings (journal failures, lost injects) matter for the figures: show them.
       // BENCH_SIDECAR_LOG=1 shows every line.
-      for (const line of s.split('\n')) if (line && (process.env.BENCH_SIDECAR_LOG === '1' || /"level":(40|50|60)/.test(line))) console.error(`[sidecar] ${line.slice(0, 400)}`);
+      for (const line of s.split('\n'))
+        if (line && (process.env.BENCH_SIDECAR_LOG === '1' || /"level":(40|50|60)/.test(line)))
+          console.error(`[sidecar] ${line.slice(0, 400)}`);
       if (listening) return;
       out += s;
-      if (out.includes('sidecar listening')) { listening = true; out = ''; resolve(); }
+      if (out.includes('sidecar listening')) {
+        listening = true;
+        out = '';
+        resolve();
+      }
     });
     child.once('exit', (code) => reject(new Error(`sidecar exited (${code}) before listening:\n${out}`)));
     setTimeout(() => reject(new Error(`sidecar did not start within ${timeoutMs / 1000} s`)), timeoutMs).unref();
@@ -165,7 +193,9 @@ export async function startSidecarProcess(config: object, port: number, profDir?
     throw e;
   }
   return {
-    child, port, configFile,
+    child,
+    port,
+    configFile,
     cpu: () => cpuSeconds(child.pid!),
     metrics: () => scrapeMetrics(adminPort),
     async stop() {
@@ -185,7 +215,8 @@ export async function startSidecarProcess(config: object, port: number, profDir?
 /** CLOCK_MONOTONIC in µs: the time base of V8's .cpuprofile timestamps (for bench/profile-top.ts windows). */
 export const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
-export const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
+export const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 
 /** A plain-text table with a header row. */
 export function table(head: string[], body: string[][]): string {

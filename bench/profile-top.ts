@@ -8,8 +8,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
-interface Profile { nodes: Node[]; startTime: number; samples: number[]; timeDeltas: number[] }
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: Node[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
 
 const args = process.argv.slice(2);
 const all = args.includes('--all');
@@ -20,12 +29,19 @@ if (!arg) throw new Error('usage: profile-top.ts DIR_OR_FILE [N] [--all]');
 const top = Number(topArg ?? 25);
 const isDir = fs.statSync(arg).isDirectory();
 const file = isDir
-  ? fs.readdirSync(arg).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(arg, f)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]! // the main thread (tsx adds a loader thread)
+  ? fs
+      .readdirSync(arg)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => path.join(arg, f))
+      .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]! // the main thread (tsx adds a loader thread)
   : arg;
 const windowsFile = path.join(isDir ? arg : path.dirname(arg), 'windows.json');
-const windows: [number, number][] = !all && fs.existsSync(windowsFile)
-  ? Object.entries(JSON.parse(fs.readFileSync(windowsFile, 'utf8')) as Record<string, [number, number]>).filter(([name]) => !phase || phase.test(name)).map(([, w]) => w)
-  : [];
+const windows: [number, number][] =
+  !all && fs.existsSync(windowsFile)
+    ? Object.entries(JSON.parse(fs.readFileSync(windowsFile, 'utf8')) as Record<string, [number, number]>)
+        .filter(([name]) => !phase || phase.test(name))
+        .map(([, w]) => w)
+    : [];
 if (phase && windows.length === 0) throw new Error(`no phase in ${windowsFile} matches ${phase}`);
 const counted = (t: number) => windows.length === 0 || windows.some(([a, b]) => t >= a && t <= b);
 
@@ -38,8 +54,16 @@ for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id
 const local = (url: string) => url.replace(/^file:\/\/.*?\/(?=(src|bench|scripts|test)\/)/, '');
 const where = (f: Node['callFrame']) => (f.url ? `${local(f.url.replace(/^.*node_modules\//, ''))}:${f.lineNumber + 1}` : '');
 const keyOf = (f: Node['callFrame']) => `${f.functionName || '(anonymous)'} ${where(f)}`.trim();
-const moduleOf = (f: Node['callFrame']) => (!f.url ? `(${f.functionName || 'native'})` : f.url.includes('node_modules/') ? f.url.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1')
-  : f.url.startsWith('node:') ? 'node internals' : f.url.startsWith('wasm:') ? 'wasm (PGlite)' : local(f.url));
+const moduleOf = (f: Node['callFrame']) =>
+  !f.url
+    ? `(${f.functionName || 'native'})`
+    : f.url.includes('node_modules/')
+      ? f.url.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1')
+      : f.url.startsWith('node:')
+        ? 'node internals'
+        : f.url.startsWith('wasm:')
+          ? 'wasm (PGlite)'
+          : local(f.url);
 const own = (f: Node['callFrame']) => f.url.startsWith('file:') && !f.url.includes('node_modules/') && local(f.url).startsWith('src/');
 
 const self = new Map<string, number>();
@@ -65,11 +89,13 @@ prof.samples.forEach((id, i) => {
     total.set(k, (total.get(k) ?? 0) + dt);
   }
 });
-const pct = (us: number) => `${(100 * us / sampled).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(6)} ms`;
-console.log(`${file}: ${(sampled / 1e6).toFixed(2)} s sampled${windows.length ? ` in the ${windows.length} measured phase(s) of ${windowsFile}` : ' (all of it)'}`);
+const pct = (us: number) => `${((100 * us) / sampled).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(6)} ms`;
+console.log(
+  `${file}: ${(sampled / 1e6).toFixed(2)} s sampled${windows.length ? ` in the ${windows.length} measured phase(s) of ${windowsFile}` : ' (all of it)'}`,
+);
 console.log('\nself time:');
-[...self].sort((a, b) => b[1] - a[1]).slice(0, top).forEach(([k, us]) => console.log(`${pct(us)}  ${k}`));
+for (const [k, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${k}`);
 console.log('\nby module (self time):');
-[...byModule].sort((a, b) => b[1] - a[1]).slice(0, 18).forEach(([k, us]) => console.log(`${pct(us)}  ${k}`));
+for (const [k, us] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, 18)) console.log(`${pct(us)}  ${k}`);
 console.log('\nsrc/ functions, total time (self + callees):');
-[...total].sort((a, b) => b[1] - a[1]).slice(0, top).forEach(([k, us]) => console.log(`${pct(us)}  ${k}`));
+for (const [k, us] of [...total].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${k}`);

@@ -20,7 +20,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { SessionEvent_Kind, StanzaFilterClient, type ShimMessage, type SidecarMessage, type Verdict } from '../src/gen/consult/v1/filter.js';
+import {
+  SessionEvent_Kind,
+  StanzaFilterClient,
+  type ShimMessage,
+  type SidecarMessage,
+  type Verdict,
+} from '../src/gen/consult/v1/filter.js';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { fmt, journalDelta, monotonicUs, startSidecarProcess, StoreFactory, table, type BenchStore, type Sidecar } from './harness.js';
 import { percentile } from './stats.js';
@@ -57,18 +63,32 @@ const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const agentJids = Array.from({ length: AGENTS }, (_, i) => `agent${String(i + 1).padStart(3, '0')}@${D}`);
 
-if (Math.max(...LEVELS) + CYCLE > CAPACITY) throw new Error(`--agents × --max-sessions (${CAPACITY}) must leave room for the highest level + --cycle`);
+if (Math.max(...LEVELS) + CYCLE > CAPACITY)
+  throw new Error(`--agents × --max-sessions (${CAPACITY}) must leave room for the highest level + --cycle`);
 // Whole run bounded: a stuck phase must not hold the machine.
-setTimeout(() => { console.error(`scale bench: over --max-minutes ${opt['max-minutes']}, giving up`); process.exit(2); }, Number(opt['max-minutes']) * 60_000).unref();
+setTimeout(() => {
+  console.error(`scale bench: over --max-minutes ${opt['max-minutes']}, giving up`);
+  process.exit(2);
+}, Number(opt['max-minutes']) * 60_000).unref();
 
 let bodyId = 0;
-const visitorMsg = (v: string) => Buffer.from(
-  `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='${v}@${D}/web' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${++bodyId}'>hello ${bodyId}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`);
-const closeMsg = (agent: string, v: string) => Buffer.from(
-  `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='${agent}/pc' realto='${v}@${D}'><body id='C${++bodyId}'>/close</body></message>`);
+const visitorMsg = (v: string) =>
+  Buffer.from(
+    `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='${v}@${D}/web' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${++bodyId}'>hello ${bodyId}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+  );
+const closeMsg = (agent: string, v: string) =>
+  Buffer.from(
+    `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='${agent}/pc' realto='${v}@${D}'><body id='C${++bodyId}'>/close</body></message>`,
+  );
 const ACTIONS = ['pass', 'rewrite', 'drop', 'reject'];
 
-interface Phase { count: number; seconds: number; lat: number[]; actions: Map<string, number>; rejects: Map<string, number> }
+interface Phase {
+  count: number;
+  seconds: number;
+  lat: number[];
+  actions: Map<string, number>;
+  rejects: Map<string, number>;
+}
 
 /** One FilterStream used like a shim: Hello, InjectAck for every Inject, verdicts matched by seq. */
 class Shim {
@@ -90,7 +110,9 @@ class Shim {
         if (m.inject.id !== '0') this.call.write({ injectAck: { id: m.inject.id } });
       }
     });
-    this.call.on('error', (e) => { this.failed = e; });
+    this.call.on('error', (e) => {
+      this.failed = e;
+    });
     this.call.write({ hello: { node: 'bench@localhost', hosts: [D], shimVersion: 'bench' } });
   }
 
@@ -103,9 +125,16 @@ class Shim {
     let inFlight = 0;
     const t0 = process.hrtime.bigint();
     return new Promise<Phase>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`phase: only ${lat.length}/${n} verdicts within ${PHASE_TIMEOUT_MS / 1000} s`)), PHASE_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`phase: only ${lat.length}/${n} verdicts within ${PHASE_TIMEOUT_MS / 1000} s`)),
+        PHASE_TIMEOUT_MS,
+      );
       const pump = () => {
-        if (this.failed) { clearTimeout(timer); reject(this.failed); return; }
+        if (this.failed) {
+          clearTimeout(timer);
+          reject(this.failed);
+          return;
+        }
         while (next < n && inFlight < WINDOW) {
           const i = next++;
           const seq = String(++this.seq);
@@ -126,7 +155,10 @@ class Shim {
           this.call.write({ filter: { seq, hook: 1, host: D, stanza: make(i), deadlineMs: String(Date.now() + DEADLINE_MS) } });
         }
       };
-      if (n === 0) { clearTimeout(timer); resolve({ count: 0, seconds: 0, lat, actions, rejects }); } else pump();
+      if (n === 0) {
+        clearTimeout(timer);
+        resolve({ count: 0, seconds: 0, lat, actions, rejects });
+      } else pump();
     });
   }
 
@@ -162,8 +194,13 @@ interface Measured extends Phase {
 class Meter {
   readonly results: Result[] = [];
   private readonly windows: Record<string, [number, number]> = {};
-  constructor(private readonly sidecar: Sidecar, private readonly shim: Shim, private readonly store: BenchStore, private readonly run: number,
-    private readonly profDir?: string) {}
+  constructor(
+    private readonly sidecar: Sidecar,
+    private readonly shim: Shim,
+    private readonly store: BenchStore,
+    private readonly run: number,
+    private readonly profDir?: string,
+  ) {}
 
   /** One measured phase: the sidecar's CPU and group commits around Shim.run. */
   async phase(name: string, n: number, make: (i: number) => Buffer, seen?: (i: number, v: Verdict) => void): Promise<Measured> {
@@ -197,33 +234,51 @@ class Meter {
     const verdicts = [...actions].map(([a, c]) => `${a}:${c}`).join(' ');
     const unexpected = (actions.get(expect) ?? 0) !== count;
     const r: Result = {
-      store: this.store.label, run: this.run, state, kind, what, count, seconds, p50: percentile(lat, 50), p99: percentile(lat, 99), cpuUs: (1e6 * cpu) / count,
+      store: this.store.label,
+      run: this.run,
+      state,
+      kind,
+      what,
+      count,
+      seconds,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      cpuUs: (1e6 * cpu) / count,
       journal: `${fmt(entries / batches, 1)}/commit, ${fmt(writeMs / batches, 2)} ms${failed ? `, ${failed} FAILED` : ''}`,
       note: `${verdicts}${unexpected ? ` (expected all ${expect})` : ''}${rejects.size ? ` rejects: ${[...rejects].map(([a, c]) => `${a}:${c}`).join(' ')}` : ''}`,
     };
-    console.error(`  ${r.store} #${r.run} ${state} ${kind}: ${fmt(count / seconds)}/s p50 ${fmt(r.p50, 1)} p99 ${fmt(r.p99, 1)} ms, ${fmt(r.cpuUs)} µs CPU/decision, journal ${r.journal}; ${r.note}`);
+    console.error(
+      `  ${r.store} #${r.run} ${state} ${kind}: ${fmt(count / seconds)}/s p50 ${fmt(r.p50, 1)} p99 ${fmt(r.p99, 1)} ms, ${fmt(r.cpuUs)} µs CPU/decision, journal ${r.journal}; ${r.note}`,
+    );
     this.results.push(r);
   }
 }
 
 async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
   const profDir = opt['cpu-prof'] ? path.join(opt['cpu-prof'], `${store.label}-${run}`) : undefined;
-  const sidecar = await startSidecarProcess({
-    systemJid: `admin@${D}`,
-    store: store.url,
-    limits: { queueMax: Math.max(20_000, 2 * (QUEUED + CYCLE)), keptPerVisitor: 100 },
-    // No reminders or agents going away during the run: nothing but the measured traffic changes state
-    // (the 5 s tick still runs, over every session, as in production).
-    timers: { agentReminderSec: 86_400, offlineGraceSec: 3600 },
-    shops: [{ jid: SHOP, name: 'bench shop', agents: agentJids.map((jid) => ({ jid, maxSessions: MAX_SESSIONS })) }],
-  }, await freePort(), profDir);
+  const sidecar = await startSidecarProcess(
+    {
+      systemJid: `admin@${D}`,
+      store: store.url,
+      limits: { queueMax: Math.max(20_000, 2 * (QUEUED + CYCLE)), keptPerVisitor: 100 },
+      // No reminders or agents going away during the run: nothing but the measured traffic changes state
+      // (the 5 s tick still runs, over every session, as in production).
+      timers: { agentReminderSec: 86_400, offlineGraceSec: 3600 },
+      shops: [{ jid: SHOP, name: 'bench shop', agents: agentJids.map((jid) => ({ jid, maxSessions: MAX_SESSIONS })) }],
+    },
+    await freePort(),
+    profDir,
+  );
   const client = new StanzaFilterClient(`127.0.0.1:${sidecar.port}`, grpc.credentials.createInsecure());
   const shim = new Shim(client);
   const meter = new Meter(sidecar, shim, store, run, profDir);
   try {
     for (const a of agentJids) {
-      await new Promise<void>((resolve, reject) => client.notify(
-        { kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' }, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        client.notify({ kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
     }
     const open = new Map<string, string>(); // visitor (local part) → agent, sessions this bench opened and did not close
     const opener = (names: string[]) => (i: number, v: Verdict) => {
@@ -232,12 +287,16 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
     };
     const openSessions = (names: string[]) => shim.run(names.length, (i) => visitorMsg(names[i]!), opener(names));
     const measuredOpen = (name: string, names: string[]) => meter.phase(name, names.length, (i) => visitorMsg(names[i]!), opener(names));
-    const closeSessions = async <T extends Phase>(names: string[], run: (n: number, make: (i: number) => Buffer) => Promise<T>): Promise<T> => {
+    const closeSessions = async <T extends Phase>(
+      names: string[],
+      run: (n: number, make: (i: number) => Buffer) => Promise<T>,
+    ): Promise<T> => {
       const phase = await run(names.length, (i) => closeMsg(open.get(names[i]!)!, names[i]!));
       for (const n of names) open.delete(n);
       return phase;
     };
-    const range = (prefix: string, from: number, to: number) => Array.from({ length: Math.max(0, to - from) }, (_, i) => `${prefix}${from + i}`);
+    const range = (prefix: string, from: number, to: number) =>
+      Array.from({ length: Math.max(0, to - from) }, (_, i) => `${prefix}${from + i}`);
 
     // Warm-up (JIT), not measured: --warmup × (1,000 sessions opened, 3,000 messages, all closed again).
     for (let w = 0; w < Number(opt.warmup); w++) {
@@ -283,7 +342,9 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
       console.error(`  ${store.label} #${run} filled to ${fmt(CAPACITY)} sessions, agents full (${fmt(more.length / t.seconds)}/s)`);
       const queued = range('q', 0, QUEUED);
       const qt = await shim.run(queued.length, (i) => visitorMsg(queued[i]!));
-      console.error(`  ${store.label} #${run} ${fmt(QUEUED)} visitors queued (${fmt(QUEUED / qt.seconds)}/s; ${[...qt.actions].map(([a, c]) => `${a}:${c}`).join(' ')})`);
+      console.error(
+        `  ${store.label} #${run} ${fmt(QUEUED)} visitors queued (${fmt(QUEUED / qt.seconds)}/s; ${[...qt.actions].map(([a, c]) => `${a}:${c}`).join(' ')})`,
+      );
       const state = `full (${fmt(CAPACITY)}) + ${fmt(QUEUED)} queued`;
       const joins: Measured[] = [];
       const closes: Measured[] = [];
@@ -300,7 +361,9 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
       meter.record(state, 'close', 'agent /close: queue head served', closes, 'drop');
       await openTraffic(state);
     }
-    console.error(`  ${store.label} #${run}: ${fmt(shim.injected)} stanzas injected by the sidecar (released kept messages) and acknowledged`);
+    console.error(
+      `  ${store.label} #${run}: ${fmt(shim.injected)} stanzas injected by the sidecar (released kept messages) and acknowledged`,
+    );
   } finally {
     shim.end();
     client.close();
@@ -336,37 +399,106 @@ async function main() {
     await factory.close();
   }
 
-  console.log(`\nflatness: 1 shop, ${AGENTS} agents × maxSessions ${MAX_SESSIONS}, window ${WINDOW}; new/close in cycles of ${CYCLE} (${cycles()} per state), `
-    + `${fmt(OPEN)} open-session messages per state; ${os.cpus().length} cores shared by client and sidecar (load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end)`);
-  const base = (r: Result) => results.find((x) => x.store === r.store && x.run === r.run && x.kind === r.kind && x.state === `${fmt(LEVELS[0]!)} open`);
-  console.log(table(
-    ['store', 'run', 'state', 'decision', 'count', 'decisions/s', 'p50 ms', 'p99 ms', 'sidecar CPU µs/decision', `vs ${fmt(LEVELS[0]!)} open`, 'journal', 'verdicts'],
-    results.map((r) => {
-      const b = base(r);
-      return [r.store, String(r.run), r.state, `${r.kind}: ${r.what}`, fmt(r.count), fmt(r.count / r.seconds), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.cpuUs),
-        b && b !== r ? `${fmt((100 * (r.count / r.seconds)) / (b.count / b.seconds))} %` : '', r.journal, r.note];
-    })));
+  console.log(
+    `\nflatness: 1 shop, ${AGENTS} agents × maxSessions ${MAX_SESSIONS}, window ${WINDOW}; new/close in cycles of ${CYCLE} (${cycles()} per state), ` +
+      `${fmt(OPEN)} open-session messages per state; ${os.cpus().length} cores shared by client and sidecar (load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} at the end)`,
+  );
+  const base = (r: Result) =>
+    results.find((x) => x.store === r.store && x.run === r.run && x.kind === r.kind && x.state === `${fmt(LEVELS[0]!)} open`);
+  console.log(
+    table(
+      [
+        'store',
+        'run',
+        'state',
+        'decision',
+        'count',
+        'decisions/s',
+        'p50 ms',
+        'p99 ms',
+        'sidecar CPU µs/decision',
+        `vs ${fmt(LEVELS[0]!)} open`,
+        'journal',
+        'verdicts',
+      ],
+      results.map((r) => {
+        const b = base(r);
+        return [
+          r.store,
+          String(r.run),
+          r.state,
+          `${r.kind}: ${r.what}`,
+          fmt(r.count),
+          fmt(r.count / r.seconds),
+          fmt(r.p50, 2),
+          fmt(r.p99, 2),
+          fmt(r.cpuUs),
+          b && b !== r ? `${fmt((100 * (r.count / r.seconds)) / (b.count / b.seconds))} %` : '',
+          r.journal,
+          r.note,
+        ];
+      }),
+    ),
+  );
   // Medians over the runs (this machine's run-to-run spread is large), and the target on them.
-  const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
   const groups = new Map<string, Result[]>();
   for (const r of results) {
     const k = `${r.store}\n${r.state}\n${r.kind}`;
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   const med = [...groups.values()].map((rs) => ({
-    ...rs[0]!, runs: rs.length, rate: median(rs.map((r) => r.count / r.seconds)), cpuUs: median(rs.map((r) => r.cpuUs)),
-    p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), rates: rs.map((r) => fmt(r.count / r.seconds)).join(' / '),
+    ...rs[0]!,
+    runs: rs.length,
+    rate: median(rs.map((r) => r.count / r.seconds)),
+    cpuUs: median(rs.map((r) => r.cpuUs)),
+    p50: median(rs.map((r) => r.p50)),
+    p99: median(rs.map((r) => r.p99)),
+    rates: rs.map((r) => fmt(r.count / r.seconds)).join(' / '),
   }));
-  const first = (m: (typeof med)[number]) => med.find((x) => x.store === m.store && x.kind === m.kind && x.state === `${fmt(LEVELS[0]!)} open`);
+  const first = (m: (typeof med)[number]) =>
+    med.find((x) => x.store === m.store && x.kind === m.kind && x.state === `${fmt(LEVELS[0]!)} open`);
   console.log(`\nmedians over ${Number(opt.repeat)} run(s) per store:`);
-  console.log(table(
-    ['store', 'state', 'decision', 'decisions/s (median)', 'each run', `vs ${fmt(LEVELS[0]!)} open`, 'p50 ms', 'p99 ms', 'sidecar CPU µs/decision', `CPU vs ${fmt(LEVELS[0]!)} open`],
-    med.map((m) => {
-      const b = first(m);
-      return [m.store, m.state, `${m.kind}: ${m.what}`, fmt(m.rate), m.rates, b && b !== m ? `${fmt((100 * m.rate) / b.rate)} %` : '', fmt(m.p50, 1), fmt(m.p99, 1), fmt(m.cpuUs),
-        b && b !== m ? `${fmt((100 * m.cpuUs) / b.cpuUs)} %` : ''];
-    })));
-  console.log(`\ntarget: new-session and open-session decisions/s flat within 20 % from ${fmt(LEVELS[0]!)} to ${fmt(LEVELS[LEVELS.length - 1]!)} open sessions and with ${fmt(QUEUED)} queued (medians; close shown for information):`);
+  console.log(
+    table(
+      [
+        'store',
+        'state',
+        'decision',
+        'decisions/s (median)',
+        'each run',
+        `vs ${fmt(LEVELS[0]!)} open`,
+        'p50 ms',
+        'p99 ms',
+        'sidecar CPU µs/decision',
+        `CPU vs ${fmt(LEVELS[0]!)} open`,
+      ],
+      med.map((m) => {
+        const b = first(m);
+        return [
+          m.store,
+          m.state,
+          `${m.kind}: ${m.what}`,
+          fmt(m.rate),
+          m.rates,
+          b && b !== m ? `${fmt((100 * m.rate) / b.rate)} %` : '',
+          fmt(m.p50, 1),
+          fmt(m.p99, 1),
+          fmt(m.cpuUs),
+          b && b !== m ? `${fmt((100 * m.cpuUs) / b.cpuUs)} %` : '',
+        ];
+      }),
+    ),
+  );
+  console.log(
+    `\ntarget: new-session and open-session decisions/s flat within 20 % from ${fmt(LEVELS[0]!)} to ${fmt(LEVELS[LEVELS.length - 1]!)} open sessions and with ${fmt(QUEUED)} queued (medians; close shown for information):`,
+  );
   for (const store of [...new Set(med.map((m) => m.store))]) {
     for (const kind of ['new', 'open', 'close'] as const) {
       const rows = med.filter((m) => m.store === store && m.kind === kind);
@@ -374,10 +506,15 @@ async function main() {
       if (!b) continue;
       const ratios = rows.map((r) => r.rate / b.rate);
       const flat = ratios.every((x) => x >= 0.8 && x <= 1.2);
-      console.log(`  ${store} ${kind}: ${rows.map((r, i) => `${r.state} ${fmt(r.rate)}/s (${fmt(100 * ratios[i]!)} %)`).join(', ')}: ${kind === 'close' ? '' : flat ? 'met (flat)' : 'MISSED (not flat)'}`);
+      console.log(
+        `  ${store} ${kind}: ${rows.map((r, i) => `${r.state} ${fmt(r.rate)}/s (${fmt(100 * ratios[i]!)} %)`).join(', ')}: ${kind === 'close' ? '' : flat ? 'met (flat)' : 'MISSED (not flat)'}`,
+      );
     }
   }
-  if (opt['cpu-prof']) console.log(`cpu profiles in ${opt['cpu-prof']}/<store>-<run> (npx tsx bench/profile-top.ts DIR; windows.json holds the measured phases)`);
+  if (opt['cpu-prof'])
+    console.log(
+      `cpu profiles in ${opt['cpu-prof']}/<store>-<run> (npx tsx bench/profile-top.ts DIR; windows.json holds the measured phases)`,
+    );
   if (failed.length) {
     console.log(`\nFAILED (not in the tables):\n${failed.map((f) => `  ${f}`).join('\n')}`);
     throw new Error(`${failed.length} store run(s) failed`);
@@ -386,4 +523,10 @@ async function main() {
 
 const cycles = () => Math.max(1, Math.round(NEW / CYCLE));
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

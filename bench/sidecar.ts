@@ -51,9 +51,17 @@ const PHASE_TIMEOUT_MS = 180_000;
 const DEADLINE_MS = 5000;
 
 // What mod_consult forwards: the raw stanza with the server-checked from/to.
-const stanza = (i: number) => Buffer.from(
-  `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='v${i % VISITORS}@${D}/web' realfrom='v${i % VISITORS}@${D}' realto='test01@${D}' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${i}'>hello ${i}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`);
-const request = (i: number, seq: number) => ({ seq: String(seq), hook: 1, host: D, stanza: stanza(i), deadlineMs: String(Date.now() + DEADLINE_MS) });
+const stanza = (i: number) =>
+  Buffer.from(
+    `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='v${i % VISITORS}@${D}/web' realfrom='v${i % VISITORS}@${D}' realto='test01@${D}' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${i}'>hello ${i}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+  );
+const request = (i: number, seq: number) => ({
+  seq: String(seq),
+  hook: 1,
+  host: D,
+  stanza: stanza(i),
+  deadlineMs: String(Date.now() + DEADLINE_MS),
+});
 
 async function runStream(client: StanzaFilterClient, n: number, offset: number): Promise<Row> {
   const call = client.filterStream();
@@ -64,7 +72,10 @@ async function runStream(client: StanzaFilterClient, n: number, offset: number):
   const t0 = process.hrtime.bigint();
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`stream: only ${lat.length}/${n} verdicts within ${PHASE_TIMEOUT_MS / 1000} s`)), PHASE_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`stream: only ${lat.length}/${n} verdicts within ${PHASE_TIMEOUT_MS / 1000} s`)),
+        PHASE_TIMEOUT_MS,
+      );
       const pump = () => {
         while (next < n && sentAt.size < WINDOW) {
           const seq = String(next + 1);
@@ -80,9 +91,15 @@ async function runStream(client: StanzaFilterClient, n: number, offset: number):
         sentAt.delete(m.verdict.seq);
         lat.push(Number(process.hrtime.bigint() - t) / 1e6);
         actions.set(m.verdict.action, (actions.get(m.verdict.action) ?? 0) + 1);
-        if (lat.length === n) { clearTimeout(timer); resolve(); } else pump();
+        if (lat.length === n) {
+          clearTimeout(timer);
+          resolve();
+        } else pump();
       });
-      call.on('error', (e) => { clearTimeout(timer); reject(e); });
+      call.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       pump();
     });
   } finally {
@@ -103,8 +120,10 @@ async function runUnary(client: StanzaFilterClient, n: number, offset: number): 
       const i = next++;
       const t = process.hrtime.bigint();
       const v = await new Promise<Verdict>((resolve, reject) =>
-        client.filter(request(offset + i, i + 1), new grpc.Metadata(), { deadline: Date.now() + 30_000 },
-          (err, res) => (err ? reject(err) : resolve(res!))));
+        client.filter(request(offset + i, i + 1), new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) =>
+          err ? reject(err) : resolve(res!),
+        ),
+      );
       lat.push(Number(process.hrtime.bigint() - t) / 1e6);
       actions.set(v.action, (actions.get(v.action) ?? 0) + 1);
     }
@@ -120,20 +139,52 @@ async function runErlang(port: number, n: number, callers: number): Promise<Row>
   const shimDir = path.join(repoRoot, 'erlang-shim');
   execFileSync('make', ['-s', '-C', shimDir, 'all', 'test-beams'], { stdio: 'inherit' });
   const out = await new Promise<string>((resolve, reject) => {
-    const erl = spawn('erl', ['-noshell', '-pa', path.join(shimDir, 'ebin'), '-pa', path.join(shimDir, 'ebin-test'),
-      '-eval', 'consult_bench:main()', '-extra', String(port), String(n), String(callers), String(VISITORS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const killOnExit = () => { if (erl.exitCode === null) erl.kill('SIGKILL'); };
+    const erl = spawn(
+      'erl',
+      [
+        '-noshell',
+        '-pa',
+        path.join(shimDir, 'ebin'),
+        '-pa',
+        path.join(shimDir, 'ebin-test'),
+        '-eval',
+        'consult_bench:main()',
+        '-extra',
+        String(port),
+        String(n),
+        String(callers),
+        String(VISITORS),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const killOnExit = () => {
+      if (erl.exitCode === null) erl.kill('SIGKILL');
+    };
     process.on('exit', killOnExit);
     let text = '';
-    erl.stdout.on('data', (b: Buffer) => { text += b; });
+    erl.stdout.on('data', (b: Buffer) => {
+      text += b;
+    });
     const timer = setTimeout(() => erl.kill('SIGKILL'), PHASE_TIMEOUT_MS);
-    erl.once('exit', (code) => { clearTimeout(timer); process.off('exit', killOnExit); code === 0 ? resolve(text) : reject(new Error(`erl exited ${code}:\n${text}`)); });
+    erl.once('exit', (code) => {
+      clearTimeout(timer);
+      process.off('exit', killOnExit);
+      code === 0 ? resolve(text) : reject(new Error(`erl exited ${code}:\n${text}`));
+    });
   });
   const line = out.split('\n').find((l) => l.startsWith('@@ '));
   if (!line) throw new Error(`consult_bench printed no result:\n${out}`);
   const r = JSON.parse(line.slice(3)) as { count: number; seconds: number; p50: number; p99: number; max: number; failures: number };
-  return { mode: `erlang consult_grpc, ${callers} callers`, count: r.count, seconds: r.seconds, perSecond: r.count / r.seconds,
-    p50: r.p50, p99: r.p99, max: r.max, note: `failures:${r.failures}` };
+  return {
+    mode: `erlang consult_grpc, ${callers} callers`,
+    count: r.count,
+    seconds: r.seconds,
+    perSecond: r.count / r.seconds,
+    p50: r.p50,
+    p99: r.p99,
+    max: r.max,
+    note: `failures:${r.failures}`,
+  };
 }
 
 // Which verdicts came back (open sessions: all rewrite = relayed to the agent; reject = deadline, overload…).
@@ -151,18 +202,25 @@ interface Result extends Row {
 
 async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
   const profDir = opt['cpu-prof'] ? path.join(opt['cpu-prof'], `${store.label}-${run}`) : undefined;
-  const sidecar = await startSidecarProcess({
-    systemJid: `admin@${D}`,
-    store: store.url,
-    shops: [{ jid: SHOP, name: 'bench shop', agents: agentJids.map((jid) => ({ jid, maxSessions: Math.ceil(VISITORS / AGENTS) + 1 })) }],
-  }, await freePort(), profDir);
+  const sidecar = await startSidecarProcess(
+    {
+      systemJid: `admin@${D}`,
+      store: store.url,
+      shops: [{ jid: SHOP, name: 'bench shop', agents: agentJids.map((jid) => ({ jid, maxSessions: Math.ceil(VISITORS / AGENTS) + 1 })) }],
+    },
+    await freePort(),
+    profDir,
+  );
   const client = new StanzaFilterClient(`127.0.0.1:${sidecar.port}`, grpc.credentials.createInsecure());
   const out: Result[] = [];
   try {
     // Agents must be online to be assigned: report their available presence, as the shim would.
     for (const a of agentJids) {
-      await new Promise<void>((resolve, reject) => client.notify(
-        { kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' }, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        client.notify({ kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
     }
     // Warm-up (JIT; opens the sessions of all visitors), not measured.
     const warm = await runStream(client, Math.min(2000, N), 10_000_000);
@@ -173,18 +231,27 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
       const srv0 = store.serverCpu();
       const m0 = await sidecar.metrics();
       const start = monotonicUs();
-      const row = mode === 'unary' ? await runUnary(client, N, 0)
-        : mode === 'erlang' ? await runErlang(sidecar.port, N, Number(opt['erl-callers']))
-        : await runStream(client, N, 0);
+      const row =
+        mode === 'unary'
+          ? await runUnary(client, N, 0)
+          : mode === 'erlang'
+            ? await runErlang(sidecar.port, N, Number(opt['erl-callers']))
+            : await runStream(client, N, 0);
       windows[row.mode] = [start, monotonicUs()];
       // For bench/profile-top.ts: only these phases count (not startup or warm-up).
       if (profDir) fs.writeFileSync(path.join(profDir, 'windows.json'), JSON.stringify(windows));
       const j = journalDelta(m0, await sidecar.metrics());
       const r: Result = {
-        ...row, store: store.label, run, cpu: sidecar.cpu() - cpu0, serverCpu: store.serverCpu() - srv0,
+        ...row,
+        store: store.label,
+        run,
+        cpu: sidecar.cpu() - cpu0,
+        serverCpu: store.serverCpu() - srv0,
         journal: `${fmt(j.batches)} commits, ${fmt(j.perBatch, 1)} decisions/commit, ${fmt(j.writeMs, 2)} ms/write${j.failed ? `, ${j.failed} FAILED` : ''}`,
       };
-      console.error(`  ${store.label} #${run} ${r.mode}: ${fmt(r.perSecond)}/s p50 ${fmt(r.p50, 1)} p99 ${fmt(r.p99, 1)} ms, ${fmt(N / r.cpu)} per sidecar CPU-s (${r.note}; ${r.journal})`);
+      console.error(
+        `  ${store.label} #${run} ${r.mode}: ${fmt(r.perSecond)}/s p50 ${fmt(r.p50, 1)} p99 ${fmt(r.p99, 1)} ms, ${fmt(N / r.cpu)} per sidecar CPU-s (${r.note}; ${r.journal})`,
+      );
       out.push(r);
     }
   } finally {
@@ -221,48 +288,119 @@ async function main() {
     await factory.close();
   }
 
-  console.log(`\nsidecar alone: ${fmt(N)} consult stanzas per mode from ${VISITORS} visitors with open sessions, 1 shop (${AGENTS} agents), `
-    + `client and sidecar on the same ${os.cpus().length}-core machine (load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end)`);
-  const memoryRate = (mode: string, run: number) => results.find((r) => r.store === 'memory' && r.mode === mode && r.run === run)?.perSecond;
-  console.log(table(
-    ['store', 'run', 'mode', 'decisions/s', 'p50 ms', 'p99 ms', 'max ms', 'sidecar CPU s', 'decisions per sidecar CPU-s', 'PostgreSQL CPU s', 'vs memory', 'verdicts', 'journal'],
-    results.map((r) => {
-      const mem = memoryRate(r.mode, r.run);
-      return [r.store, String(r.run), r.mode, fmt(r.perSecond), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.max, 1), fmt(r.cpu, 2), fmt(r.count / r.cpu),
-        r.store === 'postgres' ? fmt(r.serverCpu, 2) : '', mem && r.store !== 'memory' ? `${fmt((100 * r.perSecond) / mem)} %` : '', r.note ?? '', r.journal];
-    })));
+  console.log(
+    `\nsidecar alone: ${fmt(N)} consult stanzas per mode from ${VISITORS} visitors with open sessions, 1 shop (${AGENTS} agents), ` +
+      `client and sidecar on the same ${os.cpus().length}-core machine (load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} at the end)`,
+  );
+  const memoryRate = (mode: string, run: number) =>
+    results.find((r) => r.store === 'memory' && r.mode === mode && r.run === run)?.perSecond;
+  console.log(
+    table(
+      [
+        'store',
+        'run',
+        'mode',
+        'decisions/s',
+        'p50 ms',
+        'p99 ms',
+        'max ms',
+        'sidecar CPU s',
+        'decisions per sidecar CPU-s',
+        'PostgreSQL CPU s',
+        'vs memory',
+        'verdicts',
+        'journal',
+      ],
+      results.map((r) => {
+        const mem = memoryRate(r.mode, r.run);
+        return [
+          r.store,
+          String(r.run),
+          r.mode,
+          fmt(r.perSecond),
+          fmt(r.p50, 2),
+          fmt(r.p99, 2),
+          fmt(r.max, 1),
+          fmt(r.cpu, 2),
+          fmt(r.count / r.cpu),
+          r.store === 'postgres' ? fmt(r.serverCpu, 2) : '',
+          mem && r.store !== 'memory' ? `${fmt((100 * r.perSecond) / mem)} %` : '',
+          r.note ?? '',
+          r.journal,
+        ];
+      }),
+    ),
+  );
 
   // Medians over the runs (the spread between runs on this machine is large), and the targets of issue 8 on them.
-  const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
   const keys = [...new Set(results.map((r) => `${r.store}\n${r.mode}`))];
   const med = keys.map((k) => {
     const rs = results.filter((r) => `${r.store}\n${r.mode}` === k);
     return {
-      store: rs[0]!.store, mode: rs[0]!.mode, runs: rs.length, rate: median(rs.map((r) => r.perSecond)), perCpu: median(rs.map((r) => r.count / r.cpu)),
-      p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), rates: rs.map((r) => fmt(r.perSecond)).join(' / '),
+      store: rs[0]!.store,
+      mode: rs[0]!.mode,
+      runs: rs.length,
+      rate: median(rs.map((r) => r.perSecond)),
+      perCpu: median(rs.map((r) => r.count / r.cpu)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      rates: rs.map((r) => fmt(r.perSecond)).join(' / '),
     };
   });
   const memMed = (mode: string) => med.find((m) => m.store === 'memory' && m.mode === mode)?.rate;
   console.log(`\nmedians over ${REPEAT} run(s):`);
-  console.log(table(['store', 'mode', 'decisions/s (median)', 'each run', 'p50 ms', 'p99 ms', 'decisions per sidecar CPU-s', 'vs memory'],
-    med.map((m) => {
-      const mem = memMed(m.mode);
-      return [m.store, m.mode, fmt(m.rate), m.rates, fmt(m.p50, 1), fmt(m.p99, 1), fmt(m.perCpu), mem && m.store !== 'memory' ? `${fmt((100 * m.rate) / mem)} %` : ''];
-    })));
+  console.log(
+    table(
+      ['store', 'mode', 'decisions/s (median)', 'each run', 'p50 ms', 'p99 ms', 'decisions per sidecar CPU-s', 'vs memory'],
+      med.map((m) => {
+        const mem = memMed(m.mode);
+        return [
+          m.store,
+          m.mode,
+          fmt(m.rate),
+          m.rates,
+          fmt(m.p50, 1),
+          fmt(m.p99, 1),
+          fmt(m.perCpu),
+          mem && m.store !== 'memory' ? `${fmt((100 * m.rate) / mem)} %` : '',
+        ];
+      }),
+    ),
+  );
   const stream = med.filter((m) => m.mode.startsWith('stream'));
   if (stream.length) {
     console.log('\ntargets (stream, open-session traffic, medians):');
     for (const m of stream.filter((x) => x.store !== 'memory')) {
       const mem = memMed(m.mode);
-      if (mem) console.log(`  ${m.store}: ${fmt((100 * m.rate) / mem)} % of memory's decisions/s (target >= 80 %): ${m.rate >= 0.8 * mem ? 'met' : 'MISSED'}`);
+      if (mem)
+        console.log(
+          `  ${m.store}: ${fmt((100 * m.rate) / mem)} % of memory's decisions/s (target >= 80 %): ${m.rate >= 0.8 * mem ? 'met' : 'MISSED'}`,
+        );
     }
-    for (const m of stream) console.log(`  ${m.store}: ${fmt(m.perCpu)} decisions per sidecar CPU-second (target >= 20,000): ${m.perCpu >= 20_000 ? 'met' : 'MISSED'}`);
+    for (const m of stream)
+      console.log(
+        `  ${m.store}: ${fmt(m.perCpu)} decisions per sidecar CPU-second (target >= 20,000): ${m.perCpu >= 20_000 ? 'met' : 'MISSED'}`,
+      );
   }
-  if (opt['cpu-prof']) console.log(`cpu profiles of the sidecars in ${opt['cpu-prof']}/<store>-<run> (summarize: npx tsx bench/profile-top.ts DIR)`);
+  if (opt['cpu-prof'])
+    console.log(`cpu profiles of the sidecars in ${opt['cpu-prof']}/<store>-<run> (summarize: npx tsx bench/profile-top.ts DIR)`);
   if (failed.length) {
     console.log(`\nFAILED (not in the tables):\n${failed.map((f) => `  ${f}`).join('\n')}`);
     throw new Error(`${failed.length} store run(s) failed`);
   }
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

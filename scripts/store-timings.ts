@@ -28,13 +28,17 @@ async function timings(name: string, url: string) {
     for (let i = 0; i < n; i++) await stores.journal.append(records, []);
     const each = ms(t) / n;
     const c = process.cpuUsage(cpu);
-    cells.push(`k=${k}: ${each.toFixed(2)} ms (${((c.user + c.system) / 1000 / n).toFixed(2)} ms CPU here) = ${((1000 * each) / k).toFixed(0)} µs/change`);
+    cells.push(
+      `k=${k}: ${each.toFixed(2)} ms (${((c.user + c.system) / 1000 / n).toFixed(2)} ms CPU here) = ${((1000 * each) / k).toFixed(0)} µs/change`,
+    );
   }
   t = process.hrtime.bigint();
   const loaded = await stores.journal.load('shop_2@localhost');
   const loadMs = ms(t);
-  console.log(`${name}: open ${opened.toFixed(0)} ms; one append of k changes, sequential: ${cells.join('; ')}; `
-    + `load of ${loaded.batches.reduce((s, b) => s + b.length, 0)} changes ${loadMs.toFixed(0)} ms`);
+  console.log(
+    `${name}: open ${opened.toFixed(0)} ms; one append of k changes, sequential: ${cells.join('; ')}; ` +
+      `load of ${loaded.batches.reduce((s, b) => s + b.length, 0)} changes ${loadMs.toFixed(0)} ms`,
+  );
   await stores.lease?.release();
   await stores.store.close();
 }
