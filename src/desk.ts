@@ -341,7 +341,7 @@ export class Desk {
 
 /** A shop's state from its snapshot and the journal written after it. */
 export function restore(shop: string, limits: Limits, loaded: LoadedShop): ShopState {
-  const st = loaded.snapshot ? ShopState.fromJSON(shop, limits, loaded.snapshot) : new ShopState(shop, limits);
+  const st = loaded.snapshot ? ShopState.fromParts(shop, limits, loaded.snapshot) : new ShopState(shop, limits);
   for (const batch of loaded.batches) for (const c of batch) apply(st, c);
   return st;
 }

@@ -8,7 +8,7 @@ import type { JournalStore } from './journal/journal.js';
 import { SqlJournal } from './journal/sql-journal.js';
 import { SqlLease, type Lease } from './journal/lease.js';
 import { MemoryStore } from './memory-store.js';
-import type { SnapshotBody } from './routing/state.js';
+import { ShopState, type SnapshotBody } from './routing/state.js';
 import { DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
 
 type Row = Record<string, any>;
@@ -102,7 +102,8 @@ const SCHEMA = [
   // shop that supersedes its rows up to `upto`.
   `CREATE TABLE IF NOT EXISTS journal (seq bigserial PRIMARY KEY, shop text NOT NULL, body text NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS journal_shop ON journal (shop, seq)`,
-  `CREATE TABLE IF NOT EXISTS snapshots (shop text PRIMARY KEY, upto bigint NOT NULL, body text NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS snapshot_parts (shop text, part int, upto bigint NOT NULL, body text NOT NULL,
+     PRIMARY KEY (shop, part))`,
   // Which sidecar may write the journal; expires unless renewed (src/journal/lease.ts).
   `CREATE TABLE IF NOT EXISTS sidecar_lease (id int PRIMARY KEY CHECK (id = 1), holder text NOT NULL,
      expires_at double precision NOT NULL)`,
@@ -142,7 +143,10 @@ async function migrateV1(q: Queryable): Promise<void> {
       lastAssigned: assigned.filter((r) => r.shop === shop).map((r) => [r.agent, r.at]),
       sticky: sticky.filter((r) => r.shop === shop).map((r) => [r.visitor, r.agent, r.until_at]),
     };
-    await q.query(`INSERT INTO snapshots (shop, upto, body) VALUES ($1, 0, $2)`, [shop, JSON.stringify(body)]);
+    const parts = ShopState.fromJSON(shop, DEFAULT_LIMITS, body).snapshotParts();
+    for (const [i, part] of parts.entries()) {
+      await q.query(`INSERT INTO snapshot_parts (shop, part, upto, body) VALUES ($1, $2, 0, $3)`, [shop, i, part]);
+    }
   }
   for (const t of ['sessions', 'queue', 'held', 'history', 'assigned', 'sticky', 'shop_version']) await q.query(`DROP TABLE ${t}`);
 }

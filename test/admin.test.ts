@@ -137,7 +137,7 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
   const created = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two', strategy: 'round-robin', queueEnabled: false });
   assert.is(created.status, 200, created.text);
   assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [],
-    limits: { queueMax: 1000, keptPerVisitor: 100, historyPerSession: 20, stickyMax: 100000 }, language: 'zh', texts: {} });
+    limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 }, language: 'zh', texts: {} });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
 

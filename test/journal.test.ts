@@ -125,14 +125,36 @@ test('a snapshot rides along once a shop journal outgrows twice its state, taken
   const w = store.writes.at(-1)!;
   const after = commit('s1', said(5)); // decided after the seal: not in the snapshot
   assert.equal(w.snapshots.map((s) => s.shop), ['s1']);
-  const body = JSON.parse(w.snapshots[0].json);
-  assert.equal(body.history[0][1].map((m: { xml: string }) => m.xml), [1, 2, 3, 4].map((n) => `<m n='${n}'/>`));
+  const restored = ShopState.fromParts('s1', DEFAULT_LIMITS, w.snapshots[0].parts);
+  assert.equal(restored.history.get('v0')!.map((m) => m.xml), [1, 2, 3, 4].map((n) => `<m n='${n}'/>`));
   w.done();
   await p;
   await flushTicks();
   store.writes.at(-1)!.done();
   await after;
   assert.is(store.writes.at(-1)!.snapshots.length, 0, 'the count starts again after a snapshot');
+});
+
+test('a snapshot comes in bounded parts, one record per item, and rebuilds the same state (order included)', () => {
+  const st = new ShopState('s1', { ...DEFAULT_LIMITS, stickyMax: 10 });
+  const w = new Changes(st);
+  for (let i = 0; i < 6; i++) w.do({ op: 'open', v: `v${i}`, agent: i % 2 ? 'a' : 'b', at: i });
+  for (let i = 0; i < 6; i++) w.do({ op: 'said', v: `v${i}`, by: 'visitor', at: 10 + i, xml: `<m i='${i}'>${'x'.repeat(50)}</m>` });
+  for (const v of ['q3', 'q1', 'q2']) w.do({ op: 'enqueue', v, at: 20 });
+  w.do({ op: 'keep', v: 'q1', at: 21, xml: '<k/>' });
+  w.do({ op: 'close', v: 'v5', stickyUntil: 99 });
+  w.do({ op: 'close', v: 'v2', stickyUntil: 98 });
+  const parts = st.snapshotParts(300);
+  assert.ok(parts.length > 3, `${parts.length} parts`);
+  assert.ok(parts.every((p) => p.length <= 300 + 200), 'each part near the bound');
+  const back = ShopState.fromParts('s1', st.limits, parts);
+  assert.equal([...back.sessions.values()], [...st.sessions.values()]);
+  assert.equal([...back.queue], [...st.queue]);
+  assert.equal([...back.kept], [...st.kept]);
+  assert.equal([...back.history], [...st.history]);
+  assert.equal([...back.lastAssigned], [...st.lastAssigned]);
+  assert.equal(back.stickyOldestFirst(), st.stickyOldestFirst());
+  assert.equal([...back.byAgent.get('a')!].sort(), ['v1', 'v3']);
 });
 
 test.run();

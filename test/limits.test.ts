@@ -61,6 +61,16 @@ for (const backend of BACKENDS) {
     assert.equal(w.takeSent().filter((m) => m.attrs.to === a('ann')).map((m) => textOf(findChild(m, 'body')!)), ['k1', 'k2', 'k3']);
   });
 
+  caps('kept bytes per visitor: a message that would pass the bound is refused; the smaller ones before it stay', async () => {
+    const w = await world(backend, { keptBytesPerVisitor: 4096 });
+    assert.is((await w.says('v1', 'b1', 'x'.repeat(1500))).action, Action.ACTION_DROP);
+    assert.is((await w.says('v1', 'b2', 'x'.repeat(1500))).action, Action.ACTION_DROP);
+    const third = await w.says('v1', 'b3', 'x'.repeat(1500));
+    assert.is(errorOf(third), 'resource-constraint/wait');
+    assert.match(third.error!.text, 'would exceed 4096 bytes');
+    assert.equal(w.desk.queue(SHOP).map((q) => q.kept), [2]);
+  });
+
   caps('history per session: a transfer replays only the newest ones', async () => {
     const w = await world(backend, { historyPerSession: 3 });
     await w.online(a('ann'));

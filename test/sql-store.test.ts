@@ -20,7 +20,7 @@ import { startPostgres, type Postgres } from './support/postgres.js';
 let postgres: Postgres;
 let pgliteDb: Driver;
 let pgDb: Driver;
-const TABLES = 'shops, memberships, agents, resources, journal, snapshots, sidecar_lease';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease';
 
 // A fresh, empty store per case: SQL ones reuse the database connection and truncate.
 const backends: Record<string, () => Promise<Store>> = {
@@ -145,7 +145,7 @@ sameJournal('journal: batches load back in order, per shop; a snapshot supersede
   const out: unknown[] = [await j.load('s1'), await j.load('s2'), await j.load('nobody')];
   const st = restore('s1', DEFAULT_LIMITS, await j.load('s1'));
   assert.equal([st.sessions.get('v1')?.lastVisitorAt, st.history.get('v1')?.length], [4, 2]);
-  await j.append([{ shop: 's1', changes: [said('v1', 5)] }], [{ shop: 's1', json: JSON.stringify(st.toJSON()) }]);
+  await j.append([{ shop: 's1', changes: [said('v1', 5)] }], [{ shop: 's1', parts: st.snapshotParts() }]);
   out.push(await j.load('s1')); // the snapshot (taken before v1's 5) and nothing after it: that batch is in the snapshot's past
   await j.append([{ shop: 's1', changes: [said('v1', 6)] }], []);
   out.push(await j.load('s1'));

@@ -9,7 +9,7 @@
 // later change of the same shop, which may depend on it — and rejects; nothing of it is
 // ever written. A write still in flight when its deadline passes is not taken back (the
 // shim has bounced the stanza by then): the window is one write, not a backlog.
-import type { Change, ShopState, SnapshotBody, Undo } from '../routing/state.js';
+import type { Change, ShopState, Undo } from '../routing/state.js';
 
 export interface ShopRecord {
   shop: string;
@@ -18,12 +18,12 @@ export interface ShopRecord {
 
 export interface SnapshotWrite {
   shop: string;
-  /** JSON of a SnapshotBody, taken when the batch was sealed (the live state moves on meanwhile). */
-  json: string;
+  /** ShopState.snapshotParts(), taken when the batch was sealed (the live state moves on meanwhile). */
+  parts: string[];
 }
 
 export interface LoadedShop {
-  snapshot?: SnapshotBody;
+  snapshot?: string[]; // its parts
   batches: Change[][];
 }
 
@@ -115,7 +115,8 @@ export class Journal {
     // After the current I/O callbacks: everything that arrived in this read joins the batch.
     setImmediate(() => {
       this.scheduled = false;
-      void this.flush();
+      // flush() takes back and rejects what it cannot write; anything else escaping it is a bug, not a reason to die.
+      this.flush().catch((e) => this.opts.onError?.(e));
     });
   }
 
@@ -203,7 +204,11 @@ export class Journal {
       const st = this.opts.states(r.shop);
       if (!st || this.pending.some((e) => e.shop === r.shop)) continue;
       if ((this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length > Math.max(this.snapshotMin, 2 * st.size())) {
-        out.push({ shop: r.shop, json: JSON.stringify(st.toJSON()) });
+        try {
+          out.push({ shop: r.shop, parts: st.snapshotParts() });
+        } catch (e) {
+          this.opts.onError?.(e); // the journal goes on without this snapshot; the next batch tries again
+        }
       }
     }
     return out;

@@ -4,16 +4,16 @@ import type { Change } from '../routing/state.js';
 import type { JournalStore, LoadedShop, ShopRecord, SnapshotWrite } from './journal.js';
 
 export class MemoryJournal implements JournalStore {
-  private readonly shops = new Map<string, { snapshot?: string; batches: Change[][] }>();
+  private readonly shops = new Map<string, { snapshot?: string[]; batches: Change[][] }>();
 
   async append(records: ShopRecord[], snapshots: SnapshotWrite[]): Promise<void> {
     for (const r of records) this.of(r.shop).batches.push(r.changes); // change records are never mutated
-    for (const s of snapshots) this.shops.set(s.shop, { snapshot: s.json, batches: [] });
+    for (const s of snapshots) this.shops.set(s.shop, { snapshot: s.parts, batches: [] });
   }
 
   async load(shop: string): Promise<LoadedShop> {
     const kept = this.shops.get(shop);
-    return { snapshot: kept?.snapshot ? JSON.parse(kept.snapshot) : undefined, batches: [...(kept?.batches ?? [])] };
+    return { snapshot: kept?.snapshot, batches: [...(kept?.batches ?? [])] };
   }
 
   async forget(shop: string): Promise<void> {

@@ -125,10 +125,11 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   if (!already && st.queue.size >= st.limits.queueMax) {
     return { ...reject('resource-constraint', 'wait', `${st.queue.size} visitors are already waiting for ${shop.jid}; please try again later`), extra };
   }
-  const refused = keptFull(st, visitor);
+  const xml = serialize(stanza);
+  const refused = keptFull(st, visitor, xml);
   if (refused) return { ...refused, extra };
   if (!already) w.do({ op: 'enqueue', v: visitor, at: now });
-  w.do({ op: 'keep', v: visitor, at: now, xml: serialize(stanza) });
+  w.do({ op: 'keep', v: visitor, at: now, xml });
   if (already) return drop([...acked, ...extra]);
   const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
   const told = anyoneServing
@@ -139,18 +140,25 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
 
 /** A message of a visitor whose earlier kept messages are still being released: it waits behind them. */
 function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, extra: XmlElement[]): Decision {
-  const refused = keptFull(w.state, visitor);
-  if (refused) return { ...refused, extra };
   const bodyId = ensureBodyId(stanza)!;
-  w.do({ op: 'keep', v: visitor, at: cx.now, xml: serialize(stanza) });
+  const xml = serialize(stanza);
+  const refused = keptFull(w.state, visitor, xml);
+  if (refused) return { ...refused, extra };
+  w.do({ op: 'keep', v: visitor, at: cx.now, xml });
   w.releases.add(visitor);
   return drop([ack(visitor, bodyId, cx.now), ...extra]);
 }
 
-function keptFull(st: ShopState, visitor: string): Decision | undefined {
-  const n = st.kept.get(visitor)?.length ?? 0;
-  if (n < st.limits.keptPerVisitor) return undefined;
-  return reject('resource-constraint', 'wait', `${n} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`);
+/** Kept messages are bounded per visitor, in number and in size (a few stanzas near maxStanzaBytes fill it). */
+function keptFull(st: ShopState, visitor: string, xml: string): Decision | undefined {
+  const kept = st.kept.get(visitor) ?? [];
+  if (kept.length >= st.limits.keptPerVisitor) {
+    return reject('resource-constraint', 'wait', `${kept.length} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`);
+  }
+  let bytes = xml.length;
+  for (const m of kept) bytes += m.xml.length;
+  if (bytes <= st.limits.keptBytesPerVisitor) return undefined;
+  return reject('resource-constraint', 'wait', `your messages waiting for an agent of ${st.shop} would exceed ${st.limits.keptBytesPerVisitor} bytes; please wait for a reply`);
 }
 
 // ---- agents --------------------------------------------------------------------

@@ -27,6 +27,7 @@ export interface Stored {
 export interface Limits {
   queueMax: number; // visitors waiting
   keptPerVisitor: number; // messages kept while a visitor waits
+  keptBytesPerVisitor: number; // and their size
   historyPerSession: number; // relayed messages kept per session, replayed on transfer
   stickyMax: number; // returning visitors remembered for the sticky strategy
 }
@@ -107,16 +108,58 @@ export class ShopState {
     return this.queue.keys().next().value;
   }
 
-  /** For snapshots: everything, in an order that rebuilds the same state. */
-  toJSON(): SnapshotBody {
-    return {
-      sessions: [...this.sessions.values()],
-      queue: [...this.queue],
-      kept: [...this.kept],
-      history: [...this.history],
-      lastAssigned: [...this.lastAssigned],
-      sticky: this.stickyOldestFirst().map(([v, s]) => [v, s.agent, s.until]),
+  /**
+   * A snapshot as JSON parts of at most about `maxChars` each: one record per session, queue place, kept or
+   * history message, assignment and sticky hint, in an order that rebuilds the same state. Never one string of
+   * the whole state: a big shop would pass V8's string limit.
+   */
+  snapshotParts(maxChars = 4 * 1024 * 1024): string[] {
+    const parts: string[] = [];
+    let current: string[] = [];
+    let size = 0;
+    const add = (record: SnapshotRecord) => {
+      const json = JSON.stringify(record);
+      if (current.length && size + json.length > maxChars) {
+        parts.push(`[${current.join(',')}]`);
+        current = [];
+        size = 0;
+      }
+      current.push(json);
+      size += json.length + 1;
     };
+    for (const s of this.sessions.values()) add(['s', s]);
+    for (const [v, at] of this.queue) add(['q', v, at]);
+    for (const [v, list] of this.kept) for (const m of list) add(['k', v, m.at, m.xml]);
+    for (const [v, list] of this.history) for (const m of list) add(['h', v, m.at, m.xml]);
+    for (const [a, at] of this.lastAssigned) add(['a', a, at]);
+    for (const [v, s] of this.stickyOldestFirst()) add(['t', v, s.agent, s.until]);
+    parts.push(`[${current.join(',')}]`);
+    return parts;
+  }
+
+  static fromParts(shop: string, limits: Limits, parts: string[]): ShopState {
+    const st = new ShopState(shop, limits);
+    const push = (map: Map<string, Stored[]>, v: string, m: Stored) => {
+      const list = map.get(v);
+      if (list) list.push(m);
+      else map.set(v, [m]);
+    };
+    for (const part of parts) {
+      for (const r of JSON.parse(part) as SnapshotRecord[]) {
+        switch (r[0]) {
+          case 's':
+            st.sessions.set(r[1].visitor, { ...r[1], shop });
+            serving(st, r[1].agent).add(r[1].visitor);
+            break;
+          case 'q': st.queue.set(r[1], r[2]); break;
+          case 'k': push(st.kept, r[1], { at: r[2], xml: r[3] }); break;
+          case 'h': push(st.history, r[1], { at: r[2], xml: r[3] }); break;
+          case 'a': st.lastAssigned.set(r[1], r[2]); break;
+          case 't': st.sticky.set(r[1], { agent: r[2], until: r[3] }); break;
+        }
+      }
+    }
+    return st;
   }
 
   static fromJSON(shop: string, limits: Limits, body: SnapshotBody): ShopState {
@@ -134,6 +177,14 @@ export class ShopState {
   }
 }
 
+type SnapshotRecord =
+  | ['s', Session]
+  | ['q', string, number]
+  | ['k' | 'h', string, number, string]
+  | ['a', string, number]
+  | ['t', string, string, number];
+
+/** A whole shop's state in plain form (the version 1 migration builds it). */
 export interface SnapshotBody {
   sessions: Session[];
   queue: [string, number][];

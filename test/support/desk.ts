@@ -17,7 +17,7 @@ import { silent } from '../../src/log.js';
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
-const TABLES = 'shops, memberships, agents, resources, journal, snapshots, sidecar_lease';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease';
 
 /** One database per backend for a whole test file; each world truncates it. */
 export class Backends {
