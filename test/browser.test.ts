@@ -1,7 +1,7 @@
 // The web side in a real browser (Debian's chromium, headless, driven by playwright-core) against a
 // real ejabberd (WebSocket listener, visitor vhost) with mod_consult and the real sidecar process:
 // the visitor widget on the demo shop page and the agent console, each in its own browser context.
-// Screenshots go to test-output/browser/ (gitignored); docs/screenshots/ has copies for the README.
+// Screenshots go to test-output/browser/ (gitignored); UPDATE_SCREENSHOTS=1 also copies them to docs/screenshots/ for the README.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -273,7 +273,9 @@ t('transfer between two agent consoles: the new agent gets the history, the visi
   await shot(to, 'agent-console-after-transfer');
 });
 
-t('docs: screenshots copied next to the README', () => {
+// Refreshing the README's copies is a choice (UPDATE_SCREENSHOTS=1 npm test): a plain test run leaves the tree clean.
+t('docs: screenshots copied next to the README when asked', () => {
+  if (!process.env.UPDATE_SCREENSHOTS) return;
   const docs = path.join(repoRoot, 'docs', 'screenshots');
   fs.mkdirSync(docs, { recursive: true });
   for (const f of ['visitor-widget.png', 'agent-console.png', 'visitor-widget-phone.png']) {
