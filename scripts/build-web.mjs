@@ -21,15 +21,20 @@ await build({
   sourcemap: true,
   legalComments: 'linked',
   logLevel: 'warning',
-  plugins: [{
-    // @xmpp/resolve's browser field maps "./lib/dns" to false, but it imports "./lib/dns.js", which wants
-    // node:dns; DNS lookups are not used over WebSocket (the service URL is given), so stub it.
-    name: 'no-node-dns',
-    setup(b) {
-      b.onResolve({ filter: /^node:dns$/ }, () => ({ path: 'node:dns', namespace: 'stub' }));
-      b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({ contents: 'export default {}; export const lookup = undefined; export const promises = {};', loader: 'js' }));
+  plugins: [
+    {
+      // @xmpp/resolve's browser field maps "./lib/dns" to false, but it imports "./lib/dns.js", which wants
+      // node:dns; DNS lookups are not used over WebSocket (the service URL is given), so stub it.
+      name: 'no-node-dns',
+      setup(b) {
+        b.onResolve({ filter: /^node:dns$/ }, () => ({ path: 'node:dns', namespace: 'stub' }));
+        b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({
+          contents: 'export default {}; export const lookup = undefined; export const promises = {};',
+          loader: 'js',
+        }));
+      },
     },
-  }],
+  ],
 });
 fs.copyFileSync(path.join(root, 'web/widget/widget.css'), path.join(out, 'widget.css'));
 for (const f of fs.readdirSync(path.join(root, 'web/public'))) fs.copyFileSync(path.join(root, 'web/public', f), path.join(out, f));

@@ -235,10 +235,15 @@ export function renderEjabberdctlCfg(layout: NodeLayout, o: CtlConfigOptions): s
 /** Common ejabberdctl arguments pointing every path at the node directory. */
 export function ctlBaseArgs(layout: NodeLayout): string[] {
   return [
-    '--config-dir', layout.dir,
-    '--config', layout.configPath,
-    '--ctl-config', layout.ctlConfigPath,
-    '--logs', layout.logsDir,
-    '--spool', layout.spoolDir,
+    '--config-dir',
+    layout.dir,
+    '--config',
+    layout.configPath,
+    '--ctl-config',
+    layout.ctlConfigPath,
+    '--logs',
+    layout.logsDir,
+    '--spool',
+    layout.spoolDir,
   ];
 }

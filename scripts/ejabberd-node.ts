@@ -6,14 +6,21 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
-  ctlBaseArgs, nodeLayout, renderEjabberdctlCfg, renderEjabberdYml,
-  type EjabberdConfigOptions, type NodeLayout,
+  ctlBaseArgs,
+  nodeLayout,
+  renderEjabberdctlCfg,
+  renderEjabberdYml,
+  type EjabberdConfigOptions,
+  type NodeLayout,
 } from './ejabberd-config.js';
 
-export interface CtlResult { code: number; stdout: string; stderr: string }
+export interface CtlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
-const EJABBERDCTL = process.env.EJABBERDCTL
-  ?? (fs.existsSync('/usr/sbin/ejabberdctl') ? '/usr/sbin/ejabberdctl' : 'ejabberdctl');
+const EJABBERDCTL = process.env.EJABBERDCTL ?? (fs.existsSync('/usr/sbin/ejabberdctl') ? '/usr/sbin/ejabberdctl' : 'ejabberdctl');
 const RUN_USER = 'ejabberd';
 
 /** A free TCP port on 127.0.0.1 (bind to 0, read it back, release). */
@@ -32,7 +39,10 @@ export function freePort(): Promise<number> {
 export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host });
-    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
     s.setTimeout(1000, () => done(false));
     s.once('connect', () => done(true));
     s.once('error', () => done(false));
@@ -47,7 +57,11 @@ export function findBeamPids(nodeName: string): number[] {
   for (const ent of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(ent)) continue;
     let argv: string[];
-    try { argv = fs.readFileSync(`/proc/${ent}/cmdline`, 'utf8').split('\0'); } catch { continue; }
+    try {
+      argv = fs.readFileSync(`/proc/${ent}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
     if (!argv[0] || !/beam/.test(path.basename(argv[0]))) continue;
     for (let i = 0; i < argv.length - 1; i++) {
       if ((argv[i] === '-sname' || argv[i] === '-name') && argv[i + 1] === nodeName) {
@@ -64,7 +78,9 @@ function tailLines(file: string, n: number): string {
     const lines = fs.readFileSync(file, 'utf8').split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
     return lines.slice(-n).join('\n');
-  } catch { return `(no ${file})`; }
+  } catch {
+    return `(no ${file})`;
+  }
 }
 
 // Log lines that mean "this node will not come up correctly".
@@ -85,13 +101,20 @@ const liveNodes = new Set<EjabberdNode>();
 process.on('exit', () => {
   for (const n of liveNodes) {
     for (const pid of findBeamPids(n.nodeName)) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
     if (n.opts.removeDirOnExit) n.removeDir();
   }
 });
 // Ctrl-C / kill of a test run: exit normally so the handler above runs.
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.once(sig, () => process.exit(code));
 }
 
@@ -106,7 +129,9 @@ export class EjabberdNode {
     this.layout = nodeLayout(opts.dir);
   }
 
-  get logFile(): string { return this.layout.logFile; }
+  get logFile(): string {
+    return this.layout.logFile;
+  }
 
   /** Write config, copy beams and inetrc, hand the directory to user ejabberd. */
   prepare(): void {
@@ -142,10 +167,17 @@ export class EjabberdNode {
       });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d) => { stdout += d; });
-      child.stderr.on('data', (d) => { stderr += d; });
+      child.stdout.on('data', (d) => {
+        stdout += d;
+      });
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('error', (e) => { clearTimeout(timer); reject(e); });
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
@@ -164,7 +196,11 @@ export class EjabberdNode {
     });
     const text = await res.text();
     if (!res.ok) throw new Error(`api ${command} -> HTTP ${res.status}: ${text}`);
-    try { return JSON.parse(text); } catch { return text; }
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
   }
 
   /** Register a user via the HTTP API when available, else ejabberdctl. */
@@ -183,8 +219,7 @@ export class EjabberdNode {
 
   private failure(msg: string): Error {
     const crash = path.join(this.layout.logsDir, 'crash.log');
-    const extra = fs.existsSync(crash) && fs.statSync(crash).size > 0
-      ? `\n--- crash.log ---\n${tailLines(crash, 20)}` : '';
+    const extra = fs.existsSync(crash) && fs.statSync(crash).size > 0 ? `\n--- crash.log ---\n${tailLines(crash, 20)}` : '';
     return new Error(`${msg}\n--- ${this.layout.logFile} (tail) ---\n${this.logTail(40)}${extra}`);
   }
 
@@ -197,17 +232,25 @@ export class EjabberdNode {
     liveNodes.add(this);
     // Only this start's lines count: a kept or restarted node's log has older ones.
     let offset = 0;
-    try { offset = fs.statSync(this.layout.logFile).size; } catch { /* no log yet */ }
+    try {
+      offset = fs.statSync(this.layout.logFile).size;
+    } catch {
+      /* no log yet */
+    }
     const r = await this.ctl(['start']);
     if (r.code !== 0) throw this.failure(`ejabberdctl start exited ${r.code}: ${r.stdout}${r.stderr}`);
     const t0 = Date.now();
     let sawBeam = false;
     for (;;) {
       let log = '';
-      try { log = fs.readFileSync(this.layout.logFile).subarray(offset).toString('utf8'); } catch { /* not yet */ }
+      try {
+        log = fs.readFileSync(this.layout.logFile).subarray(offset).toString('utf8');
+      } catch {
+        /* not yet */
+      }
       const fatal = log.split('\n').find((l) => FATAL_LOG.test(l));
       if (fatal) throw this.failure(`ejabberd ${this.nodeName} failed to start: ${fatal}`);
-      if (/ is started in the node /.test(log) && await canConnect(this.opts.c2sPort)) return;
+      if (/ is started in the node /.test(log) && (await canConnect(this.opts.c2sPort))) return;
       const alive = findBeamPids(this.nodeName).length > 0;
       if (alive) sawBeam = true;
       else if (sawBeam || Date.now() - t0 > 5000) {
@@ -227,7 +270,11 @@ export class EjabberdNode {
       if (await this.waitGone(15_000)) return;
       for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
         for (const pid of findBeamPids(this.nodeName)) {
-          try { process.kill(pid, sig); } catch { /* already gone */ }
+          try {
+            process.kill(pid, sig);
+          } catch {
+            /* already gone */
+          }
         }
         if (await this.waitGone(5_000)) return;
       }

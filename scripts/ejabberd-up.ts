@@ -56,7 +56,9 @@ function nodeNameOf(wanted: string | undefined): string {
   if (fs.existsSync(nodeNameFile)) stored = fs.readFileSync(nodeNameFile, 'utf8').trim();
   else if (fs.existsSync(stateFile)) stored = (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as NodeOptions).nodeName; // written by an older ejabberd-up
   if (stored && wanted && stored !== wanted) {
-    throw new Error(`${dir} belongs to node ${stored}, not ${wanted}: its Mnesia spool only works under that name (use another directory, or delete this one to start over)`);
+    throw new Error(
+      `${dir} belongs to node ${stored}, not ${wanted}: its Mnesia spool only works under that name (use another directory, or delete this one to start over)`,
+    );
   }
   const name = stored ?? wanted ?? `consult_${crypto.randomBytes(3).toString('hex')}@localhost`;
   if (!/^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$/.test(name)) throw new Error(`bad node name ${JSON.stringify(name)} (want name@host)`);
@@ -105,7 +107,7 @@ async function up(): Promise<void> {
     [portOf('dist-port'), '--dist-port (EJABBERD_DIST_PORT)'],
   ];
   for (const [port, what] of explicit) {
-    if (port !== undefined && await canConnect(port)) throw new Error(`127.0.0.1:${port} is already in use: choose another ${what}`);
+    if (port !== undefined && (await canConnect(port))) throw new Error(`127.0.0.1:${port} is already in use: choose another ${what}`);
   }
   const domain = values.domain!;
   fs.mkdirSync(dir, { recursive: true });
@@ -113,17 +115,19 @@ async function up(): Promise<void> {
     dir,
     domain,
     c2sPort,
-    httpPort: portOf('http-port') ?? await freePort(),
-    distPort: portOf('dist-port') ?? await freePort(),
+    httpPort: portOf('http-port') ?? (await freePort()),
+    distPort: portOf('dist-port') ?? (await freePort()),
     nodeName: nodeNameOf(values['node-name']),
     loglevel: 'info',
-    shimOptions: values['no-shim'] ? undefined : {
-      sidecar_host: '127.0.0.1',
-      sidecar_port: Number(values['sidecar-port']),
-      timeout: 500,
-      failure_policy: 'reject',
-      ...(values['shim-token-file'] ? { sidecar_token: fs.readFileSync(values['shim-token-file'], 'utf8').trim() } : {}),
-    },
+    shimOptions: values['no-shim']
+      ? undefined
+      : {
+          sidecar_host: '127.0.0.1',
+          sidecar_port: Number(values['sidecar-port']),
+          timeout: 500,
+          failure_policy: 'reject',
+          ...(values['shim-token-file'] ? { sidecar_token: fs.readFileSync(values['shim-token-file'], 'utf8').trim() } : {}),
+        },
     ebinSources: values['no-shim'] ? [] : [path.resolve(values.ebin!)],
     ...(values['visitor-domain'] ? { visitorDomain: values['visitor-domain'] } : {}),
   };
@@ -136,14 +140,18 @@ async function up(): Promise<void> {
   const users = demoUsers(values.config, domain);
   for (const u of users) await registerOnce(node, u);
   node.detach(); // keep running after this CLI exits (until `down`)
-  console.log([
-    `ejabberd ${opts.nodeName} is up (${existing ? 'existing' : 'new'} spool in ${path.join(dir, 'spool')}; log: ${node.logFile})`,
-    `  XMPP c2s: 127.0.0.1:${c2sPort}, domain ${domain}, plain TCP (no TLS: allow PLAIN/SCRAM without encryption in your client)`,
-    `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   WebSocket: ws://127.0.0.1:${opts.httpPort}/ws   Erlang distribution: 127.0.0.1:${opts.distPort}`,
-    ...(opts.visitorDomain ? [`  visitor vhost ${opts.visitorDomain}: in-band registration (the web widget), may message shops only`] : []),
-    `  accounts (password "${PASSWORD}"): ${users.map((u) => `${u}@${domain}`).join(', ')}`,
-    `  e.g. log in as visitor1@${domain} and message shop_2@${domain}; answer as test01@${domain}`,
-  ].join('\n'));
+  console.log(
+    [
+      `ejabberd ${opts.nodeName} is up (${existing ? 'existing' : 'new'} spool in ${path.join(dir, 'spool')}; log: ${node.logFile})`,
+      `  XMPP c2s: 127.0.0.1:${c2sPort}, domain ${domain}, plain TCP (no TLS: allow PLAIN/SCRAM without encryption in your client)`,
+      `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   WebSocket: ws://127.0.0.1:${opts.httpPort}/ws   Erlang distribution: 127.0.0.1:${opts.distPort}`,
+      ...(opts.visitorDomain
+        ? [`  visitor vhost ${opts.visitorDomain}: in-band registration (the web widget), may message shops only`]
+        : []),
+      `  accounts (password "${PASSWORD}"): ${users.map((u) => `${u}@${domain}`).join(', ')}`,
+      `  e.g. log in as visitor1@${domain} and message shop_2@${domain}; answer as test01@${domain}`,
+    ].join('\n'),
+  );
 }
 
 async function down(): Promise<void> {
@@ -162,5 +170,8 @@ if (!run) {
 }
 run().then(
   () => process.exit(0),
-  (e: Error) => { console.error(e.message); process.exit(1); },
+  (e: Error) => {
+    console.error(e.message);
+    process.exit(1);
+  },
 );

@@ -25,7 +25,11 @@ export interface WebServerOptions {
   shops: string[]; // the first is the demo page's shop
 }
 
-export interface WebServer { url: string; port: number; close(): Promise<void> }
+export interface WebServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -41,8 +45,14 @@ const TYPES: Record<string, string> = {
 export function csp(service: string): string {
   const ws = new URL(service);
   return [
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-    `connect-src 'self' ${ws.protocol}//${ws.host}`, "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    `connect-src 'self' ${ws.protocol}//${ws.host}`,
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
   ].join('; ');
 }
 
@@ -58,9 +68,14 @@ export function startWebServer(o: WebServerOptions): Promise<WebServer> {
       res.writeHead(status, { ...common, ...headers, 'content-length': String(Buffer.byteLength(body)) });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { allow: 'GET, HEAD', 'content-type': TYPES['.txt']! }, 'method not allowed\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(405, { allow: 'GET, HEAD', 'content-type': TYPES['.txt']! }, 'method not allowed\n');
     let pathname: string;
-    try { pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname); } catch { return send(400, { 'content-type': TYPES['.txt']! }, 'bad request\n'); }
+    try {
+      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    } catch {
+      return send(400, { 'content-type': TYPES['.txt']! }, 'bad request\n');
+    }
     if (pathname === '/') return send(302, { location: '/shop.html', 'cache-control': 'no-cache' });
     if (pathname === '/config.json') {
       // Fetched by the widget from any page that embeds it.
@@ -95,7 +110,11 @@ export function startWebServer(o: WebServerOptions): Promise<WebServer> {
       resolve({
         url: `http://${o.host ?? '127.0.0.1'}:${port}`,
         port,
-        close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+        close: () =>
+          new Promise((r) => {
+            server.closeAllConnections();
+            server.close(() => r());
+          }),
       });
     });
   });
@@ -114,12 +133,29 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     },
   });
   const domain = values.domain!;
-  if (!values.service) { console.error('web-server: --service ws://127.0.0.1:<ejabberd http port>/ws is required'); process.exit(2); }
+  if (!values.service) {
+    console.error('web-server: --service ws://127.0.0.1:<ejabberd http port>/ws is required');
+    process.exit(2);
+  }
   startWebServer({
-    host: values.host, port: Number(values.port), root: values.root, service: values.service, domain,
-    visitorDomain: values['visitor-domain'] ?? `visitors.${domain}`, shops: values.shop ?? [`shop_2@${domain}`],
-  }).then((s) => {
-    console.log(`web: demo shop ${s.url}/shop.html  agent console ${s.url}/console.html  (static files from dist-web/)`);
-    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void s.close().then(() => process.exit(0)); });
-  }, (e: Error) => { console.error(`web-server: ${e.message}`); process.exit(1); });
+    host: values.host,
+    port: Number(values.port),
+    root: values.root,
+    service: values.service,
+    domain,
+    visitorDomain: values['visitor-domain'] ?? `visitors.${domain}`,
+    shops: values.shop ?? [`shop_2@${domain}`],
+  }).then(
+    (s) => {
+      console.log(`web: demo shop ${s.url}/shop.html  agent console ${s.url}/console.html  (static files from dist-web/)`);
+      for (const sig of ['SIGINT', 'SIGTERM'] as const)
+        process.once(sig, () => {
+          void s.close().then(() => process.exit(0));
+        });
+    },
+    (e: Error) => {
+      console.error(`web-server: ${e.message}`);
+      process.exit(1);
+    },
+  );
 }

@@ -34,10 +34,19 @@ const { values: opt, positionals } = (() => {
     return parseArgs({
       allowPositionals: true,
       options: {
-        url: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, welcome: { type: 'string' },
-        'no-agent-text': { type: 'string' }, strategy: { type: 'string' }, queue: { type: 'string' }, max: { type: 'string' },
-        shop: { type: 'string' }, reason: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' }, prune: { type: 'boolean' },
+        url: { type: 'string' },
+        token: { type: 'string' },
+        name: { type: 'string' },
+        welcome: { type: 'string' },
+        'no-agent-text': { type: 'string' },
+        strategy: { type: 'string' },
+        queue: { type: 'string' },
+        max: { type: 'string' },
+        shop: { type: 'string' },
+        reason: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        'dry-run': { type: 'boolean' },
+        prune: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -57,10 +66,16 @@ const need = (i: number, what: string) => {
 function request(): { method: string; path: string; body?: unknown } {
   const [cmd, sub] = positionals;
   switch (cmd) {
-    case 'shops': return { method: 'GET', path: '/shops' };
+    case 'shops':
+      return { method: 'GET', path: '/shops' };
     case 'shop':
       if (sub === 'set') {
-        const body: Record<string, unknown> = { name: opt.name, welcome: opt.welcome, noAgentText: opt['no-agent-text'], strategy: opt.strategy };
+        const body: Record<string, unknown> = {
+          name: opt.name,
+          welcome: opt.welcome,
+          noAgentText: opt['no-agent-text'],
+          strategy: opt.strategy,
+        };
         if (opt.queue !== undefined) {
           if (opt.queue !== 'true' && opt.queue !== 'false') throw new UsageError('--queue must be true or false');
           body.queueEnabled = opt.queue === 'true';
@@ -76,21 +91,36 @@ function request(): { method: string; path: string; body?: unknown } {
         return { method: 'PUT', path: `/shops/${e(need(2, 'shop JID'))}/agents/${e(need(3, 'agent JID'))}`, body };
       }
       if (sub === 'rm') return { method: 'DELETE', path: `/shops/${e(need(2, 'shop JID'))}/agents/${e(need(3, 'agent JID'))}` };
-      if (sub === 'status') return { method: 'PUT', path: `/agents/${e(need(2, 'agent JID'))}/status`, body: { status: need(3, 'status') } };
+      if (sub === 'status')
+        return { method: 'PUT', path: `/agents/${e(need(2, 'agent JID'))}/status`, body: { status: need(3, 'status') } };
       return { method: 'GET', path: `/agents/${e(need(1, 'agent JID'))}` };
-    case 'sessions': return { method: 'GET', path: opt.shop ? `/sessions?shop=${e(opt.shop)}` : '/sessions' };
-    case 'close': return { method: 'POST', path: '/sessions/close', body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID') } };
+    case 'sessions':
+      return { method: 'GET', path: opt.shop ? `/sessions?shop=${e(opt.shop)}` : '/sessions' };
+    case 'close':
+      return { method: 'POST', path: '/sessions/close', body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID') } };
     case 'transfer':
-      return { method: 'POST', path: '/sessions/transfer', body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID'), to: need(3, 'target agent JID'), reason: opt.reason } };
-    case 'queue': return { method: 'GET', path: `/queue?shop=${e(need(1, 'shop JID'))}` };
-    default: throw new UsageError(cmd ? `unknown command ${cmd}` : 'no command');
+      return {
+        method: 'POST',
+        path: '/sessions/transfer',
+        body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID'), to: need(3, 'target agent JID'), reason: opt.reason },
+      };
+    case 'queue':
+      return { method: 'GET', path: `/queue?shop=${e(need(1, 'shop JID'))}` };
+    default:
+      throw new UsageError(cmd ? `unknown command ${cmd}` : 'no command');
   }
 }
 
 class Unreachable extends Error {}
 
 /** One admin API call: the status and the parsed body (text when not JSON). */
-async function call(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ ok: boolean; status: number; data: unknown }> {
+async function call(
+  base: string,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ ok: boolean; status: number; data: unknown }> {
   let res: Response;
   try {
     res = await fetch(base + path, {
@@ -105,11 +135,14 @@ async function call(base: string, token: string, method: string, path: string, b
   let data: unknown = text;
   try {
     data = JSON.parse(text);
-  } catch { /* not JSON: keep the text */ }
+  } catch {
+    /* not JSON: keep the text */
+  }
   return { ok: res.ok, status: res.status, data };
 }
 
-const errorText = (data: unknown) => (typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : String(data));
+const errorText = (data: unknown) =>
+  typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : String(data);
 
 /** `import`: the plan against GET /shops, printed, then applied step by step unless --dry-run. */
 async function importConfig(base: string, token: string): Promise<number> {
@@ -174,7 +207,10 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (err) => {
-  console.error(`consultctl: ${(err as Error).message}`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`consultctl: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -66,7 +66,12 @@ const str = (o: Obj, k: string, where: string, dflt?: string): string => {
 };
 const int = (o: Obj, k: string, where: string, dflt: number, min: number, max: number): number => {
   const v = o[k] ?? dflt;
-  return need(Number.isInteger(v) && (v as number) >= min && (v as number) <= max, v as number, `${where}.${k}`, `an integer in ${min}..${max}`);
+  return need(
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max,
+    v as number,
+    `${where}.${k}`,
+    `an integer in ${min}..${max}`,
+  );
 };
 const bool = (o: Obj, k: string, where: string, dflt: boolean): boolean => {
   const v = o[k] ?? dflt;
@@ -142,7 +147,12 @@ export function parseConfig(raw: unknown): Config {
       port: int(grpc, 'port', 'grpc', 50051, 0, 65535),
       shims: need(Array.isArray(grpc.shims ?? []), (grpc.shims ?? []) as Obj[], 'grpc.shims', 'an array').map((c, i) => ({
         node: str(c, 'node', `grpc.shims[${i}]`),
-        token: need(typeof c.token === 'string' && c.token.length >= 16, c.token as string, `grpc.shims[${i}].token`, 'a string of at least 16 characters'),
+        token: need(
+          typeof c.token === 'string' && c.token.length >= 16,
+          c.token as string,
+          `grpc.shims[${i}].token`,
+          'a string of at least 16 characters',
+        ),
       })),
     },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),

@@ -9,8 +9,22 @@ import { Journal, NotDurable, type JournalStore, type LoadedShop } from './journ
 import type { Log } from './log.js';
 import type { Presence } from './presence.js';
 import {
-  Changes, ConsultError, PASS, closeSession, fromAgent, fromVisitor, passThrough, reject, runTimers, serveQueue,
-  statusCommand, toAgent, transferSession, type CloseReason, type Decision, type ShopContext,
+  Changes,
+  ConsultError,
+  PASS,
+  closeSession,
+  fromAgent,
+  fromVisitor,
+  passThrough,
+  reject,
+  runTimers,
+  serveQueue,
+  statusCommand,
+  toAgent,
+  transferSession,
+  type CloseReason,
+  type Decision,
+  type ShopContext,
 } from './routing/decide.js';
 import { agentInfo, isInfoCommand } from './routing/agent-info.js';
 import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
@@ -73,7 +87,10 @@ export class Desk {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.journal = new Journal(this.store, {
-      states: (shop) => this.states.get(shop), now: this.now, onBatch: deps.onBatch, onError: deps.onJournalError,
+      states: (shop) => this.states.get(shop),
+      now: this.now,
+      onBatch: deps.onBatch,
+      onError: deps.onJournalError,
     });
   }
 
@@ -91,7 +108,10 @@ export class Desk {
     const loaded = await this.store.load(shop.jid);
     const st = restore(shop.jid, shop.limits, loaded);
     st.purgeSticky(this.now());
-    this.journal.loaded(shop.jid, loaded.batches.reduce((n, b) => n + b.length, 0));
+    this.journal.loaded(
+      shop.jid,
+      loaded.batches.reduce((n, b) => n + b.length, 0),
+    );
     return st;
   }
 
@@ -109,8 +129,10 @@ export class Desk {
 
   /** The verdict on one stanza; `deadline` is when the shim stops waiting (ms since the epoch). */
   async decide(stanzaXml: string | Buffer, deadline = Infinity): Promise<Decision> {
-    if (deadline <= this.now()) return reject('resource-constraint', 'wait', 'the consult service received this message after its deadline');
-    if (this.overloadedNow()) return reject('resource-constraint', 'wait', 'the consult service is overloaded; please send again in a moment');
+    if (deadline <= this.now())
+      return reject('resource-constraint', 'wait', 'the consult service received this message after its deadline');
+    if (this.overloadedNow())
+      return reject('resource-constraint', 'wait', 'the consult service is overloaded; please send again in a moment');
     const size = Buffer.byteLength(stanzaXml);
     if (size > this.config.maxStanzaBytes) {
       return reject('policy-violation', 'modify', `stanza of ${size} bytes exceeds the consult limit of ${this.config.maxStanzaBytes}`);
@@ -129,22 +151,26 @@ export class Desk {
     const from = bareJid(stanza.attrs.from);
     const shop = this.directory.shop(bareJid(stanza.attrs.to));
     if (!shop) {
-      if (type === 'consult') return reject('item-not-found', 'cancel', `${bareJid(stanza.attrs.to)} is not a shop; consult messages go to a shop JID`);
+      if (type === 'consult')
+        return reject('item-not-found', 'cancel', `${bareJid(stanza.attrs.to)} is not a shop; consult messages go to a shop JID`);
       return passThrough(stanza);
     }
     const isAgent = this.directory.membership(shop.jid, from) !== undefined;
     const status = isAgent ? statusCommand(stanza) : undefined;
     if (status !== undefined) return this.setStatusCommand(stanza, shop, from, status);
     if (isAgent && isInfoCommand(stanza)) return this.infoCommand(stanza, shop, from);
-    return this.act(shop.jid, (cx, w) => (isAgent ? fromAgent(cx, w, stanza, from, type) : fromVisitor(cx, w, stanza, from, type)), deadline)
-      .catch((e) => {
-        if (e instanceof NotDurable) {
-          return e.reason === 'deadline'
-            ? reject('resource-constraint', 'wait', 'the consult service could not record this message in time; please send it again')
-            : reject('service-unavailable', 'wait', 'the consult service could not record this message; please send it again');
-        }
-        throw e;
-      });
+    return this.act(
+      shop.jid,
+      (cx, w) => (isAgent ? fromAgent(cx, w, stanza, from, type) : fromVisitor(cx, w, stanza, from, type)),
+      deadline,
+    ).catch((e) => {
+      if (e instanceof NotDurable) {
+        return e.reason === 'deadline'
+          ? reject('resource-constraint', 'wait', 'the consult service could not record this message in time; please send it again')
+          : reject('service-unavailable', 'wait', 'the consult service could not record this message; please send it again');
+      }
+      throw e;
+    });
   }
 
   /** Overload starts at maxPendingDecisions and ends below half of it; each change is logged once. */
@@ -185,8 +211,13 @@ export class Desk {
 
   private context(shop: Shop): ShopContext {
     return {
-      shop, texts: this.directory.textsOf(shop.jid), members: this.directory.memberMap(shop.jid), agentState: this.presence.state,
-      config: this.config, now: this.now(), random: this.random,
+      shop,
+      texts: this.directory.textsOf(shop.jid),
+      members: this.directory.memberMap(shop.jid),
+      agentState: this.presence.state,
+      config: this.config,
+      now: this.now(),
+      random: this.random,
     };
   }
 
@@ -206,8 +237,12 @@ export class Desk {
     const st = this.states.get(shop.jid);
     const now = this.now();
     const info = agentInfo({
-      shop: shop.jid, agent, status: this.presence.status(agent), queue: st?.queue.size ?? 0,
-      sessions: [...(st?.byAgent.get(agent) ?? [])].map((v) => st!.sessions.get(v)!), now, // the agent's own, by index
+      shop: shop.jid,
+      agent,
+      status: this.presence.status(agent),
+      queue: st?.queue.size ?? 0,
+      sessions: [...(st?.byAgent.get(agent) ?? [])].map((v) => st!.sessions.get(v)!),
+      now, // the agent's own, by index
     });
     return { action: 'drop', extra: [ack(agent, bodyId, now), info] };
   }
@@ -242,12 +277,18 @@ export class Desk {
   }
 
   async closeSession(shopJid: string, visitor: string, reason: CloseReason): Promise<void> {
-    this.link.send(await this.act(bareJid(shopJid), (cx, w) =>
-      [...closeSession(cx, w, this.sessionOf(w, cx.shop, visitor), reason), ...serveQueue(cx, w)]));
+    this.link.send(
+      await this.act(bareJid(shopJid), (cx, w) => [
+        ...closeSession(cx, w, this.sessionOf(w, cx.shop, visitor), reason),
+        ...serveQueue(cx, w),
+      ]),
+    );
   }
 
   async transferSession(shopJid: string, visitor: string, toAgent: string, reason = ''): Promise<void> {
-    this.link.send(await this.act(bareJid(shopJid), (cx, w) => transferSession(cx, w, this.sessionOf(w, cx.shop, visitor), toAgent, reason)));
+    this.link.send(
+      await this.act(bareJid(shopJid), (cx, w) => transferSession(cx, w, this.sessionOf(w, cx.shop, visitor), toAgent, reason)),
+    );
   }
 
   private sessionOf(w: Changes, shop: Shop, visitor: string): Session {
@@ -265,11 +306,16 @@ export class Desk {
   /** Timers of every shop, and kept messages whose release stopped half-way (no shim then). */
   async tick(): Promise<void> {
     // Every shop decides first (act runs synchronously up to its commit), so all their changes share one write.
-    await Promise.all(this.directory.allShops().filter((shop) => this.states.has(shop.jid)).map(async (shop) => {
-      this.link.send(await this.act(shop.jid, runTimers));
-      const st = this.states.get(shop.jid)!;
-      for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shop.jid, visitor);
-    }));
+    await Promise.all(
+      this.directory
+        .allShops()
+        .filter((shop) => this.states.has(shop.jid))
+        .map(async (shop) => {
+          this.link.send(await this.act(shop.jid, runTimers));
+          const st = this.states.get(shop.jid)!;
+          for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shop.jid, visitor);
+        }),
+    );
   }
 
   // ---- kept messages -------------------------------------------------------------
@@ -315,7 +361,9 @@ export class Desk {
 
   queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number }[] {
     const st = this.states.get(shopJid);
-    return st ? [...st.queue].map(([visitor, at]) => ({ visitor, shop: shopJid, enqueuedAt: at, kept: st.kept.get(visitor)?.length ?? 0 })) : [];
+    return st
+      ? [...st.queue].map(([visitor, at]) => ({ visitor, shop: shopJid, enqueuedAt: at, kept: st.kept.get(visitor)?.length ?? 0 }))
+      : [];
   }
 
   counts(shopJid: string): { sessions: number; queue: number; kept: number } {

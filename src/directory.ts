@@ -66,8 +66,15 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
   if ((await store.listShops()).length > 0) return false;
   for (const s of config.shops) {
     await store.putShop({
-      jid: s.jid, name: s.name, welcome: s.welcome, noAgentText: s.noAgentText, strategy: s.strategy, queueEnabled: s.queueEnabled,
-      limits: s.limits, language: s.language, texts: s.texts,
+      jid: s.jid,
+      name: s.name,
+      welcome: s.welcome,
+      noAgentText: s.noAgentText,
+      strategy: s.strategy,
+      queueEnabled: s.queueEnabled,
+      limits: s.limits,
+      language: s.language,
+      texts: s.texts,
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

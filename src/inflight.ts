@@ -20,7 +20,12 @@ export class InFlight {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.pending]), new Promise((r) => { timer = setTimeout(r, left); })]);
+      await Promise.race([
+        Promise.allSettled([...this.pending]),
+        new Promise((r) => {
+          timer = setTimeout(r, left);
+        }),
+      ]);
       clearTimeout(timer);
     }
     return true;

@@ -39,7 +39,9 @@ function parseCommandLine() {
   try {
     return parseArgs({
       options: {
-        config: { type: 'string', default: 'config/consult.example.json' }, 'grpc-port': { type: 'string' }, 'grpc-host': { type: 'string' },
+        config: { type: 'string', default: 'config/consult.example.json' },
+        'grpc-port': { type: 'string' },
+        'grpc-host': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -72,7 +74,12 @@ async function main() {
   const link = new ShimLink(log);
   let metrics: Metrics | undefined;
   const desk = new Desk({
-    config, directory, presence, journalStore, link, log,
+    config,
+    directory,
+    presence,
+    journalStore,
+    link,
+    log,
     onBatch: (b) => metrics?.batch(b),
     onJournalError: (e) => {
       log.error('journal write failed: its decisions were taken back and refused', { err: e });
@@ -84,15 +91,28 @@ async function main() {
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
   const auth = new ShimAuth(config.grpc.shims);
-  if (!auth.required) logger.warn('the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (README "Securing the link")');
+  if (!auth.required)
+    logger.warn('the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (README "Securing the link")');
   const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track }, auth);
-  const { server, port: bound, nagleDisabled } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes);
+  const {
+    server,
+    port: bound,
+    nagleDisabled,
+  } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes);
   if (!nagleDisabled) log.warn('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
-  log.info('sidecar listening', { grpc: `${host}:${bound}`, store: config.store.replace(/\/\/[^@/]*@/, '//***@'), shops: directory.watchList().shops });
+  log.info('sidecar listening', {
+    grpc: `${host}:${bound}`,
+    store: config.store.replace(/\/\/[^@/]*@/, '//***@'),
+    shops: directory.watchList().shops,
+  });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
-    admin = await startAdminServer({ store, directory, desk, presence, link, metrics, log, token: config.admin.token, defaultLimits: config.limits }, config.admin.host, config.admin.port);
+    admin = await startAdminServer(
+      { store, directory, desk, presence, link, metrics, log, token: config.admin.token, defaultLimits: config.limits },
+      config.admin.host,
+      config.admin.port,
+    );
     log.info('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
   } else {
     log.warn('admin API not started: set admin.token in the config to enable it (and /metrics)');
@@ -112,7 +132,12 @@ async function main() {
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    void inflight.track(onTick()).catch((e) => log.error('timer failed', { err: e })).finally(() => { ticking = false; });
+    void inflight
+      .track(onTick())
+      .catch((e) => log.error('timer failed', { err: e }))
+      .finally(() => {
+        ticking = false;
+      });
   }, config.timers.tickSec * 1000);
 
   // This sidecar's memory is ahead of a journal it may no longer write: stop, and let a restart stand by.
@@ -128,7 +153,10 @@ async function main() {
     stopping = true;
     log.info('shutting down', { signal, inFlight: inflight.size });
     // Last resort: never hang in shutdown.
-    setTimeout(() => { log.error('shutdown timed out'); process.exit(1); }, DRAIN_MS + 5000).unref();
+    setTimeout(() => {
+      log.error('shutdown timed out');
+      process.exit(1);
+    }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');

@@ -13,51 +13,84 @@ export class Metrics {
 
   constructor(deps: { desk: Desk; directory: Directory; link: ShimLink }, opts: { defaults?: boolean } = {}) {
     const registers = [this.registry];
-    this.stanzas = new client.Counter({ name: 'consult_stanzas_total', help: 'Stanzas judged, by verdict', labelNames: ['action'], registers });
+    this.stanzas = new client.Counter({
+      name: 'consult_stanzas_total',
+      help: 'Stanzas judged, by verdict',
+      labelNames: ['action'],
+      registers,
+    });
     this.decisionSeconds = new client.Histogram({
-      name: 'consult_decision_seconds', help: 'From a stanza\'s arrival to its verdict (decision and durable commit)', registers,
+      name: 'consult_decision_seconds',
+      help: "From a stanza's arrival to its verdict (decision and durable commit)",
+      registers,
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     });
     this.commitSeconds = new client.Histogram({
-      name: 'consult_journal_write_seconds', help: 'One group commit of the journal', labelNames: ['outcome'], registers,
+      name: 'consult_journal_write_seconds',
+      help: 'One group commit of the journal',
+      labelNames: ['outcome'],
+      registers,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     });
     this.batchEntries = new client.Histogram({
-      name: 'consult_journal_batch_decisions', help: 'Decisions made durable by one group commit', registers,
+      name: 'consult_journal_batch_decisions',
+      help: 'Decisions made durable by one group commit',
+      registers,
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
     });
     new client.Gauge({
-      name: 'consult_journal_backlog', help: 'Decisions waiting for their changes to be durable (overload above maxPendingDecisions)', registers,
-      collect() { this.set(deps.desk.journal.backlog); },
+      name: 'consult_journal_backlog',
+      help: 'Decisions waiting for their changes to be durable (overload above maxPendingDecisions)',
+      registers,
+      collect() {
+        this.set(deps.desk.journal.backlog);
+      },
     });
     new client.Gauge({
-      name: 'consult_open_sessions', help: 'Open sessions per shop', labelNames: ['shop'], registers,
+      name: 'consult_open_sessions',
+      help: 'Open sessions per shop',
+      labelNames: ['shop'],
+      registers,
       collect() {
         this.reset();
         for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).sessions);
       },
     });
     new client.Gauge({
-      name: 'consult_queue_length', help: 'Visitors waiting per shop', labelNames: ['shop'], registers,
+      name: 'consult_queue_length',
+      help: 'Visitors waiting per shop',
+      labelNames: ['shop'],
+      registers,
       collect() {
         this.reset();
         for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).queue);
       },
     });
     new client.Gauge({
-      name: 'consult_kept_messages', help: 'Messages kept for visitors not yet served, per shop', labelNames: ['shop'], registers,
+      name: 'consult_kept_messages',
+      help: 'Messages kept for visitors not yet served, per shop',
+      labelNames: ['shop'],
+      registers,
       collect() {
         this.reset();
         for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).kept);
       },
     });
     new client.Gauge({
-      name: 'consult_shim_connections', help: 'Open shim streams', registers,
-      collect() { this.set(deps.link.connected); },
+      name: 'consult_shim_connections',
+      help: 'Open shim streams',
+      registers,
+      collect() {
+        this.set(deps.link.connected);
+      },
     });
     new client.Gauge({
-      name: 'consult_inject_pending', help: 'Injected stanza batches not yet acknowledged by a shim', registers,
-      collect() { this.set(deps.link.pending); },
+      name: 'consult_inject_pending',
+      help: 'Injected stanza batches not yet acknowledged by a shim',
+      registers,
+      collect() {
+        this.set(deps.link.pending);
+      },
     });
     if (opts.defaults) client.collectDefaultMetrics({ register: this.registry });
   }

@@ -51,8 +51,9 @@ export async function pgliteDriver(dir?: string): Promise<Driver> {
   const { PGlite } = await import('@electric-sql/pglite');
   if (dir) mkdirSync(dir, { recursive: true });
   const db = await PGlite.create(dir);
-  const wrap = (c: { query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }> }): Queryable =>
-    ({ query: async (sql, params) => (await c.query<Row>(sql, params)).rows });
+  const wrap = (c: { query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }> }): Queryable => ({
+    query: async (sql, params) => (await c.query<Row>(sql, params)).rows,
+  });
   return {
     ...contextual(wrap(db), (fn) => db.transaction((tx) => fn(wrap(tx)))),
     close: () => db.close(),
@@ -73,7 +74,10 @@ export async function pgDriver(url: string): Promise<Driver> {
       return result;
     } catch (err) {
       // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
-      await client.query('ROLLBACK').then(() => client.release(), (e: Error) => client.release(e));
+      await client.query('ROLLBACK').then(
+        () => client.release(),
+        (e: Error) => client.release(e),
+      );
       throw err;
     }
   };
@@ -110,7 +114,12 @@ const SCHEMA = [
 ];
 
 const toShop = (r: Row): Shop => ({
-  jid: r.jid, name: r.name, welcome: r.welcome, noAgentText: r.no_agent_text, strategy: r.strategy, queueEnabled: r.queue_enabled,
+  jid: r.jid,
+  name: r.name,
+  welcome: r.welcome,
+  noAgentText: r.no_agent_text,
+  strategy: r.strategy,
+  queueEnabled: r.queue_enabled,
   limits: { ...DEFAULT_LIMITS, ...JSON.parse(r.limits || '{}') },
   language: r.language,
   texts: JSON.parse(r.texts || '{}'),
@@ -133,10 +142,18 @@ async function migrateV1(q: Queryable): Promise<void> {
   };
   for (const shop of shops) {
     const body: SnapshotBody = {
-      sessions: sessions.filter((r) => r.shop === shop).map((r) => ({
-        visitor: r.visitor, shop, agent: r.agent, startedAt: r.started_at, lastVisitorAt: r.last_visitor_at,
-        lastAgentAt: r.last_agent_at, remindedAt: r.reminded_at, orphanedAt: r.orphaned_at,
-      })),
+      sessions: sessions
+        .filter((r) => r.shop === shop)
+        .map((r) => ({
+          visitor: r.visitor,
+          shop,
+          agent: r.agent,
+          startedAt: r.started_at,
+          lastVisitorAt: r.last_visitor_at,
+          lastAgentAt: r.last_agent_at,
+          remindedAt: r.reminded_at,
+          orphanedAt: r.orphaned_at,
+        })),
       queue: queue.filter((r) => r.shop === shop).map((r) => [r.visitor, r.enqueued_at]),
       kept: grouped(held, shop),
       history: grouped(history, shop),
@@ -155,21 +172,25 @@ export class SqlStore implements Store {
   private constructor(readonly db: Driver) {}
 
   static async open(db: Driver): Promise<SqlStore> {
-    await db.transaction(async (q) => {
-      // Two sidecars starting together would race on CREATE TABLE IF NOT EXISTS: serialise them.
-      await q.query(`SELECT pg_advisory_xact_lock(hashtext('consult-router schema'))`);
-      await q.query(SCHEMA[0]);
-      const [found] = await q.query(`SELECT version FROM schema_version`);
-      if (found && found.version > SCHEMA_VERSION) {
-        throw new Error(`database schema version ${found.version} is newer than this sidecar's ${SCHEMA_VERSION}`);
-      }
-      for (const sql of SCHEMA.slice(1)) await q.query(sql);
-      if (found?.version === 1) await migrateV1(q);
-      await q.query(`INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1`, [SCHEMA_VERSION]);
-    }).catch(async (err) => {
-      await db.close().catch(() => undefined);
-      throw err;
-    });
+    await db
+      .transaction(async (q) => {
+        // Two sidecars starting together would race on CREATE TABLE IF NOT EXISTS: serialise them.
+        await q.query(`SELECT pg_advisory_xact_lock(hashtext('consult-router schema'))`);
+        await q.query(SCHEMA[0]);
+        const [found] = await q.query(`SELECT version FROM schema_version`);
+        if (found && found.version > SCHEMA_VERSION) {
+          throw new Error(`database schema version ${found.version} is newer than this sidecar's ${SCHEMA_VERSION}`);
+        }
+        for (const sql of SCHEMA.slice(1)) await q.query(sql);
+        if (found?.version === 1) await migrateV1(q);
+        await q.query(`INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1`, [
+          SCHEMA_VERSION,
+        ]);
+      })
+      .catch(async (err) => {
+        await db.close().catch(() => undefined);
+        throw err;
+      });
     return new SqlStore(db);
   }
 
@@ -186,7 +207,8 @@ export class SqlStore implements Store {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
          limits = $7, language = $8, texts = $9`,
-      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits), s.language, JSON.stringify(s.texts)]);
+      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits), s.language, JSON.stringify(s.texts)],
+    );
   }
   async deleteShop(jid: string) {
     await this.db.transaction(async (q) => {
@@ -196,13 +218,16 @@ export class SqlStore implements Store {
   }
 
   async memberships() {
-    return (await this.db.query(`SELECT shop, agent, max_sessions, joined_at FROM memberships ORDER BY seq`))
-      .map((r): Membership => ({ shop: r.shop, agent: r.agent, maxSessions: r.max_sessions, joinedAt: r.joined_at }));
+    return (await this.db.query(`SELECT shop, agent, max_sessions, joined_at FROM memberships ORDER BY seq`)).map(
+      (r): Membership => ({ shop: r.shop, agent: r.agent, maxSessions: r.max_sessions, joinedAt: r.joined_at }),
+    );
   }
   async putMembership(m: Membership) {
     await this.db.query(
       `INSERT INTO memberships (shop, agent, max_sessions, joined_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (shop, agent) DO UPDATE SET max_sessions = $3, joined_at = $4`, [m.shop, m.agent, m.maxSessions, m.joinedAt]);
+       ON CONFLICT (shop, agent) DO UPDATE SET max_sessions = $3, joined_at = $4`,
+      [m.shop, m.agent, m.maxSessions, m.joinedAt],
+    );
   }
   async deleteMembership(shop: string, agent: string) {
     await this.db.query(`DELETE FROM memberships WHERE shop = $1 AND agent = $2`, [shop, agent]);
@@ -213,18 +238,18 @@ export class SqlStore implements Store {
     return r && ({ jid: r.jid, status: r.status } as Agent);
   }
   async listAgents() {
-    return (await this.db.query(`SELECT jid, status FROM agents ORDER BY seq`)).map((r) => ({ jid: r.jid, status: r.status } as Agent));
+    return (await this.db.query(`SELECT jid, status FROM agents ORDER BY seq`)).map((r) => ({ jid: r.jid, status: r.status }) as Agent);
   }
   async putAgent(a: Agent) {
-    await this.db.query(`INSERT INTO agents (jid, status) VALUES ($1, $2) ON CONFLICT (jid) DO UPDATE SET status = $2`,
-      [a.jid, a.status]);
+    await this.db.query(`INSERT INTO agents (jid, status) VALUES ($1, $2) ON CONFLICT (jid) DO UPDATE SET status = $2`, [a.jid, a.status]);
   }
 
   async setResource(r: AgentResource) {
     await this.db.query(
       `INSERT INTO resources (agent, resource, node, show, priority) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (agent, resource) DO UPDATE SET node = $3, show = $4, priority = $5`,
-      [r.agent, r.resource, r.node, r.show, r.priority]);
+      [r.agent, r.resource, r.node, r.show, r.priority],
+    );
   }
   async removeResource(agent: string, resource: string) {
     await this.db.query(`DELETE FROM resources WHERE agent = $1 AND resource = $2`, [agent, resource]);
@@ -233,8 +258,9 @@ export class SqlStore implements Store {
     await this.db.query(`DELETE FROM resources WHERE node = $1`, [node]);
   }
   async resources() {
-    return (await this.db.query(`SELECT agent, resource, node, show, priority FROM resources ORDER BY seq`))
-      .map((r): AgentResource => ({ agent: r.agent, resource: r.resource, node: r.node, show: r.show, priority: r.priority }));
+    return (await this.db.query(`SELECT agent, resource, node, show, priority FROM resources ORDER BY seq`)).map(
+      (r): AgentResource => ({ agent: r.agent, resource: r.resource, node: r.node, show: r.show, priority: r.priority }),
+    );
   }
 
   async close() {

@@ -11,10 +11,17 @@ export type AgentStatus = 'standard' | 'dnd' | 'always-on';
 export const AGENT_STATUSES: readonly AgentStatus[] = ['standard', 'dnd', 'always-on'];
 
 export const DEFAULT_LIMITS: Limits = {
-  queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1024 * 1024, historyPerSession: 20, stickyMax: 100_000,
+  queueMax: 1000,
+  keptPerVisitor: 100,
+  keptBytesPerVisitor: 1024 * 1024,
+  historyPerSession: 20,
+  stickyMax: 100_000,
 };
 export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
-  queueMax: [1, 1_000_000], keptPerVisitor: [1, 10_000], keptBytesPerVisitor: [1024, 64 * 1024 * 1024], historyPerSession: [1, 1000],
+  queueMax: [1, 1_000_000],
+  keptPerVisitor: [1, 10_000],
+  keptBytesPerVisitor: [1024, 64 * 1024 * 1024],
+  historyPerSession: [1, 1000],
   stickyMax: [1, 10_000_000],
 };
 

@@ -22,21 +22,48 @@ const TOKEN = 'test-admin-token';
 async function world() {
   const config = parseConfig({
     systemJid: a('admin'),
-    shops: [{ jid: SHOP, name: 'Shop One', agents: [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }] }],
+    shops: [
+      {
+        jid: SHOP,
+        name: 'Shop One',
+        agents: [
+          { jid: a('ann'), maxSessions: 1 },
+          { jid: a('bob'), maxSessions: 1 },
+        ],
+      },
+    ],
   });
   let metrics: Metrics | undefined;
   const w = await deskWorld({
-    backend: 'memory', backends: new Backends(), config, clock: Date.now(),
-    hooks: { observe: (act, s) => metrics!.observe(act, s) }, onBatch: (b) => metrics!.batch(b),
+    backend: 'memory',
+    backends: new Backends(),
+    config,
+    clock: Date.now(),
+    hooks: { observe: (act, s) => metrics!.observe(act, s) },
+    onBatch: (b) => metrics!.batch(b),
   });
   const { store, directory, desk, presence, sent, filter } = w;
   const link = new ShimLink(silent);
   const pushed: { shops: string[]; agents: string[] }[] = [];
-  link.pushWatchList = (watch) => { pushed.push(watch); }; // spy: what the shims would be told
+  link.pushWatchList = (watch) => {
+    pushed.push(watch);
+  }; // spy: what the shims would be told
   metrics = new Metrics({ desk, directory, link });
-  const admin = await startAdminServer({
-    store, directory, desk, presence, link, metrics, token: TOKEN, log: silent, defaultLimits: config.limits,
-  }, '127.0.0.1', 0);
+  const admin = await startAdminServer(
+    {
+      store,
+      directory,
+      desk,
+      presence,
+      link,
+      metrics,
+      token: TOKEN,
+      log: silent,
+      defaultLimits: config.limits,
+    },
+    '127.0.0.1',
+    0,
+  );
   const url = `http://127.0.0.1:${admin.port}`;
   const api = async (method: string, p: string, body?: unknown, token: string | null = TOKEN) => {
     const res = await fetch(url + p, {
@@ -45,10 +72,29 @@ async function world() {
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
     const text = await res.text();
-    return { status: res.status, text, json: (() => { try { return JSON.parse(text); } catch { return undefined; } })() };
+    return {
+      status: res.status,
+      text,
+      json: (() => {
+        try {
+          return JSON.parse(text);
+        } catch {
+          return undefined;
+        }
+      })(),
+    };
   };
   return {
-    store, desk, directory, sent, pushed, admin, url, api, filter, metrics,
+    store,
+    desk,
+    directory,
+    sent,
+    pushed,
+    admin,
+    url,
+    api,
+    filter,
+    metrics,
     online: (name: string, show = '') => w.online(a(name), 'pc', show),
     visitorSays: (v: string, id: string) =>
       filter(`<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`),
@@ -58,9 +104,15 @@ type World = Awaited<ReturnType<typeof world>>;
 
 const cli = (w: World, args: string[], env: Record<string, string> = {}) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli.ts'), ...args], {
-      cwd: repoRoot, env: { ...process.env, CONSULT_ADMIN_URL: w.url, CONSULT_ADMIN_TOKEN: TOKEN, ...env },
-    }, (err, stdout, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stdout, stderr }));
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(repoRoot, 'src/cli.ts'), ...args],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, CONSULT_ADMIN_URL: w.url, CONSULT_ADMIN_TOKEN: TOKEN, ...env },
+      },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 
 const withWorld = (name: string, fn: (w: World) => Promise<void>) =>
@@ -96,7 +148,12 @@ withWorld('validation errors are 400 and name the field', async (w) => {
     ['PUT', `/shops/${SHOP}/agents/a%20b@${D}`, {}, /^agent must be a bare JID/],
     ['PUT', `/shops/${SHOP}`, { language: 'fr' }, /^language must be one of zh, en/],
     ['PUT', `/shops/${SHOP}`, { texts: { greeting: 'hi' } }, /^texts\.greeting is not a text/],
-    ['PUT', `/shops/${SHOP}`, { texts: { queuePosition: 'You are {rank}' } }, /^texts\.queuePosition uses \{rank\}; it may use \{position\}/],
+    [
+      'PUT',
+      `/shops/${SHOP}`,
+      { texts: { queuePosition: 'You are {rank}' } },
+      /^texts\.queuePosition uses \{rank\}; it may use \{position\}/,
+    ],
     ['PUT', `/shops/${SHOP}`, { limits: { queueMax: 0 } }, /^limits\.queueMax must be an integer in 1\.\.1000000/],
     ['PUT', `/shops/${SHOP}`, '{not json', /JSON/],
     ['PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 0 }, /^maxSessions must be an integer in 1\.\.1000/],
@@ -123,21 +180,40 @@ withWorld('texts per shop: an English set, one text overridden, both used in wha
   const told = queued.extra.map((x) => Buffer.from(x).toString()).find((x) => x.includes("auto_reply='true'"))!;
   assert.match(told, 'Please hold: you are #1.');
   await w.desk.closeSession(SHOP, `v1@${D}`, 'admin');
-  assert.ok(w.sent.some((m) => m.attrs.to === `v1@${D}` && JSON.stringify(m).includes('This conversation has ended')), 'English default');
+  assert.ok(
+    w.sent.some((m) => m.attrs.to === `v1@${D}` && JSON.stringify(m).includes('This conversation has ended')),
+    'English default',
+  );
   const back = await w.api('PUT', `/shops/${SHOP}`, { language: 'zh', texts: { queuePosition: null } });
   assert.equal([back.json.language, back.json.texts], ['zh', {}], 'null removes an override');
 });
 
 withWorld('shops: create, read, partial update, delete; each change reloads and pushes the watch list', async (w) => {
   const list = await w.api('GET', '/shops');
-  assert.equal(list.json.map((s: { jid: string }) => s.jid), [SHOP]);
-  assert.equal(list.json[0].agents, [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }]);
+  assert.equal(
+    list.json.map((s: { jid: string }) => s.jid),
+    [SHOP],
+  );
+  assert.equal(list.json[0].agents, [
+    { jid: a('ann'), maxSessions: 1 },
+    { jid: a('bob'), maxSessions: 1 },
+  ]);
 
   const SHOP2 = a('shop_2');
   const created = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two', strategy: 'round-robin', queueEnabled: false });
   assert.is(created.status, 200, created.text);
-  assert.equal(created.json, { jid: SHOP2, name: 'Two', welcome: 'Two', noAgentText: '当前没有客服在线，请稍后再试。', strategy: 'round-robin', queueEnabled: false, agents: [],
-    limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 }, language: 'zh', texts: {} });
+  assert.equal(created.json, {
+    jid: SHOP2,
+    name: 'Two',
+    welcome: 'Two',
+    noAgentText: '当前没有客服在线，请稍后再试。',
+    strategy: 'round-robin',
+    queueEnabled: false,
+    agents: [],
+    limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 },
+    language: 'zh',
+    texts: {},
+  });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
 
@@ -187,14 +263,23 @@ withWorld('agents: add with maxSessions, read, remove; the watch list follows', 
 
 withWorld('new capacity drains the queue: adding an agent serves the waiting visitor', async (w) => {
   await w.visitorSays('v1', 'm1'); // nobody online: v1 waits
-  assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor), [a('v1')]);
+  assert.equal(
+    (await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor),
+    [a('v1')],
+  );
   w.sent.length = 0;
   await w.api('PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 2 });
   await w.api('PUT', `/agents/${a('cat')}/status`, { status: 'always-on' }); // serves without a client
   assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json, []);
   const sessions = (await w.api('GET', '/sessions')).json;
-  assert.equal(sessions.map((s: { visitor: string; agent: string }) => [s.visitor, s.agent]), [[a('v1'), a('cat')]]);
-  assert.ok(w.sent.some((s) => s.attrs.to === a('cat')), 'held message relayed to cat');
+  assert.equal(
+    sessions.map((s: { visitor: string; agent: string }) => [s.visitor, s.agent]),
+    [[a('v1'), a('cat')]],
+  );
+  assert.ok(
+    w.sent.some((s) => s.attrs.to === a('cat')),
+    'held message relayed to cat',
+  );
 });
 
 withWorld('agent status: set, read back, unknown agent 404', async (w) => {
@@ -212,10 +297,16 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
   await w.visitorSays('v1', 'm1');
   await w.visitorSays('v2', 'm2'); // ann is full, bob offline: v2 waits
   const all = (await w.api('GET', '/sessions')).json;
-  assert.equal(all.map((s: { visitor: string; agent: string; shop: string }) => [s.shop, s.visitor, s.agent]), [[SHOP, a('v1'), a('ann')]]);
+  assert.equal(
+    all.map((s: { visitor: string; agent: string; shop: string }) => [s.shop, s.visitor, s.agent]),
+    [[SHOP, a('v1'), a('ann')]],
+  );
   assert.equal((await w.api('GET', `/sessions?shop=${SHOP}`)).json.length, 1);
   assert.is((await w.api('GET', `/sessions?shop=${a('nope')}`)).status, 404);
-  assert.equal((await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor), [a('v2')]);
+  assert.equal(
+    (await w.api('GET', `/queue?shop=${SHOP}`)).json.map((e: { visitor: string }) => e.visitor),
+    [a('v2')],
+  );
 
   const refused = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob') });
   assert.is(refused.status, 409, refused.text);
@@ -228,11 +319,17 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
   const moved = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob'), reason: 'billing' });
   assert.is(moved.status, 200, moved.text);
   assert.is(w.desk.sessions(SHOP).find((x) => x.visitor === a('v1'))!.agent, a('bob'));
-  assert.ok(w.sent.some((s) => s.attrs.to === a('bob')), 'bob told about the transfer');
+  assert.ok(
+    w.sent.some((s) => s.attrs.to === a('bob')),
+    'bob told about the transfer',
+  );
 
   const closed = await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') });
   assert.is(closed.status, 200, closed.text);
-  assert.is(w.desk.sessions(SHOP).find((x) => x.visitor === a('v1')), undefined);
+  assert.is(
+    w.desk.sessions(SHOP).find((x) => x.visitor === a('v1')),
+    undefined,
+  );
   assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') })).status, 404);
 });
 
@@ -240,7 +337,13 @@ withWorld('/metrics: metric names, a decision counted by verdict, gauges read fr
   await w.online('ann');
   await w.visitorSays('v1', 'm1');
   const text = (await w.api('GET', '/metrics', undefined, null)).text;
-  for (const name of ['consult_stanzas_total', 'consult_decision_seconds_bucket', 'consult_open_sessions', 'consult_queue_length', 'consult_shim_connections']) {
+  for (const name of [
+    'consult_stanzas_total',
+    'consult_decision_seconds_bucket',
+    'consult_open_sessions',
+    'consult_queue_length',
+    'consult_shim_connections',
+  ]) {
     assert.ok(text.includes(name), name);
   }
   assert.match(text, /consult_stanzas_total\{action="rewrite"\} 1\n/);
@@ -257,8 +360,14 @@ withWorld('/metrics: metric names, a decision counted by verdict, gauges read fr
 withWorld('consultctl import: a dry run prints the changes, the real run applies them, --prune removes what the file lacks', async (w) => {
   const file = writeConfig({
     shops: [
-      { jid: SHOP, name: 'Shop One', welcome: 'New welcome', language: 'en', texts: { statusSet: 'Now {status}.' },
-        agents: [{ jid: a('ann'), maxSessions: 3 }] },
+      {
+        jid: SHOP,
+        name: 'Shop One',
+        welcome: 'New welcome',
+        language: 'en',
+        texts: { statusSet: 'Now {status}.' },
+        agents: [{ jid: a('ann'), maxSessions: 3 }],
+      },
       { jid: a('shop2'), name: 'Two', agents: [{ jid: a('cat'), maxSessions: 2 }] },
     ],
   });
@@ -289,12 +398,15 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
   assert.match(bad.stderr, /shops\[0\]\.jid must be a bare JID/);
 });
 
-withWorld('consultctl: lists, closes, and exits non-zero with the server\'s message on failure', async (w) => {
+withWorld("consultctl: lists, closes, and exits non-zero with the server's message on failure", async (w) => {
   await w.online('ann');
   await w.visitorSays('v1', 'm1');
   const list = await cli(w, ['sessions', '--shop', SHOP]);
   assert.is(list.code, 0, list.stderr);
-  assert.equal(JSON.parse(list.stdout).map((s: { visitor: string }) => s.visitor), [a('v1')]);
+  assert.equal(
+    JSON.parse(list.stdout).map((s: { visitor: string }) => s.visitor),
+    [a('v1')],
+  );
 
   const shops = await cli(w, ['shops']);
   assert.is(JSON.parse(shops.stdout)[0].jid, SHOP);

@@ -17,12 +17,23 @@ const xml = (b: Uint8Array) => parseElement(Buffer.from(b).toString());
 async function world() {
   const config = parseConfig({
     systemJid: a('admin'),
-    shops: [{ jid: SHOP, name: 'Shop One', agents: [{ jid: a('ann'), maxSessions: 1 }, { jid: a('bob'), maxSessions: 1 }] }],
+    shops: [
+      {
+        jid: SHOP,
+        name: 'Shop One',
+        agents: [
+          { jid: a('ann'), maxSessions: 1 },
+          { jid: a('bob'), maxSessions: 1 },
+        ],
+      },
+    ],
   });
   return deskWorld({ backend: 'memory', backends, config });
 }
-const visitorSays = (v: string, id: string) => `<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`;
-const ask = (agent: string, id: string) => `<message type='chat' from='${a(agent)}/pc' to='${SHOP}'><body id='${id}'>/sessions</body></message>`;
+const visitorSays = (v: string, id: string) =>
+  `<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`;
+const ask = (agent: string, id: string) =>
+  `<message type='chat' from='${a(agent)}/pc' to='${SHOP}'><body id='${id}'>/sessions</body></message>`;
 
 const t = suite('agent info (/sessions)');
 t.after(() => backends.close());
@@ -36,14 +47,33 @@ t('isInfoCommand: only /sessions alone in the body', () => {
   assert.not.ok(isInfoCommand(parseElement('<message/>')));
 });
 
-t('agentInfo lists only the asking agent\'s sessions, oldest first, with the queue', () => {
-  const s = (visitor: string, agent: string, startedAt: number) => ({ shop: SHOP, visitor, agent, startedAt, lastVisitorAt: startedAt + 5, lastAgentAt: 0, remindedAt: 0, orphanedAt: 0 });
-  const out = agentInfo({ shop: SHOP, agent: a('ann'), status: 'standard', queue: 2, now: 1000, sessions: [s(a('v2'), a('ann'), 20), s(a('v1'), a('ann'), 10), s(a('v3'), a('bob'), 5)] as never });
+t("agentInfo lists only the asking agent's sessions, oldest first, with the queue", () => {
+  const s = (visitor: string, agent: string, startedAt: number) => ({
+    shop: SHOP,
+    visitor,
+    agent,
+    startedAt,
+    lastVisitorAt: startedAt + 5,
+    lastAgentAt: 0,
+    remindedAt: 0,
+    orphanedAt: 0,
+  });
+  const out = agentInfo({
+    shop: SHOP,
+    agent: a('ann'),
+    status: 'standard',
+    queue: 2,
+    now: 1000,
+    sessions: [s(a('v2'), a('ann'), 20), s(a('v1'), a('ann'), 10), s(a('v3'), a('bob'), 5)] as never,
+  });
   assert.equal([out.attrs.to, out.attrs.from, out.attrs.type, out.attrs.qchatid], [a('ann'), SHOP, 'consult', '4']);
   assert.is(findChild(out, 'body')!.attrs.msgType, '15');
   const info = findChild(out, 'info')!;
   assert.equal(info.attrs, { xmlns: NS_AGENT_INFO, shop: SHOP, queue: '2', status: 'standard', sessions: '2' });
-  assert.equal(info.children.map((c) => (c as { attrs: Record<string, string> }).attrs.visitor), [a('v1'), a('v2')]);
+  assert.equal(
+    info.children.map((c) => (c as { attrs: Record<string, string> }).attrs.visitor),
+    [a('v1'), a('v2')],
+  );
 });
 
 t('through the Desk: acked, answered to the agent alone, nothing relayed to a visitor, nothing changed', async () => {

@@ -37,10 +37,20 @@ t.before(async (ctx) => {
   ctx.contexts = [];
   fs.mkdirSync(OUT, { recursive: true });
   execFileSync('make', ['-s', '-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'inherit' });
-  if (!fs.existsSync(path.join(repoRoot, 'dist-web', 'widget.js'))) execFileSync('npm', ['run', '-s', 'build:web'], { cwd: repoRoot, stdio: 'inherit' });
+  if (!fs.existsSync(path.join(repoRoot, 'dist-web', 'widget.js')))
+    execFileSync('npm', ['run', '-s', 'build:web'], { cwd: repoRoot, stdio: 'inherit' });
   const configFile = writeConfig({
     systemJid: `admin@${D}`,
-    shops: [{ jid: SHOP, name: '张滨测试店铺', agents: [{ jid: `test01@${D}`, maxSessions: 5 }, { jid: `test02@${D}`, maxSessions: 5 }] }],
+    shops: [
+      {
+        jid: SHOP,
+        name: '张滨测试店铺',
+        agents: [
+          { jid: `test01@${D}`, maxSessions: 5 },
+          { jid: `test02@${D}`, maxSessions: 5 },
+        ],
+      },
+    ],
   });
   ctx.sidecar = startSidecar(configFile, await freePort());
   await ctx.sidecar.waitForLog('sidecar listening');
@@ -52,7 +62,11 @@ t.before(async (ctx) => {
   await ctx.sidecar.waitForLog('shim hello');
   await Promise.all(['shop_2', 'test01', 'test02'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
   ctx.web = await startWebServer({
-    port: 0, service: `ws://127.0.0.1:${ctx.ejabberd.httpPort}/ws`, domain: D, visitorDomain: VD, shops: [SHOP],
+    port: 0,
+    service: `ws://127.0.0.1:${ctx.ejabberd.httpPort}/ws`,
+    domain: D,
+    visitorDomain: VD,
+    shops: [SHOP],
   });
   ctx.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'], timeout: 30_000 });
 });
@@ -102,8 +116,11 @@ async function axeViolations(page: Page): Promise<string[]> {
   const source = fs.readFileSync(path.join(repoRoot, 'node_modules/axe-core/axe.min.js'), 'utf8');
   await page.evaluate(`${source}\n;true`);
   const res = await page.evaluate(async () => {
-    const r = await (window as unknown as { axe: { run(o?: unknown): Promise<{ violations: Array<{ id: string; impact: string; nodes: unknown[]; help: string }> }> } })
-      .axe.run({ resultTypes: ['violations'] });
+    const r = await (
+      window as unknown as {
+        axe: { run(o?: unknown): Promise<{ violations: Array<{ id: string; impact: string; nodes: unknown[]; help: string }> }> };
+      }
+    ).axe.run({ resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, n: v.nodes.length, help: v.help }));
   });
   return res.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}, ${v.n}): ${v.help}`);
@@ -127,7 +144,7 @@ t('the static server: content types, caching, CSP', async (ctx) => {
   assert.is((await fetch(`${ctx.web.url}/../package.json`)).status, 404);
   assert.is((await fetch(`${ctx.web.url}/%2e%2e/package.json`)).status, 404);
   assert.is((await fetch(`${ctx.web.url}/widget.js`, { method: 'POST' })).status, 405);
-  const cfg = await (await fetch(`${ctx.web.url}/config.json`)).json() as Record<string, unknown>;
+  const cfg = (await (await fetch(`${ctx.web.url}/config.json`)).json()) as Record<string, unknown>;
   assert.equal(cfg, { service: `ws://127.0.0.1:${ctx.ejabberd.httpPort}/ws`, domain: D, visitorDomain: VD, shops: [SHOP] });
 });
 
@@ -170,7 +187,11 @@ t('seed flow between the widget and the console: welcome, delivered tick, reply,
   assert.ok(box && box.width <= 375 && box.x >= 0, `the panel fits a phone: ${JSON.stringify(box)}`);
   assert.is.not(phoneJid, jid, 'another browser, another visitor');
 
-  for (const [name, page] of [['widget', visitor], ['console', agent], ['widget (phone)', phone]] as const) {
+  for (const [name, page] of [
+    ['widget', visitor],
+    ['console', agent],
+    ['widget (phone)', phone],
+  ] as const) {
     const v = await axeViolations(page);
     assert.equal(v, [], `axe on the ${name}: ${v.join('; ')}`);
   }
@@ -198,7 +219,10 @@ t('XSS: markup in a message is shown as text on both pages and never runs', asyn
   await visitor.locator('.cw-me:is([data-state="sent"], [data-state="read"])').first().waitFor();
   // Either agent may get it (least-busy); read whichever console has the tab.
   const holder = await Promise.any([
-    agent.getByRole('tab', { name: new RegExp(jid.split('@')[0]!) }).waitFor().then(() => agent),
+    agent
+      .getByRole('tab', { name: new RegExp(jid.split('@')[0]!) })
+      .waitFor()
+      .then(() => agent),
   ]).catch(() => undefined);
   if (holder) {
     await holder.getByRole('tab', { name: new RegExp(jid.split('@')[0]!) }).click();
@@ -229,13 +253,23 @@ t('ejabberd: a visitor may not message an agent directly, and a flood from a vis
     const err = await v.waitFor((el) => el.attrs.type === 'error' && el.attrs.id === 'direct-1');
     assert.ok(err.getChild('error')?.getChild('policy-violation'), err.toString());
     await new Promise((r) => setTimeout(r, 300));
-    assert.not.ok(a.received.some((el) => el.getChildText('body') === 'psst, outside the shop'), 'never reached the agent');
+    assert.not.ok(
+      a.received.some((el) => el.getChildText('body') === 'psst, outside the shop'),
+      'never reached the agent',
+    );
 
     // The same bytes (12 KB) from a visitor and from a staff account, timed to the server's answer to a ping after them.
     const flood = async (c: typeof v, domain: string) => {
       const t0 = Date.now();
       for (let i = 0; i < 30; i++) await c.send(`<message to='${c.bareJid}' type='headline'><body>${'x'.repeat(400)}</body></message>`);
-      await c.xmpp.iqCaller.request((await import('@xmpp/client')).xml('iq', { type: 'get', to: domain }, (await import('@xmpp/client')).xml('ping', { xmlns: 'urn:xmpp:ping' })), 30_000);
+      await c.xmpp.iqCaller.request(
+        (await import('@xmpp/client')).xml(
+          'iq',
+          { type: 'get', to: domain },
+          (await import('@xmpp/client')).xml('ping', { xmlns: 'urn:xmpp:ping' }),
+        ),
+        30_000,
+      );
       return Date.now() - t0;
     };
     const staff = await flood(a, D);
@@ -257,8 +291,14 @@ t('transfer between two agent consoles: the new agent gets the history, the visi
   const name = new RegExp(jid.split('@')[0]!);
   await say(visitor, 'transfer me please');
   const [from, to, toUser] = await Promise.race([
-    c1.getByRole('tab', { name }).waitFor().then(() => [c1, c2, 'test02'] as const),
-    c2.getByRole('tab', { name }).waitFor().then(() => [c2, c1, 'test01'] as const),
+    c1
+      .getByRole('tab', { name })
+      .waitFor()
+      .then(() => [c1, c2, 'test02'] as const),
+    c2
+      .getByRole('tab', { name })
+      .waitFor()
+      .then(() => [c2, c1, 'test01'] as const),
   ]);
   await from.getByRole('tab', { name }).click();
   await from.getByLabel('Transfer to').fill(toUser);

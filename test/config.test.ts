@@ -18,8 +18,20 @@ const fails = (raw: unknown, re: RegExp) => {
 };
 
 test('limits: defaults, top-level defaults per shop, per-shop override, ranges', () => {
-  const c = parseConfig({ limits: { queueMax: 50 }, shops: [{ jid: 'a@d.test', name: 'A', agents: [] }, { jid: 'b@d.test', name: 'B', agents: [], limits: { keptPerVisitor: 7 } }] });
-  assert.equal(c.shops.map((s) => [s.limits.queueMax, s.limits.keptPerVisitor, s.limits.historyPerSession]), [[50, 100, 20], [50, 7, 20]]);
+  const c = parseConfig({
+    limits: { queueMax: 50 },
+    shops: [
+      { jid: 'a@d.test', name: 'A', agents: [] },
+      { jid: 'b@d.test', name: 'B', agents: [], limits: { keptPerVisitor: 7 } },
+    ],
+  });
+  assert.equal(
+    c.shops.map((s) => [s.limits.queueMax, s.limits.keptPerVisitor, s.limits.historyPerSession]),
+    [
+      [50, 100, 20],
+      [50, 7, 20],
+    ],
+  );
   assert.is(c.maxPendingDecisions, 20_000);
   fails(shop({ limits: { queueMax: 0 } }), /shops\[0\]\.limits\.queueMax must be an integer in 1\.\.1000000/);
   fails(shop({ limits: { queueLength: 5 } }), /shops\[0\]\.limits\.queueLength must be one of queueMax/);
@@ -45,8 +57,22 @@ test('texts: Chinese by default, English on request, overrides validated by name
 });
 
 test('JIDs are checked as RFC 7622 does: lengths, forbidden and control characters, labels', () => {
-  for (const ok of ['a@b', 'shop_2@dev.fsll.tech', '客服@例子.中国', 'a@b/res with space', 'b.example', `${'x'.repeat(1023)}@d`]) assert.ok(isJid(ok), ok);
-  for (const bad of ['', '@d', 'a@', 'a\u0000b@d', `${'x'.repeat(1024)}@d`, 'a b@d', 'a"b@d', 'a@b@c', 'a@d..e', 'a@d/', `a@${'l'.repeat(64)}.com`, 'a@d/\u0007'])
+  for (const ok of ['a@b', 'shop_2@dev.fsll.tech', '客服@例子.中国', 'a@b/res with space', 'b.example', `${'x'.repeat(1023)}@d`])
+    assert.ok(isJid(ok), ok);
+  for (const bad of [
+    '',
+    '@d',
+    'a@',
+    'a\u0000b@d',
+    `${'x'.repeat(1024)}@d`,
+    'a b@d',
+    'a"b@d',
+    'a@b@c',
+    'a@d..e',
+    'a@d/',
+    `a@${'l'.repeat(64)}.com`,
+    'a@d/\u0007',
+  ])
     assert.not.ok(isJid(bad), JSON.stringify(bad));
   fails({ shops: [{ jid: 'sh op@d', name: 'S', agents: [] }] }, /shops\[0\]\.jid must be a bare JID/);
 });

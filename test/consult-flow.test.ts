@@ -14,13 +14,23 @@ const VISITOR = `cc6213f74535459098d1fcfdb9a09e4b@${D}`;
 const SHOP = `shop_2@${D}`;
 const NOW = 1576139854109;
 
-const config = () => parseConfig({
-  systemJid: `admin@${D}`,
-  shops: [
-    { jid: SHOP, name: '张滨测试店铺', noAgentText: '暂无客服', queueEnabled: false, agents: [{ jid: `test01@${D}`, maxSessions: 2 }, { jid: `test02@${D}`, maxSessions: 1 }] },
-    { jid: `shop_3@${D}`, name: 'Other shop', agents: [{ jid: `test09@${D}`, maxSessions: 1 }] },
-  ],
-});
+const config = () =>
+  parseConfig({
+    systemJid: `admin@${D}`,
+    shops: [
+      {
+        jid: SHOP,
+        name: '张滨测试店铺',
+        noAgentText: '暂无客服',
+        queueEnabled: false,
+        agents: [
+          { jid: `test01@${D}`, maxSessions: 2 },
+          { jid: `test02@${D}`, maxSessions: 1 },
+        ],
+      },
+      { jid: `shop_3@${D}`, name: 'Other shop', agents: [{ jid: `test09@${D}`, maxSessions: 1 }] },
+    ],
+  });
 
 const backends = new Backends();
 
@@ -35,7 +45,10 @@ const visitorMsg = (id: string, text = '1', from = `${VISITOR}/web-107130861`) =
 
 const xml = (b: Buffer | Uint8Array) => parseElement(Buffer.from(b).toString());
 const body = (m: XmlElement) => findChild(m, 'body')!;
-const withoutId = (a: Record<string, string>) => { const { id: _id, ...rest } = a; return rest; };
+const withoutId = (a: Record<string, string>) => {
+  const { id: _id, ...rest } = a;
+  return rest;
+};
 const RECV = '{"d":"recv","usrType":"usr","cn":"consult"}';
 
 test('visitor → shop: relay to the agent, mstat ack and welcome exactly as in the seed', async () => {
@@ -46,8 +59,16 @@ test('visitor → shop: relay to the agent, mstat ack and welcome exactly as in 
 
   const relayed = xml(v.stanza);
   assert.equal(relayed.attrs, {
-    xmlns: 'jabber:client', from: SHOP, to: `test01@${D}`, type: 'consult', realfrom: VISITOR, realto: `test01@${D}`,
-    channelid: RECV, qchatid: '4', msec_times: String(NOW), isHiddenMsg: '0',
+    xmlns: 'jabber:client',
+    from: SHOP,
+    to: `test01@${D}`,
+    type: 'consult',
+    realfrom: VISITOR,
+    realto: `test01@${D}`,
+    channelid: RECV,
+    qchatid: '4',
+    msec_times: String(NOW),
+    isHiddenMsg: '0',
   });
   assert.equal(body(relayed).attrs, { msgType: '1', maType: '6', id: '065B725706C54FDAB1E84CEAA8B08D2C' });
   assert.is(textOf(body(relayed)), '1');
@@ -60,13 +81,25 @@ test('visitor → shop: relay to the agent, mstat ack and welcome exactly as in 
   assert.equal(body(ackEl).attrs, { id: '065B725706C54FDAB1E84CEAA8B08D2C', stat: 'sent' });
 
   assert.equal(welcome.attrs, {
-    xmlns: 'jabber:client', from: SHOP, to: VISITOR, msec_times: String(NOW), realfrom: `admin@${D}`, realto: VISITOR,
-    type: 'consult', channelid: RECV, qchatid: '5', auto_reply: 'true', no_update_msg_log: 'true',
+    xmlns: 'jabber:client',
+    from: SHOP,
+    to: VISITOR,
+    msec_times: String(NOW),
+    realfrom: `admin@${D}`,
+    realto: VISITOR,
+    type: 'consult',
+    channelid: RECV,
+    qchatid: '5',
+    auto_reply: 'true',
+    no_update_msg_log: 'true',
   });
   assert.equal(withoutId(body(welcome).attrs), { msgType: '1', maType: '3' });
   assert.match(body(welcome).attrs.id, /^qcadmin[0-9a-f]{32}$/);
   assert.is(textOf(body(welcome)), '张滨测试店铺');
-  assert.equal(welcome.children.map((c) => (typeof c === 'string' ? c : c.name)), ['body', 'active']);
+  assert.equal(
+    welcome.children.map((c) => (typeof c === 'string' ? c : c.name)),
+    ['body', 'active'],
+  );
 });
 
 test('a second message of the session gets an ack but no new welcome, and the same agent', async () => {
@@ -81,7 +114,9 @@ test('a second message of the session gets an ack but no new welcome, and the sa
 test('the visitor cannot pick the agent or spoof realfrom: the server sets both', async () => {
   const { filter } = await setup();
   await filter(visitorMsg('B0', 'x', `other@${D}/r`)); // takes test01 (least busy, first in turn)
-  const spoof = visitorMsg('B1').replace(`realfrom='${VISITOR}'`, `realfrom='boss@${D}'`).replace(`realto='test01@${D}'`, `realto='test09@${D}'`);
+  const spoof = visitorMsg('B1')
+    .replace(`realfrom='${VISITOR}'`, `realfrom='boss@${D}'`)
+    .replace(`realto='test01@${D}'`, `realto='test09@${D}'`);
   const relayed = xml((await filter(spoof)).stanza);
   assert.is(relayed.attrs.realfrom, VISITOR);
   assert.is(relayed.attrs.to, `test02@${D}`, 'least busy agent of the shop, not the requested one');
@@ -96,8 +131,16 @@ test('agent replies: plain chat to the shop (seed form) and consult with realto 
   assert.is(v.action, Action.ACTION_REWRITE);
   const out = xml(v.stanza);
   assert.equal(out.attrs, {
-    xmlns: 'jabber:client', from: SHOP, to: VISITOR, type: 'consult', realfrom: `test01@${D}`, realto: VISITOR,
-    channelid: RECV, qchatid: '5', msec_times: String(NOW), isHiddenMsg: '0',
+    xmlns: 'jabber:client',
+    from: SHOP,
+    to: VISITOR,
+    type: 'consult',
+    realfrom: `test01@${D}`,
+    realto: VISITOR,
+    channelid: RECV,
+    qchatid: '5',
+    msec_times: String(NOW),
+    isHiddenMsg: '0',
   });
   assert.is(textOf(body(out)), '122233');
   assert.is(v.extra.length, 1);
@@ -127,7 +170,9 @@ test('an agent serving several visitors must name one: clear error, no guess', a
 test('an agent cannot reply to a visitor it does not serve, nor without any session', async () => {
   const { filter } = await setup();
   await filter(visitorMsg('E0')); // test01 serves VISITOR
-  const notMine = await filter(`<message type='consult' from='test02@${D}/pc' to='${SHOP}' realto='${VISITOR}'><body id='E1'>x</body></message>`);
+  const notMine = await filter(
+    `<message type='consult' from='test02@${D}/pc' to='${SHOP}' realto='${VISITOR}'><body id='E1'>x</body></message>`,
+  );
   assert.is(notMine.action, Action.ACTION_REJECT);
   assert.is(notMine.error!.condition, 'forbidden');
   const none = await filter(`<message type='chat' from='test02@${D}/pc' to='${SHOP}'><body id='E2'>x</body></message>`);
@@ -143,20 +188,29 @@ test('readmarks reach the other party of the session', async () => {
   const seedReadmark = `<message type='readmark' read_type='3' from='${VISITOR}/web' to='test01@${D}' xmlns='jabber:client'><body msgType='1' maType='3'>[{"id":"qcadmin23aaf77fc2304f208f385ee4531a37e4"}]</body></message>`;
   assert.is((await filter(seedReadmark)).action, Action.ACTION_PASS, 'direct visitor → agent readmark is delivered as is');
 
-  const toShop = await filter(`<message type='readmark' read_type='4' from='${VISITOR}/web' to='${SHOP}'><body>[{"id":"E4"}]</body></message>`);
+  const toShop = await filter(
+    `<message type='readmark' read_type='4' from='${VISITOR}/web' to='${SHOP}'><body>[{"id":"E4"}]</body></message>`,
+  );
   const r = xml(toShop.stanza);
-  assert.equal([r.attrs.type, r.attrs.read_type, r.attrs.to, r.attrs.from, r.attrs.realfrom], ['readmark', '4', `test01@${D}`, SHOP, VISITOR]);
+  assert.equal(
+    [r.attrs.type, r.attrs.read_type, r.attrs.to, r.attrs.from, r.attrs.realfrom],
+    ['readmark', '4', `test01@${D}`, SHOP, VISITOR],
+  );
   assert.is(toShop.extra.length, 0, 'readmarks are not acked');
 
-  const back = await filter(`<message type='readmark' read_type='4' from='test01@${D}/pc' to='${SHOP}'><body>[{"id":"F0"}]</body></message>`);
+  const back = await filter(
+    `<message type='readmark' read_type='4' from='test01@${D}/pc' to='${SHOP}'><body>[{"id":"F0"}]</body></message>`,
+  );
   assert.equal([xml(back.stanza).attrs.type, xml(back.stanza).attrs.to, xml(back.stanza).attrs.read_type], ['readmark', VISITOR, '4']);
 
-  const spoofed = await filter(`<message type='readmark' read_type='4' realfrom='boss@${D}' from='${VISITOR}/web' to='test01@${D}'><body>[]</body></message>`);
+  const spoofed = await filter(
+    `<message type='readmark' read_type='4' realfrom='boss@${D}' from='${VISITOR}/web' to='test01@${D}'><body>[]</body></message>`,
+  );
   assert.is(spoofed.action, Action.ACTION_REWRITE);
   assert.is(xml(spoofed.stanza).attrs.realfrom, undefined);
 });
 
-test('no agent with capacity and the queue off: no ack (the message is not kept), the shop\'s no-agent text', async () => {
+test("no agent with capacity and the queue off: no ack (the message is not kept), the shop's no-agent text", async () => {
   const { filter } = await setup();
   await filter(visitorMsg('G0', 'a', `a@${D}/r`));
   await filter(visitorMsg('G1', 'b', `b@${D}/r`));
@@ -165,11 +219,14 @@ test('no agent with capacity and the queue off: no ack (the message is not kept)
   assert.is(v.action, Action.ACTION_DROP);
   assert.is(v.extra.length, 1);
   const [notice] = v.extra.map(xml);
-  assert.equal([notice.attrs.from, notice.attrs.to, notice.attrs.realfrom, notice.attrs.qchatid, notice.attrs.auto_reply], [SHOP, `d@${D}`, SHOP, '5', 'true']);
+  assert.equal(
+    [notice.attrs.from, notice.attrs.to, notice.attrs.realfrom, notice.attrs.qchatid, notice.attrs.auto_reply],
+    [SHOP, `d@${D}`, SHOP, '5', 'true'],
+  );
   assert.is(textOf(body(notice)), '暂无客服');
 });
 
-test('concurrent first messages never exceed an agent\'s capacity', async () => {
+test("concurrent first messages never exceed an agent's capacity", async () => {
   const { filter } = await setup();
   const verdicts = await Promise.all(Array.from({ length: 6 }, (_, i) => filter(visitorMsg(`H${i}`, 'x', `h${i}@${D}/r`))));
   const to = verdicts.filter((v) => v.action === Action.ACTION_REWRITE).map((v) => xml(v.stanza).attrs.to);
@@ -184,8 +241,14 @@ test('bad input gets a clear error: malformed XML, deep nesting, oversized, cons
   assert.is(bad.action, Action.ACTION_REJECT);
   assert.is(bad.error!.condition, 'bad-request');
   assert.match(bad.error!.text, 'malformed XML');
-  const deep = await filter(`<message type='consult' from='a@${D}/r' to='${SHOP}'><body id='N1'>${'<b>'.repeat(200)}x${'</b>'.repeat(200)}</body></message>`);
-  assert.equal([deep.action, deep.error!.condition, deep.error!.type], [Action.ACTION_REJECT, 'bad-request', 'modify'], 'the sender\'s fault, not retry-later');
+  const deep = await filter(
+    `<message type='consult' from='a@${D}/r' to='${SHOP}'><body id='N1'>${'<b>'.repeat(200)}x${'</b>'.repeat(200)}</body></message>`,
+  );
+  assert.equal(
+    [deep.action, deep.error!.condition, deep.error!.type],
+    [Action.ACTION_REJECT, 'bad-request', 'modify'],
+    "the sender's fault, not retry-later",
+  );
   assert.match(deep.error!.text, 'nested');
   const big = await filter(visitorMsg('I1', 'x'.repeat(300_000)));
   assert.is(big.error!.condition, 'policy-violation');
@@ -198,7 +261,9 @@ test('bad input gets a clear error: malformed XML, deep nesting, oversized, cons
 
 test('typing notifications open no session and get no ack', async () => {
   const { filter } = await setup();
-  const v = await filter(`<message type='chat' from='${VISITOR}/w' to='${SHOP}'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`);
+  const v = await filter(
+    `<message type='chat' from='${VISITOR}/w' to='${SHOP}'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+  );
   assert.is(v.action, Action.ACTION_DROP);
   assert.is(v.extra.length, 0);
   const first = await filter(visitorMsg('J1'));

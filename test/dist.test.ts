@@ -19,10 +19,11 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const D = 'dist.test';
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
-const newest = (dir: string): number => fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
-  const p = path.join(dir, e.name);
-  return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-}, 0);
+const newest = (dir: string): number =>
+  fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+    const p = path.join(dir, e.name);
+    return Math.max(m, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+  }, 0);
 
 /** dist/ as `npm test` leaves it; built here when missing or older than src/ (running this file alone). */
 function ensureBuilt(): void {
@@ -36,7 +37,10 @@ function bareImports(dir: string): Set<string> {
   const out = new Set<string>();
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) { for (const s of bareImports(p)) out.add(s); continue; }
+    if (e.isDirectory()) {
+      for (const s of bareImports(p)) out.add(s);
+      continue;
+    }
     if (!e.name.endsWith('.js')) continue;
     const src = fs.readFileSync(p, 'utf8');
     for (const m of src.matchAll(/(?:\sfrom\s+|\bimport\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm)) {
@@ -60,17 +64,28 @@ const until = async <T>(what: string, fn: () => T | undefined, ms: number, log: 
 /** `node dist/main.js` in `dir`; resolves once it logged "sidecar listening". */
 async function startBuilt(dir: string, config: string, grpcPort: number) {
   const child = spawn(process.execPath, ['dist/main.js', '--config', config, '--grpc-port', String(grpcPort)], {
-    cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' },
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
   });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    await until('"sidecar listening"', () => {
-      if (child.exitCode !== null) throw new Error(`node dist/main.js exited ${child.exitCode}:\n${out}`);
-      return out.includes('sidecar listening') || undefined;
-    }, 60_000, () => out);
+    await until(
+      '"sidecar listening"',
+      () => {
+        if (child.exitCode !== null) throw new Error(`node dist/main.js exited ${child.exitCode}:\n${out}`);
+        return out.includes('sidecar listening') || undefined;
+      },
+      60_000,
+      () => out,
+    );
   } catch (e) {
     child.kill('SIGKILL');
     throw e;
@@ -84,7 +99,9 @@ async function startBuilt(dir: string, config: string, grpcPort: number) {
       clearTimeout(timer);
       return code;
     },
-    kill() { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
   };
 }
 
@@ -97,7 +114,9 @@ test.before(() => {
   fs.cpSync(path.join(repoRoot, 'dist'), path.join(prod, 'dist'), { recursive: true });
   // The npm cache holds every package after the checkout's own `npm ci`; --prefer-offline uses it.
   const r = spawnSync(NPM, ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], {
-    cwd: prod, encoding: 'utf8', timeout: 300_000,
+    cwd: prod,
+    encoding: 'utf8',
+    timeout: 300_000,
   });
   if (r.status !== 0) throw new Error(`npm ci --omit=dev failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
 });
@@ -111,7 +130,10 @@ test('npm ci --omit=dev installs no devDependency, and every package dist/ impor
   const lock = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8'));
   // Dev-only per the lock file (@types/node, for one, is also pulled in by protobufjs).
   const devOnly = Object.keys(pkg.devDependencies).filter((d) => lock.packages[`node_modules/${d}`]?.dev);
-  assert.ok(['tsx', 'typescript', 'ts-proto', '@xmpp/client'].every((d) => devOnly.includes(d)), devOnly.join(', '));
+  assert.ok(
+    ['tsx', 'typescript', 'ts-proto', '@xmpp/client'].every((d) => devOnly.includes(d)),
+    devOnly.join(', '),
+  );
   for (const dev of devOnly) assert.not.ok(fs.existsSync(path.join(prod, 'node_modules', dev)), `devDependency ${dev} was installed`);
   const specs = [...bareImports(path.join(prod, 'dist'))].sort();
   assert.ok(specs.includes('@grpc/grpc-js') && specs.includes('@electric-sql/pglite') && specs.includes('pg'), specs.join(', '));
@@ -121,7 +143,9 @@ test('npm ci --omit=dev installs no devDependency, and every package dist/ impor
   }
   // Load them all (dynamic imports included: the SQL stores load pg / PGlite only when configured).
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `for (const s of ${JSON.stringify(specs)}) await import(s);`], {
-    cwd: prod, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' },
+    cwd: prod,
+    encoding: 'utf8',
+    env: { ...process.env, NODE_OPTIONS: '' },
   });
   assert.is(r.status, 0, r.stderr);
 });
@@ -154,18 +178,28 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
   try {
     assert.match(sidecar.out(), /"msg":"sidecar listening"/);
     const Health = grpc.makeClientConstructor(healthService, 'grpc.health.v1.Health');
-    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: any[]) => unknown>;
+    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client &
+      Record<string, (...args: any[]) => unknown>;
     channels.push(health);
     const status = await new Promise<string>((resolve, reject) =>
-      health.check({ service: 'consult.v1.StanzaFilter' }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))));
+      health.check({ service: 'consult.v1.StanzaFilter' }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
+    );
     assert.is(status, 'SERVING');
 
     const client = new StanzaFilterClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
     channels.push(client);
-    const verdict = await new Promise<Verdict>((resolve, reject) => client.filter({
-      seq: '1', hook: Hook.HOOK_FILTER_PACKET, host: D, deadlineMs: String(Date.now() + 10_000),
-      stanza: Buffer.from(`<message type='consult' from='v1@${D}/web' to='shop@${D}'><body id='b1'>hi</body></message>`),
-    }, (e, r) => (e ? reject(e) : resolve(r!))));
+    const verdict = await new Promise<Verdict>((resolve, reject) =>
+      client.filter(
+        {
+          seq: '1',
+          hook: Hook.HOOK_FILTER_PACKET,
+          host: D,
+          deadlineMs: String(Date.now() + 10_000),
+          stanza: Buffer.from(`<message type='consult' from='v1@${D}/web' to='shop@${D}'><body id='b1'>hi</body></message>`),
+        },
+        (e, r) => (e ? reject(e) : resolve(r!)),
+      ),
+    );
     assert.is(verdict.action, Action.ACTION_REWRITE, JSON.stringify(verdict));
     assert.match(Buffer.from(verdict.stanza).toString(), new RegExp(`to=['"]ann@${D}['"]`));
     assert.is(await sidecar.stop(), 0, sidecar.out());

@@ -66,21 +66,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitForLog(ctx: Ctx, re: RegExp, timeoutMs = 10_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const line = log(ctx).split('\n').find((l) => re.test(l));
+    const line = log(ctx)
+      .split('\n')
+      .find((l) => re.test(l));
     if (line) return line;
     if (Date.now() > deadline) throw new Error(`no ejabberd log line matching ${re} in ${timeoutMs} ms:\n${ctx.ejabberd.logTail(30)}`);
     await sleep(100);
   }
 }
 
-t('module_install compiled the source into the node\'s ext_mod dir and started it with the CONTRIB_MODULES_CONF_DIR config', async (ctx) => {
+t("module_install compiled the source into the node's ext_mod dir and started it with the CONTRIB_MODULES_CONF_DIR config", async (ctx) => {
   const { ejabberd } = ctx;
   const installed = await ejabberd.ctl('modules_installed');
   assert.match(installed.stdout, /^mod_consult\t/m);
   const lib = path.join(ejabberd.modulesDir, 'mod_consult');
   for (const m of HELPERS) assert.ok(fs.existsSync(path.join(lib, 'ebin', `${m}.beam`)), `${m}.beam installed`);
-  assert.ok(fs.existsSync(path.join(lib, 'conf', 'mod_consult.yml')), 'the module\'s default config installed');
-  assert.equal(fs.readdirSync(nodeLayout(ejabberd.dir).ebinDir), [], 'nothing on -pa: ext_mod\'s copy is the only one');
+  assert.ok(fs.existsSync(path.join(lib, 'conf', 'mod_consult.yml')), "the module's default config installed");
+  assert.equal(fs.readdirSync(nodeLayout(ejabberd.dir).ebinDir), [], "nothing on -pa: ext_mod's copy is the only one");
 
   // modules.d/mod_consult.yml replaced conf/mod_consult.yml (port 50051): the shim tries the dead port.
   await waitForLog(ctx, new RegExp(`consult_grpc: sidecar 127\\.0\\.0\\.1:${ctx.deadPort} unavailable`));
@@ -96,27 +98,43 @@ t('module_install compiled the source into the node\'s ext_mod dir and started i
   const failure = /\[warning\].*consult: sidecar unavailable: a message from visitor1@localhost/;
   assert.match(await waitForLog(ctx, failure), 'was bounced with service-unavailable');
   await sleep(500); // the other two were logged before their bounces were sent, if at all
-  const warnings = log(ctx).split('\n').filter((l) => failure.test(l));
+  const warnings = log(ctx)
+    .split('\n')
+    .filter((l) => failure.test(l));
   assert.is(warnings.length, 1, warnings.join('\n'));
 });
 
 t('a shim with a wrong token is refused by the sidecar: nothing routed, the failure policy applies, retries back off', async (ctx) => {
   const since = ctx.sidecar.lines.length;
   const logFrom = log(ctx).length;
-  await ctx.ejabberd.configureShim({ sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 500, failure_policy: 'reject',
-    sidecar_token: 'not-the-token-the-sidecar-knows' });
+  await ctx.ejabberd.configureShim({
+    sidecar_host: '127.0.0.1',
+    sidecar_port: ctx.sidecar.port,
+    timeout: 500,
+    failure_policy: 'reject',
+    sidecar_token: 'not-the-token-the-sidecar-knows',
+  });
   await ctx.sidecar.waitForLog('shim stream refused', since);
   await waitForLog(ctx, /\[warning\].*consult_grpc: the sidecar at 127\.0\.0\.1:\d+ refused this shim \(grpc-status 16 UNAUTHENTICATED/);
 
   await ctx.visitor.send(consult('REFUSED-1', 'let me in'));
   const err = await ctx.visitor.waitFor(bounced('REFUSED-1'));
   assert.ok(err.getChild('error')!.getChild('service-unavailable'), err.toString());
-  assert.not.ok(ctx.sidecar.lines.slice(since).some((l) => l.includes('shim hello')), 'the sidecar never took a hello');
-  assert.not.ok(ctx.sidecar.lines.slice(since).some((l) => l.includes('REFUSED-1')), 'nor the stanza');
+  assert.not.ok(
+    ctx.sidecar.lines.slice(since).some((l) => l.includes('shim hello')),
+    'the sidecar never took a hello',
+  );
+  assert.not.ok(
+    ctx.sidecar.lines.slice(since).some((l) => l.includes('REFUSED-1')),
+    'nor the stanza',
+  );
 
   // One warning per attempt, and the attempts back off (100 ms, 200, 400, ... 5 s): no hot loop.
   await sleep(3000);
-  const refusals = log(ctx).slice(logFrom).split('\n').filter((l) => /refused this shim/.test(l)).length;
+  const refusals = log(ctx)
+    .slice(logFrom)
+    .split('\n')
+    .filter((l) => /refused this shim/.test(l)).length;
   const refused = ctx.sidecar.lines.slice(since).filter((l) => l.includes('shim stream refused')).length;
   assert.ok(refusals >= 3 && refusals <= 8, `${refusals} refusal warnings in ~3.5 s`);
   assert.ok(refused >= refusals - 1 && refused <= refusals + 1, `sidecar refused ${refused} streams, shim warned ${refusals} times`);
@@ -134,8 +152,10 @@ t('an edited modules.d/mod_consult.yml and reload_config point it at the sidecar
   const ack = await ctx.visitor.waitFor(mstat('UP-1'));
   assert.is(ack.getChild('body')!.attrs.stat, 'sent');
   const relayed = await ctx.agent.waitFor(bodyId('UP-1'));
-  assert.equal([relayed.attrs.from, relayed.attrs.realfrom, relayed.attrs.qchatid, relayed.getChildText('body')],
-    [SHOP, `visitor1@${D}`, '4', 'hello']);
+  assert.equal(
+    [relayed.attrs.from, relayed.attrs.realfrom, relayed.attrs.qchatid, relayed.getChildText('body')],
+    [SHOP, `visitor1@${D}`, '4', 'hello'],
+  );
 });
 
 t('module_upgrade recompiles from the source and runs the new code of every module it ships', async (ctx) => {
@@ -158,7 +178,7 @@ t('module_upgrade recompiles from the source and runs the new code of every modu
   await ctx.agent.waitFor(bodyId('UPGRADED-1'));
 });
 
-t('after an ejabberd restart the module starts again from ext_mod\'s directory, with the modules.d config', async (ctx) => {
+t("after an ejabberd restart the module starts again from ext_mod's directory, with the modules.d config", async (ctx) => {
   await Promise.all([ctx.visitor.stop(), ctx.agent.stop()]);
   const since = ctx.sidecar.lines.length;
   await ctx.ejabberd.restart();

@@ -18,7 +18,13 @@ const PASSWORD = 'secret';
 const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
 const isAck = (id: string) => (el: Element) => el.attrs.type === 'mstat' && bodyId(id)(el);
 
-interface Ctx { ejabberd: Ejabberd; sidecar: SidecarProcess; configFile: string; dataDir: string; clients: TestClient[] }
+interface Ctx {
+  ejabberd: Ejabberd;
+  sidecar: SidecarProcess;
+  configFile: string;
+  dataDir: string;
+  clients: TestClient[];
+}
 const restart = suite<Ctx>('e2e restart safety');
 
 restart.before(async (ctx) => {
@@ -36,7 +42,17 @@ restart.before(async (ctx) => {
   });
   ctx.sidecar = startSidecar(ctx.configFile, await freePort());
   await ctx.sidecar.waitForLog('sidecar listening', 0, 30_000);
-  ctx.ejabberd = await startEjabberd({ domain: D, credential, shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, timeout: 2000, failure_policy: 'reject', breaker_cooldown: 500 } });
+  ctx.ejabberd = await startEjabberd({
+    domain: D,
+    credential,
+    shimOptions: {
+      sidecar_host: '127.0.0.1',
+      sidecar_port: ctx.sidecar.port,
+      timeout: 2000,
+      failure_policy: 'reject',
+      breaker_cooldown: 500,
+    },
+  });
   await ctx.sidecar.waitForLog('shim hello');
   await Promise.all(['visitor1', 'visitor2', 'test01', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)));
 });
@@ -50,7 +66,13 @@ restart.after(async (ctx) => {
 
 restart('SIGKILL mid-conversation: session, queue and kept messages survive', async (ctx) => {
   const connect = async (username: string) => {
-    const c = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username, password: PASSWORD, resource: 'r' });
+    const c = await connectClient({
+      service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
+      domain: D,
+      username,
+      password: PASSWORD,
+      resource: 'r',
+    });
     ctx.clients.push(c);
     return c;
   };

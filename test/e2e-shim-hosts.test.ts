@@ -19,7 +19,12 @@ const D = 'localhost';
 const V = 'visitors.localhost';
 const PASSWORD = 'secret';
 
-interface Ctx { ejabberd: Ejabberd; sidecar: SidecarProcess; baseYml: string; clients: TestClient[] }
+interface Ctx {
+  ejabberd: Ejabberd;
+  sidecar: SidecarProcess;
+  baseYml: string;
+  clients: TestClient[];
+}
 const t = suite<Ctx>('e2e: mod_consult options across virtual hosts');
 
 const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
@@ -27,7 +32,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (ctx: Ctx) => fs.readFileSync(ctx.ejabberd.logFile, 'utf8');
 async function waitForLog(ctx: Ctx, from: number, re: RegExp, timeoutMs = 10_000): Promise<string> {
   for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    const line = log(ctx).slice(from).split('\n').find((l) => re.test(l));
+    const line = log(ctx)
+      .slice(from)
+      .split('\n')
+      .find((l) => re.test(l));
     if (line) return line;
     if (Date.now() > deadline) throw new Error(`no ejabberd log line matching ${re}:\n${ctx.ejabberd.logTail(30)}`);
   }
@@ -38,8 +46,14 @@ async function waitForLog(ctx: Ctx, from: number, re: RegExp, timeoutMs = 10_000
  * (hence the connection options repeated; mod_ping for the test client's ping).
  */
 async function reloadWithHostConfig(ctx: Ctx, consult: Record<string, string | number>): Promise<void> {
-  const lines = ['host_config:', `  ${JSON.stringify(V)}:`, '    modules:', '      mod_ping: {}', '      mod_consult:',
-    ...Object.entries(consult).map(([k, v]) => `        ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`)];
+  const lines = [
+    'host_config:',
+    `  ${JSON.stringify(V)}:`,
+    '    modules:',
+    '      mod_ping: {}',
+    '      mod_consult:',
+    ...Object.entries(consult).map(([k, v]) => `        ${k}: ${typeof v === 'string' ? JSON.stringify(v) : v}`),
+  ];
   fs.writeFileSync(nodeLayout(ctx.ejabberd.dir).configPath, `${ctx.baseYml}\n${lines.join('\n')}\n`);
   const r = await ctx.ejabberd.ctl('reload_config');
   assert.is(r.code, 0, r.stdout + r.stderr);
@@ -79,7 +93,13 @@ t.after(async (ctx) => {
 });
 
 const connect = async (ctx: Ctx, username: string, domain: string) => {
-  const c = await connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain, username, password: PASSWORD, resource: 'r' });
+  const c = await connectClient({
+    service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
+    domain,
+    username,
+    password: PASSWORD,
+    resource: 'r',
+  });
   ctx.clients.push(c);
   return c;
 };
@@ -89,14 +109,28 @@ t('a host_config with another sidecar_port is refused with a [critical] line; th
   const since = ctx.sidecar.lines.length;
   const dead = await freePort();
   await reloadWithHostConfig(ctx, {
-    sidecar_host: '127.0.0.1', sidecar_port: dead, sidecar_token: ctx.ejabberd.credential.token, timeout: 500, failure_policy: 'reject',
+    sidecar_host: '127.0.0.1',
+    sidecar_port: dead,
+    sidecar_token: ctx.ejabberd.credential.token,
+    timeout: 500,
+    failure_policy: 'reject',
   });
-  const line = await waitForLog(ctx, from, /\[critical\].*consult: the virtual hosts disagree on options of the node's one sidecar connection/);
-  assert.match(line, new RegExp(`sidecar_port: (${V} ${dead} here, ${ctx.sidecar.port} on ${D}|${D} ${ctx.sidecar.port} here, ${dead} on ${V})`));
+  const line = await waitForLog(
+    ctx,
+    from,
+    /\[critical\].*consult: the virtual hosts disagree on options of the node's one sidecar connection/,
+  );
+  assert.match(
+    line,
+    new RegExp(`sidecar_port: (${V} ${dead} here, ${ctx.sidecar.port} on ${D}|${D} ${ctx.sidecar.port} here, ${dead} on ${V})`),
+  );
   assert.match(line, /Set sidecar_host, sidecar_port, sidecar_token, .* the same for every host/);
   assert.not.match(log(ctx).slice(from), /sidecar settings changed, reconnecting/);
   await sleep(500);
-  assert.not.ok(ctx.sidecar.lines.slice(since).some((l) => l.includes('shim hello')), 'no reconnection');
+  assert.not.ok(
+    ctx.sidecar.lines.slice(since).some((l) => l.includes('shim hello')),
+    'no reconnection',
+  );
 
   // Still routed through the sidecar it was connected to.
   const visitor = await connect(ctx, 'visitor1', D);
@@ -108,13 +142,17 @@ t('a host_config with another sidecar_port is refused with a [critical] line; th
 t('failure_policy per host: a stanza to the host with pass is delivered unrouted, one to the host with reject bounces', async (ctx) => {
   const from = log(ctx).length;
   await reloadWithHostConfig(ctx, {
-    sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port, sidecar_token: ctx.ejabberd.credential.token, timeout: '300 ms', failure_policy: 'pass',
+    sidecar_host: '127.0.0.1',
+    sidecar_port: ctx.sidecar.port,
+    sidecar_token: ctx.ejabberd.credential.token,
+    timeout: '300 ms',
+    failure_policy: 'pass',
   });
   await waitForLog(ctx, from, new RegExp(`\\[info\\].*consult: failure_policy for ${V.replace('.', '\\.')} changed: reject -> pass`));
   await waitForLog(ctx, from, new RegExp(`\\[info\\].*consult: timeout for ${V.replace('.', '\\.')} changed: 500 -> 300`));
   assert.not.match(log(ctx).slice(from), /\[critical\]/);
 
-  const visitor = ctx.clients[0] ?? await connect(ctx, 'visitor1', D);
+  const visitor = ctx.clients[0] ?? (await connect(ctx, 'visitor1', D));
   const shopV = await connect(ctx, 'shop_v', V);
   ctx.sidecar.signal('SIGSTOP'); // no verdicts: every consult stanza gets its host's failure policy
   try {
@@ -133,11 +171,20 @@ t('failure_policy per host: a stanza to the host with pass is delivered unrouted
 t('at start, a host that disagrees stops ejabberd with the same clear error (as any module that fails to start)', async (ctx) => {
   await Promise.all(ctx.clients.splice(0).map((c) => c.stop().catch(() => undefined)));
   const dead = await freePort();
-  const lines = ['host_config:', `  ${JSON.stringify(V)}:`, '    modules:', '      mod_consult:',
-    '        sidecar_host: "127.0.0.1"', `        sidecar_port: ${dead}`];
+  const lines = [
+    'host_config:',
+    `  ${JSON.stringify(V)}:`,
+    '    modules:',
+    '      mod_consult:',
+    '        sidecar_host: "127.0.0.1"',
+    `        sidecar_port: ${dead}`,
+  ];
   fs.writeFileSync(nodeLayout(ctx.ejabberd.dir).configPath, `${ctx.baseYml}\n${lines.join('\n')}\n`);
   const from = log(ctx).length;
-  const err = await ctx.ejabberd.restart().then(() => undefined, (e: Error) => e);
+  const err = await ctx.ejabberd.restart().then(
+    () => undefined,
+    (e: Error) => e,
+  );
   assert.ok(err, 'ejabberd did not start');
   const line = await waitForLog(ctx, from, /\[critical\].*consult: the virtual hosts disagree/);
   assert.match(line, /mod_consult not started for this host/);

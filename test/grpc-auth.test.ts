@@ -20,8 +20,17 @@ async function server() {
   const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   let decided = 0;
-  const handlers = stanzaFilterHandlers(w.desk, new ShimLink(silent), silent, { observe: () => { decided++; } },
-    new ShimAuth([{ node: 'ejabberd@one', token: TOKEN }]));
+  const handlers = stanzaFilterHandlers(
+    w.desk,
+    new ShimLink(silent),
+    silent,
+    {
+      observe: () => {
+        decided++;
+      },
+    },
+    new ShimAuth([{ node: 'ejabberd@one', token: TOKEN }]),
+  );
   const { server: s, port } = await startGrpcServer(handlers, '127.0.0.1', 0);
   return { port, decided: () => decided, stop: () => s.forceShutdown() };
 }
@@ -31,7 +40,8 @@ const withToken = (token?: string) => {
   if (token) md.set('authorization', `Bearer ${token}`);
   return md;
 };
-const stanza = (i: number) => Buffer.from(`<message type='consult' from='v${i % 50}@${D}/w' to='${SHOP}'><body id='b${i}'>hi</body></message>`);
+const stanza = (i: number) =>
+  Buffer.from(`<message type='consult' from='v${i % 50}@${D}/w' to='${SHOP}'><body id='b${i}'>hi</body></message>`);
 
 /** Opens a FilterStream; resolves with what it received and how it ended. */
 function openStream(port: number, md: grpc.Metadata, hello?: string) {
@@ -60,10 +70,12 @@ test('no token, or a wrong one: refused with UNAUTHENTICATED, nothing sent (no w
     }
     const client = new StanzaFilterClient(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
     const unary = await new Promise<grpc.ServiceError | null>((resolve) =>
-      client.filter({ seq: '1', hook: 1, host: D, stanza: stanza(2), deadlineMs: '0' }, (e) => resolve(e)));
+      client.filter({ seq: '1', hook: 1, host: D, stanza: stanza(2), deadlineMs: '0' }, (e) => resolve(e)),
+    );
     assert.is(unary?.code, grpc.status.UNAUTHENTICATED);
     const notify = await new Promise<grpc.ServiceError | null>((resolve) =>
-      client.notify({ kind: 3, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' }, (e) => resolve(e)));
+      client.notify({ kind: 3, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' }, (e) => resolve(e)),
+    );
     assert.is(notify?.code, grpc.status.UNAUTHENTICATED, 'a forged presence is refused');
     client.close();
     assert.is(s.decided(), 0);
@@ -98,7 +110,8 @@ test('a client that never reads its verdicts is not read either: the sidecar dec
     const { client, call } = openStream(s.port, withToken(TOKEN), 'ejabberd@one');
     call.pause(); // never reads a verdict
     // Everything is handed to the client's own buffers at once; only the sidecar's reading paces it.
-    for (let i = 0; i < N; i++) call.write({ filter: { seq: String(i), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(i), deadlineMs: '0' } });
+    for (let i = 0; i < N; i++)
+      call.write({ filter: { seq: String(i), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(i), deadlineMs: '0' } });
     // Let whatever the sidecar will take be decided, until the count holds still.
     let decided = -1;
     for (let i = 0; i < 100 && (decided <= 0 || decided !== s.decided()); i++) {

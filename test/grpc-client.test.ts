@@ -97,8 +97,8 @@ class ScriptedSidecar {
       notify: (_call: grpc.ServerUnaryCall<SessionEvent, object>, cb: grpc.sendUnaryData<object>) => cb(null, {}),
     });
     return new Promise((resolve, reject) =>
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p)));
+      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
   }
 
   kill(): void {
@@ -115,9 +115,18 @@ class Driver {
   stderr = '';
 
   constructor() {
-    this.proc = spawn('erl', ['-noshell', '-pa', path.join(shimDir, 'ebin'), '-pa', path.join(shimDir, 'ebin-test'),
-      '-eval', 'consult_grpc_driver:main()']);
-    this.proc.stderr.on('data', (d) => { this.stderr += d; });
+    this.proc = spawn('erl', [
+      '-noshell',
+      '-pa',
+      path.join(shimDir, 'ebin'),
+      '-pa',
+      path.join(shimDir, 'ebin-test'),
+      '-eval',
+      'consult_grpc_driver:main()',
+    ]);
+    this.proc.stderr.on('data', (d) => {
+      this.stderr += d;
+    });
     readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
       if (!line.startsWith('@@ ')) return;
       this.lines.push(line.slice(3));
@@ -180,21 +189,33 @@ t.after(() => {
 
 t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }) => {
   const samples: Array<[string, ShimMessage]> = [
-    [`{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>}}`,
-      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '0' } }],
-    [`{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>, deadline_ms => 1767225600123}}`,
-      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '1767225600123' } }],
-    [`{filter, #{seq => 18446744073709551615, hook => filter_packet, host => <<>>, stanza => <<>>, deadline_ms => 18446744073709551615}}`,
-      { filter: { seq: '18446744073709551615', hook: 1, host: '', stanza: Buffer.alloc(0), deadlineMs: '18446744073709551615' } }],
+    [
+      `{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>}}`,
+      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '0' } },
+    ],
+    [
+      `{filter, #{seq => 300, hook => filter_packet, host => <<"localhost">>, stanza => <<"<message/>">>, deadline_ms => 1767225600123}}`,
+      { filter: { seq: '300', hook: 1, host: 'localhost', stanza: Buffer.from('<message/>'), deadlineMs: '1767225600123' } },
+    ],
+    [
+      `{filter, #{seq => 18446744073709551615, hook => filter_packet, host => <<>>, stanza => <<>>, deadline_ms => 18446744073709551615}}`,
+      { filter: { seq: '18446744073709551615', hook: 1, host: '', stanza: Buffer.alloc(0), deadlineMs: '18446744073709551615' } },
+    ],
     [`{inject_ack, #{id => 7}}`, { injectAck: { id: '7' } }],
     [`{inject_ack, #{id => 0}}`, { injectAck: { id: '0' } }],
     [`{inject_ack, #{id => 18446744073709551615}}`, { injectAck: { id: '18446744073709551615' } }],
-    [`{event, #{kind => presence_set, jid => <<"a@localhost/r">>, show => <<"away">>, priority => -129, status => <<"brb">>}}`,
-      { event: { kind: SessionEvent_Kind.PRESENCE_SET, jid: 'a@localhost/r', show: 'away', priority: -129, status: 'brb' } }],
-    [`{event, #{kind => session_close, jid => <<"a@localhost/r">>}}`,
-      { event: { kind: SessionEvent_Kind.SESSION_CLOSE, jid: 'a@localhost/r', show: '', priority: 0, status: '' } }],
-    [`{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>, <<"">>, <<"x.example">>], shim_version => <<"0.1.0">>}}`,
-      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0' } }],
+    [
+      `{event, #{kind => presence_set, jid => <<"a@localhost/r">>, show => <<"away">>, priority => -129, status => <<"brb">>}}`,
+      { event: { kind: SessionEvent_Kind.PRESENCE_SET, jid: 'a@localhost/r', show: 'away', priority: -129, status: 'brb' } },
+    ],
+    [
+      `{event, #{kind => session_close, jid => <<"a@localhost/r">>}}`,
+      { event: { kind: SessionEvent_Kind.SESSION_CLOSE, jid: 'a@localhost/r', show: '', priority: 0, status: '' } },
+    ],
+    [
+      `{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>, <<"">>, <<"x.example">>], shim_version => <<"0.1.0">>}}`,
+      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0' } },
+    ],
   ];
   for (const [term, msg] of samples) {
     assert.is(await driver.run(`{encode_shim, ${term}}`), hex(ShimMessage.encode(msg).finish()), term);
@@ -204,26 +225,42 @@ t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }
 t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) => {
   const verdict: SidecarMessage = {
     verdict: {
-      seq: '4294967297', action: Action.ACTION_REJECT, stanza: Buffer.from('<x/>'),
+      seq: '4294967297',
+      action: Action.ACTION_REJECT,
+      stanza: Buffer.from('<x/>'),
       error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' },
       extra: [Buffer.from('<a/>'), Buffer.alloc(0), Buffer.from('<b/>')],
     },
   };
   const got = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode(verdict).finish())}">>}`);
-  assert.equal(got, ['verdict', {
-    seq: 4294967297, action: 'reject', stanza: '<x/>',
-    error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' }, extra: ['<a/>', '', '<b/>'],
-  }]);
+  assert.equal(got, [
+    'verdict',
+    {
+      seq: 4294967297,
+      action: 'reject',
+      stanza: '<x/>',
+      error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' },
+      extra: ['<a/>', '', '<b/>'],
+    },
+  ]);
 
-  const defaults = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ verdict: { seq: '0', action: Action.ACTION_PASS, stanza: Buffer.alloc(0), error: undefined, extra: [] } }).finish())}">>}`);
+  const defaults = await driver.run(
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ verdict: { seq: '0', action: Action.ACTION_PASS, stanza: Buffer.alloc(0), error: undefined, extra: [] } }).finish())}">>}`,
+  );
   assert.equal(defaults, ['verdict', { seq: 0, action: 'pass', stanza: '', error: null, extra: [] }]);
 
-  const watch = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`);
+  const watch = await driver.run(
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`,
+  );
   assert.equal(watch, ['watch', { shops: ['s@x'], agents: ['a@x', 'b@x'] }]);
 
-  const inject = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0' } }).finish())}">>}`);
+  const inject = await driver.run(
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0' } }).finish())}">>}`,
+  );
   assert.equal(inject, ['inject', { stanzas: ['<m1/>', '<m2/>'], id: 0 }]);
-  const acked = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>')], id: '4294967297' } }).finish())}">>}`);
+  const acked = await driver.run(
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>')], id: '4294967297' } }).finish())}">>}`,
+  );
   assert.equal(acked, ['inject', { stanzas: ['<m1/>'], id: 4294967297 }]);
 
   // Unknown fields of every wire type are skipped; an unknown action is surfaced, not crashed on.
@@ -235,15 +272,22 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
     Buffer.from([0x4a, 0x02, 0x41, 0x42]), // field 9 bytes
   ]);
   const wrapped = Buffer.concat([Buffer.from([0x0a, unknownFields.length]), unknownFields, Buffer.from([0x20, 0x01])]); // + field 4 varint
-  assert.equal(await driver.run(`{decode_sidecar, <<"${hex(wrapped)}">>}`),
-    ['verdict', { seq: 7, action: ['unknown_action', 9], stanza: '', error: null, extra: [] }]);
+  assert.equal(await driver.run(`{decode_sidecar, <<"${hex(wrapped)}">>}`), [
+    'verdict',
+    { seq: 7, action: ['unknown_action', 9], stanza: '', error: null, extra: [] },
+  ]);
   assert.equal(await driver.run(`{decode_sidecar, <<"">>}`), ['unknown', '']);
 });
 
 t('HPACK: RFC 7541 C.4 and C.6 vectors', async ({ driver }) => {
   const v = await driver.run('hpack_vectors');
-  assert.equal(v.c4[2], [[':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'],
-    [':authority', 'www.example.com'], ['custom-key', 'custom-value']]);
+  assert.equal(v.c4[2], [
+    [':method', 'GET'],
+    [':scheme', 'https'],
+    [':path', '/index.html'],
+    [':authority', 'www.example.com'],
+    ['custom-key', 'custom-value'],
+  ]);
   assert.equal(v.c6[2].at(-1), ['set-cookie', 'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1']);
   assert.equal(v.c6[1][0], [':status', '307']);
   assert.equal(v.int_1337, [1337, '']);
@@ -252,7 +296,12 @@ t('HPACK: RFC 7541 C.4 and C.6 vectors', async ({ driver }) => {
 });
 
 t('sidecar absent at start: unavailable at once, process alive', async ({ driver, port }) => {
-  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500, watch_file => "${WATCH_FILE}", on_inject => {consult_grpc_driver, on_inject}}}`), 'ok');
+  assert.is(
+    await driver.run(
+      `{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>, <<"shop.example">>], node => <<"${NODE}">>, breaker_threshold => 3, breaker_cooldown => 1500, watch_file => "${WATCH_FILE}", on_inject => {consult_grpc_driver, on_inject}}}`,
+    ),
+    'ok',
+  );
   assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.equal(await driver.run(`{unary, <<"localhost">>, <<"<message/>">>, 5000}`), ['error', 'unavailable']);
   assert.is(await driver.run(`{notify, #{kind => session_open, jid => <<"dropped@localhost/r">>}}`), 'ok');
@@ -296,7 +345,9 @@ t('300 KB stanzas both ways (flow control, frame splitting)', async ({ driver })
 });
 
 t('SessionEvents arrive with all fields', async ({ driver, sidecar }) => {
-  await driver.run(`{notify, #{kind => presence_set, jid => <<"agent1@localhost/web">>, show => <<"dnd">>, priority => -42, status => <<"busy ✓"/utf8>>}}`);
+  await driver.run(
+    `{notify, #{kind => presence_set, jid => <<"agent1@localhost/web">>, show => <<"dnd">>, priority => -42, status => <<"busy ✓"/utf8>>}}`,
+  );
   await driver.run(`{notify, #{kind => session_close, jid => <<"agent1@localhost/web">>}}`);
   await until('events', () => sidecar!.events.length === 2);
   assert.equal(sidecar!.events, [
@@ -316,14 +367,12 @@ t('FilterRequest.deadline_ms is the wall-clock time of the call plus its timeout
   // Erlang's clock around the call: system_time(millisecond) + timeout, taken inside.
   assert.ok(deadline >= r.t0 + 700 && deadline <= r.t1 + 700, `deadline ${deadline}, call ${r.t0}..${r.t1}`);
   // The same wall clock as the sidecar's (same machine; 50 ms for rounding and scheduling).
-  assert.ok(deadline >= before + 700 - 50 && deadline <= after + 700 + 50,
-    `deadline ${deadline}, node ${before}..${after}`);
+  assert.ok(deadline >= before + 700 - 50 && deadline <= after + 700 + 50, `deadline ${deadline}, node ${before}..${after}`);
 });
 
 t('Inject with an id: InjectAck after on_inject returned; none for id 0 or a crashed callback', async ({ driver, sidecar }) => {
   const s = sidecar!;
-  const inject = (id: string, ...stanzas: string[]) =>
-    s.stream!.write({ inject: { stanzas: stanzas.map((x) => Buffer.from(x)), id } });
+  const inject = (id: string, ...stanzas: string[]) => s.stream!.write({ inject: { stanzas: stanzas.map((x) => Buffer.from(x)), id } });
   const injects = () => driver.run('injects') as Promise<{ started: string[][]; done: string[][] }>;
   const startedWith = async (stanza: string) => (await injects()).started.some((l) => l.includes(stanza));
   const doneWith = async (stanza: string) => (await injects()).done.some((l) => l.includes(stanza));
@@ -432,7 +481,12 @@ t('never-answering server: timeouts open the breaker, cooldown closes it', async
 t('the last watch list survives a restart of the client (ejabberd restart before the sidecar answers)', async ({ driver }) => {
   assert.is(await driver.run('stop'), 'ok');
   const nobody = await freePort();
-  assert.is(await driver.run(`{start, #{host => "127.0.0.1", port => ${nobody}, hosts => [<<"localhost">>], node => <<"${NODE}">>, watch_file => "${WATCH_FILE}"}}`), 'ok');
+  assert.is(
+    await driver.run(
+      `{start, #{host => "127.0.0.1", port => ${nobody}, hosts => [<<"localhost">>], node => <<"${NODE}">>, watch_file => "${WATCH_FILE}"}}`,
+    ),
+    'ok',
+  );
   assert.is((await driver.run('status')).connected, false);
   assert.is(await driver.run(`{watched, shop, <<"shop1@localhost">>}`), true);
   assert.is(await driver.run(`{watched, agent, <<"agent1@localhost">>}`), true);
@@ -463,14 +517,25 @@ class SilentProxy {
       this.sockets.add(client);
       const upstream = pair.forward ? net.connect(this.target, '127.0.0.1') : undefined;
       if (upstream) this.sockets.add(upstream);
-      client.on('data', (d) => { if (pair.forward) upstream!.write(d); });
-      upstream?.on('data', (d) => { if (pair.forward) client.write(d); });
+      client.on('data', (d) => {
+        if (pair.forward) upstream!.write(d);
+      });
+      upstream?.on('data', (d) => {
+        if (pair.forward) client.write(d);
+      });
       // The client may hang up; the server's side of a silent pair reaches nobody.
-      const clientGone = () => { client.destroy(); upstream?.destroy(); };
+      const clientGone = () => {
+        client.destroy();
+        upstream?.destroy();
+      };
       client.on('error', clientGone);
       client.on('close', clientGone);
-      upstream?.on('error', () => { if (pair.forward) clientGone(); });
-      upstream?.on('close', () => { if (pair.forward) clientGone(); });
+      upstream?.on('error', () => {
+        if (pair.forward) clientGone();
+      });
+      upstream?.on('close', () => {
+        if (pair.forward) clientGone();
+      });
     });
   }
 
@@ -521,7 +586,10 @@ link('the token goes in the authorization metadata of every call; a refused shim
   const sidecar = new ScriptedSidecar();
   await sidecar.listen(port);
   const driver = new Driver();
-  cleanup.push(() => driver.stop(), () => sidecar.kill());
+  cleanup.push(
+    () => driver.stop(),
+    () => sidecar.kill(),
+  );
   const token = 'the-token-of-this-node-0123456789';
   assert.is(await driver.run(startTerm(port, `, token => <<"${token}">>`)), 'ok');
   await until('hello', () => sidecar.hellos.length === 1);
@@ -551,7 +619,11 @@ link('a link that silently stops forwarding is found by PING within keepalive_in
   const proxy = new SilentProxy(port);
   const proxyPort = await proxy.listen();
   const driver = new Driver();
-  cleanup.push(() => driver.stop(), () => proxy.close(), () => sidecar.kill());
+  cleanup.push(
+    () => driver.stop(),
+    () => proxy.close(),
+    () => sidecar.kill(),
+  );
   assert.is(await driver.run(startTerm(proxyPort, ', keepalive_interval => 1000, keepalive_timeout => 1000')), 'ok');
   assert.is(await driver.run('{wait_status, connected, true, 10000}'), true);
   assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
@@ -581,44 +653,57 @@ link('a link that silently stops forwarding is found by PING within keepalive_in
   assert.ok(proxy.connections >= 2);
 });
 
-link('GOAWAY from a restarting sidecar (tryShutdown while verdicts are owed): every in-flight verdict arrives, new stanzas go to the new one', async () => {
-  const port = await freePort();
-  const old = new ScriptedSidecar();
-  old.answerDelayMs = 400;
-  await old.listen(port);
-  const driver = new Driver();
-  cleanup.push(() => driver.stop(), () => old.kill());
-  assert.is(await driver.run(startTerm(port)), 'ok');
-  await until('hello', () => old.hellos.length === 1);
+link(
+  'GOAWAY from a restarting sidecar (tryShutdown while verdicts are owed): every in-flight verdict arrives, new stanzas go to the new one',
+  async () => {
+    const port = await freePort();
+    const old = new ScriptedSidecar();
+    old.answerDelayMs = 400;
+    await old.listen(port);
+    const driver = new Driver();
+    cleanup.push(
+      () => driver.stop(),
+      () => old.kill(),
+    );
+    assert.is(await driver.run(startTerm(port)), 'ok');
+    await until('hello', () => old.hellos.length === 1);
 
-  assert.is(await driver.run(`{filter_async, 50, <<"localhost">>, 5000}`), 'ok');
-  await until('requests at the old sidecar', () => old.filters.length === 50);
-  assert.ok(old.owed > 0, 'verdicts still owed when the sidecar goes');
+    assert.is(await driver.run(`{filter_async, 50, <<"localhost">>, 5000}`), 'ok');
+    await until('requests at the old sidecar', () => old.filters.length === 50);
+    assert.ok(old.owed > 0, 'verdicts still owed when the sidecar goes');
 
-  // The old one goes away gracefully (GOAWAY); like the real sidecar, it ends its streams once it has
-  // answered what it owes. The new one takes the port at once.
-  const stopped = new Promise<void>((resolve) => old.server.tryShutdown(() => resolve()));
-  const ended = (async () => {
-    await until('the old sidecar answered everything', () => old.owed === 0, 5000);
-    old.stream!.end();
-  })();
-  const fresh = new ScriptedSidecar();
-  cleanup.push(() => fresh.kill());
-  await listenRetrying(fresh, port);
-  await until('hello at the new sidecar', () => fresh.hellos.length === 1);
-  const after = await driver.run(`{filter, <<"localhost">>, <<"<message id='after'/>">>, 5000}`);
-  assert.is(after[0], 'ok');
-  assert.ok(fresh.filters.some((f) => f.stanza.toString() === "<message id='after'/>"), 'the new stanza went to the new sidecar');
-  assert.not.ok(old.filters.some((f) => f.stanza.toString() === "<message id='after'/>"));
+    // The old one goes away gracefully (GOAWAY); like the real sidecar, it ends its streams once it has
+    // answered what it owes. The new one takes the port at once.
+    const stopped = new Promise<void>((resolve) => old.server.tryShutdown(() => resolve()));
+    const ended = (async () => {
+      await until('the old sidecar answered everything', () => old.owed === 0, 5000);
+      old.stream!.end();
+    })();
+    const fresh = new ScriptedSidecar();
+    cleanup.push(() => fresh.kill());
+    await listenRetrying(fresh, port);
+    await until('hello at the new sidecar', () => fresh.hellos.length === 1);
+    const after = await driver.run(`{filter, <<"localhost">>, <<"<message id='after'/>">>, 5000}`);
+    assert.is(after[0], 'ok');
+    assert.ok(
+      fresh.filters.some((f) => f.stanza.toString() === "<message id='after'/>"),
+      'the new stanza went to the new sidecar',
+    );
+    assert.not.ok(old.filters.some((f) => f.stanza.toString() === "<message id='after'/>"));
 
-  const results = await driver.run('collect_async');
-  assert.equal(results.map((r: any[]) => r[0]), Array(50).fill('ok'), JSON.stringify(results.filter((r: any[]) => r[0] !== 'ok')));
-  await ended;
-  await stopped;
-  const status = await driver.run('status');
-  assert.is(status.draining, 0);
-  assert.is(status.connected, true);
-  assert.is(status.pending, 0);
-});
+    const results = await driver.run('collect_async');
+    assert.equal(
+      results.map((r: any[]) => r[0]),
+      Array(50).fill('ok'),
+      JSON.stringify(results.filter((r: any[]) => r[0] !== 'ok')),
+    );
+    await ended;
+    await stopped;
+    const status = await driver.run('status');
+    assert.is(status.draining, 0);
+    assert.is(status.connected, true);
+    assert.is(status.pending, 0);
+  },
+);
 
 link.run();

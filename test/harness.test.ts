@@ -29,7 +29,9 @@ test('stock ejabberd: two users exchange a message', async () => {
 
     // Stock ejabberd's codec drops unknown attributes (restoring them is the
     // shim's job); the message itself still arrives.
-    await alice.send(`<message type='chat' to='bob@localhost' id='m2' realfrom='x' qchatid='4'><body id='X1' msgType='1'>hi</body></message>`);
+    await alice.send(
+      `<message type='chat' to='bob@localhost' id='m2' realfrom='x' qchatid='4'><body id='X1' msgType='1'>hi</body></message>`,
+    );
     const raw = await bob.waitFor((el) => el.is('message') && el.attrs.id === 'm2');
     assert.is(raw.getChildText('body'), 'hi');
     assert.is(raw.attrs.qchatid, undefined);

@@ -20,16 +20,23 @@ const TOKEN = 'crash-token';
 const VISITORS = 600;
 
 const crash = suite<{ pg: Postgres; dirs: string[] }>('SIGKILL during group commit');
-crash.before(async (ctx) => { ctx.pg = await startPostgres(); ctx.dirs = []; });
+crash.before(async (ctx) => {
+  ctx.pg = await startPostgres();
+  ctx.dirs = [];
+});
 crash.after(async (ctx) => {
   await ctx.pg?.stop();
   for (const d of ctx.dirs ?? []) fs.rmSync(d, { recursive: true, force: true });
 });
 
-const online = (c: StanzaFilterClient, agent: string) => new Promise<void>((resolve, reject) =>
-  c.notify({ kind: Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())));
-const consult = (v: number, id: string) => Buffer.from(`<message type='consult' from='v${v}@${D}/web' to='${SHOP}'><body id='${id}'>hi ${id}</body></message>`);
-const relayedTo = (v: Verdict) => (v.action === Action.ACTION_REWRITE ? parseElement(Buffer.from(v.stanza).toString()).attrs.to : undefined);
+const online = (c: StanzaFilterClient, agent: string) =>
+  new Promise<void>((resolve, reject) =>
+    c.notify({ kind: Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())),
+  );
+const consult = (v: number, id: string) =>
+  Buffer.from(`<message type='consult' from='v${v}@${D}/web' to='${SHOP}'><body id='${id}'>hi ${id}</body></message>`);
+const relayedTo = (v: Verdict) =>
+  v.action === Action.ACTION_REWRITE ? parseElement(Buffer.from(v.stanza).toString()).attrs.to : undefined;
 const welcomed = (v: Verdict) => v.extra.some((x) => Buffer.from(x).toString().includes("auto_reply='true'"));
 
 for (const kind of ['postgres', 'pglite'] as const) {
@@ -46,9 +53,19 @@ for (const kind of ['postgres', 'pglite'] as const) {
     }
     const adminPort = await freePort();
     const config = writeConfig({
-      store, admin: { port: adminPort, token: TOKEN },
+      store,
+      admin: { port: adminPort, token: TOKEN },
       limits: { queueMax: 1000 },
-      shops: [{ jid: SHOP, name: 'Shop', agents: [{ jid: `ann@${D}`, maxSessions: 60 }, { jid: `bob@${D}`, maxSessions: 60 }] }],
+      shops: [
+        {
+          jid: SHOP,
+          name: 'Shop',
+          agents: [
+            { jid: `ann@${D}`, maxSessions: 60 },
+            { jid: `bob@${D}`, maxSessions: 60 },
+          ],
+        },
+      ],
     });
     const port = await freePort();
     let sidecar = startSidecar(config, port);
@@ -82,10 +99,14 @@ for (const kind of ['postgres', 'pglite'] as const) {
     await sidecar.waitForLog('admin API listening', 0, 30_000);
     client = new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     try {
-      const api = async (p: string) => (await fetch(`http://127.0.0.1:${adminPort}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
-      const sessions = new Map((await api(`/sessions?shop=${SHOP}`) as { visitor: string; agent: string }[]).map((s) => [s.visitor, s.agent]));
-      for (const [v, verdict] of relayed) assert.is(sessions.get(`v${v}@${D}`), relayedTo(verdict), `v${v}'s session survived with its agent`);
-      const queue = new Map((await api(`/queue?shop=${SHOP}`) as { visitor: string; kept: number }[]).map((q) => [q.visitor, q.kept]));
+      const api = async (p: string) =>
+        (await fetch(`http://127.0.0.1:${adminPort}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+      const sessions = new Map(
+        ((await api(`/sessions?shop=${SHOP}`)) as { visitor: string; agent: string }[]).map((s) => [s.visitor, s.agent]),
+      );
+      for (const [v, verdict] of relayed)
+        assert.is(sessions.get(`v${v}@${D}`), relayedTo(verdict), `v${v}'s session survived with its agent`);
+      const queue = new Map(((await api(`/queue?shop=${SHOP}`)) as { visitor: string; kept: number }[]).map((q) => [q.visitor, q.kept]));
       for (const [v] of kept) assert.is(queue.get(`v${v}@${D}`), 1, `v${v}'s kept message survived`);
       assert.ok(sessions.size <= 120, 'capacity held across the crash');
 
@@ -93,7 +114,10 @@ for (const kind of ['postgres', 'pglite'] as const) {
       await online(client, 'bob');
       for (const [v, verdict] of relayed.slice(0, 20)) {
         const again = await new Promise<Verdict>((resolve, reject) =>
-          client.filter({ seq: '1', hook: 1, host: D, stanza: consult(v, `b${v}`), deadlineMs: String(Date.now() + 5000) }, (e, r) => (e ? reject(e) : resolve(r!))));
+          client.filter({ seq: '1', hook: 1, host: D, stanza: consult(v, `b${v}`), deadlineMs: String(Date.now() + 5000) }, (e, r) =>
+            e ? reject(e) : resolve(r!),
+          ),
+        );
         assert.is(relayedTo(again), relayedTo(verdict));
         assert.not.ok(welcomed(again), 'no second welcome');
       }

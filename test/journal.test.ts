@@ -2,7 +2,14 @@
 // or fails by hand: batching, durability before release, deadlines and failures taken back.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Journal, type NotDurable, type JournalStore, type LoadedShop, type ShopRecord, type SnapshotWrite } from '../src/journal/journal.js';
+import {
+  Journal,
+  type NotDurable,
+  type JournalStore,
+  type LoadedShop,
+  type ShopRecord,
+  type SnapshotWrite,
+} from '../src/journal/journal.js';
 import { Changes } from '../src/routing/decide.js';
 import { ShopState, type Change } from '../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../src/store.js';
@@ -13,17 +20,24 @@ class ManualStore implements JournalStore {
   async append(records: ShopRecord[], snapshots: SnapshotWrite[]) {
     await new Promise<void>((done, fail) => this.writes.push({ records, snapshots, done, fail }));
   }
-  async load(): Promise<LoadedShop> { return { batches: [] }; }
+  async load(): Promise<LoadedShop> {
+    return { batches: [] };
+  }
   async forget() {}
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
-const flushTicks = async (n = 3) => { for (let i = 0; i < n; i++) await tick(); };
+const flushTicks = async (n = 3) => {
+  for (let i = 0; i < n; i++) await tick();
+};
 
 function setup(opts: { snapshotMinChanges?: number } = {}) {
   let clock = 1000;
   const store = new ManualStore();
-  const states = new Map([['s1', new ShopState('s1', DEFAULT_LIMITS)], ['s2', new ShopState('s2', DEFAULT_LIMITS)]]);
+  const states = new Map([
+    ['s1', new ShopState('s1', DEFAULT_LIMITS)],
+    ['s2', new ShopState('s2', DEFAULT_LIMITS)],
+  ]);
   const journal = new Journal(store, { states: (s) => states.get(s), now: () => clock, ...opts });
   const settled: string[] = [];
   /** Applies a change to a shop now and commits it; records how the commit settled. */
@@ -32,9 +46,19 @@ function setup(opts: { snapshotMinChanges?: number } = {}) {
     w.do(c);
     return journal.commit(shop, w.list, w.undos, deadline).then(
       () => void settled.push(`${name} ok`),
-      (e) => void settled.push(`${name} ${(e as NotDurable).reason}`));
+      (e) => void settled.push(`${name} ${(e as NotDurable).reason}`),
+    );
   };
-  return { store, states, journal, settled, commit, advance: (ms: number) => { clock += ms; } };
+  return {
+    store,
+    states,
+    journal,
+    settled,
+    commit,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+  };
 }
 
 const open = (v: string, agent = 'a'): Change => ({ op: 'open', v, agent, at: 1 });
@@ -44,7 +68,13 @@ test('decisions of one moment share one write; those made during it share the ne
   const first = [commit('s1', open('v1')), commit('s1', open('v2')), commit('s2', open('v3'))];
   await flushTicks();
   assert.is(store.writes.length, 1);
-  assert.equal(store.writes[0].records.map((r) => [r.shop, r.changes.length]), [['s1', 2], ['s2', 1]]);
+  assert.equal(
+    store.writes[0].records.map((r) => [r.shop, r.changes.length]),
+    [
+      ['s1', 2],
+      ['s2', 1],
+    ],
+  );
   const second = [commit('s1', open('v4')), commit('s1', open('v5'))];
   await flushTicks();
   assert.is(store.writes.length, 1, 'no second write while the first is in flight');
@@ -55,7 +85,10 @@ test('decisions of one moment share one write; those made during it share the ne
   assert.equal(settled, ['s1:open:v1 ok', 's1:open:v2 ok', 's2:open:v3 ok']);
   await flushTicks();
   assert.is(store.writes.length, 2);
-  assert.equal(store.writes[1].records[0].changes.map((c) => ('v' in c ? c.v : '')), ['v4', 'v5']);
+  assert.equal(
+    store.writes[1].records[0].changes.map((c) => ('v' in c ? c.v : '')),
+    ['v4', 'v5'],
+  );
   store.writes[1].done();
   await Promise.all(second);
   assert.is(journal.backlog, 0);
@@ -81,7 +114,11 @@ test('a decision that cannot be durable before its deadline is taken back, with 
   assert.ok(!s1.sessions.has('v1') && !s1.history.has('v1'), 'no phantom session, no history');
   assert.ok(s1.sessions.has('v0'), 'what was durable stays');
   await flushTicks();
-  assert.equal(store.writes[1].records.map((r) => r.shop), ['s2'], 'only the other shop is written');
+  assert.equal(
+    store.writes[1].records.map((r) => r.shop),
+    ['s2'],
+    'only the other shop is written',
+  );
   store.writes[1].done();
   await flushTicks();
   assert.ok(settled.includes('s2:open:v9 ok'));
@@ -99,7 +136,10 @@ test('a failed write takes back its batch and what was decided on top of it; the
   assert.equal(settled.slice(0, 2), ['s1:open:v1 write-failed', 's1:enqueue:v2 write-failed']);
   assert.is(s1.sessions.size + s1.queue.size, 0, 'state as before the batch');
   await flushTicks();
-  assert.equal(store.writes[1].records.map((r) => r.shop), ['s2']);
+  assert.equal(
+    store.writes[1].records.map((r) => r.shop),
+    ['s2'],
+  );
   store.writes[1].done();
   await c;
   assert.ok(states.get('s2')!.sessions.has('v3'));
@@ -124,9 +164,15 @@ test('a snapshot rides along once a shop journal outgrows twice its state, taken
   await flushTicks();
   const w = store.writes.at(-1)!;
   const after = commit('s1', said(5)); // decided after the seal: not in the snapshot
-  assert.equal(w.snapshots.map((s) => s.shop), ['s1']);
+  assert.equal(
+    w.snapshots.map((s) => s.shop),
+    ['s1'],
+  );
   const restored = ShopState.fromParts('s1', DEFAULT_LIMITS, w.snapshots[0].parts);
-  assert.equal(restored.history.get('v0')!.map((m) => m.xml), [1, 2, 3, 4].map((n) => `<m n='${n}'/>`));
+  assert.equal(
+    restored.history.get('v0')!.map((m) => m.xml),
+    [1, 2, 3, 4].map((n) => `<m n='${n}'/>`),
+  );
   w.done();
   await p;
   await flushTicks();
@@ -146,7 +192,10 @@ test('a snapshot comes in bounded parts, one record per item, and rebuilds the s
   w.do({ op: 'close', v: 'v2', stickyUntil: 98 });
   const parts = st.snapshotParts(300);
   assert.ok(parts.length > 3, `${parts.length} parts`);
-  assert.ok(parts.every((p) => p.length <= 300 + 200), 'each part near the bound');
+  assert.ok(
+    parts.every((p) => p.length <= 300 + 200),
+    'each part near the bound',
+  );
   const back = ShopState.fromParts('s1', st.limits, parts);
   assert.equal([...back.sessions.values()], [...st.sessions.values()]);
   assert.equal([...back.queue], [...st.queue]);

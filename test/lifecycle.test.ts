@@ -25,15 +25,25 @@ interface WorldOptions {
 const backends = new Backends();
 
 async function world(backend: Backend, o: WorldOptions = {}) {
-  const agents = o.agents ?? [{ name: 'ann', max: 1 }, { name: 'bob', max: 1 }];
+  const agents = o.agents ?? [
+    { name: 'ann', max: 1 },
+    { name: 'bob', max: 1 },
+  ];
   const config = parseConfig({
     systemJid: a('admin'),
     timers: { agentReminderSec: 120, idleCloseSec: 1800, offlineGraceSec: 60, stickyTtlSec: 3600, tickSec: 5 },
-    shops: [{
-      jid: SHOP, name: 'Shop One', welcome: 'Welcome!', noAgentText: 'Nobody is here.', strategy: o.strategy ?? 'least-busy',
-      queueEnabled: o.queueEnabled ?? true, limits: o.limits,
-      agents: agents.map((x) => ({ jid: a(x.name), maxSessions: x.max ?? 1, status: x.status ?? 'standard' })),
-    }],
+    shops: [
+      {
+        jid: SHOP,
+        name: 'Shop One',
+        welcome: 'Welcome!',
+        noAgentText: 'Nobody is here.',
+        strategy: o.strategy ?? 'least-busy',
+        queueEnabled: o.queueEnabled ?? true,
+        limits: o.limits,
+        agents: agents.map((x) => ({ jid: a(x.name), maxSessions: x.max ?? 1, status: x.status ?? 'standard' })),
+      },
+    ],
   });
   const w = await deskWorld({ backend, backends, config, random: o.random });
   const { online, offline } = w;
@@ -42,9 +52,13 @@ async function world(backend: Backend, o: WorldOptions = {}) {
     online: (name: string, resource = 'pc', show = '') => online(a(name), resource, show),
     offline: (name: string, resource = 'pc') => offline(a(name), resource),
     visitorSays: (visitor: string, id: string, text = 'hi') =>
-      w.filter(`<message type='consult' from='${a(visitor)}/web' to='${SHOP}' qchatid='4'><body id='${id}' msgType='1'>${text}</body></message>`),
+      w.filter(
+        `<message type='consult' from='${a(visitor)}/web' to='${SHOP}' qchatid='4'><body id='${id}' msgType='1'>${text}</body></message>`,
+      ),
     agentSays: (agent: string, id: string, text: string, realto?: string) =>
-      w.filter(`<message type='chat' from='${a(agent)}/pc' to='${SHOP}'${realto ? ` realto='${a(realto)}'` : ''}><body id='${id}'>${text}</body></message>`),
+      w.filter(
+        `<message type='chat' from='${a(agent)}/pc' to='${SHOP}'${realto ? ` realto='${a(realto)}'` : ''}><body id='${id}'>${text}</body></message>`,
+      ),
     session: (visitor: string) => w.desk.sessions(SHOP).find((s) => s.visitor === a(visitor)),
   });
 }
@@ -91,8 +105,13 @@ for (const backend of BACKENDS) {
   // ---- capacity and strategies ---------------------------------------------------
   const strategies = suite(`capacity and strategies [${backend}]`);
 
-  strategies('concurrent arrivals never exceed any agent\'s capacity; the rest wait in arrival order', async () => {
-    const w = await world(backend, { agents: [{ name: 'ann', max: 2 }, { name: 'bob', max: 3 }] });
+  strategies("concurrent arrivals never exceed any agent's capacity; the rest wait in arrival order", async () => {
+    const w = await world(backend, {
+      agents: [
+        { name: 'ann', max: 2 },
+        { name: 'bob', max: 3 },
+      ],
+    });
     await w.online('ann');
     await w.online('bob');
     const verdicts = await Promise.all(Array.from({ length: 20 }, (_, i) => w.visitorSays(`v${i}`, `c${i}`)));
@@ -104,7 +123,12 @@ for (const backend of BACKENDS) {
   });
 
   strategies('least-busy: fewest open chats first, ties to whoever waited longest', async () => {
-    const w = await world(backend, { agents: [{ name: 'ann', max: 5 }, { name: 'bob', max: 5 }] });
+    const w = await world(backend, {
+      agents: [
+        { name: 'ann', max: 5 },
+        { name: 'bob', max: 5 },
+      ],
+    });
     await w.online('ann');
     await w.online('bob');
     const order = [];
@@ -113,30 +137,55 @@ for (const backend of BACKENDS) {
   });
 
   strategies('round-robin: a newly added agent takes its turn, not every chat', async () => {
-    const w = await world(backend, { strategy: 'round-robin', agents: [{ name: 'ann', max: 50 }, { name: 'bob', max: 50 }] });
+    const w = await world(backend, {
+      strategy: 'round-robin',
+      agents: [
+        { name: 'ann', max: 50 },
+        { name: 'bob', max: 50 },
+      ],
+    });
     await w.online('ann');
     await w.online('bob');
-    for (let i = 0; i < 6; i++) { await w.visitorSays(`v${i}`, `r${i}`); w.advance(1000); }
+    for (let i = 0; i < 6; i++) {
+      await w.visitorSays(`v${i}`, `r${i}`);
+      w.advance(1000);
+    }
     await w.store.putMembership({ shop: SHOP, agent: a('cat'), maxSessions: 50, joinedAt: w.now() });
     await w.store.putAgent({ jid: a('cat'), status: 'standard' });
     await w.directory.reload();
     await w.online('cat');
     w.advance(1000);
     const next = [];
-    for (let i = 6; i < 12; i++) { next.push(assignedTo(await w.visitorSays(`v${i}`, `r${i}`))); w.advance(1000); }
+    for (let i = 6; i < 12; i++) {
+      next.push(assignedTo(await w.visitorSays(`v${i}`, `r${i}`)));
+      w.advance(1000);
+    }
     assert.is(next.filter((t) => t === a('cat')).length, 2, `cat gets its share of 6: ${next.join(', ')}`);
     assert.is(new Set(next.slice(0, 3)).size, 3, 'each agent once per round');
   });
 
   strategies('random picks among free agents by the injected random source', async () => {
-    const w = await world(backend, { strategy: 'random', random: () => 0.99, agents: [{ name: 'ann', max: 5 }, { name: 'bob', max: 5 }] });
+    const w = await world(backend, {
+      strategy: 'random',
+      random: () => 0.99,
+      agents: [
+        { name: 'ann', max: 5 },
+        { name: 'bob', max: 5 },
+      ],
+    });
     await w.online('ann');
     await w.online('bob');
     assert.is(assignedTo(await w.visitorSays('v1', 'q1')), a('bob'));
   });
 
   strategies('sticky: a returning visitor gets the same agent while available, until the hint expires', async () => {
-    const w = await world(backend, { strategy: 'sticky', agents: [{ name: 'ann', max: 5 }, { name: 'bob', max: 5 }] });
+    const w = await world(backend, {
+      strategy: 'sticky',
+      agents: [
+        { name: 'ann', max: 5 },
+        { name: 'bob', max: 5 },
+      ],
+    });
     await w.online('ann');
     await w.online('bob');
     await w.visitorSays('other', 'o1'); // ann
@@ -171,14 +220,17 @@ for (const backend of BACKENDS) {
     assert.equal([ack1.attrs.type, findChild(ack1, 'body')!.attrs.id], ['mstat', 'm1'], 'kept, so acked');
     assert.is(bodyText(noAgent), 'Nobody is here.');
     const second = await w.visitorSays('v1', 'm2', 'second');
-    assert.is(second.extra.length, 1, 'a waiting visitor\'s further messages are acked, not re-noticed');
+    assert.is(second.extra.length, 1, "a waiting visitor's further messages are acked, not re-noticed");
     await w.visitorSays('v2', 'm3', 'from v2');
 
     await w.online('ann');
     const out = w.takeSent();
     const toAnn = byTo(out, a('ann'));
     assert.equal(toAnn.map(bodyText), ['first', 'second'], 'v1 (oldest) assigned, its messages in order');
-    assert.equal(toAnn.map((m) => m.attrs.realfrom), [a('v1'), a('v1')]);
+    assert.equal(
+      toAnn.map((m) => m.attrs.realfrom),
+      [a('v1'), a('v1')],
+    );
     assert.is(byTo(out, a('v1')).filter((m) => m.attrs.auto_reply === 'true').length, 1, 'v1 gets the welcome');
     assert.is(byTo(out, a('v2')).length, 0, 'v2 still waits: ann is full');
 
@@ -189,11 +241,18 @@ for (const backend of BACKENDS) {
     assert.is(byTo(closed.extra.map(xml), a('v2')).filter((m) => m.attrs.auto_reply === 'true').length, 1, 'v2 welcomed in the verdict');
     await w.desk.settled();
     const next = byTo(w.takeSent(), a('ann'));
-    assert.equal(next.map(bodyText), ['from v2'], 'v2\'s kept message follows, released after the close is durable');
+    assert.equal(next.map(bodyText), ['from v2'], "v2's kept message follows, released after the close is durable");
     const sessions = w.desk.sessions(SHOP);
-    assert.equal(sessions.map((s) => s.visitor), [a('v2')], 'closing freed the slot for v2, then v3 waits');
+    assert.equal(
+      sessions.map((s) => s.visitor),
+      [a('v2')],
+      'closing freed the slot for v2, then v3 waits',
+    );
     const waiting = w.desk.queue(SHOP);
-    assert.equal(waiting.map((e) => e.visitor), [a('v3')]);
+    assert.equal(
+      waiting.map((e) => e.visitor),
+      [a('v3')],
+    );
   });
 
   queue('queue off: the visitor is told nobody can help, nothing is claimed as kept', async () => {
@@ -201,7 +260,7 @@ for (const backend of BACKENDS) {
     const v = await w.visitorSays('v1', 'n1');
     assert.is(v.extra.length, 1);
     assert.is(bodyText(xml(v.extra[0])), 'Nobody is here.');
-    assert.is((w.desk.queue(SHOP)).length, 0);
+    assert.is(w.desk.queue(SHOP).length, 0);
   });
 
   queue.run();
@@ -269,7 +328,13 @@ for (const backend of BACKENDS) {
   });
 
   lifecycle('transfer errors are clear: not an agent of the shop, not available, full', async () => {
-    const w = await world(backend, { agents: [{ name: 'ann', max: 1 }, { name: 'bob', max: 1 }, { name: 'cat', max: 1 }] });
+    const w = await world(backend, {
+      agents: [
+        { name: 'ann', max: 1 },
+        { name: 'bob', max: 1 },
+        { name: 'cat', max: 1 },
+      ],
+    });
     await w.online('ann');
     await w.visitorSays('v1', 'x1');
     const notMember = await w.agentSays('ann', 'x2', '/transfer zed');
@@ -279,12 +344,21 @@ for (const backend of BACKENDS) {
     await w.online('bob');
     await w.visitorSays('v2', 'x4'); // bob full
     let err: unknown;
-    try { await w.desk.transferSession(SHOP, a('v1'), a('bob')); } catch (e) { err = e; }
+    try {
+      await w.desk.transferSession(SHOP, a('v1'), a('bob'));
+    } catch (e) {
+      err = e;
+    }
     assert.match(String(err), 'of 1 sessions');
   });
 
   lifecycle('an agent gone offline: after the grace period the session moves to another agent, or back to the queue', async () => {
-    const w = await world(backend, { agents: [{ name: 'ann', max: 2 }, { name: 'bob', max: 1 }] });
+    const w = await world(backend, {
+      agents: [
+        { name: 'ann', max: 2 },
+        { name: 'bob', max: 1 },
+      ],
+    });
     await w.online('ann');
     await w.visitorSays('v1', 'g1');
     await w.visitorSays('v2', 'g2'); // both with ann (bob offline)
@@ -299,7 +373,11 @@ for (const backend of BACKENDS) {
     await w.tick();
     const sessions = w.desk.sessions(SHOP);
     const queue = w.desk.queue(SHOP);
-    assert.equal(sessions.map((s) => s.agent), [a('bob')], 'one moved to bob (capacity 1)');
+    assert.equal(
+      sessions.map((s) => s.agent),
+      [a('bob')],
+      'one moved to bob (capacity 1)',
+    );
     assert.is(queue.length, 1, 'the other waits again');
     const out = w.takeSent();
     assert.ok(byTo(out, a('bob')).length >= 1, 'bob is told and gets history');
@@ -329,7 +407,10 @@ for (const backend of BACKENDS) {
     await w.online('ann');
     const set = await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='st1'>/status dnd</body></message>`);
     assert.is(set.action, Action.ACTION_DROP);
-    assert.equal(set.extra.map((x) => xml(x).attrs.type), ['mstat', 'consult']);
+    assert.equal(
+      set.extra.map((x) => xml(x).attrs.type),
+      ['mstat', 'consult'],
+    );
     assert.is((await w.store.getAgent(a('ann')))!.status, 'dnd');
     assert.is((await w.visitorSays('v1', 'st2')).action, Action.ACTION_DROP, 'dnd: v1 waits');
     await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='st3'>/status standard</body></message>`);

@@ -16,9 +16,21 @@ const backends = new Backends();
 
 async function world(backend: Backend, limits: Partial<Limits> = {}, extra: Record<string, unknown> = {}) {
   const config = parseConfig({
-    systemJid: a('admin'), ...extra,
+    systemJid: a('admin'),
+    ...extra,
     timers: { stickyTtlSec: 3600 },
-    shops: [{ jid: SHOP, name: 'Shop', welcome: 'Welcome!', limits, agents: [{ jid: a('ann'), maxSessions: 5 }, { jid: a('bob'), maxSessions: 5 }] }],
+    shops: [
+      {
+        jid: SHOP,
+        name: 'Shop',
+        welcome: 'Welcome!',
+        limits,
+        agents: [
+          { jid: a('ann'), maxSessions: 5 },
+          { jid: a('bob'), maxSessions: 5 },
+        ],
+      },
+    ],
   });
   const w = await deskWorld({ backend, backends, config });
   // Object.assign keeps w's getters (desk, directory): they follow a restart.
@@ -33,7 +45,8 @@ async function world(backend: Backend, limits: Partial<Limits> = {}, extra: Reco
 const xml = (b: Uint8Array) => parseElement(Buffer.from(b).toString());
 const errorOf = (v: Verdict) => (v.action === Action.ACTION_REJECT ? `${v.error!.condition}/${v.error!.type}` : undefined);
 const relayedTo = (v: Verdict) => (v.action === Action.ACTION_REWRITE ? xml(v.stanza).attrs.to : undefined);
-const welcomed = (v: Verdict) => v.extra.some((x) => xml(x).attrs.auto_reply === 'true' && textOf(findChild(xml(x), 'body')!) === 'Welcome!');
+const welcomed = (v: Verdict) =>
+  v.extra.some((x) => xml(x).attrs.auto_reply === 'true' && textOf(findChild(xml(x), 'body')!) === 'Welcome!');
 
 for (const backend of BACKENDS) {
   const caps = suite(`limits [${backend}]`);
@@ -46,7 +59,13 @@ for (const backend of BACKENDS) {
     assert.is(errorOf(third), 'resource-constraint/wait');
     assert.match(third.error!.text, '2 visitors are already waiting');
     assert.is(third.extra.length, 0, 'not kept, so not acked');
-    assert.equal(w.desk.queue(SHOP).map((q) => [q.visitor, q.kept]), [[a('v1'), 1], [a('v2'), 1]]);
+    assert.equal(
+      w.desk.queue(SHOP).map((q) => [q.visitor, q.kept]),
+      [
+        [a('v1'), 1],
+        [a('v2'), 1],
+      ],
+    );
     assert.is((await w.says('v1', 'a2')).action, Action.ACTION_DROP, 'one already waiting may still write');
   });
 
@@ -58,7 +77,13 @@ for (const backend of BACKENDS) {
     assert.match(fourth.error!.text, '3 of your messages');
     w.takeSent();
     await w.online(a('ann'));
-    assert.equal(w.takeSent().filter((m) => m.attrs.to === a('ann')).map((m) => textOf(findChild(m, 'body')!)), ['k1', 'k2', 'k3']);
+    assert.equal(
+      w
+        .takeSent()
+        .filter((m) => m.attrs.to === a('ann'))
+        .map((m) => textOf(findChild(m, 'body')!)),
+      ['k1', 'k2', 'k3'],
+    );
   });
 
   caps('kept bytes per visitor: a message that would pass the bound is refused; the smaller ones before it stay', async () => {
@@ -68,7 +93,10 @@ for (const backend of BACKENDS) {
     const third = await w.says('v1', 'b3', 'x'.repeat(1500));
     assert.is(errorOf(third), 'resource-constraint/wait');
     assert.match(third.error!.text, 'would exceed 4096 bytes');
-    assert.equal(w.desk.queue(SHOP).map((q) => q.kept), [2]);
+    assert.equal(
+      w.desk.queue(SHOP).map((q) => q.kept),
+      [2],
+    );
   });
 
   caps('history per session: a transfer replays only the newest ones', async () => {
@@ -78,7 +106,10 @@ for (const backend of BACKENDS) {
     for (let i = 1; i <= 5; i++) await w.says('v1', `h${i}`);
     const moved = await w.agentSays('ann', 't', '/transfer bob');
     const replayed = moved.extra.map(xml).filter((m) => m.attrs.to === a('bob') && findChild(m, 'delay'));
-    assert.equal(replayed.map((m) => textOf(findChild(m, 'body')!)), ['h3', 'h4', 'h5']);
+    assert.equal(
+      replayed.map((m) => textOf(findChild(m, 'body')!)),
+      ['h3', 'h4', 'h5'],
+    );
   });
 
   caps('sticky hints: the oldest is forgotten beyond the cap', async () => {
@@ -88,9 +119,16 @@ for (const backend of BACKENDS) {
       await w.says(v, `${v}-1`);
       await w.desk.closeSession(SHOP, a(v), 'admin');
     }
-    assert.equal(['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())), [undefined, a('ann'), a('ann')]);
+    assert.equal(
+      ['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())),
+      [undefined, a('ann'), a('ann')],
+    );
     await w.restart();
-    assert.equal(['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())), [undefined, a('ann'), a('ann')], 'the same after a restart');
+    assert.equal(
+      ['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())),
+      [undefined, a('ann'), a('ann')],
+      'the same after a restart',
+    );
   });
 
   caps('kept messages leave in bounded batches, each deleted only once a shim acknowledged it', async () => {
@@ -110,7 +148,11 @@ for (const backend of BACKENDS) {
     assert.equal(w.outbox.batches.slice(-3), [50, 50, 20]);
     const toAnn = w.takeSent().filter((m) => m.attrs.to === a('ann') && m.attrs.realfrom === a('v1'));
     const texts = toAnn.map((m) => textOf(findChild(m, 'body')!));
-    assert.equal(texts.slice(-120), Array.from({ length: 120 }, (_, i) => `m${i}`), 'all of them, in order');
+    assert.equal(
+      texts.slice(-120),
+      Array.from({ length: 120 }, (_, i) => `m${i}`),
+      'all of them, in order',
+    );
     assert.is(w.desk.counts(SHOP).kept, 0);
     await w.restart();
     assert.is(w.desk.counts(SHOP).kept, 0, 'and deleted durably');
@@ -126,17 +168,26 @@ for (const backend of BACKENDS) {
     await new Promise((r) => setTimeout(r, 20));
     const during = await w.says('v1', 'second');
     assert.is(during.action, Action.ACTION_DROP, 'kept, not relayed ahead of "first"');
-    assert.equal(during.extra.map((x) => xml(x).attrs.type), ['mstat']);
+    assert.equal(
+      during.extra.map((x) => xml(x).attrs.type),
+      ['mstat'],
+    );
     w.outbox.release();
     await w.desk.settled();
-    const order = w.takeSent().filter((m) => m.attrs.to === a('ann')).map((m) => textOf(findChild(m, 'body')!));
+    const order = w
+      .takeSent()
+      .filter((m) => m.attrs.to === a('ann'))
+      .map((m) => textOf(findChild(m, 'body')!));
     assert.equal(order, ['first', 'second']);
   });
 
   caps('a stanza past its deadline changes nothing; the next one opens the session with the welcome', async () => {
     const w = await world(backend);
     await w.online(a('ann'));
-    const late = await w.filter(`<message type='consult' from='${a('v1')}/web' to='${SHOP}'><body id='l1'>hi</body></message>`, w.now() - 1);
+    const late = await w.filter(
+      `<message type='consult' from='${a('v1')}/web' to='${SHOP}'><body id='l1'>hi</body></message>`,
+      w.now() - 1,
+    );
     assert.is(errorOf(late), 'resource-constraint/wait');
     assert.is(w.desk.sessions(SHOP).length, 0, 'no phantom session');
     const next = await w.says('v1', 'l2');
@@ -155,7 +206,14 @@ for (const backend of BACKENDS) {
     assert.match(refused[0].error!.text, 'overloaded');
     const acknowledged = new Set(verdicts.flatMap((v, i) => (relayedTo(v) ? [a(`o${i % 3}`)] : [])));
     await w.restart();
-    assert.equal(w.desk.sessions(SHOP).map((s) => s.visitor).sort(), [...acknowledged].sort(), 'every acknowledged session survives');
+    assert.equal(
+      w.desk
+        .sessions(SHOP)
+        .map((s) => s.visitor)
+        .sort(),
+      [...acknowledged].sort(),
+      'every acknowledged session survives',
+    );
   });
 
   caps.run();

@@ -25,8 +25,14 @@ const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, 
 // A fresh, empty store per case: SQL ones reuse the database connection and truncate.
 const backends: Record<string, () => Promise<Store>> = {
   memory: async () => new MemoryStore(),
-  pglite: async () => { await pgliteDb.query(`TRUNCATE ${TABLES}`); return SqlStore.open(pgliteDb); },
-  postgres: async () => { await pgDb.query(`TRUNCATE ${TABLES}`); return SqlStore.open(pgDb); },
+  pglite: async () => {
+    await pgliteDb.query(`TRUNCATE ${TABLES}`);
+    return SqlStore.open(pgliteDb);
+  },
+  postgres: async () => {
+    await pgDb.query(`TRUNCATE ${TABLES}`);
+    return SqlStore.open(pgDb);
+  },
 };
 
 test.before(async () => {
@@ -43,8 +49,17 @@ test.after(async () => {
   await postgres?.stop();
 });
 
-const shop = (jid: string, name = jid): Shop =>
-  ({ jid, name, welcome: `hi from ${name}`, noAgentText: 'nobody', strategy: 'least-busy', queueEnabled: true, limits: DEFAULT_LIMITS, language: 'zh', texts: {} });
+const shop = (jid: string, name = jid): Shop => ({
+  jid,
+  name,
+  welcome: `hi from ${name}`,
+  noAgentText: 'nobody',
+  strategy: 'least-busy',
+  queueEnabled: true,
+  limits: DEFAULT_LIMITS,
+  language: 'zh',
+  texts: {},
+});
 
 /** Runs a case on every backend; its transcript (what the store returned) must equal MemoryStore's. */
 function same(name: string, run: (s: Store) => Promise<unknown[]>) {
@@ -63,12 +78,18 @@ same('shops: upsert keeps order, getShop, deleteShop removes its memberships onl
   await s.putShop({ ...shop('b'), strategy: 'round-robin', queueEnabled: false, limits: { ...DEFAULT_LIMITS, queueMax: 7 } });
   await s.putShop(shop('a', 'A renamed'));
   out.push(await s.listShops(), await s.getShop('a'));
-  assert.equal((await s.listShops()).map((x) => x.name), ['A renamed', 'b']);
+  assert.equal(
+    (await s.listShops()).map((x) => x.name),
+    ['A renamed', 'b'],
+  );
   await s.putMembership({ shop: 'a', agent: 'x', maxSessions: 2, joinedAt: 5 });
   await s.putMembership({ shop: 'b', agent: 'x', maxSessions: 1, joinedAt: 6 });
   await s.deleteShop('a');
   out.push(await s.listShops(), await s.getShop('a'), await s.memberships());
-  assert.equal((await s.memberships()).map((m) => m.shop), ['b']);
+  assert.equal(
+    (await s.memberships()).map((m) => m.shop),
+    ['b'],
+  );
   await s.putShop(shop('a')); // re-created: goes to the end
   out.push(await s.listShops());
   return out;
@@ -137,10 +158,22 @@ function sameJournal(name: string, run: (j: JournalStore) => Promise<unknown[]>)
 }
 
 const open = (v: string, agent: string, at: number): Change => ({ op: 'open', v, agent, at });
-const said = (v: string, at: number): Change => ({ op: 'said', v, by: 'visitor', at, xml: `<message id='${v}${at}'>é &amp; 客服</message>` });
+const said = (v: string, at: number): Change => ({
+  op: 'said',
+  v,
+  by: 'visitor',
+  at,
+  xml: `<message id='${v}${at}'>é &amp; 客服</message>`,
+});
 
 sameJournal('journal: batches load back in order, per shop; a snapshot supersedes what came before it', async (j) => {
-  await j.append([{ shop: 's1', changes: [open('v1', 'a', 1), said('v1', 2)] }, { shop: 's2', changes: [open('v9', 'b', 3)] }], []);
+  await j.append(
+    [
+      { shop: 's1', changes: [open('v1', 'a', 1), said('v1', 2)] },
+      { shop: 's2', changes: [open('v9', 'b', 3)] },
+    ],
+    [],
+  );
   await j.append([{ shop: 's1', changes: [said('v1', 4)] }], []);
   const out: unknown[] = [await j.load('s1'), await j.load('s2'), await j.load('nobody')];
   const st = restore('s1', DEFAULT_LIMITS, await j.load('s1'));
@@ -162,7 +195,10 @@ test('pglite: persisted to a directory, survives close and reopen (shops and jou
     const a = await openStores(`pglite:${dir}/db`, 'one');
     await a.lease!.acquire();
     await a.store.putShop(shop('s1'));
-    await a.journal.append([{ shop: 's1', changes: [open('v1', 'a1', 1), { op: 'enqueue', v: 'v2', at: 5 }, { op: 'keep', v: 'v2', at: 5, xml: '<held/>' }] }], []);
+    await a.journal.append(
+      [{ shop: 's1', changes: [open('v1', 'a1', 1), { op: 'enqueue', v: 'v2', at: 5 }, { op: 'keep', v: 'v2', at: 5, xml: '<held/>' }] }],
+      [],
+    );
     await a.lease!.release();
     await a.store.close();
     const b = await openStores(`pglite:${dir}/db`, 'two'); // schema creation is idempotent
@@ -185,14 +221,18 @@ test('openStores: memory:, pglite:memory, unknown url', async () => {
   assert.instance(p.store, SqlStore);
   assert.instance(p.journal, SqlJournal);
   await p.store.close();
-  await openStores('mysql://x', 'x').then(() => assert.unreachable('should throw'), (e) => assert.match(e.message, /unknown store url/));
+  await openStores('mysql://x', 'x').then(
+    () => assert.unreachable('should throw'),
+    (e) => assert.match(e.message, /unknown store url/),
+  );
 });
 
 test('schema version 1 (state in tables) is migrated into one snapshot per shop', async () => {
   const db = await pgliteDriver();
   try {
     for (const sql of [
-      `CREATE TABLE schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`, `INSERT INTO schema_version VALUES (1, 1)`,
+      `CREATE TABLE schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`,
+      `INSERT INTO schema_version VALUES (1, 1)`,
       `CREATE TABLE shops (jid text PRIMARY KEY, name text NOT NULL, welcome text NOT NULL, no_agent_text text NOT NULL, strategy text NOT NULL, queue_enabled boolean NOT NULL, seq bigserial)`,
       `CREATE TABLE agents (jid text PRIMARY KEY, status text NOT NULL)`,
       `CREATE TABLE sessions (shop text, visitor text, agent text NOT NULL, started_at double precision NOT NULL, last_visitor_at double precision NOT NULL, last_agent_at double precision NOT NULL, reminded_at double precision NOT NULL, orphaned_at double precision NOT NULL, seq bigserial, PRIMARY KEY (shop, visitor))`,
@@ -210,15 +250,31 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
       `INSERT INTO history (shop, visitor, at, xml) VALUES ('s1', 'v1', 2, '<h/>')`,
       `INSERT INTO assigned (shop, agent, at) VALUES ('s1', 'a1', 1)`,
       `INSERT INTO sticky VALUES ('s1', 'v0', 'a1', 99)`,
-    ]) await db.query(sql);
+    ])
+      await db.query(sql);
     const { store, journal, lease } = await storesOn(db, 'm');
     await lease.acquire();
-    assert.equal((await store.listShops()).map((x) => [x.jid, x.strategy, x.limits]), [['s1', 'sticky', DEFAULT_LIMITS]]);
+    assert.equal(
+      (await store.listShops()).map((x) => [x.jid, x.strategy, x.limits]),
+      [['s1', 'sticky', DEFAULT_LIMITS]],
+    );
     assert.equal(await store.getAgent('a1'), { jid: 'a1', status: 'dnd' });
     const st = restore('s1', DEFAULT_LIMITS, await journal.load('s1'));
-    assert.equal(st.sessions.get('v1'), { visitor: 'v1', shop: 's1', agent: 'a1', startedAt: 1, lastVisitorAt: 2, lastAgentAt: 3, remindedAt: 0, orphanedAt: 0 });
+    assert.equal(st.sessions.get('v1'), {
+      visitor: 'v1',
+      shop: 's1',
+      agent: 'a1',
+      startedAt: 1,
+      lastVisitorAt: 2,
+      lastAgentAt: 3,
+      remindedAt: 0,
+      orphanedAt: 0,
+    });
     assert.equal([...st.queue.keys()], ['v3', 'v2']);
-    assert.equal(st.kept.get('v3'), [{ at: 7, xml: '<a/>' }, { at: 9, xml: '<b/>' }]);
+    assert.equal(st.kept.get('v3'), [
+      { at: 7, xml: '<a/>' },
+      { at: 9, xml: '<b/>' },
+    ]);
     assert.equal([st.history.get('v1'), st.lastAssigned.get('a1'), st.stickyAgent('v0', 50)], [[{ at: 2, xml: '<h/>' }], 1, 'a1']);
     const [{ version }] = await db.query(`SELECT version FROM schema_version`);
     assert.is(version, 2);
@@ -236,7 +292,15 @@ test('postgres lease: one writer; the other stands by, takes over on release or 
   await first.lease.acquire();
   let waiting = '';
   let secondHolds = false;
-  const standby = second.lease.acquire({ onWait: (by) => { waiting = by; } }).then(() => { secondHolds = true; });
+  const standby = second.lease
+    .acquire({
+      onWait: (by) => {
+        waiting = by;
+      },
+    })
+    .then(() => {
+      secondHolds = true;
+    });
   await new Promise((r) => setTimeout(r, 400));
   assert.is(waiting, 'first');
   assert.is(secondHolds, false, 'the second waits while the first renews');
@@ -244,15 +308,22 @@ test('postgres lease: one writer; the other stands by, takes over on release or 
   await first.lease.release();
   await standby;
   assert.is(secondHolds, true);
-  await first.journal.append([{ shop: 's', changes: [open('v2', 'a', 2)] }], [])
-    .then(() => assert.unreachable('a former holder must not write'), (e) => assert.instance(e, LeaseLost));
+  await first.journal.append([{ shop: 's', changes: [open('v2', 'a', 2)] }], []).then(
+    () => assert.unreachable('a former holder must not write'),
+    (e) => assert.instance(e, LeaseLost),
+  );
   await second.journal.append([{ shop: 's', changes: [said('v1', 3)] }], []);
-  assert.equal((await second.journal.load('s')).batches.map((b) => b.map((c) => c.op)), [['open'], ['said']]);
+  assert.equal(
+    (await second.journal.load('s')).batches.map((b) => b.map((c) => c.op)),
+    [['open'], ['said']],
+  );
 
   // Expiry: a holder that stops renewing (paused, cut off) loses the lease; it learns so when it renews.
   const third = new SqlLease(pgDb, 'third', 600);
   let lost = '';
-  second.lease.onLost((why) => { lost = why; });
+  second.lease.onLost((why) => {
+    lost = why;
+  });
   await pgDb.query(`UPDATE sidecar_lease SET expires_at = 0`); // as if second had not renewed in time
   await third.acquire();
   await new Promise((r) => setTimeout(r, 400));

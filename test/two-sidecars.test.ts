@@ -13,7 +13,10 @@ import { startSidecar, writeConfig, type SidecarProcess } from './support/sideca
 const D = 'cluster.test';
 const SHOP = `shop_1@${D}`;
 
-interface Ctx { pg: Postgres; sidecars: SidecarProcess[] }
+interface Ctx {
+  pg: Postgres;
+  sidecars: SidecarProcess[];
+}
 const cluster = suite<Ctx>('two sidecars on one PostgreSQL');
 
 cluster.before(async (ctx) => {
@@ -27,10 +30,16 @@ cluster.after(async (ctx) => {
 });
 
 const client = (port: number) => new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-const filter = (c: StanzaFilterClient, xml: string) => new Promise<Verdict>((resolve, reject) =>
-  c.filter({ seq: '1', hook: 1, host: D, stanza: Buffer.from(xml), deadlineMs: String(Date.now() + 5000) }, (e, v) => (e ? reject(e) : resolve(v!))));
-const online = (c: StanzaFilterClient, agent: string) => new Promise<void>((resolve, reject) =>
-  c.notify({ kind: Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())));
+const filter = (c: StanzaFilterClient, xml: string) =>
+  new Promise<Verdict>((resolve, reject) =>
+    c.filter({ seq: '1', hook: 1, host: D, stanza: Buffer.from(xml), deadlineMs: String(Date.now() + 5000) }, (e, v) =>
+      e ? reject(e) : resolve(v!),
+    ),
+  );
+const online = (c: StanzaFilterClient, agent: string) =>
+  new Promise<void>((resolve, reject) =>
+    c.notify({ kind: Kind.PRESENCE_SET, jid: `${agent}@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())),
+  );
 const says = (c: StanzaFilterClient, v: number, id: string) =>
   filter(c, `<message type='consult' from='v${v}@${D}/web' to='${SHOP}'><body id='${id}'>hello ${id}</body></message>`);
 const agentOf = (v: Verdict) => (v.action === Action.ACTION_REWRITE ? parseElement(Buffer.from(v.stanza).toString()).attrs.to : undefined);
@@ -38,7 +47,16 @@ const agentOf = (v: Verdict) => (v.action === Action.ACTION_REWRITE ? parseEleme
 cluster('the standby waits, then takes over with every session and queued visitor; nobody gets a second agent', async (ctx) => {
   const config = writeConfig({
     store: ctx.pg.url,
-    shops: [{ jid: SHOP, name: 'Shop', agents: [{ jid: `ann@${D}`, maxSessions: 3 }, { jid: `bob@${D}`, maxSessions: 2 }] }],
+    shops: [
+      {
+        jid: SHOP,
+        name: 'Shop',
+        agents: [
+          { jid: `ann@${D}`, maxSessions: 3 },
+          { jid: `bob@${D}`, maxSessions: 2 },
+        ],
+      },
+    ],
   });
   const [p1, p2] = [await freePort(), await freePort()];
   const first = startSidecar(config, p1);
@@ -47,7 +65,10 @@ cluster('the standby waits, then takes over with every session and queued visito
   const second = startSidecar(config, p2);
   ctx.sidecars.push(second);
   await second.waitForLog('standing by');
-  assert.not.ok(second.lines.some((l) => l.includes('sidecar listening')), 'a standby does not serve');
+  assert.not.ok(
+    second.lines.some((l) => l.includes('sidecar listening')),
+    'a standby does not serve',
+  );
 
   const c1 = client(p1);
   await online(c1, 'ann');
@@ -67,7 +88,10 @@ cluster('the standby waits, then takes over with every session and queued visito
   for (const [v, agent] of served) {
     const again = await says(c2, v, `b${v}`);
     assert.is(agentOf(again), agent, `v${v} stays with ${agent}`);
-    assert.not.ok(again.extra.some((x) => x.toString().includes("auto_reply='true'")), `v${v} is not welcomed twice`);
+    assert.not.ok(
+      again.extra.some((x) => x.toString().includes("auto_reply='true'")),
+      `v${v} is not welcomed twice`,
+    );
   }
   const waiting = await says(c2, 39, 'b39');
   assert.is(waiting.action, Action.ACTION_DROP, 'a queued visitor still waits (capacity is full)');

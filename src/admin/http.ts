@@ -28,7 +28,10 @@ export interface AdminDeps {
 }
 
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -39,7 +42,8 @@ type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => 
 // ---- validation: 400s that name the field -------------------------------------
 const bad = (field: string, what: string) => new HttpError(400, `${field} must be ${what}`);
 function jidParam(value: string | null | undefined, field: string): string {
-  if (typeof value !== 'string' || !isJid(value) || value.includes('/') || !value.includes('@')) throw bad(field, 'a bare JID (user@domain)');
+  if (typeof value !== 'string' || !isJid(value) || value.includes('/') || !value.includes('@'))
+    throw bad(field, 'a bare JID (user@domain)');
   return bareJid(value);
 }
 function optStr(b: Body, k: string): string | undefined {
@@ -81,7 +85,11 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     return {
       jid,
       status: presence.status(jid),
-      shops: shops.map((s) => ({ shop: s.jid, maxSessions: directory.membership(s.jid, jid)!.maxSessions, sessions: desk.loadOf(s.jid, jid) })),
+      shops: shops.map((s) => ({
+        shop: s.jid,
+        maxSessions: directory.membership(s.jid, jid)!.maxSessions,
+        sessions: desk.loadOf(s.jid, jid),
+      })),
       resources: presence.resourcesOf(jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
     };
   };
@@ -103,7 +111,10 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     if (typeof given !== 'object' || given === null || Array.isArray(given)) throw bad('texts', 'an object');
     const out: Record<string, string> = { ...(old ?? {}) };
     for (const [k, v] of Object.entries(given)) {
-      if (v === null) { delete out[k]; continue; }
+      if (v === null) {
+        delete out[k];
+        continue;
+      }
       const problem = textProblem(k, v);
       if (problem) throw new HttpError(400, `texts.${k} ${problem}`);
       out[k] = v as string;
@@ -116,91 +127,134 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
   return [
     ['GET', /^\/shops$/, async () => directory.allShops().map(shopView)],
     ['GET', new RegExp(`^/shops/${J}$`), async ({ params }) => shopView(requireShop(jidParam(params[0], 'shop')))],
-    ['PUT', new RegExp(`^/shops/${J}$`), async ({ params, body }) => {
-      const jid = jidParam(params[0], 'shop');
-      if (directory.isAgent(jid)) throw new HttpError(409, `${jid} is an agent; a shop JID cannot also be an agent`);
-      const old = directory.shop(jid);
-      const name = optStr(body, 'name') ?? old?.name;
-      if (!name) throw bad('name', 'a non-empty string (required for a new shop)');
-      const language = optOneOf(body, 'language', LANGUAGES) ?? old?.language ?? 'zh';
-      const shop: Shop = {
-        jid,
-        name,
-        welcome: optStr(body, 'welcome') ?? old?.welcome ?? name,
-        noAgentText: optStr(body, 'noAgentText') ?? old?.noAgentText ?? DEFAULT_NO_AGENT_TEXT[language],
-        strategy: optOneOf(body, 'strategy', STRATEGIES) ?? old?.strategy ?? 'least-busy',
-        queueEnabled: body.queueEnabled === undefined ? old?.queueEnabled ?? true
-          : typeof body.queueEnabled === 'boolean' ? body.queueEnabled : (() => { throw bad('queueEnabled', 'true or false'); })(),
-        limits: limitsOf(body, old?.limits),
-        language,
-        texts: textsOf(body, old?.texts),
-      };
-      await store.putShop(shop);
-      await changed();
-      return shopView(directory.shop(jid)!);
-    }],
-    ['DELETE', new RegExp(`^/shops/${J}$`), async ({ params }) => {
-      const shop = requireShop(jidParam(params[0], 'shop'));
-      // Open sessions or waiting visitors would be stranded: the admin closes them first.
-      const { sessions, queue } = desk.counts(shop.jid);
-      if (sessions || queue) throw new HttpError(409, `${shop.jid} has ${sessions} open sessions and ${queue} waiting visitors; close them first`);
-      await store.deleteShop(shop.jid);
-      await changed();
-      await desk.forget(shop.jid);
-      return { deleted: shop.jid };
-    }],
-    ['PUT', new RegExp(`^/shops/${J}/agents/${J}$`), async ({ params, body }) => {
-      const shop = requireShop(jidParam(params[0], 'shop'));
-      const agent = jidParam(params[1], 'agent');
-      if (directory.shop(agent)) throw new HttpError(409, `${agent} is a shop; it cannot also be an agent`);
-      const old = directory.membership(shop.jid, agent);
-      const max = body.maxSessions ?? old?.maxSessions ?? 5;
-      if (!Number.isInteger(max) || (max as number) < 1 || (max as number) > 1000) throw bad('maxSessions', 'an integer in 1..1000');
-      await store.putMembership({ shop: shop.jid, agent, maxSessions: max as number, joinedAt: old?.joinedAt ?? now() });
-      if (!(await store.getAgent(agent))) await store.putAgent({ jid: agent, status: 'standard' });
-      await changed([shop.jid]);
-      return agentView(agent);
-    }],
-    ['DELETE', new RegExp(`^/shops/${J}/agents/${J}$`), async ({ params }) => {
-      const shop = requireShop(jidParam(params[0], 'shop'));
-      const agent = jidParam(params[1], 'agent');
-      if (!directory.membership(shop.jid, agent)) throw new HttpError(404, `${agent} is not an agent of ${shop.jid}`);
-      // Its open sessions are handed over by the offline timer, like those of an agent who left.
-      await store.deleteMembership(shop.jid, agent);
-      await changed();
-      return { deleted: agent, shop: shop.jid };
-    }],
+    [
+      'PUT',
+      new RegExp(`^/shops/${J}$`),
+      async ({ params, body }) => {
+        const jid = jidParam(params[0], 'shop');
+        if (directory.isAgent(jid)) throw new HttpError(409, `${jid} is an agent; a shop JID cannot also be an agent`);
+        const old = directory.shop(jid);
+        const name = optStr(body, 'name') ?? old?.name;
+        if (!name) throw bad('name', 'a non-empty string (required for a new shop)');
+        const language = optOneOf(body, 'language', LANGUAGES) ?? old?.language ?? 'zh';
+        const shop: Shop = {
+          jid,
+          name,
+          welcome: optStr(body, 'welcome') ?? old?.welcome ?? name,
+          noAgentText: optStr(body, 'noAgentText') ?? old?.noAgentText ?? DEFAULT_NO_AGENT_TEXT[language],
+          strategy: optOneOf(body, 'strategy', STRATEGIES) ?? old?.strategy ?? 'least-busy',
+          queueEnabled:
+            body.queueEnabled === undefined
+              ? (old?.queueEnabled ?? true)
+              : typeof body.queueEnabled === 'boolean'
+                ? body.queueEnabled
+                : (() => {
+                    throw bad('queueEnabled', 'true or false');
+                  })(),
+          limits: limitsOf(body, old?.limits),
+          language,
+          texts: textsOf(body, old?.texts),
+        };
+        await store.putShop(shop);
+        await changed();
+        return shopView(directory.shop(jid)!);
+      },
+    ],
+    [
+      'DELETE',
+      new RegExp(`^/shops/${J}$`),
+      async ({ params }) => {
+        const shop = requireShop(jidParam(params[0], 'shop'));
+        // Open sessions or waiting visitors would be stranded: the admin closes them first.
+        const { sessions, queue } = desk.counts(shop.jid);
+        if (sessions || queue)
+          throw new HttpError(409, `${shop.jid} has ${sessions} open sessions and ${queue} waiting visitors; close them first`);
+        await store.deleteShop(shop.jid);
+        await changed();
+        await desk.forget(shop.jid);
+        return { deleted: shop.jid };
+      },
+    ],
+    [
+      'PUT',
+      new RegExp(`^/shops/${J}/agents/${J}$`),
+      async ({ params, body }) => {
+        const shop = requireShop(jidParam(params[0], 'shop'));
+        const agent = jidParam(params[1], 'agent');
+        if (directory.shop(agent)) throw new HttpError(409, `${agent} is a shop; it cannot also be an agent`);
+        const old = directory.membership(shop.jid, agent);
+        const max = body.maxSessions ?? old?.maxSessions ?? 5;
+        if (!Number.isInteger(max) || (max as number) < 1 || (max as number) > 1000) throw bad('maxSessions', 'an integer in 1..1000');
+        await store.putMembership({ shop: shop.jid, agent, maxSessions: max as number, joinedAt: old?.joinedAt ?? now() });
+        if (!(await store.getAgent(agent))) await store.putAgent({ jid: agent, status: 'standard' });
+        await changed([shop.jid]);
+        return agentView(agent);
+      },
+    ],
+    [
+      'DELETE',
+      new RegExp(`^/shops/${J}/agents/${J}$`),
+      async ({ params }) => {
+        const shop = requireShop(jidParam(params[0], 'shop'));
+        const agent = jidParam(params[1], 'agent');
+        if (!directory.membership(shop.jid, agent)) throw new HttpError(404, `${agent} is not an agent of ${shop.jid}`);
+        // Its open sessions are handed over by the offline timer, like those of an agent who left.
+        await store.deleteMembership(shop.jid, agent);
+        await changed();
+        return { deleted: agent, shop: shop.jid };
+      },
+    ],
     ['GET', new RegExp(`^/agents/${J}$`), async ({ params }) => agentView(jidParam(params[0], 'agent'))],
-    ['PUT', new RegExp(`^/agents/${J}/status$`), async ({ params, body }) => {
-      const agent = jidParam(params[0], 'agent');
-      const status = optOneOf(body, 'status', AGENT_STATUSES);
-      if (!status) throw bad('status', `one of ${AGENT_STATUSES.join(', ')}`);
-      await agentView(agent); // 404 for an unknown agent
-      await desk.setAgentStatus(agent, status);
-      return agentView(agent);
-    }],
-    ['GET', /^\/sessions$/, async ({ query }) => {
-      const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
-      return desk.sessions(shop);
-    }],
-    ['POST', /^\/sessions\/close$/, async ({ body }) => {
-      const shop = jidParam(body.shop as string, 'shop');
-      const visitor = jidParam(body.visitor as string, 'visitor');
-      await desk.closeSession(shop, visitor, 'admin');
-      return { closed: { shop, visitor } };
-    }],
-    ['POST', /^\/sessions\/transfer$/, async ({ body }) => {
-      const shop = jidParam(body.shop as string, 'shop');
-      const visitor = jidParam(body.visitor as string, 'visitor');
-      const to = jidParam(body.to as string, 'to');
-      const reason = body.reason === undefined ? '' : optStr(body, 'reason')!;
-      await desk.transferSession(shop, visitor, to, reason);
-      return { transferred: { shop, visitor, to } };
-    }],
-    ['GET', /^\/queue$/, async ({ query }) => {
-      const shop = requireShop(jidParam(query.get('shop'), 'shop'));
-      return desk.queue(shop.jid);
-    }],
+    [
+      'PUT',
+      new RegExp(`^/agents/${J}/status$`),
+      async ({ params, body }) => {
+        const agent = jidParam(params[0], 'agent');
+        const status = optOneOf(body, 'status', AGENT_STATUSES);
+        if (!status) throw bad('status', `one of ${AGENT_STATUSES.join(', ')}`);
+        await agentView(agent); // 404 for an unknown agent
+        await desk.setAgentStatus(agent, status);
+        return agentView(agent);
+      },
+    ],
+    [
+      'GET',
+      /^\/sessions$/,
+      async ({ query }) => {
+        const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
+        return desk.sessions(shop);
+      },
+    ],
+    [
+      'POST',
+      /^\/sessions\/close$/,
+      async ({ body }) => {
+        const shop = jidParam(body.shop as string, 'shop');
+        const visitor = jidParam(body.visitor as string, 'visitor');
+        await desk.closeSession(shop, visitor, 'admin');
+        return { closed: { shop, visitor } };
+      },
+    ],
+    [
+      'POST',
+      /^\/sessions\/transfer$/,
+      async ({ body }) => {
+        const shop = jidParam(body.shop as string, 'shop');
+        const visitor = jidParam(body.visitor as string, 'visitor');
+        const to = jidParam(body.to as string, 'to');
+        const reason = body.reason === undefined ? '' : optStr(body, 'reason')!;
+        await desk.transferSession(shop, visitor, to, reason);
+        return { transferred: { shop, visitor, to } };
+      },
+    ],
+    [
+      'GET',
+      /^\/queue$/,
+      async ({ query }) => {
+        const shop = requireShop(jidParam(query.get('shop'), 'shop'));
+        return desk.queue(shop.jid);
+      },
+    ],
   ];
 }
 
@@ -263,7 +317,9 @@ export function adminHandler(deps: AdminDeps) {
         send(res, 200, await handler({ params, query: url.searchParams, body }));
         return;
       }
-      throw pathMatched ? new HttpError(405, `${req.method} not allowed on ${url.pathname}`) : new HttpError(404, `no route ${url.pathname}`);
+      throw pathMatched
+        ? new HttpError(405, `${req.method} not allowed on ${url.pathname}`)
+        : new HttpError(404, `no route ${url.pathname}`);
     } catch (e) {
       const err = e instanceof ConsultError ? fromConsultError(e) : e;
       if (err instanceof HttpError) return send(res, err.status, { error: err.message });
@@ -273,7 +329,11 @@ export function adminHandler(deps: AdminDeps) {
   };
 }
 
-export async function startAdminServer(deps: AdminDeps, host: string, port: number): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+export async function startAdminServer(
+  deps: AdminDeps,
+  host: string,
+  port: number,
+): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const handler = adminHandler(deps);
   const server = createServer((req, res) => void handler(req, res));
   await new Promise<void>((resolve, reject) => {
@@ -286,9 +346,10 @@ export async function startAdminServer(deps: AdminDeps, host: string, port: numb
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections(); // keep-alive clients must not hold shutdown open
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // keep-alive clients must not hold shutdown open
+      }),
   };
 }

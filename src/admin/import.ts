@@ -28,7 +28,8 @@ export function planImport(config: Config, current: ShopView[], prune = false): 
     const old = now.get(shop.jid);
     const body = Object.fromEntries(SHOP_FIELDS.map((f) => [f, shop[f]]));
     // Texts the store has but the config does not name go back to the language default.
-    if (old) for (const k of Object.keys((old.texts as object) ?? {})) if (!(k in shop.texts)) (body.texts as Record<string, unknown>)[k] = null;
+    if (old)
+      for (const k of Object.keys((old.texts as object) ?? {})) if (!(k in shop.texts)) (body.texts as Record<string, unknown>)[k] = null;
     const changed = SHOP_FIELDS.filter((f) => !old || !same(old[f], shop[f]));
     if (!old) steps.push({ say: `+ shop ${shop.jid} (${shop.name})`, method: 'PUT', path: `/shops/${e(shop.jid)}`, body });
     else if (changed.length) {
@@ -39,15 +40,27 @@ export function planImport(config: Config, current: ShopView[], prune = false): 
     for (const a of shop.agents) {
       const had = agents.get(a.jid);
       const path = `/shops/${e(shop.jid)}/agents/${e(a.jid)}`;
-      if (!had) steps.push({ say: `+ agent ${a.jid} in ${shop.jid} (max ${a.maxSessions})`, method: 'PUT', path, body: { maxSessions: a.maxSessions } });
+      if (!had)
+        steps.push({
+          say: `+ agent ${a.jid} in ${shop.jid} (max ${a.maxSessions})`,
+          method: 'PUT',
+          path,
+          body: { maxSessions: a.maxSessions },
+        });
       else if (had.maxSessions !== a.maxSessions) {
-        steps.push({ say: `~ agent ${a.jid} in ${shop.jid}: maxSessions ${had.maxSessions} → ${a.maxSessions}`, method: 'PUT', path, body: { maxSessions: a.maxSessions } });
+        steps.push({
+          say: `~ agent ${a.jid} in ${shop.jid}: maxSessions ${had.maxSessions} → ${a.maxSessions}`,
+          method: 'PUT',
+          path,
+          body: { maxSessions: a.maxSessions },
+        });
       }
     }
     if (prune && old) {
       const wanted = new Set(shop.agents.map((a) => a.jid));
       for (const a of old.agents) {
-        if (!wanted.has(a.jid)) steps.push({ say: `- agent ${a.jid} from ${shop.jid}`, method: 'DELETE', path: `/shops/${e(shop.jid)}/agents/${e(a.jid)}` });
+        if (!wanted.has(a.jid))
+          steps.push({ say: `- agent ${a.jid} from ${shop.jid}`, method: 'DELETE', path: `/shops/${e(shop.jid)}/agents/${e(a.jid)}` });
       }
     }
   }

@@ -40,7 +40,10 @@ export class ShimLink {
   private readonly maxTries: number;
   private readonly maxWaiting: number;
 
-  constructor(private readonly log: Log, opts: LinkOptions = {}) {
+  constructor(
+    private readonly log: Log,
+    opts: LinkOptions = {},
+  ) {
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
     this.maxTries = opts.maxTries ?? 3;
     this.maxWaiting = opts.maxWaiting ?? 10_000;
@@ -82,7 +85,13 @@ export class ShimLink {
   deliver(stanzas: (string | Buffer)[]): Promise<void> {
     if (stanzas.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const inj: Inject = { id: String(++this.lastId), stanzas: stanzas.map((s) => (typeof s === 'string' ? Buffer.from(s) : s)), tries: 0, resolve, reject };
+      const inj: Inject = {
+        id: String(++this.lastId),
+        stanzas: stanzas.map((s) => (typeof s === 'string' ? Buffer.from(s) : s)),
+        tries: 0,
+        resolve,
+        reject,
+      };
       this.write(inj);
     });
   }

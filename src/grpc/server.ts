@@ -2,7 +2,13 @@
 // notifications update presence; InjectAcks confirm what the sidecar sent on its own.
 import * as grpc from '@grpc/grpc-js';
 import {
-  Action, StanzaFilterService, type FilterRequest, type ShimMessage, type SidecarMessage, type StanzaFilterServer, type Verdict,
+  Action,
+  StanzaFilterService,
+  type FilterRequest,
+  type ShimMessage,
+  type SidecarMessage,
+  type StanzaFilterServer,
+  type Verdict,
 } from '../gen/consult/v1/filter.js';
 import type { Decision, Desk } from '../desk.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
@@ -32,18 +38,23 @@ export interface FilterHooks {
 /** Verdicts a stream may owe at once; past it, new stanzas are refused at once rather than queued. */
 export const MAX_OWED_PER_STREAM = 10_000;
 const OVERLOADED: Decision = {
-  action: 'reject', extra: [],
+  action: 'reject',
+  extra: [],
   error: { condition: 'resource-constraint', type: 'wait', text: 'the consult service is overloaded; please send again in a moment' },
 };
 
 const refusal = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 
 export function stanzaFilterHandlers(
-  desk: Desk, link: ShimLink, log: Log, hooks: FilterHooks = {}, auth = new ShimAuth([]),
+  desk: Desk,
+  link: ShimLink,
+  log: Log,
+  hooks: FilterHooks = {},
+  auth = new ShimAuth([]),
 ): StanzaFilterServer {
   const unauthenticated = () => refusal(grpc.status.UNAUTHENTICATED, 'a valid shim token is required (authorization: Bearer …)');
   const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
-    (hooks.track ? hooks.track(decide(req, deadline)) : decide(req, deadline));
+    hooks.track ? hooks.track(decide(req, deadline)) : decide(req, deadline);
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
   const decide = async (req: FilterRequest, deadline: number): Promise<Verdict> => {
     const started = process.hrtime.bigint();
@@ -56,7 +67,8 @@ export function stanzaFilterHandlers(
       hooks.observe?.('failed', seconds());
       log.error('decision failed', { seq: req.seq, err: e });
       return toVerdict(req.seq, {
-        action: 'reject', extra: [],
+        action: 'reject',
+        extra: [],
         error: { condition: 'internal-server-error', type: 'wait', text: 'the consult service failed to process this message' },
       });
     }
@@ -96,8 +108,10 @@ export function stanzaFilterHandlers(
             }
           });
         } else if (msg.injectAck) link.ack(call, msg.injectAck.id);
-        else if (msg.event) { const e = msg.event; events = events.then(() => onEvent(e, node)); }
-        else if (msg.hello) {
+        else if (msg.event) {
+          const e = msg.event;
+          events = events.then(() => onEvent(e, node));
+        } else if (msg.hello) {
           if (allowed !== '*' && msg.hello.node !== allowed) {
             log.warn('shim stream refused: hello claims another node than its token', { claimed: msg.hello.node, token: allowed });
             call.emit('error', refusal(grpc.status.PERMISSION_DENIED, `this token speaks for ${allowed}, not ${msg.hello.node}`));
@@ -121,7 +135,10 @@ export function stanzaFilterHandlers(
     filter(call, callback) {
       if (!auth.nodeOf(call.metadata)) return callback(unauthenticated());
       const grpcDeadline = call.getDeadline();
-      const deadline = Math.min(deadlineOf(call.request), grpcDeadline instanceof Date ? grpcDeadline.getTime() : Number(grpcDeadline) || Infinity);
+      const deadline = Math.min(
+        deadlineOf(call.request),
+        grpcDeadline instanceof Date ? grpcDeadline.getTime() : Number(grpcDeadline) || Infinity,
+      );
       void judge(call.request, deadline).then((v) => callback(null, v));
     },
     notify(call, callback) {
@@ -133,7 +150,11 @@ export function stanzaFilterHandlers(
 }
 
 export async function startGrpcServer(
-  handlers: StanzaFilterServer, host: string, port: number, addServices?: (server: grpc.Server) => void, maxStanzaBytes = 262144,
+  handlers: StanzaFilterServer,
+  host: string,
+  port: number,
+  addServices?: (server: grpc.Server) => void,
+  maxStanzaBytes = 262144,
 ): Promise<{ server: grpc.Server; port: number; nagleDisabled: boolean }> {
   // A request is one stanza plus a few fields: refuse anything much larger before it is buffered
   // (grpc-js would take 4 MiB). Still above maxStanzaBytes, so an oversized stanza gets its clear XMPP error.
@@ -146,7 +167,8 @@ export async function startGrpcServer(
   server.addService(StanzaFilterService, handlers);
   addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   return { server, port: bound, nagleDisabled: disableNagle(server) };
 }
 

@@ -38,7 +38,10 @@ export interface JournalStore {
 
 /** A commit that was taken back: the deadline passed first, or the write failed. */
 export class NotDurable extends Error {
-  constructor(readonly reason: 'deadline' | 'write-failed', message: string) {
+  constructor(
+    readonly reason: 'deadline' | 'write-failed',
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -74,7 +77,10 @@ export class Journal {
   private readonly maxBatch: number;
   private readonly snapshotMin: number;
 
-  constructor(private readonly store: JournalStore, private readonly opts: JournalOptions) {
+  constructor(
+    private readonly store: JournalStore,
+    private readonly opts: JournalOptions,
+  ) {
     this.now = opts.now ?? Date.now;
     this.maxBatch = opts.maxBatch ?? 10_000;
     this.snapshotMin = opts.snapshotMinChanges ?? 100_000;

@@ -22,7 +22,11 @@ export class SqlLease implements Lease {
   private lost?: (why: string) => void;
   private renewedAt = 0;
 
-  constructor(private readonly db: Queryable, readonly holder: string, private readonly ttlMs = 5000) {}
+  constructor(
+    private readonly db: Queryable,
+    readonly holder: string,
+    private readonly ttlMs = 5000,
+  ) {}
 
   /** True when this sidecar holds the lease now (and extends it). */
   private async take(): Promise<{ held: boolean; by: string }> {
@@ -30,7 +34,9 @@ export class SqlLease implements Lease {
       `INSERT INTO sidecar_lease (id, holder, expires_at) VALUES (1, $1, ${NOW_MS} + $2)
        ON CONFLICT (id) DO UPDATE SET holder = $1, expires_at = excluded.expires_at
        WHERE sidecar_lease.holder = $1 OR sidecar_lease.expires_at < ${NOW_MS}
-       RETURNING holder`, [this.holder, this.ttlMs]);
+       RETURNING holder`,
+      [this.holder, this.ttlMs],
+    );
     if (rows.length) return { held: true, by: this.holder };
     const [row] = await this.db.query(`SELECT holder FROM sidecar_lease WHERE id = 1`);
     return { held: false, by: row?.holder ?? '?' };

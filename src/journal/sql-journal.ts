@@ -8,7 +8,10 @@ import type { Lease } from './lease.js';
 export class LeaseLost extends Error {}
 
 export class SqlJournal implements JournalStore {
-  constructor(private readonly db: Driver, private readonly lease: Lease) {}
+  constructor(
+    private readonly db: Driver,
+    private readonly lease: Lease,
+  ) {}
 
   async append(records: ShopRecord[], snapshots: SnapshotWrite[]): Promise<void> {
     // Serialised before the first await: the caller's change objects stay as they are, but be strict anyway.
@@ -33,10 +36,14 @@ export class SqlJournal implements JournalStore {
   private async insert(q: Queryable, shops: string[], bodies: string[]): Promise<void> {
     if (shops.length === 0) return;
     const fence = `WHERE EXISTS (SELECT 1 FROM sidecar_lease WHERE id = 1 AND holder = $3) RETURNING seq`;
-    const rows = shops.length === 1
-      ? await q.query(`INSERT INTO journal (shop, body) SELECT $1::text, $2::text ${fence}`, [shops[0], bodies[0], this.lease.holder])
-      : await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b) ${fence}`,
-        [shops, bodies, this.lease.holder]);
+    const rows =
+      shops.length === 1
+        ? await q.query(`INSERT INTO journal (shop, body) SELECT $1::text, $2::text ${fence}`, [shops[0], bodies[0], this.lease.holder])
+        : await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b) ${fence}`, [
+            shops,
+            bodies,
+            this.lease.holder,
+          ]);
     if (rows.length !== shops.length) throw new LeaseLost(`journal write refused: ${this.lease.holder} no longer holds the lease`);
   }
 

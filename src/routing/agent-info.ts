@@ -32,10 +32,17 @@ export interface AgentInfo {
 export function agentInfo(i: AgentInfo): XmlElement {
   const mine = i.sessions.filter((s) => s.agent === i.agent).sort((a, b) => a.startedAt - b.startedAt);
   const listed = mine.slice(0, INFO_MAX_SESSIONS);
-  const info = el('info', { xmlns: NS_AGENT_INFO, shop: i.shop, queue: String(i.queue), status: i.status, sessions: String(mine.length) },
-    listed.map((s) => el('session', {
-      visitor: s.visitor, since: String(s.startedAt), last: String(Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt)),
-    })));
+  const info = el(
+    'info',
+    { xmlns: NS_AGENT_INFO, shop: i.shop, queue: String(i.queue), status: i.status, sessions: String(mine.length) },
+    listed.map((s) =>
+      el('session', {
+        visitor: s.visitor,
+        since: String(s.startedAt),
+        last: String(Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt)),
+      }),
+    ),
+  );
   const text = `${mine.length} open session${mine.length === 1 ? '' : 's'}, ${i.queue} waiting`;
   const out = notice({ shop: i.shop, to: i.agent, realfrom: i.shop, qchatid: QCHAT_TO_AGENT, now: i.now, text });
   out.children.push(info);

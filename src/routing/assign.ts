@@ -8,7 +8,12 @@ export interface Candidate {
   lastAssignedAt: number;
 }
 
-export function pickAgent(strategy: Strategy, candidates: Candidate[], sticky: string | undefined, random: () => number = Math.random): string | undefined {
+export function pickAgent(
+  strategy: Strategy,
+  candidates: Candidate[],
+  sticky: string | undefined,
+  random: () => number = Math.random,
+): string | undefined {
   if (candidates.length === 0) return undefined;
   if (strategy === 'sticky' && sticky && candidates.some((c) => c.agent === sticky)) return sticky;
   if (strategy === 'random') return candidates[Math.floor(random() * candidates.length)].agent;

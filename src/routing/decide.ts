@@ -6,7 +6,15 @@ import type { Config } from '../config.js';
 import { AGENT_STATUSES, type AgentStatus, type Membership, type Shop } from '../store.js';
 import { bareJid } from '../xmpp/jid.js';
 import {
-  QCHAT_TO_AGENT, QCHAT_TO_VISITOR, ack, autoReply, ensureBodyId, notice, relay, replay, withoutRealAddresses,
+  QCHAT_TO_AGENT,
+  QCHAT_TO_VISITOR,
+  ack,
+  autoReply,
+  ensureBodyId,
+  notice,
+  relay,
+  replay,
+  withoutRealAddresses,
 } from '../xmpp/stanzas.js';
 import { findChild, parseElement, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
 import { pickAgent } from './assign.js';
@@ -35,7 +43,9 @@ export class ConsultError extends Error {
 
 export const PASS: Decision = { action: 'pass', extra: [] };
 export const reject = (condition: string, type: StanzaErrorInfo['type'], text: string): Decision => ({
-  action: 'reject', error: { condition, type, text }, extra: [],
+  action: 'reject',
+  error: { condition, type, text },
+  extra: [],
 });
 const refuse = (condition: string, type: StanzaErrorInfo['type'], text: string) => new ConsultError({ condition, type, text });
 const rewrite = (stanza: XmlElement, extra: XmlElement[], xml = serialize(stanza)): Decision => ({ action: 'rewrite', stanza, xml, extra });
@@ -123,7 +133,10 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   if (!shop.queueEnabled) return drop([...extra, noAgent()]); // not kept, so not acked
   const already = st.queue.has(visitor);
   if (!already && st.queue.size >= st.limits.queueMax) {
-    return { ...reject('resource-constraint', 'wait', `${st.queue.size} visitors are already waiting for ${shop.jid}; please try again later`), extra };
+    return {
+      ...reject('resource-constraint', 'wait', `${st.queue.size} visitors are already waiting for ${shop.jid}; please try again later`),
+      extra,
+    };
   }
   const xml = serialize(stanza);
   const refused = keptFull(st, visitor, xml);
@@ -133,7 +146,15 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   if (already) return drop([...acked, ...extra]);
   const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
   const told = anyoneServing
-    ? notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: render(cx.texts.queuePosition, { position: st.queue.size }) })
+    ? notice({
+        shop: shop.jid,
+        to: visitor,
+        realfrom: shop.jid,
+        qchatid: QCHAT_TO_VISITOR,
+        now,
+        autoReply: true,
+        text: render(cx.texts.queuePosition, { position: st.queue.size }),
+      })
     : noAgent();
   return drop([...acked, ...extra, told]);
 }
@@ -153,12 +174,20 @@ function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
 function keptFull(st: ShopState, visitor: string, xml: string): Decision | undefined {
   const kept = st.kept.get(visitor) ?? [];
   if (kept.length >= st.limits.keptPerVisitor) {
-    return reject('resource-constraint', 'wait', `${kept.length} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`);
+    return reject(
+      'resource-constraint',
+      'wait',
+      `${kept.length} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`,
+    );
   }
   let bytes = xml.length;
   for (const m of kept) bytes += m.xml.length;
   if (bytes <= st.limits.keptBytesPerVisitor) return undefined;
-  return reject('resource-constraint', 'wait', `your messages waiting for an agent of ${st.shop} would exceed ${st.limits.keptBytesPerVisitor} bytes; please wait for a reply`);
+  return reject(
+    'resource-constraint',
+    'wait',
+    `your messages waiting for an agent of ${st.shop} would exceed ${st.limits.keptBytesPerVisitor} bytes; please wait for a reply`,
+  );
 }
 
 // ---- agents --------------------------------------------------------------------
@@ -177,9 +206,8 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   const command = bodyId ? parseCommand(textOf(findChild(stanza, 'body')!), cx.shop.jid) : undefined;
   if (command) {
     try {
-      const out = command.name === 'close'
-        ? closeSession(cx, w, session, 'agent')
-        : transferSession(cx, w, session, command.to, command.reason);
+      const out =
+        command.name === 'close' ? closeSession(cx, w, session, 'agent') : transferSession(cx, w, session, command.to, command.reason);
       return drop([...acked, ...out, ...serveQueue(cx, w)]);
     } catch (e) {
       if (e instanceof ConsultError) return { action: 'reject', error: e.error, extra: [] };
@@ -204,12 +232,14 @@ function servedVisitor(st: ShopState, stanza: XmlElement, shop: Shop, agent: str
   }
   const mine = st.byAgent.get(agent);
   if (mine?.size === 1) return { session: st.sessions.get(mine.values().next().value!)! };
-  if (!mine?.size) return { error: { condition: 'item-not-found', type: 'cancel', text: `you have no open consult session for ${shop.jid}` } };
+  if (!mine?.size)
+    return { error: { condition: 'item-not-found', type: 'cancel', text: `you have no open consult session for ${shop.jid}` } };
   const listed = [...mine].sort().slice(0, LISTED_VISITORS);
   const more = mine.size > LISTED_VISITORS ? `, and ${mine.size - LISTED_VISITORS} more` : '';
   return {
     error: {
-      condition: 'not-acceptable', type: 'modify',
+      condition: 'not-acceptable',
+      type: 'modify',
       text: `you serve ${mine.size} visitors of ${shop.jid}; set realto to one of: ${listed.join(', ')}${more}`,
     },
   };
@@ -263,7 +293,8 @@ export function transferSession(cx: ShopContext, w: Changes, s: Session, toAgent
   if (toAgent === s.agent) throw refuse('conflict', 'cancel', `${toAgent} already serves ${s.visitor}`);
   if (!cx.agentState(toAgent).assignable) throw refuse('recipient-unavailable', 'wait', `${toAgent} is not available to take chats`);
   const load = w.state.load(toAgent);
-  if (load >= target.maxSessions) throw refuse('resource-constraint', 'wait', `${toAgent} already has ${load} of ${target.maxSessions} sessions`);
+  if (load >= target.maxSessions)
+    throw refuse('resource-constraint', 'wait', `${toAgent} already has ${load} of ${target.maxSessions} sessions`);
   return handOver(cx, w, s, toAgent, reason);
 }
 
@@ -276,9 +307,31 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
   const because = reason ? render(t.transferReason, { reason }) : '';
   const history = (w.state.history.get(s.visitor) ?? []).map((h) => replayed(h.xml, toAgent, h.at, shop.jid));
   return [
-    notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: render(t.transferToVisitor, { from, to: toAgent }) }),
-    notice({ shop: shop.jid, to: from, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, autoReply: true, text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }) }),
-    notice({ shop: shop.jid, to: toAgent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: render(t.transferToNewAgent, { from, visitor: s.visitor, reason: because }) }),
+    notice({
+      shop: shop.jid,
+      to: s.visitor,
+      realfrom: toAgent,
+      qchatid: QCHAT_TO_VISITOR,
+      now,
+      text: render(t.transferToVisitor, { from, to: toAgent }),
+    }),
+    notice({
+      shop: shop.jid,
+      to: from,
+      realfrom: s.visitor,
+      qchatid: QCHAT_TO_AGENT,
+      now,
+      autoReply: true,
+      text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }),
+    }),
+    notice({
+      shop: shop.jid,
+      to: toAgent,
+      realfrom: s.visitor,
+      qchatid: QCHAT_TO_AGENT,
+      now,
+      text: render(t.transferToNewAgent, { from, visitor: s.visitor, reason: because }),
+    }),
     ...history,
   ];
 }
@@ -348,7 +401,10 @@ export function statusCommand(stanza: XmlElement): AgentStatus | undefined {
 }
 
 /** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent> [reason]`. */
-export function parseCommand(text: string, shopJid: string): { name: 'close' } | { name: 'transfer'; to: string; reason: string } | undefined {
+export function parseCommand(
+  text: string,
+  shopJid: string,
+): { name: 'close' } | { name: 'transfer'; to: string; reason: string } | undefined {
   const m = /^\/(close|end|transfer)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(text.trim());
   if (!m) return undefined;
   if (m[1] !== 'transfer') return { name: 'close' };

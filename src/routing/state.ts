@@ -65,7 +65,10 @@ export class ShopState {
    */
   sticky: LRUCache<string, Sticky>;
 
-  constructor(readonly shop: string, public limits: Limits) {
+  constructor(
+    readonly shop: string,
+    public limits: Limits,
+  ) {
     this.sticky = new LRUCache({ max: limits.stickyMax });
   }
 
@@ -99,7 +102,9 @@ export class ShopState {
 
   /** Drops expired sticky hints (timers, and after loading). */
   purgeSticky(now: number): void {
-    const expired = this.stickyOldestFirst().filter(([, s]) => s.until <= now).map(([v]) => v);
+    const expired = this.stickyOldestFirst()
+      .filter(([, s]) => s.until <= now)
+      .map(([v]) => v);
     for (const v of expired) this.sticky.delete(v);
   }
 
@@ -151,11 +156,21 @@ export class ShopState {
             st.sessions.set(r[1].visitor, { ...r[1], shop });
             serving(st, r[1].agent).add(r[1].visitor);
             break;
-          case 'q': st.queue.set(r[1], r[2]); break;
-          case 'k': push(st.kept, r[1], { at: r[2], xml: r[3] }); break;
-          case 'h': push(st.history, r[1], { at: r[2], xml: r[3] }); break;
-          case 'a': st.lastAssigned.set(r[1], r[2]); break;
-          case 't': st.sticky.set(r[1], { agent: r[2], until: r[3] }); break;
+          case 'q':
+            st.queue.set(r[1], r[2]);
+            break;
+          case 'k':
+            push(st.kept, r[1], { at: r[2], xml: r[3] });
+            break;
+          case 'h':
+            push(st.history, r[1], { at: r[2], xml: r[3] });
+            break;
+          case 'a':
+            st.lastAssigned.set(r[1], r[2]);
+            break;
+          case 't':
+            st.sticky.set(r[1], { agent: r[2], until: r[3] });
+            break;
         }
       }
     }
@@ -224,7 +239,14 @@ export function apply(st: ShopState, c: Change): Undo {
   switch (c.op) {
     case 'open': {
       const session: Session = {
-        visitor: c.v, shop: st.shop, agent: c.agent, startedAt: c.at, lastVisitorAt: 0, lastAgentAt: 0, remindedAt: 0, orphanedAt: 0,
+        visitor: c.v,
+        shop: st.shop,
+        agent: c.agent,
+        startedAt: c.at,
+        lastVisitorAt: 0,
+        lastAgentAt: 0,
+        remindedAt: 0,
+        orphanedAt: 0,
       };
       const prevAssigned = st.lastAssigned.get(c.agent);
       st.sessions.set(c.v, session);
@@ -255,7 +277,9 @@ export function apply(st: ShopState, c: Change): Undo {
       const field = c.op === 'remind' ? 'remindedAt' : 'orphanedAt';
       const prev = s[field];
       s[field] = c.at;
-      return () => { s[field] = prev; };
+      return () => {
+        s[field] = prev;
+      };
     }
     case 'move': {
       const s = st.sessions.get(c.v);
@@ -311,7 +335,9 @@ export function apply(st: ShopState, c: Change): Undo {
     case 'enqueue': {
       if (st.queue.has(c.v)) return noop;
       st.queue.set(c.v, c.at);
-      return () => { st.queue.delete(c.v); };
+      return () => {
+        st.queue.delete(c.v);
+      };
     }
     case 'dequeue': {
       const at = st.queue.get(c.v);

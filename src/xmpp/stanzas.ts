@@ -12,8 +12,18 @@ export const generatedBodyId = () => `add_${randomUUID().replace(/-/g, '')}`;
 
 /** Attributes the server owns on a relayed consult message; a client's values are discarded. */
 const SERVER_ATTRS = new Set([
-  'xmlns', 'from', 'to', 'type', 'realfrom', 'realto', 'channelid', 'qchatid', 'msec_times',
-  'auto_reply', 'no_update_msg_log', 'carbon_message',
+  'xmlns',
+  'from',
+  'to',
+  'type',
+  'realfrom',
+  'realto',
+  'channelid',
+  'qchatid',
+  'msec_times',
+  'auto_reply',
+  'no_update_msg_log',
+  'carbon_message',
 ]);
 
 export interface RelayAddress {
@@ -33,8 +43,16 @@ export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): 
   return el(
     'message',
     {
-      xmlns: 'jabber:client', from: a.shop, to: a.to, type, realfrom: a.realfrom, realto: a.to,
-      channelid: CHANNEL_RECV, qchatid: a.qchatid, msec_times: String(a.now), ...kept,
+      xmlns: 'jabber:client',
+      from: a.shop,
+      to: a.to,
+      type,
+      realfrom: a.realfrom,
+      realto: a.to,
+      channelid: CHANNEL_RECV,
+      qchatid: a.qchatid,
+      msec_times: String(a.now),
+      ...kept,
     },
     original.children,
   );
@@ -42,9 +60,7 @@ export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): 
 
 /** The mstat ack: no from, like QChat's server ack. */
 export function ack(to: string, bodyId: string, now: number): XmlElement {
-  return el('message', { xmlns: 'jabber:client', type: 'mstat', msec_times: String(now), to }, [
-    el('body', { id: bodyId, stat: 'sent' }),
-  ]);
+  return el('message', { xmlns: 'jabber:client', type: 'mstat', msec_times: String(now), to }, [el('body', { id: bodyId, stat: 'sent' })]);
 }
 
 export interface AutoReply {
@@ -57,7 +73,11 @@ export interface AutoReply {
 
 /** Welcome / no-agent auto reply to a visitor (seed: qchatid 5, auto_reply, no_update_msg_log, maType 3). */
 export function autoReply(r: AutoReply): XmlElement {
-  return serverMessage({ shop: r.shop, to: r.visitor, realfrom: r.realfrom, qchatid: QCHAT_TO_VISITOR, text: r.text, now: r.now, autoReply: true }, '1', [el('active', {})]);
+  return serverMessage(
+    { shop: r.shop, to: r.visitor, realfrom: r.realfrom, qchatid: QCHAT_TO_VISITOR, text: r.text, now: r.now, autoReply: true },
+    '1',
+    [el('active', {})],
+  );
 }
 
 /** The body id to ack, generating (and writing) one when the client sent none. */
@@ -94,8 +114,17 @@ function serverMessage(n: Notice, msgType: string, trailer: XmlElement[] = []): 
   return el(
     'message',
     {
-      xmlns: 'jabber:client', from: n.shop, to: n.to, msec_times: String(n.now), realfrom: n.realfrom, realto: n.to,
-      type: 'consult', channelid: CHANNEL_RECV, qchatid: n.qchatid, auto_reply: String(n.autoReply ?? false), no_update_msg_log: 'true',
+      xmlns: 'jabber:client',
+      from: n.shop,
+      to: n.to,
+      msec_times: String(n.now),
+      realfrom: n.realfrom,
+      realto: n.to,
+      type: 'consult',
+      channelid: CHANNEL_RECV,
+      qchatid: n.qchatid,
+      auto_reply: String(n.autoReply ?? false),
+      no_update_msg_log: 'true',
     },
     [el('body', { id: serverMessageId(), msgType, maType: '3' }, [n.text]), ...trailer],
   );

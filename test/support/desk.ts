@@ -27,7 +27,10 @@ export class Backends {
 
   async stores(backend: Backend): Promise<Stores> {
     if (backend === 'memory') return { store: new MemoryStore(), journal: new MemoryJournal() };
-    const db = backend === 'pglite' ? (this.pglite ??= await pgliteDriver()) : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
+    const db =
+      backend === 'pglite'
+        ? (this.pglite ??= await pgliteDriver())
+        : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
     const stores = await storesOn(db, `test-${backend}`);
     await db.query(`TRUNCATE ${TABLES}`);
     await stores.lease.acquire();
@@ -62,7 +65,12 @@ export class TestOutbox implements Outbox {
       done();
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.held!.push(() => { done(); resolve(); }));
+    return new Promise((resolve) =>
+      this.held!.push(() => {
+        done();
+        resolve();
+      }),
+    );
   }
 
   hold(): void {
@@ -106,7 +114,15 @@ export async function deskWorld(o: WorldOptions) {
     const presence = new Presence(stores.store);
     await presence.load();
     const desk = new Desk({
-      config: o.config, directory, presence, journalStore: stores.journal, link: outbox, log: silent, now: () => clock, random: o.random, onBatch: o.onBatch,
+      config: o.config,
+      directory,
+      presence,
+      journalStore: stores.journal,
+      link: outbox,
+      log: silent,
+      now: () => clock,
+      random: o.random,
+      onBatch: o.onBatch,
     });
     await desk.syncShops();
     return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(silent), silent, o.hooks) };
@@ -114,23 +130,41 @@ export async function deskWorld(o: WorldOptions) {
   let parts = await build();
   let seq = 0;
 
-  const filter = (xml: string, deadlineMs = 0) => new Promise<Verdict>((resolve, reject) => {
-    const request: FilterRequest = { seq: String(++seq), hook: Hook.HOOK_FILTER_PACKET, host: 'test', stanza: Buffer.from(xml), deadlineMs: String(deadlineMs) };
-    parts.handlers.filter({ request, getDeadline: () => Infinity } as never, ((err: Error | null, v: Verdict) => (err ? reject(err) : resolve(v))) as never);
-  });
+  const filter = (xml: string, deadlineMs = 0) =>
+    new Promise<Verdict>((resolve, reject) => {
+      const request: FilterRequest = {
+        seq: String(++seq),
+        hook: Hook.HOOK_FILTER_PACKET,
+        host: 'test',
+        stanza: Buffer.from(xml),
+        deadlineMs: String(deadlineMs),
+      };
+      parts.handlers.filter(
+        { request, getDeadline: () => Infinity } as never,
+        ((err: Error | null, v: Verdict) => (err ? reject(err) : resolve(v))) as never,
+      );
+    });
   const event = (kind: Kind, jid: string, show = '') => parts.desk.handleEvent({ kind, jid, show, priority: 0, status: '' }, 'node1');
 
   return {
     ...stores,
     outbox,
     sent: outbox.sent,
-    get desk() { return parts.desk; },
-    get directory() { return parts.directory; },
-    get presence() { return parts.presence; },
+    get desk() {
+      return parts.desk;
+    },
+    get directory() {
+      return parts.directory;
+    },
+    get presence() {
+      return parts.presence;
+    },
     filter,
     event,
     now: () => clock,
-    advance: (ms: number) => { clock += ms; },
+    advance: (ms: number) => {
+      clock += ms;
+    },
     takeSent: () => outbox.sent.splice(0),
     /** A new Desk on the same stores: what a restarted sidecar would know. */
     restart: async () => {

@@ -131,8 +131,11 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
 
   try {
     if (contrib) {
-      execFileSync('make', ['-s', '-C', opts.shimSourceDir ?? path.join(repoRoot, 'erlang-shim'), 'install-source',
-        `CONTRIB_MODULES_PATH=${L.modulesDir}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync(
+        'make',
+        ['-s', '-C', opts.shimSourceDir ?? path.join(repoRoot, 'erlang-shim'), 'install-source', `CONTRIB_MODULES_PATH=${L.modulesDir}`],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       fs.mkdirSync(L.modulesConfDir, { recursive: true });
     }
     node.prepare();
@@ -181,11 +184,19 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
 }
 
 function logSize(file: string): number {
-  try { return fs.statSync(file).size; } catch { return 0; }
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 function logSince(file: string, offset: number): string {
-  try { return fs.readFileSync(file).subarray(offset).toString('utf8'); } catch { return ''; }
+  try {
+    return fs.readFileSync(file).subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
 }
 
 /**

@@ -20,7 +20,12 @@ export interface Postgres {
 function binDir(): string {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   const base = '/usr/lib/postgresql';
-  const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => /^\d+$/.test(v)).sort((a, b) => +b - +a) : [];
+  const versions = fs.existsSync(base)
+    ? fs
+        .readdirSync(base)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => +b - +a)
+    : [];
   for (const v of versions) if (fs.existsSync(path.join(base, v, 'bin', 'initdb'))) return path.join(base, v, 'bin');
   throw new Error('PostgreSQL server binaries not found (apt-get install -y postgresql, or set PG_BIN)');
 }
@@ -42,16 +47,31 @@ export async function startPostgres(): Promise<Postgres> {
     if (stopped) return;
     stopped = true;
     try {
-      if (fs.existsSync(path.join(data, 'postmaster.pid'))) execFileSync(...cmd('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w']), { stdio: 'ignore' });
-    } catch { /* already gone */ }
+      if (fs.existsSync(path.join(data, 'postmaster.pid')))
+        execFileSync(...cmd('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w']), { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
     if (process.env.KEEP_POSTGRES !== '1') fs.rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', stopSync); // a failing or aborted test run still leaves no server behind
 
   try {
     await run(...cmd('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']));
-    await run(...cmd('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'log'),
-      '-o', `-k ${dir} -c listen_addresses=127.0.0.1 -p ${port} -c fsync=off -c max_connections=100`]));
+    await run(
+      ...cmd('pg_ctl', [
+        'start',
+        '-w',
+        '-t',
+        '60',
+        '-D',
+        data,
+        '-l',
+        path.join(dir, 'log'),
+        '-o',
+        `-k ${dir} -c listen_addresses=127.0.0.1 -p ${port} -c fsync=off -c max_connections=100`,
+      ]),
+    );
     const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
     await admin.connect();
     await admin.query('CREATE DATABASE test');

@@ -24,10 +24,14 @@ export function writeConfig(config: unknown): string {
 }
 
 export function startSidecar(configFile: string, port: number): SidecarProcess {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', configFile, '--grpc-port', String(port)], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', configFile, '--grpc-port', String(port)],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const lines: string[] = [];
   let listeners: (() => void)[] = [];
   const onData = (buf: Buffer) => {

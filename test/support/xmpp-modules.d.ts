@@ -11,10 +11,7 @@ declare module '@xmpp/client' {
     reconnect: { stop(): void };
     iqCaller: { request(el: Element, timeout?: number): Promise<Element> };
   }
-  export type Authenticate = (
-    credentials: { username: string; password: string },
-    mechanism: string,
-  ) => Promise<void>;
+  export type Authenticate = (credentials: { username: string; password: string }, mechanism: string) => Promise<void>;
   export function client(options: {
     credentials?: (authenticate: Authenticate, mechanisms: string[]) => Promise<void>;
     service: string;

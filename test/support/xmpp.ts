@@ -82,7 +82,9 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
   // Errors (stream errors, socket resets) must not crash the test process;
   // they surface as timeouts / failed sends with the log of what arrived.
   const errors: Error[] = [];
-  xmpp.on('error', (e: Error) => { errors.push(e); });
+  xmpp.on('error', (e: Error) => {
+    errors.push(e);
+  });
 
   const startTimeout = new Promise<never>((_, reject) => {
     const t = setTimeout(() => reject(new Error(`XMPP connect to ${opts.service} as ${opts.username} timed out`)), 10_000);
@@ -121,7 +123,10 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
       return new Promise<Element>((resolve, reject) => {
         const w: Waiter = {
           pred,
-          resolve: (el) => { clearTimeout(timer); resolve(el); },
+          resolve: (el) => {
+            clearTimeout(timer);
+            resolve(el);
+          },
         };
         const timer = setTimeout(() => {
           waiters = waiters.filter((x) => x !== w);
@@ -135,10 +140,7 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
     async stop() {
       xmpp.reconnect.stop();
       // Bounded: a half-dead socket must not hang the test's teardown.
-      await Promise.race([
-        xmpp.stop().catch(() => undefined),
-        new Promise((r) => setTimeout(r, 3000).unref()),
-      ]);
+      await Promise.race([xmpp.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 3000).unref())]);
     },
   };
 }

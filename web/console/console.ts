@@ -5,11 +5,38 @@
 // src/routing/agent-info.ts with a structured child) to list the sessions it holds and the queue.
 // Message text is always written with textContent.
 import { client, xml, type XElement, type XmppClient } from '@xmpp/client';
-import { NS_AGENT_INFO, agentMessage, bare, h, loadConfig, newId, readmark, readmarkIds, timeOf, type WebConfig } from '../shared/consult.js';
+import {
+  NS_AGENT_INFO,
+  agentMessage,
+  bare,
+  h,
+  loadConfig,
+  newId,
+  readmark,
+  readmarkIds,
+  timeOf,
+  type WebConfig,
+} from '../shared/consult.js';
 
 type Who = 'me' | 'visitor' | 'system' | 'other';
-interface Entry { id: string; who: Who; text: string; at: number; state?: 'pending' | 'sent' | 'read' | 'error'; error?: string; from?: string }
-interface Conversation { key: string; shop: string; visitor: string; entries: Entry[]; unread: number; closed: boolean; seen: Set<string> }
+interface Entry {
+  id: string;
+  who: Who;
+  text: string;
+  at: number;
+  state?: 'pending' | 'sent' | 'read' | 'error';
+  error?: string;
+  from?: string;
+}
+interface Conversation {
+  key: string;
+  shop: string;
+  visitor: string;
+  entries: Entry[];
+  unread: number;
+  closed: boolean;
+  seen: Set<string>;
+}
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 const loginForm = $<HTMLFormElement>('#login');
@@ -68,11 +95,22 @@ function renderTabs(): void {
     const tl = h('div', { role: 'tablist', 'aria-label': `Visitors of ${shop}` });
     for (const c of list) {
       const selected = c.key === active;
-      const b = h('button', { type: 'button', role: 'tab', class: `tab${c.closed ? ' closed' : ''}`, 'aria-selected': String(selected), 'aria-controls': 'chat', 'data-visitor': c.visitor, id: `tab-${tabIndex(c)}` });
+      const b = h('button', {
+        type: 'button',
+        role: 'tab',
+        class: `tab${c.closed ? ' closed' : ''}`,
+        'aria-selected': String(selected),
+        'aria-controls': 'chat',
+        'data-visitor': c.visitor,
+        id: `tab-${tabIndex(c)}`,
+      });
       b.append(h('span', { class: 'tab-name' }, c.visitor.split('@')[0]!));
       if (c.closed) b.append(h('span', { class: 'tab-state' }, 'closed'));
       if (c.unread > 0) b.append(h('span', { class: 'unread', 'aria-label': `${c.unread} unread` }, String(c.unread)));
-      b.addEventListener('click', () => { active = c.key; show(); });
+      b.addEventListener('click', () => {
+        active = c.key;
+        show();
+      });
       tl.append(b);
     }
     group.append(tl);
@@ -83,7 +121,10 @@ function renderTabs(): void {
   document.title = `${total ? `(${total}) ` : ''}Agent console`;
 }
 const tabIds = new Map<string, number>();
-const tabIndex = (c: Conversation) => { if (!tabIds.has(c.key)) tabIds.set(c.key, tabIds.size + 1); return tabIds.get(c.key)!; };
+const tabIndex = (c: Conversation) => {
+  if (!tabIds.has(c.key)) tabIds.set(c.key, tabIds.size + 1);
+  return tabIds.get(c.key)!;
+};
 
 function renderEntry(e: Entry): HTMLLIElement {
   const li = h('li', { class: `msg ${e.who}`, 'data-id': e.id });
@@ -93,7 +134,14 @@ function renderEntry(e: Entry): HTMLLIElement {
   if (e.state) {
     li.dataset.state = e.state;
     const label = { pending: 'sending', sent: 'delivered', read: 'read', error: 'not delivered' }[e.state];
-    meta.append(' ', h('span', { class: 'tick', 'aria-label': label, title: label }, e.state === 'read' ? '✓✓' : e.state === 'sent' ? '✓' : e.state === 'error' ? '!' : '…'));
+    meta.append(
+      ' ',
+      h(
+        'span',
+        { class: 'tick', 'aria-label': label, title: label },
+        e.state === 'read' ? '✓✓' : e.state === 'sent' ? '✓' : e.state === 'error' ? '!' : '…',
+      ),
+    );
   }
   if (e.error) meta.append(' ', h('span', { class: 'error' }, e.error));
   li.append(meta);
@@ -126,7 +174,13 @@ function markSeen(c: Conversation): void {
   for (const e of fresh) c.seen.add(e.id);
   void xmpp.send(readmark({ to: c.shop, realto: c.visitor, ids: fresh.map((e) => e.id) })).catch(() => undefined);
 }
-document.addEventListener('visibilitychange', () => { const c = active && convs.get(active); if (c) { markSeen(c); renderTabs(); } });
+document.addEventListener('visibilitychange', () => {
+  const c = active && convs.get(active);
+  if (c) {
+    markSeen(c);
+    renderTabs();
+  }
+});
 
 function push(c: Conversation, e: Entry): void {
   if (c.entries.some((x) => x.id === e.id)) return;
@@ -136,12 +190,16 @@ function push(c: Conversation, e: Entry): void {
     if (c.key === active && document.visibilityState === 'visible') markSeen(c);
     else c.unread++;
   }
-  if (c.key === active) show(); else renderTabs();
+  if (c.key === active) show();
+  else renderTabs();
 }
 
 function findMine(id: string | undefined): [Conversation, Entry] | undefined {
   if (!id) return undefined;
-  for (const c of convs.values()) { const e = c.entries.find((x) => x.id === id && x.who === 'me'); if (e) return [c, e]; }
+  for (const c of convs.values()) {
+    const e = c.entries.find((x) => x.id === id && x.who === 'me');
+    if (e) return [c, e];
+  }
   return undefined;
 }
 
@@ -154,10 +212,17 @@ function onStanza(el: XElement): void {
     const cmd = id ? pendingCommands.get(id) : undefined;
     if (cmd) {
       pendingCommands.delete(id!);
-      if (cmd.kind !== 'reply') { cmd.conv.closed = true; show(); void refresh(); }
+      if (cmd.kind !== 'reply') {
+        cmd.conv.closed = true;
+        show();
+        void refresh();
+      }
     }
     const hit = findMine(id);
-    if (hit && hit[1].state === 'pending') { hit[1].state = 'sent'; if (hit[0].key === active) show(); }
+    if (hit && hit[1].state === 'pending') {
+      hit[1].state = 'sent';
+      if (hit[0].key === active) show();
+    }
     return;
   }
   if (type === 'error') {
@@ -165,12 +230,18 @@ function onStanza(el: XElement): void {
     const text = err?.getChildText('text') ?? 'error';
     if (id) pendingCommands.delete(id);
     const hit = findMine(id);
-    if (hit) { hit[1].state = 'error'; hit[1].error = text; if (hit[0].key === active) show(); }
-    else notice(text);
+    if (hit) {
+      hit[1].state = 'error';
+      hit[1].error = text;
+      if (hit[0].key === active) show();
+    } else notice(text);
     return;
   }
   const info = el.getChild('info', NS_AGENT_INFO);
-  if (info) { applyInfo(bare(el.attrs.from), info); return; }
+  if (info) {
+    applyInfo(bare(el.attrs.from), info);
+    return;
+  }
   const realfrom = bare(el.attrs.realfrom);
   const realto = bare(el.attrs.realto);
   const shop = bare(el.attrs.from);
@@ -187,7 +258,10 @@ function onStanza(el: XElement): void {
   if (!body) return;
   const text = body.text();
   const at = Number(el.attrs.msec_times) || Date.now();
-  if (visitor === shop) { notice(text); return; } // e.g. the answer to /status
+  if (visitor === shop) {
+    notice(text);
+    return;
+  } // e.g. the answer to /status
   const c = conv(shop, visitor);
   const delayed = !!el.getChild('delay', 'urn:xmpp:delay');
   if (body.attrs.msgType === '15') {
@@ -237,7 +311,10 @@ replyForm.addEventListener('submit', (ev) => {
   void xmpp.send(agentMessage({ shop: c.shop, visitor: c.visitor, id, text }));
 });
 replyInput.addEventListener('keydown', (ev) => {
-  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); replyForm.requestSubmit(); }
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    replyForm.requestSubmit();
+  }
 });
 transferForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -268,12 +345,18 @@ loginForm.addEventListener('submit', async (ev) => {
   try {
     cfg = await loadConfig(new URL('.', location.href));
     const x = client({
-      service: cfg.service, domain: cfg.domain, resource: `console-${newId().slice(0, 6).toLowerCase()}`,
-      credentials: (authenticate, mechanisms) => authenticate({ username, password }, mechanisms.includes('PLAIN') ? 'PLAIN' : mechanisms[0]!),
+      service: cfg.service,
+      domain: cfg.domain,
+      resource: `console-${newId().slice(0, 6).toLowerCase()}`,
+      credentials: (authenticate, mechanisms) =>
+        authenticate({ username, password }, mechanisms.includes('PLAIN') ? 'PLAIN' : mechanisms[0]!),
     });
     x.on('stanza', onStanza);
     x.on('error', () => undefined);
-    x.on('status', (s: string) => { connStatus.textContent = s === 'online' ? 'online' : `${s}…`; connStatus.dataset.online = String(s === 'online'); });
+    x.on('status', (s: string) => {
+      connStatus.textContent = s === 'online' ? 'online' : `${s}…`;
+      connStatus.dataset.online = String(s === 'online');
+    });
     x.on('online', async (jid) => {
       me = bare(jid.toString());
       await x.send(xml('presence'));

@@ -11,26 +11,46 @@ export const bare = (jid: string | undefined): string => (jid ?? '').split('/')[
 /** A 32-hex-digit id like the seed's body ids. */
 export function newId(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('').toUpperCase();
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0'))
+    .join('')
+    .toUpperCase();
 }
 
 /** The visitor's message to a shop: the seed's first stanza. */
 export function visitorMessage(o: { shop: string; me: string; realto: string; id: string; text: string }): XElement {
-  return xml('message', {
-    type: 'consult', to: o.shop, realfrom: o.me, realto: o.realto, channelid: CHANNEL_SEND, qchatid: '4', isHiddenMsg: '0',
-  }, xml('body', { msgType: '1', maType: '6', id: o.id }, o.text), xml('active', { xmlns: NS_CHATSTATES }));
+  return xml(
+    'message',
+    {
+      type: 'consult',
+      to: o.shop,
+      realfrom: o.me,
+      realto: o.realto,
+      channelid: CHANNEL_SEND,
+      qchatid: '4',
+      isHiddenMsg: '0',
+    },
+    xml('body', { msgType: '1', maType: '6', id: o.id }, o.text),
+    xml('active', { xmlns: NS_CHATSTATES }),
+  );
 }
 
 /** An agent's message to a shop for one visitor: the seed's reply, always with realto. */
 export function agentMessage(o: { shop: string; visitor: string; id: string; text: string }): XElement {
-  return xml('message', { to: o.shop, realto: o.visitor, type: 'chat', isHiddenMsg: '0' },
-    xml('body', { id: o.id, maType: '6', msgType: '1' }, o.text), xml('active', { xmlns: NS_CHATSTATES }));
+  return xml(
+    'message',
+    { to: o.shop, realto: o.visitor, type: 'chat', isHiddenMsg: '0' },
+    xml('body', { id: o.id, maType: '6', msgType: '1' }, o.text),
+    xml('active', { xmlns: NS_CHATSTATES }),
+  );
 }
 
 /** A readmark for messages seen (seed: read_type 3, a JSON list of ids), through the shop. */
 export function readmark(o: { to: string; realto?: string; ids: string[] }): XElement {
-  return xml('message', { type: 'readmark', read_type: '3', to: o.to, ...(o.realto ? { realto: o.realto } : {}) },
-    xml('body', { msgType: '1', maType: '3' }, JSON.stringify(o.ids.map((id) => ({ id })))));
+  return xml(
+    'message',
+    { type: 'readmark', read_type: '3', to: o.to, ...(o.realto ? { realto: o.realto } : {}) },
+    xml('body', { msgType: '1', maType: '3' }, JSON.stringify(o.ids.map((id) => ({ id })))),
+  );
 }
 
 /** Ids in a readmark's body, or [] when it is not one. */
@@ -44,7 +64,11 @@ export function readmarkIds(el: XElement): string[] {
 }
 
 /** An element with text only: message text is never parsed as HTML. */
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  text?: string,
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   if (text !== undefined) e.textContent = text;

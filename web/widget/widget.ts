@@ -9,7 +9,16 @@ import { bare, h, loadConfig, newId, readmark, readmarkIds, timeOf, visitorMessa
 
 type Who = 'me' | 'them' | 'system';
 type State = 'pending' | 'sent' | 'read' | 'error';
-interface Entry { id: string; who: Who; text: string; at: number; state?: State; from?: string; read?: boolean; error?: string }
+interface Entry {
+  id: string;
+  who: Who;
+  text: string;
+  at: number;
+  state?: State;
+  from?: string;
+  read?: boolean;
+  error?: string;
+}
 
 const HISTORY_MAX = 200;
 const script = document.currentScript as HTMLScriptElement | null;
@@ -54,7 +63,11 @@ function mount(script: HTMLScriptElement): void {
 
   const historyKey = () => `consult.history:${me}:${shop}`;
   const save = () => {
-    try { localStorage.setItem(historyKey(), JSON.stringify({ agent, entries: entries.slice(-HISTORY_MAX) })); } catch { /* full or disabled */ }
+    try {
+      localStorage.setItem(historyKey(), JSON.stringify({ agent, entries: entries.slice(-HISTORY_MAX) }));
+    } catch {
+      /* full or disabled */
+    }
   };
   const isOpen = () => !panel.hidden;
 
@@ -93,7 +106,10 @@ function mount(script: HTMLScriptElement): void {
     entries.push(e);
     if (entries.length > HISTORY_MAX) {
       const gone = entries.splice(0, entries.length - HISTORY_MAX);
-      for (const g of gone) { rows.get(g.id)?.remove(); rows.delete(g.id); }
+      for (const g of gone) {
+        rows.get(g.id)?.remove();
+        rows.delete(g.id);
+      }
     }
     render(e);
     log.scrollTop = log.scrollHeight;
@@ -123,15 +139,24 @@ function mount(script: HTMLScriptElement): void {
   function setOpen(open: boolean): void {
     panel.hidden = !open;
     launcher.setAttribute('aria-expanded', String(open));
-    if (open) { input.focus(); markSeen(); }
+    if (open) {
+      input.focus();
+      markSeen();
+    }
     updateBadge();
   }
   launcher.addEventListener('click', () => setOpen(panel.hidden));
-  close.addEventListener('click', () => { setOpen(false); launcher.focus(); });
+  close.addEventListener('click', () => {
+    setOpen(false);
+    launcher.focus();
+  });
   document.addEventListener('visibilitychange', markSeen);
 
   input.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); form.requestSubmit(); }
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
   });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -142,30 +167,47 @@ function mount(script: HTMLScriptElement): void {
     add({ id, who: 'me', text, at: Date.now(), state: 'pending' });
     void xmpp.send(visitorMessage({ shop, me, realto: agent || shop, id, text })).catch((e: Error) => {
       const entry = entries.find((x) => x.id === id);
-      if (entry) { entry.state = 'error'; entry.error = e.message; render(entry); save(); }
+      if (entry) {
+        entry.state = 'error';
+        entry.error = e.message;
+        render(entry);
+        save();
+      }
     });
   });
 
   function onStanza(el: XElement): void {
-    if (!el.is('message') || bare(el.attrs.from) !== shop && el.attrs.type !== 'mstat' && el.attrs.type !== 'error') return;
+    if (!el.is('message') || (bare(el.attrs.from) !== shop && el.attrs.type !== 'mstat' && el.attrs.type !== 'error')) return;
     const body = el.getChild('body');
     const type = el.attrs.type;
     if (type === 'mstat') {
       const mine = entries.find((e) => e.id === body?.attrs.id && e.who === 'me');
-      if (mine && mine.state === 'pending') { mine.state = 'sent'; render(mine); save(); }
+      if (mine && mine.state === 'pending') {
+        mine.state = 'sent';
+        render(mine);
+        save();
+      }
       return;
     }
     if (type === 'error') {
       const mine = entries.find((e) => e.id === body?.attrs.id && e.who === 'me');
       const err = el.getChild('error');
       const text = err?.getChildText('text') ?? err?.children.find((c): c is XElement => typeof c !== 'string')?.name ?? 'error';
-      if (mine) { mine.state = 'error'; mine.error = text; render(mine); save(); }
-      else add({ id: newId(), who: 'system', text, at: Date.now(), read: true });
+      if (mine) {
+        mine.state = 'error';
+        mine.error = text;
+        render(mine);
+        save();
+      } else add({ id: newId(), who: 'system', text, at: Date.now(), read: true });
       return;
     }
     if (type === 'readmark') {
       const ids = new Set(readmarkIds(el));
-      for (const e of entries) if (e.who === 'me' && ids.has(e.id) && e.state !== 'error') { e.state = 'read'; render(e); }
+      for (const e of entries)
+        if (e.who === 'me' && ids.has(e.id) && e.state !== 'error') {
+          e.state = 'read';
+          render(e);
+        }
       save();
       return;
     }
@@ -174,12 +216,14 @@ function mount(script: HTMLScriptElement): void {
     const at = Number(el.attrs.msec_times) || Date.now();
     const id = body.attrs.id || newId();
     const realfrom = bare(el.attrs.realfrom);
-    if (body.attrs.msgType === '15' || el.attrs.auto_reply === 'true' && realfrom === shop) {
+    if (body.attrs.msgType === '15' || (el.attrs.auto_reply === 'true' && realfrom === shop)) {
       add({ id, who: 'system', text, at });
     } else if (el.attrs.auto_reply === 'true') {
       add({ id, who: 'them', text, at, from: heading.textContent ?? shop }); // the welcome
     } else {
-      if (realfrom && realfrom !== agent) { agent = realfrom; }
+      if (realfrom && realfrom !== agent) {
+        agent = realfrom;
+      }
       add({ id, who: 'them', text, at, from: realfrom.split('@')[0] ?? '' });
     }
   }
@@ -191,17 +235,36 @@ function mount(script: HTMLScriptElement): void {
   function register(entity: XmppClient, username: string, password: string): Promise<void> {
     const id = `reg-${newId()}`;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { entity.removeListener('element', on); reject(new Error('registration timed out')); }, 10_000);
+      const timer = setTimeout(() => {
+        entity.removeListener('element', on);
+        reject(new Error('registration timed out'));
+      }, 10_000);
       const on = (el: XElement) => {
         if (!el.is('iq') || el.attrs.id !== id) return;
         clearTimeout(timer);
         entity.removeListener('element', on);
         if (el.attrs.type === 'result') resolve();
-        else reject(Object.assign(new Error(`registration refused: ${el.getChild('error')?.children.map((c) => (typeof c === 'string' ? c : c.name)).join(' ')}`), { condition: 'register' }));
+        else
+          reject(
+            Object.assign(
+              new Error(
+                `registration refused: ${el
+                  .getChild('error')
+                  ?.children.map((c) => (typeof c === 'string' ? c : c.name))
+                  .join(' ')}`,
+              ),
+              { condition: 'register' },
+            ),
+          );
       };
       entity.on('element', on);
-      void entity.send(xml('iq', { type: 'set', id }, xml('query', { xmlns: 'jabber:iq:register' },
-        xml('username', {}, username), xml('password', {}, password))));
+      void entity.send(
+        xml(
+          'iq',
+          { type: 'set', id },
+          xml('query', { xmlns: 'jabber:iq:register' }, xml('username', {}, username), xml('password', {}, password)),
+        ),
+      );
     });
   }
 
@@ -213,7 +276,11 @@ function mount(script: HTMLScriptElement): void {
       resource: `web-${newId().slice(0, 8).toLowerCase()}`,
       credentials: async (authenticate, mechanisms, _fast, entity) => {
         let creds: { username: string; password: string } | undefined;
-        try { creds = JSON.parse(localStorage.getItem(credKey()) ?? 'null') ?? undefined; } catch { /* none */ }
+        try {
+          creds = JSON.parse(localStorage.getItem(credKey()) ?? 'null') ?? undefined;
+        } catch {
+          /* none */
+        }
         if (!creds) {
           creds = { username: randomName(), password: newId() + newId() };
           await register(entity, creds.username, creds.password);
@@ -241,8 +308,13 @@ function mount(script: HTMLScriptElement): void {
           entries = [];
           rows.clear();
           log.replaceChildren();
-          for (const e of kept?.entries ?? []) { entries.push(e); render(e); }
-        } catch { /* fresh */ }
+          for (const e of kept?.entries ?? []) {
+            entries.push(e);
+            render(e);
+          }
+        } catch {
+          /* fresh */
+        }
         root.dataset.jid = me;
       }
       online = true;
