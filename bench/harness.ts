@@ -96,6 +96,37 @@ function postgresCpu(port: string): number {
   return total;
 }
 
+/**
+ * Runs `bench` on every store spec, `repeat` times with the stores taking turns. A store that cannot start or whose
+ * run fails (no PostgreSQL installed, a phase timeout) is reported in `failed`, and the others still run.
+ */
+export async function eachStore<R>(specs: string[], repeat: number, bench: (store: BenchStore, run: number) => Promise<R[]>) {
+  const factory = new StoreFactory();
+  const results: R[] = [];
+  const failed: string[] = [];
+  try {
+    for (let run = 1; run <= repeat; run++) {
+      for (const spec of specs) {
+        try {
+          const store = await factory.open(spec);
+          console.error(`${store.label} (${store.url.replace(/\/\/[^@/]*@/, '//')}), run ${run}...`);
+          try {
+            results.push(...(await bench(store, run)));
+          } finally {
+            await store.cleanup();
+          }
+        } catch (e) {
+          console.error(`${spec}, run ${run}: FAILED: ${(e as Error).message}`);
+          failed.push(`${spec} (run ${run}): ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
+  } finally {
+    await factory.close();
+  }
+  return { results, failed };
+}
+
 export interface Sidecar {
   child: ChildProcess;
   port: number;

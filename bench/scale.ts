@@ -28,7 +28,7 @@ import {
   type Verdict,
 } from '../src/gen/consult/v1/filter.js';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { fmt, journalDelta, monotonicUs, startSidecarProcess, StoreFactory, table, type BenchStore, type Sidecar } from './harness.js';
+import { eachStore, fmt, journalDelta, monotonicUs, startSidecarProcess, table, type BenchStore, type Sidecar } from './harness.js';
 import { percentile } from './stats.js';
 
 const { values: opt } = parseArgs({
@@ -374,30 +374,7 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
 
 async function main() {
   const specs = opt.store!.split(',').filter(Boolean);
-  const factory = new StoreFactory();
-  const failed: string[] = [];
-  const results: Result[] = [];
-  try {
-    for (let run = 1; run <= Number(opt.repeat); run++) {
-      for (const spec of specs) {
-        // A store that cannot start or whose run fails (no PostgreSQL installed, a phase timeout) is reported, and the others still run.
-        try {
-          const store = await factory.open(spec);
-          console.error(`${store.label} (${store.url.replace(/\/\/[^@/]*@/, '//')}), run ${run}...`);
-          try {
-            results.push(...(await benchStore(store, run)));
-          } finally {
-            await store.cleanup();
-          }
-        } catch (e) {
-          console.error(`${spec}, run ${run}: FAILED: ${(e as Error).message}`);
-          failed.push(`${spec} (run ${run}): ${(e as Error).message.split('\n')[0]}`);
-        }
-      }
-    }
-  } finally {
-    await factory.close();
-  }
+  const { results, failed } = await eachStore(specs, Number(opt.repeat), benchStore);
 
   console.log(
     `\nflatness: 1 shop, ${AGENTS} agents × maxSessions ${MAX_SESSIONS}, window ${WINDOW}; new/close in cycles of ${CYCLE} (${cycles()} per state), ` +

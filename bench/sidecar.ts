@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { SessionEvent_Kind, StanzaFilterClient, type SidecarMessage, type Verdict } from '../src/gen/consult/v1/filter.js';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { fmt, journalDelta, monotonicUs, repoRoot, startSidecarProcess, StoreFactory, table, type BenchStore } from './harness.js';
+import { eachStore, fmt, journalDelta, monotonicUs, repoRoot, startSidecarProcess, table, type BenchStore } from './harness.js';
 import { stats, type Row } from './stats.js';
 
 const { values: opt } = parseArgs({
@@ -263,30 +263,7 @@ async function benchStore(store: BenchStore, run: number): Promise<Result[]> {
 
 async function main() {
   const specs = opt.store!.split(',').filter(Boolean);
-  const factory = new StoreFactory();
-  const failed: string[] = [];
-  const results: Result[] = [];
-  try {
-    for (let run = 1; run <= REPEAT; run++) {
-      for (const spec of specs) {
-        // A store that cannot start or whose run fails (no PostgreSQL installed, a phase timeout) is reported, and the others still run.
-        try {
-          const store = await factory.open(spec);
-          console.error(`${store.label} (${store.url.replace(/\/\/[^@/]*@/, '//')}), run ${run}...`);
-          try {
-            results.push(...(await benchStore(store, run)));
-          } finally {
-            await store.cleanup();
-          }
-        } catch (e) {
-          console.error(`${spec}, run ${run}: FAILED: ${(e as Error).message}`);
-          failed.push(`${spec} (run ${run}): ${(e as Error).message.split('\n')[0]}`);
-        }
-      }
-    }
-  } finally {
-    await factory.close();
-  }
+  const { results, failed } = await eachStore(specs, REPEAT, benchStore);
 
   console.log(
     `\nsidecar alone: ${fmt(N)} consult stanzas per mode from ${VISITORS} visitors with open sessions, 1 shop (${AGENTS} agents), ` +
