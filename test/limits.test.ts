@@ -181,6 +181,24 @@ for (const backend of BACKENDS) {
     assert.equal(order, ['first', 'second']);
   });
 
+  caps('a session is not closed while its kept messages are still on their way: nothing the visitor was acked is dropped', async () => {
+    const w = await world(backend);
+    await w.says('v1', 'c1', 'waiting');
+    w.outbox.hold();
+    await w.event(Kind.PRESENCE_SET, `${a('ann')}/pc`);
+    await new Promise((r) => setTimeout(r, 20));
+    const early = await w.agentSays('ann', 'c2', '/close');
+    assert.is(errorOf(early), 'resource-constraint/wait');
+    assert.match(early.error!.text, 'still on their way');
+    w.advance(3600_000); // idle for an hour: the timer does not close it either
+    await w.desk.tick();
+    assert.is(w.desk.sessions(SHOP).length, 1);
+    w.outbox.release();
+    await w.desk.settled();
+    assert.ok(w.takeSent().some((m) => m.attrs.to === a('ann') && textOf(findChild(m, 'body')!) === 'waiting'));
+    assert.is((await w.agentSays('ann', 'c3', '/close')).action, Action.ACTION_DROP, 'closed once released');
+  });
+
   caps('a stanza past its deadline changes nothing; the next one opens the session with the welcome', async () => {
     const w = await world(backend);
     await w.online(a('ann'));

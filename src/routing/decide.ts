@@ -277,6 +277,15 @@ function choose(cx: ShopContext, st: ShopState, visitor: string, exclude?: strin
 
 export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: CloseReason): XmlElement[] {
   const { shop, now } = cx;
+  // Closing would drop messages the visitor was told are kept: they reach the agent first.
+  const unreleased = w.state.kept.get(s.visitor)?.length ?? 0;
+  if (unreleased) {
+    throw refuse(
+      'resource-constraint',
+      'wait',
+      `${unreleased} messages of ${s.visitor} are still on their way to ${s.agent}; close again in a moment`,
+    );
+  }
   w.do({ op: 'close', v: s.visitor, stickyUntil: now + cx.config.timers.stickyTtlSec * 1000 });
   const t = cx.texts;
   const toVisitor = reason === 'idle' ? t.idleClosedToVisitor : t.closedToVisitor;
@@ -361,7 +370,7 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
     if (s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: 0 });
     const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
     if (now - lastActivity >= idleCloseSec * 1000) {
-      out.push(...closeSession(cx, w, s, 'idle'));
+      if (!w.state.kept.has(s.visitor)) out.push(...closeSession(cx, w, s, 'idle')); // else: after the release
     } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
       w.do({ op: 'remind', v: s.visitor, at: now });
       const text = render(cx.texts.reminder, { visitor: s.visitor, seconds: Math.round((now - s.lastVisitorAt) / 1000) });
