@@ -208,8 +208,9 @@ export class Journal {
     const out: SnapshotWrite[] = [];
     for (const r of records) {
       const st = this.opts.states(r.shop);
-      if (!st || this.pending.some((e) => e.shop === r.shop)) continue;
-      if ((this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length > Math.max(this.snapshotMin, 2 * st.size())) {
+      if (!st || (this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length <= Math.max(this.snapshotMin, 2 * st.size())) continue;
+      // Scanning what is pending is only worth it for a shop that is due (rarely).
+      if (!this.pending.some((e) => e.shop === r.shop)) {
         try {
           out.push({ shop: r.shop, parts: st.snapshotParts() });
         } catch (e) {
