@@ -188,18 +188,8 @@ all_frames(Bin) ->
 %%% PropEr
 
 proper_test_() ->
-    case code:which(proper) of
-        non_existing ->
-            {"PropEr not installed (apt-get install erlang-proper): properties skipped",
-             fun() -> ok end};
-        _ ->
-            [{atom_to_list(Name),
-              {timeout, 120,
-               ?_assertEqual(true, proper:quickcheck(?MODULE:Name(),
-                                                     [quiet, long_result, {numtests, 500}]))}}
-             || Name <- [prop_split_anywhere_parses_the_same, prop_encoders_round_trip,
-                         prop_random_bytes_never_crash]]
-    end.
+    consult_properties:tests(?MODULE, [prop_split_anywhere_parses_the_same, prop_encoders_round_trip, prop_random_bytes_never_crash],
+                             500, 120).
 
 %% A stream of valid frames cut into arbitrary pieces, fed as they come (the
 %% way TCP delivers them), gives the same frames as the whole.

@@ -202,18 +202,8 @@ integer_examples_test() ->
 %%% PropEr properties
 
 proper_test_() ->
-    case code:which(proper) of
-        non_existing ->
-            {"PropEr not installed (apt-get install erlang-proper): properties skipped",
-             fun() -> ok end};
-        _ ->
-            [{atom_to_list(Name),
-              {timeout, 120,
-               ?_assertEqual(true, proper:quickcheck(?MODULE:Name(),
-                                                     [quiet, long_result, {numtests, 300}]))}}
-             || Name <- [prop_literal_round_trip, prop_int_round_trip, prop_huffman_round_trip,
-                         prop_indexing_encoder_round_trip, prop_garbage_is_an_error_not_a_crash]]
-    end.
+    consult_properties:tests(?MODULE, [prop_literal_round_trip, prop_int_round_trip, prop_huffman_round_trip, prop_indexing_encoder_round_trip, prop_garbage_is_an_error_not_a_crash],
+                             300, 120).
 
 %% Our own encoder (literals, never indexing) decodes to what it was given.
 prop_literal_round_trip() ->

@@ -149,19 +149,8 @@ malformed_test_() ->
 %%% PropEr properties
 
 proper_test_() ->
-    case code:which(proper) of
-        non_existing ->
-            {"PropEr not installed (apt-get install erlang-proper): properties skipped",
-             fun() -> ok end};
-        _ ->
-            [{atom_to_list(Name),
-              {timeout, 60,
-               %% long_result: a failure shows the counterexample.
-               ?_assertEqual(true, proper:quickcheck(?MODULE:Name(),
-                                                     [quiet, long_result, {numtests, 500}]))}}
-             || Name <- [prop_verdict_round_trip, prop_inject_round_trip,
-                         prop_filter_request_round_trip, prop_inject_ack_round_trip]]
-    end.
+    consult_properties:tests(?MODULE, [prop_verdict_round_trip, prop_inject_round_trip, prop_filter_request_round_trip, prop_inject_ack_round_trip],
+                             500, 60).
 
 %% ?FORALL(X, Type, Prop) is proper:forall(Type, fun(X) -> Prop end).
 prop_verdict_round_trip() ->
