@@ -219,6 +219,20 @@ export interface Hello {
   /** virtual hosts the shim serves */
   hosts: string[];
   shimVersion: string;
+  /**
+   * The ejabberd nodes of the cluster as this node sees them (itself included).
+   * Presence a sidecar holds from any other node is void unless that node connects.
+   */
+  clusterNodes: string[];
+}
+
+/**
+ * A change of ejabberd's cluster membership seen by this node (nodedown/nodeup):
+ * a node that left takes its users' presence with it, at once.
+ */
+export interface ClusterEvent {
+  node: string;
+  up: boolean;
 }
 
 export interface ShimMessage {
@@ -226,15 +240,28 @@ export interface ShimMessage {
   event?: SessionEvent | undefined;
   hello?: Hello | undefined;
   injectAck?: InjectAck | undefined;
+  cluster?: ClusterEvent | undefined;
 }
 
 /**
  * Which bare JIDs make a stanza relevant. The shim forwards a message when its
  * type is consult, or its to is a shop, or it is a readmark to an agent.
+ *
+ * A shim may be connected to several sidecars. Each shop is decided by exactly
+ * one of them at a time (the one holding its lease), which lists it in `owned`:
+ * the shim sends a stanza addressed to a shop to that sidecar only, and applies
+ * its failure policy while no connected sidecar owns the shop (e.g. for the few
+ * seconds a standby needs to take over a dead owner's shops). Stanzas not
+ * addressed to a shop need no state and may go to any connected sidecar.
+ * Session and presence notifications go to every connected sidecar.
  */
 export interface WatchList {
   shops: string[];
   agents: string[];
+  /** shops this sidecar decides now; sent in full on every change */
+  owned: string[];
+  /** this sidecar's id (logs, metrics) */
+  sidecar: string;
 }
 
 /**
@@ -773,7 +800,7 @@ export const SessionEvent: MessageFns<SessionEvent> = {
 };
 
 function createBaseHello(): Hello {
-  return { node: "", hosts: [], shimVersion: "" };
+  return { node: "", hosts: [], shimVersion: "", clusterNodes: [] };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -786,6 +813,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.shimVersion !== "") {
       writer.uint32(26).string(message.shimVersion);
+    }
+    for (const v of message.clusterNodes) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -827,6 +857,14 @@ export const Hello: MessageFns<Hello> = {
             message.shimVersion = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.clusterNodes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -848,6 +886,11 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.shim_version)
         ? globalThis.String(object.shim_version)
         : "",
+      clusterNodes: globalThis.Array.isArray(object?.clusterNodes)
+        ? object.clusterNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cluster_nodes)
+        ? object.cluster_nodes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -862,6 +905,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.shimVersion !== "") {
       obj.shimVersion = message.shimVersion;
     }
+    if (message.clusterNodes?.length) {
+      obj.clusterNodes = message.clusterNodes;
+    }
     return obj;
   },
 
@@ -873,12 +919,98 @@ export const Hello: MessageFns<Hello> = {
     message.node = object.node ?? "";
     message.hosts = object.hosts?.map((e) => e) || [];
     message.shimVersion = object.shimVersion ?? "";
+    message.clusterNodes = object.clusterNodes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseClusterEvent(): ClusterEvent {
+  return { node: "", up: false };
+}
+
+export const ClusterEvent: MessageFns<ClusterEvent> = {
+  encode(message: ClusterEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.up !== false) {
+      writer.uint32(16).bool(message.up);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.up = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterEvent {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      up: isSet(object.up) ? globalThis.Boolean(object.up) : false,
+    };
+  },
+
+  toJSON(message: ClusterEvent): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.up !== false) {
+      obj.up = message.up;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterEvent>, I>>(base?: I): ClusterEvent {
+    return ClusterEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterEvent>, I>>(object: I): ClusterEvent {
+    const message = createBaseClusterEvent();
+    message.node = object.node ?? "";
+    message.up = object.up ?? false;
     return message;
   },
 };
 
 function createBaseShimMessage(): ShimMessage {
-  return { filter: undefined, event: undefined, hello: undefined, injectAck: undefined };
+  return { filter: undefined, event: undefined, hello: undefined, injectAck: undefined, cluster: undefined };
 }
 
 export const ShimMessage: MessageFns<ShimMessage> = {
@@ -894,6 +1026,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.injectAck !== undefined) {
       InjectAck.encode(message.injectAck, writer.uint32(34).fork()).join();
+    }
+    if (message.cluster !== undefined) {
+      ClusterEvent.encode(message.cluster, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -943,6 +1078,14 @@ export const ShimMessage: MessageFns<ShimMessage> = {
             message.injectAck = InjectAck.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cluster = ClusterEvent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -965,6 +1108,7 @@ export const ShimMessage: MessageFns<ShimMessage> = {
         : isSet(object.inject_ack)
         ? InjectAck.fromJSON(object.inject_ack)
         : undefined,
+      cluster: isSet(object.cluster) ? ClusterEvent.fromJSON(object.cluster) : undefined,
     };
   },
 
@@ -981,6 +1125,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.injectAck !== undefined) {
       obj.injectAck = InjectAck.toJSON(message.injectAck);
+    }
+    if (message.cluster !== undefined) {
+      obj.cluster = ClusterEvent.toJSON(message.cluster);
     }
     return obj;
   },
@@ -1000,12 +1147,15 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     message.injectAck = (object.injectAck !== undefined && object.injectAck !== null)
       ? InjectAck.fromPartial(object.injectAck)
       : undefined;
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterEvent.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
 
 function createBaseWatchList(): WatchList {
-  return { shops: [], agents: [] };
+  return { shops: [], agents: [], owned: [], sidecar: "" };
 }
 
 export const WatchList: MessageFns<WatchList> = {
@@ -1015,6 +1165,12 @@ export const WatchList: MessageFns<WatchList> = {
     }
     for (const v of message.agents) {
       writer.uint32(18).string(v!);
+    }
+    for (const v of message.owned) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.sidecar !== "") {
+      writer.uint32(34).string(message.sidecar);
     }
     return writer;
   },
@@ -1048,6 +1204,22 @@ export const WatchList: MessageFns<WatchList> = {
             message.agents.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.owned.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sidecar = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1064,6 +1236,8 @@ export const WatchList: MessageFns<WatchList> = {
     return {
       shops: globalThis.Array.isArray(object?.shops) ? object.shops.map((e: any) => globalThis.String(e)) : [],
       agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => globalThis.String(e)) : [],
+      owned: globalThis.Array.isArray(object?.owned) ? object.owned.map((e: any) => globalThis.String(e)) : [],
+      sidecar: isSet(object.sidecar) ? globalThis.String(object.sidecar) : "",
     };
   },
 
@@ -1075,6 +1249,12 @@ export const WatchList: MessageFns<WatchList> = {
     if (message.agents?.length) {
       obj.agents = message.agents;
     }
+    if (message.owned?.length) {
+      obj.owned = message.owned;
+    }
+    if (message.sidecar !== "") {
+      obj.sidecar = message.sidecar;
+    }
     return obj;
   },
 
@@ -1085,6 +1265,8 @@ export const WatchList: MessageFns<WatchList> = {
     const message = createBaseWatchList();
     message.shops = object.shops?.map((e) => e) || [];
     message.agents = object.agents?.map((e) => e) || [];
+    message.owned = object.owned?.map((e) => e) || [];
+    message.sidecar = object.sidecar ?? "";
     return message;
   },
 };
