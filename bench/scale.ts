@@ -113,7 +113,7 @@ class Shim {
     this.call.on('error', (e) => {
       this.failed = e;
     });
-    this.call.write({ hello: { node: 'bench@localhost', hosts: [D], shimVersion: 'bench' } });
+    this.call.write({ hello: { node: 'bench@localhost', hosts: [D], shimVersion: 'bench', clusterNodes: [] } });
   }
 
   /** Sends n stanzas (made by `make(i)`), at most WINDOW unanswered; `seen(i, verdict)` sees each verdict. */
