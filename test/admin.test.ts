@@ -56,6 +56,7 @@ async function world() {
       desk,
       presence,
       link,
+      ownership: w.ownership,
       metrics,
       token: TOKEN,
       log: silent,

@@ -2,7 +2,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { ConsultError, type Desk } from '../desk.js';
+import { ConsultError, NotOwner, type Desk } from '../desk.js';
+import type { Ownership } from '../ownership.js';
 import type { Directory } from '../directory.js';
 import type { ShimLink } from '../grpc/link.js';
 import type { Log } from '../log.js';
@@ -19,6 +20,8 @@ export interface AdminDeps {
   desk: Desk;
   presence: Presence;
   link: ShimLink;
+  /** Adopts a new shop (or lets its owner do so) right after it is added. */
+  ownership: Ownership;
   token: string;
   log: Log;
   metrics?: Metrics;
@@ -57,8 +60,12 @@ function optOneOf<T extends string>(b: Body, k: string, values: readonly T[]): T
   return b[k] as T;
 }
 
-/** ConsultError conditions → HTTP: unknown things are 404, every other refusal a 409. */
+/**
+ * ConsultError conditions → HTTP: unknown things are 404, a shop another sidecar decides 421 (ask that one's admin
+ * API; GET /shops/<jid> says which), every other refusal a 409.
+ */
 function fromConsultError(e: ConsultError): HttpError {
+  if (e instanceof NotOwner) return new HttpError(421, e.error.text);
   return new HttpError(e.error.condition === 'item-not-found' ? 404 : 409, e.error.text);
 }
 
@@ -69,8 +76,9 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
   // Every shop/agent change: refresh the in-memory view and tell the shims what to forward.
   const changed = async (drain: string[] = []) => {
     await directory.reload();
-    await desk.syncShops();
-    link.pushWatchList(directory.watchList());
+    desk.refreshShops();
+    await deps.ownership.round();
+    link.pushWatchList(desk.watchList());
     for (const shop of drain) await desk.drainQueue(shop);
   };
   const requireShop = (jid: string): Shop => {
