@@ -43,12 +43,31 @@ async function connect(ctx: Ctx, index: number, username: string, resource: stri
   return c;
 }
 
-/** Resolves once the sidecar logged a shim hello from `node` after log line `since`. */
-async function waitHello(sidecar: SidecarProcess, node: string, since = 0, timeoutMs = 20_000): Promise<void> {
+/** The sidecar's last word after log line `since` on `node`'s shim stream: 'shim hello', 'shim stream closed' or undefined. */
+function lastLinkEvent(sidecar: SidecarProcess, node: string, since: number): string | undefined {
+  let last: string | undefined;
+  for (const line of sidecar.lines.slice(since)) {
+    let entry: { msg?: string; node?: string };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (entry.node === node && (entry.msg === 'shim hello' || entry.msg === 'shim stream closed')) last = entry.msg;
+  }
+  return last;
+}
+
+/**
+ * Resolves once `node`'s shim is linked now (its latest event after line `since` is a hello).
+ * Not just "a hello was seen": join_cluster restarts ejabberd on the joining node, so its
+ * first stream closes and a second one opens a moment later.
+ */
+async function waitLinked(sidecar: SidecarProcess, node: string, since = 0, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!sidecar.lines.slice(since).some((l) => l.includes('shim hello') && l.includes(node))) {
+  while (lastLinkEvent(sidecar, node, since) !== 'shim hello') {
     if (Date.now() > deadline)
-      throw new Error(`no shim hello from ${node} within ${timeoutMs} ms:\n${sidecar.lines.slice(-30).join('\n')}`);
+      throw new Error(`${node}'s shim is not linked after ${timeoutMs} ms:\n${sidecar.lines.slice(-30).join('\n')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -84,8 +103,7 @@ async function setUp(ctx: Ctx): Promise<void> {
       breaker_cooldown: 500,
     },
   });
-  // join_cluster restarted node 2's ejabberd, so its shim said hello again; either hello will do.
-  for (const n of ctx.cluster.nodes) await waitHello(ctx.sidecar, n.nodeName);
+  for (const n of ctx.cluster.nodes) await waitLinked(ctx.sidecar, n.nodeName);
   for (const u of ['visitor1', 'visitor2', 'test01']) await ctx.cluster.register(u, PASSWORD);
 }
 
@@ -104,8 +122,9 @@ cluster('the nodes form one cluster, and an account registered on one exists on 
 });
 
 cluster('seed flow across nodes: visitor on node 1, agent on node 2', async (ctx) => {
-  ctx.visitor = await connect(ctx, 0, 'visitor1', 'web-1');
+  // The agent first: its presence reaches the sidecar over node 2's link while the visitor logs in.
   ctx.agent = await connect(ctx, 1, 'test01', 'pc');
+  ctx.visitor = await connect(ctx, 0, 'visitor1', 'web-1');
   const { visitor, agent } = ctx;
 
   await visitor.send(visitorStanza('visitor1', 'X-NODE-1', 'hello from node 1'));
@@ -170,7 +189,7 @@ cluster('SIGKILL of node 2: node 1 keeps serving its users and sees node 2 gone;
   const names = [n1.nodeName, n2.nodeName].sort();
   assert.equal((await ctx.cluster.runningNodes(0)).sort(), names);
   assert.equal((await ctx.cluster.runningNodes(1)).sort(), names);
-  await waitHello(ctx.sidecar, n2.nodeName, since);
+  await waitLinked(ctx.sidecar, n2.nodeName, since);
 
   // The agent logs in to node 2 again and gets the visitor's next message from node 1.
   const agent = await connect(ctx, 1, 'test01', 'pc2');
