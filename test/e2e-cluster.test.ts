@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { nodeLayout, renderEjabberdctlCfg, renderModuleConf } from '../scripts/ejabberd-config.js';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { type Cluster, startCluster } from './support/cluster.js';
 import { newShimCredential } from './support/ejabberd.js';
@@ -200,3 +201,25 @@ cluster('SIGKILL of node 2: node 1 keeps serving its users and sees node 2 gone;
 });
 
 cluster.run();
+
+// What the harness renders for a cluster (no ejabberd needed).
+const rendering = suite('cluster config rendering');
+
+rendering('a list option renders as a YAML list, scalars as before', () => {
+  const yml = renderModuleConf('mod_consult', { sidecars: ['127.0.0.1:50051', '127.0.0.1:50052'], sidecar_port: 50051, debug: false });
+  assert.ok(yml.includes('    sidecars: ["127.0.0.1:50051", "127.0.0.1:50052"]\n'), yml);
+  assert.ok(yml.includes('    sidecar_port: 50051\n    debug: false\n'), yml);
+});
+
+rendering('with epmdPort the node uses that epmd instead of a fixed dist port; without, nothing changes', () => {
+  const L = nodeLayout('/tmp/x');
+  const clustered = renderEjabberdctlCfg(L, { nodeName: 'a@localhost', distPort: 0, epmdPort: 4444, cookie: 'c00k1e' });
+  assert.ok(clustered.includes('export ERL_EPMD_PORT=4444\n'), clustered);
+  assert.ok(clustered.includes(' -start_epmd false -setcookie c00k1e"'), clustered);
+  assert.not.ok(clustered.includes('ERL_DIST_PORT'), clustered);
+  const single = renderEjabberdctlCfg(L, { nodeName: 'a@localhost', distPort: 5555 });
+  assert.ok(single.includes('ERL_DIST_PORT=5555\n'), single);
+  assert.not.ok(/EPMD|start_epmd|setcookie/.test(single), single);
+});
+
+rendering.run();

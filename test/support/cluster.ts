@@ -6,9 +6,11 @@
 // but then a node looks for every other node on its own port, so two of them can never
 // connect. A cluster therefore gets a private epmd on a free loopback port (ERL_EPMD_PORT in
 // each node's ejabberdctl.cfg; never the system's 4369), where each node registers the
-// distribution port the kernel gave it. The nodes run as user `ejabberd`, whose ~/.erlang.cookie gives
-// them (and the ctl calls) the same cookie.
+// distribution port the kernel gave it. All nodes of a cluster (and their ctl calls) share a
+// random cookie of their own (-setcookie), so they do not depend on user ejabberd's
+// ~/.erlang.cookie (two first starts in parallel could each write a different one there).
 import { type ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -127,6 +129,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   const keep = process.env.KEEP_EJABBERD === '1';
   const epmdPort = await freePort();
   const epmd = await startEpmd(epmdPort);
+  const cookie = crypto.randomBytes(16).toString('hex');
 
   const raw: EjabberdNode[] = [];
   const nodes: ClusterNode[] = [];
@@ -142,6 +145,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
       httpPort,
       distPort: 0, // unused with epmdPort
       epmdPort,
+      cookie,
       nodeName: credential.node,
       loglevel: opts.loglevel ?? 'info',
       shimOptions: withShim ? { sidecar_token: credential.token, ...shim } : undefined,
