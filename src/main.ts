@@ -90,8 +90,8 @@ async function main() {
     },
   });
   ownership = new Ownership({ leases, desk, directory, tell: (w) => link.pushWatchList(w), log });
-  // The first round before serving: with a shared database this takes the shops that belong here and are free.
-  await ownership.round();
+  // Before serving, take the shops that belong here: at once when free; a crashed predecessor's when they expire.
+  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
   log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
   metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
@@ -150,7 +150,9 @@ async function main() {
   };
   const timer = every(config.timers.tickSec * 1000, 'timer', onTick);
   // Leases are renewed well within their period; the embedded store's sole owner only follows the directory.
-  const leaseTimer = every(Math.min(leases.ttlMs / 5, config.timers.tickSec * 1000), 'lease round', () => ownership!.round());
+  const leaseTimer = every(Math.min(leases.ttlMs / 5, config.timers.tickSec * 1000), 'lease round', async () => {
+    await ownership.round();
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -5,7 +5,7 @@
 // here (WatchList.owned), so they send each shop's stanzas to its owner.
 import type { Desk } from './desk.js';
 import type { Directory } from './directory.js';
-import type { ShopLeases } from './journal/lease.js';
+import type { Round, ShopLeases } from './journal/lease.js';
 import type { Log } from './log.js';
 
 export interface OwnershipDeps {
@@ -28,13 +28,28 @@ export class Ownership {
     this.renewedAt = this.now();
   }
 
+  /**
+   * Startup: rounds until every shop that belongs here is held, or `maxMs` passed (a previous incarnation that
+   * crashed holds its leases until they expire; a live owner hands them over within a round or two).
+   */
+  async settle(maxMs: number, pauseMs: number): Promise<void> {
+    const until = this.now() + maxMs;
+    while ((await this.round()).waiting.length > 0 && this.now() < until) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+
   /** One round; rounds never overlap (a caller during a round waits for it, then runs its own). */
-  async round(): Promise<void> {
+  async round(): Promise<Round> {
     while (this.running) await this.running;
-    this.running = this.run().finally(() => {
+    const run = this.run();
+    this.running = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await run;
+    } finally {
       this.running = undefined;
-    });
-    return this.running;
+    }
   }
 
   /** The journal refused a write for these shops: their lease is gone, so is their state here. */
@@ -59,9 +74,9 @@ export class Ownership {
     await leases.releaseAll();
   }
 
-  private async run(): Promise<void> {
+  private async run(): Promise<Round> {
     const { leases, desk, directory, log } = this.deps;
-    let round: Awaited<ReturnType<ShopLeases['round']>>;
+    let round: Round;
     try {
       round = await leases.round(directory.allShops().map((s) => s.jid));
       this.renewedAt = this.now();
@@ -95,5 +110,6 @@ export class Ownership {
       await leases.release([shop]);
       log.info('handed a shop over to the sidecar it belongs to', { shop, live: round.live });
     }
+    return round;
   }
 }

@@ -44,7 +44,7 @@ async function world() {
   });
   const { store, directory, desk, presence, sent, filter } = w;
   const link = new ShimLink(silent);
-  const pushed: { shops: string[]; agents: string[] }[] = [];
+  const pushed: { shops: string[]; agents: string[]; owned: string[] }[] = [];
   link.pushWatchList = (watch) => {
     pushed.push(watch);
   }; // spy: what the shims would be told
@@ -214,9 +214,11 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
     limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 },
     language: 'zh',
     texts: {},
+    decidedHere: true,
   });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
+  assert.ok((w.pushed.at(-1) as { owned: string[] }).owned.includes(SHOP2), 'adopted at once: the shims send it here');
 
   const updated = await w.api('PUT', `/shops/${SHOP2}`, { welcome: 'Hello!' });
   assert.is(updated.json.name, 'Two', 'unspecified fields are kept');

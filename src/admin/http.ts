@@ -129,7 +129,18 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     }
     return out as Partial<Texts>;
   };
-  const shopView = (s: Shop) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) });
+  const shopView = (s: Shop) => ({
+    ...s,
+    agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })),
+    // Sessions and queue of a shop are read (and changed) through the sidecar that decides it.
+    decidedHere: desk.owns(s.jid),
+  });
+  /** A shop this sidecar decides: its sessions and queue are here. */
+  const requireOwned = (jid: string): Shop => {
+    const shop = requireShop(jid);
+    if (!desk.owns(shop.jid)) throw fromConsultError(new NotOwner(shop.jid));
+    return shop;
+  };
 
   const J = '([^/]+)';
   return [
@@ -172,7 +183,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'DELETE',
       new RegExp(`^/shops/${J}$`),
       async ({ params }) => {
-        const shop = requireShop(jidParam(params[0], 'shop'));
+        const shop = requireOwned(jidParam(params[0], 'shop'));
         // Open sessions or waiting visitors would be stranded: the admin closes them first.
         const { sessions, queue } = desk.counts(shop.jid);
         if (sessions || queue)
@@ -229,7 +240,8 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'GET',
       /^\/sessions$/,
       async ({ query }) => {
-        const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
+        // All sessions: those of the shops decided here.
+        const shop = query.has('shop') ? requireOwned(jidParam(query.get('shop'), 'shop')).jid : undefined;
         return desk.sessions(shop);
       },
     ],
@@ -259,7 +271,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'GET',
       /^\/queue$/,
       async ({ query }) => {
-        const shop = requireShop(jidParam(query.get('shop'), 'shop'));
+        const shop = requireOwned(jidParam(query.get('shop'), 'shop'));
         return desk.queue(shop.jid);
       },
     ],

@@ -19,6 +19,8 @@ export interface Round {
   handOver: string[];
   /** The sidecars alive now (stable ids), this one included. */
   live: string[];
+  /** Shops that belong here but another holder's lease has not run out or been released yet. */
+  waiting: string[];
 }
 
 export interface ShopLeases {
@@ -64,13 +66,15 @@ export function plan(
   leases: readonly LeaseRow[],
   live: readonly string[],
   ttlMs: number,
-): { take: string[]; handOver: string[] } {
+): { take: string[]; handOver: string[]; mine: string[] } {
   const byShop = new Map(leases.map((l) => [l.shop, l]));
   const take: string[] = [];
   const handOver: string[] = [];
+  const mine: string[] = [];
   for (const shop of shops) {
     const lease = byShop.get(shop);
     const preferred = preferredOwner(shop, live);
+    if (preferred === me.sidecar) mine.push(shop);
     if (lease?.holder === me.holder) {
       if (preferred !== me.sidecar && preferred !== undefined) handOver.push(shop);
     } else if (!lease || lease.leftMs < 0) {
@@ -78,7 +82,7 @@ export function plan(
       if (preferred === me.sidecar || (lease && lease.leftMs < -ttlMs)) take.push(shop);
     }
   }
-  return { take, handOver };
+  return { take, handOver, mine };
 }
 
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)`;
@@ -108,7 +112,7 @@ export class SqlShopLeases implements ShopLeases {
     const leases = (await this.db.query(`SELECT shop, holder, sidecar, expires_at - ${NOW_MS} AS left_ms FROM shop_lease`)).map(
       (r): LeaseRow => ({ shop: r.shop, holder: r.holder, sidecar: r.sidecar, leftMs: Number(r.left_ms) }),
     );
-    const { take, handOver } = plan(this, shops, leases, live, ttl);
+    const { take, handOver, mine } = plan(this, shops, leases, live, ttl);
     const held = new Set(renewed.map((r) => r.shop as string));
     if (take.length > 0) {
       // Only if still free or expired when the row is locked: two sidecars taking the same shop cannot both win.
@@ -124,7 +128,7 @@ export class SqlShopLeases implements ShopLeases {
     }
     // Old heartbeats are of no use to anyone.
     await this.db.query(`DELETE FROM sidecars WHERE expires_at < ${NOW_MS} - 3600000`);
-    return { held, handOver: handOver.filter((s) => held.has(s)), live };
+    return { held, handOver: handOver.filter((s) => held.has(s)), live, waiting: mine.filter((s) => !held.has(s)) };
   }
 
   async release(shops: readonly string[]): Promise<void> {
@@ -146,7 +150,7 @@ export class SoleOwner implements ShopLeases {
     readonly sidecar: string,
   ) {}
   async round(shops: readonly string[]): Promise<Round> {
-    return { held: new Set(shops), handOver: [], live: [this.sidecar] };
+    return { held: new Set(shops), handOver: [], live: [this.sidecar], waiting: [] };
   }
   async release(): Promise<void> {}
   async releaseAll(): Promise<void> {}
