@@ -96,13 +96,14 @@ async function setUp(ctx: Ctx): Promise<void> {
     domain: D,
     nodes: 2,
     credentials,
-    shimOptions: {
-      sidecar_host: '127.0.0.1',
-      sidecar_port: ctx.sidecar.port,
+    // The same one sidecar both ways: node 1 by sidecar_host/sidecar_port, node 2 by the list
+    // option `sidecars` (so a rendered YAML list is checked against ejabberd's config validation).
+    shimOptions: (i) => ({
+      ...(i === 0 ? { sidecar_host: '127.0.0.1', sidecar_port: ctx.sidecar.port } : { sidecars: [`127.0.0.1:${ctx.sidecar.port}`] }),
       timeout: 1000,
       failure_policy: 'reject',
       breaker_cooldown: 500,
-    },
+    }),
   });
   for (const n of ctx.cluster.nodes) await waitLinked(ctx.sidecar, n.nodeName);
   for (const u of ['visitor1', 'visitor2', 'test01']) await ctx.cluster.register(u, PASSWORD);
