@@ -279,6 +279,12 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
   }
 });
 
+/** What plan() decides to do (not which shops it found to be its own). */
+const decisions = (...args: Parameters<typeof plan>) => {
+  const { take, handOver } = plan(...args);
+  return { take, handOver };
+};
+
 test('who should own a shop: rendezvous over live sidecars; take free ones, hand over misplaced ones', () => {
   const shops = Array.from({ length: 200 }, (_, i) => `shop${i}@x`);
   const live = ['a', 'b', 'c'];
@@ -297,19 +303,19 @@ test('who should own a shop: rendezvous over live sidecars; take free ones, hand
   const theirs = shops.find((s) => preferredOwner(s, live) === 'b')!;
   const row = (shop: string, holder: string, leftMs: number) => ({ shop, holder, sidecar: holder.split('#')[0], leftMs });
   // Free shops: mine is taken; b's is left to b (alive).
-  assert.equal(plan(me, [mine, theirs], [], live, 5000), { take: [mine], handOver: [] });
-  assert.equal(plan(me, [mine, theirs], [row(theirs, 'b#1', -10)], live, 5000), { take: [mine], handOver: [] });
+  assert.equal(decisions(me, [mine, theirs], [], live, 5000), { take: [mine], handOver: [] });
+  assert.equal(decisions(me, [mine, theirs], [row(theirs, 'b#1', -10)], live, 5000), { take: [mine], handOver: [] });
   // ... unless it has been unowned for more than a lease period: then anyone takes it.
-  assert.equal(plan(me, [theirs], [row(theirs, 'b#1', -6000)], live, 5000), { take: [theirs], handOver: [] });
+  assert.equal(decisions(me, [theirs], [row(theirs, 'b#1', -6000)], live, 5000), { take: [theirs], handOver: [] });
   // Held by another and valid: left alone, even if it should be mine (its holder hands it over).
-  assert.equal(plan(me, [mine], [row(mine, 'c#1', 3000)], live, 5000), { take: [], handOver: [] });
+  assert.equal(decisions(me, [mine], [row(mine, 'c#1', 3000)], live, 5000), { take: [], handOver: [] });
   // Held by me but belonging to a live other: handed over.
-  assert.equal(plan(me, [theirs, mine], [row(theirs, 'a#1', 3000), row(mine, 'a#1', 3000)], live, 5000), {
+  assert.equal(decisions(me, [theirs, mine], [row(theirs, 'a#1', 3000), row(mine, 'a#1', 3000)], live, 5000), {
     take: [],
     handOver: [theirs],
   });
   // A restarted sidecar (same id, new holder) takes its shops once the old holder's lease expired.
-  assert.equal(plan({ holder: 'a#2', sidecar: 'a' }, [mine], [row(mine, 'a#1', -1)], live, 5000), { take: [mine], handOver: [] });
+  assert.equal(decisions({ holder: 'a#2', sidecar: 'a' }, [mine], [row(mine, 'a#1', -1)], live, 5000), { take: [mine], handOver: [] });
 });
 
 test('postgres leases: shops spread over two sidecars; handed over cleanly; taken after expiry; a stale writer is fenced', async () => {
