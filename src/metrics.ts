@@ -48,32 +48,40 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'consult_open_sessions',
-      help: 'Open sessions per shop',
+      help: 'Open sessions per shop decided here',
       labelNames: ['shop'],
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).sessions);
+        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).sessions);
       },
     });
     new client.Gauge({
       name: 'consult_queue_length',
-      help: 'Visitors waiting per shop',
+      help: 'Visitors waiting per shop decided here',
       labelNames: ['shop'],
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).queue);
+        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).queue);
       },
     });
     new client.Gauge({
       name: 'consult_kept_messages',
-      help: 'Messages kept for visitors not yet served, per shop',
+      help: 'Messages kept for visitors not yet served, per shop decided here',
       labelNames: ['shop'],
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.directory.allShops()) this.set({ shop: shop.jid }, deps.desk.counts(shop.jid).kept);
+        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).kept);
+      },
+    });
+    new client.Gauge({
+      name: 'consult_shops_owned',
+      help: 'Shops this sidecar decides now (holds the lease of); the per-shop gauges cover these',
+      registers,
+      collect() {
+        this.set(deps.desk.owned().length);
       },
     });
     new client.Gauge({

@@ -345,6 +345,7 @@ withWorld('/metrics: metric names, a decision counted by verdict, gauges read fr
     'consult_decision_seconds_bucket',
     'consult_open_sessions',
     'consult_queue_length',
+    'consult_shops_owned 1',
     'consult_shim_connections',
   ]) {
     assert.ok(text.includes(name), name);
