@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nodeLayout } from '../scripts/ejabberd-config.js';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { newShimCredential, startEjabberd, type Ejabberd } from './support/ejabberd.js';
+import { logText, newShimCredential, startEjabberd, waitForLogLine, type Ejabberd } from './support/ejabberd.js';
 import { startSidecar, writeConfig, type SidecarProcess } from './support/sidecar.js';
 import { connectClient, type Element, type TestClient } from './support/xmpp.js';
 
@@ -29,17 +29,8 @@ const t = suite<Ctx>('e2e: mod_consult options across virtual hosts');
 
 const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const log = (ctx: Ctx) => fs.readFileSync(ctx.ejabberd.logFile, 'utf8');
-async function waitForLog(ctx: Ctx, from: number, re: RegExp, timeoutMs = 10_000): Promise<string> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    const line = log(ctx)
-      .slice(from)
-      .split('\n')
-      .find((l) => re.test(l));
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no ejabberd log line matching ${re}:\n${ctx.ejabberd.logTail(30)}`);
-  }
-}
+const log = (ctx: Ctx) => logText(ctx.ejabberd);
+const waitForLog = (ctx: Ctx, from: number, re: RegExp, timeoutMs?: number) => waitForLogLine(ctx.ejabberd, from, re, timeoutMs);
 
 /**
  * ejabberd.yml plus a host_config for the visitor vhost, which replaces that host's modules list

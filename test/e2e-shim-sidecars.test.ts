@@ -22,7 +22,7 @@ import {
   type Verdict,
 } from '../src/gen/consult/v1/filter.js';
 import { parseElement, type XmlElement } from '../src/xmpp/xml.js';
-import { startEjabberd, type Ejabberd } from './support/ejabberd.js';
+import { logText, startEjabberd, waitForLogLine, type Ejabberd } from './support/ejabberd.js';
 import { connectClient, type Element, type TestClient } from './support/xmpp.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -113,17 +113,8 @@ interface Ctx {
 const t = suite<Ctx>('e2e: mod_consult with two sidecars (sidecars option, one owner per shop)');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const log = (ctx: Ctx) => fs.readFileSync(ctx.ejabberd.logFile, 'utf8');
-async function waitForLog(ctx: Ctx, from: number, re: RegExp, timeoutMs = 10_000): Promise<string> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    const line = log(ctx)
-      .slice(from)
-      .split('\n')
-      .find((l) => re.test(l));
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no ejabberd log line matching ${re}:\n${ctx.ejabberd.logTail(30)}`);
-  }
-}
+const log = (ctx: Ctx) => logText(ctx.ejabberd);
+const waitForLog = (ctx: Ctx, from: number, re: RegExp, timeoutMs?: number) => waitForLogLine(ctx.ejabberd, from, re, timeoutMs);
 async function until(what: string, cond: () => boolean, maxMs = 10_000): Promise<void> {
   for (const deadline = Date.now() + maxMs; !cond(); await sleep(50)) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

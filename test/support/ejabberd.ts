@@ -96,6 +96,21 @@ export interface Ejabberd {
   stop(): Promise<void>;
 }
 
+/** ejabberd's log so far; its length marks where a later waitForLogLine starts reading. */
+export const logText = (node: Pick<Ejabberd, 'logFile'>) => fs.readFileSync(node.logFile, 'utf8');
+
+/** The first line of the node's log after character `from` matching `re`; rejects with the log's tail after timeoutMs. */
+export async function waitForLogLine(node: Pick<Ejabberd, 'logFile' | 'logTail'>, from: number, re: RegExp, timeoutMs = 10_000) {
+  for (const deadline = Date.now() + timeoutMs; ; await new Promise((r) => setTimeout(r, 100))) {
+    const line = logText(node)
+      .slice(from)
+      .split('\n')
+      .find((l) => re.test(l));
+    if (line) return line;
+    if (Date.now() > deadline) throw new Error(`no ejabberd log line matching ${re}:\n${node.logTail(30)}`);
+  }
+}
+
 export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ejabberd> {
   const domain = opts.domain ?? 'localhost';
   const withShim = opts.withShim ?? true;
