@@ -2,6 +2,8 @@
 // SqlStore (shops, agents, presence) behaves exactly like MemoryStore; `seq` columns keep its insertion
 // order (an upsert keeps its row's place). The journal of shop state is in src/journal/sql-journal.ts.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { SqlArchive } from './archive/sql-archive.js';
+import { MemoryArchive, type ArchiveStore } from './archive/store.js';
 import { mkdirSync } from 'node:fs';
 import { MemoryJournal } from './journal/memory-journal.js';
 import type { JournalStore } from './journal/journal.js';
@@ -9,7 +11,7 @@ import { SqlJournal } from './journal/sql-journal.js';
 import { SqlLease, type Lease } from './journal/lease.js';
 import { MemoryStore } from './memory-store.js';
 import { ShopState, type SnapshotBody } from './routing/state.js';
-import { DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
+import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
 
 type Row = Record<string, any>;
 export interface Queryable {
@@ -87,6 +89,22 @@ export async function pgDriver(url: string): Promise<Driver> {
   };
 }
 
+// ---- groups, bot, archive (issue 13) ----
+// A shop's groups and bot are JSON columns of its row; closed sessions are archived with their transcript
+// (src/archive/sql-archive.ts). `agents` lists every agent of the session, for search by agent.
+const SCHEMA_ISSUE13 = [
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS groups text NOT NULL DEFAULT '[]'`,
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS bot text NOT NULL DEFAULT '{}'`,
+  `CREATE TABLE IF NOT EXISTS archive (id text PRIMARY KEY, shop text NOT NULL, visitor text NOT NULL, agent text NOT NULL,
+     agents text[] NOT NULL, grp text NOT NULL, started_at double precision NOT NULL, ended_at double precision NOT NULL,
+     queue_wait_ms double precision NOT NULL, first_response_ms double precision, close_reason text NOT NULL,
+     rating int, rated_at double precision, body text NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS archive_shop_ended ON archive (shop, ended_at)`,
+  `CREATE INDEX IF NOT EXISTS archive_visitor ON archive (visitor, ended_at)`,
+  `CREATE INDEX IF NOT EXISTS archive_ended ON archive (ended_at)`,
+];
+// ---- end issue 13 ----
+
 export const SCHEMA_VERSION = 2;
 // Timestamps are double precision: ms fit exactly and both drivers return JS numbers (int8 would be strings in pg).
 const SCHEMA = [
@@ -111,6 +129,7 @@ const SCHEMA = [
   // Which sidecar may write the journal; expires unless renewed (src/journal/lease.ts).
   `CREATE TABLE IF NOT EXISTS sidecar_lease (id int PRIMARY KEY CHECK (id = 1), holder text NOT NULL,
      expires_at double precision NOT NULL)`,
+  ...SCHEMA_ISSUE13,
 ];
 
 const toShop = (r: Row): Shop => ({
@@ -123,6 +142,8 @@ const toShop = (r: Row): Shop => ({
   limits: { ...DEFAULT_LIMITS, ...JSON.parse(r.limits || '{}') },
   language: r.language,
   texts: JSON.parse(r.texts || '{}'),
+  groups: JSON.parse(r.groups || '[]'),
+  bot: { ...DEFAULT_BOT, ...JSON.parse(r.bot || '{}') },
 });
 
 /** Version 1 kept shop state in tables, changed row by row: turn it into one snapshot per shop. */
@@ -203,11 +224,23 @@ export class SqlStore implements Store {
   }
   async putShop(s: Shop) {
     await this.db.query(
-      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
-         limits = $7, language = $8, texts = $9`,
-      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits), s.language, JSON.stringify(s.texts)],
+         limits = $7, language = $8, texts = $9, groups = $10, bot = $11`,
+      [
+        s.jid,
+        s.name,
+        s.welcome,
+        s.noAgentText,
+        s.strategy,
+        s.queueEnabled,
+        JSON.stringify(s.limits),
+        s.language,
+        JSON.stringify(s.texts),
+        JSON.stringify(s.groups ?? []),
+        JSON.stringify(s.bot ?? DEFAULT_BOT),
+      ],
     );
   }
   async deleteShop(jid: string) {
@@ -271,6 +304,7 @@ export class SqlStore implements Store {
 export interface Stores {
   store: Store;
   journal: JournalStore;
+  archive: ArchiveStore; // closed sessions (issue 13)
   /** SQL stores: which sidecar may write. Absent for memory:, which one process owns by definition. */
   lease?: Lease;
 }
@@ -280,7 +314,7 @@ export interface Stores {
  * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool).
  */
 export async function openStores(url: string, holder: string): Promise<Stores> {
-  if (url === 'memory:') return { store: new MemoryStore(), journal: new MemoryJournal() };
+  if (url === 'memory:') return { store: new MemoryStore(), journal: new MemoryJournal(), archive: new MemoryArchive() };
   let db: Driver;
   if (url === 'pglite:memory') db = await pgliteDriver();
   else if (url.startsWith('pglite:')) db = await pgliteDriver(url.slice('pglite:'.length));
@@ -293,5 +327,5 @@ export async function openStores(url: string, holder: string): Promise<Stores> {
 export async function storesOn(db: Driver, holder: string, leaseTtlMs?: number): Promise<Stores & { lease: Lease }> {
   const store = await SqlStore.open(db);
   const lease = new SqlLease(db, holder, leaseTtlMs);
-  return { store, journal: new SqlJournal(db, lease), lease };
+  return { store, journal: new SqlJournal(db, lease), lease, archive: new SqlArchive(db) };
 }

@@ -6,6 +6,7 @@ import { Directory, seedStore } from '../../src/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
 import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
+import { MemoryArchive } from '../../src/archive/store.js';
 import { MemoryJournal } from '../../src/journal/memory-journal.js';
 import { MemoryStore } from '../../src/memory-store.js';
 import { Presence } from '../../src/presence.js';
@@ -17,7 +18,7 @@ import { silent } from '../../src/log.js';
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
-const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease, archive';
 
 /** One database per backend for a whole test file; each world truncates it. */
 export class Backends {
@@ -26,7 +27,7 @@ export class Backends {
   private postgres?: Postgres;
 
   async stores(backend: Backend): Promise<Stores> {
-    if (backend === 'memory') return { store: new MemoryStore(), journal: new MemoryJournal() };
+    if (backend === 'memory') return { store: new MemoryStore(), journal: new MemoryJournal(), archive: new MemoryArchive() };
     const db =
       backend === 'pglite'
         ? (this.pglite ??= await pgliteDriver())
@@ -118,6 +119,7 @@ export async function deskWorld(o: WorldOptions) {
       directory,
       presence,
       journalStore: stores.journal,
+      archive: stores.archive,
       link: outbox,
       log: silent,
       now: () => clock,
