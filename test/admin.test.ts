@@ -210,9 +210,18 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
     strategy: 'round-robin',
     queueEnabled: false,
     agents: [],
-    limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 },
+    limits: {
+      queueMax: 1000,
+      keptPerVisitor: 100,
+      keptBytesPerVisitor: 1048576,
+      historyPerSession: 20,
+      stickyMax: 100000,
+      transcriptPerSession: 1000,
+    },
     language: 'zh',
     texts: {},
+    groups: [],
+    bot: { mode: 'none', timeoutMs: 3000, retries: 1 },
   });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
