@@ -62,7 +62,7 @@ async function main() {
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
 
   const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const { store, journal: journalStore, lease } = await openStores(config.store, holder);
+  const { store, journal: journalStore, lease, archive } = await openStores(config.store, holder);
   // One sidecar writes a database's journal: the others stand by until its lease is free.
   await lease?.acquire({ onWait: (by) => log.info('standing by: another sidecar holds the journal lease', { holder: by }) });
   if (lease) log.info('holding the journal lease: this sidecar decides', { holder: lease.holder });
@@ -78,6 +78,7 @@ async function main() {
     directory,
     presence,
     journalStore,
+    archive,
     link,
     log,
     onBatch: (b) => metrics?.batch(b),

@@ -171,7 +171,11 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
               body.groups === undefined
                 ? (old?.groups ?? [])
                 : parseGroups(body.groups, 'groups', new Set(directory.membersOf(jid).map((m) => m.agent))),
-            bot: body.bot === undefined ? (old?.bot ?? parseBot(undefined)) : parseBot(body.bot),
+            // Bot fields given replace the shop's, the others are kept (e.g. a new mode, the same URL).
+            bot:
+              body.bot === undefined
+                ? (old?.bot ?? parseBot(undefined))
+                : parseBot(typeof body.bot === 'object' && body.bot !== null ? { ...old?.bot, ...body.bot } : body.bot),
           })),
         };
         await store.putShop(shop);

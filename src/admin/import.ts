@@ -15,7 +15,7 @@ export interface Step {
   body?: Record<string, unknown>;
 }
 
-const SHOP_FIELDS = ['name', 'welcome', 'noAgentText', 'strategy', 'queueEnabled', 'limits', 'language', 'texts'] as const;
+const SHOP_FIELDS = ['name', 'welcome', 'noAgentText', 'strategy', 'queueEnabled', 'limits', 'language', 'texts', 'groups', 'bot'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v));
 const e = encodeURIComponent;
