@@ -90,6 +90,10 @@ export interface NodeOptions extends EjabberdConfigOptions {
   dir: string;
   nodeName: string;
   distPort: number;
+  /** Register with the epmd on this loopback port (clusters on one host; see renderEjabberdctlCfg). */
+  epmdPort?: number;
+  /** Erlang cookie (-setcookie) for the node and its ctl calls; default user ejabberd's ~/.erlang.cookie. */
+  cookie?: string;
   /** Directories whose *.beam/*.app files are copied into <dir>/shim/ebin (on -pa). */
   ebinSources?: string[];
   /** Temp dirs: also delete the directory if the process exits with the node still live. */

@@ -15,8 +15,8 @@ const said = (i: number): Change => ({ op: 'said', v: `v${i % 200}@localhost`, b
 
 async function timings(name: string, url: string) {
   let t = process.hrtime.bigint();
-  const stores: Stores = await openStores(url, `timings-${process.pid}`);
-  await stores.lease?.acquire();
+  const stores: Stores = await openStores(url, { holder: `timings-${process.pid}`, sidecar: 'timings' });
+  await stores.leases.round(['shop_2@localhost']);
   const opened = ms(t);
   const cells: string[] = [];
   for (const k of [1, 4, 16, 64, 256]) {
@@ -39,7 +39,7 @@ async function timings(name: string, url: string) {
     `${name}: open ${opened.toFixed(0)} ms; one append of k changes, sequential: ${cells.join('; ')}; ` +
       `load of ${loaded.batches.reduce((s, b) => s + b.length, 0)} changes ${loadMs.toFixed(0)} ms`,
   );
-  await stores.lease?.release();
+  await stores.leases.releaseAll();
   await stores.store.close();
 }
 

@@ -47,11 +47,17 @@ export interface Timers {
   agentReminderSec: number; // remind the agent of an unanswered visitor
   idleCloseSec: number; // close a session nobody wrote in for this long
   offlineGraceSec: number; // an agent gone offline gets this long to come back
+  nodeGraceSec: number; // an ejabberd node whose streams all closed gets this long to come back before its presence goes
   stickyTtlSec: number; // a returning visitor's last agent is preferred this long (sticky strategy)
   tickSec: number; // how often timers run
 }
 
 export interface Config {
+  /**
+   * This sidecar's stable id (default host:grpc-port): shops are spread over the sidecars sharing a database by it,
+   * so a sidecar that restarts under the same id gets the same shops back.
+   */
+  sidecarId?: string;
   /** Where the sidecar listens; `shims`: the credential of each ejabberd node allowed to connect. */
   grpc: { host: string; port: number; shims: { node: string; token: string }[] };
   /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
@@ -176,6 +182,7 @@ export function parseConfig(raw: unknown): Config {
   const DAY = 86400;
   const ar = (root.archive ?? {}) as Obj;
   return {
+    sidecarId: root.sidecarId === undefined ? undefined : str(root, 'sidecarId', 'config'),
     grpc: {
       host: str(grpc, 'host', 'grpc', '127.0.0.1'),
       port: int(grpc, 'port', 'grpc', 50051, 0, 65535),
@@ -203,6 +210,7 @@ export function parseConfig(raw: unknown): Config {
       agentReminderSec: int(t, 'agentReminderSec', 'timers', 120, 1, DAY),
       idleCloseSec: int(t, 'idleCloseSec', 'timers', 1800, 1, 30 * DAY),
       offlineGraceSec: int(t, 'offlineGraceSec', 'timers', 60, 0, DAY),
+      nodeGraceSec: int(t, 'nodeGraceSec', 'timers', 30, 0, DAY),
       stickyTtlSec: int(t, 'stickyTtlSec', 'timers', DAY, 0, 365 * DAY),
       tickSec: int(t, 'tickSec', 'timers', 5, 1, 3600),
     },

@@ -58,6 +58,8 @@ export interface DeskDeps {
   archive?: ArchiveStore;
   link: Outbox;
   log: Log;
+  /** This sidecar's stable id, told to the shims with the shops it owns. */
+  sidecar?: string;
   now?: () => number;
   random?: () => number;
   onBatch?: (info: { entries: number; changes: number; seconds: number; ok: boolean }) => void;
@@ -70,12 +72,24 @@ const RELEASE_MAX_BYTES = 256 * 1024;
 
 const refuse = (condition: string, type: 'cancel' | 'wait', text: string) => new ConsultError({ condition, type, text });
 
+/** A shop this sidecar does not decide now (another one holds its lease, or it is being handed over). */
+export class NotOwner extends ConsultError {
+  constructor(readonly shop: string) {
+    super({
+      condition: 'service-unavailable',
+      type: 'wait',
+      text: `${shop} is decided by another consult sidecar right now; please send again`,
+    });
+  }
+}
+
 export class Desk {
   readonly journal: Journal;
   readonly archiver: Archiver;
   private readonly botCalls = new Map<string, Promise<void>>(); // shop\nvisitor → its questions, one at a time
   private readonly states = new Map<string, ShopState>();
   private readonly releasing = new Set<string>(); // shop\nvisitor with a release under way
+  private readonly leaving = new Set<string>(); // shops being handed over: no new decisions
   private readonly config: Config;
   private readonly directory: Directory;
   private readonly presence: Presence;
@@ -85,6 +99,7 @@ export class Desk {
   private overloaded = false;
   private readonly now: () => number;
   private readonly random: () => number;
+  readonly sidecar: string;
 
   constructor(deps: DeskDeps) {
     this.config = deps.config;
@@ -97,6 +112,7 @@ export class Desk {
     this.random = deps.random ?? Math.random;
     const retentionMs = this.config.archive.retentionDays * 86_400_000;
     this.archiver = new Archiver(deps.archive ?? new MemoryArchive(), this.log, retentionMs);
+    this.sidecar = deps.sidecar ?? '';
     this.journal = new Journal(this.store, {
       states: (shop) => this.states.get(shop),
       now: this.now,
@@ -105,14 +121,49 @@ export class Desk {
     });
   }
 
-  /** Loads the state of every shop in the directory (and forgets shops no longer there). */
-  async syncShops(): Promise<void> {
-    for (const shop of this.directory.allShops()) {
-      const st = this.states.get(shop.jid);
-      if (!st) this.states.set(shop.jid, await this.loadShop(shop));
+  // ---- ownership (src/ownership.ts decides which shops; the Desk holds their state) ------
+
+  /** Shops whose state this sidecar holds and decides. */
+  owned(): string[] {
+    return [...this.states.keys()].filter((s) => !this.leaving.has(s));
+  }
+
+  owns(shopJid: string): boolean {
+    return this.states.has(shopJid) && !this.leaving.has(shopJid);
+  }
+
+  /** A shop whose lease this sidecar just took: its state from the journal (the previous owner's last write included). */
+  async adopt(shopJid: string): Promise<void> {
+    const shop = this.directory.shop(shopJid);
+    if (!shop || this.states.has(shopJid)) return;
+    this.states.set(shopJid, await this.loadShop(shop));
+  }
+
+  /**
+   * Gives a shop up cleanly: no new decisions, then wait until everything decided is durable and no kept messages
+   * are on their way; then the state goes (the caller releases the lease after this).
+   */
+  async handOver(shopJid: string): Promise<void> {
+    if (!this.states.has(shopJid)) return;
+    this.leaving.add(shopJid);
+    const releasing = () => [...this.releasing].some((k) => k.startsWith(`${shopJid}\n`));
+    while (this.journal.busy(shopJid) || releasing()) await new Promise((r) => setTimeout(r, 2));
+    this.states.delete(shopJid);
+    this.leaving.delete(shopJid);
+  }
+
+  /** A lease lost (expired, or taken by another sidecar): the state here may be stale, and its writes are fenced off. */
+  drop(shopJid: string): void {
+    this.states.delete(shopJid);
+  }
+
+  /** The directory changed: owned shops take their new limits; a shop removed from it is no longer decided. */
+  refreshShops(): void {
+    for (const [jid, st] of this.states) {
+      const shop = this.directory.shop(jid);
+      if (!shop) this.states.delete(jid);
       else if (JSON.stringify(st.limits) !== JSON.stringify(shop.limits)) st.setLimits(shop.limits);
     }
-    for (const jid of [...this.states.keys()]) if (!this.directory.shop(jid)) this.states.delete(jid);
   }
 
   private async loadShop(shop: Shop): Promise<ShopState> {
@@ -132,8 +183,9 @@ export class Desk {
     await this.store.forget(shopJid);
   }
 
-  watchList() {
-    return this.directory.watchList();
+  /** What the shims forward, and which shops they send here. */
+  watchList(): { shops: string[]; agents: string[]; owned: string[]; sidecar: string } {
+    return { ...this.directory.watchList(), owned: this.owned(), sidecar: this.sidecar };
   }
 
   // ---- stanzas -----------------------------------------------------------------
@@ -166,6 +218,7 @@ export class Desk {
         return reject('item-not-found', 'cancel', `${bareJid(stanza.attrs.to)} is not a shop; consult messages go to a shop JID`);
       return passThrough(stanza);
     }
+    if (!this.owns(shop.jid)) return reject('service-unavailable', 'wait', new NotOwner(shop.jid).error.text);
     const isAgent = this.directory.membership(shop.jid, from) !== undefined;
     const status = isAgent ? statusCommand(stanza) : undefined;
     if (status !== undefined) return this.setStatusCommand(stanza, shop, from, status);
@@ -205,7 +258,8 @@ export class Desk {
   private async act<T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T, deadline = Infinity): Promise<T> {
     const shop = this.directory.shop(shopJid);
     const st = this.states.get(shopJid);
-    if (!shop || !st) throw refuse('item-not-found', 'cancel', `${shopJid} is not a shop`);
+    if (!shop) throw refuse('item-not-found', 'cancel', `${shopJid} is not a shop`);
+    if (!st || this.leaving.has(shopJid)) throw new NotOwner(shopJid);
     const w = new Changes(st);
     let result: T;
     try {
@@ -308,9 +362,23 @@ export class Desk {
 
   // ---- notifications from the shim ---------------------------------------------
 
-  /** A shim (re)opened its stream: forget what its node reported before; it reports again. */
-  async nodeConnected(node: string): Promise<void> {
-    await this.presence.clearNode(node);
+  /**
+   * A shim's stream said hello: its node is alive and reports its presence again. `cluster` is the cluster as that
+   * node sees it: presence held from a node outside it (a crash while no sidecar watched) is dropped.
+   */
+  async nodeConnected(node: string, cluster: readonly string[] = []): Promise<void> {
+    await this.presence.streamOpened(node);
+    if (cluster.length > 0) await this.presence.clusterIs([...cluster, node]);
+  }
+
+  /** A shim's stream closed: its node's presence goes unless it is back within the grace period. */
+  nodeDisconnected(node: string): void {
+    this.presence.streamClosed(node);
+  }
+
+  /** A node reported another one leaving (or joining) the cluster. */
+  async clusterChanged(node: string, up: boolean): Promise<void> {
+    if (!up) await this.presence.nodeDown(node);
   }
 
   async handleEvent(event: SessionEvent, node: string): Promise<void> {
@@ -362,7 +430,7 @@ export class Desk {
 
   /** Assigns waiting visitors of a shop while agents have room; called when capacity may have appeared. */
   async drainQueue(shopJid: string): Promise<void> {
-    if (!this.states.get(shopJid)?.queue.size) return;
+    if (!this.owns(shopJid) || !this.states.get(shopJid)?.queue.size) return;
     this.link.send(await this.act(shopJid, serveQueue));
   }
 
@@ -370,15 +438,17 @@ export class Desk {
   async tick(): Promise<void> {
     // Every shop decides first (act runs synchronously up to its commit), so all their changes share one write.
     await Promise.all(
-      this.directory
-        .allShops()
-        .filter((shop) => this.states.has(shop.jid))
-        .map(async (shop) => {
-          this.link.send(await this.act(shop.jid, runTimers));
-          const st = this.states.get(shop.jid)!;
-          for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shop.jid, visitor);
-          if (st.unarchived.size) this.archive(shop.jid);
-        }),
+      this.owned().map(async (shop) => {
+        try {
+          this.link.send(await this.act(shop, runTimers));
+        } catch (e) {
+          if (e instanceof NotOwner) return; // handed over meanwhile: its new owner runs its timers
+          throw e;
+        }
+        const st = this.states.get(shop);
+        for (const visitor of st?.kept.keys() ?? []) if (st!.sessions.has(visitor)) this.release(shop, visitor);
+        if (st?.unarchived.size) this.archive(shop);
+      }),
     );
     await this.archiver.purge(this.now()).catch((e) => this.log.warn('archive retention purge failed', { err: e }));
   }

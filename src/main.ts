@@ -17,6 +17,7 @@ import { InFlight } from './inflight.js';
 import { LeaseLost } from './journal/sql-journal.js';
 import { pinoLog } from './log.js';
 import { Metrics } from './metrics.js';
+import { Ownership } from './ownership.js';
 import { Presence } from './presence.js';
 import { openStores } from './sql-store.js';
 
@@ -61,18 +62,19 @@ async function main() {
   const host = values['grpc-host'] ?? config.grpc.host;
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
 
-  const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-  const { store, journal: journalStore, lease, archive } = await openStores(config.store, holder);
-  // One sidecar writes a database's journal: the others stand by until its lease is free.
-  await lease?.acquire({ onWait: (by) => log.info('standing by: another sidecar holds the journal lease', { holder: by }) });
-  if (lease) log.info('holding the journal lease: this sidecar decides', { holder: lease.holder });
+  // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
+  const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
+  const holder = `${sidecar}#${randomUUID().slice(0, 8)}`;
+  const { store, journal: journalStore, leases, archive } = await openStores(config.store, { holder, sidecar });
   if (await seedStore(store, config)) log.info('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
-  const presence = new Presence(store);
-  await presence.load();
   const link = new ShimLink(log);
+  // Agents of a node that is gone are offline: their sessions move on a later tick (after offlineGraceSec).
+  const presence = new Presence(store, { nodeGraceMs: config.timers.nodeGraceSec * 1000, log });
+  await presence.load();
   let metrics: Metrics | undefined;
+  let ownership: Ownership | undefined;
   const desk = new Desk({
     config,
     directory,
@@ -81,13 +83,17 @@ async function main() {
     archive,
     link,
     log,
+    sidecar,
     onBatch: (b) => metrics?.batch(b),
     onJournalError: (e) => {
       log.error('journal write failed: its decisions were taken back and refused', { err: e });
-      if (e instanceof LeaseLost) fatal(e.message);
+      if (e instanceof LeaseLost) ownership?.refused(e.shops);
     },
   });
-  await desk.syncShops();
+  ownership = new Ownership({ leases, desk, directory, tell: (w) => link.pushWatchList(w), log });
+  // Before serving, take the shops that belong here: at once when free; a crashed predecessor's when they expire.
+  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
+  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
   metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
@@ -110,7 +116,7 @@ async function main() {
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
     admin = await startAdminServer(
-      { store, directory, desk, presence, link, metrics, log, token: config.admin.token, defaultLimits: config.limits },
+      { store, directory, desk, presence, link, ownership, metrics, log, token: config.admin.token, defaultLimits: config.limits },
       config.admin.host,
       config.admin.port,
     );
@@ -119,34 +125,35 @@ async function main() {
     log.warn('admin API not started: set admin.token in the config to enable it (and /metrics)');
   }
 
-  // Shops and agents are re-read on every tick: a change made through another sidecar must reach our shims.
-  let watched = JSON.stringify(directory.watchList());
+  // Shops, agents and statuses are re-read on every tick: a change made through another sidecar must reach us.
+  let watched = JSON.stringify(desk.watchList());
   const onTick = async () => {
     await directory.reload();
-    await desk.syncShops();
+    await presence.loadStatuses();
+    desk.refreshShops();
     await desk.tick();
-    const now = JSON.stringify(directory.watchList());
-    if (now !== watched) link.pushWatchList(directory.watchList());
+    const now = JSON.stringify(desk.watchList());
+    if (now !== watched) link.pushWatchList(desk.watchList());
     watched = now;
   };
-  let ticking = false; // a slow tick is not stacked on itself
-  const timer = setInterval(() => {
-    if (ticking) return;
-    ticking = true;
-    void inflight
-      .track(onTick())
-      .catch((e) => log.error('timer failed', { err: e }))
-      .finally(() => {
-        ticking = false;
-      });
-  }, config.timers.tickSec * 1000);
-
-  // This sidecar's memory is ahead of a journal it may no longer write: stop, and let a restart stand by.
-  function fatal(why: string) {
-    logger.error({ why }, 'lost the journal lease: exiting so that the new holder alone decides');
-    process.exit(3);
-  }
-  lease?.onLost(fatal);
+  const every = (ms: number, what: string, fn: () => Promise<void>) => {
+    let busy = false; // a slow run is not stacked on itself
+    return setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void inflight
+        .track(fn())
+        .catch((e) => log.error(`${what} failed`, { err: e }))
+        .finally(() => {
+          busy = false;
+        });
+    }, ms);
+  };
+  const timer = every(config.timers.tickSec * 1000, 'timer', onTick);
+  // Leases are renewed well within their period; the embedded store's sole owner only follows the directory.
+  const leaseTimer = every(Math.min(leases.ttlMs / 5, config.timers.tickSec * 1000), 'lease round', async () => {
+    await ownership.round();
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -159,6 +166,8 @@ async function main() {
       process.exit(1);
     }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
+    clearInterval(leaseTimer);
+    presence.close();
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();
@@ -167,10 +176,11 @@ async function main() {
     const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     if (!(await inflight.drain(DRAIN_MS))) log.warn('shutdown: decisions still pending after drain', { inFlight: inflight.size });
     await desk.journal.flushed();
+    // Shops finished and their leases released: a standby takes them within a second, without waiting for expiry.
+    await ownership.handOverAll().catch((e) => log.warn('shutdown: leases not released; they expire instead', { err: e }));
     link.endAll();
     await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
     server.forceShutdown();
-    await lease?.release();
     await store.close().catch((e) => log.warn('store close failed', { err: e }));
     log.info('stopped');
     process.exit(0);

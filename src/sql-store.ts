@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { MemoryJournal } from './journal/memory-journal.js';
 import type { JournalStore } from './journal/journal.js';
 import { SqlJournal } from './journal/sql-journal.js';
-import { SqlLease, type Lease } from './journal/lease.js';
+import { SoleOwner, SqlShopLeases, type ShopLeases } from './journal/lease.js';
 import { MemoryStore } from './memory-store.js';
 import { ShopState, type SnapshotBody } from './routing/state.js';
 import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
@@ -126,10 +126,12 @@ const SCHEMA = [
   `CREATE INDEX IF NOT EXISTS journal_shop ON journal (shop, seq)`,
   `CREATE TABLE IF NOT EXISTS snapshot_parts (shop text, part int, upto bigint NOT NULL, body text NOT NULL,
      PRIMARY KEY (shop, part))`,
-  // Which sidecar may write the journal; expires unless renewed (src/journal/lease.ts).
-  `CREATE TABLE IF NOT EXISTS sidecar_lease (id int PRIMARY KEY CHECK (id = 1), holder text NOT NULL,
+  // Which sidecar decides (and writes the journal of) each shop, and which sidecars are alive; rows expire unless
+  // renewed (src/journal/lease.ts). The database-wide sidecar_lease of earlier versions is no longer read.
+  `CREATE TABLE IF NOT EXISTS shop_lease (shop text PRIMARY KEY, holder text NOT NULL, sidecar text NOT NULL,
      expires_at double precision NOT NULL)`,
   ...SCHEMA_ISSUE13,
+  `CREATE TABLE IF NOT EXISTS sidecars (holder text PRIMARY KEY, sidecar text NOT NULL, expires_at double precision NOT NULL)`,
 ];
 
 const toShop = (r: Row): Shop => ({
@@ -305,27 +307,41 @@ export interface Stores {
   store: Store;
   journal: JournalStore;
   archive: ArchiveStore; // closed sessions (issue 13)
-  /** SQL stores: which sidecar may write. Absent for memory:, which one process owns by definition. */
-  lease?: Lease;
+  /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
+  leases: ShopLeases;
+}
+
+/** Who this sidecar is: `holder` is this process (fences writes), `sidecar` its stable id (spreads shops). */
+export interface Identity {
+  holder: string;
+  sidecar: string;
 }
 
 /**
  * `memory:` (all in this process), `pglite:memory` (embedded, not persisted), `pglite:<dir>` (embedded, persisted
- * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool).
+ * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool, shared by several sidecars).
  */
-export async function openStores(url: string, holder: string): Promise<Stores> {
-  if (url === 'memory:') return { store: new MemoryStore(), journal: new MemoryJournal(), archive: new MemoryArchive() };
-  let db: Driver;
-  if (url === 'pglite:memory') db = await pgliteDriver();
-  else if (url.startsWith('pglite:')) db = await pgliteDriver(url.slice('pglite:'.length));
-  else if (/^postgres(ql)?:\/\//.test(url)) db = await pgDriver(url);
-  else throw new Error(`unknown store url ${JSON.stringify(url)}: use memory:, pglite:memory, pglite:<dir> or postgres://…`);
-  return storesOn(db, holder);
+export async function openStores(url: string, me: Identity, leaseTtlMs?: number): Promise<Stores> {
+  if (url === 'memory:')
+    return {
+      store: new MemoryStore(),
+      journal: new MemoryJournal(),
+      leases: new SoleOwner(me.holder, me.sidecar),
+      archive: new MemoryArchive(),
+    };
+  if (url === 'pglite:memory') return storesOn(await pgliteDriver(), me, { shared: false });
+  if (url.startsWith('pglite:')) return storesOn(await pgliteDriver(url.slice('pglite:'.length)), me, { shared: false });
+  if (/^postgres(ql)?:\/\//.test(url)) return storesOn(await pgDriver(url), me, { shared: true, leaseTtlMs });
+  throw new Error(`unknown store url ${JSON.stringify(url)}: use memory:, pglite:memory, pglite:<dir> or postgres://…`);
 }
 
-/** The stores on an open database connection (tests share one between cases). */
-export async function storesOn(db: Driver, holder: string, leaseTtlMs?: number): Promise<Stores & { lease: Lease }> {
+/**
+ * The stores on an open database connection (tests share one between cases). `shared`: several sidecars may use
+ * the database (PostgreSQL), so shops are leased and writes fenced; PGlite is embedded in one process, which owns all.
+ */
+export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean; leaseTtlMs?: number }): Promise<Stores> {
   const store = await SqlStore.open(db);
-  const lease = new SqlLease(db, holder, leaseTtlMs);
-  return { store, journal: new SqlJournal(db, lease), lease, archive: new SqlArchive(db) };
+  const archive = new SqlArchive(db);
+  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive };
+  return { store, journal: new SqlJournal(db, me.holder), leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs), archive };
 }

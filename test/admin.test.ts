@@ -44,7 +44,7 @@ async function world() {
   });
   const { store, directory, desk, presence, sent, filter } = w;
   const link = new ShimLink(silent);
-  const pushed: { shops: string[]; agents: string[] }[] = [];
+  const pushed: { shops: string[]; agents: string[]; owned: string[] }[] = [];
   link.pushWatchList = (watch) => {
     pushed.push(watch);
   }; // spy: what the shims would be told
@@ -56,6 +56,7 @@ async function world() {
       desk,
       presence,
       link,
+      ownership: w.ownership,
       metrics,
       token: TOKEN,
       log: silent,
@@ -222,9 +223,11 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
     texts: {},
     groups: [],
     bot: { mode: 'none', timeoutMs: 3000, retries: 1 },
+    decidedHere: true,
   });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
+  assert.ok((w.pushed.at(-1) as { owned: string[] }).owned.includes(SHOP2), 'adopted at once: the shims send it here');
 
   const updated = await w.api('PUT', `/shops/${SHOP2}`, { welcome: 'Hello!' });
   assert.is(updated.json.name, 'Two', 'unspecified fields are kept');

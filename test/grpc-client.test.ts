@@ -15,6 +15,7 @@ import * as assert from 'uvu/assert';
 import { freePort } from '../scripts/ejabberd-node.js';
 import {
   Action,
+  type ClusterEvent,
   type FilterRequest,
   type Hello,
   type SessionEvent,
@@ -37,6 +38,7 @@ class ScriptedSidecar {
   server = new grpc.Server();
   hellos: Hello[] = [];
   events: SessionEvent[] = [];
+  clusterEvents: ClusterEvent[] = [];
   filters: FilterRequest[] = [];
   injectAcks: string[] = [];
   stream: grpc.ServerDuplexStream<ShimMessage, SidecarMessage> | undefined; // the latest FilterStream
@@ -45,7 +47,12 @@ class ScriptedSidecar {
   authorizations: string[] = []; // the authorization metadata of every call
   refuseWith: grpc.status | undefined; // refuse every FilterStream with this status
   owed = 0; // verdicts the FilterStreams still have to write
-  watch = { shops: ['shop1@localhost', 'shop2@localhost'], agents: ['agent1@localhost'] };
+  watch = {
+    shops: ['shop1@localhost', 'shop2@localhost'],
+    agents: ['agent1@localhost'],
+    owned: ['shop1@localhost', 'shop2@localhost'],
+    sidecar: 'scripted',
+  };
 
   verdict(req: FilterRequest): Verdict {
     const base = { seq: req.seq, stanza: Buffer.alloc(0), error: undefined, extra: [req.stanza] };
@@ -73,6 +80,7 @@ class ScriptedSidecar {
             call.write({ watch: this.watch });
           }
           if (msg.event) this.events.push(msg.event);
+          if (msg.cluster) this.clusterEvents.push(msg.cluster);
           if (msg.injectAck) this.injectAcks.push(msg.injectAck.id);
           if (msg.filter) {
             const req = msg.filter;
@@ -214,8 +222,14 @@ t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }
     ],
     [
       `{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>, <<"">>, <<"x.example">>], shim_version => <<"0.1.0">>}}`,
-      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0' } },
+      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0', clusterNodes: [] } },
     ],
+    [
+      `{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>], shim_version => <<"0.2.0">>, cluster_nodes => [<<"n@h">>, <<"m@h">>]}}`,
+      { hello: { node: 'n@h', hosts: ['localhost'], shimVersion: '0.2.0', clusterNodes: ['n@h', 'm@h'] } },
+    ],
+    [`{cluster, #{node => <<"m@h">>, up => true}}`, { cluster: { node: 'm@h', up: true } }],
+    [`{cluster, #{node => <<"m@h">>, up => false}}`, { cluster: { node: 'm@h', up: false } }],
   ];
   for (const [term, msg] of samples) {
     assert.is(await driver.run(`{encode_shim, ${term}}`), hex(ShimMessage.encode(msg).finish()), term);
@@ -250,9 +264,13 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   assert.equal(defaults, ['verdict', { seq: 0, action: 'pass', stanza: '', error: null, extra: [] }]);
 
   const watch = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: ['a@x', 'b@x'] } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1' } }).finish())}">>}`,
   );
-  assert.equal(watch, ['watch', { shops: ['s@x'], agents: ['a@x', 'b@x'] }]);
+  assert.equal(watch, ['watch', { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1' }]);
+  const none = await driver.run(
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: [], owned: [], sidecar: '' } }).finish())}">>}`,
+  );
+  assert.equal(none, ['watch', { shops: ['s@x'], agents: [], owned: [], sidecar: '' }]);
 
   const inject = await driver.run(
     `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0' } }).finish())}">>}`,
@@ -314,7 +332,8 @@ t('sidecar started later: reconnects, Hello carries node and hosts', async (c) =
   await c.sidecar.listen(c.port);
   assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
   await until('hello', () => c.sidecar!.hellos.length === 1);
-  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.2.0' });
+  // The driver's node is not distributed: the cluster is the node itself.
+  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.2.0', clusterNodes: [NODE] });
   assert.is(c.sidecar.events.length, 0, 'events sent while disconnected are dropped');
   const v = await c.driver.run(`{filter, <<"localhost">>, <<"<message id='1'/>">>, 5000}`);
   assert.equal(v, ['ok', { seq: v[1].seq, action: 'pass', stanza: '', error: null, extra: ["<message id='1'/>"] }]);
@@ -707,3 +726,107 @@ link(
 );
 
 link.run();
+
+// ---- two sidecars: each shop goes to the one that owns it -------------------------------
+
+const S1 = 'shop1@localhost';
+const S2 = 'shop2@localhost';
+
+/** A's and B's watch lists: the same shops and agents, each owning what `owned` says. */
+const watchOf = (sidecar: string, owned: string[]) => ({ shops: [S1, S2], agents: ['agent1@localhost'], owned, sidecar });
+
+const owners = suite('consult_grpc: two sidecars, one owner per shop');
+const ownersCleanup: Array<() => void> = [];
+owners.after.each(() => {
+  for (const f of ownersCleanup.splice(0)) f();
+});
+
+owners(
+  'a shop goes to its owner only, follows its ownership, has no owner while its owner is gone; events and ClusterEvents go to both',
+  async () => {
+    const [a, b] = [new ScriptedSidecar(), new ScriptedSidecar()];
+    a.watch = watchOf('A', [S1]);
+    b.watch = watchOf('B', [S2]);
+    const [portA, portB] = [await a.listen(await freePort()), await b.listen(await freePort())];
+    const driver = new Driver();
+    ownersCleanup.push(
+      () => driver.stop(),
+      () => a.kill(),
+      () => b.kill(),
+    );
+    // As mod_consult starts them for `sidecars: ["127.0.0.1:<A>", "127.0.0.1:<B>"]`.
+    assert.is(await driver.run('{connections, [consult_grpc, consult_grpc_2]}'), 'ok');
+    assert.is(await driver.run(startTerm(portA, ', name => consult_grpc')), 'ok');
+    assert.is(await driver.run(startTerm(portB, ', name => consult_grpc_2')), 'ok');
+    await until('both hellos', () => a.hellos.length === 1 && b.hellos.length === 1);
+    for (const s of [a, b]) assert.equal(s.hellos[0].clusterNodes, [NODE]);
+    assert.is(await driver.run('{wait_status, consult_grpc, owned, 1, 5000}'), true);
+    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 1, 5000}'), true);
+
+    let n = 0;
+    /** Sends a stanza for `target` (a shop, or any); says which sidecar got it, or the error. */
+    const send = async (target: string) => {
+      const id = `own-${++n}`;
+      const xml = `<message id='${id}' to='${target === 'any' ? 'x@localhost' : target}'/>`;
+      const term = target === 'any' ? 'any' : `<<"${target}">>`;
+      const r = await driver.run(`{filter_to, <<"localhost">>, ${term}, <<"${xml}">>, 5000}`);
+      const at = [a, b].filter((s) => s.filters.some((f) => f.stanza.toString() === xml));
+      if (r[0] !== 'ok') {
+        assert.is(at.length, 0, `${id} failed (${JSON.stringify(r)}) but reached a sidecar`);
+        return r[1] as string;
+      }
+      assert.is(at.length, 1, `${id} reached ${at.length} sidecars`);
+      return at[0] === a ? 'A' : 'B';
+    };
+
+    assert.is(await send(S1), 'A');
+    assert.is(await send(S2), 'B');
+    assert.is(await send('any'), 'A', 'the first connected sidecar in the configured order');
+
+    // Session events and cluster membership changes go to both.
+    assert.is(await driver.run(`{notify, #{kind => session_open, jid => <<"agent1@localhost/r">>}}`), 'ok');
+    assert.is(await driver.run(`{cluster_event, 'n2@host', false}`), 'ok');
+    assert.is(await driver.run(`{cluster_event, 'n2@host', true}`), 'ok');
+    await until('events and ClusterEvents at both', () => [a, b].every((s) => s.events.length === 1 && s.clusterEvents.length === 2));
+    for (const s of [a, b]) {
+      assert.is(s.events[0].jid, 'agent1@localhost/r');
+      assert.equal(s.clusterEvents, [
+        { node: 'n2@host', up: false },
+        { node: 'n2@host', up: true },
+      ]);
+    }
+
+    // s1 moves to B: B's list names it, then A's no longer does.
+    b.stream!.write({ watch: watchOf('B', [S1, S2]) });
+    a.stream!.write({ watch: watchOf('A', []) });
+    assert.is(await driver.run('{wait_status, consult_grpc, owned, 0, 5000}'), true);
+    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 2, 5000}'), true);
+    assert.is(await send(S1), 'B');
+    assert.is(await send(S2), 'B');
+
+    // Back to A, then A goes away: s1 has no owner (the caller applies its failure policy) until B claims it.
+    b.stream!.write({ watch: watchOf('B', [S2]) });
+    a.stream!.write({ watch: watchOf('A', [S1]) });
+    assert.is(await driver.run('{wait_status, consult_grpc, owned, 1, 5000}'), true);
+    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 1, 5000}'), true);
+    assert.is(await send(S1), 'A');
+    a.kill();
+    assert.is(await driver.run('{wait_status, consult_grpc, connected, false, 5000}'), true);
+    assert.is(await send(S1), 'no_owner');
+    assert.is(await send(S2), 'B');
+    assert.is(await send('any'), 'B');
+    b.stream!.write({ watch: watchOf('B', [S1, S2]) });
+    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 2, 5000}'), true);
+    assert.is(await send(S1), 'B');
+    const status: Array<{ name: string; connected: boolean; owned: number; sidecar_id: string }> = await driver.run('status');
+    assert.equal(
+      status.map((s) => [s.name, s.connected, s.owned, s.sidecar_id]),
+      [
+        ['consult_grpc', false, 0, 'A'],
+        ['consult_grpc_2', true, 2, 'B'],
+      ],
+    );
+  },
+);
+
+owners.run();

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { restore } from '../src/desk.js';
 import type { JournalStore } from '../src/journal/journal.js';
-import { SqlLease, type Lease } from '../src/journal/lease.js';
+import { plan, preferredOwner } from '../src/journal/lease.js';
 import { MemoryJournal } from '../src/journal/memory-journal.js';
 import { LeaseLost, SqlJournal } from '../src/journal/sql-journal.js';
 import { MemoryStore } from '../src/memory-store.js';
@@ -20,7 +20,7 @@ import { startPostgres, type Postgres } from './support/postgres.js';
 let postgres: Postgres;
 let pgliteDb: Driver;
 let pgDb: Driver;
-const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars';
 
 // A fresh, empty store per case: SQL ones reuse the database connection and truncate.
 const backends: Record<string, () => Promise<Store>> = {
@@ -138,18 +138,16 @@ same('resources: upsert keeps order, remove, clearNode', async (s) => {
 
 // ---- the journal: the same on all three -------------------------------------------
 
-const leases: Lease[] = []; // released before the lease test, so no renewer is left running
-const sqlJournal = async (db: Driver) => {
-  const st = await storesOn(db, 'j');
+const sqlJournal = async (db: Driver, shared: boolean) => {
+  const st = await storesOn(db, { holder: 'j#1', sidecar: 'j' }, { shared });
   await db.query(`TRUNCATE ${TABLES}`);
-  await st.lease.acquire();
-  leases.push(st.lease);
+  await st.leases.round(['s1', 's2', 'nobody']); // PostgreSQL: fenced writes need the shops' leases
   return st.journal;
 };
 const journals: Record<string, () => Promise<JournalStore>> = {
   memory: async () => new MemoryJournal(),
-  pglite: () => sqlJournal(pgliteDb),
-  postgres: () => sqlJournal(pgDb),
+  pglite: () => sqlJournal(pgliteDb, false),
+  postgres: () => sqlJournal(pgDb, true),
 };
 
 function sameJournal(name: string, run: (j: JournalStore) => Promise<unknown[]>) {
@@ -194,17 +192,14 @@ sameJournal('journal: batches load back in order, per shop; a snapshot supersede
 test('pglite: persisted to a directory, survives close and reopen (shops and journal)', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-test-'));
   try {
-    const a = await openStores(`pglite:${dir}/db`, 'one');
-    await a.lease!.acquire();
+    const a = await openStores(`pglite:${dir}/db`, { holder: 'one#1', sidecar: 'one' });
     await a.store.putShop(shop('s1'));
     await a.journal.append(
       [{ shop: 's1', changes: [open('v1', 'a1', 1), { op: 'enqueue', v: 'v2', at: 5 }, { op: 'keep', v: 'v2', at: 5, xml: '<held/>' }] }],
       [],
     );
-    await a.lease!.release();
     await a.store.close();
-    const b = await openStores(`pglite:${dir}/db`, 'two'); // schema creation is idempotent
-    await b.lease!.acquire();
+    const b = await openStores(`pglite:${dir}/db`, { holder: 'two#1', sidecar: 'two' }); // schema creation is idempotent
     assert.equal(await b.store.listShops(), [shop('s1')]);
     const st = restore('s1', DEFAULT_LIMITS, await b.journal.load('s1'));
     assert.equal([[...st.sessions.keys()], [...st.queue], st.kept.get('v2')], [['v1'], [['v2', 5]], [{ at: 5, xml: '<held/>' }]]);
@@ -215,15 +210,16 @@ test('pglite: persisted to a directory, survives close and reopen (shops and jou
 });
 
 test('openStores: memory:, pglite:memory, unknown url', async () => {
-  const m = await openStores('memory:', 'x');
+  const me = { holder: 'x#1', sidecar: 'x' };
+  const m = await openStores('memory:', me);
   assert.instance(m.store, MemoryStore);
   assert.instance(m.journal, MemoryJournal);
-  assert.is(m.lease, undefined);
-  const p = await openStores('pglite:memory', 'x');
+  assert.equal([...(await m.leases.round(['a', 'b'])).held], ['a', 'b'], 'one process owns every shop');
+  const p = await openStores('pglite:memory', me);
   assert.instance(p.store, SqlStore);
   assert.instance(p.journal, SqlJournal);
   await p.store.close();
-  await openStores('mysql://x', 'x').then(
+  await openStores('mysql://x', me).then(
     () => assert.unreachable('should throw'),
     (e) => assert.match(e.message, /unknown store url/),
   );
@@ -254,8 +250,7 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
       `INSERT INTO sticky VALUES ('s1', 'v0', 'a1', 99)`,
     ])
       await db.query(sql);
-    const { store, journal, lease } = await storesOn(db, 'm');
-    await lease.acquire();
+    const { store, journal } = await storesOn(db, { holder: 'm#1', sidecar: 'm' }, { shared: false });
     assert.equal(
       (await store.listShops()).map((x) => [x.jid, x.strategy, x.limits]),
       [['s1', 'sticky', DEFAULT_LIMITS]],
@@ -286,51 +281,92 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
   }
 });
 
-test('postgres lease: one writer; the other stands by, takes over on release or expiry; a stale writer is fenced', async () => {
-  for (const l of leases.splice(0)) await l.release();
-  await pgDb.query(`TRUNCATE ${TABLES}`);
-  const first = await storesOn(pgDb, 'first', 600);
-  const second = await storesOn(pgDb, 'second', 600);
-  await first.lease.acquire();
-  let waiting = '';
-  let secondHolds = false;
-  const standby = second.lease
-    .acquire({
-      onWait: (by) => {
-        waiting = by;
-      },
-    })
-    .then(() => {
-      secondHolds = true;
-    });
-  await new Promise((r) => setTimeout(r, 400));
-  assert.is(waiting, 'first');
-  assert.is(secondHolds, false, 'the second waits while the first renews');
-  await first.journal.append([{ shop: 's', changes: [open('v1', 'a', 1)] }], []);
-  await first.lease.release();
-  await standby;
-  assert.is(secondHolds, true);
-  await first.journal.append([{ shop: 's', changes: [open('v2', 'a', 2)] }], []).then(
-    () => assert.unreachable('a former holder must not write'),
-    (e) => assert.instance(e, LeaseLost),
+test('who should own a shop: rendezvous over live sidecars; take free ones, hand over misplaced ones', () => {
+  const shops = Array.from({ length: 200 }, (_, i) => `shop${i}@x`);
+  const live = ['a', 'b', 'c'];
+  const counts = new Map<string, number>();
+  for (const s of shops) counts.set(preferredOwner(s, live)!, (counts.get(preferredOwner(s, live)!) ?? 0) + 1);
+  assert.ok(
+    [...counts.values()].every((n) => n > 40),
+    `spread over all three: ${[...counts]}`,
   );
-  await second.journal.append([{ shop: 's', changes: [said('v1', 3)] }], []);
-  assert.equal(
-    (await second.journal.load('s')).batches.map((b) => b.map((c) => c.op)),
-    [['open'], ['said']],
-  );
+  // Removing c moves only c's shops.
+  const moved = shops.filter((s) => preferredOwner(s, live) !== preferredOwner(s, ['a', 'b']));
+  assert.ok(moved.every((s) => preferredOwner(s, live) === 'c'));
 
-  // Expiry: a holder that stops renewing (paused, cut off) loses the lease; it learns so when it renews.
-  const third = new SqlLease(pgDb, 'third', 600);
-  let lost = '';
-  second.lease.onLost((why) => {
-    lost = why;
+  const me = { holder: 'a#1', sidecar: 'a' };
+  const mine = shops.find((s) => preferredOwner(s, live) === 'a')!;
+  const theirs = shops.find((s) => preferredOwner(s, live) === 'b')!;
+  const row = (shop: string, holder: string, leftMs: number) => ({ shop, holder, sidecar: holder.split('#')[0], leftMs });
+  // Free shops: mine is taken; b's is left to b (alive).
+  assert.equal(plan(me, [mine, theirs], [], live, 5000), { take: [mine], handOver: [] });
+  assert.equal(plan(me, [mine, theirs], [row(theirs, 'b#1', -10)], live, 5000), { take: [mine], handOver: [] });
+  // ... unless it has been unowned for more than a lease period: then anyone takes it.
+  assert.equal(plan(me, [theirs], [row(theirs, 'b#1', -6000)], live, 5000), { take: [theirs], handOver: [] });
+  // Held by another and valid: left alone, even if it should be mine (its holder hands it over).
+  assert.equal(plan(me, [mine], [row(mine, 'c#1', 3000)], live, 5000), { take: [], handOver: [] });
+  // Held by me but belonging to a live other: handed over.
+  assert.equal(plan(me, [theirs, mine], [row(theirs, 'a#1', 3000), row(mine, 'a#1', 3000)], live, 5000), {
+    take: [],
+    handOver: [theirs],
   });
-  await pgDb.query(`UPDATE sidecar_lease SET expires_at = 0`); // as if second had not renewed in time
-  await third.acquire();
-  await new Promise((r) => setTimeout(r, 400));
-  assert.match(lost, 'taken over by third');
-  await third.release();
+  // A restarted sidecar (same id, new holder) takes its shops once the old holder's lease expired.
+  assert.equal(plan({ holder: 'a#2', sidecar: 'a' }, [mine], [row(mine, 'a#1', -1)], live, 5000), { take: [mine], handOver: [] });
+});
+
+test('postgres leases: shops spread over two sidecars; handed over cleanly; taken after expiry; a stale writer is fenced', async () => {
+  await pgDb.query(`TRUNCATE ${TABLES}`);
+  const shops = Array.from({ length: 20 }, (_, i) => `shop${i}@x`);
+  const one = await storesOn(pgDb, { holder: 'one#1', sidecar: 'one' }, { shared: true, leaseTtlMs: 600 });
+  const two = await storesOn(pgDb, { holder: 'two#1', sidecar: 'two' }, { shared: true, leaseTtlMs: 600 });
+  const first = await one.leases.round(shops);
+  assert.equal(first.held.size, 20, 'alone, it takes every shop');
+  assert.equal(first.handOver, []);
+  await one.journal.append([{ shop: shops[0], changes: [open('v1', 'a', 1)] }], []);
+
+  // The second joins: the first learns on its next round which shops belong to the second.
+  assert.equal((await two.leases.round(shops)).held.size, 0, 'nothing free yet');
+  const r = await one.leases.round(shops);
+  const theirs = shops.filter((s) => preferredOwner(s, ['one', 'two']) === 'two');
+  assert.equal(r.handOver.sort(), [...theirs].sort());
+  assert.ok(theirs.length > 3 && theirs.length < 17, `about half: ${theirs.length}`);
+  await one.leases.release(theirs);
+  const taken = await two.leases.round(shops);
+  assert.equal([...taken.held].sort(), [...theirs].sort(), 'released shops are taken by their sidecar at once');
+
+  // A former holder's write to a shop it gave up is refused, and the error names it.
+  const gone = theirs[0];
+  await one.journal.append([{ shop: gone, changes: [open('v2', 'a', 2)] }], []).then(
+    () => assert.unreachable('a former holder must not write'),
+    (e) => {
+      assert.instance(e, LeaseLost);
+      assert.equal(e.shops, [gone]);
+    },
+  );
+  // Mixed batches are refused whole: nothing of them is written.
+  const kept = shops.find((s) => !theirs.includes(s))!;
+  await one.journal
+    .append(
+      [
+        { shop: kept, changes: [open('v3', 'a', 3)] },
+        { shop: gone, changes: [open('v4', 'a', 4)] },
+      ],
+      [],
+    )
+    .then(
+      () => assert.unreachable('refused'),
+      (e) => assert.equal(e.shops, [gone]),
+    );
+  assert.not.ok(JSON.stringify((await one.journal.load(kept)).batches).includes('v3'), 'the held shop of a refused batch got nothing');
+  await two.journal.append([{ shop: gone, changes: [said('v1', 3)] }], []);
+
+  // The first stops renewing (crash): past the lease period the second takes everything.
+  await new Promise((r) => setTimeout(r, 700));
+  const all = await two.leases.round(shops);
+  assert.equal(all.held.size, 20, "a dead sidecar's shops go to the one left");
+  assert.equal((await one.leases.round(shops)).held.size, 0, 'the old holder finds it holds nothing');
+  await one.leases.releaseAll();
+  await two.leases.releaseAll();
 });
 
 test.run();

@@ -17,17 +17,25 @@
 %% (streams up to the GOAWAY's last-stream-id) and a new connection is made at
 %% once for new requests. Requests on streams the sidecar did not take fail
 %% as unavailable. The same happens, initiated by us, when stream ids run out.
+%%
+%% Several sidecars: one such process per sidecar address, each with its own
+%% name and ETS table (status, watch list, owned shops). filter/4 picks the
+%% connection: a stanza to a shop goes to the sidecar that owns the shop
+%% (WatchList.owned) and is connected, anything else to any connected one
+%% (consult_owners). Notifications go to every connection, and each one tells
+%% its sidecar when an Erlang node comes or goes (ClusterEvent).
 -module(consult_grpc).
 -behaviour(gen_server).
 
--export([start_link/1, filter/3, notify/1, watched/2, status/0, unary_filter/3]).
+-export([start_link/1, filter/3, filter/4, notify/1, notify/2, watched/2, status/0, status/1,
+         unary_filter/3, connections/0, set_connections/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include("logger.hrl").
 
--define(SERVER, ?MODULE).
--define(STATE_TAB, consult_grpc_state).
--define(WATCH_TAB, consult_watch).
+%% The name of the one connection when nobody said otherwise.
+-define(DEFAULT_NAME, ?MODULE).
+-define(CONNECTIONS, {?MODULE, connections}).
 -define(SHIM_VERSION, <<"0.2.0">>).
 
 -define(STREAM_PATH, <<"/consult.v1.StanzaFilter/FilterStream">>).
@@ -106,10 +114,12 @@
 }).
 
 -record(st, {
+    name :: atom(),                %% registered name, and the name of its ETS table
     host :: string(),
     port :: inet:port_number(),
     authority :: binary(),
-    hello :: iodata(),
+    node :: binary(),              %% for the Hello
+    hosts :: [binary()],
     auth_headers :: [{binary(), binary()}],
     connect_timeout :: timeout(),
     threshold :: pos_integer(),
@@ -136,6 +146,11 @@
     %% Rate limit of the drop warning: {next warning at (monotonic ms), drops not yet logged}.
     drop_log = {0, 0} :: {integer(), non_neg_integer()},
     watch_gen = 0 :: non_neg_integer(),
+    %% The shops the sidecar decides now, as it said on the current connection.
+    claims = #{} :: consult_owners:claims(),
+    sidecar_id = <<>> :: binary(),  %% WatchList.sidecar
+    %% The agents reported to on_watch since the current connection was made.
+    reported = #{} :: #{binary() => true},
     on_watch = undefined :: undefined | {module(), atom()},
     on_inject = undefined :: undefined | {module(), atom()},
     watch_file = undefined :: undefined | file:filename()
@@ -143,11 +158,15 @@
 
 %%% API
 
+%% name: registered name of the process and of its ETS table (default
+%% consult_grpc); list every connection's name in set_connections/1.
 %% token: sent as `authorization: Bearer <token>` on every stream (empty: none).
 %% keepalive_interval: ms between PINGs (infinity: none); keepalive_timeout: ms
-%% to wait for the ACK. backoff_min/backoff_max and max_stream_id are for tests.
+%% to wait for the ACK. on_watch is called as M:F(Name, Agents) with the agents
+%% of a watch list not yet reported on this connection. backoff_min/backoff_max
+%% and max_stream_id are for tests.
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
-                   hosts := [binary()], node := binary(), token => binary(),
+                   hosts := [binary()], node := binary(), name => atom(), token => binary(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
                    keepalive_interval => pos_integer() | infinity,
                    keepalive_timeout => pos_integer(),
@@ -157,63 +176,135 @@
                    max_stream_id => pos_integer()}) ->
           gen_server:start_ret().
 start_link(Opts) ->
-    gen_server:start_link({local, ?SERVER}, ?MODULE, Opts, []).
+    gen_server:start_link({local, maps:get(name, Opts, ?DEFAULT_NAME)}, ?MODULE, Opts, []).
+
+%% The connections stanzas may go to, in the configured order.
+-spec connections() -> [atom()].
+connections() ->
+    persistent_term:get(?CONNECTIONS, [?DEFAULT_NAME]).
+
+%% [] forgets the list (back to the one default connection).
+-spec set_connections([atom()]) -> ok.
+set_connections([]) ->
+    _ = persistent_term:erase(?CONNECTIONS),
+    ok;
+set_connections(Names) ->
+    case connections() of
+        Names -> ok;  %% no rewrite: a persistent_term update costs a global GC
+        _ -> persistent_term:put(?CONNECTIONS, Names)
+    end.
 
 -spec filter(binary(), iodata(), pos_integer()) ->
           {ok, consult_pb:verdict()}
         | {error, unavailable | timeout | circuit_open | overloaded}.
-filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
+filter(Host, Xml, TimeoutMs) ->
+    filter(Host, any, Xml, TimeoutMs).
+
+%% Target: the bare JID of the shop the stanza is addressed to, which only
+%% the sidecar owning that shop may decide (no_owner while no connected one
+%% does), or any: whichever sidecar is connected.
+-spec filter(binary(), binary() | any, iodata(), pos_integer()) ->
+          {ok, consult_pb:verdict()}
+        | {error, unavailable | timeout | circuit_open | overloaded | no_owner}.
+filter(Host, Target, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
     %% When the caller stops waiting, on the wall clock the sidecar shares (NTP).
     Deadline = erlang:system_time(millisecond) + TimeoutMs,
-    case fast_check() of
-        ok -> call({filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs);
+    case pick(Target) of
+        {ok, Name} -> call(Name, {filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs);
         Error -> Error
     end.
 
-%% Fire and forget; dropped while disconnected, and beyond ?MAX_QUEUED_NOTIFY
-%% waiting for the send window (counted in status()). Encoded here so a
-%% malformed event fails in the caller, not in the connection process.
+%% Fire and forget, to every connection; dropped while disconnected, and
+%% beyond ?MAX_QUEUED_NOTIFY waiting for the send window (counted in
+%% status()). Encoded here so a malformed event fails in the caller, not in
+%% the connection process.
 -spec notify(consult_pb:session_event()) -> ok.
 notify(Event) ->
     Msg = iolist_to_binary(consult_pb:encode_shim_message({event, Event})),
-    gen_server:cast(?SERVER, {notify, Msg}).
+    lists:foreach(fun(Name) -> gen_server:cast(Name, {notify, Msg}) end, connections()).
 
+%% To one connection only.
+-spec notify(atom(), consult_pb:session_event()) -> ok.
+notify(Name, Event) ->
+    Msg = iolist_to_binary(consult_pb:encode_shim_message({event, Event})),
+    gen_server:cast(Name, {notify, Msg}).
+
+%% Whether the latest watch list of any connection (connected or not) names
+%% the JID: what makes a stanza relevant.
 -spec watched(shop | agent, binary()) -> boolean().
 watched(Kind, BareJid) ->
-    try ets:member(?WATCH_TAB, {Kind, BareJid})
-    catch error:badarg -> false
-    end.
+    lists:any(fun(Name) ->
+                      try ets:member(Name, {Kind, BareJid})
+                      catch error:badarg -> false
+                      end
+              end, connections()).
 
--spec status() -> map().
+%% One map for one connection (as before there were several), else one per
+%% connection in the configured order.
+-spec status() -> map() | [map()].
 status() ->
-    try gen_server:call(?SERVER, status)
-    catch exit:_ -> #{running => false}
+    case connections() of
+        [Name] -> status(Name);
+        Names -> [status(Name) || Name <- Names]
     end.
 
-%% A unary Filter call on its own stream of the same connection (debugging).
+-spec status(atom()) -> map().
+status(Name) ->
+    try gen_server:call(Name, status)
+    catch exit:_ -> #{running => false, name => Name}
+    end.
+
+%% A unary Filter call on its own stream of a connection (debugging).
 -spec unary_filter(binary(), iodata(), pos_integer()) ->
           {ok, consult_pb:verdict()} | {error, {grpc, binary(), binary()}} | {error, term()}.
 unary_filter(Host, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
-    call({unary, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs).
-
-%% closed: go; open: fail fast until the cooldown is over, then one caller
-%% at a time asks the process, which lets exactly one probe through;
-%% probing: the probe is out, everyone else fails fast.
-fast_check() ->
-    try ets:lookup(?STATE_TAB, status) of
-        [{status, true, closed}] -> ok;
-        [{status, true, {open, Until}}] ->
-            case now_ms() >= Until of
-                true -> ok;
-                false -> {error, circuit_open}
-            end;
-        [{status, true, probing}] -> {error, circuit_open};
-        _ -> {error, unavailable}
-    catch error:badarg -> {error, unavailable}
+    case pick(any) of
+        {ok, Name} -> call(Name, {unary, Host, iolist_to_binary(Xml), TimeoutMs}, TimeoutMs);
+        Error -> Error
     end.
 
-call(Request, TimeoutMs) ->
-    try gen_server:call(?SERVER, Request, TimeoutMs + ?CALL_MARGIN)
+%% Read by the caller from the connections' tables, without messaging them.
+pick(any) ->
+    consult_owners:any_up([{Name, conn_state(Name)} || Name <- connections()]);
+pick(Shop) ->
+    Claims = [{Since, Name} || Name <- connections(), Since <- claim_of(Name, Shop)],
+    case consult_owners:owner(Claims) of
+        {ok, Name} ->
+            case conn_state(Name) of
+                open -> {error, circuit_open};
+                down -> {error, no_owner};  %% went down just now
+                _ -> {ok, Name}
+            end;
+        none ->
+            {error, no_owner}
+    end.
+
+claim_of(Name, Shop) ->
+    try ets:lookup(Name, {owned, Shop}) of
+        [{_, Since}] -> [Since];
+        [] -> []
+    catch error:badarg -> []
+    end.
+
+%% closed: go; open: fail fast until the cooldown is over, then one caller
+%% at a time asks the process (probe), which lets exactly one probe through;
+%% probing: the probe is out, everyone else fails fast.
+-spec conn_state(atom()) -> consult_owners:conn_state().
+conn_state(Name) ->
+    try ets:lookup(Name, status) of
+        [{status, true, closed}] -> closed;
+        [{status, true, {open, Until}}] ->
+            case now_ms() >= Until of
+                true -> probe;
+                false -> open
+            end;
+        [{status, true, probing}] -> open;
+        _ -> down
+    catch error:badarg -> down
+    end.
+
+call(Name, Request, TimeoutMs) ->
+    try gen_server:call(Name, Request, TimeoutMs + ?CALL_MARGIN)
     catch
         exit:{timeout, _} -> {error, timeout};
         exit:_ -> {error, unavailable}
@@ -222,21 +313,24 @@ call(Request, TimeoutMs) ->
 %%% gen_server
 
 init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
-    ets:new(?STATE_TAB, [named_table, public, set, {read_concurrency, true}]),
-    ets:new(?WATCH_TAB, [named_table, public, set, {read_concurrency, true}]),
+    Name = maps:get(name, Opts, ?DEFAULT_NAME),
+    %% Rows: {status, Connected, Breaker}, {{shop | agent, Jid}, Gen}, {{owned, Shop}, Since}.
+    ets:new(Name, [named_table, public, set, {read_concurrency, true}]),
+    %% {nodeup, N} / {nodedown, N} for visible nodes (ejabberdctl's are hidden).
+    ok = net_kernel:monitor_nodes(true),
     WatchFile = maps:get(watch_file, Opts, undefined),
     HostStr = unicode:characters_to_list(Host),
-    Hello = consult_pb:encode_shim_message(
-              {hello, #{node => Node, hosts => Hosts, shim_version => ?SHIM_VERSION}}),
     AuthHeaders = case iolist_to_binary(maps:get(token, Opts, <<>>)) of
                       <<>> -> [];
                       Token -> [{<<"authorization">>, <<"Bearer ", Token/binary>>}]
                   end,
     BackoffMin = maps:get(backoff_min, Opts, ?BACKOFF_MIN),
-    St = #st{host = HostStr,
+    St = #st{name = Name,
+             host = HostStr,
              port = Port,
              authority = iolist_to_binary([HostStr, $:, integer_to_list(Port)]),
-             hello = Hello,
+             node = Node,
+             hosts = Hosts,
              auth_headers = AuthHeaders,
              connect_timeout = maps:get(connect_timeout, Opts, 1000),
              threshold = maps:get(breaker_threshold, Opts, 5),
@@ -282,7 +376,7 @@ handle_call({unary, _, _, _}, _From, St = #st{conn = undefined}) ->
 handle_call({unary, _, _, _} = Req, From, St = #st{conn = C, max_stream_id = MaxId})
   when C#conn.next_stream > MaxId ->
     %% Stream ids are used up: a new connection, this one drains.
-    ?INFO_MSG("consult_grpc: stream ids used up on this connection, opening a new one", []),
+    ?INFO_MSG("consult_grpc: stream ids used up on the connection to ~ts, opening a new one", [St#st.authority]),
     St1 = connect_now(maybe_drained(retire(C, no_error, St))),
     case St1#st.conn of
         #conn{next_stream = N} when N =< MaxId -> handle_call(Req, From, St1);
@@ -359,6 +453,10 @@ handle_info({keepalive, Ref}, St = #st{conn = #conn{ref = Ref}}) ->
     {noreply, St};
 handle_info({timeout, TRef, {ping_timeout, Ref}}, St = #st{conn = C = #conn{ref = Ref, ping = {_, TRef}}}) ->
     {noreply, conn_down(C, keepalive_timeout, St)};
+handle_info({nodeup, Node}, St) ->
+    {noreply, cluster_event(Node, true, St)};
+handle_info({nodedown, Node}, St) ->
+    {noreply, cluster_event(Node, false, St)};
 handle_info(_Stale, St) ->
     %% Messages from an earlier socket, already-handled timers.
     {noreply, St}.
@@ -385,11 +483,11 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
                                        {max_header_list_size, ?MAX_HEADER_BLOCK}]),
                   consult_h2:window_update(0, ?RECV_WINDOW - ?DEFAULT_WINDOW)], C0),
             {Main, C1} = open_stream(?STREAM_PATH, [], main, C0, St),
-            C2 = send_message(Main, St#st.hello, other, false, C1#conn{main = Main}),
+            C2 = send_message(Main, hello(St), other, false, C1#conn{main = Main}),
             inet:setopts(Sock, [{active, once}]),
             schedule_keepalive(Ref, St),
             publish(St#st{conn = C2, attempts = 0, connect_now = false,
-                          reconnect_timer = undefined});
+                          reconnect_timer = undefined, reported = #{}});
         {error, Reason} ->
             %% Only the first failure of a series is worth a log line.
             Attempts =:= 0 andalso
@@ -397,6 +495,21 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
                              [Host, Port, Reason]),
             schedule_reconnect(St#st{connect_now = false})
     end.
+
+%% The cluster as this node sees it now, itself first; changes come as
+%% ClusterEvents while the stream lasts.
+hello(#st{node = Node, hosts = Hosts}) ->
+    consult_pb:encode_shim_message(
+      {hello, #{node => Node, hosts => Hosts, shim_version => ?SHIM_VERSION,
+                cluster_nodes => [Node | [atom_to_binary(N, utf8) || N <- nodes()]]}}).
+
+%% A node that left takes its users' presence with it: the sidecar must know
+%% at once. Not queued while disconnected (the next Hello has the members).
+cluster_event(Node, Up, St = #st{conn = C = #conn{main = Main}}) ->
+    Msg = consult_pb:encode_shim_message({cluster, #{node => atom_to_binary(Node, utf8), up => Up}}),
+    St#st{conn = send_message(Main, Msg, other, false, C)};
+cluster_event(_Node, _Up, St) ->
+    St.
 
 %% After a GOAWAY (or when stream ids run out) the connection is connected
 %% again at once, not after a backoff.
@@ -452,8 +565,8 @@ conn_down(C = #conn{ref = Ref, sock = Sock, role = Role}, Reason, St0) ->
     case Role of
         draining ->
             Lost > 0 andalso
-                ?WARNING_MSG("consult_grpc: the sidecar connection that was going away ended (~p); "
-                             "~b requests on it failed", [Reason, Lost]),
+                ?WARNING_MSG("consult_grpc: the connection to ~ts that was going away ended (~p); "
+                             "~b requests on it failed", [St#st.authority, Reason, Lost]),
             publish(St1);
         current ->
             log_down(Reason, Lost, St1),
@@ -478,8 +591,8 @@ log_down(Reason, Lost, #st{host = Host, port = Port, backoff = Backoff}) ->
                          "config; retrying in ~b ms",
                          [Host, Port, Code, grpc_status_name(Code), Message, node(), Backoff]);
         false ->
-            ?WARNING_MSG("consult_grpc: sidecar connection lost (~p)~ts, reconnecting",
-                         [Reason, LostText])
+            ?WARNING_MSG("consult_grpc: connection to sidecar ~s:~b lost (~p)~ts, reconnecting",
+                         [Host, Port, Reason, LostText])
     end.
 
 refused({main_stream_ended, _, {Code, Message}})
@@ -501,8 +614,8 @@ maybe_drained(St = #st{draining = Draining, pending = P}) ->
                  not maps:is_key(Ref, Owing),
                  not lists:any(fun(#stream{kind = K}) -> K =/= main end, maps:values(Streams))],
     lists:foreach(fun(C) ->
-                          ?INFO_MSG("consult_grpc: the old sidecar connection answered everything "
-                                    "it owed; closed", []),
+                          ?INFO_MSG("consult_grpc: the old connection to ~ts answered everything "
+                                    "it owed; closed", [St#st.authority]),
                           send(consult_h2:goaway(0, no_error, <<>>), C),
                           gen_tcp:close(C#conn.sock)
                   end, Done),
@@ -700,9 +813,9 @@ goaway(LastId, Code, Debug, C = #conn{streams = Streams, main = Main}, St) ->
         true ->
             {down, {goaway, Code, Debug}, C1, St};
         false when C1#conn.role =:= current ->
-            logger:log(Log, "consult_grpc: the sidecar is going away (GOAWAY ~p~ts); what it owes "
+            logger:log(Log, "consult_grpc: the sidecar at ~ts is going away (GOAWAY ~p~ts); what it owes "
                             "comes on this connection, new requests go to a new one",
-                       [Code, debug_text(Debug)]),
+                       [St#st.authority, Code, debug_text(Debug)]),
             cancel_ping(C1),
             {ok, C1#conn{role = draining, ping = undefined}, St#st{connect_now = true}};
         false ->
@@ -759,7 +872,7 @@ grpc_messages(Rest, Acc) ->
 
 stream_data(S = #stream{kind = main}, Msgs, EndStream, C, St) ->
     C1 = store_stream(S, C),
-    St1 = lists:foldl(fun(M, Acc) -> sidecar_message(M, C1#conn.ref, Acc) end, St, Msgs),
+    St1 = lists:foldl(fun(M, Acc) -> sidecar_message(M, C1, Acc) end, St, Msgs),
     case EndStream of
         true -> {down, main_stream_ended, C1, St1};
         false -> {ok, C1, St1}
@@ -824,7 +937,7 @@ percent_decode(<<>>) ->
 
 %%% Messages from the sidecar
 
-sidecar_message(Msg, ConnRef, St = #st{pending = P}) ->
+sidecar_message(Msg, #conn{ref = ConnRef, role = Role}, St = #st{pending = P}) ->
     case consult_pb:decode_sidecar_message(Msg) of
         {verdict, V = #{seq := Seq}} ->
             case maps:take(Seq, P) of
@@ -838,8 +951,10 @@ sidecar_message(Msg, ConnRef, St = #st{pending = P}) ->
         {watch, W} ->
             St1 = store_watch(W, St),
             save_watch(W, St1),
-            run_on_watch(St1),
-            St1;
+            case Role of
+                current -> report_agents(W, own(W, St1));
+                draining -> St1  %% a sidecar going away decides nothing more
+            end;
         {inject, #{stanzas := Stanzas, id := Id}} ->
             run_on_inject(Stanzas, Id, ConnRef, St),
             St;
@@ -848,9 +963,47 @@ sidecar_message(Msg, ConnRef, St = #st{pending = P}) ->
     end.
 
 %% The owner learns which JIDs matter only now (e.g. to report the agents'
-%% current sessions after a reconnect); it runs apart so it cannot block us.
-run_on_watch(#st{on_watch = undefined}) -> ok;
-run_on_watch(#st{on_watch = {M, F}}) -> _ = spawn(M, F, []), ok.
+%% current sessions after a reconnect): it gets the agents this connection
+%% has not reported yet, and runs apart so it cannot block us.
+report_agents(#{agents := Agents}, St = #st{reported = Reported}) ->
+    run_on_watch([A || A <- Agents, not maps:is_key(A, Reported)], St),
+    St#st{reported = maps:from_list([{A, true} || A <- Agents])}.
+
+run_on_watch([], _St) -> ok;
+run_on_watch(_New, #st{on_watch = undefined}) -> ok;
+run_on_watch(New, #st{name = Name, on_watch = {M, F}}) -> _ = spawn(M, F, [Name, New]), ok.
+
+%% The shops this sidecar decides now replace those it decided: a shop it
+%% stops listing goes to whoever lists it (or nobody) from the next stanza.
+own(#{owned := Owned, sidecar := Id}, St = #st{name = Tab, claims = Claims}) ->
+    {Claims1, Added, Removed} = consult_owners:claim(Claims, Owned, erlang:unique_integer([monotonic])),
+    ets:insert(Tab, [{{owned, Shop}, Since} || {Shop, Since} <- Added]),
+    lists:foreach(fun(Shop) -> ets:delete(Tab, {owned, Shop}) end, Removed),
+    case {Added, Removed} of
+        {[], []} -> ok;
+        _ -> ?INFO_MSG("consult_grpc: sidecar ~ts~ts decides ~b shops now (+~b~ts, -~b~ts)",
+                       [St#st.authority, id_text(Id), map_size(Claims1), length(Added),
+                        some([S || {S, _} <- Added]), length(Removed), some(Removed)])
+    end,
+    St#st{claims = Claims1, sidecar_id = Id}.
+
+%% A connection that is not up decides nothing: its sidecar may have lost
+%% its shops to another while we could not hear it.
+disown(St = #st{claims = Claims}) when map_size(Claims) =:= 0 ->
+    St;
+disown(St = #st{name = Tab, claims = Claims}) ->
+    ets:match_delete(Tab, {{owned, '_'}, '_'}),
+    ?INFO_MSG("consult_grpc: sidecar ~ts~ts disconnected, its ~b shops have no owner here until "
+              "a sidecar claims them", [St#st.authority, id_text(St#st.sidecar_id), map_size(Claims)]),
+    St#st{claims = #{}}.
+
+id_text(<<>>) -> "";
+id_text(Id) -> [" (", Id, ")"].
+
+%% A few names for a log line.
+some([]) -> "";
+some(Shops) when length(Shops) =< 5 -> [": ", lists:join(", ", Shops)];
+some(Shops) -> [": ", lists:join(", ", lists:sublist(Shops, 5)), ", ..."].
 
 %% The callback routes the stanzas apart too; only when it returns is the
 %% Inject acknowledged (id 0: no ack wanted). A crash sends no ack, so the
@@ -865,10 +1018,11 @@ run_on_inject(Stanzas, Id, Ref, #st{on_inject = {M, F}}) ->
     ok.
 
 %% The last list is kept on disk, so that after an ejabberd restart the shim
-%% knows which JIDs matter even before the sidecar answers.
+%% knows which JIDs matter even before the sidecar answers. Not what it
+%% owned: that may have changed meanwhile.
 save_watch(_W, #st{watch_file = undefined}) -> ok;
-save_watch(W, #st{watch_file = File}) ->
-    case file:write_file(File, term_to_binary(W)) of
+save_watch(#{shops := Shops, agents := Agents}, #st{watch_file = File}) ->
+    case file:write_file(File, term_to_binary(#{shops => Shops, agents => Agents})) of
         ok -> ok;
         {error, Why} -> ?WARNING_MSG("consult_grpc: cannot save the watch list to ~ts: ~p", [File, Why])
     end.
@@ -887,10 +1041,10 @@ load_watch(File, St) ->
 
 %% Insert the new list, then delete whatever is left from older ones, so
 %% readers never see an empty table in between.
-store_watch(#{shops := Shops, agents := Agents}, St = #st{watch_gen = G}) ->
+store_watch(#{shops := Shops, agents := Agents}, St = #st{name = Tab, watch_gen = G}) ->
     Gen = G + 1,
-    ets:insert(?WATCH_TAB, [{{shop, J}, Gen} || J <- Shops] ++ [{{agent, J}, Gen} || J <- Agents]),
-    ets:select_delete(?WATCH_TAB, [{{'_', '$1'}, [{'=/=', '$1', Gen}], [true]}]),
+    ets:insert(Tab, [{{shop, J}, Gen} || J <- Shops] ++ [{{agent, J}, Gen} || J <- Agents]),
+    ets:select_delete(Tab, [{{{Kind, '_'}, '$1'}, [{'=/=', '$1', Gen}], [true]} || Kind <- [shop, agent]]),
     St#st{watch_gen = Gen}.
 
 %%% Breaker and published state
@@ -908,7 +1062,8 @@ gate(#st{}) -> open.
 breaker_failure(Seq, St = #st{failures = F, breaker = B, threshold = T, cooldown = C, probe = Probe}) ->
     case B of
         closed when F + 1 >= T ->
-            ?WARNING_MSG("consult_grpc: circuit breaker open after ~b timeouts in a row", [F + 1]),
+            ?WARNING_MSG("consult_grpc: circuit breaker of ~ts open after ~b timeouts in a row",
+                         [St#st.authority, F + 1]),
             publish(St#st{failures = F + 1, breaker = {open, now_ms() + C}});
         {open, _} when Seq =:= Probe ->
             %% The probe failed: another cooldown.
@@ -920,25 +1075,28 @@ breaker_failure(Seq, St = #st{failures = F, breaker = B, threshold = T, cooldown
 breaker_success(St = #st{breaker = closed}) ->
     St#st{failures = 0};
 breaker_success(St) ->
-    ?INFO_MSG("consult_grpc: circuit breaker closed, the sidecar answers again", []),
+    ?INFO_MSG("consult_grpc: circuit breaker of ~ts closed, the sidecar answers again", [St#st.authority]),
     publish(St#st{failures = 0, breaker = closed, probe = undefined}).
 
-publish(St = #st{conn = Conn, breaker = Breaker, probe = Probe}) ->
+publish(St = #st{name = Tab, conn = Conn, breaker = Breaker, probe = Probe}) ->
     Published = case {Breaker, Probe} of
                     {{open, _}, Seq} when Seq =/= undefined -> probing;
                     _ -> Breaker
                 end,
-    ets:insert(?STATE_TAB, {status, Conn =/= undefined, Published}),
-    St.
+    ets:insert(Tab, {status, Conn =/= undefined, Published}),
+    case Conn of
+        undefined -> disown(St);
+        _ -> St
+    end.
 
 notify_dropped(St = #st{notify_dropped = N, drop_log = {Next, Unlogged}}) ->
     Now = now_ms(),
     case Now >= Next of
         true ->
-            ?WARNING_MSG("consult_grpc: the sidecar does not take notifications fast enough; "
+            ?WARNING_MSG("consult_grpc: the sidecar at ~ts does not take notifications fast enough; "
                          "~b queued, dropped ~b session/presence notifications (~b in all); "
                          "its view of the agents may be stale until the next reconnect",
-                         [?MAX_QUEUED_NOTIFY, Unlogged + 1, N + 1]),
+                         [St#st.authority, ?MAX_QUEUED_NOTIFY, Unlogged + 1, N + 1]),
             St#st{notify_dropped = N + 1, drop_log = {Now + ?DROP_LOG_EVERY, 0}};
         false ->
             St#st{notify_dropped = N + 1, drop_log = {Next, Unlogged + 1}}
@@ -965,7 +1123,9 @@ status_map(St = #st{breaker = B, conn = Conn}) ->
                                             max_frame_size => Conn#conn.max_frame,
                                             initial_window_size => Conn#conn.peer_window}}
                end,
-    ConnInfo#{running => true, connected => Conn =/= undefined, breaker => Breaker,
+    ConnInfo#{running => true, name => St#st.name, sidecar => St#st.authority,
+              sidecar_id => St#st.sidecar_id, owned => map_size(St#st.claims),
+              connected => Conn =/= undefined, breaker => Breaker,
               probe_in_flight => St#st.probe =/= undefined,
               consecutive_timeouts => St#st.failures, pending => map_size(St#st.pending),
               reconnect_attempts => St#st.attempts, draining => length(St#st.draining),

@@ -7,8 +7,8 @@
 
 -export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
          decode_sidecar_message/1, decode_verdict/1]).
--export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, verdict/0, action/0,
-              inject/0]).
+-export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, cluster_event/0,
+              verdict/0, action/0, inject/0, watch/0]).
 
 %% deadline_ms: Unix time in ms after which the shim stops waiting (0 or
 %% absent: unknown, not sent).
@@ -18,8 +18,10 @@
 -type session_event() :: #{kind := session_open | session_close | presence_set | presence_unset,
                            jid := binary(), show => binary(), priority => integer(),
                            status => binary()}.
--type hello() :: #{node := binary(), hosts := [binary()], shim_version := binary()}.
+-type hello() :: #{node := binary(), hosts := [binary()], shim_version := binary(),
+                   cluster_nodes => [binary()]}.
 -type inject_ack() :: #{id := non_neg_integer()}.
+-type cluster_event() :: #{node := binary(), up := boolean()}.
 -type action() :: pass | rewrite | drop | reject | {unknown_action, non_neg_integer()}.
 -type verdict() :: #{seq := non_neg_integer(), action := action(), stanza := binary(),
                      error := undefined | #{condition := binary(), type := binary(),
@@ -27,15 +29,22 @@
                      extra := [binary()]}.
 %% id 0: the sidecar wants no InjectAck.
 -type inject() :: #{stanzas := [binary()], id := non_neg_integer()}.
+%% owned: the shops this sidecar decides now (the full list every time);
+%% sidecar: its id, <<>> when it sent none.
+-type watch() :: #{shops := [binary()], agents := [binary()], owned := [binary()],
+                   sidecar := binary()}.
 
 %%% Encoding
 
 -spec encode_shim_message({filter, filter_request()} | {event, session_event()}
-                          | {hello, hello()} | {inject_ack, inject_ack()}) -> iodata().
+                          | {hello, hello()} | {inject_ack, inject_ack()}
+                          | {cluster, cluster_event()}) -> iodata().
 encode_shim_message({filter, Req}) -> message(1, encode_filter_request(Req));
 encode_shim_message({event, Ev}) -> message(2, encode_session_event(Ev));
 encode_shim_message({hello, Hello}) -> message(3, encode_hello(Hello));
-encode_shim_message({inject_ack, #{id := Id}}) -> message(4, uint(1, Id)).
+encode_shim_message({inject_ack, #{id := Id}}) -> message(4, uint(1, Id));
+encode_shim_message({cluster, #{node := Node, up := Up}}) ->
+    message(5, [bytes(1, Node), uint(2, case Up of true -> 1; false -> 0 end)]).
 
 -spec encode_filter_request(filter_request()) -> iodata().
 encode_filter_request(#{seq := Seq, hook := filter_packet, host := Host, stanza := Stanza} = Req) ->
@@ -47,8 +56,9 @@ encode_session_event(#{kind := Kind, jid := Jid} = Ev) ->
     [uint(1, kind_number(Kind)), bytes(2, Jid), bytes(3, maps:get(show, Ev, <<>>)),
      uint(4, zigzag(maps:get(priority, Ev, 0))), bytes(5, maps:get(status, Ev, <<>>))].
 
-encode_hello(#{node := Node, hosts := Hosts, shim_version := Version}) ->
-    [bytes(1, Node), [message(2, H) || H <- Hosts], bytes(3, Version)].
+encode_hello(#{node := Node, hosts := Hosts, shim_version := Version} = Hello) ->
+    [bytes(1, Node), [message(2, H) || H <- Hosts], bytes(3, Version),
+     [message(4, N) || N <- maps:get(cluster_nodes, Hello, [])]].
 
 kind_number(session_open) -> 1;
 kind_number(session_close) -> 2;
@@ -80,7 +90,7 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
 
 -spec decode_sidecar_message(binary()) ->
           {verdict, verdict()}
-        | {watch, #{shops := [binary()], agents := [binary()]}}
+        | {watch, watch()}
         | {inject, inject()}
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
@@ -128,12 +138,15 @@ decode_inject(Bin) ->
     #{stanzas => lists:reverse(Stanzas), id => Id}.
 
 decode_watch(Bin) ->
-    {Shops, Agents} =
-        lists:foldl(fun({1, B}, {S, A}) when is_binary(B) -> {[B | S], A};
-                       ({2, B}, {S, A}) when is_binary(B) -> {S, [B | A]};
-                       (_, Acc) -> Acc
-                    end, {[], []}, fields(Bin)),
-    #{shops => lists:reverse(Shops), agents => lists:reverse(Agents)}.
+    Field = fun({1, B}, Acc = #{shops := S}) when is_binary(B) -> Acc#{shops := [B | S]};
+               ({2, B}, Acc = #{agents := A}) when is_binary(B) -> Acc#{agents := [B | A]};
+               ({3, B}, Acc = #{owned := O}) when is_binary(B) -> Acc#{owned := [B | O]};
+               ({4, B}, Acc) when is_binary(B) -> Acc#{sidecar := B};
+               (_, Acc) -> Acc
+            end,
+    #{shops := S, agents := A, owned := O} = W =
+        lists:foldl(Field, #{shops => [], agents => [], owned => [], sidecar => <<>>}, fields(Bin)),
+    W#{shops := lists:reverse(S), agents := lists:reverse(A), owned := lists:reverse(O)}.
 
 %% Splits a message into [{FieldNumber, {varint, N} | binary() | {fixed, bitstring()}}].
 fields(<<>>) ->

@@ -12,7 +12,7 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([filter_packet/1, c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1,
          sm_register_connection_hook/3, sm_remove_connection_hook/3,
-         set_presence_hook/4, unset_presence_hook/4, report_agents/0,
+         set_presence_hook/4, unset_presence_hook/4, report_agents/2,
          route_injected/1]).
 
 -include("xmpp.hrl").
@@ -26,10 +26,10 @@
 -define(CONN_OPTS, {?MODULE, conn_opts}).
 -define(FAILURE_LOG, {?MODULE, failure_log}).
 -define(FAILURE_LOG_EVERY, 10000).  % ms between two warnings about sidecar failures
--define(HELPERS, [consult_hpack, consult_h2, consult_pb, consult_grpc]).
-%% Options of the one connection a node has to the sidecar: every virtual
-%% host must agree on them. The others (timeout, failure_policy) are per host.
--define(CONN_OPTIONS, [sidecar_host, sidecar_port, sidecar_token, breaker_threshold,
+-define(HELPERS, [consult_hpack, consult_h2, consult_pb, consult_owners, consult_grpc]).
+%% Options of the node's connections to the sidecars: every virtual host must
+%% agree on them. The others (timeout, failure_policy) are per host.
+-define(CONN_OPTIONS, [sidecar_host, sidecar_port, sidecar_token, sidecars, breaker_threshold,
                        breaker_cooldown, keepalive_interval, keepalive_timeout]).
 -define(DEFAULT_SETTINGS, #{timeout => 500, failure_policy => reject}).
 -define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
@@ -52,7 +52,7 @@ start(Host, Opts) ->
             put_settings(Host, Opts),
             new_failure_log(),
             load_helpers(),
-            ok = start_connection(Opts),
+            ok = start_connections(Opts),
             %% filter_packet is global: adding it again for another host is a no-op.
             ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
             [ejabberd_hooks:add(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
@@ -70,7 +70,8 @@ stop(Host) ->
         true -> ok;
         false ->
             ejabberd_hooks:delete(filter_packet, global, ?MODULE, filter_packet, 50),
-            stop_connection(),
+            stop_connections(),
+            ?CONN:set_connections([]),
             persistent_term:erase(?CONN_OPTS),
             ok
     end.
@@ -100,10 +101,10 @@ reload(Host, NewOpts, OldOpts) ->
                                                                  || {K, V} <- lists:sort(maps:to_list(New)),
                                                                     maps:get(K, Current) =/= V]), ")"]
                               end,
-                    ?INFO_MSG("consult: sidecar settings changed, reconnecting to ~ts:~b~ts",
-                              [maps:get(sidecar_host, New), maps:get(sidecar_port, New), Changes]),
-                    stop_connection(),
-                    start_connection(NewOpts);
+                    ?INFO_MSG("consult: sidecar settings changed, reconnecting to ~ts~ts",
+                              [opt_text(addresses(New)), Changes]),
+                    stop_connections(),
+                    start_connections(NewOpts);
                 Conflicts ->
                     ?CRITICAL_MSG("~ts", [conflict_text(Host, Conflicts,
                                                         "the new connection options are not applied")]),
@@ -123,7 +124,10 @@ change(_Opt, Old, New) ->
 
 opt_text(B) when is_binary(B) -> B;
 opt_text(I) when is_integer(I) -> integer_to_list(I);
-opt_text(A) when is_atom(A) -> atom_to_list(A).
+opt_text(A) when is_atom(A) -> atom_to_list(A);
+opt_text({Host, Port}) -> [Host, $:, integer_to_list(Port)];
+opt_text([]) -> "[]";
+opt_text(L) when is_list(L) -> lists:join(", ", [opt_text(X) || X <- L]).
 
 %% What every stanza's verdict path reads, without a gen_mod lookup per stanza.
 put_settings(Host, Opts) ->
@@ -187,6 +191,10 @@ depends(_Host, _Opts) -> [].
 mod_opt_type(sidecar_host) -> econf:binary();
 mod_opt_type(sidecar_port) -> econf:port();
 mod_opt_type(sidecar_token) -> econf:binary();
+mod_opt_type(sidecars) ->
+    %% Unique as written (a list of {Host, Port} would be taken for a map).
+    econf:and_then(econf:list(econf:binary("^[^:\\[\\]]+:[0-9]+$"), [unique]),
+                   fun(Addrs) -> [sidecar_address(A) || A <- Addrs] end);
 mod_opt_type(timeout) -> positive_duration();
 mod_opt_type(failure_policy) -> econf:enum([reject, pass]);
 mod_opt_type(breaker_threshold) -> econf:pos_int();
@@ -194,6 +202,11 @@ mod_opt_type(breaker_cooldown) -> econf:timeout(millisecond);
 mod_opt_type(keepalive_interval) ->
     econf:either(econf:enum([infinity]), positive_duration());
 mod_opt_type(keepalive_timeout) -> positive_duration().
+
+%% "host:port" (a name or an IPv4 address) -> {Host, Port}.
+sidecar_address(Addr) ->
+    [Host, Port] = binary:split(Addr, <<":">>),
+    {Host, (econf:port())(binary_to_integer(Port))}.
 
 %% "500 ms", "5 s", "1 min", or a bare integer in milliseconds; not 0.
 positive_duration() ->
@@ -204,7 +217,7 @@ positive_duration() ->
 
 -spec mod_options(binary()) -> [{atom(), term()}].
 mod_options(_Host) ->
-    [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {sidecar_token, <<>>},
+    [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {sidecar_token, <<>>}, {sidecars, []},
      {timeout, 500}, {failure_policy, reject}, {breaker_threshold, 5}, {breaker_cooldown, 5000},
      {keepalive_interval, 10000}, {keepalive_timeout, 5000}].
 
@@ -213,12 +226,26 @@ mod_doc() ->
     #{desc => ["Routes customer-service (consult) messages through the "
                "consult-router sidecar over gRPC (h2c). Durations take a unit "
                "(\"500 ms\", \"5 s\", \"1 min\"); a bare number is milliseconds. "
-               "The node has one connection to the sidecar: sidecar_host, sidecar_port, "
-               "sidecar_token, breaker_* and keepalive_* must be the same for every "
-               "virtual host (a host that disagrees is refused); timeout and "
-               "failure_policy may differ per host (host_config)."],
+               "The node has one connection per sidecar, shared by its virtual hosts: "
+               "sidecar_host, sidecar_port, sidecars, sidecar_token, breaker_* and "
+               "keepalive_* must be the same for every virtual host (a host that "
+               "disagrees is refused); timeout and failure_policy may differ per host "
+               "(host_config)."],
       opts => [{sidecar_host, #{value => "Host", desc => "Sidecar address (default 127.0.0.1)."}},
                {sidecar_port, #{value => "Port", desc => "Sidecar gRPC port (default 50051)."}},
+               {sidecars, #{value => "[\"Host:Port\", ...]",
+                            desc => "Several sidecars side by side, one connection to each "
+                                    "(host name or IPv4 address; the same token and "
+                                    "breaker/keepalive settings for all). Each shop is "
+                                    "decided by the one sidecar whose watch list says it "
+                                    "owns the shop: a message to a shop goes to that "
+                                    "sidecar only, and while no connected sidecar owns it "
+                                    "(say during a takeover) it gets the failure_policy at "
+                                    "once. Other consult traffic goes to the first "
+                                    "connected sidecar in this order; session and presence "
+                                    "notifications to all. Empty (default): the one "
+                                    "sidecar at sidecar_host:sidecar_port; when set, those "
+                                    "two are not used."}},
                {sidecar_token, #{value => "Token",
                                  desc => "Sent as 'authorization: Bearer <token>' on every gRPC call; "
                                          "the sidecar's grpc.shims must list this node's name with the "
@@ -226,8 +253,9 @@ mod_doc() ->
                                          "link on loopback or a trusted network (no TLS)."}},
                {timeout, #{value => "Duration", desc => "How long a stanza waits for a verdict (default 500 ms)."}},
                {failure_policy, #{value => "reject | pass",
-                                  desc => "When the sidecar is down or slow: bounce an error to the "
-                                          "sender (reject, default) or deliver unrouted (pass)."}},
+                                  desc => "When the sidecar is down or slow, or no sidecar owns the "
+                                          "shop: bounce an error to the sender (reject, default) or "
+                                          "deliver unrouted (pass)."}},
                {breaker_threshold, #{value => "N", desc => "Timeouts in a row that open the circuit breaker (default 5)."}},
                {breaker_cooldown, #{value => "Duration",
                                     desc => "How long the open breaker fails fast before one probe "
@@ -239,53 +267,87 @@ mod_doc() ->
                                              "stanzas get the failure policy at once, and the shim "
                                              "reconnects (default 5 s)."}}],
       example =>
-          ["modules:",
-           "  mod_consult:",
-           "    sidecar_host: \"127.0.0.1\"",
-           "    sidecar_port: 50051",
-           "    sidecar_token: \"3f6c0e...\"   # openssl rand -hex 24; the same in the sidecar's grpc.shims",
-           "    timeout: 500 ms",
-           "    failure_policy: reject",
-           "    breaker_threshold: 5",
-           "    breaker_cooldown: 5 s",
-           "    keepalive_interval: 10 s",
-           "    keepalive_timeout: 5 s"]}.
+          [{"One sidecar:",
+            ["modules:",
+             "  mod_consult:",
+             "    sidecar_host: \"127.0.0.1\"",
+             "    sidecar_port: 50051",
+             "    sidecar_token: \"3f6c0e...\"   # openssl rand -hex 24; the same in the sidecar's grpc.shims",
+             "    timeout: 500 ms",
+             "    failure_policy: reject",
+             "    breaker_threshold: 5",
+             "    breaker_cooldown: 5 s",
+             "    keepalive_interval: 10 s",
+             "    keepalive_timeout: 5 s"]},
+           {"Two sidecars sharing the shops (each shop decided by the one holding its lease):",
+            ["modules:",
+             "  mod_consult:",
+             "    sidecars:",
+             "      - \"10.0.0.11:50051\"",
+             "      - \"10.0.0.12:50051\"",
+             "    sidecar_token: \"3f6c0e...\"",
+             "    failure_policy: reject"]}]}.
 
-%% One connection per node, shared by all virtual hosts; it starts disconnected
-%% and never fails to start, so a missing sidecar cannot take ejabberd down.
-start_connection(Opts) ->
+%% One connection per sidecar, shared by all virtual hosts, each a child of
+%% its own: it starts disconnected and never fails to start, so a missing
+%% sidecar cannot take ejabberd down, and one sidecar's trouble stays on its
+%% connection. The first is named consult_grpc, as when there was only one.
+start_connections(Opts) ->
     Conn = conn_opts(Opts),
-    Args = #{host => binary_to_list(maps:get(sidecar_host, Conn)),
-             port => maps:get(sidecar_port, Conn),
-             token => maps:get(sidecar_token, Conn),
-             breaker_threshold => maps:get(breaker_threshold, Conn),
-             breaker_cooldown => maps:get(breaker_cooldown, Conn),
-             keepalive_interval => maps:get(keepalive_interval, Conn),
-             keepalive_timeout => maps:get(keepalive_timeout, Conn),
-             hosts => ejabberd_option:hosts(),
-             node => atom_to_binary(node(), utf8),
-             on_watch => {?MODULE, report_agents},
-             on_inject => {?MODULE, route_injected},
-             watch_file => filename:join(mnesia:system_info(directory), "consult_watch.term")},
-    Spec = #{id => ?CONN, start => {?CONN, start_link, [Args]},
-             restart => permanent, shutdown => 2000, type => worker, modules => [?CONN]},
+    Addrs = lists:zip(lists:seq(1, length(addresses(Conn))), addresses(Conn)),
     persistent_term:put(?CONN_OPTS, Conn),
+    ?CONN:set_connections([conn_name(I) || {I, _} <- Addrs]),
+    Dir = mnesia:system_info(directory),
+    lists:foreach(
+      fun({I, {Host, Port}}) ->
+              Name = conn_name(I),
+              Args = #{name => Name,
+                       host => binary_to_list(Host),
+                       port => Port,
+                       token => maps:get(sidecar_token, Conn),
+                       breaker_threshold => maps:get(breaker_threshold, Conn),
+                       breaker_cooldown => maps:get(breaker_cooldown, Conn),
+                       keepalive_interval => maps:get(keepalive_interval, Conn),
+                       keepalive_timeout => maps:get(keepalive_timeout, Conn),
+                       hosts => ejabberd_option:hosts(),
+                       node => atom_to_binary(node(), utf8),
+                       on_watch => {?MODULE, report_agents},
+                       on_inject => {?MODULE, route_injected},
+                       watch_file => filename:join(Dir, watch_file(I))},
+              start_child(#{id => Name, start => {?CONN, start_link, [Args]}, restart => permanent,
+                            shutdown => 2000, type => worker, modules => [?CONN]})
+      end, Addrs).
+
+start_child(#{id := Id} = Spec) ->
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
         {ok, _} -> ok;
         {error, {already_started, _}} -> ok;
         {error, already_present} ->
-            {ok, _} = supervisor:restart_child(ejabberd_gen_mod_sup, ?CONN),
+            {ok, _} = supervisor:restart_child(ejabberd_gen_mod_sup, Id),
             ok
     end.
 
-stop_connection() ->
-    _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?CONN),
-    _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?CONN),
-    ok.
+stop_connections() ->
+    lists:foreach(fun(Name) ->
+                          _ = supervisor:terminate_child(ejabberd_gen_mod_sup, Name),
+                          _ = supervisor:delete_child(ejabberd_gen_mod_sup, Name)
+                  end, ?CONN:connections()).
 
-%% The options of the node's one connection, by option name.
+conn_name(1) -> ?CONN;
+conn_name(I) -> list_to_atom(atom_to_list(?CONN) ++ "_" ++ integer_to_list(I)).
+
+%% consult_watch.term for the first, as before; relevance is the union of all
+%% lists, so it does not matter which file a reordered list of sidecars reads.
+watch_file(1) -> "consult_watch.term";
+watch_file(I) -> "consult_watch_" ++ integer_to_list(I) ++ ".term".
+
+%% The options of the node's connections, by option name.
 conn_opts(Opts) ->
     maps:from_list([{K, gen_mod:get_opt(K, Opts)} || K <- ?CONN_OPTIONS]).
+
+%% sidecars, or the one sidecar_host:sidecar_port.
+addresses(#{sidecars := [], sidecar_host := Host, sidecar_port := Port}) -> [{Host, Port}];
+addresses(#{sidecars := Addrs}) -> Addrs.
 
 %% `ejabberdctl module_upgrade` purges and reloads mod_consult only: the
 %% modules it ships with would keep running their old code. Load each one
@@ -450,9 +512,18 @@ bare(#jid{luser = U, lserver = S}) -> <<U/binary, $@, S/binary>>.
 
 ask_sidecar(#message{from = From, to = To} = Pkt, Raw) ->
     #{timeout := Timeout, failure_policy := Policy} = settings(From#jid.lserver, To#jid.lserver),
-    case ?CONN:filter(To#jid.lserver, fxml:element_to_binary(Raw), Timeout) of
+    case ?CONN:filter(To#jid.lserver, target(To), fxml:element_to_binary(Raw), Timeout) of
         {ok, Verdict} -> apply_verdict(Verdict, Pkt, Raw);
         {error, Reason} -> sidecar_failed(Reason, Policy, Pkt, Raw)
+    end.
+
+%% Only the sidecar that owns a shop may decide what is addressed to it;
+%% anything else needs no shop's state and may go to any sidecar.
+target(To) ->
+    Bare = bare(To),
+    case ?CONN:watched(shop, Bare) of
+        true -> Bare;
+        false -> any
     end.
 
 apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
@@ -514,6 +585,13 @@ sidecar_failed(Reason, reject, #message{body = []}, _Raw) ->
     %% Typing notifications and the like: nothing worth an error.
     ?DEBUG("consult: sidecar ~p, dropping a message without body", [Reason]),
     drop;
+sidecar_failed(no_owner, reject, #message{to = To} = Pkt, Raw) ->
+    %% A takeover takes seconds: wait, as the sidecar itself says for a shop it does not own.
+    failure_warning(no_owner, "bounced with service-unavailable", Pkt),
+    Err = xmpp:err_service_unavailable(
+            <<"No consult sidecar owns ", (bare(To))/binary, " right now; your message was not "
+              "delivered. Please try again shortly.">>, lang(Pkt)),
+    bounce(Pkt, Raw, Err#stanza_error{type = wait});
 sidecar_failed(Reason, reject, Pkt, Raw) ->
     failure_warning(Reason, "bounced with service-unavailable", Pkt),
     bounce(Pkt, Raw, xmpp:err_service_unavailable(
@@ -544,11 +622,14 @@ failure_warning(Reason, What, #message{from = From, to = To}) ->
                        0 -> "";
                        N -> io_lib:format(" (and ~b more failed since the previous warning)", [N])
                    end,
-            ?WARNING_MSG("consult: sidecar ~p: a message from ~ts to ~ts was ~ts~ts",
-                         [Reason, jid:encode(From), jid:encode(To), What, More]);
+            ?WARNING_MSG("consult: ~ts: a message from ~ts to ~ts was ~ts~ts",
+                         [failure_text(Reason, To), jid:encode(From), jid:encode(To), What, More]);
         false ->
             atomics:add(Ref, 2, 1)
     end.
+
+failure_text(no_owner, To) -> ["no consult sidecar owns ", bare(To), " right now"];
+failure_text(Reason, _To) -> io_lib:format("sidecar ~p", [Reason]).
 
 %% The error goes back with the sender's own element (body id and all), so the
 %% client can tell which message failed.
@@ -599,15 +680,18 @@ sm_remove_connection_hook(_SID, JID, _Info) ->
     notify_agent(JID, #{kind => session_close}).
 
 -spec set_presence_hook(binary(), binary(), binary(), presence()) -> ok.
-set_presence_hook(User, Server, Resource, #presence{show = Show, priority = Prio, status = Status}) ->
-    notify_agent(jid:make(User, Server, Resource),
-                 #{kind => presence_set, show => show(Show), priority => priority(Prio),
-                   status => xmpp:get_text(Status)}).
+set_presence_hook(User, Server, Resource, Presence) ->
+    notify_agent(jid:make(User, Server, Resource), presence_set(Presence)).
+
+presence_set(#presence{show = Show, priority = Prio, status = Status}) ->
+    #{kind => presence_set, show => show(Show), priority => priority(Prio),
+      status => xmpp:get_text(Status)}.
 
 -spec unset_presence_hook(binary(), binary(), binary(), binary()) -> ok.
 unset_presence_hook(User, Server, Resource, Status) ->
     notify_agent(jid:make(User, Server, Resource), #{kind => presence_unset, status => Status}).
 
+%% To every sidecar: each keeps the presence of all agents.
 notify_agent(#jid{} = JID, Event) ->
     case ?CONN:watched(agent, bare(JID)) of
         true -> ?CONN:notify(Event#{jid => jid:encode(JID)});
@@ -616,21 +700,21 @@ notify_agent(#jid{} = JID, Event) ->
 notify_agent(_, _) ->
     ok.
 
-%% After (re)connecting the sidecar knows nothing of who is online: report
-%% every session and presence of the agents it watches.
--spec report_agents() -> ok.
-report_agents() ->
-    Agents = ets:select(consult_watch, [{{{agent, '$1'}, '_'}, [], ['$1']}]),
-    lists:foreach(fun report_agent/1, Agents).
+%% After (re)connecting a sidecar knows nothing of who is online: report the
+%% sessions and presence of the agents it watches to it (and, later, of those
+%% its watch list adds).
+-spec report_agents(atom(), [binary()]) -> ok.
+report_agents(Conn, Agents) ->
+    lists:foreach(fun(Bare) -> report_agent(Conn, Bare) end, Agents).
 
-report_agent(Bare) ->
+report_agent(Conn, Bare) ->
     #jid{luser = U, lserver = S} = jid:decode(Bare),
     lists:foreach(
       fun(R) ->
-              JID = jid:make(U, S, R),
-              ?CONN:notify(#{kind => session_open, jid => jid:encode(JID)}),
+              JID = jid:encode(jid:make(U, S, R)),
+              ?CONN:notify(Conn, #{kind => session_open, jid => JID}),
               case catch ejabberd_c2s:get_presence(ejabberd_sm:get_session_pid(U, S, R)) of
-                  #presence{type = available} = P -> set_presence_hook(U, S, R, P);
+                  #presence{type = available} = P -> ?CONN:notify(Conn, (presence_set(P))#{jid => JID});
                   _ -> ok
               end
       end, ejabberd_sm:get_user_resources(U, S)).

@@ -38,12 +38,26 @@ parse(Line) ->
 run({start, Opts}) ->
     {ok, _Pid} = consult_grpc:start_link(Opts),
     ok;
+run({connections, Names}) ->
+    consult_grpc:set_connections(Names);
 run(stop) ->
     gen_server:stop(consult_grpc);
 run(alive) ->
     is_pid(whereis(consult_grpc));
 run(status) ->
     consult_grpc:status();
+run({status, Name}) ->
+    consult_grpc:status(Name);
+run({wait_status, Name, Key, Value, MaxMs}) ->
+    poll(fun() -> maps:get(Key, consult_grpc:status(Name), undefined) =:= Value end, MaxMs);
+run({filter_to, Host, Target, Xml, Timeout}) ->
+    consult_grpc:filter(Host, Target, Xml, Timeout);
+run({cluster_event, Node, Up}) ->
+    %% What net_kernel:monitor_nodes/1 sends each connection (the driver's
+    %% node is not distributed).
+    Msg = case Up of true -> {nodeup, Node}; false -> {nodedown, Node} end,
+    [whereis(Name) ! Msg || Name <- consult_grpc:connections()],
+    ok;
 run({wait_status, Key, Value, MaxMs}) ->
     poll(fun() -> maps:get(Key, consult_grpc:status(), undefined) =:= Value end, MaxMs);
 run({filter, Host, Xml, Timeout}) ->

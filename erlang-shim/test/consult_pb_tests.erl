@@ -14,7 +14,8 @@
 
 %% For proper:quickcheck/2 (via ?MODULE:Name()).
 -export([prop_verdict_round_trip/0, prop_inject_round_trip/0,
-         prop_filter_request_round_trip/0, prop_inject_ack_round_trip/0]).
+         prop_filter_request_round_trip/0, prop_inject_ack_round_trip/0,
+         prop_watch_round_trip/0, prop_hello_round_trip/0, prop_cluster_event_round_trip/0]).
 
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
 
@@ -53,6 +54,23 @@ inject_ack_test() ->
     ?assertEqual(hex("2200"), Enc(0)),  %% a oneof member is written even when empty
     ?assertEqual(hex("220B08FFFFFFFFFFFFFFFFFF01"), Enc(?U64_MAX)).
 
+hello_with_cluster_nodes_test() ->
+    Hello = #{node => <<"n@h">>, hosts => [<<"localhost">>], shim_version => <<"0.2.0">>,
+              cluster_nodes => [<<"n@h">>, <<"m@h">>]},
+    ?assertEqual(hex("1A210A036E406812096C6F63616C686F73741A05302E322E3022036E406822036D4068"),
+                 iolist_to_binary(consult_pb:encode_shim_message({hello, Hello}))).
+
+cluster_event_test() ->
+    Enc = fun(Up) -> iolist_to_binary(consult_pb:encode_shim_message({cluster, #{node => <<"m@h">>, up => Up}})) end,
+    ?assertEqual(hex("2A070A036D40681001"), Enc(true)),
+    ?assertEqual(hex("2A050A036D4068"), Enc(false)).  %% up = false is the default: omitted
+
+watch_with_owned_test() ->
+    ?assertEqual({watch, #{shops => [<<"s@x">>, <<"t@x">>], agents => [<<"a@x">>],
+                           owned => [<<"t@x">>], sidecar => <<"sc-1">>}},
+                 consult_pb:decode_sidecar_message(
+                   hex("121A0A037340780A0374407812036140781A03744078220473632D31"))).
+
 %%% Round trips
 
 filter_request_round_trip_test() ->
@@ -86,8 +104,16 @@ verdict_defaults_test() ->
 
 watch_round_trip_test() ->
     W = [field(1, <<"s@x">>), field(2, <<"a@x">>), field(1, <<"t@x">>), field(2, <<"b@x">>)],
-    ?assertEqual({watch, #{shops => [<<"s@x">>, <<"t@x">>], agents => [<<"a@x">>, <<"b@x">>]}},
-                 consult_pb:decode_sidecar_message(iolist_to_binary(field(2, W)))).
+    %% From a sidecar older than `owned`: it owns nothing.
+    ?assertEqual({watch, #{shops => [<<"s@x">>, <<"t@x">>], agents => [<<"a@x">>, <<"b@x">>],
+                           owned => [], sidecar => <<>>}},
+                 consult_pb:decode_sidecar_message(iolist_to_binary(field(2, W)))),
+    %% Fields in any order, repeated ones interleaved.
+    W2 = [field(4, <<"one">>), field(3, <<"t@x">>), field(1, <<"t@x">>), field(3, <<"s@x">>),
+          field(4, <<"two">>)],
+    ?assertEqual({watch, #{shops => [<<"t@x">>], agents => [], owned => [<<"t@x">>, <<"s@x">>],
+                           sidecar => <<"two">>}},
+                 consult_pb:decode_sidecar_message(iolist_to_binary(field(2, W2)))).
 
 oneof_last_member_wins_test() ->
     Bin = [field(1, encode_verdict(#{seq => 1, action => pass, stanza => <<>>, error => undefined,
@@ -149,7 +175,9 @@ malformed_test_() ->
 %%% PropEr properties
 
 proper_test_() ->
-    consult_properties:tests(?MODULE, [prop_verdict_round_trip, prop_inject_round_trip, prop_filter_request_round_trip, prop_inject_ack_round_trip],
+    consult_properties:tests(?MODULE, [prop_verdict_round_trip, prop_inject_round_trip, prop_filter_request_round_trip,
+                                       prop_inject_ack_round_trip, prop_watch_round_trip, prop_hello_round_trip,
+                                       prop_cluster_event_round_trip],
                              500, 60).
 
 %% ?FORALL(X, Type, Prop) is proper:forall(Type, fun(X) -> Prop end).
@@ -183,6 +211,39 @@ prop_inject_ack_round_trip() ->
                           [{4, len, Ack}] =
                               parse(consult_pb:encode_shim_message({inject_ack, #{id => Id}})),
                           parse_map(Ack) =:= case Id of 0 -> #{}; _ -> #{1 => Id} end
+                  end).
+
+prop_watch_round_trip() ->
+    Jids = proper_types:list(proper_types:binary()),
+    proper:forall({Jids, Jids, Jids, proper_types:binary()},
+                  fun({Shops, Agents, Owned, Id}) ->
+                          W = [[field(1, S) || S <- Shops], [field(2, A) || A <- Agents],
+                               [field(3, O) || O <- Owned], field(4, Id)],
+                          consult_pb:decode_sidecar_message(iolist_to_binary(field(2, W)))
+                              =:= {watch, #{shops => Shops, agents => Agents, owned => Owned,
+                                            sidecar => Id}}
+                  end).
+
+prop_hello_round_trip() ->
+    Strings = proper_types:list(proper_types:binary()),
+    proper:forall({proper_types:binary(), Strings, proper_types:binary(), Strings},
+                  fun({Node, Hosts, Version, Nodes}) ->
+                          Hello = #{node => Node, hosts => Hosts, shim_version => Version,
+                                    cluster_nodes => Nodes},
+                          [{3, len, Bin}] = parse(consult_pb:encode_shim_message({hello, Hello})),
+                          %% Empty strings are omitted unless they are list members.
+                          Expected = [{1, Node} || Node =/= <<>>] ++ [{2, H} || H <- Hosts]
+                              ++ [{3, Version} || Version =/= <<>>] ++ [{4, N} || N <- Nodes],
+                          [{N, X} || {N, _, X} <- parse(Bin)] =:= Expected
+                  end).
+
+prop_cluster_event_round_trip() ->
+    proper:forall({proper_types:binary(), proper_types:bool()},
+                  fun({Node, Up}) ->
+                          [{5, len, Bin}] =
+                              parse(consult_pb:encode_shim_message({cluster, #{node => Node, up => Up}})),
+                          parse_map(Bin) =:= maps:from_list([{1, Node} || Node =/= <<>>]
+                                                            ++ [{2, 1} || Up])
                   end).
 
 %% Small, 32-bit and full 64-bit values, so every varint length shows up.

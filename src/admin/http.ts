@@ -2,7 +2,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { ConsultError, type Desk } from '../desk.js';
+import { ConsultError, NotOwner, type Desk } from '../desk.js';
+import type { Ownership } from '../ownership.js';
 import type { Directory } from '../directory.js';
 import type { ShimLink } from '../grpc/link.js';
 import type { Log } from '../log.js';
@@ -21,6 +22,8 @@ export interface AdminDeps {
   desk: Desk;
   presence: Presence;
   link: ShimLink;
+  /** Adopts a new shop (or lets its owner do so) right after it is added. */
+  ownership: Ownership;
   token: string;
   log: Log;
   metrics?: Metrics;
@@ -69,8 +72,12 @@ function options<T>(parse: () => T): T {
   }
 }
 
-/** ConsultError conditions → HTTP: unknown things are 404, every other refusal a 409. */
+/**
+ * ConsultError conditions → HTTP: unknown things are 404, a shop another sidecar decides 421 (ask that one's admin
+ * API; GET /shops/<jid> says which), every other refusal a 409.
+ */
 function fromConsultError(e: ConsultError): HttpError {
+  if (e instanceof NotOwner) return new HttpError(421, e.error.text);
   return new HttpError(e.error.condition === 'item-not-found' ? 404 : 409, e.error.text);
 }
 
@@ -81,8 +88,9 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
   // Every shop/agent change: refresh the in-memory view and tell the shims what to forward.
   const changed = async (drain: string[] = []) => {
     await directory.reload();
-    await desk.syncShops();
-    link.pushWatchList(directory.watchList());
+    desk.refreshShops();
+    await deps.ownership.round();
+    link.pushWatchList(desk.watchList());
     for (const shop of drain) await desk.drainQueue(shop);
   };
   const requireShop = (jid: string): Shop => {
@@ -133,7 +141,18 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     }
     return out as Partial<Texts>;
   };
-  const shopView = (s: Shop) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) });
+  const shopView = (s: Shop) => ({
+    ...s,
+    agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })),
+    // Sessions and queue of a shop are read (and changed) through the sidecar that decides it.
+    decidedHere: desk.owns(s.jid),
+  });
+  /** A shop this sidecar decides: its sessions and queue are here. */
+  const requireOwned = (jid: string): Shop => {
+    const shop = requireShop(jid);
+    if (!desk.owns(shop.jid)) throw fromConsultError(new NotOwner(shop.jid));
+    return shop;
+  };
 
   const J = '([^/]+)';
   return [
@@ -187,7 +206,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'DELETE',
       new RegExp(`^/shops/${J}$`),
       async ({ params }) => {
-        const shop = requireShop(jidParam(params[0], 'shop'));
+        const shop = requireOwned(jidParam(params[0], 'shop'));
         // Open sessions or waiting visitors would be stranded: the admin closes them first.
         const { sessions, queue } = desk.counts(shop.jid);
         if (sessions || queue)
@@ -246,7 +265,8 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'GET',
       /^\/sessions$/,
       async ({ query }) => {
-        const shop = query.has('shop') ? requireShop(jidParam(query.get('shop'), 'shop')).jid : undefined;
+        // All sessions: those of the shops decided here.
+        const shop = query.has('shop') ? requireOwned(jidParam(query.get('shop'), 'shop')).jid : undefined;
         return desk.sessions(shop);
       },
     ],
@@ -308,7 +328,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       'GET',
       /^\/queue$/,
       async ({ query }) => {
-        const shop = requireShop(jidParam(query.get('shop'), 'shop'));
+        const shop = requireOwned(jidParam(query.get('shop'), 'shop'));
         return desk.queue(shop.jid);
       },
     ],

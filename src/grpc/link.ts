@@ -3,6 +3,9 @@
 // acknowledges once ejabberd's router has them; an Inject whose stream closes, or that is
 // not acknowledged in time, is sent again on another stream (at least once: body ids let
 // clients spot a rare duplicate). With no shim connected, Injects wait, bounded.
+// Any node of an ejabberd cluster routes to users on the others, so an Inject may go to any
+// stream; streams of a node the cluster reported down are used only when nothing else is
+// left, and a retry goes to another node than the one that failed when there is one.
 import type * as grpc from '@grpc/grpc-js';
 import type { ShimMessage, SidecarMessage } from '../gen/consult/v1/filter.js';
 import type { Log } from '../log.js';
@@ -31,6 +34,8 @@ export interface LinkOptions {
 
 export class ShimLink {
   private readonly streams: ShimStream[] = [];
+  private readonly nodeOf = new Map<ShimStream, string>();
+  private readonly downNodes = new Set<string>(); // reported gone by another node of the cluster
   private next = 0; // round-robin over streams
   private lastId = 0;
   private readonly inFlight = new Map<string, Inject>();
@@ -57,9 +62,11 @@ export class ShimLink {
     return this.inFlight.size + this.waiting.length;
   }
 
-  add(stream: ShimStream): void {
+  add(stream: ShimStream, node = ''): void {
     if (this.streams.includes(stream)) return;
     this.streams.push(stream);
+    this.nodeOf.set(stream, node);
+    this.downNodes.delete(node); // it said hello: it is up
     const waiting = this.waiting;
     this.waiting = [];
     this.waitingStanzas = 0;
@@ -70,7 +77,14 @@ export class ShimLink {
   remove(stream: ShimStream): void {
     const i = this.streams.indexOf(stream);
     if (i >= 0) this.streams.splice(i, 1);
+    this.nodeOf.delete(stream);
     for (const inj of [...this.inFlight.values()]) if (inj.stream === stream) this.retry(inj);
+  }
+
+  /** The cluster saw a node leave or join: a node that left gets no Injects while another can take them. */
+  nodeState(node: string, up: boolean): void {
+    if (up) this.downNodes.delete(node);
+    else this.downNodes.add(node);
   }
 
   ack(stream: ShimStream, id: string): void {
@@ -102,7 +116,7 @@ export class ShimLink {
     this.deliver(stanzas.map(serialize)).catch((e) => this.log.error('injected stanzas lost', { count: stanzas.length, err: e }));
   }
 
-  pushWatchList(watch: { shops: string[]; agents: string[] }): void {
+  pushWatchList(watch: { shops: string[]; agents: string[]; owned: string[]; sidecar: string }): void {
     for (const s of this.streams) s.write({ watch });
   }
 
@@ -119,7 +133,7 @@ export class ShimLink {
   }
 
   private write(inj: Inject): void {
-    const stream = this.pick();
+    const stream = this.pick(inj.stream && this.nodeOf.get(inj.stream));
     if (!stream) {
       this.wait(inj);
       return;
@@ -152,9 +166,13 @@ export class ShimLink {
     }
   }
 
-  private pick(): ShimStream | undefined {
+  /** Round-robin over the streams of live nodes, avoiding `notNode` (where the last try failed) when possible. */
+  private pick(notNode?: string): ShimStream | undefined {
     if (this.streams.length === 0) return undefined;
-    this.next = (this.next + 1) % this.streams.length;
-    return this.streams[this.next];
+    const live = this.streams.filter((s) => !this.downNodes.has(this.nodeOf.get(s) ?? ''));
+    const elsewhere = live.filter((s) => this.nodeOf.get(s) !== notNode);
+    const from = elsewhere.length > 0 ? elsewhere : live.length > 0 ? live : this.streams;
+    this.next = (this.next + 1) % from.length;
+    return from[this.next];
   }
 }

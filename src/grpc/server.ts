@@ -87,6 +87,7 @@ export function stanzaFilterHandlers(
         return;
       }
       let owed = 0;
+      let hello = false;
       log.info('shim stream opened', { peer: node });
       // Events of one node are applied in order (a presence must not overtake the session it belongs to).
       let events = Promise.resolve();
@@ -108,7 +109,14 @@ export function stanzaFilterHandlers(
             }
           });
         } else if (msg.injectAck) link.ack(call, msg.injectAck.id);
-        else if (msg.event) {
+        else if (msg.cluster && hello) {
+          const { node: other, up } = msg.cluster;
+          log.info(up ? 'ejabberd node joined the cluster' : 'ejabberd node left the cluster', { node: other, seenBy: node });
+          link.nodeState(other, up);
+          events = events
+            .then(() => desk.clusterChanged(other, up))
+            .catch((e) => log.error('cluster event failed', { node: other, err: e }));
+        } else if (msg.event) {
           const e = msg.event;
           events = events.then(() => onEvent(e, node));
         } else if (msg.hello) {
@@ -117,18 +125,22 @@ export function stanzaFilterHandlers(
             call.emit('error', refusal(grpc.status.PERMISSION_DENIED, `this token speaks for ${allowed}, not ${msg.hello.node}`));
             return;
           }
+          if (hello) return; // said once per stream
           node = msg.hello.node || node;
-          log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion });
+          hello = true;
+          const cluster = msg.hello.clusterNodes;
+          log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion, cluster });
           // Only a shim that said who it is (and may be so) learns the shops and agents.
           call.write({ watch: desk.watchList() } satisfies SidecarMessage);
-          events = events.then(() => desk.nodeConnected(node)).catch((e) => log.error('node reset failed', { node, err: e }));
-          link.add(call);
+          events = events.then(() => desk.nodeConnected(node, cluster)).catch((e) => log.error('node reset failed', { node, err: e }));
+          link.add(call, node);
         }
       });
       call.on('end', () => call.end());
       call.on('error', (e) => log.warn('shim stream error', { node, err: e }));
       call.on('close', () => {
         link.remove(call);
+        if (hello) events = events.then(() => desk.nodeDisconnected(node));
         log.info('shim stream closed', { node });
       });
     },

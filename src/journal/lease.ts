@@ -1,85 +1,157 @@
-// One sidecar writes a database's journal at a time. It holds a lease row that expires unless
-// renewed; another sidecar on the same database waits (stands by) until the lease is free or
-// expired, then loads the state and serves. Every journal write is fenced on the lease, so a
-// sidecar that lost it (paused past expiry, cut off) can never write over its successor.
+// Who decides which shop. Every shop has one owner at a time: the sidecar holding the shop's
+// lease row, which expires unless renewed. Sidecars on one database spread the shops between
+// them by rendezvous hashing over the sidecars alive now (each one's heartbeat row): the
+// owner of a shop whose preferred sidecar is another live one hands it over (after its last
+// write is durable); a shop whose lease is free or expired is taken by its preferred sidecar,
+// or by anyone once it has been left unowned for a whole lease period. So a standby takes a
+// dead owner's shops within about one lease period, and a sidecar that joins gets its share.
+//
+// Every journal write is fenced on its shops' lease rows (src/journal/sql-journal.ts), so a
+// sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
 // Times come from the database's clock, so sidecars' clocks need not agree.
+import { createHash } from 'node:crypto';
 import type { Queryable } from '../sql-store.js';
 
-export interface Lease {
+export interface Round {
+  /** Shops this sidecar holds after the round (renewed or just taken). */
+  held: Set<string>;
+  /** Held shops another live sidecar should own: finish them, then release() them. */
+  handOver: string[];
+  /** The sidecars alive now (stable ids), this one included. */
+  live: string[];
+  /** Shops that belong here but another holder's lease has not run out or been released yet. */
+  waiting: string[];
+}
+
+export interface ShopLeases {
+  /** This process: what fences the journal (a restarted sidecar is a new holder). */
   readonly holder: string;
-  /** Waits until this sidecar holds the lease (polling while another does), then keeps renewing it. */
-  acquire(opts?: { onWait?: (holder: string) => void; signal?: AbortSignal }): Promise<void>;
-  /** Called once if the lease is found held by another sidecar or cannot be renewed before it expires. */
-  onLost(cb: (why: string) => void): void;
-  /** Gives the lease up at once (clean shutdown): a standby takes over without waiting for expiry. */
-  release(): Promise<void>;
+  /** The stable id shops are spread by (the same across restarts: config sidecarId). */
+  readonly sidecar: string;
+  readonly ttlMs: number;
+  /** One round: heartbeat, renew what is held, take what this sidecar should own, say what to hand over. */
+  round(shops: readonly string[]): Promise<Round>;
+  /** Gives shops up at once (their last write is durable): their preferred sidecar takes them without waiting. */
+  release(shops: readonly string[]): Promise<void>;
+  /** Clean shutdown: every lease and the heartbeat go. */
+  releaseAll(): Promise<void>;
+}
+
+/** The sidecar a shop should be decided by, among those alive: the highest hash of (shop, sidecar). */
+export function preferredOwner(shop: string, live: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestScore = '';
+  for (const id of live) {
+    const score = createHash('sha1').update(`${shop}\n${id}`).digest('hex');
+    if (best === undefined || score > bestScore) [best, bestScore] = [id, score];
+  }
+  return best;
+}
+
+export interface LeaseRow {
+  shop: string;
+  holder: string;
+  sidecar: string;
+  /** ms until it expires (negative: expired that long ago). */
+  leftMs: number;
+}
+
+/**
+ * What to take and what to hand over, from the leases as they are (pure). `me` is this sidecar's
+ * stable id; `live` the ids alive now.
+ */
+export function plan(
+  me: { holder: string; sidecar: string },
+  shops: readonly string[],
+  leases: readonly LeaseRow[],
+  live: readonly string[],
+  ttlMs: number,
+): { take: string[]; handOver: string[]; mine: string[] } {
+  const byShop = new Map(leases.map((l) => [l.shop, l]));
+  const take: string[] = [];
+  const handOver: string[] = [];
+  const mine: string[] = [];
+  for (const shop of shops) {
+    const lease = byShop.get(shop);
+    const preferred = preferredOwner(shop, live);
+    if (preferred === me.sidecar) mine.push(shop);
+    if (lease?.holder === me.holder) {
+      if (preferred !== me.sidecar && preferred !== undefined) handOver.push(shop);
+    } else if (!lease || lease.leftMs < 0) {
+      // Free or expired: its preferred sidecar takes it; anyone does once it has been unowned a whole lease period.
+      if (preferred === me.sidecar || (lease && lease.leftMs < -ttlMs)) take.push(shop);
+    }
+  }
+  return { take, handOver, mine };
 }
 
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)`;
 
-export class SqlLease implements Lease {
-  private timer: NodeJS.Timeout | undefined;
-  private lost?: (why: string) => void;
-  private renewedAt = 0;
-
+export class SqlShopLeases implements ShopLeases {
   constructor(
     private readonly db: Queryable,
     readonly holder: string,
-    private readonly ttlMs = 5000,
+    readonly sidecar: string,
+    readonly ttlMs = 5000,
   ) {}
 
-  /** True when this sidecar holds the lease now (and extends it). */
-  private async take(): Promise<{ held: boolean; by: string }> {
-    const rows = await this.db.query(
-      `INSERT INTO sidecar_lease (id, holder, expires_at) VALUES (1, $1, ${NOW_MS} + $2)
-       ON CONFLICT (id) DO UPDATE SET holder = $1, expires_at = excluded.expires_at
-       WHERE sidecar_lease.holder = $1 OR sidecar_lease.expires_at < ${NOW_MS}
-       RETURNING holder`,
-      [this.holder, this.ttlMs],
+  async round(shops: readonly string[]): Promise<Round> {
+    const ttl = this.ttlMs;
+    await this.db.query(
+      `INSERT INTO sidecars (holder, sidecar, expires_at) VALUES ($1, $2, ${NOW_MS} + $3)
+       ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at`,
+      [this.holder, this.sidecar, ttl],
     );
-    if (rows.length) return { held: true, by: this.holder };
-    const [row] = await this.db.query(`SELECT holder FROM sidecar_lease WHERE id = 1`);
-    return { held: false, by: row?.holder ?? '?' };
-  }
-
-  async acquire(opts: { onWait?: (holder: string) => void; signal?: AbortSignal } = {}): Promise<void> {
-    for (let told = false; ; told = true) {
-      const { held, by } = await this.take();
-      if (held) break;
-      if (!told) opts.onWait?.(by);
-      if (opts.signal?.aborted) throw new Error('lease wait aborted');
-      await new Promise((r) => setTimeout(r, this.ttlMs / 5));
+    const renewed = await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop`, [
+      this.holder,
+      ttl,
+    ]);
+    const live = (await this.db.query(`SELECT DISTINCT sidecar FROM sidecars WHERE expires_at > ${NOW_MS} ORDER BY sidecar`)).map(
+      (r) => r.sidecar as string,
+    );
+    const leases = (await this.db.query(`SELECT shop, holder, sidecar, expires_at - ${NOW_MS} AS left_ms FROM shop_lease`)).map(
+      (r): LeaseRow => ({ shop: r.shop, holder: r.holder, sidecar: r.sidecar, leftMs: Number(r.left_ms) }),
+    );
+    const { take, handOver, mine } = plan(this, shops, leases, live, ttl);
+    const held = new Set(renewed.map((r) => r.shop as string));
+    if (take.length > 0) {
+      // Only if still free or expired when the row is locked: two sidecars taking the same shop cannot both win.
+      const taken = await this.db.query(
+        `INSERT INTO shop_lease (shop, holder, sidecar, expires_at)
+         SELECT s, $2, $3, ${NOW_MS} + $4 FROM unnest($1::text[]) AS t(s)
+         ON CONFLICT (shop) DO UPDATE SET holder = excluded.holder, sidecar = excluded.sidecar, expires_at = excluded.expires_at
+         WHERE shop_lease.expires_at < ${NOW_MS}
+         RETURNING shop`,
+        [take, this.holder, this.sidecar, ttl],
+      );
+      for (const r of taken) held.add(r.shop);
     }
-    this.renewedAt = Date.now();
-    this.timer = setInterval(() => void this.renew(), this.ttlMs / 3);
-    this.timer.unref();
+    // Old heartbeats are of no use to anyone.
+    await this.db.query(`DELETE FROM sidecars WHERE expires_at < ${NOW_MS} - 3600000`);
+    return { held, handOver: handOver.filter((s) => held.has(s)), live, waiting: mine.filter((s) => !held.has(s)) };
   }
 
-  private async renew(): Promise<void> {
-    try {
-      const { held, by } = await this.take();
-      if (held) this.renewedAt = Date.now();
-      else this.fail(`lease taken over by ${by}`);
-    } catch (e) {
-      // A database blip: keep trying while the lease lasts; past it, a standby may have taken over.
-      if (Date.now() - this.renewedAt > this.ttlMs) this.fail(`lease not renewed for ${this.ttlMs} ms: ${(e as Error).message}`);
-    }
+  async release(shops: readonly string[]): Promise<void> {
+    if (shops.length === 0) return;
+    await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1 AND shop = ANY($2::text[])`, [this.holder, [...shops]]);
   }
 
-  private fail(why: string): void {
-    clearInterval(this.timer);
-    const cb = this.lost;
-    this.lost = undefined;
-    cb?.(why);
+  async releaseAll(): Promise<void> {
+    await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1`, [this.holder]);
+    await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
   }
+}
 
-  onLost(cb: (why: string) => void): void {
-    this.lost = cb;
+/** The embedded and memory stores have one sidecar by definition: it owns every shop. */
+export class SoleOwner implements ShopLeases {
+  readonly ttlMs = Infinity;
+  constructor(
+    readonly holder: string,
+    readonly sidecar: string,
+  ) {}
+  async round(shops: readonly string[]): Promise<Round> {
+    return { held: new Set(shops), handOver: [], live: [this.sidecar], waiting: [] };
   }
-
-  async release(): Promise<void> {
-    clearInterval(this.timer);
-    this.lost = undefined;
-    await this.db.query(`UPDATE sidecar_lease SET expires_at = 0 WHERE id = 1 AND holder = $1`, [this.holder]).catch(() => undefined);
-  }
+  async release(): Promise<void> {}
+  async releaseAll(): Promise<void> {}
 }

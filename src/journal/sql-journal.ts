@@ -1,16 +1,22 @@
 // The journal in PGlite or PostgreSQL: one row per shop per group commit, written by one
-// statement, fenced on the lease; a snapshot (in parts) replaces a shop's rows before it.
+// statement; a snapshot (in parts) replaces a shop's rows before it. On PostgreSQL, where
+// several sidecars share the database, a write is fenced on its shops' lease rows.
 import type { Change } from '../routing/state.js';
 import type { Driver, Queryable } from '../sql-store.js';
 import type { JournalStore, LoadedShop, ShopRecord, SnapshotWrite } from './journal.js';
-import type { Lease } from './lease.js';
 
-export class LeaseLost extends Error {}
+/** A write refused because this sidecar no longer holds the lease of (some of) its shops. */
+export class LeaseLost extends Error {
+  constructor(readonly shops: string[]) {
+    super(`journal write refused: this sidecar no longer holds the lease of ${shops.join(', ')}`);
+  }
+}
 
 export class SqlJournal implements JournalStore {
+  /** `holder`: fence every write on the shops' lease rows (shared databases); absent: this process is the only writer. */
   constructor(
     private readonly db: Driver,
-    private readonly lease: Lease,
+    private readonly holder?: string,
   ) {}
 
   async append(records: ShopRecord[], snapshots: SnapshotWrite[]): Promise<void> {
@@ -32,19 +38,41 @@ export class SqlJournal implements JournalStore {
     });
   }
 
-  /** One statement, fenced on the lease. One shop (the common case) needs no array: PGlite encodes those slowly. */
+  /**
+   * One statement. The fence locks the shops' lease rows (FOR SHARE) until the write commits: a sidecar taking one
+   * over waits for it, so the new owner's load sees this write or the write is refused, never both half-way.
+   * One shop (the common case) needs no array: PGlite encodes those slowly.
+   */
   private async insert(q: Queryable, shops: string[], bodies: string[]): Promise<void> {
     if (shops.length === 0) return;
-    const fence = `WHERE EXISTS (SELECT 1 FROM sidecar_lease WHERE id = 1 AND holder = $3) RETURNING seq`;
-    const rows =
-      shops.length === 1
-        ? await q.query(`INSERT INTO journal (shop, body) SELECT $1::text, $2::text ${fence}`, [shops[0], bodies[0], this.lease.holder])
-        : await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b) ${fence}`, [
+    const one = shops.length === 1;
+    const rows = !this.holder
+      ? one
+        ? await q.query(`INSERT INTO journal (shop, body) VALUES ($1, $2) RETURNING seq`, [shops[0], bodies[0]])
+        : await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b) RETURNING seq`, [
             shops,
             bodies,
-            this.lease.holder,
-          ]);
-    if (rows.length !== shops.length) throw new LeaseLost(`journal write refused: ${this.lease.holder} no longer holds the lease`);
+          ])
+      : one
+        ? await q.query(
+            `WITH held AS (SELECT 1 FROM shop_lease WHERE shop = $1 AND holder = $3 FOR SHARE)
+             INSERT INTO journal (shop, body) SELECT $1::text, $2::text WHERE EXISTS (SELECT 1 FROM held) RETURNING seq`,
+            [shops[0], bodies[0], this.holder],
+          )
+        : await q.query(
+            `WITH held AS (SELECT shop FROM shop_lease WHERE shop = ANY($1::text[]) AND holder = $3 FOR SHARE)
+             INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b)
+             WHERE (SELECT count(*) FROM held) = $4 RETURNING seq`,
+            [shops, bodies, this.holder, shops.length],
+          );
+    if (rows.length !== shops.length) throw new LeaseLost(await this.notHeld(q, shops));
+  }
+
+  private async notHeld(q: Queryable, shops: string[]): Promise<string[]> {
+    const held = new Set(
+      (await q.query(`SELECT shop FROM shop_lease WHERE shop = ANY($1::text[]) AND holder = $2`, [shops, this.holder])).map((r) => r.shop),
+    );
+    return shops.filter((s) => !held.has(s));
   }
 
   async load(shop: string): Promise<LoadedShop> {

@@ -9,6 +9,8 @@ import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js
 import { MemoryArchive } from '../../src/archive/store.js';
 import { MemoryJournal } from '../../src/journal/memory-journal.js';
 import { MemoryStore } from '../../src/memory-store.js';
+import { SoleOwner } from '../../src/journal/lease.js';
+import { Ownership } from '../../src/ownership.js';
 import { Presence } from '../../src/presence.js';
 import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/sql-store.js';
 import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
@@ -18,7 +20,7 @@ import { silent } from '../../src/log.js';
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
-const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, sidecar_lease, archive';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars, archive';
 
 /** One database per backend for a whole test file; each world truncates it. */
 export class Backends {
@@ -27,14 +29,21 @@ export class Backends {
   private postgres?: Postgres;
 
   async stores(backend: Backend): Promise<Stores> {
-    if (backend === 'memory') return { store: new MemoryStore(), journal: new MemoryJournal(), archive: new MemoryArchive() };
+    const me = { holder: `test-${backend}#1`, sidecar: `test-${backend}` };
+    if (backend === 'memory')
+      return {
+        store: new MemoryStore(),
+        journal: new MemoryJournal(),
+        leases: new SoleOwner(me.holder, me.sidecar),
+        archive: new MemoryArchive(),
+      };
     const db =
       backend === 'pglite'
         ? (this.pglite ??= await pgliteDriver())
         : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
-    const stores = await storesOn(db, `test-${backend}`);
+    // PostgreSQL as production uses it: shared, so shops are leased (this world's one sidecar takes them all).
+    const stores = await storesOn(db, me, { shared: backend === 'postgres' });
     await db.query(`TRUNCATE ${TABLES}`);
-    await stores.lease.acquire();
     return stores;
   }
 
@@ -114,6 +123,7 @@ export async function deskWorld(o: WorldOptions) {
     await directory.reload();
     const presence = new Presence(stores.store);
     await presence.load();
+    presence.close(); // the world moves its own clock; node grace timers are tested on their own
     const desk = new Desk({
       config: o.config,
       directory,
@@ -126,8 +136,10 @@ export async function deskWorld(o: WorldOptions) {
       random: o.random,
       onBatch: o.onBatch,
     });
-    await desk.syncShops();
-    return { desk, directory, presence, handlers: stanzaFilterHandlers(desk, new ShimLink(silent), silent, o.hooks) };
+    const link = new ShimLink(silent);
+    const ownership = new Ownership({ leases: stores.leases, desk, directory, tell: (w) => link.pushWatchList(w), log: silent });
+    await ownership.round();
+    return { desk, directory, presence, link, ownership, handlers: stanzaFilterHandlers(desk, link, silent, o.hooks) };
   };
   let parts = await build();
   let seq = 0;
@@ -160,6 +172,12 @@ export async function deskWorld(o: WorldOptions) {
     },
     get presence() {
       return parts.presence;
+    },
+    get link() {
+      return parts.link;
+    },
+    get ownership() {
+      return parts.ownership;
     },
     filter,
     event,

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderModuleConf, type EjabberdConfigOptions } from '../../scripts/ejabberd-config.js';
+import { renderModuleConf, type EjabberdConfigOptions, type ModuleOptionValue } from '../../scripts/ejabberd-config.js';
 import { EjabberdNode, freePort, type CtlResult } from '../../scripts/ejabberd-node.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,8 +39,11 @@ export interface StartEjabberdOptions {
   credential?: ShimCredential;
   /** Load mod_consult (default true). */
   withShim?: boolean;
-  /** Rendered under `modules: mod_consult:`; e.g. sidecar_host, sidecar_port, timeout, failure_policy. */
-  shimOptions?: Record<string, string | number>;
+  /**
+   * Rendered under `modules: mod_consult:`; e.g. sidecar_host, sidecar_port, timeout, failure_policy.
+   * A list value renders as a YAML list (e.g. `sidecars: ['127.0.0.1:50051', '127.0.0.1:50052']`).
+   */
+  shimOptions?: Record<string, ModuleOptionValue>;
   /** Where mod_consult.beam lives (default <repo>/erlang-shim/ebin); copied into the node dir. */
   ebinDir?: string;
   /**
@@ -82,7 +85,7 @@ export interface Ejabberd {
    * credential's sidecar_token unless they set one) and runs `ejabberdctl reload_config`;
    * rejects when ejabberd does not take the new config.
    */
-  configureShim(options: Record<string, string | number>): Promise<void>;
+  configureShim(options: Record<string, ModuleOptionValue>): Promise<void>;
   ctl(...args: string[]): Promise<CtlResult>;
   /** POST /api/<command> with a JSON body; resolves to the parsed JSON reply. */
   api(command: string, args: Record<string, unknown>): Promise<unknown>;
@@ -98,7 +101,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
   const withShim = opts.withShim ?? true;
   const contrib = withShim && opts.shimInstall === 'module_install';
   const credential = opts.credential ?? newShimCredential();
-  const withToken = (o: Record<string, string | number>) => ({ sidecar_token: credential.token, ...o });
+  const withToken = (o: Record<string, ModuleOptionValue>) => ({ sidecar_token: credential.token, ...o });
   const [c2sPort, httpPort, distPort] = [await freePort(), await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ejabberd-test-'));
   const node = new EjabberdNode({

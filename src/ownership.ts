@@ -1,0 +1,115 @@
+// Keeps the shops this sidecar decides in line with the leases it holds (src/journal/lease.ts):
+// each round adopts the shops whose lease it took (their state from the journal), hands over
+// those another live sidecar should own (after their last write is durable), and forgets at
+// once those whose lease it lost. The shims are told after every change which shops are owned
+// here (WatchList.owned), so they send each shop's stanzas to its owner.
+import type { Desk } from './desk.js';
+import type { Directory } from './directory.js';
+import type { Round, ShopLeases } from './journal/lease.js';
+import type { Log } from './log.js';
+
+export interface OwnershipDeps {
+  leases: ShopLeases;
+  desk: Desk;
+  directory: Directory;
+  /** Where the new WatchList goes (ShimLink). */
+  tell: (watch: ReturnType<Desk['watchList']>) => void;
+  log: Log;
+  now?: () => number;
+}
+
+export class Ownership {
+  private renewedAt: number;
+  private running: Promise<void> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: OwnershipDeps) {
+    this.now = deps.now ?? Date.now;
+    this.renewedAt = this.now();
+  }
+
+  /**
+   * Startup: rounds until every shop that belongs here is held, or `maxMs` passed (a previous incarnation that
+   * crashed holds its leases until they expire; a live owner hands them over within a round or two).
+   */
+  async settle(maxMs: number, pauseMs: number): Promise<void> {
+    const until = this.now() + maxMs;
+    while ((await this.round()).waiting.length > 0 && this.now() < until) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+
+  /** One round; rounds never overlap (a caller during a round waits for it, then runs its own). */
+  async round(): Promise<Round> {
+    while (this.running) await this.running;
+    const run = this.run();
+    this.running = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await run;
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /** The journal refused a write for these shops: their lease is gone, so is their state here. */
+  refused(shops: readonly string[]): void {
+    let changed = false;
+    for (const shop of shops) {
+      if (!this.deps.desk.owns(shop)) continue;
+      this.deps.desk.drop(shop);
+      changed = true;
+      this.deps.log.warn('lost the lease of a shop: another sidecar decides it now', { shop, why: 'journal write refused' });
+    }
+    if (changed) this.deps.tell(this.deps.desk.watchList());
+  }
+
+  /** Clean shutdown: every owned shop is finished and its lease released, so standbys take over at once. */
+  async handOverAll(): Promise<void> {
+    while (this.running) await this.running;
+    const { desk, leases } = this.deps;
+    const shops = desk.owned();
+    for (const shop of shops) await desk.handOver(shop);
+    if (shops.length > 0) this.deps.tell(desk.watchList());
+    await leases.releaseAll();
+  }
+
+  private async run(): Promise<Round> {
+    const { leases, desk, directory, log } = this.deps;
+    let round: Round;
+    try {
+      round = await leases.round(directory.allShops().map((s) => s.jid));
+      this.renewedAt = this.now();
+    } catch (e) {
+      // Past the lease period another sidecar may have taken the shops: stop deciding them.
+      if (this.now() - this.renewedAt > leases.ttlMs && desk.owned().length > 0) {
+        log.error('leases not renewed within their period: no longer deciding any shop', { err: e });
+        for (const shop of desk.owned()) desk.drop(shop);
+        this.deps.tell(desk.watchList());
+      }
+      throw e;
+    }
+    let changed = false;
+    for (const shop of desk.owned()) {
+      if (round.held.has(shop)) continue;
+      desk.drop(shop);
+      changed = true;
+      log.warn('lost the lease of a shop: another sidecar decides it now', { shop });
+    }
+    const handOver = new Set(round.handOver);
+    for (const shop of round.held) {
+      if (desk.owns(shop) || handOver.has(shop)) continue;
+      await desk.adopt(shop);
+      changed = true;
+      log.info('took the lease of a shop: deciding it', { shop, live: round.live });
+    }
+    if (changed) this.deps.tell(desk.watchList());
+    for (const shop of handOver) {
+      await desk.handOver(shop);
+      this.deps.tell(desk.watchList()); // before the release: no stanza of it comes here once another can own it
+      await leases.release([shop]);
+      log.info('handed a shop over to the sidecar it belongs to', { shop, live: round.live });
+    }
+    return round;
+  }
+}
