@@ -8,6 +8,9 @@ import { parseConfig } from '../src/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
 import type { SqlStore } from '../src/sql-store.js';
 import { findChild } from '../src/xmpp/xml.js';
+import { Changes } from '../src/routing/decide.js';
+import { ShopState } from '../src/routing/state.js';
+import { DEFAULT_LIMITS } from '../src/store.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from './support/desk.js';
 
 const D = 'cs.test';
@@ -184,6 +187,66 @@ for (const backend of BACKENDS) {
 
   archive.run();
 }
+
+const pure = suite('archive state: snapshot and undo');
+const plain = (st: ShopState) =>
+  JSON.parse(
+    JSON.stringify({
+      sessions: [...st.sessions],
+      queue: [...st.queue],
+      queueGroup: [...st.queueGroup],
+      waiting: [...st.waiting],
+      transcripts: [...st.transcripts],
+      unarchived: [...st.unarchived],
+      ratingDue: [...st.ratingDue],
+      history: [...st.history],
+      kept: [...st.kept],
+    }),
+  );
+function busy(st: ShopState): Changes {
+  const w = new Changes(st);
+  w.do({ op: 'enqueue', v: 'v1', at: 1, g: 'tv' });
+  w.do({ op: 'keep', v: 'v1', at: 1, xml: '<m/>', text: 'waiting' });
+  w.do({ op: 'dequeue', v: 'v1' });
+  w.do({ op: 'open', v: 'v1', agent: 'ann', at: 2, g: 'tv' });
+  w.do({ op: 'release', v: 'v1', n: 1, relayed: [{ at: 1, xml: '<m/>' }] });
+  for (let i = 0; i < 5; i++)
+    w.do({ op: 'said', v: 'v1', by: i % 2 ? 'agent' : 'visitor', at: 3 + i, xml: `<m i='${i}'/>`, text: `t${i}` });
+  w.do({ op: 'move', v: 'v1', agent: 'bob', at: 9, reason: 'why' });
+  w.do({ op: 'close', v: 'v1', stickyUntil: 100, at: 10, reason: 'agent', rateUntil: 50 });
+  w.do({ op: 'rate', v: 'v1', score: 4, at: 11 });
+  w.do({ op: 'open', v: 'v2', agent: 'ann', at: 12 });
+  w.do({ op: 'said', v: 'v2', by: 'visitor', at: 13, xml: '<m/>', text: 'x'.repeat(300) });
+  w.do({ op: 'enqueue', v: 'v3', at: 14 });
+  return w;
+}
+
+pure('a snapshot in small parts rebuilds transcripts, unarchived records, rating offers and group queues', () => {
+  const st = new ShopState(SHOP, { ...DEFAULT_LIMITS, transcriptPerSession: 4 });
+  busy(st);
+  const parts = st.snapshotParts(200);
+  assert.ok(parts.length > 5, `${parts.length} parts`);
+  const back = ShopState.fromParts(SHOP, st.limits, parts);
+  assert.equal(plain(back), plain(st));
+  const [, u] = [...st.unarchived][0];
+  assert.ok(u.kind === 'session' && u.record.lines.length === 4 && u.record.omitted === 3, 'bounded to 4 lines, 3 omitted');
+});
+
+pure('every change is taken back exactly (a failed commit leaves no trace)', () => {
+  const st = new ShopState(SHOP, { ...DEFAULT_LIMITS, transcriptPerSession: 4 });
+  const before = plain(st);
+  busy(st).revert();
+  assert.equal(plain(st), before);
+  const w = new Changes(st);
+  w.do({ op: 'open', v: 'v1', agent: 'ann', at: 1 });
+  const opened = plain(st);
+  const w2 = new Changes(st);
+  for (let i = 0; i < 6; i++) w2.do({ op: 'said', v: 'v1', by: 'visitor', at: 2 + i, xml: '<m/>', text: `t${i}` });
+  w2.revert();
+  assert.equal(plain(st), opened, 'lines dropped past the cap come back');
+});
+
+pure.run();
 
 const csv = suite('archive CSV export');
 csv('one row per line, quoted, formulas defused', () => {

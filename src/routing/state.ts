@@ -178,8 +178,18 @@ export class ShopState {
     for (const [v, list] of this.history) for (const m of list) add(['h', v, m.at, m.xml]);
     for (const [a, at] of this.lastAssigned) add(['a', a, at]);
     for (const [v, s] of this.stickyOldestFirst()) add(['t', v, s.agent, s.until]);
-    for (const [v, t] of this.transcripts) add(['x', v, t]);
-    for (const [k, u] of this.unarchived) add(['u', k, u]);
+    // Transcripts and archive records go line by line: one long conversation must not make one huge record.
+    for (const [v, t] of this.transcripts) {
+      add(['x', v, { ...t, lines: [] }]);
+      for (const l of t.lines) add(['xl', v, l]);
+    }
+    for (const [k, u] of this.unarchived) {
+      if (u.kind !== 'session') add(['u', k, u]);
+      else {
+        add(['u', k, { ...u, record: { ...u.record, lines: [] } }]);
+        for (const l of u.record.lines) add(['ul', k, l]);
+      }
+    }
     for (const [v, r] of this.ratingDue) add(['r', v, r.id, r.until]);
     parts.push(`[${current.join(',')}]`);
     return parts;
@@ -207,9 +217,17 @@ export class ShopState {
           case 'x':
             st.transcripts.set(r[1], r[2]);
             break;
+          case 'xl':
+            st.transcripts.get(r[1])?.lines.push(r[2]);
+            break;
           case 'u':
             st.unarchived.set(r[1], r[2]);
             break;
+          case 'ul': {
+            const u = st.unarchived.get(r[1]);
+            if (u?.kind === 'session') u.record.lines.push(r[2]);
+            break;
+          }
           case 'r':
             st.ratingDue.set(r[1], { id: r[2], until: r[3] });
             break;
@@ -253,6 +271,7 @@ type SnapshotRecord =
   | ['s', Session]
   | ['q', string, number, string?]
   | ['x', string, Transcript]
+  | ['xl' | 'ul', string, Line]
   | ['u', string, Unarchived]
   | ['r', string, string, number]
   | ['k' | 'h', string, number, string]
