@@ -119,11 +119,14 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   if (!session) {
     // Whoever waits longer goes first: serve the queue before this visitor.
     extra.push(...serveQueue(cx, w));
+    session = st.sessions.get(visitor); // it was waiting and has just been served
     const queued = st.queue.has(visitor);
     const key = queued ? (st.queueGroup.get(visitor) ?? '') : routeKey(cx.shop, productOf(stanza), (a) => cx.agentState(a).assignable);
-    const mode = queued ? 'none' : botModeOf(cx.shop, key);
+    const mode = queued || session ? 'none' : botModeOf(cx.shop, key);
     const human = asksForHuman(stanza);
-    if (mode === 'bot-first' && !human) session = openBot(cx, w, visitor, key, extra);
+    if (session) {
+      // served from the queue above: this message follows its kept ones (below)
+    } else if (mode === 'bot-first' && !human) session = openBot(cx, w, visitor, key, extra);
     else if (!queued && st.waitingFor(key) === 0) {
       const agent = choose(cx, st, visitor, undefined, key);
       if (agent) {
