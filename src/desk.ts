@@ -494,10 +494,16 @@ export class Desk {
     return states.flatMap((st) => [...st.sessions.values()].map((s) => ({ ...s })));
   }
 
-  queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number }[] {
+  queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number; group: string }[] {
     const st = this.states.get(shopJid);
     return st
-      ? [...st.queue].map(([visitor, at]) => ({ visitor, shop: shopJid, enqueuedAt: at, kept: st.kept.get(visitor)?.length ?? 0 }))
+      ? [...st.queue].map(([visitor, at]) => ({
+          visitor,
+          shop: shopJid,
+          enqueuedAt: at,
+          kept: st.kept.get(visitor)?.length ?? 0,
+          group: st.queueGroup.get(visitor) ?? '', // the groups it waits for; '' any agent
+        }))
       : [];
   }
 
