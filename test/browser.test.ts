@@ -322,7 +322,14 @@ t('rating: after the agent closes, the widget shows 1 to 5; a click sends the di
   const jid = await openWidget(visitor, ctx);
   const name = new RegExp(jid.split('@')[0]!);
   await say(visitor, 'rate me');
-  const serving = await Promise.race([agent, agent2].map((p) => p.getByRole('tab', { name }).waitFor().then(() => p)));
+  const serving = await Promise.race(
+    [agent, agent2].map((p) =>
+      p
+        .getByRole('tab', { name })
+        .waitFor()
+        .then(() => p),
+    ),
+  );
   await serving.getByRole('tab', { name }).click();
   await serving.locator('#close-session').click();
   const rate = visitor.getByRole('group', { name: /Rate this conversation/ });
