@@ -379,8 +379,14 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
         language: 'en',
         texts: { statusSet: 'Now {status}.' },
         agents: [{ jid: a('ann'), maxSessions: 3 }],
+        groups: [{ name: 'vip', agents: [a('ann')], products: ['gold'] }],
       },
-      { jid: a('shop2'), name: 'Two', agents: [{ jid: a('cat'), maxSessions: 2 }] },
+      {
+        jid: a('shop2'),
+        name: 'Two',
+        agents: [{ jid: a('cat'), maxSessions: 2 }],
+        groups: [{ name: 'all', isDefault: true, agents: [a('cat')] }], // cat joins in this same import
+      },
     ],
   });
   const dry = await cli(w, ['import', file, '--dry-run']);
@@ -389,7 +395,9 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
   assert.match(dry.stdout, `~ agent ${a('ann')} in ${SHOP}: maxSessions 1 → 3`);
   assert.match(dry.stdout, `+ shop ${a('shop2')} (Two)`);
   assert.match(dry.stdout, `+ agent ${a('cat')} in ${a('shop2')} (max 2)`);
-  assert.match(dry.stdout, '(dry run: 4 changes not applied)');
+  assert.match(dry.stdout, `~ groups of ${SHOP}: vip`);
+  assert.match(dry.stdout, `~ groups of ${a('shop2')}: all`);
+  assert.match(dry.stdout, '(dry run: 6 changes not applied)');
   assert.is((await w.store.getShop(SHOP))!.welcome, 'Shop One', 'a dry run changes nothing');
 
   const real = await cli(w, ['import', file]);
@@ -398,6 +406,10 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
   assert.equal([shop.welcome, shop.language, shop.texts], ['New welcome', 'en', { statusSet: 'Now {status}.' }]);
   assert.is(w.directory.membership(SHOP, a('ann'))!.maxSessions, 3);
   assert.ok(w.directory.shop(a('shop2')), 'the new shop is live');
+  assert.equal(
+    w.directory.shop(a('shop2'))!.groups.map((g) => [g.name, g.agents]),
+    [['all', [a('cat')]]],
+  );
   assert.match((await cli(w, ['import', file])).stdout, 'nothing to change');
 
   const pruned = await cli(w, ['import', file, '--prune']);
