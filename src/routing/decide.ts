@@ -120,23 +120,8 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
     // Whoever waits longer goes first: serve the queue before this visitor.
     extra.push(...serveQueue(cx, w));
     session = st.sessions.get(visitor); // it was waiting and has just been served
-    const queued = st.queue.has(visitor);
-    const key = queued ? (st.queueGroup.get(visitor) ?? '') : routeKey(cx.shop, productOf(stanza), (a) => cx.agentState(a).assignable);
-    const mode = queued || session ? 'none' : botModeOf(cx.shop, key);
-    const human = asksForHuman(stanza);
-    if (session) {
-      // served from the queue above: this message follows its kept ones (below)
-    } else if (mode === 'bot-first' && !human) session = openBot(cx, w, visitor, key, extra);
-    else if (!queued && st.waitingFor(key) === 0) {
-      const agent = choose(cx, st, visitor, undefined, key);
-      if (agent) {
-        w.do({ op: 'open', v: visitor, agent, at: now, ...(key ? { g: key } : {}) });
-        session = st.sessions.get(visitor)!;
-        extra.push(welcome(cx, visitor));
-      }
-    }
-    // Human first: the bot answers while no human can take the visitor.
-    if (!session && mode === 'human-first' && !human) session = openBot(cx, w, visitor, key, extra);
+    let key = '';
+    if (!session) ({ session, key } = route(cx, w, stanza, visitor, extra));
     if (!session) return wait(cx, w, stanza, visitor, acked, extra, key);
     if (st.kept.has(visitor)) return keep(cx, w, stanza, visitor, extra); // re-queued earlier, now served: keep order
   }
@@ -145,6 +130,27 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   if (session.agent === BOT) return drop([...acked, ...extra, ...(hasBody ? botTurn(cx, w, session, stanza, xml, bodyId!) : [])]);
   if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml, text: bodyText(stanza) });
   return rewrite(relayed, [...acked, ...extra], xml);
+}
+
+/** Where a visitor without a session goes: the bot, a free agent of its groups, or else the queue of `key`. */
+function route(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, extra: XmlElement[]): { session?: Session; key: string } {
+  const st = w.state;
+  if (st.queue.has(visitor)) return { key: st.queueGroup.get(visitor) ?? '' }; // already waiting: waits on
+  const key = routeKey(cx.shop, productOf(stanza), (a) => cx.agentState(a).assignable);
+  const mode = botModeOf(cx.shop, key);
+  const human = asksForHuman(stanza);
+  if (mode === 'bot-first' && !human) return { session: openBot(cx, w, visitor, key, extra), key };
+  if (st.waitingFor(key) === 0) {
+    const agent = choose(cx, st, visitor, undefined, key);
+    if (agent) {
+      w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}) });
+      extra.push(welcome(cx, visitor));
+      return { session: st.sessions.get(visitor), key };
+    }
+  }
+  // Human first: the bot answers while no human can take the visitor.
+  if (mode === 'human-first' && !human) return { session: openBot(cx, w, visitor, key, extra), key };
+  return { key };
 }
 
 function openBot(cx: ShopContext, w: Changes, visitor: string, key: string, extra: XmlElement[]): Session {
