@@ -53,11 +53,16 @@ const nodeNameFile = path.join(dir, 'node-name');
 /** The directory's node name: stored on first use, then always the same (Mnesia's spool is bound to it). */
 function nodeNameOf(wanted: string | undefined): string {
   let stored: string | undefined;
-  if (fs.existsSync(nodeNameFile)) stored = fs.readFileSync(nodeNameFile, 'utf8').trim();
-  else if (fs.existsSync(stateFile)) stored = (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as NodeOptions).nodeName; // written by an older ejabberd-up
+  if (fs.existsSync(nodeNameFile)) stored = fs.readFileSync(nodeNameFile, 'utf8').trim() || undefined; // empty: as if missing
+  if (!stored && fs.existsSync(stateFile)) stored = (JSON.parse(fs.readFileSync(stateFile, 'utf8')) as NodeOptions).nodeName; // written by an older ejabberd-up
   if (stored && wanted && stored !== wanted) {
     throw new Error(
       `${dir} belongs to node ${stored}, not ${wanted}: its Mnesia spool only works under that name (use another directory, or delete this one to start over)`,
+    );
+  }
+  if (!stored && fs.existsSync(path.join(dir, 'spool', 'schema.DAT'))) {
+    throw new Error(
+      `${dir} has a Mnesia spool but no node-name file: the spool only works under the node name that created it (put that name in ${nodeNameFile}, or delete ${path.join(dir, 'spool')} to start over)`,
     );
   }
   const name = stored ?? wanted ?? `consult_${crypto.randomBytes(3).toString('hex')}@localhost`;

@@ -276,7 +276,19 @@ pick(Shop) ->
                 _ -> {ok, Name}
             end;
         none ->
-            {error, no_owner}
+            %% A sidecar that connected but has not said what it owns yet (its first
+            %% WatchList is on its way) may well own it: ask it; it refuses what it
+            %% does not decide. Once every connected one has said, nobody owns it.
+            case [Name || Name <- connections(), not told(Name), lists:member(conn_state(Name), [closed, probe])] of
+                [Name | _] -> {ok, Name};
+                [] -> {error, no_owner}
+            end
+    end.
+
+%% Whether this connection's sidecar has said which shops it owns since it connected.
+told(Name) ->
+    try ets:member(Name, told)
+    catch error:badarg -> false
     end.
 
 claim_of(Name, Shop) ->
@@ -314,7 +326,8 @@ call(Name, Request, TimeoutMs) ->
 
 init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
     Name = maps:get(name, Opts, ?DEFAULT_NAME),
-    %% Rows: {status, Connected, Breaker}, {{shop | agent, Jid}, Gen}, {{owned, Shop}, Since}.
+    %% Rows: {status, Connected, Breaker}, {{shop | agent, Jid}, Gen}, {{owned, Shop}, Since},
+    %% {told, true} once the sidecar said what it owns since it connected.
     ets:new(Name, [named_table, public, set, {read_concurrency, true}]),
     %% {nodeup, N} / {nodedown, N} for visible nodes (ejabberdctl's are hidden).
     ok = net_kernel:monitor_nodes(true),
@@ -977,7 +990,7 @@ run_on_watch(New, #st{name = Name, on_watch = {M, F}}) -> _ = spawn(M, F, [Name,
 %% stops listing goes to whoever lists it (or nobody) from the next stanza.
 own(#{owned := Owned, sidecar := Id}, St = #st{name = Tab, claims = Claims}) ->
     {Claims1, Added, Removed} = consult_owners:claim(Claims, Owned, erlang:unique_integer([monotonic])),
-    ets:insert(Tab, [{{owned, Shop}, Since} || {Shop, Since} <- Added]),
+    ets:insert(Tab, [{{owned, Shop}, Since} || {Shop, Since} <- Added] ++ [{told, true}]),
     lists:foreach(fun(Shop) -> ets:delete(Tab, {owned, Shop}) end, Removed),
     case {Added, Removed} of
         {[], []} -> ok;
@@ -1085,7 +1098,9 @@ publish(St = #st{name = Tab, conn = Conn, breaker = Breaker, probe = Probe}) ->
                 end,
     ets:insert(Tab, {status, Conn =/= undefined, Published}),
     case Conn of
-        undefined -> disown(St);
+        undefined ->
+            ets:delete(Tab, told),
+            disown(St);
         _ -> St
     end.
 

@@ -156,6 +156,8 @@ verdicts_and_pings(L) ->
 goaway_drains_the_old_connection(L) ->
     start(L),
     A = accept(L),
+    %% Its hello arrived, but the client may publish "connected" a moment later.
+    wait(fun() -> maps:get(connected, consult_grpc:status()) end),
     Old = [call(filter, 5000) || _ <- [1, 2]],
     {Seqs, A1} = lists:mapfoldl(fun(_, S) ->
                                         {{message, 1, {filter, Seq, _}}, S1} = next(S, is(message)),
@@ -472,13 +474,20 @@ owner_decides_its_shops([{A, LA}, {B, LB}]) ->
     ?assert(consult_grpc:watched(shop, ?S2)),
     SB4 = accept(LB),
     wait(fun() -> maps:get(connected, consult_grpc:status(B)) end),
+    %% Back, but it has not said what it owns yet: it may own s1, so it is asked
+    %% (its sidecar refuses what it does not decide).
+    SB5 = answered(?S1, SB4),
+    out(SB5, watch_frame([?S1, ?S2], [], <<"b">>)),
+    wait(fun() -> maps:get(sidecar_id, consult_grpc:status(B)) =:= <<"b">> end),
+    timer:sleep(50),
+    %% Now every connected sidecar has said, and none owns s1.
     ?assertEqual({error, no_owner}, consult_grpc:filter(<<"localhost">>, ?S1, ?STANZA, 5000)),
     out(SA3, watch_frame([?S1, ?S2], [?S1], <<"a">>)),
     wait(fun() -> owned(A) =:= 1 end),
     _ = answered(?S1, SA3),
-    out(SB4, watch_frame([?S1, ?S2], [?S2], <<"b">>)),
+    out(SB5, watch_frame([?S1, ?S2], [?S2], <<"b">>)),
     wait(fun() -> owned(B) =:= 1 end),
-    _ = answered(?S2, SB4),
+    _ = answered(?S2, SB5),
     ?assertMatch([#{name := A, owned := 1, sidecar_id := <<"a">>},
                   #{name := B, owned := 1, sidecar_id := <<"b">>}], consult_grpc:status()).
 
@@ -513,7 +522,8 @@ a_draining_connection_owns_nothing([{A, LA}, {B, LB}]) ->
     start_named(A, LA),
     start_named(B, LB),
     Old = accept(LA),
-    _ = accept(LB),
+    SB = accept(LB),
+    out(SB, watch_frame([?S1, ?S2], [], <<"b">>)), %% B owns nothing (and said so)
     out(Old, watch_frame([?S1], [?S1], <<"a">>)),
     wait(fun() -> owned(A) =:= 1 end),
     out(Old, consult_h2:goaway(1, no_error, <<>>)),
