@@ -17,8 +17,16 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   agent status <jid> standard|dnd|always-on
   sessions [--shop JID]
   close <shop> <visitor>
-  transfer <shop> <visitor> <to> [--reason TEXT]
+  transfer <shop> <visitor> <to>|#<group> [--reason TEXT]
   queue <shop>
+  group set <shop> <name> [--agents a,b] [--products p,q] [--default true|false]
+            [--strategy S] [--max N] [--bot none|bot-first|human-first]
+  group rm <shop> <name>
+  bot <shop> none|bot-first|human-first [--bot-url URL] [--timeout MS] [--retries N]
+  archive [--shop JID] [--visitor JID] [--agent JID] [--from T] [--to T] [--limit N]
+          [--format json|csv]             closed sessions with their transcripts (T: ms or ISO date)
+  archive <id>                            one archived session
+  stats [--shop JID] [--from T] [--to T]  CSAT, first response, handle time, queue wait per shop and agent
   import <config.json> [--dry-run] [--prune]
                                           bring shops and agents in line with a config file (which only
                                           seeds an empty store): prints each change, applies it unless
@@ -44,6 +52,19 @@ const { values: opt, positionals } = (() => {
         max: { type: 'string' },
         shop: { type: 'string' },
         reason: { type: 'string' },
+        agents: { type: 'string' },
+        products: { type: 'string' },
+        default: { type: 'string' },
+        bot: { type: 'string' },
+        'bot-url': { type: 'string' },
+        timeout: { type: 'string' },
+        retries: { type: 'string' },
+        visitor: { type: 'string' },
+        agent: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        limit: { type: 'string' },
+        format: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         'dry-run': { type: 'boolean' },
         prune: { type: 'boolean' },
@@ -98,17 +119,56 @@ function request(): { method: string; path: string; body?: unknown } {
       return { method: 'GET', path: opt.shop ? `/sessions?shop=${e(opt.shop)}` : '/sessions' };
     case 'close':
       return { method: 'POST', path: '/sessions/close', body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID') } };
-    case 'transfer':
+    case 'transfer': {
+      const to = need(3, 'target agent JID or #group');
+      const target = to.startsWith('#') ? { toGroup: to.slice(1) } : { to };
       return {
         method: 'POST',
         path: '/sessions/transfer',
-        body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID'), to: need(3, 'target agent JID'), reason: opt.reason },
+        body: { shop: need(1, 'shop JID'), visitor: need(2, 'visitor JID'), ...target, reason: opt.reason },
       };
+    }
+    case 'group':
+      return groupRequest(sub);
+    case 'bot': {
+      const mode = need(2, 'bot mode');
+      const body: Record<string, unknown> = { mode, url: opt['bot-url'] };
+      if (opt.timeout !== undefined) body.timeoutMs = Number(opt.timeout);
+      if (opt.retries !== undefined) body.retries = Number(opt.retries);
+      return { method: 'PUT', path: `/shops/${e(need(1, 'shop JID'))}`, body: { bot: body } };
+    }
+    case 'archive': {
+      if (sub) return { method: 'GET', path: `/archive/${e(sub)}` };
+      return { method: 'GET', path: `/archive${query(['shop', 'visitor', 'agent', 'from', 'to', 'limit', 'format'])}` };
+    }
+    case 'stats':
+      return { method: 'GET', path: `/stats${query(['shop', 'from', 'to'])}` };
     case 'queue':
       return { method: 'GET', path: `/queue?shop=${e(need(1, 'shop JID'))}` };
     default:
       throw new UsageError(cmd ? `unknown command ${cmd}` : 'no command');
   }
+}
+
+/** The given options as a query string. */
+function query(keys: (keyof typeof opt)[]): string {
+  const q = new URLSearchParams();
+  for (const k of keys) if (opt[k] !== undefined) q.set(k, String(opt[k]));
+  return q.size ? `?${q}` : '';
+}
+
+function groupRequest(sub: string | undefined): { method: string; path: string; body?: unknown } {
+  const path = `/shops/${e(need(2, 'shop JID'))}/groups/${e(need(3, 'group name'))}`;
+  if (sub === 'rm') return { method: 'DELETE', path };
+  if (sub !== 'set') throw new UsageError('group set|rm <shop> <name>');
+  const list = (v: string | undefined) => (v === undefined ? undefined : v.split(',').filter(Boolean));
+  const body: Record<string, unknown> = { agents: list(opt.agents), products: list(opt.products), strategy: opt.strategy, bot: opt.bot };
+  if (opt.default !== undefined) {
+    if (opt.default !== 'true' && opt.default !== 'false') throw new UsageError('--default must be true or false');
+    body.isDefault = opt.default === 'true';
+  }
+  if (opt.max !== undefined) body.maxSessions = Number(opt.max);
+  return { method: 'PUT', path, body };
 }
 
 class Unreachable extends Error {}
@@ -192,7 +252,9 @@ async function main(): Promise<number> {
       console.error(`consultctl: ${res.status} ${errorText(res.data)}`);
       return 1;
     }
-    console.log(JSON.stringify(res.data, null, 2));
+    if (typeof res.data === 'string')
+      process.stdout.write(res.data); // the CSV export
+    else console.log(JSON.stringify(res.data, null, 2));
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {

@@ -2,7 +2,17 @@
 import { readFileSync } from 'node:fs';
 import type { Limits } from './routing/state.js';
 import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './routing/texts.js';
-import { AGENT_STATUSES, DEFAULT_LIMITS, LIMIT_RANGES, STRATEGIES, type AgentStatus, type Strategy } from './store.js';
+import { OptionError, parseBot, parseGroups } from './shop-options.js';
+import {
+  AGENT_STATUSES,
+  DEFAULT_LIMITS,
+  LIMIT_RANGES,
+  STRATEGIES,
+  type AgentStatus,
+  type BotConfig,
+  type Group,
+  type Strategy,
+} from './store.js';
 import { bareJid, isJid } from './xmpp/jid.js';
 
 export interface AgentConfig {
@@ -22,6 +32,14 @@ export interface ShopConfig {
   language: Language;
   texts: Partial<Texts>;
   agents: AgentConfig[];
+  groups: Group[];
+  bot: BotConfig;
+}
+
+/** Closed sessions: how long their transcripts are kept, and how long a visitor may rate one. */
+export interface ArchiveConfig {
+  retentionDays: number;
+  ratingWindowSec: number; // 0: no rating request
 }
 
 /** Session timers, in seconds (QChat's production values as defaults where it had them). */
@@ -55,6 +73,7 @@ export interface Config {
   /** Admin HTTP API and /metrics; the API only starts with a token. */
   admin: { host: string; port: number; token?: string };
   timers: Timers;
+  archive: ArchiveConfig;
   shops: ShopConfig[];
 }
 
@@ -109,6 +128,15 @@ function limitsOf(raw: unknown, where: string, dflt: Limits): Limits {
   return out;
 }
 
+function optionsOf<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof OptionError) throw new ConfigError(`config: ${e.message}`);
+    throw e;
+  }
+}
+
 export function parseConfig(raw: unknown): Config {
   const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
   const limits = limitsOf(root.limits, 'limits', DEFAULT_LIMITS);
@@ -119,6 +147,11 @@ export function parseConfig(raw: unknown): Config {
     const agentsRaw = need(Array.isArray(s.agents), s.agents as Obj[], `${where}.agents`, 'an array');
     const name = str(s, 'name', where);
     const language = oneOf(s, 'language', where, LANGUAGES, 'zh');
+    const agents = agentsRaw.map((a, j) => ({
+      jid: jid(a, 'jid', `${where}.agents[${j}]`),
+      maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
+      status: oneOf(a, 'status', `${where}.agents[${j}]`, AGENT_STATUSES, 'standard'),
+    }));
     return {
       jid: jid(s, 'jid', where),
       name,
@@ -129,10 +162,10 @@ export function parseConfig(raw: unknown): Config {
       limits: limitsOf(s.limits, `${where}.limits`, limits),
       language,
       texts: textsOf(s.texts, `${where}.texts`),
-      agents: agentsRaw.map((a, j) => ({
-        jid: jid(a, 'jid', `${where}.agents[${j}]`),
-        maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
-        status: oneOf(a, 'status', `${where}.agents[${j}]`, AGENT_STATUSES, 'standard'),
+      agents,
+      ...optionsOf(() => ({
+        groups: parseGroups(s.groups, `${where}.groups`, new Set(agents.map((a) => a.jid))),
+        bot: parseBot(s.bot, `${where}.bot`),
       })),
     };
   });
@@ -147,6 +180,7 @@ export function parseConfig(raw: unknown): Config {
   const t = (root.timers ?? {}) as Obj;
   const admin = need(typeof (root.admin ?? {}) === 'object' && root.admin !== null, (root.admin ?? {}) as Obj, 'admin', 'an object');
   const DAY = 86400;
+  const ar = (root.archive ?? {}) as Obj;
   return {
     sidecarId: root.sidecarId === undefined ? undefined : str(root, 'sidecarId', 'config'),
     grpc: {
@@ -179,6 +213,10 @@ export function parseConfig(raw: unknown): Config {
       nodeGraceSec: int(t, 'nodeGraceSec', 'timers', 30, 0, DAY),
       stickyTtlSec: int(t, 'stickyTtlSec', 'timers', DAY, 0, 365 * DAY),
       tickSec: int(t, 'tickSec', 'timers', 5, 1, 3600),
+    },
+    archive: {
+      retentionDays: int(ar, 'retentionDays', 'archive', 180, 1, 36500),
+      ratingWindowSec: int(ar, 'ratingWindowSec', 'archive', 600, 0, DAY),
     },
     shops,
   };

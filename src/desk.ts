@@ -2,6 +2,9 @@
 // each decision synchronously over it (src/routing/), commits the changes through the
 // group-committed journal and answers once they are durable. Timers, queue drains, admin
 // actions and the release of kept messages take the same path.
+import { Archiver } from './archive/archiver.js';
+import { MemoryArchive, type ArchiveStore } from './archive/store.js';
+import { askBot } from './bot/webhook.js';
 import type { Config } from './config.js';
 import type { Directory } from './directory.js';
 import { SessionEvent_Kind as Kind, type SessionEvent } from './gen/consult/v1/filter.js';
@@ -22,11 +25,13 @@ import {
   statusCommand,
   toAgent,
   transferSession,
+  transferToGroup,
   type CloseReason,
   type Decision,
   type ShopContext,
 } from './routing/decide.js';
 import { agentInfo, isInfoCommand } from './routing/agent-info.js';
+import { botAnswered, botFailed, type BotAsk } from './routing/bot.js';
 import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
 import { render } from './routing/texts.js';
 import type { AgentStatus, Shop } from './store.js';
@@ -49,6 +54,8 @@ export interface DeskDeps {
   directory: Directory;
   presence: Presence;
   journalStore: JournalStore;
+  /** Closed sessions (default: in memory). */
+  archive?: ArchiveStore;
   link: Outbox;
   log: Log;
   /** This sidecar's stable id, told to the shims with the shops it owns. */
@@ -78,6 +85,8 @@ export class NotOwner extends ConsultError {
 
 export class Desk {
   readonly journal: Journal;
+  readonly archiver: Archiver;
+  private readonly botCalls = new Map<string, Promise<void>>(); // shop\nvisitor → its questions, one at a time
   private readonly states = new Map<string, ShopState>();
   private readonly releasing = new Set<string>(); // shop\nvisitor with a release under way
   private readonly leaving = new Set<string>(); // shops being handed over: no new decisions
@@ -101,6 +110,8 @@ export class Desk {
     this.log = deps.log;
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
+    const retentionMs = this.config.archive.retentionDays * 86_400_000;
+    this.archiver = new Archiver(deps.archive ?? new MemoryArchive(), this.log, retentionMs);
     this.sidecar = deps.sidecar ?? '';
     this.journal = new Journal(this.store, {
       states: (shop) => this.states.get(shop),
@@ -263,7 +274,55 @@ export class Desk {
     // Nothing changed and nothing of this shop is pending: the answer rests on durable state only.
     if (w.list.length > 0 || this.journal.busy(shopJid)) await this.journal.commit(shopJid, w.list, w.undos, deadline);
     for (const visitor of w.releases) this.release(shopJid, visitor);
+    for (const ask of w.asks) this.askBot(shopJid, ask);
+    if (st.unarchived.size) this.archive(shopJid);
     return result;
+  }
+
+  // ---- archive and bot (issue 13): after the decision is durable, off the decision path ----
+
+  private archive(shopJid: string): void {
+    const st = this.states.get(shopJid);
+    if (!st) return;
+    this.archiver.flush(
+      shopJid,
+      st,
+      () => this.act(shopJid, () => undefined), // waits for every earlier commit of the shop
+      (keys) => this.act(shopJid, (_cx, w) => w.do({ op: 'archived', keys })),
+    );
+  }
+
+  /** Asks the bot, one question of a visitor at a time; its answer (or failure) is a new decision. */
+  private askBot(shopJid: string, ask: BotAsk): void {
+    const key = `${shopJid}\n${ask.visitor}`;
+    const run = async () => {
+      const shop = this.directory.shop(shopJid);
+      if (!shop) return;
+      const history = this.states.get(shopJid)?.transcripts.get(ask.visitor)?.lines.slice(-20) ?? [];
+      const answer = await askBot(shop.bot, {
+        shop: shopJid,
+        visitor: ask.visitor,
+        id: ask.id,
+        text: ask.text,
+        msgType: ask.msgType,
+        history,
+      }).then(
+        (a) => a,
+        (e: Error) => {
+          this.log.warn('bot did not answer: the visitor goes to a human', { shop: shopJid, visitor: ask.visitor, err: e.message });
+          return undefined;
+        },
+      );
+      const out = await this.act(shopJid, (cx, w) => (answer ? botAnswered(cx, w, ask.visitor, answer) : botFailed(cx, w, ask.visitor)));
+      this.link.send(out);
+    };
+    const next = (this.botCalls.get(key) ?? Promise.resolve())
+      .then(run)
+      .catch((e) => this.log.warn('bot answer not recorded', { shop: shopJid, visitor: ask.visitor, err: e }));
+    this.botCalls.set(key, next);
+    void next.finally(() => {
+      if (this.botCalls.get(key) === next) this.botCalls.delete(key);
+    });
   }
 
   private context(shop: Shop): ShopContext {
@@ -362,6 +421,10 @@ export class Desk {
     );
   }
 
+  async transferToGroup(shopJid: string, visitor: string, group: string, reason = ''): Promise<void> {
+    this.link.send(await this.act(bareJid(shopJid), (cx, w) => transferToGroup(cx, w, this.sessionOf(w, cx.shop, visitor), group, reason)));
+  }
+
   private sessionOf(w: Changes, shop: Shop, visitor: string): Session {
     const s = w.state.sessions.get(visitor);
     if (!s) throw refuse('item-not-found', 'cancel', `no open session of ${visitor} with ${shop.jid}`);
@@ -387,8 +450,10 @@ export class Desk {
         }
         const st = this.states.get(shop);
         for (const visitor of st?.kept.keys() ?? []) if (st!.sessions.has(visitor)) this.release(shop, visitor);
+        if (st?.unarchived.size) this.archive(shop);
       }),
     );
+    await this.archiver.purge(this.now()).catch((e) => this.log.warn('archive retention purge failed', { err: e }));
   }
 
   // ---- kept messages -------------------------------------------------------------
@@ -432,10 +497,16 @@ export class Desk {
     return states.flatMap((st) => [...st.sessions.values()].map((s) => ({ ...s })));
   }
 
-  queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number }[] {
+  queue(shopJid: string): { visitor: string; shop: string; enqueuedAt: number; kept: number; group: string }[] {
     const st = this.states.get(shopJid);
     return st
-      ? [...st.queue].map(([visitor, at]) => ({ visitor, shop: shopJid, enqueuedAt: at, kept: st.kept.get(visitor)?.length ?? 0 }))
+      ? [...st.queue].map(([visitor, at]) => ({
+          visitor,
+          shop: shopJid,
+          enqueuedAt: at,
+          kept: st.kept.get(visitor)?.length ?? 0,
+          group: st.queueGroup.get(visitor) ?? '', // the groups it waits for; '' any agent
+        }))
       : [];
   }
 
@@ -452,7 +523,8 @@ export class Desk {
 
   /** Resolves when no commit is pending and no kept messages are being released (tests, shutdown). */
   async settled(): Promise<void> {
-    while (this.journal.backlog > 0 || this.releasing.size > 0) await new Promise((r) => setImmediate(r));
+    while (this.journal.backlog > 0 || this.releasing.size > 0 || this.botCalls.size > 0 || this.archiver.busy)
+      await new Promise((r) => setImmediate(r));
   }
 
   loadOf(shopJid: string, agent: string): number {

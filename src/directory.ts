@@ -75,6 +75,8 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
       limits: s.limits,
       language: s.language,
       texts: s.texts,
+      groups: s.groups,
+      bot: s.bot,
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

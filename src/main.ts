@@ -65,7 +65,7 @@ async function main() {
   // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
   const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
   const holder = `${sidecar}#${randomUUID().slice(0, 8)}`;
-  const { store, journal: journalStore, leases } = await openStores(config.store, { holder, sidecar });
+  const { store, journal: journalStore, leases, archive } = await openStores(config.store, { holder, sidecar });
   if (await seedStore(store, config)) log.info('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
@@ -80,6 +80,7 @@ async function main() {
     directory,
     presence,
     journalStore,
+    archive,
     link,
     log,
     sidecar,

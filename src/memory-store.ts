@@ -7,7 +7,7 @@ const copy = <T extends object | undefined>(x: T): T => {
   if (x === undefined) return x;
   if (!('limits' in x)) return { ...x };
   const shop = x as unknown as Shop;
-  return { ...shop, limits: { ...shop.limits }, texts: { ...shop.texts } } as unknown as T;
+  return structuredClone(shop) as unknown as T;
 };
 
 export class MemoryStore implements Store {

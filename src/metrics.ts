@@ -3,6 +3,7 @@ import client from 'prom-client';
 import type { Desk } from './desk.js';
 import type { Directory } from './directory.js';
 import type { ShimLink } from './grpc/link.js';
+import { registerSatisfaction } from './archive/metrics.js';
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -100,6 +101,7 @@ export class Metrics {
         this.set(deps.link.pending);
       },
     });
+    registerSatisfaction(this.registry, deps.desk.archiver.store);
     if (opts.defaults) client.collectDefaultMetrics({ register: this.registry });
   }
 

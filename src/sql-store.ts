@@ -2,6 +2,8 @@
 // SqlStore (shops, agents, presence) behaves exactly like MemoryStore; `seq` columns keep its insertion
 // order (an upsert keeps its row's place). The journal of shop state is in src/journal/sql-journal.ts.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { SqlArchive } from './archive/sql-archive.js';
+import { MemoryArchive, type ArchiveStore } from './archive/store.js';
 import { mkdirSync } from 'node:fs';
 import { MemoryJournal } from './journal/memory-journal.js';
 import type { JournalStore } from './journal/journal.js';
@@ -9,7 +11,7 @@ import { SqlJournal } from './journal/sql-journal.js';
 import { SoleOwner, SqlShopLeases, type ShopLeases } from './journal/lease.js';
 import { MemoryStore } from './memory-store.js';
 import { ShopState, type SnapshotBody } from './routing/state.js';
-import { DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
+import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
 
 type Row = Record<string, any>;
 export interface Queryable {
@@ -87,6 +89,22 @@ export async function pgDriver(url: string): Promise<Driver> {
   };
 }
 
+// ---- groups, bot, archive (issue 13) ----
+// A shop's groups and bot are JSON columns of its row; closed sessions are archived with their transcript
+// (src/archive/sql-archive.ts). `agents` lists every agent of the session, for search by agent.
+const SCHEMA_ISSUE13 = [
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS groups text NOT NULL DEFAULT '[]'`,
+  `ALTER TABLE shops ADD COLUMN IF NOT EXISTS bot text NOT NULL DEFAULT '{}'`,
+  `CREATE TABLE IF NOT EXISTS archive (id text PRIMARY KEY, shop text NOT NULL, visitor text NOT NULL, agent text NOT NULL,
+     agents text[] NOT NULL, grp text NOT NULL, started_at double precision NOT NULL, ended_at double precision NOT NULL,
+     queue_wait_ms double precision NOT NULL, first_response_ms double precision, close_reason text NOT NULL,
+     rating int, rated_at double precision, body text NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS archive_shop_ended ON archive (shop, ended_at)`,
+  `CREATE INDEX IF NOT EXISTS archive_visitor ON archive (visitor, ended_at)`,
+  `CREATE INDEX IF NOT EXISTS archive_ended ON archive (ended_at)`,
+];
+// ---- end issue 13 ----
+
 export const SCHEMA_VERSION = 2;
 // Timestamps are double precision: ms fit exactly and both drivers return JS numbers (int8 would be strings in pg).
 const SCHEMA = [
@@ -112,6 +130,7 @@ const SCHEMA = [
   // renewed (src/journal/lease.ts). The database-wide sidecar_lease of earlier versions is no longer read.
   `CREATE TABLE IF NOT EXISTS shop_lease (shop text PRIMARY KEY, holder text NOT NULL, sidecar text NOT NULL,
      expires_at double precision NOT NULL)`,
+  ...SCHEMA_ISSUE13,
   `CREATE TABLE IF NOT EXISTS sidecars (holder text PRIMARY KEY, sidecar text NOT NULL, expires_at double precision NOT NULL)`,
 ];
 
@@ -125,6 +144,8 @@ const toShop = (r: Row): Shop => ({
   limits: { ...DEFAULT_LIMITS, ...JSON.parse(r.limits || '{}') },
   language: r.language,
   texts: JSON.parse(r.texts || '{}'),
+  groups: JSON.parse(r.groups || '[]'),
+  bot: { ...DEFAULT_BOT, ...JSON.parse(r.bot || '{}') },
 });
 
 /** Version 1 kept shop state in tables, changed row by row: turn it into one snapshot per shop. */
@@ -205,11 +226,23 @@ export class SqlStore implements Store {
   }
   async putShop(s: Shop) {
     await this.db.query(
-      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
-         limits = $7, language = $8, texts = $9`,
-      [s.jid, s.name, s.welcome, s.noAgentText, s.strategy, s.queueEnabled, JSON.stringify(s.limits), s.language, JSON.stringify(s.texts)],
+         limits = $7, language = $8, texts = $9, groups = $10, bot = $11`,
+      [
+        s.jid,
+        s.name,
+        s.welcome,
+        s.noAgentText,
+        s.strategy,
+        s.queueEnabled,
+        JSON.stringify(s.limits),
+        s.language,
+        JSON.stringify(s.texts),
+        JSON.stringify(s.groups ?? []),
+        JSON.stringify(s.bot ?? DEFAULT_BOT),
+      ],
     );
   }
   async deleteShop(jid: string) {
@@ -273,6 +306,7 @@ export class SqlStore implements Store {
 export interface Stores {
   store: Store;
   journal: JournalStore;
+  archive: ArchiveStore; // closed sessions (issue 13)
   /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
   leases: ShopLeases;
 }
@@ -288,7 +322,13 @@ export interface Identity {
  * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool, shared by several sidecars).
  */
 export async function openStores(url: string, me: Identity, leaseTtlMs?: number): Promise<Stores> {
-  if (url === 'memory:') return { store: new MemoryStore(), journal: new MemoryJournal(), leases: new SoleOwner(me.holder, me.sidecar) };
+  if (url === 'memory:')
+    return {
+      store: new MemoryStore(),
+      journal: new MemoryJournal(),
+      leases: new SoleOwner(me.holder, me.sidecar),
+      archive: new MemoryArchive(),
+    };
   if (url === 'pglite:memory') return storesOn(await pgliteDriver(), me, { shared: false });
   if (url.startsWith('pglite:')) return storesOn(await pgliteDriver(url.slice('pglite:'.length)), me, { shared: false });
   if (/^postgres(ql)?:\/\//.test(url)) return storesOn(await pgDriver(url), me, { shared: true, leaseTtlMs });
@@ -301,6 +341,7 @@ export async function openStores(url: string, me: Identity, leaseTtlMs?: number)
  */
 export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean; leaseTtlMs?: number }): Promise<Stores> {
   const store = await SqlStore.open(db);
-  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar) };
-  return { store, journal: new SqlJournal(db, me.holder), leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs) };
+  const archive = new SqlArchive(db);
+  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive };
+  return { store, journal: new SqlJournal(db, me.holder), leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs), archive };
 }

@@ -16,6 +16,7 @@ export const DEFAULT_LIMITS: Limits = {
   keptBytesPerVisitor: 1024 * 1024,
   historyPerSession: 20,
   stickyMax: 100_000,
+  transcriptPerSession: 1000,
 };
 export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   queueMax: [1, 1_000_000],
@@ -23,7 +24,32 @@ export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   keptBytesPerVisitor: [1024, 64 * 1024 * 1024],
   historyPerSession: [1, 1000],
   stickyMax: [1, 10_000_000],
+  transcriptPerSession: [10, 100_000],
 };
+
+/** Who answers first (QChat's robot strategies): no bot, the bot first, or the bot only when no human can take it. */
+export type BotMode = 'none' | 'bot-first' | 'human-first';
+export const BOT_MODES: readonly BotMode[] = ['none', 'bot-first', 'human-first'];
+
+/** The shop's bot: an HTTP webhook (contract in src/bot/webhook.ts and the README). */
+export interface BotConfig {
+  mode: BotMode;
+  url?: string;
+  timeoutMs: number; // per attempt
+  retries: number; // further attempts after a failed one
+}
+export const DEFAULT_BOT: BotConfig = { mode: 'none', timeoutMs: 3000, retries: 1 };
+
+/** An agent group of a shop (QChat's seat_group with its seat and product mappings). */
+export interface Group {
+  name: string;
+  isDefault: boolean; // the shop's default group: consults naming no mapped product go here
+  agents: string[];
+  products: string[]; // product ids routed to this group
+  strategy?: Strategy; // else the shop's
+  maxSessions?: number; // per agent, sessions of this group (besides the agent's own shop capacity)
+  bot?: BotMode; // else the shop's
+}
 
 export interface Shop {
   jid: string; // bare JID of the shop account
@@ -36,6 +62,8 @@ export interface Shop {
   /** Which default texts the shop's visitors and agents read, and its own overrides of them. */
   language: Language;
   texts: Partial<Texts>;
+  groups: Group[];
+  bot: BotConfig;
 }
 
 export interface Membership {

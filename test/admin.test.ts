@@ -211,9 +211,18 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
     strategy: 'round-robin',
     queueEnabled: false,
     agents: [],
-    limits: { queueMax: 1000, keptPerVisitor: 100, keptBytesPerVisitor: 1048576, historyPerSession: 20, stickyMax: 100000 },
+    limits: {
+      queueMax: 1000,
+      keptPerVisitor: 100,
+      keptBytesPerVisitor: 1048576,
+      historyPerSession: 20,
+      stickyMax: 100000,
+      transcriptPerSession: 1000,
+    },
     language: 'zh',
     texts: {},
+    groups: [],
+    bot: { mode: 'none', timeoutMs: 3000, retries: 1 },
     decidedHere: true,
   });
   assert.ok(w.directory.shop(SHOP2), 'directory reloaded');
@@ -371,8 +380,14 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
         language: 'en',
         texts: { statusSet: 'Now {status}.' },
         agents: [{ jid: a('ann'), maxSessions: 3 }],
+        groups: [{ name: 'vip', agents: [a('ann')], products: ['gold'] }],
       },
-      { jid: a('shop2'), name: 'Two', agents: [{ jid: a('cat'), maxSessions: 2 }] },
+      {
+        jid: a('shop2'),
+        name: 'Two',
+        agents: [{ jid: a('cat'), maxSessions: 2 }],
+        groups: [{ name: 'all', isDefault: true, agents: [a('cat')] }], // cat joins in this same import
+      },
     ],
   });
   const dry = await cli(w, ['import', file, '--dry-run']);
@@ -381,7 +396,9 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
   assert.match(dry.stdout, `~ agent ${a('ann')} in ${SHOP}: maxSessions 1 → 3`);
   assert.match(dry.stdout, `+ shop ${a('shop2')} (Two)`);
   assert.match(dry.stdout, `+ agent ${a('cat')} in ${a('shop2')} (max 2)`);
-  assert.match(dry.stdout, '(dry run: 4 changes not applied)');
+  assert.match(dry.stdout, `~ groups of ${SHOP}: vip`);
+  assert.match(dry.stdout, `~ groups of ${a('shop2')}: all`);
+  assert.match(dry.stdout, '(dry run: 6 changes not applied)');
   assert.is((await w.store.getShop(SHOP))!.welcome, 'Shop One', 'a dry run changes nothing');
 
   const real = await cli(w, ['import', file]);
@@ -390,6 +407,10 @@ withWorld('consultctl import: a dry run prints the changes, the real run applies
   assert.equal([shop.welcome, shop.language, shop.texts], ['New welcome', 'en', { statusSet: 'Now {status}.' }]);
   assert.is(w.directory.membership(SHOP, a('ann'))!.maxSessions, 3);
   assert.ok(w.directory.shop(a('shop2')), 'the new shop is live');
+  assert.equal(
+    w.directory.shop(a('shop2'))!.groups.map((g) => [g.name, g.agents]),
+    [['all', [a('cat')]]],
+  );
   assert.match((await cli(w, ['import', file])).stdout, 'nothing to change');
 
   const pruned = await cli(w, ['import', file, '--prune']);
@@ -438,6 +459,89 @@ withWorld("consultctl: lists, closes, and exits non-zero with the server's messa
   const usage = await cli(w, ['frobnicate']);
   assert.is(usage.code, 2);
   assert.match(usage.stderr, /unknown command frobnicate/);
+});
+
+withWorld('groups through the API and consultctl: validated, one default, transfer to a group, removed', async (w) => {
+  const tv = await w.api('PUT', `/shops/${SHOP}/groups/tv`, { agents: [a('bob')], products: ['sku-tv'], maxSessions: 2 });
+  assert.is(tv.status, 200, tv.text);
+  assert.equal(tv.json.groups, [{ name: 'tv', isDefault: false, agents: [a('bob')], products: ['sku-tv'], maxSessions: 2 }]);
+  const outsider = await w.api('PUT', `/shops/${SHOP}/groups/x`, { agents: [a('zed')] });
+  assert.is(outsider.status, 400);
+  assert.match(outsider.json.error, 'groups[1].agents must be agents of the shop');
+  assert.is((await w.api('PUT', `/shops/${SHOP}/groups/bad name`, {})).status, 400);
+  const set = await cli(w, ['group', 'set', SHOP, 'front', '--agents', a('ann'), '--default', 'true']);
+  assert.is(set.code, 0, set.stderr);
+  await cli(w, ['group', 'set', SHOP, 'tv', '--agents', a('bob'), '--products', 'sku-tv,sku-radio', '--default', 'true']);
+  const groups = w.directory.shop(SHOP)!.groups;
+  assert.equal(
+    groups.map((g) => [g.name, g.isDefault, g.products]),
+    [
+      ['front', false, []],
+      ['tv', true, ['sku-tv', 'sku-radio']],
+    ],
+    'one default: the newest',
+  );
+  await w.online('ann');
+  await w.online('bob');
+  await w.visitorSays('v1', 'm1'); // no product: the default group, tv
+  assert.is(w.desk.sessions(SHOP)[0].agent, a('bob'));
+  const moved = await cli(w, ['transfer', SHOP, a('v1'), '#front', '--reason', 'not a tv question']);
+  assert.is(moved.code, 0, moved.stderr);
+  assert.equal([w.desk.sessions(SHOP)[0].agent, w.desk.sessions(SHOP)[0].group], [a('ann'), 'front']);
+  assert.is((await w.api('DELETE', `/shops/${SHOP}/groups/front`)).status, 200);
+  assert.is((await w.api('DELETE', `/shops/${SHOP}/groups/front`)).status, 404);
+  await w.api('DELETE', `/shops/${SHOP}/agents/${a('bob')}`);
+  assert.equal(w.directory.shop(SHOP)!.groups[0].agents, [], 'a removed agent leaves its groups');
+  const noUrl = await w.api('PUT', `/shops/${SHOP}`, { bot: { mode: 'bot-first' } });
+  assert.is(noUrl.status, 400);
+  assert.match(noUrl.json.error, 'bot.url');
+  const bot = await cli(w, ['bot', SHOP, 'human-first', '--bot-url', 'http://127.0.0.1:9/bot', '--timeout', '500']);
+  assert.is(bot.code, 0, bot.stderr);
+  assert.equal(w.directory.shop(SHOP)!.bot, { mode: 'human-first', url: 'http://127.0.0.1:9/bot', timeoutMs: 500, retries: 1 });
+});
+
+withWorld('archive: search, one session, CSV export, stats and /metrics, through the API and consultctl', async (w) => {
+  await w.online('ann');
+  await w.visitorSays('v1', 'm1');
+  await w.filter(`<message type='chat' from='${a('ann')}/pc' to='${SHOP}'><body id='r1'>hello, v1</body></message>`);
+  await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') });
+  await w.filter(`<message type='consult' from='${a('v1')}/web' to='${SHOP}'><body id='rate'>5</body></message>`);
+  await w.desk.settled();
+  const found = await w.api('GET', `/archive?shop=${SHOP}&agent=${a('ann')}&from=2000-01-01T00:00:00Z`);
+  assert.is(found.status, 200, found.text);
+  assert.equal(
+    found.json.map((r: { visitor: string; rating: number; closeReason: string }) => [r.visitor, r.rating, r.closeReason]),
+    [[a('v1'), 5, 'admin']],
+  );
+  assert.equal((await w.api('GET', `/archive?visitor=${a('v2')}`)).json, []);
+  const one = await w.api('GET', `/archive/${found.json[0].id}`);
+  assert.equal(
+    one.json.lines.map((l: { role: string; text: string }) => [l.role, l.text]),
+    [
+      ['visitor', 'hi'],
+      ['agent', 'hello, v1'],
+    ],
+  );
+  assert.is((await w.api('GET', '/archive/nope')).status, 404);
+  assert.is((await w.api('GET', '/archive?from=yesterday')).status, 400);
+  const csv = await cli(w, ['archive', '--shop', SHOP, '--format', 'csv']);
+  assert.is(csv.code, 0, csv.stderr);
+  const rows = csv.stdout.trim().split('\r\n');
+  assert.is(rows.length, 3);
+  assert.match(rows[0], /^id,shop,visitor,agent/);
+  assert.match(rows[2], 'hello, v1');
+  const stats = JSON.parse((await cli(w, ['stats', '--shop', SHOP])).stdout);
+  assert.equal(
+    stats.map((s: { agent: string | null; sessions: number; csat: number }) => [s.agent, s.sessions, s.csat]),
+    [
+      [null, 1, 1],
+      [a('ann'), 1, 1],
+    ],
+  );
+  const metrics = (await w.api('GET', '/metrics')).text;
+  assert.match(metrics, `consult_csat_ratio{shop="${SHOP}",agent=""} 1`);
+  assert.match(metrics, `consult_rated_sessions{shop="${SHOP}",agent="${a('ann')}"} 1`);
+  assert.match(metrics, 'consult_first_response_seconds_avg{');
 });
 
 test.run();

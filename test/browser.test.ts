@@ -313,6 +313,33 @@ t('transfer between two agent consoles: the new agent gets the history, the visi
   await shot(to, 'agent-console-after-transfer');
 });
 
+t('rating: after the agent closes, the widget shows 1 to 5; a click sends the digit, is thanked, and the buttons go', async (ctx) => {
+  const agent = await newPage(ctx);
+  await signIn(agent, ctx, 'test01');
+  const agent2 = await newPage(ctx);
+  await signIn(agent2, ctx, 'test02');
+  const visitor = await newPage(ctx);
+  const jid = await openWidget(visitor, ctx);
+  const name = new RegExp(jid.split('@')[0]!);
+  await say(visitor, 'rate me');
+  const serving = await Promise.race(
+    [agent, agent2].map((p) =>
+      p
+        .getByRole('tab', { name })
+        .waitFor()
+        .then(() => p),
+    ),
+  );
+  await serving.getByRole('tab', { name }).click();
+  await serving.locator('#close-session').click();
+  const rate = visitor.getByRole('group', { name: /Rate this conversation/ });
+  await rate.waitFor();
+  await rate.getByRole('button', { name: '4 / 5' }).click();
+  await visitor.locator('.cw-system .cw-text', { hasText: '感谢您的评价（4 分）' }).waitFor();
+  assert.is(await rate.count(), 0, 'the buttons are gone once used');
+  await shot(visitor, 'visitor-widget-rating');
+});
+
 // Refreshing the README's copies is a choice (UPDATE_SCREENSHOTS=1 npm test): a plain test run leaves the tree clean.
 t('docs: screenshots copied next to the README when asked', () => {
   if (!process.env.UPDATE_SCREENSHOTS) return;

@@ -37,6 +37,34 @@ test('limits: defaults, top-level defaults per shop, per-shop override, ranges',
   fails(shop({ limits: { queueLength: 5 } }), /shops\[0\]\.limits\.queueLength must be one of queueMax/);
 });
 
+test('groups, bot and archive: defaults, and errors that name the field', () => {
+  const c = parseConfig(
+    shop({
+      agents: [{ jid: 'ann@d.test' }],
+      groups: [{ name: 'tv', isDefault: true, agents: ['ann@d.test'], products: ['sku-1'] }],
+      bot: { mode: 'bot-first', url: 'http://127.0.0.1:9000/bot' },
+    }),
+  );
+  assert.equal(c.shops[0].groups, [{ name: 'tv', isDefault: true, agents: ['ann@d.test'], products: ['sku-1'] }]);
+  assert.equal(c.shops[0].bot, { mode: 'bot-first', url: 'http://127.0.0.1:9000/bot', timeoutMs: 3000, retries: 1 });
+  assert.equal(c.archive, { retentionDays: 180, ratingWindowSec: 600 });
+  assert.equal(parseConfig(shop()).shops[0].bot.mode, 'none');
+  fails(shop({ groups: [{ name: 'tv', agents: ['zed@d.test'] }] }), /shops\[0\]\.groups\[0\]\.agents must be agents of the shop/);
+  fails(
+    shop({
+      groups: [
+        { name: 'a', isDefault: true },
+        { name: 'b', isDefault: true },
+      ],
+    }),
+    /at most one default group/,
+  );
+  fails(shop({ groups: [{ name: 'a,b' }] }), /groups\[0\]\.name must be/);
+  fails(shop({ bot: { mode: 'bot-first' } }), /shops\[0\]\.bot\.url must be given/);
+  fails(shop({ bot: { mode: 'always', url: 'http://x' } }), /bot\.mode must be one of none, bot-first, human-first/);
+  fails({ ...shop(), archive: { retentionDays: 0 } }, /archive\.retentionDays must be an integer/);
+});
+
 test('texts: Chinese by default, English on request, overrides validated by name and placeholder', () => {
   const zh = parseConfig(shop()).shops[0];
   assert.equal([zh.language, zh.noAgentText], ['zh', '当前没有客服在线，请稍后再试。']);

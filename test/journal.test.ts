@@ -156,14 +156,14 @@ test('a snapshot rides along once a shop journal outgrows twice its state, taken
     await p;
     return w.snapshots.length;
   };
-  // State: one session with a history (size 2), so the journal may hold 4 changes before a snapshot.
+  // State: one session with a history and a transcript (size 3), so the journal may hold 6 changes before a snapshot.
   const carried = [await writeOne(open('v0'))];
-  for (let i = 1; i <= 3; i++) carried.push(await writeOne(said(i)));
-  assert.equal(carried, [0, 0, 0, 0]);
-  const p = commit('s1', said(4));
+  for (let i = 1; i <= 5; i++) carried.push(await writeOne(said(i)));
+  assert.equal(carried, [0, 0, 0, 0, 0, 0]);
+  const p = commit('s1', said(6));
   await flushTicks();
   const w = store.writes.at(-1)!;
-  const after = commit('s1', said(5)); // decided after the seal: not in the snapshot
+  const after = commit('s1', said(7)); // decided after the seal: not in the snapshot
   assert.equal(
     w.snapshots.map((s) => s.shop),
     ['s1'],
@@ -171,7 +171,7 @@ test('a snapshot rides along once a shop journal outgrows twice its state, taken
   const restored = ShopState.fromParts('s1', DEFAULT_LIMITS, w.snapshots[0].parts);
   assert.equal(
     restored.history.get('v0')!.map((m) => m.xml),
-    [1, 2, 3, 4].map((n) => `<m n='${n}'/>`),
+    [1, 2, 3, 4, 5, 6].map((n) => `<m n='${n}'/>`),
   );
   w.done();
   await p;

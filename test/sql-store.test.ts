@@ -58,6 +58,8 @@ const shop = (jid: string, name = jid): Shop => ({
   queueEnabled: true,
   limits: DEFAULT_LIMITS,
   language: 'zh',
+  groups: [{ name: 'pre', isDefault: true, agents: [], products: ['sku-1'] }],
+  bot: { mode: 'bot-first', url: 'http://127.0.0.1:1/bot', timeoutMs: 1000, retries: 0 },
   texts: {},
 });
 

@@ -13,6 +13,8 @@ import type { Limits } from '../routing/state.js';
 import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../routing/texts.js';
 import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop, type Store } from '../store.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
+import { archiveRoutes, Raw } from './archive-routes.js';
+import { OptionError, checkGroups, parseBot, parseGroup, parseGroups } from '../shop-options.js';
 
 export interface AdminDeps {
   store: Store;
@@ -40,7 +42,7 @@ export class HttpError extends Error {
 }
 
 type Body = Record<string, unknown>;
-type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => Promise<unknown>;
+export type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => Promise<unknown>;
 
 // ---- validation: 400s that name the field -------------------------------------
 const bad = (field: string, what: string) => new HttpError(400, `${field} must be ${what}`);
@@ -58,6 +60,16 @@ function optOneOf<T extends string>(b: Body, k: string, values: readonly T[]): T
   if (b[k] === undefined) return undefined;
   if (!values.includes(b[k] as T)) throw bad(k, `one of ${values.join(', ')}`);
   return b[k] as T;
+}
+
+/** Group and bot options: their problems are 400s naming the field. */
+function options<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof OptionError) throw new HttpError(400, e.message);
+    throw e;
+  }
 }
 
 /**
@@ -173,6 +185,17 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
           limits: limitsOf(body, old?.limits),
           language,
           texts: textsOf(body, old?.texts),
+          ...options(() => ({
+            groups:
+              body.groups === undefined
+                ? (old?.groups ?? [])
+                : parseGroups(body.groups, 'groups', new Set(directory.membersOf(jid).map((m) => m.agent))),
+            // Bot fields given replace the shop's, the others are kept (e.g. a new mode, the same URL).
+            bot:
+              body.bot === undefined
+                ? (old?.bot ?? parseBot(undefined))
+                : parseBot(typeof body.bot === 'object' && body.bot !== null ? { ...old?.bot, ...body.bot } : body.bot),
+          })),
         };
         await store.putShop(shop);
         await changed();
@@ -219,6 +242,8 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
         if (!directory.membership(shop.jid, agent)) throw new HttpError(404, `${agent} is not an agent of ${shop.jid}`);
         // Its open sessions are handed over by the offline timer, like those of an agent who left.
         await store.deleteMembership(shop.jid, agent);
+        if (shop.groups.some((g) => g.agents.includes(agent)))
+          await store.putShop({ ...shop, groups: shop.groups.map((g) => ({ ...g, agents: g.agents.filter((a) => a !== agent) })) });
         await changed();
         return { deleted: agent, shop: shop.jid };
       },
@@ -261,12 +286,44 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       async ({ body }) => {
         const shop = jidParam(body.shop as string, 'shop');
         const visitor = jidParam(body.visitor as string, 'visitor');
-        const to = jidParam(body.to as string, 'to');
         const reason = body.reason === undefined ? '' : optStr(body, 'reason')!;
+        if (body.toGroup !== undefined && body.to === undefined) {
+          const group = optStr(body, 'toGroup')!;
+          await desk.transferToGroup(shop, visitor, group, reason);
+          return { transferred: { shop, visitor, toGroup: group } };
+        }
+        const to = jidParam(body.to as string, 'to');
         await desk.transferSession(shop, visitor, to, reason);
         return { transferred: { shop, visitor, to } };
       },
     ],
+    [
+      'PUT',
+      new RegExp(`^/shops/${J}/groups/${J}$`),
+      async ({ params, body }) => {
+        const shop = requireShop(jidParam(params[0], 'shop'));
+        const group = options(() => parseGroup(body, 'group', params[1]));
+        const groups = [...shop.groups.filter((g) => g.name !== group.name), group].map((g) =>
+          group.isDefault && g !== group ? { ...g, isDefault: false } : g,
+        );
+        options(() => checkGroups(groups, 'groups', new Set(directory.membersOf(shop.jid).map((m) => m.agent))));
+        await store.putShop({ ...shop, groups });
+        await changed([shop.jid]);
+        return shopView(directory.shop(shop.jid)!);
+      },
+    ],
+    [
+      'DELETE',
+      new RegExp(`^/shops/${J}/groups/${J}$`),
+      async ({ params }) => {
+        const shop = requireShop(jidParam(params[0], 'shop'));
+        if (!shop.groups.some((g) => g.name === params[1])) throw new HttpError(404, `${params[1]} is not a group of ${shop.jid}`);
+        await store.putShop({ ...shop, groups: shop.groups.filter((g) => g.name !== params[1]) });
+        await changed([shop.jid]);
+        return { deleted: params[1], shop: shop.jid };
+      },
+    ],
+    ...archiveRoutes(desk.archiver.store, requireShop),
     [
       'GET',
       /^\/queue$/,
@@ -334,7 +391,10 @@ export function adminHandler(deps: AdminDeps) {
           throw new HttpError(400, 'path is not valid percent-encoding');
         }
         const body = req.method === 'GET' || req.method === 'DELETE' ? {} : await readBody(req);
-        send(res, 200, await handler({ params, query: url.searchParams, body }));
+        const out = await handler({ params, query: url.searchParams, body });
+        if (!(out instanceof Raw)) return send(res, 200, out);
+        res.writeHead(200, { 'content-type': out.type });
+        res.end(out.body);
         return;
       }
       throw pathMatched

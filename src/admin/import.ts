@@ -15,7 +15,7 @@ export interface Step {
   body?: Record<string, unknown>;
 }
 
-const SHOP_FIELDS = ['name', 'welcome', 'noAgentText', 'strategy', 'queueEnabled', 'limits', 'language', 'texts'] as const;
+const SHOP_FIELDS = ['name', 'welcome', 'noAgentText', 'strategy', 'queueEnabled', 'limits', 'language', 'texts', 'bot'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v));
 const e = encodeURIComponent;
@@ -55,6 +55,11 @@ export function planImport(config: Config, current: ShopView[], prune = false): 
           body: { maxSessions: a.maxSessions },
         });
       }
+    }
+    // Groups name agents of the shop: they are put once the memberships are there (and before any are pruned).
+    if (!same(old?.groups ?? [], shop.groups)) {
+      const names = shop.groups.map((g) => g.name).join(', ') || '(none)';
+      steps.push({ say: `~ groups of ${shop.jid}: ${names}`, method: 'PUT', path: `/shops/${e(shop.jid)}`, body: { groups: shop.groups } });
     }
     if (prune && old) {
       const wanted = new Set(shop.agents.map((a) => a.jid));

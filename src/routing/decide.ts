@@ -12,14 +12,18 @@ import {
   autoReply,
   ensureBodyId,
   notice,
+  ratingRequest,
   relay,
   replay,
   withoutRealAddresses,
 } from '../xmpp/stanzas.js';
 import { findChild, parseElement, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
+import type { CloseReason } from '../archive/record.js';
 import { pickAgent } from './assign.js';
 import type { AgentState } from './availability.js';
-import { apply, type Change, type Session, type ShopState, type Undo } from './state.js';
+import { asksForHuman, botBudgetMs, botFailed, botTurn, type BotAsk } from './bot.js';
+import { botModeOf, groupAllows, groupsOf, productOf, routeKey, strategyOf } from './groups.js';
+import { BOT, apply, type Change, type Session, type ShopState, type Undo } from './state.js';
 import { render, type Texts } from './texts.js';
 
 export interface StanzaErrorInfo {
@@ -57,6 +61,8 @@ export class Changes {
   readonly undos: Undo[] = [];
   /** Visitors whose kept messages are to be released to their (new) agent once this is durable. */
   readonly releases = new Set<string>();
+  /** Visitor messages for the bot, asked by the desk once this is durable. */
+  readonly asks: BotAsk[] = [];
 
   constructor(readonly state: ShopState) {}
 
@@ -70,6 +76,7 @@ export class Changes {
     this.list.length = 0;
     this.undos.length = 0;
     this.releases.clear();
+    this.asks.length = 0;
   }
 }
 
@@ -79,12 +86,12 @@ export interface ShopContext {
   texts: Texts; // the shop's, resolved
   members: ReadonlyMap<string, Membership>; // by agent
   agentState(agent: string): AgentState;
-  config: Pick<Config, 'systemJid' | 'timers'>;
+  config: Pick<Config, 'systemJid' | 'timers' | 'archive'>;
   now: number;
   random: () => number;
 }
 
-export type CloseReason = 'agent' | 'admin' | 'idle';
+export type { CloseReason };
 
 // ---- visitors ------------------------------------------------------------------
 
@@ -95,10 +102,14 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   const hasBody = findChild(stanza, 'body') !== undefined;
 
   if (type === 'readmark') {
-    return session ? rewrite(relay(stanza, toAgent(session, now), 'readmark'), []) : drop();
+    return session && session.agent !== BOT ? rewrite(relay(stanza, toAgent(session, now), 'readmark'), []) : drop();
   }
   // Typing notifications and the like never open a session or join the queue.
   if (!session && !hasBody) return drop();
+  if (!session) {
+    const rated = rate(cx, w, stanza, visitor);
+    if (rated) return rated;
+  }
   // Kept messages still on their way to the agent go first: this one joins them, in order.
   if (session && hasBody && st.kept.has(visitor)) return keep(cx, w, stanza, visitor, []);
 
@@ -108,25 +119,72 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   if (!session) {
     // Whoever waits longer goes first: serve the queue before this visitor.
     extra.push(...serveQueue(cx, w));
-    if (st.queue.size === 0) {
-      const agent = choose(cx, st, visitor);
-      if (agent) {
-        w.do({ op: 'open', v: visitor, agent, at: now });
-        session = st.sessions.get(visitor)!;
-        extra.push(welcome(cx, visitor));
-      }
-    }
-    if (!session) return wait(cx, w, stanza, visitor, acked, extra);
+    session = st.sessions.get(visitor); // it was waiting and has just been served
+    let key = '';
+    if (!session) ({ session, key } = route(cx, w, stanza, visitor, extra));
+    if (!session) return wait(cx, w, stanza, visitor, acked, extra, key);
     if (st.kept.has(visitor)) return keep(cx, w, stanza, visitor, extra); // re-queued earlier, now served: keep order
   }
   const relayed = relay(stanza, toAgent(session, now));
   const xml = serialize(relayed);
-  if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml });
+  if (session.agent === BOT) return drop([...acked, ...extra, ...(hasBody ? botTurn(cx, w, session, stanza, xml, bodyId!) : [])]);
+  if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml, text: bodyText(stanza) });
   return rewrite(relayed, [...acked, ...extra], xml);
 }
 
+/** Where a visitor without a session goes: the bot, a free agent of its groups, or else the queue of `key`. */
+function route(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, extra: XmlElement[]): { session?: Session; key: string } {
+  const st = w.state;
+  if (st.queue.has(visitor)) return { key: st.queueGroup.get(visitor) ?? '' }; // already waiting: waits on
+  const key = routeKey(cx.shop, productOf(stanza), (a) => cx.agentState(a).assignable);
+  const mode = botModeOf(cx.shop, key);
+  const human = asksForHuman(stanza);
+  if (mode === 'bot-first' && !human) return { session: openBot(cx, w, visitor, key, extra), key };
+  if (st.waitingFor(key) === 0) {
+    const agent = choose(cx, st, visitor, undefined, key);
+    if (agent) {
+      w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}) });
+      extra.push(welcome(cx, visitor));
+      return { session: st.sessions.get(visitor), key };
+    }
+  }
+  // Human first: the bot answers while no human can take the visitor.
+  if (mode === 'human-first' && !human) return { session: openBot(cx, w, visitor, key, extra), key };
+  return { key };
+}
+
+function openBot(cx: ShopContext, w: Changes, visitor: string, key: string, extra: XmlElement[]): Session {
+  w.do({ op: 'open', v: visitor, agent: BOT, at: cx.now, ...(key ? { g: key } : {}) });
+  extra.push(welcome(cx, visitor));
+  return w.state.sessions.get(visitor)!;
+}
+
+const bodyText = (stanza: XmlElement) => textOf(findChild(stanza, 'body')!);
+
+/** A plain "1".."5" from a visitor whose session just closed is its rating: acked and stored, never routed. */
+function rate(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string): Decision | undefined {
+  const due = w.state.ratingDue.get(visitor);
+  if (!due || due.until <= cx.now) return undefined;
+  const m = /^\s*([1-5])\s*$/.exec(bodyText(stanza));
+  if (!m) return undefined;
+  const score = Number(m[1]);
+  w.do({ op: 'rate', v: visitor, score, at: cx.now });
+  const text = render(cx.texts.ratingThanks, { score });
+  const { shop, now } = cx;
+  const thanks = notice({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text });
+  return drop([ack(visitor, ensureBodyId(stanza)!, now), thanks]);
+}
+
 /** No agent now: keep the message in the queue and tell the visitor where they stand. */
-function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, acked: XmlElement[], extra: XmlElement[]): Decision {
+function wait(
+  cx: ShopContext,
+  w: Changes,
+  stanza: XmlElement,
+  visitor: string,
+  acked: XmlElement[],
+  extra: XmlElement[],
+  key: string,
+): Decision {
   const { shop, now } = cx;
   const st = w.state;
   const noAgent = () => autoReply({ shop: shop.jid, visitor, realfrom: shop.jid, text: shop.noAgentText, now });
@@ -141,8 +199,8 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   const xml = serialize(stanza);
   const refused = keptFull(st, visitor, xml);
   if (refused) return { ...refused, extra };
-  if (!already) w.do({ op: 'enqueue', v: visitor, at: now });
-  w.do({ op: 'keep', v: visitor, at: now, xml });
+  if (!already) w.do({ op: 'enqueue', v: visitor, at: now, ...(key ? { g: key } : {}) });
+  w.do({ op: 'keep', v: visitor, at: now, xml, text: bodyText(stanza) });
   if (already) return drop([...acked, ...extra]);
   const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
   const told = anyoneServing
@@ -153,7 +211,7 @@ function wait(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
         qchatid: QCHAT_TO_VISITOR,
         now,
         autoReply: true,
-        text: render(cx.texts.queuePosition, { position: st.queue.size }),
+        text: render(cx.texts.queuePosition, { position: st.waitingFor(key) }),
       })
     : noAgent();
   return drop([...acked, ...extra, told]);
@@ -165,7 +223,7 @@ function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   const xml = serialize(stanza);
   const refused = keptFull(w.state, visitor, xml);
   if (refused) return { ...refused, extra };
-  w.do({ op: 'keep', v: visitor, at: cx.now, xml });
+  w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza) });
   w.releases.add(visitor);
   return drop([ack(visitor, bodyId, cx.now), ...extra]);
 }
@@ -207,7 +265,11 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   if (command) {
     try {
       const out =
-        command.name === 'close' ? closeSession(cx, w, session, 'agent') : transferSession(cx, w, session, command.to, command.reason);
+        command.name === 'close'
+          ? closeSession(cx, w, session, 'agent')
+          : command.name === 'transfer-group'
+            ? transferToGroup(cx, w, session, command.group, command.reason)
+            : transferSession(cx, w, session, command.to, command.reason);
       return drop([...acked, ...out, ...serveQueue(cx, w)]);
     } catch (e) {
       if (e instanceof ConsultError) return { action: 'reject', error: e.error, extra: [] };
@@ -216,7 +278,7 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   }
   const relayed = relay(stanza, toVisitor(session, now));
   const xml = serialize(relayed);
-  if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml });
+  if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml, text: bodyText(stanza) });
   return rewrite(relayed, acked, xml);
 }
 
@@ -251,26 +313,49 @@ function servedVisitor(st: ShopState, stanza: XmlElement, shop: Shop, agent: str
 export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
   const st = w.state;
   const out: XmlElement[] = [];
-  for (let visitor = st.head(); visitor !== undefined; visitor = st.head()) {
-    const agent = choose(cx, st, visitor);
-    if (!agent) break;
+  // Oldest first within each group key; a key nobody can serve now is skipped, so other groups' visitors move on.
+  const full = new Set<string>();
+  for (const visitor of st.queue.keys()) {
+    const key = st.queueGroup.get(visitor) ?? '';
+    if (full.has(key)) continue;
+    const agent = choose(cx, st, visitor, undefined, key);
+    if (!agent) {
+      full.add(key);
+      if (key === '' || full.size >= st.waiting.size) break;
+      continue;
+    }
+    const past = st.history.get(visitor); // back from the bot (or an agent gone offline): the conversation so far
     w.do({ op: 'dequeue', v: visitor });
-    w.do({ op: 'open', v: visitor, agent, at: cx.now });
+    w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}) });
     out.push(welcome(cx, visitor));
+    if (past?.length) out.push(...handedOver(cx, visitor, agent, past));
     if (st.kept.has(visitor)) w.releases.add(visitor);
   }
   return out;
 }
 
-function choose(cx: ShopContext, st: ShopState, visitor: string, exclude?: string): string | undefined {
+/** A visitor coming back from the bot: the human gets a notice and the conversation so far, marked as history. */
+function handedOver(cx: ShopContext, visitor: string, agent: string, past: { at: number; xml: string }[]): XmlElement[] {
+  const { shop, now } = cx;
+  const text = render(cx.texts.botHistory, { visitor });
+  return [
+    notice({ shop: shop.jid, to: agent, realfrom: visitor, qchatid: QCHAT_TO_AGENT, now, text }),
+    ...past.map((h) => replayed(h.xml, agent, h.at, shop.jid)),
+  ];
+}
+
+function choose(cx: ShopContext, st: ShopState, visitor: string, exclude?: string, key = ''): string | undefined {
+  const groups = groupsOf(cx.shop, key);
   const candidates = [];
   for (const m of cx.members.values()) {
     if (m.agent === exclude || !cx.agentState(m.agent).assignable) continue;
     const load = st.load(m.agent);
-    if (load < m.maxSessions) candidates.push({ agent: m.agent, load, lastAssignedAt: st.lastAssigned.get(m.agent) ?? m.joinedAt });
+    if (load >= m.maxSessions || !groupAllows(groups, st, m.agent, key)) continue;
+    candidates.push({ agent: m.agent, load, lastAssignedAt: st.lastAssigned.get(m.agent) ?? m.joinedAt });
   }
-  const sticky = cx.shop.strategy === 'sticky' ? st.stickyAgent(visitor, cx.now) : undefined;
-  return pickAgent(cx.shop.strategy, candidates, sticky, cx.random);
+  const strategy = strategyOf(cx.shop, groups);
+  const sticky = strategy === 'sticky' ? st.stickyAgent(visitor, cx.now) : undefined;
+  return pickAgent(strategy, candidates, sticky, cx.random);
 }
 
 // ---- lifecycle -------------------------------------------------------------------
@@ -286,14 +371,26 @@ export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: Cl
       `${unreleased} messages of ${s.visitor} are still on their way to ${s.agent}; close again in a moment`,
     );
   }
-  w.do({ op: 'close', v: s.visitor, stickyUntil: now + cx.config.timers.stickyTtlSec * 1000 });
+  const windowMs = cx.config.archive.ratingWindowSec * 1000;
+  w.do({
+    op: 'close',
+    v: s.visitor,
+    stickyUntil: now + cx.config.timers.stickyTtlSec * 1000,
+    at: now,
+    reason,
+    ...(windowMs ? { rateUntil: now + windowMs } : {}),
+  });
   const t = cx.texts;
   const toVisitor = reason === 'idle' ? t.idleClosedToVisitor : t.closedToVisitor;
   const toAgent = render(reason === 'idle' ? t.idleClosedToAgent : t.closedToAgent, { visitor: s.visitor });
-  return [
-    notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor }),
-    notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: toAgent }),
-  ];
+  const out = [notice({ shop: shop.jid, to: s.visitor, realfrom: s.agent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor })];
+  if (s.agent !== BOT) out.push(notice({ shop: shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text: toAgent }));
+  const session = w.state.ratingDue.get(s.visitor)?.id;
+  if (session) {
+    const n = { shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text: t.ratingRequest };
+    out.push(ratingRequest(n, session));
+  }
+  return out;
 }
 
 export function transferSession(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string): XmlElement[] {
@@ -307,14 +404,31 @@ export function transferSession(cx: ShopContext, w: Changes, s: Session, toAgent
   return handOver(cx, w, s, toAgent, reason);
 }
 
+/** A transfer to a group: whichever of its agents the group's strategy picks, if one has room now. */
+export function transferToGroup(cx: ShopContext, w: Changes, s: Session, group: string, reason: string): XmlElement[] {
+  if (!cx.shop.groups.some((g) => g.name === group)) throw refuse('item-not-found', 'cancel', `${group} is not a group of ${cx.shop.jid}`);
+  const agent = choose(cx, w.state, s.visitor, s.agent, group);
+  if (!agent) throw refuse('resource-constraint', 'wait', `no agent of group ${group} can take a chat now`);
+  return handOver(cx, w, s, agent, reason, group);
+}
+
 /** Moves a session to another agent: notices to all three, the recent history replayed to the new agent. */
-function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string): XmlElement[] {
+function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string, group?: string): XmlElement[] {
   const { shop, now } = cx;
   const from = s.agent;
-  w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now });
+  w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now, ...(group !== undefined ? { g: group } : {}), ...(reason ? { reason } : {}) });
   const t = cx.texts;
   const because = reason ? render(t.transferReason, { reason }) : '';
   const history = (w.state.history.get(s.visitor) ?? []).map((h) => replayed(h.xml, toAgent, h.at, shop.jid));
+  const toOld = notice({
+    shop: shop.jid,
+    to: from,
+    realfrom: s.visitor,
+    qchatid: QCHAT_TO_AGENT,
+    now,
+    autoReply: true,
+    text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }),
+  });
   return [
     notice({
       shop: shop.jid,
@@ -324,15 +438,7 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
       now,
       text: render(t.transferToVisitor, { from, to: toAgent }),
     }),
-    notice({
-      shop: shop.jid,
-      to: from,
-      realfrom: s.visitor,
-      qchatid: QCHAT_TO_AGENT,
-      now,
-      autoReply: true,
-      text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }),
-    }),
+    ...(from === BOT ? [] : [toOld]),
     notice({
       shop: shop.jid,
       to: toAgent,
@@ -361,7 +467,12 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
   const { now } = cx;
   const out: XmlElement[] = [];
   w.state.purgeSticky(now);
+  w.state.purgeRatings(now);
   for (const s of [...w.state.sessions.values()]) {
+    if (s.agent === BOT) {
+      out.push(...botTimers(cx, w, s));
+      continue;
+    }
     if (!cx.agentState(s.agent).keepsSessions || !cx.members.has(s.agent)) {
       if (!s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: now });
       else if (now - s.orphanedAt >= offlineGraceSec * 1000) out.push(...rehome(cx, w, s));
@@ -379,6 +490,14 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
   }
   out.push(...serveQueue(cx, w));
   return out;
+}
+
+/** A bot session: a question left unanswered past the bot's whole budget goes to a human; idle ones close. */
+function botTimers(cx: ShopContext, w: Changes, s: Session): XmlElement[] {
+  const { now } = cx;
+  if (s.lastVisitorAt > s.lastAgentAt && now - s.lastVisitorAt >= botBudgetMs(cx)) return botFailed(cx, w, s.visitor);
+  const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
+  return now - lastActivity >= cx.config.timers.idleCloseSec * 1000 ? closeSession(cx, w, s, 'idle') : [];
 }
 
 // ---- helpers -----------------------------------------------------------------------
@@ -409,15 +528,20 @@ export function statusCommand(stanza: XmlElement): AgentStatus | undefined {
   return m && AGENT_STATUSES.includes(m[1] as AgentStatus) ? (m[1] as AgentStatus) : undefined;
 }
 
-/** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent> [reason]`. */
+/** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent>|#<group> [reason]`. */
 export function parseCommand(
   text: string,
   shopJid: string,
-): { name: 'close' } | { name: 'transfer'; to: string; reason: string } | undefined {
+):
+  | { name: 'close' }
+  | { name: 'transfer'; to: string; reason: string }
+  | { name: 'transfer-group'; group: string; reason: string }
+  | undefined {
   const m = /^\/(close|end|transfer)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(text.trim());
   if (!m) return undefined;
   if (m[1] !== 'transfer') return { name: 'close' };
   if (!m[2]) return undefined;
+  if (m[2].startsWith('#') && m[2].length > 1) return { name: 'transfer-group', group: m[2].slice(1), reason: (m[3] ?? '').trim() };
   const to = m[2].includes('@') ? bareJid(m[2]) : `${m[2].toLowerCase()}@${shopJid.split('@')[1]}`;
   return { name: 'transfer', to, reason: (m[3] ?? '').trim() };
 }

@@ -3,6 +3,10 @@
 // and again when the journal is replayed after a restart — so memory and the durable
 // journal can never disagree about what a change means.
 import { LRUCache } from 'lru-cache';
+import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../archive/record.js';
+
+/** The agent of a session the shop's bot serves (no JID has no '@'). */
+export const BOT = 'robot';
 
 export interface Session {
   visitor: string;
@@ -15,6 +19,8 @@ export interface Session {
   remindedAt: number;
   /** When the agent went offline with this session open (0 = agent online). */
   orphanedAt: number;
+  /** The groups it was routed to, comma-joined ('' or absent: any agent of the shop). */
+  group?: string;
 }
 
 /** A stanza kept for later: a waiting visitor's message, or a relayed one in a session's history. */
@@ -30,20 +36,27 @@ export interface Limits {
   keptBytesPerVisitor: number; // and their size
   historyPerSession: number; // relayed messages kept per session, replayed on transfer
   stickyMax: number; // returning visitors remembered for the sticky strategy
+  transcriptPerSession: number; // lines of an open session's transcript kept for the archive (oldest dropped)
 }
 
+/** Written to the archive store once durable, then dropped by an `archived` change. */
+export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'rating'; id: string; score: number; at: number };
+
+// Fields marked ? came with issue 13 (groups, bot, archive): journals written before lack them.
 export type Change =
-  | { op: 'open'; v: string; agent: string; at: number }
-  | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string }
+  | { op: 'open'; v: string; agent: string; at: number; g?: string }
+  | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string }
   | { op: 'remind'; v: string; at: number }
   | { op: 'orphan'; v: string; at: number } // at 0: the agent is back
-  | { op: 'move'; v: string; agent: string; at: number }
-  | { op: 'close'; v: string; stickyUntil: number }
-  | { op: 'requeue'; v: string; at: number } // the agent is gone for good: the visitor waits again, history kept
-  | { op: 'enqueue'; v: string; at: number }
+  | { op: 'move'; v: string; agent: string; at: number; g?: string; reason?: string }
+  | { op: 'close'; v: string; stickyUntil: number; at?: number; reason?: CloseReason; rateUntil?: number }
+  | { op: 'requeue'; v: string; at: number; note?: string } // the agent (or bot) is gone: the visitor waits again, history kept
+  | { op: 'enqueue'; v: string; at: number; g?: string }
   | { op: 'dequeue'; v: string }
-  | { op: 'keep'; v: string; at: number; xml: string }
-  | { op: 'release'; v: string; n: number; relayed: Stored[] }; // the first n kept messages reached the agent
+  | { op: 'keep'; v: string; at: number; xml: string; text?: string }
+  | { op: 'release'; v: string; n: number; relayed: Stored[] } // the first n kept messages reached the agent
+  | { op: 'rate'; v: string; score: number; at: number } // the visitor rated its last closed session
+  | { op: 'archived'; keys: string[] }; // these unarchived entries are in the archive store
 
 export type Undo = () => void;
 interface Sticky {
@@ -64,6 +77,15 @@ export class ShopState {
    * as on replay. Expired entries are purged in memory only (purgeSticky): replay purges them again on load.
    */
   sticky: LRUCache<string, Sticky>;
+  /** Waiting visitors → the groups they wait for (comma-joined; absent: any agent), and how many wait per key. */
+  readonly queueGroup = new Map<string, string>();
+  readonly waiting = new Map<string, number>();
+  /** By visitor: the transcript of its open (or waiting) session, for the archive. */
+  readonly transcripts = new Map<string, Transcript>();
+  /** Closed sessions and ratings not yet in the archive store, by key. */
+  readonly unarchived = new Map<string, Unarchived>();
+  /** By visitor: its last closed session, which it may rate until `until`. */
+  readonly ratingDue = new Map<string, { id: string; until: number }>();
 
   constructor(
     readonly shop: string,
@@ -84,7 +106,15 @@ export class ShopState {
 
   /** Roughly how much a snapshot holds (entries, not bytes): the journal compacts past twice this. */
   size(): number {
-    return this.sessions.size + this.queue.size + this.kept.size + this.history.size + this.sticky.size;
+    return (
+      this.sessions.size +
+      this.queue.size +
+      this.kept.size +
+      this.history.size +
+      this.sticky.size +
+      this.transcripts.size +
+      this.unarchived.size
+    );
   }
 
   load(agent: string): number {
@@ -106,6 +136,16 @@ export class ShopState {
       .filter(([, s]) => s.until <= now)
       .map(([v]) => v);
     for (const v of expired) this.sticky.delete(v);
+  }
+
+  /** How many visitors wait for this group key ('' = any agent). */
+  waitingFor(key: string): number {
+    return this.waiting.get(key) ?? 0;
+  }
+
+  /** Drops rating offers past their window (in memory only, like sticky hints: their `until` says it). */
+  purgeRatings(now: number): void {
+    for (const [v, r] of this.ratingDue) if (r.until <= now) this.ratingDue.delete(v);
   }
 
   /** The oldest waiting visitor. */
@@ -133,11 +173,24 @@ export class ShopState {
       size += json.length + 1;
     };
     for (const s of this.sessions.values()) add(['s', s]);
-    for (const [v, at] of this.queue) add(['q', v, at]);
+    for (const [v, at] of this.queue) add(['q', v, at, this.queueGroup.get(v) ?? '']);
     for (const [v, list] of this.kept) for (const m of list) add(['k', v, m.at, m.xml]);
     for (const [v, list] of this.history) for (const m of list) add(['h', v, m.at, m.xml]);
     for (const [a, at] of this.lastAssigned) add(['a', a, at]);
     for (const [v, s] of this.stickyOldestFirst()) add(['t', v, s.agent, s.until]);
+    // Transcripts and archive records go line by line: one long conversation must not make one huge record.
+    for (const [v, t] of this.transcripts) {
+      add(['x', v, { ...t, lines: [] }]);
+      for (const l of t.lines) add(['xl', v, l]);
+    }
+    for (const [k, u] of this.unarchived) {
+      if (u.kind !== 'session') add(['u', k, u]);
+      else {
+        add(['u', k, { ...u, record: { ...u.record, lines: [] } }]);
+        for (const l of u.record.lines) add(['ul', k, l]);
+      }
+    }
+    for (const [v, r] of this.ratingDue) add(['r', v, r.id, r.until]);
     parts.push(`[${current.join(',')}]`);
     return parts;
   }
@@ -158,6 +211,25 @@ export class ShopState {
             break;
           case 'q':
             st.queue.set(r[1], r[2]);
+            if (r[3]) setQueueGroup(st, r[1], r[3]);
+            else addWaiting(st, '', 1);
+            break;
+          case 'x':
+            st.transcripts.set(r[1], r[2]);
+            break;
+          case 'xl':
+            st.transcripts.get(r[1])?.lines.push(r[2]);
+            break;
+          case 'u':
+            st.unarchived.set(r[1], r[2]);
+            break;
+          case 'ul': {
+            const u = st.unarchived.get(r[1]);
+            if (u?.kind === 'session') u.record.lines.push(r[2]);
+            break;
+          }
+          case 'r':
+            st.ratingDue.set(r[1], { id: r[2], until: r[3] });
             break;
           case 'k':
             push(st.kept, r[1], { at: r[2], xml: r[3] });
@@ -183,7 +255,10 @@ export class ShopState {
       st.sessions.set(s.visitor, { ...s, shop });
       serving(st, s.agent).add(s.visitor);
     }
-    for (const [v, at] of body.queue) st.queue.set(v, at);
+    for (const [v, at] of body.queue) {
+      st.queue.set(v, at);
+      addWaiting(st, '', 1);
+    }
     for (const [v, list] of body.kept) st.kept.set(v, list);
     for (const [v, list] of body.history) st.history.set(v, list);
     for (const [a, at] of body.lastAssigned) st.lastAssigned.set(a, at);
@@ -194,7 +269,11 @@ export class ShopState {
 
 type SnapshotRecord =
   | ['s', Session]
-  | ['q', string, number]
+  | ['q', string, number, string?]
+  | ['x', string, Transcript]
+  | ['xl' | 'ul', string, Line]
+  | ['u', string, Unarchived]
+  | ['r', string, string, number]
   | ['k' | 'h', string, number, string]
   | ['a', string, number]
   | ['t', string, string, number];
@@ -248,11 +327,18 @@ export function apply(st: ShopState, c: Change): Undo {
         remindedAt: 0,
         orphanedAt: 0,
       };
+      if (c.g) session.group = c.g;
       const prevAssigned = st.lastAssigned.get(c.agent);
       st.sessions.set(c.v, session);
       serving(st, c.agent).add(c.v);
       st.lastAssigned.set(c.agent, c.at);
+      const undoTranscript = editTranscript(st, c.v, c.at, false, (t) => {
+        t.servedAt ||= c.at;
+        if (c.g !== undefined) t.group = c.g;
+        if (t.agents[t.agents.length - 1] !== c.agent) t.agents.push(c.agent);
+      });
       return () => {
+        undoTranscript();
         st.sessions.delete(c.v);
         unserve(st, c.agent, c.v);
         restoreMap(st.lastAssigned, c.agent, prevAssigned);
@@ -265,7 +351,13 @@ export function apply(st: ShopState, c: Change): Undo {
       const prev = s[field];
       s[field] = c.at;
       const undoHistory = pushCapped(st.history, c.v, { at: c.at, xml: c.xml }, st.limits.historyPerSession);
+      const role = c.by === 'visitor' ? 'visitor' : s.agent === BOT ? 'bot' : 'agent';
+      const undoLine = editTranscript(st, c.v, s.startedAt, false, (t) => {
+        if (role !== 'visitor' && !t.firstReplyAt) t.firstReplyAt = c.at;
+        addLine(st, t, { at: c.at, role, who: role === 'visitor' ? c.v : s.agent, text: c.text ?? '' });
+      });
       return () => {
+        undoLine();
         s[field] = prev;
         undoHistory();
       };
@@ -286,11 +378,23 @@ export function apply(st: ShopState, c: Change): Undo {
       if (!s) return noop;
       const prev = { agent: s.agent, remindedAt: s.remindedAt, orphanedAt: s.orphanedAt };
       const prevAssigned = st.lastAssigned.get(c.agent);
+      const prevGroup = s.group;
+      const undoTranscript = editTranscript(st, c.v, s.startedAt, false, (t) => {
+        t.agents.push(c.agent);
+        t.transfers.push({ at: c.at, from: s.agent, to: c.agent, reason: c.reason ?? '' });
+        if (c.g !== undefined) t.group = c.g;
+        const why = c.reason ? ` (${c.reason})` : '';
+        addLine(st, t, { at: c.at, role: 'system', who: st.shop, text: `transfer ${s.agent} -> ${c.agent}${why}` });
+      });
       unserve(st, s.agent, c.v);
       Object.assign(s, { agent: c.agent, remindedAt: 0, orphanedAt: 0 });
+      if (c.g !== undefined) s.group = c.g;
       serving(st, c.agent).add(c.v);
       st.lastAssigned.set(c.agent, c.at);
       return () => {
+        undoTranscript();
+        s.group = prevGroup;
+        if (prevGroup === undefined) delete s.group;
         unserve(st, c.agent, c.v);
         Object.assign(s, prev);
         serving(st, prev.agent).add(c.v);
@@ -311,7 +415,18 @@ export function apply(st: ShopState, c: Change): Undo {
       // a lost hint only makes a returning visitor's agent a fresh choice.
       st.sticky.delete(c.v);
       st.sticky.set(c.v, { agent: s.agent, until: c.stickyUntil });
+      // The transcript becomes an archive record, written to the archive store once this is durable.
+      const t = st.transcripts.get(c.v) ?? { ...newTranscript(st.shop, c.v, s.startedAt, false), agents: [s.agent] };
+      const endedAt = c.at ?? Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
+      const record = archiveRecord(t, st.shop, c.v, s.agent, endedAt, c.reason ?? 'agent');
+      const hadTranscript = st.transcripts.delete(c.v);
+      st.unarchived.set(t.id, { kind: 'session', record });
+      const prevDue = st.ratingDue.get(c.v);
+      if (c.rateUntil) st.ratingDue.set(c.v, { id: t.id, until: c.rateUntil });
       return () => {
+        restoreMap(st.ratingDue, c.v, prevDue);
+        st.unarchived.delete(t.id);
+        if (hadTranscript) st.transcripts.set(c.v, t);
         st.sessions.set(c.v, s);
         serving(st, s.agent).add(c.v);
         restoreMap(st.history, c.v, history);
@@ -326,7 +441,15 @@ export function apply(st: ShopState, c: Change): Undo {
       st.sessions.delete(c.v);
       unserve(st, s.agent, c.v);
       st.queue.set(c.v, c.at);
+      setQueueGroup(st, c.v, s.group ?? '');
+      const undoTranscript = editTranscript(st, c.v, s.startedAt, false, (t) => {
+        t.queuedAt = c.at;
+        t.servedAt = 0;
+        if (c.note) addLine(st, t, { at: c.at, role: 'system', who: st.shop, text: c.note });
+      });
       return () => {
+        undoTranscript();
+        leaveQueue(st, c.v);
         st.queue.delete(c.v);
         st.sessions.set(c.v, s);
         serving(st, s.agent).add(c.v);
@@ -335,7 +458,11 @@ export function apply(st: ShopState, c: Change): Undo {
     case 'enqueue': {
       if (st.queue.has(c.v)) return noop;
       st.queue.set(c.v, c.at);
+      setQueueGroup(st, c.v, c.g ?? '');
+      const undoTranscript = editTranscript(st, c.v, c.at, true, () => {});
       return () => {
+        undoTranscript();
+        leaveQueue(st, c.v);
         st.queue.delete(c.v);
       };
     }
@@ -344,15 +471,42 @@ export function apply(st: ShopState, c: Change): Undo {
       if (at === undefined) return noop;
       const index = st.head() === c.v ? 0 : [...st.queue.keys()].indexOf(c.v);
       st.queue.delete(c.v);
-      return () => reinsertAt(st.queue, index, c.v, at);
+      const key = leaveQueue(st, c.v);
+      return () => {
+        setQueueGroup(st, c.v, key);
+        reinsertAt(st.queue, index, c.v, at);
+      };
     }
     case 'keep': {
       const list = st.kept.get(c.v);
       if (list) list.push({ at: c.at, xml: c.xml });
       else st.kept.set(c.v, [{ at: c.at, xml: c.xml }]);
+      const undoLine = editTranscript(st, c.v, c.at, !st.sessions.has(c.v), (t) =>
+        addLine(st, t, { at: c.at, role: 'visitor', who: c.v, text: c.text ?? '' }),
+      );
       return () => {
+        undoLine();
         if (list) list.pop();
         else st.kept.delete(c.v);
+      };
+    }
+    case 'rate': {
+      const due = st.ratingDue.get(c.v);
+      if (!due) return noop;
+      st.ratingDue.delete(c.v);
+      const key = `${due.id}#rating`;
+      const prev = st.unarchived.get(key);
+      st.unarchived.set(key, { kind: 'rating', id: due.id, score: c.score, at: c.at });
+      return () => {
+        restoreMap(st.unarchived, key, prev);
+        st.ratingDue.set(c.v, due);
+      };
+    }
+    case 'archived': {
+      const gone = c.keys.map((k) => [k, st.unarchived.get(k)] as const);
+      for (const k of c.keys) st.unarchived.delete(k);
+      return () => {
+        for (const [k, u] of gone) if (u) st.unarchived.set(k, u);
       };
     }
     case 'release': {
@@ -375,6 +529,60 @@ export function apply(st: ShopState, c: Change): Undo {
 }
 
 const noop: Undo = () => {};
+
+function addWaiting(st: ShopState, key: string, n: number): void {
+  const count = (st.waiting.get(key) ?? 0) + n;
+  if (count > 0) st.waiting.set(key, count);
+  else st.waiting.delete(key);
+}
+
+function setQueueGroup(st: ShopState, v: string, key: string): void {
+  if (key) st.queueGroup.set(v, key);
+  addWaiting(st, key, 1);
+}
+
+/** The visitor leaves the queue: returns the group key it waited for. */
+function leaveQueue(st: ShopState, v: string): string {
+  const key = st.queueGroup.get(v) ?? '';
+  st.queueGroup.delete(v);
+  addWaiting(st, key, -1);
+  return key;
+}
+
+/**
+ * Changes a visitor's transcript (creating it if there is none yet) and returns the exact undo. The undo restores
+ * the scalar fields and array lengths; lines dropped past the cap come back too.
+ */
+function editTranscript(st: ShopState, v: string, startedAt: number, queued: boolean, edit: (t: Transcript) => void): Undo {
+  let t = st.transcripts.get(v);
+  const created = !t;
+  if (!t) st.transcripts.set(v, (t = newTranscript(st.shop, v, startedAt, queued)));
+  const { servedAt, queuedAt, firstReplyAt, group, omitted } = t;
+  const lengths = [t.agents.length, t.transfers.length, t.lines.length];
+  const head = t.lines.slice(0, 1);
+  edit(t);
+  const tt = t;
+  return () => {
+    if (created) {
+      st.transcripts.delete(v);
+      return;
+    }
+    const shifted = tt.omitted !== omitted;
+    Object.assign(tt, { servedAt, queuedAt, firstReplyAt, group, omitted });
+    tt.agents.length = lengths[0];
+    tt.transfers.length = lengths[1];
+    if (shifted) tt.lines.unshift(...head);
+    tt.lines.length = lengths[2];
+  };
+}
+
+function addLine(st: ShopState, t: Transcript, line: Line): void {
+  t.lines.push(line);
+  if (t.lines.length > st.limits.transcriptPerSession) {
+    t.lines.shift();
+    t.omitted++;
+  }
+}
 
 function pushCapped(map: Map<string, Stored[]>, key: string, item: Stored, cap: number): Undo {
   let list = map.get(key);

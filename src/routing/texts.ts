@@ -19,6 +19,11 @@ export const TEXT_VALUES = {
   agentOffline: ['agent'],
   reminder: ['visitor', 'seconds'],
   statusSet: ['status'],
+  ratingRequest: [],
+  ratingThanks: ['score'],
+  toHuman: [],
+  botFailed: [],
+  botHistory: ['visitor'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type TextKey = keyof typeof TEXT_VALUES;
@@ -39,6 +44,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     agentOffline: '{agent} 已离线',
     reminder: '您有用户消息未回复：{visitor} 已等待 {seconds} 秒。',
     statusSet: '您的接待状态已设为 {status}。',
+    ratingRequest: '请为本次服务评分：回复 1 到 5 的数字（5 表示非常满意）。',
+    ratingThanks: '感谢您的评价（{score} 分）！',
+    toHuman: '正在为您转接人工客服，请稍候。',
+    botFailed: '智能客服暂时无法回答，正在为您转接人工客服。',
+    botHistory: '{visitor} 与智能客服的对话如下。',
   },
   en: {
     queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
@@ -54,6 +64,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     agentOffline: '{agent} went offline',
     reminder: 'A visitor is waiting for your reply: {visitor} has waited {seconds} s.',
     statusSet: 'Your status is now {status}.',
+    ratingRequest: 'How did we do? Reply with a number from 1 to 5 (5 = very satisfied).',
+    ratingThanks: 'Thank you for your rating ({score})!',
+    toHuman: 'Connecting you to a human agent; please wait.',
+    botFailed: 'Our assistant cannot answer right now; connecting you to a human agent.',
+    botHistory: 'The conversation of {visitor} with the assistant follows.',
   },
 };
 

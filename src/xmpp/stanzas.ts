@@ -109,6 +109,18 @@ export function notice(n: Notice): XmlElement {
   return serverMessage(n, '15');
 }
 
+/** The shop's bot answering a visitor: QChat's robot answer, msgType 47. */
+export function botReply(n: Notice): XmlElement {
+  return serverMessage(n, '47');
+}
+
+export const RATING_NS = 'urn:xmpp:consult:rating:0';
+
+/** After a close: the rating request, a notice with a machine-readable child a widget can turn into buttons. */
+export function ratingRequest(n: Notice, session: string): XmlElement {
+  return serverMessage(n, '15', [el('rating', { xmlns: RATING_NS, session, min: '1', max: '5' })]);
+}
+
 /** What the server says itself, from the shop: welcome, no-agent text, notices (the seed's attribute order). */
 function serverMessage(n: Notice, msgType: string, trailer: XmlElement[] = []): XmlElement {
   return el(

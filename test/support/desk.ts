@@ -6,6 +6,7 @@ import { Directory, seedStore } from '../../src/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
 import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
+import { MemoryArchive } from '../../src/archive/store.js';
 import { MemoryJournal } from '../../src/journal/memory-journal.js';
 import { MemoryStore } from '../../src/memory-store.js';
 import { SoleOwner } from '../../src/journal/lease.js';
@@ -19,7 +20,7 @@ import { silent } from '../../src/log.js';
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
-const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars, archive';
 
 /** One database per backend for a whole test file; each world truncates it. */
 export class Backends {
@@ -30,7 +31,12 @@ export class Backends {
   async stores(backend: Backend): Promise<Stores> {
     const me = { holder: `test-${backend}#1`, sidecar: `test-${backend}` };
     if (backend === 'memory')
-      return { store: new MemoryStore(), journal: new MemoryJournal(), leases: new SoleOwner(me.holder, me.sidecar) };
+      return {
+        store: new MemoryStore(),
+        journal: new MemoryJournal(),
+        leases: new SoleOwner(me.holder, me.sidecar),
+        archive: new MemoryArchive(),
+      };
     const db =
       backend === 'pglite'
         ? (this.pglite ??= await pgliteDriver())
@@ -123,6 +129,7 @@ export async function deskWorld(o: WorldOptions) {
       directory,
       presence,
       journalStore: stores.journal,
+      archive: stores.archive,
       link: outbox,
       log: silent,
       now: () => clock,

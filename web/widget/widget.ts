@@ -18,7 +18,12 @@ interface Entry {
   from?: string;
   read?: boolean;
   error?: string;
+  /** A rating request: buttons 1-5 until the visitor used them ('done'). */
+  rate?: 'open' | 'done';
 }
+
+/** The child of the sidecar's rating request (README "Satisfaction ratings"). */
+const RATING_NS = 'urn:xmpp:consult:rating:0';
 
 const HISTORY_MAX = 200;
 const script = document.currentScript as HTMLScriptElement | null;
@@ -99,6 +104,23 @@ function mount(script: HTMLScriptElement): void {
     }
     if (e.error) meta.append(' ', h('span', { class: 'cw-error' }, e.error));
     li.append(meta);
+    if (e.rate === 'open') li.append(ratingButtons(e));
+  }
+
+  /** Five buttons that answer the rating request with the plain digit any client could type. */
+  function ratingButtons(e: Entry): HTMLElement {
+    const group = h('div', { class: 'cw-rate', role: 'group', 'aria-label': '评分 Rate this conversation' });
+    for (let n = 1; n <= 5; n++) {
+      const b = h('button', { type: 'button', class: 'cw-rate-btn', 'aria-label': `${n} / 5` }, String(n));
+      b.addEventListener('click', () => {
+        if (!sendText(String(n))) return;
+        e.rate = 'done';
+        render(e);
+        save();
+      });
+      group.append(b);
+    }
+    return group;
   }
 
   function add(e: Entry): void {
@@ -160,10 +182,12 @@ function mount(script: HTMLScriptElement): void {
   });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const text = input.value.trim();
-    if (!text || !online || !xmpp) return;
+    if (sendText(input.value.trim())) input.value = '';
+  });
+
+  function sendText(text: string): boolean {
+    if (!text || !online || !xmpp) return false;
     const id = newId();
-    input.value = '';
     add({ id, who: 'me', text, at: Date.now(), state: 'pending' });
     void xmpp.send(visitorMessage({ shop, me, realto: agent || shop, id, text })).catch((e: Error) => {
       const entry = entries.find((x) => x.id === id);
@@ -174,7 +198,8 @@ function mount(script: HTMLScriptElement): void {
         save();
       }
     });
-  });
+    return true;
+  }
 
   function onStanza(el: XElement): void {
     if (!el.is('message') || (bare(el.attrs.from) !== shop && el.attrs.type !== 'mstat' && el.attrs.type !== 'error')) return;
@@ -216,7 +241,9 @@ function mount(script: HTMLScriptElement): void {
     const at = Number(el.attrs.msec_times) || Date.now();
     const id = body.attrs.id || newId();
     const realfrom = bare(el.attrs.realfrom);
-    if (body.attrs.msgType === '15' || (el.attrs.auto_reply === 'true' && realfrom === shop)) {
+    if (el.getChild('rating', RATING_NS)) {
+      add({ id, who: 'system', text, at, rate: 'open' });
+    } else if (body.attrs.msgType === '15' || (el.attrs.auto_reply === 'true' && realfrom === shop)) {
       add({ id, who: 'system', text, at });
     } else if (el.attrs.auto_reply === 'true') {
       add({ id, who: 'them', text, at, from: heading.textContent ?? shop }); // the welcome

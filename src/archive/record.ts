@@ -1,0 +1,99 @@
+// What a closed session leaves behind: its whole transcript with who served it, transfers,
+// close reason and timings, and later the visitor's rating. Built in memory when the close is
+// applied (src/routing/state.ts), written to the archive store by the desk (src/archive/archiver.ts).
+import { createHash } from 'node:crypto';
+
+export interface Line {
+  at: number;
+  role: 'visitor' | 'agent' | 'bot' | 'system';
+  who: string; // JID (the bot: "robot"; system lines: the shop)
+  text: string;
+}
+
+export interface Transfer {
+  at: number;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+/** A session's transcript while it is open (or waiting): kept in the shop's state, journaled with it. */
+export interface Transcript {
+  id: string;
+  startedAt: number; // first message (waiting or served)
+  queuedAt: number; // when the visitor started waiting, else startedAt
+  servedAt: number; // when an agent (or the bot) first took it; 0 = not yet
+  firstReplyAt: number; // first agent or bot line; 0 = none
+  group: string;
+  agents: string[]; // every agent who served, in order
+  transfers: Transfer[];
+  lines: Line[];
+  omitted: number; // oldest lines dropped past limits.transcriptPerSession
+}
+
+export type CloseReason = 'agent' | 'admin' | 'idle';
+
+export interface ArchiveRecord {
+  id: string;
+  shop: string;
+  visitor: string;
+  agent: string; // the last one (who the session ended with)
+  agents: string[];
+  group: string;
+  startedAt: number;
+  endedAt: number;
+  queueWaitMs: number;
+  firstResponseMs: number | null;
+  closeReason: CloseReason;
+  transfers: Transfer[];
+  lines: Line[];
+  omitted: number;
+  rating?: number;
+  ratedAt?: number;
+}
+
+/** Deterministic, so replaying the journal rebuilds the same id. */
+export function transcriptId(shop: string, visitor: string, at: number): string {
+  return `${at.toString(36)}-${createHash('sha1').update(`${shop}\n${visitor}\n${at}`).digest('hex').slice(0, 12)}`;
+}
+
+export function newTranscript(shop: string, visitor: string, at: number, queued: boolean): Transcript {
+  return {
+    id: transcriptId(shop, visitor, at),
+    startedAt: at,
+    queuedAt: at,
+    servedAt: queued ? 0 : at,
+    firstReplyAt: 0,
+    group: '',
+    agents: [],
+    transfers: [],
+    lines: [],
+    omitted: 0,
+  };
+}
+
+export function archiveRecord(
+  t: Transcript,
+  shop: string,
+  visitor: string,
+  agent: string,
+  endedAt: number,
+  reason: CloseReason,
+): ArchiveRecord {
+  return {
+    id: t.id,
+    shop,
+    visitor,
+    agent,
+    agents: t.agents,
+    group: t.group,
+    startedAt: t.startedAt,
+    endedAt,
+    queueWaitMs: Math.max(0, (t.servedAt || endedAt) - t.queuedAt),
+    firstResponseMs: t.firstReplyAt ? t.firstReplyAt - t.startedAt : null, // from the first message, queue included
+    closeReason: reason,
+    transfers: t.transfers,
+    lines: t.lines,
+    omitted: t.omitted,
+  };
+}
