@@ -120,6 +120,7 @@ cluster('two shops spread over two sidecars; a clean stop hands its shop over at
   const second = startSidecar(configOf(ctx.pg, id2, [SHOP, SHOP2]), p2);
   ctx.sidecars.push(second);
   await second.waitForLog('took the lease of a shop', 0, 20_000); // the first hands SHOP2 over to it
+  await second.waitForLog('sidecar listening'); // it waited for its own shop before listening
   await first.waitForLog('handed a shop over');
   const [c1, c2] = [client(p1), client(p2)];
   for (const c of [c1, c2]) await online(c, 'ann');
