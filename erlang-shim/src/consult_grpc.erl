@@ -2,6 +2,11 @@
 %% prior knowledge) gRPC client that keeps one long-lived bidi FilterStream
 %% call open and correlates verdicts to callers by seq.
 %%
+%% Transport: plain TCP (h2c), or TLS with ALPN h2 when started with tls
+%% (consult_transport: the sidecar's certificate is verified against a CA
+%% file and a name; an optional client certificate for mutual TLS). A failed
+%% handshake is a failed connect like any other.
+%%
 %% Failure policy: the process never crashes because of the sidecar. It starts
 %% disconnected, connects from handle_info with exponential backoff, and on any
 %% connection or protocol failure answers the callers waiting on that
@@ -63,8 +68,6 @@
 -define(HEALTHY_AFTER, 1000).
 -define(KEEPALIVE_INTERVAL, 10000).
 -define(KEEPALIVE_TIMEOUT, 5000).
-%% A frozen peer must not block the process forever in gen_tcp:send.
--define(SEND_TIMEOUT, 5000).
 %% ms between two warnings about dropped notifications.
 -define(DROP_LOG_EVERY, 10000).
 
@@ -91,7 +94,7 @@
 %% requests go there) and any number of draining ones (after a GOAWAY).
 -record(conn, {
     ref :: reference(),            %% identifies the connection and its main stream
-    sock :: gen_tcp:socket(),
+    sock :: consult_transport:socket(),
     role = current :: current | draining,
     since :: integer(),            %% monotonic ms when connected
     buf = <<>> :: binary(),
@@ -118,6 +121,8 @@
     host :: string(),
     port :: inet:port_number(),
     authority :: binary(),
+    transport :: consult_transport:config(),
+    scheme :: binary(),            %% :scheme, http or https
     node :: binary(),              %% for the Hello
     hosts :: [binary()],
     auth_headers :: [{binary(), binary()}],
@@ -163,10 +168,12 @@
 %% token: sent as `authorization: Bearer <token>` on every stream (empty: none).
 %% keepalive_interval: ms between PINGs (infinity: none); keepalive_timeout: ms
 %% to wait for the ACK. on_watch is called as M:F(Name, Agents) with the agents
-%% of a watch list not yet reported on this connection. backoff_min/backoff_max
-%% and max_stream_id are for tests.
+%% of a watch list not yet reported on this connection. tls: connect over TLS
+%% (see consult_transport:tls_config(); absent or false: plain h2c).
+%% backoff_min/backoff_max and max_stream_id are for tests.
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
                    hosts := [binary()], node := binary(), name => atom(), token => binary(),
+                   tls => false | consult_transport:tls_config(),
                    breaker_threshold => pos_integer(), breaker_cooldown => non_neg_integer(),
                    keepalive_interval => pos_integer() | infinity,
                    keepalive_timeout => pos_integer(),
@@ -338,10 +345,16 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
                       Token -> [{<<"authorization">>, <<"Bearer ", Token/binary>>}]
                   end,
     BackoffMin = maps:get(backoff_min, Opts, ?BACKOFF_MIN),
+    Transport = case maps:get(tls, Opts, false) of
+                    false -> tcp;
+                    Tls when is_map(Tls) -> {tls, Tls}
+                end,
     St = #st{name = Name,
              host = HostStr,
              port = Port,
              authority = iolist_to_binary([HostStr, $:, integer_to_list(Port)]),
+             transport = Transport,
+             scheme = case Transport of tcp -> <<"http">>; _ -> <<"https">> end,
              node = Node,
              hosts = Hosts,
              auth_headers = AuthHeaders,
@@ -428,12 +441,6 @@ handle_cast({inject_ack, _Ref, _Id}, St) ->
 
 handle_info(connect, St = #st{conn = undefined}) ->
     {noreply, connect(St#st{reconnect_timer = undefined})};
-handle_info({tcp, Sock, Data}, St) ->
-    {noreply, input(Sock, Data, St)};
-handle_info({tcp_closed, Sock}, St) ->
-    {noreply, sock_down(Sock, closed, St)};
-handle_info({tcp_error, Sock, Reason}, St) ->
-    {noreply, sock_down(Sock, {tcp_error, Reason}, St)};
 handle_info({send_failed, Sock, Reason}, St) ->
     {noreply, sock_down(Sock, {send_failed, Reason}, St)};
 handle_info({timeout, TRef, {filter_timeout, Seq}}, St = #st{pending = P}) ->
@@ -470,25 +477,29 @@ handle_info({nodeup, Node}, St) ->
     {noreply, cluster_event(Node, true, St)};
 handle_info({nodedown, Node}, St) ->
     {noreply, cluster_event(Node, false, St)};
-handle_info(_Stale, St) ->
-    %% Messages from an earlier socket, already-handled timers.
-    {noreply, St}.
+handle_info(Info, St) ->
+    %% Socket messages of either transport; those of an earlier socket, and
+    %% already-handled timers, find nothing to do.
+    case consult_transport:message(Info) of
+        {data, Sock, Data} -> {noreply, input(Sock, Data, St)};
+        {closed, Sock} -> {noreply, sock_down(Sock, closed, St)};
+        {error, Sock, Reason} -> {noreply, sock_down(Sock, Reason, St)};
+        other -> {noreply, St}
+    end.
 
 terminate(_Reason, St) ->
     %% Tell the sidecar we are going (no streams of its to accept: last id 0).
-    [begin send(consult_h2:goaway(0, no_error, <<>>), C), gen_tcp:close(C#conn.sock) end
+    [begin send(consult_h2:goaway(0, no_error, <<>>), C), consult_transport:close(C#conn.sock) end
      || C <- all_conns(St)],
     ok.
 
 %%% Connection lifecycle
 
-connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
+connect(St = #st{host = Host, port = Port, attempts = Attempts, transport = Transport}) ->
     cancel_reconnect(St),
-    Opts = [binary, {active, false}, {nodelay, true},
-            {send_timeout, ?SEND_TIMEOUT}, {send_timeout_close, true}],
-    case gen_tcp:connect(Host, Port, Opts, St#st.connect_timeout) of
+    case consult_transport:connect(Host, Port, Transport, St#st.connect_timeout) of
         {ok, Sock} ->
-            ?INFO_MSG("consult_grpc: connected to sidecar ~s:~b", [Host, Port]),
+            ?INFO_MSG("consult_grpc: connected to sidecar ~s:~b~s", [Host, Port, consult_transport:describe(Transport)]),
             Ref = make_ref(),
             C0 = #conn{ref = Ref, sock = Sock, since = now_ms(), main = 1},
             send([consult_h2:preface(),
@@ -497,17 +508,33 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts}) ->
                   consult_h2:window_update(0, ?RECV_WINDOW - ?DEFAULT_WINDOW)], C0),
             {Main, C1} = open_stream(?STREAM_PATH, [], main, C0, St),
             C2 = send_message(Main, hello(St), other, false, C1#conn{main = Main}),
-            inet:setopts(Sock, [{active, once}]),
+            consult_transport:activate(Sock),
             schedule_keepalive(Ref, St),
             publish(St#st{conn = C2, attempts = 0, connect_now = false,
                           reconnect_timer = undefined, reported = #{}});
         {error, Reason} ->
             %% Only the first failure of a series is worth a log line.
             Attempts =:= 0 andalso
-                ?WARNING_MSG("consult_grpc: sidecar ~s:~b unavailable (~p), retrying",
-                             [Host, Port, Reason]),
+                ?WARNING_MSG("consult_grpc: sidecar ~s:~b unavailable~s (~p)~ts, retrying",
+                             [Host, Port, consult_transport:describe(Transport), Reason,
+                              connect_hint(Reason)]),
             schedule_reconnect(St#st{connect_now = false})
     end.
+
+%% What to look at when the TLS handshake fails.
+connect_hint({tls_alert, {_, Text}}) ->
+    case string:find(Text, "hostname_check_failed") of
+        nomatch -> "; check sidecar_cafile (the CA that signed the sidecar's certificate) and "
+                   "the sidecar's grpc.tls";
+        _ -> "; the sidecar's certificate does not name this host: check its subjectAltName "
+             "or sidecar_tls_server_name"
+    end;
+connect_hint({options, _}) ->
+    "; check sidecar_cafile, sidecar_certfile and sidecar_keyfile";
+connect_hint({alpn, _}) ->
+    "; the sidecar did not choose HTTP/2 (ALPN h2): is it a gRPC server with TLS?";
+connect_hint(_) ->
+    "".
 
 %% The cluster as this node sees it now, itself first; changes come as
 %% ClusterEvents while the stream lasts.
@@ -554,7 +581,7 @@ retire(C = #conn{}, Code, St) ->
 %% A connection ends: everyone still waiting on it gets unavailable. The
 %% current one is made again after a backoff; a draining one just goes.
 conn_down(C = #conn{ref = Ref, sock = Sock, role = Role}, Reason, St0) ->
-    gen_tcp:close(Sock),
+    consult_transport:close(Sock),
     cancel_ping(C),
     St = remove_conn(Ref, St0),
     {Failed, Pending} = maps:fold(
@@ -630,7 +657,7 @@ maybe_drained(St = #st{draining = Draining, pending = P}) ->
                           ?INFO_MSG("consult_grpc: the old connection to ~ts answered everything "
                                     "it owed; closed", [St#st.authority]),
                           send(consult_h2:goaway(0, no_error, <<>>), C),
-                          gen_tcp:close(C#conn.sock)
+                          consult_transport:close(C#conn.sock)
                   end, Done),
     publish(St#st{draining = Draining -- Done}).
 
@@ -689,7 +716,7 @@ input(Sock, Data, St) ->
         C = #conn{buf = Buf} ->
             St1 = case frames(C#conn{buf = <<Buf/binary, Data/binary>>}, St) of
                       {ok, C1, S1} ->
-                          inet:setopts(Sock, [{active, once}]),
+                          consult_transport:activate(Sock),
                           put_conn(C1, S1);
                       {down, Reason, C1, S1} ->
                           conn_down(C1, Reason, S1);
@@ -1139,6 +1166,7 @@ status_map(St = #st{breaker = B, conn = Conn}) ->
                                             initial_window_size => Conn#conn.peer_window}}
                end,
     ConnInfo#{running => true, name => St#st.name, sidecar => St#st.authority,
+              tls => St#st.transport =/= tcp,
               sidecar_id => St#st.sidecar_id, owned => map_size(St#st.claims),
               connected => Conn =/= undefined, breaker => Breaker,
               probe_in_flight => St#st.probe =/= undefined,
@@ -1155,14 +1183,14 @@ now_ms() -> erlang:monotonic_time(millisecond).
 send(Data, #conn{sock = Sock}) ->
     %% A failed send is reported as a message so that failure handling
     %% happens in one place, outside whatever is sending.
-    case gen_tcp:send(Sock, Data) of
+    case consult_transport:send(Sock, Data) of
         ok -> ok;
         {error, Reason} -> self() ! {send_failed, Sock, Reason}, ok
     end.
 
 open_stream(Path, ExtraHeaders, Kind, C = #conn{next_stream = Id, streams = Streams}, St) ->
     Block = consult_hpack:encode(
-              [{<<":method">>, <<"POST">>}, {<<":scheme">>, <<"http">>},
+              [{<<":method">>, <<"POST">>}, {<<":scheme">>, St#st.scheme},
                {<<":path">>, Path}, {<<":authority">>, St#st.authority},
                {<<"content-type">>, <<"application/grpc">>}, {<<"te">>, <<"trailers">>}
                | St#st.auth_headers ++ ExtraHeaders]),

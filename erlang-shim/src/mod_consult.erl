@@ -10,6 +10,7 @@
 -behaviour(gen_mod).
 
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
+-export([tls_problems/1, tls_config/2]).
 -export([filter_packet/1, c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1,
          sm_register_connection_hook/3, sm_remove_connection_hook/3,
          set_presence_hook/4, unset_presence_hook/4, report_agents/2,
@@ -26,11 +27,12 @@
 -define(CONN_OPTS, {?MODULE, conn_opts}).
 -define(FAILURE_LOG, {?MODULE, failure_log}).
 -define(FAILURE_LOG_EVERY, 10000).  % ms between two warnings about sidecar failures
--define(HELPERS, [consult_hpack, consult_h2, consult_pb, consult_owners, consult_grpc]).
+-define(HELPERS, [consult_hpack, consult_h2, consult_pb, consult_owners, consult_transport, consult_grpc]).
 %% Options of the node's connections to the sidecars: every virtual host must
 %% agree on them. The others (timeout, failure_policy) are per host.
 -define(CONN_OPTIONS, [sidecar_host, sidecar_port, sidecar_token, sidecars, breaker_threshold,
-                       breaker_cooldown, keepalive_interval, keepalive_timeout]).
+                       breaker_cooldown, keepalive_interval, keepalive_timeout, sidecar_tls,
+                       sidecar_cafile, sidecar_certfile, sidecar_keyfile, sidecar_tls_server_name]).
 -define(DEFAULT_SETTINGS, #{timeout => 500, failure_policy => reject}).
 -define(HOST_HOOKS, [{c2s_handle_recv, c2s_handle_recv, 50},
                      {user_send_packet, user_send_packet, 1},
@@ -47,8 +49,11 @@
 %% another's would be worse than a clear error.
 -spec start(binary(), gen_mod:opts()) -> ok | {error, term()}.
 start(Host, Opts) ->
-    case conflicts(Host, Opts) of
-        [] ->
+    case {tls_problems(conn_opts(Opts)), conflicts(Host, Opts)} of
+        {[_ | _] = Problems, _} ->
+            ?CRITICAL_MSG("consult: ~ts; mod_consult not started for ~ts", [lists:join("; ", Problems), Host]),
+            {error, {bad_tls_options, Problems}};
+        {[], []} ->
             put_settings(Host, Opts),
             new_failure_log(),
             load_helpers(),
@@ -57,7 +62,7 @@ start(Host, Opts) ->
             ejabberd_hooks:add(filter_packet, global, ?MODULE, filter_packet, 50),
             [ejabberd_hooks:add(Hook, Host, ?MODULE, Fun, Seq) || {Hook, Fun, Seq} <- ?HOST_HOOKS],
             ok;
-        Conflicts ->
+        {[], Conflicts} ->
             ?CRITICAL_MSG("~ts", [conflict_text(Host, Conflicts, "mod_consult not started for this host")]),
             {error, {conflicting_connection_options, Conflicts}}
     end.
@@ -92,8 +97,12 @@ reload(Host, NewOpts, OldOpts) ->
     case conn_opts(NewOpts) of
         Current -> ok;
         New ->
-            case conflicts(Host, NewOpts) of
-                [] ->
+            case {tls_problems(New), conflicts(Host, NewOpts)} of
+                {[_ | _] = Problems, _} ->
+                    ?CRITICAL_MSG("consult: ~ts; the new connection options are not applied",
+                                  [lists:join("; ", Problems)]),
+                    ok;
+                {[], []} ->
                     Changes = case Current of
                                   undefined -> "";
                                   _ -> [" (", lists:join("; ", [[atom_to_list(K), ": ",
@@ -105,7 +114,7 @@ reload(Host, NewOpts, OldOpts) ->
                               [opt_text(addresses(New)), Changes]),
                     stop_connections(),
                     start_connections(NewOpts);
-                Conflicts ->
+                {[], Conflicts} ->
                     ?CRITICAL_MSG("~ts", [conflict_text(Host, Conflicts,
                                                         "the new connection options are not applied")]),
                     ok
@@ -122,6 +131,7 @@ change(sidecar_token, Old, New) ->
 change(_Opt, Old, New) ->
     io_lib:format("~ts -> ~ts", [opt_text(Old), opt_text(New)]).
 
+opt_text(undefined) -> "none";
 opt_text(B) when is_binary(B) -> B;
 opt_text(I) when is_integer(I) -> integer_to_list(I);
 opt_text(A) when is_atom(A) -> atom_to_list(A);
@@ -201,7 +211,50 @@ mod_opt_type(breaker_threshold) -> econf:pos_int();
 mod_opt_type(breaker_cooldown) -> econf:timeout(millisecond);
 mod_opt_type(keepalive_interval) ->
     econf:either(econf:enum([infinity]), positive_duration());
-mod_opt_type(keepalive_timeout) -> positive_duration().
+mod_opt_type(keepalive_timeout) -> positive_duration();
+mod_opt_type(sidecar_tls) -> econf:bool();
+mod_opt_type(sidecar_cafile) -> econf:file(read);
+mod_opt_type(sidecar_certfile) -> econf:file(read);
+mod_opt_type(sidecar_keyfile) -> econf:file(read);
+mod_opt_type(sidecar_tls_server_name) -> econf:binary("^[^\\s/]+$").
+
+%% What the TLS options lack or have too much of, as sentences (none: fine).
+-spec tls_problems(#{atom() => term()}) -> [string()].
+tls_problems(#{sidecar_tls := true} = Conn) ->
+    [Text || {true, Text} <-
+                 [{maps:get(sidecar_cafile, Conn) =:= undefined,
+                   "sidecar_tls: true needs sidecar_cafile (the PEM file of the CA that signed "
+                   "the sidecar's certificate)"},
+                  {maps:get(sidecar_keyfile, Conn) =/= undefined
+                   andalso maps:get(sidecar_certfile, Conn) =:= undefined,
+                   "sidecar_keyfile is set but sidecar_certfile is not (the client certificate "
+                   "for mutual TLS needs both, or a certfile that holds the key too)"}]];
+tls_problems(#{} = Conn) ->
+    case [atom_to_list(K) || K <- [sidecar_cafile, sidecar_certfile, sidecar_keyfile, sidecar_tls_server_name],
+                             maps:get(K, Conn) =/= undefined] of
+        [] -> [];
+        Set -> [io_lib:format("~ts set but sidecar_tls is false: the link would not be encrypted; "
+                              "set sidecar_tls: true", [lists:join(", ", Set)])]
+    end.
+
+%% What consult_grpc takes as its tls option for the sidecar at Host: false,
+%% or the files and the name its certificate must carry (sidecar_tls_server_name,
+%% else the host the shim connects to).
+-spec tls_config(#{atom() => term()}, binary()) -> false | consult_transport:tls_config().
+tls_config(#{sidecar_tls := false}, _Host) ->
+    false;
+tls_config(#{sidecar_tls := true, sidecar_cafile := CaFile} = Conn, Host) ->
+    Name = case maps:get(sidecar_tls_server_name, Conn) of
+               undefined -> Host;
+               Override -> Override
+           end,
+    Client = [{K, to_list(maps:get(Opt, Conn))}
+              || {K, Opt} <- [{certfile, sidecar_certfile}, {keyfile, sidecar_keyfile}],
+                 maps:get(Opt, Conn) =/= undefined],
+    maps:from_list([{cafile, to_list(CaFile)}, {server_name, to_list(Name)} | Client]).
+
+to_list(B) when is_binary(B) -> unicode:characters_to_list(B);
+to_list(L) when is_list(L) -> L.
 
 %% "host:port" (a name or an IPv4 address) -> {Host, Port}.
 sidecar_address(Addr) ->
@@ -219,16 +272,21 @@ positive_duration() ->
 mod_options(_Host) ->
     [{sidecar_host, <<"127.0.0.1">>}, {sidecar_port, 50051}, {sidecar_token, <<>>}, {sidecars, []},
      {timeout, 500}, {failure_policy, reject}, {breaker_threshold, 5}, {breaker_cooldown, 5000},
-     {keepalive_interval, 10000}, {keepalive_timeout, 5000}].
+     {keepalive_interval, 10000}, {keepalive_timeout, 5000},
+     {sidecar_tls, false}, {sidecar_cafile, undefined}, {sidecar_certfile, undefined},
+     {sidecar_keyfile, undefined}, {sidecar_tls_server_name, undefined}].
 
 -spec mod_doc() -> map().
 mod_doc() ->
     #{desc => ["Routes customer-service (consult) messages through the "
-               "consult-router sidecar over gRPC (h2c). Durations take a unit "
+               "consult-router sidecar over gRPC: HTTP/2 over plain TCP (h2c), or over "
+               "TLS with sidecar_tls (the sidecar's certificate verified, optionally "
+               "a client certificate for mutual TLS). Durations take a unit "
                "(\"500 ms\", \"5 s\", \"1 min\"); a bare number is milliseconds. "
                "The node has one connection per sidecar, shared by its virtual hosts: "
-               "sidecar_host, sidecar_port, sidecars, sidecar_token, breaker_* and "
-               "keepalive_* must be the same for every virtual host (a host that "
+               "sidecar_host, sidecar_port, sidecars, sidecar_token, breaker_*, "
+               "keepalive_* and the sidecar_tls* and TLS file options must be the same "
+               "for every virtual host (a host that "
                "disagrees is refused); timeout and failure_policy may differ per host "
                "(host_config)."],
       opts => [{sidecar_host, #{value => "Host", desc => "Sidecar address (default 127.0.0.1)."}},
@@ -249,8 +307,36 @@ mod_doc() ->
                {sidecar_token, #{value => "Token",
                                  desc => "Sent as 'authorization: Bearer <token>' on every gRPC call; "
                                          "the sidecar's grpc.shims must list this node's name with the "
-                                         "same token. Empty (default): no token. Not encrypted: keep the "
-                                         "link on loopback or a trusted network (no TLS)."}},
+                                         "same token. Empty (default): no token. Sent in clear text unless "
+                                         "sidecar_tls is true: without TLS keep the link on loopback or a "
+                                         "trusted network."}},
+               {sidecar_tls, #{value => "true | false",
+                               desc => "Connect to the sidecar(s) over TLS (HTTP/2 negotiated by ALPN "
+                                       "h2; the sidecar needs grpc.tls). The sidecar's certificate is "
+                                       "verified against sidecar_cafile and must name the host in "
+                                       "sidecars or sidecar_host (subjectAltName DNS or IP entry), or "
+                                       "sidecar_tls_server_name. A failed handshake is a failed "
+                                       "connection: logged, retried with backoff, stanzas get the "
+                                       "failure_policy. Default: false (plain h2c)."}},
+               {sidecar_cafile, #{value => "Path",
+                                  desc => "PEM file of the CA certificate(s) that may sign the "
+                                          "sidecar's certificate; required with sidecar_tls: true "
+                                          "(the system's CAs are not used). Default: none."}},
+               {sidecar_certfile, #{value => "Path",
+                                    desc => "PEM client certificate the shim presents (mutual TLS: "
+                                            "the sidecar's grpc.tls.clientCa must have signed it); "
+                                            "the key too unless sidecar_keyfile is set. The token "
+                                            "still applies. Default: none (no client certificate)."}},
+               {sidecar_keyfile, #{value => "Path",
+                                   desc => "PEM private key of sidecar_certfile (unencrypted). "
+                                           "Default: none (the key is in sidecar_certfile)."}},
+               {sidecar_tls_server_name, #{value => "Name",
+                                           desc => "The name the sidecar's certificate must carry "
+                                                   "(a DNS name or an IP address), when it differs from "
+                                                   "the address the shim connects to (say, an IP "
+                                                   "address in sidecars and a certificate for a name); "
+                                                   "also sent as SNI. The same for every sidecar. "
+                                                   "Default: the host of each sidecar."}},
                {timeout, #{value => "Duration", desc => "How long a stanza waits for a verdict (default 500 ms)."}},
                {failure_policy, #{value => "reject | pass",
                                   desc => "When the sidecar is down or slow, or no sidecar owns the "
@@ -286,7 +372,19 @@ mod_doc() ->
              "      - \"10.0.0.11:50051\"",
              "      - \"10.0.0.12:50051\"",
              "    sidecar_token: \"3f6c0e...\"",
-             "    failure_policy: reject"]}]}.
+             "    failure_policy: reject"]},
+           {"Over TLS, with a client certificate (mutual TLS; the sidecar's grpc.tls has "
+            "cert, key and clientCa):",
+            ["modules:",
+             "  mod_consult:",
+             "    sidecars:",
+             "      - \"sidecar1.example.net:50051\"",
+             "      - \"sidecar2.example.net:50051\"",
+             "    sidecar_token: \"3f6c0e...\"",
+             "    sidecar_tls: true",
+             "    sidecar_cafile: /etc/ejabberd/consult/ca.pem",
+             "    sidecar_certfile: /etc/ejabberd/consult/shim.pem",
+             "    sidecar_keyfile: /etc/ejabberd/consult/shim.key"]}]}.
 
 %% One connection per sidecar, shared by all virtual hosts, each a child of
 %% its own: it starts disconnected and never fails to start, so a missing
@@ -309,6 +407,7 @@ start_connections(Opts) ->
                        breaker_cooldown => maps:get(breaker_cooldown, Conn),
                        keepalive_interval => maps:get(keepalive_interval, Conn),
                        keepalive_timeout => maps:get(keepalive_timeout, Conn),
+                       tls => tls_config(Conn, Host),
                        hosts => ejabberd_option:hosts(),
                        node => atom_to_binary(node(), utf8),
                        on_watch => {?MODULE, report_agents},
