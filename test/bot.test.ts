@@ -128,6 +128,10 @@ for (const [how, text, msgType] of [
       toVisitor.some((t) => t.includes('human agent')),
       toVisitor.join(' | '),
     );
+    assert.not.ok(
+      sent.some((m) => m.attrs.to === a('v1') && m.attrs.realfrom === a('admin')),
+      'no second welcome: the conversation began with one',
+    );
     const toAnn = sent.filter((m) => m.attrs.to === a('ann'));
     assert.match(textOf(body(toAnn[0])), 'conversation of v1@cs.test with the assistant');
     assert.equal(

@@ -327,8 +327,9 @@ export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
     const past = st.history.get(visitor); // back from the bot (or an agent gone offline): the conversation so far
     w.do({ op: 'dequeue', v: visitor });
     w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}) });
-    out.push(welcome(cx, visitor));
+    // A visitor back from the bot or from an agent gone offline was welcomed when its conversation began.
     if (past?.length) out.push(...handedOver(cx, visitor, agent, past));
+    else out.push(welcome(cx, visitor));
     if (st.kept.has(visitor)) w.releases.add(visitor);
   }
   return out;
