@@ -59,7 +59,7 @@ export interface Config {
    */
   sidecarId?: string;
   /** Where the sidecar listens; `shims`: the credential of each ejabberd node allowed to connect. */
-  grpc: { host: string; port: number; shims: { node: string; token: string }[] };
+  grpc: { host: string; port: number; shims: { node: string; token: string }[]; tls?: TlsConfig };
   /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
   systemJid: string;
   /** Larger stanzas are rejected with policy-violation instead of being parsed. */
@@ -75,6 +75,13 @@ export interface Config {
   timers: Timers;
   archive: ArchiveConfig;
   shops: ShopConfig[];
+}
+
+/** grpc.tls: PEM file paths. With clientCa, shims must present a certificate it signed (mutual TLS). */
+export interface TlsConfig {
+  cert: string;
+  key: string;
+  clientCa?: string;
 }
 
 export class ConfigError extends Error {}
@@ -137,6 +144,30 @@ function optionsOf<T>(parse: () => T): T {
   }
 }
 
+function tlsOf(raw: unknown): TlsConfig {
+  const o = need(typeof raw === 'object' && raw !== null && !Array.isArray(raw), raw as Obj, 'grpc.tls', 'an object');
+  for (const k of Object.keys(o)) need(['cert', 'key', 'clientCa'].includes(k), 0, `grpc.tls.${k}`, 'one of cert, key, clientCa');
+  const tls: TlsConfig = { cert: str(o, 'cert', 'grpc.tls'), key: str(o, 'key', 'grpc.tls') };
+  if (o.clientCa !== undefined) tls.clientCa = str(o, 'clientCa', 'grpc.tls');
+  return tls;
+}
+
+/** Reads grpc.tls's files (at start); an error names the field and the path. */
+export function readTlsFiles(tls: TlsConfig): { cert: Buffer; key: Buffer; clientCa?: Buffer } {
+  const read = (field: keyof TlsConfig, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new ConfigError(`config: grpc.tls.${field}: cannot read ${path}: ${(e as Error).message}`);
+    }
+  };
+  return {
+    cert: read('cert', tls.cert),
+    key: read('key', tls.key),
+    ...(tls.clientCa === undefined ? {} : { clientCa: read('clientCa', tls.clientCa) }),
+  };
+}
+
 export function parseConfig(raw: unknown): Config {
   const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
   const limits = limitsOf(root.limits, 'limits', DEFAULT_LIMITS);
@@ -195,6 +226,7 @@ export function parseConfig(raw: unknown): Config {
           'a string of at least 16 characters',
         ),
       })),
+      ...(grpc.tls === undefined ? {} : { tls: tlsOf(grpc.tls) }),
     },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),

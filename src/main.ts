@@ -12,7 +12,7 @@ import { Desk } from './desk.js';
 import { Directory, seedStore } from './directory.js';
 import { ShimAuth } from './grpc/auth.js';
 import { ShimLink } from './grpc/link.js';
-import { startGrpcServer, stanzaFilterHandlers } from './grpc/server.js';
+import { grpcServerCredentials, startGrpcServer, stanzaFilterHandlers } from './grpc/server.js';
 import { InFlight } from './inflight.js';
 import { LeaseLost } from './journal/sql-journal.js';
 import { pinoLog } from './log.js';
@@ -61,6 +61,7 @@ async function main() {
   const config = loadConfig(values.config!);
   const host = values['grpc-host'] ?? config.grpc.host;
   const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
+  const credentials = grpcServerCredentials(config.grpc.tls); // the TLS files are read now: a bad path stops the start
 
   // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
   const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
@@ -105,10 +106,11 @@ async function main() {
     server,
     port: bound,
     nagleDisabled,
-  } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes);
+  } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes, credentials);
   if (!nagleDisabled) log.warn('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
   log.info('sidecar listening', {
     grpc: `${host}:${bound}`,
+    tls: config.grpc.tls ? (config.grpc.tls.clientCa ? 'mutual (client certificates required)' : 'on') : 'off',
     store: config.store.replace(/\/\/[^@/]*@/, '//***@'),
     shops: directory.watchList().shops,
   });

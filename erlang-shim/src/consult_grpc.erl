@@ -529,6 +529,12 @@ connect_hint({tls_alert, {_, Text}}) ->
         _ -> "; the sidecar's certificate does not name this host: check its subjectAltName "
              "or sidecar_tls_server_name"
     end;
+connect_hint({tls_error, {tls_alert, {certificate_required, _}}}) ->
+    "; the sidecar requires a client certificate (its grpc.tls.clientCa): set sidecar_certfile "
+    "and sidecar_keyfile";
+connect_hint({tls_error, {tls_alert, _}}) ->
+    "; the sidecar ended the TLS session: if it requires a client certificate, sidecar_certfile "
+    "must hold one its grpc.tls.clientCa signed";
 connect_hint({options, _}) ->
     "; check sidecar_cafile, sidecar_certfile and sidecar_keyfile";
 connect_hint({alpn, _}) ->
@@ -631,8 +637,8 @@ log_down(Reason, Lost, #st{host = Host, port = Port, backoff = Backoff}) ->
                          "config; retrying in ~b ms",
                          [Host, Port, Code, grpc_status_name(Code), Message, node(), Backoff]);
         false ->
-            ?WARNING_MSG("consult_grpc: connection to sidecar ~s:~b lost (~p)~ts, reconnecting",
-                         [Host, Port, Reason, LostText])
+            ?WARNING_MSG("consult_grpc: connection to sidecar ~s:~b lost (~p)~ts~ts, reconnecting",
+                         [Host, Port, Reason, LostText, connect_hint(Reason)])
     end.
 
 refused({main_stream_ended, _, {Code, Message}})

@@ -1,5 +1,6 @@
 // gRPC service: stanzas from the shims' streams go to the Desk, verdicts go back once durable;
 // notifications update presence; InjectAcks confirm what the sidecar sent on its own.
+import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
   Action,
@@ -10,6 +11,7 @@ import {
   type StanzaFilterServer,
   type Verdict,
 } from '../gen/consult/v1/filter.js';
+import { ConfigError, readTlsFiles, type TlsConfig } from '../config.js';
 import type { Decision, Desk } from '../desk.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 import { ShimAuth } from './auth.js';
@@ -161,12 +163,35 @@ export function stanzaFilterHandlers(
   };
 }
 
+/**
+ * The gRPC port's credentials: plain h2c without grpc.tls; with it HTTP/2 over TLS (ALPN h2) with the configured
+ * certificate, and with clientCa shims must present a certificate it signed. The files are read and checked now.
+ */
+export function grpcServerCredentials(tls?: TlsConfig): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const files = readTlsFiles(tls);
+  try {
+    createSecureContext({ cert: files.cert, key: files.key });
+  } catch (e) {
+    throw new ConfigError(`config: grpc.tls.cert and grpc.tls.key do not load as a PEM certificate and its key: ${(e as Error).message}`);
+  }
+  if (files.clientCa) {
+    try {
+      createSecureContext({ ca: files.clientCa });
+    } catch (e) {
+      throw new ConfigError(`config: grpc.tls.clientCa does not load as PEM CA certificates: ${(e as Error).message}`);
+    }
+  }
+  return grpc.ServerCredentials.createSsl(files.clientCa ?? null, [{ cert_chain: files.cert, private_key: files.key }], !!files.clientCa);
+}
+
 export async function startGrpcServer(
   handlers: StanzaFilterServer,
   host: string,
   port: number,
   addServices?: (server: grpc.Server) => void,
   maxStanzaBytes = 262144,
+  credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
 ): Promise<{ server: grpc.Server; port: number; nagleDisabled: boolean }> {
   // A request is one stanza plus a few fields: refuse anything much larger before it is buffered
   // (grpc-js would take 4 MiB). Still above maxStanzaBytes, so an oversized stanza gets its clear XMPP error.
@@ -179,7 +204,7 @@ export async function startGrpcServer(
   server.addService(StanzaFilterService, handlers);
   addServices?.(server); // e.g. grpc.health.v1: services must be added before binding
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port: bound, nagleDisabled: disableNagle(server) };
 }
