@@ -2,17 +2,17 @@
 // real grpc-js server. The client runs in its own `erl` process
 // (erlang-shim/test/consult_grpc_driver.erl): one Erlang term per command on
 // stdin, one "@@ <json>" result line per command on stdout.
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../scripts/ejabberd-node.js';
+import { ErlDriver } from './support/erl-driver.js';
 import {
   Action,
   type ClusterEvent,
@@ -114,57 +114,9 @@ class ScriptedSidecar {
   }
 }
 
-// ---- the Erlang driver --------------------------------------------------------
+// ---- the Erlang driver: test/support/erl-driver.ts -------------------------------
 
-class Driver {
-  private proc: ChildProcessWithoutNullStreams;
-  private lines: string[] = [];
-  private waiter: (() => void) | undefined;
-  stderr = '';
-
-  constructor() {
-    this.proc = spawn('erl', [
-      '-noshell',
-      '-pa',
-      path.join(shimDir, 'ebin'),
-      '-pa',
-      path.join(shimDir, 'ebin-test'),
-      '-eval',
-      'consult_grpc_driver:main()',
-    ]);
-    this.proc.stderr.on('data', (d) => {
-      this.stderr += d;
-    });
-    readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-      if (!line.startsWith('@@ ')) return;
-      this.lines.push(line.slice(3));
-      this.waiter?.();
-    });
-  }
-
-  // Sends one Erlang term (without the final dot), returns its parsed result.
-  async run(term: string, timeoutMs = 30000): Promise<any> {
-    this.proc.stdin.write(`${term}.\n`);
-    const deadline = Date.now() + timeoutMs;
-    while (this.lines.length === 0) {
-      if (Date.now() > deadline) throw new Error(`driver: no answer to ${term}\n${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-    const result = JSON.parse(this.lines.shift()!);
-    if (Array.isArray(result) && result[0] === 'driver_error') {
-      throw new Error(`driver error for ${term}: ${JSON.stringify(result)}`);
-    }
-    return result;
-  }
-
-  stop(): void {
-    this.proc.stdin.end();
-    this.proc.kill();
-  }
-}
+class Driver extends ErlDriver {}
 
 // ---- helpers ------------------------------------------------------------------
 
