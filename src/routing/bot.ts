@@ -61,31 +61,12 @@ export function botBudgetMs(cx: ShopContext): number {
 
 function toHuman(cx: ShopContext, w: Changes, s: Session, failed: boolean): XmlElement[] {
   const { shop, now } = cx;
+  const tell = (text: string) =>
+    notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text });
   w.do({ op: 'requeue', v: s.visitor, at: now, note: failed ? 'the bot did not answer: to a human' : 'the visitor asked for a human' });
-  const told = notice({
-    shop: shop.jid,
-    to: s.visitor,
-    realfrom: shop.jid,
-    qchatid: QCHAT_TO_VISITOR,
-    now,
-    autoReply: true,
-    text: failed ? cx.texts.botFailed : cx.texts.toHuman,
-  });
-  const out = [told, ...serveQueue(cx, w)];
+  const out = [tell(failed ? cx.texts.botFailed : cx.texts.toHuman), ...serveQueue(cx, w)];
   // Still waiting with nobody on duty at all: say so, as for any visitor.
   const anyone = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
-  if (w.state.queue.has(s.visitor) && !anyone) {
-    out.push(
-      notice({
-        shop: shop.jid,
-        to: s.visitor,
-        realfrom: shop.jid,
-        qchatid: QCHAT_TO_VISITOR,
-        now,
-        autoReply: true,
-        text: shop.noAgentText,
-      }),
-    );
-  }
+  if (w.state.queue.has(s.visitor) && !anyone) out.push(tell(shop.noAgentText));
   return out;
 }
