@@ -92,9 +92,6 @@ async function main() {
     },
   });
   ownership = new Ownership({ leases, desk, directory, tell: (w) => link.pushWatchList(w), log });
-  // Before serving, take the shops that belong here: at once when free; a crashed predecessor's when they expire.
-  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
-  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
   metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
@@ -108,6 +105,10 @@ async function main() {
     nagleDisabled,
   } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes, credentials);
   if (!nagleDisabled) log.warn('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
+  // Take the shops that belong here: at once when free; a crashed predecessor's when they expire. The port is open
+  // meanwhile, so the shims are linked (and told, shop by shop) the moment a shop is taken over.
+  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
+  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
   log.info('sidecar listening', {
     grpc: `${host}:${bound}`,
     tls: config.grpc.tls ? (config.grpc.tls.clientCa ? 'mutual (client certificates required)' : 'on') : 'off',
