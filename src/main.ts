@@ -92,6 +92,10 @@ async function main() {
     },
   });
   ownership = new Ownership({ leases, desk, directory, tell: (w) => link.pushWatchList(w), log });
+  // Another sidecar released shops or joined: a round now, not up to a second later (best effort; rounds go on).
+  await leases
+    .watch?.(() => ownership?.soon())
+    .catch((e) => log.warn('lease changes are not announced to this sidecar: it polls', { err: e }));
   metrics = new Metrics({ desk, directory, link }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });

@@ -21,6 +21,7 @@ export interface OwnershipDeps {
 export class Ownership {
   private renewedAt: number;
   private running: Promise<void> | undefined;
+  private wanted = false; // a soon() round is pending
   private readonly now: () => number;
 
   constructor(private readonly deps: OwnershipDeps) {
@@ -50,6 +51,17 @@ export class Ownership {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /** A round as soon as possible, once however often it is asked for meanwhile (lease changes announced by others). */
+  soon(): void {
+    if (this.wanted) return;
+    this.wanted = true;
+    void (async () => {
+      while (this.running) await this.running;
+      this.wanted = false;
+      await this.round();
+    })().catch((e) => this.deps.log.warn('lease round failed', { err: e }));
   }
 
   /** The journal refused a write for these shops: their lease is gone, so is their state here. */

@@ -21,6 +21,11 @@ export interface Queryable {
 export interface Driver extends Queryable {
   /** Runs fn in one transaction on one connection; rolls back if fn throws. */
   transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * PostgreSQL only: calls `onNotify` on every NOTIFY on `channel`, over a connection of its own, until close().
+   * Best effort: if that connection fails, the calls stop (whoever relies on them also polls).
+   */
+  listen?(channel: string, onNotify: () => void): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,9 +88,21 @@ export async function pgDriver(url: string): Promise<Driver> {
       throw err;
     }
   };
+  const listeners: InstanceType<typeof pg.Client>[] = [];
   return {
     ...contextual({ query: async (sql, params) => (await pool.query(sql, params)).rows }, begin),
-    close: () => pool.end(),
+    async listen(channel, onNotify) {
+      const client = new pg.Client({ connectionString: url });
+      client.on('error', () => void client.end().catch(() => undefined)); // lost: the callers' polling goes on
+      client.on('notification', () => onNotify());
+      await client.connect();
+      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+      listeners.push(client);
+    },
+    close: async () => {
+      await Promise.all(listeners.map((c) => c.end().catch(() => undefined)));
+      await pool.end();
+    },
   };
 }
 

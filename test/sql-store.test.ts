@@ -330,13 +330,30 @@ test('postgres leases: shops spread over two sidecars; handed over cleanly; take
   assert.equal(first.handOver, []);
   await one.journal.append([{ shop: shops[0], changes: [open('v1', 'a', 1)] }], []);
 
+  // Releases and joins are announced (NOTIFY), so the others need not wait for their next round.
+  let announced = 0;
+  await one.leases.watch!(() => announced++);
+  const heard = async (what: string) => {
+    for (let i = 0; announced === 0; i++) {
+      if (i > 200) assert.unreachable(`${what} was not announced`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    announced = 0;
+  };
   // The second joins: the first learns on its next round which shops belong to the second.
   assert.equal((await two.leases.round(shops)).held.size, 0, 'nothing free yet');
+  await heard('the join');
   const r = await one.leases.round(shops);
   const theirs = shops.filter((s) => preferredOwner(s, ['one', 'two']) === 'two');
   assert.equal(r.handOver.sort(), [...theirs].sort());
   assert.ok(theirs.length > 3 && theirs.length < 17, `about half: ${theirs.length}`);
+  let released = 0;
+  await two.leases.watch!(() => released++);
   await one.leases.release(theirs);
+  for (let i = 0; released === 0; i++) {
+    if (i > 200) assert.unreachable('the release was not announced');
+    await new Promise((r) => setTimeout(r, 10));
+  }
   const taken = await two.leases.round(shops);
   assert.equal([...taken.held].sort(), [...theirs].sort(), 'released shops are taken by their sidecar at once');
 

@@ -5,6 +5,8 @@
 // write is durable); a shop whose lease is free or expired is taken by its preferred sidecar,
 // or by anyone once it has been left unowned for a whole lease period. So a standby takes a
 // dead owner's shops within about one lease period, and a sidecar that joins gets its share.
+// Rounds run every second; a release or a join is also announced (NOTIFY), so that the
+// sidecars concerned run a round at once rather than up to a second later.
 //
 // Every journal write is fenced on its shops' lease rows (src/journal/sql-journal.ts), so a
 // sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
@@ -35,6 +37,11 @@ export interface ShopLeases {
   release(shops: readonly string[]): Promise<void>;
   /** Clean shutdown: every lease and the heartbeat go. */
   releaseAll(): Promise<void>;
+  /**
+   * Calls `changed` when another sidecar released leases or joined, so that a round can follow at once instead of
+   * within a second (the rounds go on regardless).
+   */
+  watch?(changed: () => void): Promise<void>;
 }
 
 /** The sidecar a shop should be decided by, among those alive: the highest hash of (shop, sidecar). */
@@ -87,9 +94,14 @@ export function plan(
 
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)`;
 
+/** NOTIFY channel: leases were released, or a sidecar joined. */
+const CHANNEL = 'consult_leases';
+
 export class SqlShopLeases implements ShopLeases {
+  private announced = false;
+
   constructor(
-    private readonly db: Queryable,
+    private readonly db: Queryable & { listen?(channel: string, onNotify: () => void): Promise<void> },
     readonly holder: string,
     readonly sidecar: string,
     readonly ttlMs = 5000,
@@ -128,17 +140,32 @@ export class SqlShopLeases implements ShopLeases {
     }
     // Old heartbeats are of no use to anyone.
     await this.db.query(`DELETE FROM sidecars WHERE expires_at < ${NOW_MS} - 3600000`);
+    if (!this.announced) {
+      // A sidecar that joins: the others hand its share over on their next round; tell them it is now.
+      await this.notify();
+      this.announced = true;
+    }
     return { held, handOver: handOver.filter((s) => held.has(s)), live, waiting: mine.filter((s) => !held.has(s)) };
   }
 
   async release(shops: readonly string[]): Promise<void> {
     if (shops.length === 0) return;
     await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1 AND shop = ANY($2::text[])`, [this.holder, [...shops]]);
+    await this.notify();
   }
 
   async releaseAll(): Promise<void> {
     await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1`, [this.holder]);
     await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
+    await this.notify();
+  }
+
+  async watch(changed: () => void): Promise<void> {
+    await this.db.listen?.(CHANNEL, changed);
+  }
+
+  private async notify(): Promise<void> {
+    await this.db.query(`SELECT pg_notify($1, '')`, [CHANNEL]);
   }
 }
 
