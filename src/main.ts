@@ -102,6 +102,9 @@ async function main() {
   const auth = new ShimAuth(config.grpc.shims);
   if (!auth.required)
     logger.warn('the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (README "Securing the link")');
+  // The shops that are free now are taken before the port opens, so a shim that connects is told them in its first
+  // watch list; those another sidecar still holds follow below, with the port open.
+  await ownership.round();
   const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track }, auth);
   const {
     server,
@@ -109,16 +112,16 @@ async function main() {
     nagleDisabled,
   } = await startGrpcServer(handlers, host, port, (s) => health.addToServer(s), config.maxStanzaBytes, credentials);
   if (!nagleDisabled) log.warn('could not set TCP_NODELAY on gRPC sockets (grpc-js internals changed): verdicts may be delayed');
-  // Take the shops that belong here: at once when free; a crashed predecessor's when they expire. The port is open
-  // meanwhile, so the shims are linked (and told, shop by shop) the moment a shop is taken over.
-  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
-  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
   log.info('sidecar listening', {
     grpc: `${host}:${bound}`,
     tls: config.grpc.tls ? (config.grpc.tls.clientCa ? 'mutual (client certificates required)' : 'on') : 'off',
     store: config.store.replace(/\/\/[^@/]*@/, '//***@'),
     shops: directory.watchList().shops,
   });
+  // The rest of the shops that belong here: handed over by their owner within a round, a crashed predecessor's when
+  // its leases expire. The shims are linked meanwhile and told the moment each shop is taken.
+  await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
+  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {

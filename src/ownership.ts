@@ -22,6 +22,7 @@ export class Ownership {
   private renewedAt: number;
   private running: Promise<void> | undefined;
   private wanted = false; // a soon() round is pending
+  private stopped = false; // shutting down: no more rounds on announcements
   private readonly now: () => number;
 
   constructor(private readonly deps: OwnershipDeps) {
@@ -55,12 +56,12 @@ export class Ownership {
 
   /** A round as soon as possible, once however often it is asked for meanwhile (lease changes announced by others). */
   soon(): void {
-    if (this.wanted) return;
+    if (this.wanted || this.stopped) return;
     this.wanted = true;
     void (async () => {
       while (this.running) await this.running;
       this.wanted = false;
-      await this.round();
+      if (!this.stopped) await this.round();
     })().catch((e) => this.deps.log.warn('lease round failed', { err: e }));
   }
 
@@ -78,6 +79,7 @@ export class Ownership {
 
   /** Clean shutdown: every owned shop is finished and its lease released, so standbys take over at once. */
   async handOverAll(): Promise<void> {
+    this.stopped = true; // no announced round may take anything back meanwhile
     while (this.running) await this.running;
     const { desk, leases } = this.deps;
     const shops = desk.owned();

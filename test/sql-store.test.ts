@@ -354,6 +354,11 @@ test('postgres leases: shops spread over two sidecars; handed over cleanly; take
     if (i > 200) assert.unreachable('the release was not announced');
     await new Promise((r) => setTimeout(r, 10));
   }
+  const again = await one.leases.round(shops);
+  assert.not.ok(
+    theirs.some((s) => again.held.has(s)),
+    'what it released, its next round does not renew',
+  );
   const taken = await two.leases.round(shops);
   assert.equal([...taken.held].sort(), [...theirs].sort(), 'released shops are taken by their sidecar at once');
 

@@ -131,7 +131,9 @@ cluster('two shops spread over two sidecars; a clean stop hands its shop over at
 
   const since = second.lines.length;
   await first.kill('SIGTERM'); // hands SHOP over: released, not left to expire
-  await second.waitForLog('took the lease of a shop', since, 5_000);
+  await second.waitForLog('took the lease of a shop', since, 5_000).catch((e) => {
+    throw new Error(`${e.message}\nfirst:\n${first.lines.join('\n')}`);
+  });
   const again = await says(c2, 1, 'a5', SHOP);
   assert.is(agentOf(again), `ann@${D}`, 'the session of v1 came along');
   assert.not.ok(again.extra.some((x) => x.toString().includes("auto_reply='true'")));

@@ -150,12 +150,16 @@ export class SqlShopLeases implements ShopLeases {
 
   async release(shops: readonly string[]): Promise<void> {
     if (shops.length === 0) return;
-    await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1 AND shop = ANY($2::text[])`, [this.holder, [...shops]]);
+    // No holder any more: this sidecar's next round must not renew what it gave up (and its writes are fenced off).
+    await this.db.query(`UPDATE shop_lease SET expires_at = 0, holder = '' WHERE holder = $1 AND shop = ANY($2::text[])`, [
+      this.holder,
+      [...shops],
+    ]);
     await this.notify();
   }
 
   async releaseAll(): Promise<void> {
-    await this.db.query(`UPDATE shop_lease SET expires_at = 0 WHERE holder = $1`, [this.holder]);
+    await this.db.query(`UPDATE shop_lease SET expires_at = 0, holder = '' WHERE holder = $1`, [this.holder]);
     await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
     await this.notify();
   }
