@@ -151,7 +151,8 @@ export class SqlShopLeases implements ShopLeases {
   async release(shops: readonly string[]): Promise<void> {
     if (shops.length === 0) return;
     // No holder any more: this sidecar's next round must not renew what it gave up (and its writes are fenced off).
-    await this.db.query(`UPDATE shop_lease SET expires_at = 0, holder = '' WHERE holder = $1 AND shop = ANY($2::text[])`, [
+    // Expired as of now, not long ago: its preferred sidecar takes it at once, the others only after a lease period.
+    await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS}, holder = '' WHERE holder = $1 AND shop = ANY($2::text[])`, [
       this.holder,
       [...shops],
     ]);
@@ -159,7 +160,7 @@ export class SqlShopLeases implements ShopLeases {
   }
 
   async releaseAll(): Promise<void> {
-    await this.db.query(`UPDATE shop_lease SET expires_at = 0, holder = '' WHERE holder = $1`, [this.holder]);
+    await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS}, holder = '' WHERE holder = $1`, [this.holder]);
     await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
     await this.notify();
   }
