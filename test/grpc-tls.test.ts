@@ -275,13 +275,16 @@ t(
     try {
       const logged = driver.stderr.length;
       await driver.start(s.port, { cafile: pki.ca, server_name: '127.0.0.1' });
-      // TLS 1.3: the handshake completes on the client's side, then the sidecar ends it with an alert.
-      const refused = () => driver.stderr.slice(logged).match(/certificate_required.*requires a client certificate/g)?.length ?? 0;
-      // Retrying is covered by the untrusted-certificate case; here one refusal with its hint is what counts.
+      // TLS 1.3: the client's handshake completes, then the sidecar closes. Depending on timing the client sees the
+      // alert, the session closed before ALPN is read, or its first write failing; each is logged and retried.
+      const refused = () =>
+        driver.stderr.slice(logged).match(/certificate_required|closed the TLS session at once|lost \(\{send_failed,closed\}\)/g)?.length ??
+        0;
       await until('refused', () => refused() >= 1).catch((e) => {
         throw new Error(`${e.message}:\n${driver.stderr.slice(logged)}`);
       });
-      assert.equal(await driver.filter(), ['error', 'unavailable']);
+      // No verdict: unavailable while disconnected, or the request fails with the connection it went out on.
+      assert.is((await driver.filter())[0], 'error');
       assert.ok(await driver.run('alive'));
       assert.equal(s.hellos(), [], 'no stream without a client certificate');
       await driver.run('stop');

@@ -537,6 +537,10 @@ connect_hint({tls_error, {tls_alert, _}}) ->
     "must hold one its grpc.tls.clientCa signed";
 connect_hint({options, _}) ->
     "; check sidecar_cafile, sidecar_certfile and sidecar_keyfile";
+connect_hint({alpn, {error, closed}}) ->
+    %% TLS 1.3: a sidecar that wants a client certificate may close right after the handshake.
+    "; the sidecar closed the TLS session at once: if it requires a client certificate, "
+    "sidecar_certfile must hold one its grpc.tls.clientCa signed";
 connect_hint({alpn, _}) ->
     "; the sidecar did not choose HTTP/2 (ALPN h2): is it a gRPC server with TLS?";
 connect_hint(_) ->
