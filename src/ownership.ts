@@ -67,14 +67,17 @@ export class Ownership {
 
   /** The journal refused a write for these shops: their lease is gone, so is their state here. */
   refused(shops: readonly string[]): void {
-    let changed = false;
-    for (const shop of shops) {
-      if (!this.deps.desk.owns(shop)) continue;
+    if (this.lose(shops, 'journal write refused')) this.deps.tell(this.deps.desk.watchList());
+  }
+
+  /** Forgets the shops of these this sidecar decided; true if there were any. */
+  private lose(shops: readonly string[], why: string): boolean {
+    const lost = shops.filter((shop) => this.deps.desk.owns(shop));
+    for (const shop of lost) {
       this.deps.desk.drop(shop);
-      changed = true;
-      this.deps.log.warn('lost the lease of a shop: another sidecar decides it now', { shop, why: 'journal write refused' });
+      this.deps.log.warn('lost the lease of a shop: another sidecar decides it now', { shop, why });
     }
-    if (changed) this.deps.tell(this.deps.desk.watchList());
+    return lost.length > 0;
   }
 
   /** Clean shutdown: every owned shop is finished and its lease released, so standbys take over at once. */
@@ -103,13 +106,10 @@ export class Ownership {
       }
       throw e;
     }
-    let changed = false;
-    for (const shop of desk.owned()) {
-      if (round.held.has(shop)) continue;
-      desk.drop(shop);
-      changed = true;
-      log.warn('lost the lease of a shop: another sidecar decides it now', { shop });
-    }
+    let changed = this.lose(
+      desk.owned().filter((shop) => !round.held.has(shop)),
+      'not renewed: expired or taken over',
+    );
     const handOver = new Set(round.handOver);
     for (const shop of round.held) {
       if (desk.owns(shop) || handOver.has(shop)) continue;

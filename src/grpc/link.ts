@@ -33,8 +33,7 @@ export interface LinkOptions {
 }
 
 export class ShimLink {
-  private readonly streams: ShimStream[] = [];
-  private readonly nodeOf = new Map<ShimStream, string>();
+  private readonly streams = new Map<ShimStream, string>(); // open streams (in order) → their node
   private readonly downNodes = new Set<string>(); // reported gone by another node of the cluster
   private next = 0; // round-robin over streams
   private lastId = 0;
@@ -55,7 +54,7 @@ export class ShimLink {
   }
 
   get connected(): number {
-    return this.streams.length;
+    return this.streams.size;
   }
 
   get pending(): number {
@@ -63,9 +62,8 @@ export class ShimLink {
   }
 
   add(stream: ShimStream, node = ''): void {
-    if (this.streams.includes(stream)) return;
-    this.streams.push(stream);
-    this.nodeOf.set(stream, node);
+    if (this.streams.has(stream)) return;
+    this.streams.set(stream, node);
     this.downNodes.delete(node); // it said hello: it is up
     const waiting = this.waiting;
     this.waiting = [];
@@ -75,9 +73,7 @@ export class ShimLink {
 
   /** A stream closed: what it had not acknowledged goes out on another. */
   remove(stream: ShimStream): void {
-    const i = this.streams.indexOf(stream);
-    if (i >= 0) this.streams.splice(i, 1);
-    this.nodeOf.delete(stream);
+    this.streams.delete(stream);
     for (const inj of [...this.inFlight.values()]) if (inj.stream === stream) this.retry(inj);
   }
 
@@ -117,13 +113,13 @@ export class ShimLink {
   }
 
   pushWatchList(watch: { shops: string[]; agents: string[]; owned: string[]; sidecar: string }): void {
-    for (const s of this.streams) s.write({ watch });
+    for (const s of this.streams.keys()) s.write({ watch });
   }
 
   /** Shutdown: end every shim stream (the shims reconnect to another sidecar or retry). */
   endAll(): void {
-    for (const s of this.streams) s.end();
-    this.streams.length = 0;
+    for (const s of this.streams.keys()) s.end();
+    this.streams.clear();
     for (const inj of [...this.inFlight.values(), ...this.waiting]) {
       clearTimeout(inj.timer);
       inj.reject(new Undelivered('sidecar shutting down'));
@@ -133,7 +129,7 @@ export class ShimLink {
   }
 
   private write(inj: Inject): void {
-    const stream = this.pick(inj.stream && this.nodeOf.get(inj.stream));
+    const stream = this.pick(inj.stream && this.streams.get(inj.stream));
     if (!stream) {
       this.wait(inj);
       return;
@@ -168,10 +164,11 @@ export class ShimLink {
 
   /** Round-robin over the streams of live nodes, avoiding `notNode` (where the last try failed) when possible. */
   private pick(notNode?: string): ShimStream | undefined {
-    if (this.streams.length === 0) return undefined;
-    const live = this.streams.filter((s) => !this.downNodes.has(this.nodeOf.get(s) ?? ''));
-    const elsewhere = live.filter((s) => this.nodeOf.get(s) !== notNode);
-    const from = elsewhere.length > 0 ? elsewhere : live.length > 0 ? live : this.streams;
+    if (this.streams.size === 0) return undefined;
+    const all = [...this.streams];
+    const live = all.filter(([, node]) => !this.downNodes.has(node));
+    const elsewhere = live.filter(([, node]) => node !== notNode);
+    const from = (elsewhere.length > 0 ? elsewhere : live.length > 0 ? live : all).map(([s]) => s);
     this.next = (this.next + 1) % from.length;
     return from[this.next];
   }
