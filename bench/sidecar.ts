@@ -23,6 +23,7 @@ import { SessionEvent_Kind, StanzaFilterClient, type SidecarMessage, type Verdic
 import { freePort } from '../scripts/ejabberd-node.js';
 import { eachStore, fmt, journalDelta, monotonicUs, repoRoot, startSidecarProcess, table, type BenchStore } from './harness.js';
 import { stats, type Row } from './stats.js';
+import { shimErlArgs } from '../test/support/erl-driver.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -139,24 +140,9 @@ async function runErlang(port: number, n: number, callers: number): Promise<Row>
   const shimDir = path.join(repoRoot, 'erlang-shim');
   execFileSync('make', ['-s', '-C', shimDir, 'all', 'test-beams'], { stdio: 'inherit' });
   const out = await new Promise<string>((resolve, reject) => {
-    const erl = spawn(
-      'erl',
-      [
-        '-noshell',
-        '-pa',
-        path.join(shimDir, 'ebin'),
-        '-pa',
-        path.join(shimDir, 'ebin-test'),
-        '-eval',
-        'consult_bench:main()',
-        '-extra',
-        String(port),
-        String(n),
-        String(callers),
-        String(VISITORS),
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const erl = spawn('erl', shimErlArgs('consult_bench:main()', [String(port), String(n), String(callers), String(VISITORS)]), {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const killOnExit = () => {
       if (erl.exitCode === null) erl.kill('SIGKILL');
     };

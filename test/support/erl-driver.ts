@@ -8,6 +8,12 @@ import { fileURLToPath } from 'node:url';
 
 const shimDir = fileURLToPath(new URL('../../erlang-shim', import.meta.url));
 
+/** `erl` arguments that run `evalExpr` with the shim's beams and its test beams on the path (make all test-beams). */
+export function shimErlArgs(evalExpr: string, extra: string[] = []): string[] {
+  const args = ['-noshell', '-pa', path.join(shimDir, 'ebin'), '-pa', path.join(shimDir, 'ebin-test'), '-eval', evalExpr];
+  return extra.length > 0 ? [...args, '-extra', ...extra] : args;
+}
+
 export class ErlDriver {
   private readonly proc: ChildProcessWithoutNullStreams;
   private readonly lines: string[] = [];
@@ -15,15 +21,7 @@ export class ErlDriver {
   stderr = '';
 
   constructor() {
-    this.proc = spawn('erl', [
-      '-noshell',
-      '-pa',
-      path.join(shimDir, 'ebin'),
-      '-pa',
-      path.join(shimDir, 'ebin-test'),
-      '-eval',
-      'consult_grpc_driver:main()',
-    ]);
+    this.proc = spawn('erl', shimErlArgs('consult_grpc_driver:main()'));
     this.proc.stderr.on('data', (d) => {
       this.stderr += d;
     });
