@@ -19,7 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { Action, SessionEvent_Kind, type ShimMessage, type SidecarMessage, StanzaFilterClient } from '../src/gen/consult/v1/filter.js';
-import { preferredOwner } from '../src/journal/lease.js';
+import { preferredOwner } from '../src/cluster/leases.js';
 import { type BenchStore, fmt, journalDelta, type Sidecar, StoreFactory, startSidecarProcess, table } from './harness.js';
 import { cpuSeconds, percentile, pidsWithArg } from './stats.js';
 

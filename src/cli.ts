@@ -2,7 +2,8 @@
 // consultctl: the admin HTTP API from a shell. `npm run consultctl -- help` (or `node dist/cli.js --help`).
 import { parseArgs } from 'node:util';
 import { planImport, type ShopView } from './admin/import.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError } from './domain/config.js';
+import { loadConfig } from './ops/config-file.js';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
 

@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startAdminServer } from '../src/admin/http.js';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { ShimLink } from '../src/grpc/link.js';
-import { Metrics } from '../src/metrics.js';
+import { Metrics } from '../src/admin/metrics.js';
 import { Backends, deskWorld } from './support/desk.js';
 import { writeConfig } from './support/sidecar.js';
-import { silent } from '../src/log.js';
+import { silent } from '../src/domain/log.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const D = 'cs.test';

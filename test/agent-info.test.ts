@@ -2,7 +2,7 @@
 // as the web agent console uses it.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
 import { NS_AGENT_INFO, agentInfo, isInfoCommand } from '../src/routing/agent-info.js';
 import { findChild, parseElement, textOf } from '../src/xmpp/xml.js';

@@ -4,13 +4,13 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { toCsv } from '../src/admin/archive-routes.js';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
-import type { SqlStore } from '../src/sql-store.js';
+import type { SqlStore } from '../src/storage/sql-store.js';
 import { findChild } from '../src/xmpp/xml.js';
-import { Changes } from '../src/routing/decide.js';
+import { Changes } from '../src/routing/changes.js';
 import { ShopState } from '../src/routing/state.js';
-import { DEFAULT_LIMITS } from '../src/store.js';
+import { DEFAULT_LIMITS } from '../src/domain/shop.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from './support/desk.js';
 
 const D = 'cs.test';

@@ -6,10 +6,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
 import type { BotRequest } from '../src/bot/webhook.js';
-import type { BotMode } from '../src/store.js';
+import type { BotMode } from '../src/domain/shop.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
 import { Backends, deskWorld, type Backend } from './support/desk.js';
 

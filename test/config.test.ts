@@ -1,8 +1,8 @@
 // The sidecar's config file: defaults, and errors that name the field (the sidecar stops at start with them).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, parseConfig } from '../src/config.js';
-import { DEFAULT_TEXTS, render, resolveTexts } from '../src/routing/texts.js';
+import { ConfigError, parseConfig } from '../src/domain/config.js';
+import { DEFAULT_TEXTS, render, resolveTexts } from '../src/domain/texts.js';
 import { isJid } from '../src/xmpp/jid.js';
 
 const shop = (extra: Record<string, unknown> = {}) => ({ shops: [{ jid: 'shop@d.test', name: 'S', agents: [], ...extra }] });

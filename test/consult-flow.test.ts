@@ -1,13 +1,13 @@
 // Unit tests: the gRPC handlers called directly with the seed's stanzas; every attribute checked.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../src/grpc/link.js';
 import { stanzaFilterHandlers, startGrpcServer } from '../src/grpc/server.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
 import { Backends, deskWorld } from './support/desk.js';
-import { silent } from '../src/log.js';
+import { silent } from '../src/domain/log.js';
 
 const D = 'dev.fsll.tech';
 const VISITOR = `cc6213f74535459098d1fcfdb9a09e4b@${D}`;

@@ -2,13 +2,17 @@
 // no desk, no journal, no clock but the one given.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { agentState } from '../src/routing/availability.js';
 import { botAnswered } from '../src/routing/bot.js';
-import { Changes, closeSession, fromVisitor, runTimers, type Decision, type ShopContext } from '../src/routing/decide.js';
+import { Changes, type ShopContext } from '../src/routing/changes.js';
+import { closeSession } from '../src/routing/session.js';
+import { fromVisitor } from '../src/routing/visitor.js';
+import { runTimers } from '../src/routing/timers.js';
+import { type Decision } from '../src/domain/decision.js';
 import { BOT, ShopState } from '../src/routing/state.js';
-import { resolveTexts } from '../src/routing/texts.js';
-import type { BotMode, Membership } from '../src/store.js';
+import { resolveTexts } from '../src/domain/texts.js';
+import type { BotMode, Membership } from '../src/domain/shop.js';
 import { findChild, parseElement, serialize, textOf, type XmlElement } from '../src/xmpp/xml.js';
 
 const SHOP = 'shop_1@d.test';

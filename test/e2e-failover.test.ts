@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../scripts/ejabberd-node.js';
-import { preferredOwner } from '../src/journal/lease.js';
+import { preferredOwner } from '../src/cluster/leases.js';
 import { type Cluster, startCluster } from './support/cluster.js';
 import { newShimCredential } from './support/ejabberd.js';
 import { startPostgres, type Postgres } from './support/postgres.js';

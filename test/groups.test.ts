@@ -2,11 +2,11 @@
 // else the default group, else any agent; queue and capacity per group; transfer to a group.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action, type Verdict } from '../src/gen/consult/v1/filter.js';
-import { parseCommand } from '../src/routing/decide.js';
+import { parseCommand } from '../src/routing/commands.js';
 import { productOf, routeKey } from '../src/routing/groups.js';
-import { DEFAULT_BOT, DEFAULT_LIMITS, type Group, type Shop } from '../src/store.js';
+import { DEFAULT_BOT, DEFAULT_LIMITS, type Group, type Shop } from '../src/domain/shop.js';
 import { findChild, parseElement, textOf } from '../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from './support/desk.js';
 

@@ -1,7 +1,7 @@
 // Shutdown waits for in-flight decisions, but not forever.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InFlight } from '../src/inflight.js';
+import { InFlight } from '../src/desk/inflight.js';
 
 const later = <T>(ms: number, v: T) => new Promise<T>((r) => setTimeout(() => r(v), ms));
 

@@ -2,17 +2,10 @@
 // or fails by hand: batching, durability before release, deadlines and failures taken back.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  Journal,
-  type NotDurable,
-  type JournalStore,
-  type LoadedShop,
-  type ShopRecord,
-  type SnapshotWrite,
-} from '../src/journal/journal.js';
-import { Changes } from '../src/routing/decide.js';
+import { Journal, type NotDurable, type JournalStore, type LoadedShop, type ShopRecord, type SnapshotWrite } from '../src/desk/journal.js';
+import { Changes } from '../src/routing/changes.js';
 import { ShopState, type Change } from '../src/routing/state.js';
-import { DEFAULT_LIMITS } from '../src/store.js';
+import { DEFAULT_LIMITS } from '../src/domain/shop.js';
 
 /** Each append waits until the test completes or fails it. */
 class ManualStore implements JournalStore {

@@ -3,10 +3,10 @@
 // through the gRPC handlers and notifications, with a hand-moved clock.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action, type Verdict } from '../src/gen/consult/v1/filter.js';
-import type { Limits } from '../src/routing/state.js';
-import type { AgentStatus, Strategy } from '../src/store.js';
+import type { Limits } from '../src/domain/shop.js';
+import type { AgentStatus, Strategy } from '../src/domain/shop.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from './support/desk.js';
 

@@ -3,9 +3,9 @@
 // messages leave in bounded batches and are deleted only once a shim acknowledged them.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { Action, SessionEvent_Kind as Kind, type Verdict } from '../src/gen/consult/v1/filter.js';
-import type { Limits } from '../src/routing/state.js';
+import type { Limits } from '../src/domain/shop.js';
 import { findChild, parseElement, textOf } from '../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from './support/desk.js';
 

@@ -5,11 +5,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/domain/config.js';
 import { SessionEvent_Kind as Kind, StanzaFilterClient, type SidecarMessage } from '../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../src/grpc/link.js';
 import { startGrpcServer, stanzaFilterHandlers } from '../src/grpc/server.js';
-import { silent } from '../src/log.js';
+import { silent } from '../src/domain/log.js';
 import { Backends, deskWorld } from './support/desk.js';
 
 const D = 'link.test';

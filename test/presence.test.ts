@@ -2,8 +2,8 @@
 // within the grace period; a node the cluster reports gone takes its presence with it at once.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MemoryStore } from '../src/memory-store.js';
-import { Presence } from '../src/presence.js';
+import { MemoryStore } from '../src/storage/memory-store.js';
+import { Presence } from '../src/desk/presence.js';
 
 const GRACE = 80;
 const res = (agent: string, node: string, resource = 'pc') => ({ agent, resource, node, show: '', priority: 0 });

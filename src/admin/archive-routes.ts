@@ -1,6 +1,7 @@
 // Admin routes over the archive: search (JSON or CSV export), one session, satisfaction stats.
-import type { ArchiveRecord } from '../archive/record.js';
-import type { ArchiveQuery, ArchiveStore } from '../archive/store.js';
+import type { ArchiveRecord } from '../domain/archive.js';
+import type { ArchiveQuery } from '../domain/archive.js';
+import type { ArchiveStore } from '../desk/stores.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 import { type Handler, HttpError } from './http.js';
 

@@ -2,19 +2,21 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { ConsultError, NotOwner, type Desk } from '../desk.js';
-import type { Ownership } from '../ownership.js';
-import type { Directory } from '../directory.js';
+import { ConsultError } from '../domain/decision.js';
+import { NotOwner, type Desk } from '../desk/desk.js';
+import type { Ownership } from '../cluster/ownership.js';
+import type { Directory } from '../desk/directory.js';
 import type { ShimLink } from '../grpc/link.js';
-import type { Log } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import type { Presence } from '../presence.js';
-import type { Limits } from '../routing/state.js';
-import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../routing/texts.js';
-import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop, type Store } from '../store.js';
+import type { Log } from '../domain/log.js';
+import type { Metrics } from './metrics.js';
+import type { Presence } from '../desk/presence.js';
+import type { Limits } from '../domain/shop.js';
+import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../domain/texts.js';
+import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop } from '../domain/shop.js';
+import { type Store } from '../desk/stores.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 import { archiveRoutes, Raw } from './archive-routes.js';
-import { OptionError, checkGroups, parseBot, parseGroup, parseGroups } from '../shop-options.js';
+import { OptionError, checkGroups, parseBot, parseGroup, parseGroups } from '../domain/shop-options.js';
 
 export interface AdminDeps {
   store: Store;

@@ -1,6 +1,6 @@
 // `consultctl import config.json`: what it takes to bring a running store in line with a config file
 // (the config only seeds an empty store). Pure: the plan is computed from the config and GET /shops.
-import type { Config } from '../config.js';
+import type { Config } from '../domain/config.js';
 
 export interface ShopView {
   jid: string;

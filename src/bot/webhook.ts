@@ -6,8 +6,8 @@
 // or 204 / {} (nothing to say). A timeout (bot.timeoutMs per attempt), a network error, a 5xx, 408 or 429
 // or a body that is not such JSON fails the attempt; it is retried bot.retries times (same idempotency key).
 // Another 4xx is final. When every attempt failed the visitor goes to a human with a notice.
-import type { Line } from '../archive/record.js';
-import type { BotConfig } from '../store.js';
+import type { Line } from '../domain/archive.js';
+import type { BotConfig } from '../domain/shop.js';
 
 export interface BotRequest {
   shop: string;

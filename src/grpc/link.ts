@@ -8,7 +8,7 @@
 // left, and a retry goes to another node than the one that failed when there is one.
 import type * as grpc from '@grpc/grpc-js';
 import type { ShimMessage, SidecarMessage } from '../gen/consult/v1/filter.js';
-import type { Log } from '../log.js';
+import type { Log } from '../domain/log.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 
 export type ShimStream = grpc.ServerDuplexStream<ShimMessage, SidecarMessage>;

@@ -11,11 +11,13 @@ import {
   type StanzaFilterServer,
   type Verdict,
 } from '../gen/consult/v1/filter.js';
-import { ConfigError, readTlsFiles, type TlsConfig } from '../config.js';
-import type { Decision, Desk } from '../desk.js';
+import { ConfigError, type TlsConfig } from '../domain/config.js';
+import { readTlsFiles } from '../ops/config-file.js';
+import type { Decision } from '../domain/decision.js';
+import type { Desk } from '../desk/desk.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 import { ShimAuth } from './auth.js';
-import type { Log } from '../log.js';
+import type { Log } from '../domain/log.js';
 import type { ShimLink } from './link.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };

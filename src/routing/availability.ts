@@ -1,5 +1,5 @@
 // Who can take a new chat: QChat's rule on top of the presence the shim reports.
-import type { AgentResource, AgentStatus } from '../store.js';
+import type { AgentResource, AgentStatus } from '../domain/shop.js';
 
 /** Shows that accept new chats; away/xa/dnd keep an agent present but not offered new ones. */
 const TAKING_CHATS = new Set(['', 'chat']);

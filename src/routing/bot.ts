@@ -5,7 +5,8 @@
 // the session goes back to the queue with its history, which the human then receives.
 import { QCHAT_TO_VISITOR, botReply, notice } from '../xmpp/stanzas.js';
 import { findChild, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
-import { type Changes, type ShopContext, serveQueue } from './decide.js';
+import { type Changes, type ShopContext } from './changes.js';
+import { serveQueue } from './queue.js';
 import { BOT, type Session } from './state.js';
 
 /** A visitor message the bot is to answer. */

@@ -2,7 +2,7 @@
 // (`{"cn":"consult","d":"send","usrType":"usr","pid":"<product>"}`); it goes to the groups mapped to
 // that product, else the shop's default group, else any agent of the shop. The result is a
 // group key: the chosen group names comma-joined, '' for any agent. Queue and capacity use the key.
-import type { BotMode, Group, Shop, Strategy } from '../store.js';
+import type { BotMode, Group, Shop, Strategy } from '../domain/shop.js';
 import type { XmlElement } from '../xmpp/xml.js';
 import type { ShopState } from './state.js';
 

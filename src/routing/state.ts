@@ -3,7 +3,8 @@
 // and again when the journal is replayed after a restart — so memory and the durable
 // journal can never disagree about what a change means.
 import { LRUCache } from 'lru-cache';
-import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../archive/record.js';
+import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../domain/archive.js';
+import { type Limits } from '../domain/shop.js';
 
 /** The agent of a session the shop's bot serves (no JID has no '@'). */
 export const BOT = 'robot';
@@ -27,16 +28,6 @@ export interface Session {
 export interface Stored {
   at: number;
   xml: string;
-}
-
-/** The bounds a shop's state keeps (per-shop config, with defaults in config.ts). */
-export interface Limits {
-  queueMax: number; // visitors waiting
-  keptPerVisitor: number; // messages kept while a visitor waits
-  keptBytesPerVisitor: number; // and their size
-  historyPerSession: number; // relayed messages kept per session, replayed on transfer
-  stickyMax: number; // returning visitors remembered for the sticky strategy
-  transcriptPerSession: number; // lines of an open session's transcript kept for the archive (oldest dropped)
 }
 
 /** Written to the archive store once durable, then dropped by an `archived` change. */

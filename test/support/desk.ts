@@ -1,21 +1,21 @@
 // A Desk on a real store (memory, PGlite or a private PostgreSQL), driven through the gRPC
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
-import type { Config } from '../../src/config.js';
-import { Desk, type DeskDeps, type Outbox } from '../../src/desk.js';
-import { Directory, seedStore } from '../../src/directory.js';
+import type { Config } from '../../src/domain/config.js';
+import { Desk, type DeskDeps, type Outbox } from '../../src/desk/desk.js';
+import { Directory, seedStore } from '../../src/desk/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
 import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
-import { MemoryArchive } from '../../src/archive/store.js';
-import { MemoryJournal } from '../../src/journal/memory-journal.js';
-import { MemoryStore } from '../../src/memory-store.js';
-import { SoleOwner } from '../../src/journal/lease.js';
-import { Ownership } from '../../src/ownership.js';
-import { Presence } from '../../src/presence.js';
-import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/sql-store.js';
+import { MemoryArchive } from '../../src/storage/memory-archive.js';
+import { MemoryJournal } from '../../src/storage/memory-journal.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+import { SoleOwner } from '../../src/cluster/leases.js';
+import { Ownership } from '../../src/cluster/ownership.js';
+import { Presence } from '../../src/desk/presence.js';
+import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/storage/sql-store.js';
 import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from './postgres.js';
-import { silent } from '../../src/log.js';
+import { silent } from '../../src/domain/log.js';
 
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];

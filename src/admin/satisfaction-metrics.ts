@@ -2,7 +2,8 @@
 // everything archived (that is, the retention period). One aggregate query, reused for 30 s: averages
 // over the whole archive need no fresher value, and a busy archive is not scanned on every scrape.
 import client from 'prom-client';
-import type { ArchiveStats, ArchiveStore } from './store.js';
+import type { ArchiveStats } from '../domain/archive.js';
+import type { ArchiveStore } from '../desk/stores.js';
 
 const GAUGES: [string, string, (s: ArchiveStats) => number | null][] = [
   ['consult_archived_sessions', 'Closed sessions in the archive', (s) => s.sessions],

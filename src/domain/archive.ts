@@ -97,3 +97,60 @@ export function archiveRecord(
     omitted: t.omitted,
   };
 }
+
+export interface ArchiveQuery {
+  shop?: string;
+  visitor?: string;
+  agent?: string; // any agent who served the session
+  from?: number; // sessions that ended at or after (ms)
+  to?: number; // and started at or before (ms)
+  limit?: number;
+}
+
+export interface Rating {
+  id: string;
+  score: number;
+  at: number;
+}
+
+/** Per shop (agent null) and per shop and last agent. Times in ms; csat: share of ratings of 4 or 5. */
+export interface ArchiveStats {
+  shop: string;
+  agent: string | null;
+  sessions: number;
+  rated: number;
+  csat: number | null;
+  avgRating: number | null;
+  avgFirstResponseMs: number | null;
+  avgHandleMs: number;
+  avgQueueWaitMs: number;
+}
+
+export const SEARCH_LIMIT = 1000;
+
+export function matches(r: ArchiveRecord, q: ArchiveQuery): boolean {
+  return (
+    (!q.shop || r.shop === q.shop) &&
+    (!q.visitor || r.visitor === q.visitor) &&
+    (!q.agent || r.agents.includes(q.agent)) &&
+    (q.from === undefined || r.endedAt >= q.from) &&
+    (q.to === undefined || r.startedAt <= q.to)
+  );
+}
+
+const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+export function aggregate(shop: string, agent: string | null, list: ArchiveRecord[]): ArchiveStats {
+  const ratings = list.map((r) => r.rating).filter((x): x is number => x != null);
+  return {
+    shop,
+    agent,
+    sessions: list.length,
+    rated: ratings.length,
+    csat: ratings.length ? ratings.filter((x) => x >= 4).length / ratings.length : null,
+    avgRating: avg(ratings),
+    avgFirstResponseMs: avg(list.map((r) => r.firstResponseMs).filter((x): x is number => x != null)),
+    avgHandleMs: avg(list.map((r) => r.endedAt - r.startedAt)) ?? 0,
+    avgQueueWaitMs: avg(list.map((r) => r.queueWaitMs)) ?? 0,
+  };
+}

@@ -2,44 +2,36 @@
 // each decision synchronously over it (src/routing/), commits the changes through the
 // group-committed journal and answers once they are durable. Timers, queue drains, admin
 // actions and the release of kept messages take the same path.
-import { Archiver } from './archive/archiver.js';
-import { MemoryArchive, type ArchiveStore } from './archive/store.js';
-import { askBot } from './bot/webhook.js';
-import type { Config } from './config.js';
+import { Archiver } from './archiver.js';
+import { MemoryArchive } from '../storage/memory-archive.js';
+import { type ArchiveStore } from './stores.js';
+import { askBot } from '../bot/webhook.js';
+import type { Config } from '../domain/config.js';
 import type { Directory } from './directory.js';
-import { SessionEvent_Kind as Kind, type SessionEvent } from './gen/consult/v1/filter.js';
-import { Journal, NotDurable, type JournalStore, type LoadedShop } from './journal/journal.js';
-import type { Log } from './log.js';
+import { SessionEvent_Kind as Kind, type SessionEvent } from '../gen/consult/v1/filter.js';
+import { Journal, NotDurable, type JournalStore, type LoadedShop } from './journal.js';
+import type { Log } from '../domain/log.js';
 import type { Presence } from './presence.js';
-import {
-  Changes,
-  ConsultError,
-  PASS,
-  closeSession,
-  fromAgent,
-  fromVisitor,
-  passThrough,
-  reject,
-  runTimers,
-  serveQueue,
-  statusCommand,
-  toAgent,
-  transferSession,
-  transferToGroup,
-  type CloseReason,
-  type Decision,
-  type ShopContext,
-} from './routing/decide.js';
-import { agentInfo, isInfoCommand } from './routing/agent-info.js';
-import { botAnswered, botFailed, type BotAsk } from './routing/bot.js';
-import { apply, ShopState, type Limits, type Session, type Stored } from './routing/state.js';
-import { render } from './routing/texts.js';
-import type { AgentStatus, Shop } from './store.js';
-import { bareJid } from './xmpp/jid.js';
-import { QCHAT_TO_AGENT, ack, ensureBodyId, notice, relay } from './xmpp/stanzas.js';
-import { XmlError, parseElement, serialize, type XmlElement } from './xmpp/xml.js';
-
-export { ConsultError, type CloseReason, type Decision } from './routing/decide.js';
+import { Changes, type ShopContext } from '../routing/changes.js';
+import { closeSession, transferSession, transferToGroup } from '../routing/session.js';
+import { fromAgent } from '../routing/agent.js';
+import { fromVisitor } from '../routing/visitor.js';
+import { passThrough } from '../routing/direct.js';
+import { runTimers } from '../routing/timers.js';
+import { serveQueue } from '../routing/queue.js';
+import { statusCommand } from '../routing/commands.js';
+import { toAgent } from '../routing/replies.js';
+import { type CloseReason } from '../domain/archive.js';
+import { ConsultError, PASS, reject, type Decision } from '../domain/decision.js';
+import { agentInfo, isInfoCommand } from '../routing/agent-info.js';
+import { botAnswered, botFailed, type BotAsk } from '../routing/bot.js';
+import { apply, ShopState, type Session, type Stored } from '../routing/state.js';
+import { type Limits } from '../domain/shop.js';
+import { render } from '../domain/texts.js';
+import type { AgentStatus, Shop } from '../domain/shop.js';
+import { bareJid } from '../xmpp/jid.js';
+import { QCHAT_TO_AGENT, ack, ensureBodyId, notice, relay } from '../xmpp/stanzas.js';
+import { XmlError, parseElement, serialize, type XmlElement } from '../xmpp/xml.js';
 
 /** Where stanzas the sidecar sends on its own go: the shims (ShimLink), or a test's list. */
 export interface Outbox {

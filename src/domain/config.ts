@@ -1,7 +1,6 @@
-// Sidecar configuration: a JSON file, validated up front with errors that name the field.
-import { readFileSync } from 'node:fs';
-import type { Limits } from './routing/state.js';
-import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './routing/texts.js';
+
+import type { Limits } from './shop.js';
+import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './texts.js';
 import { OptionError, parseBot, parseGroups } from './shop-options.js';
 import {
   AGENT_STATUSES,
@@ -12,8 +11,8 @@ import {
   type BotConfig,
   type Group,
   type Strategy,
-} from './store.js';
-import { bareJid, isJid } from './xmpp/jid.js';
+} from './shop.js';
+import { bareJid, isJid } from '../xmpp/jid.js';
 
 export interface AgentConfig {
   jid: string;
@@ -152,22 +151,6 @@ function tlsOf(raw: unknown): TlsConfig {
   return tls;
 }
 
-/** Reads grpc.tls's files (at start); an error names the field and the path. */
-export function readTlsFiles(tls: TlsConfig): { cert: Buffer; key: Buffer; clientCa?: Buffer } {
-  const read = (field: keyof TlsConfig, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (e) {
-      throw new ConfigError(`config: grpc.tls.${field}: cannot read ${path}: ${(e as Error).message}`);
-    }
-  };
-  return {
-    cert: read('cert', tls.cert),
-    key: read('key', tls.key),
-    ...(tls.clientCa === undefined ? {} : { clientCa: read('clientCa', tls.clientCa) }),
-  };
-}
-
 export function parseConfig(raw: unknown): Config {
   const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
   const limits = limitsOf(root.limits, 'limits', DEFAULT_LIMITS);
@@ -252,20 +235,4 @@ export function parseConfig(raw: unknown): Config {
     },
     shops,
   };
-}
-
-export function loadConfig(path: string): Config {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`config: cannot read ${path}: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config: ${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  return parseConfig(raw);
 }

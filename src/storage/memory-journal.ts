@@ -1,7 +1,7 @@
 // The journal kept in this process: for tests and benchmarks (`memory:`). It behaves like the SQL
 // stores, snapshots included, so a test can reload a shop from it as a restarted sidecar would.
 import type { Change } from '../routing/state.js';
-import type { JournalStore, LoadedShop, ShopRecord, SnapshotWrite } from './journal.js';
+import type { JournalStore, LoadedShop, ShopRecord, SnapshotWrite } from '../desk/journal.js';
 
 export class MemoryJournal implements JournalStore {
   private readonly shops = new Map<string, { snapshot?: string[]; batches: Change[][] }>();

@@ -1,7 +1,7 @@
 // Validation of a shop's groups and bot, shared by the config file and the admin API:
 // each problem is an OptionError whose message names the field.
-import { BOT_MODES, DEFAULT_BOT, STRATEGIES, type BotConfig, type BotMode, type Group, type Strategy } from './store.js';
-import { bareJid, isJid } from './xmpp/jid.js';
+import { BOT_MODES, DEFAULT_BOT, STRATEGIES, type BotConfig, type BotMode, type Group, type Strategy } from './shop.js';
+import { bareJid, isJid } from '../xmpp/jid.js';
 
 export class OptionError extends Error {}
 

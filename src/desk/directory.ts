@@ -1,7 +1,8 @@
 // Shops and their agents, read from the store and kept in memory for the per-stanza path.
-import type { Config } from './config.js';
-import { resolveTexts, type Texts } from './routing/texts.js';
-import type { Membership, Shop, Store } from './store.js';
+import type { Config } from '../domain/config.js';
+import { resolveTexts, type Texts } from '../domain/texts.js';
+import type { Membership, Shop } from '../domain/shop.js';
+import type { Store } from './stores.js';
 
 export class Directory {
   private shops = new Map<string, Shop>();

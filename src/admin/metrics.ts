@@ -1,9 +1,9 @@
 // Prometheus metrics. A registry per sidecar (not prom-client's global one) so tests can run several.
 import client from 'prom-client';
-import type { Desk } from './desk.js';
-import type { Directory } from './directory.js';
-import type { ShimLink } from './grpc/link.js';
-import { registerSatisfaction } from './archive/metrics.js';
+import type { Desk } from '../desk/desk.js';
+import type { Directory } from '../desk/directory.js';
+import type { ShimLink } from '../grpc/link.js';
+import { registerSatisfaction } from './satisfaction-metrics.js';
 
 export class Metrics {
   readonly registry = new client.Registry();

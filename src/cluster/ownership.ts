@@ -3,10 +3,10 @@
 // those another live sidecar should own (after their last write is durable), and forgets at
 // once those whose lease it lost. The shims are told after every change which shops are owned
 // here (WatchList.owned), so they send each shop's stanzas to its owner.
-import type { Desk } from './desk.js';
-import type { Directory } from './directory.js';
-import type { Round, ShopLeases } from './journal/lease.js';
-import type { Log } from './log.js';
+import type { Desk } from '../desk/desk.js';
+import type { Directory } from '../desk/directory.js';
+import type { Round, ShopLeases } from './leases.js';
+import type { Log } from '../domain/log.js';
 
 export interface OwnershipDeps {
   leases: ShopLeases;

@@ -2,10 +2,11 @@
 // into the archive store, then records that with an `archived` change: nothing acknowledged is
 // lost (a crash before that change re-writes them, idempotently) and no SQL runs on the hot path.
 // Also enforces the retention period.
-import type { Log } from '../log.js';
+import type { Log } from '../domain/log.js';
 import type { ShopState, Unarchived } from '../routing/state.js';
-import type { ArchiveRecord } from './record.js';
-import type { ArchiveStore, Rating } from './store.js';
+import type { ArchiveRecord } from '../domain/archive.js';
+import type { ArchiveStore } from './stores.js';
+import type { Rating } from '../domain/archive.js';
 
 const PURGE_EVERY_MS = 3600_000;
 

@@ -7,9 +7,10 @@
 // back within a grace period (a restart, a reconnect); when a live node reports another one
 // gone from the cluster, that node's presence is dropped at once. Presence loaded from the
 // store counts as reported by a node that is not connected yet.
-import { agentState, type AgentState } from './routing/availability.js';
-import type { AgentResource, AgentStatus, Store } from './store.js';
-import type { Log } from './log.js';
+import { agentState, type AgentState } from '../routing/availability.js';
+import type { AgentResource, AgentStatus } from '../domain/shop.js';
+import type { Store } from './stores.js';
+import type { Log } from '../domain/log.js';
 
 export interface PresenceOptions {
   /** How long a node whose streams all closed may take to come back before its presence is dropped. */

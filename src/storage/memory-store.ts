@@ -1,5 +1,6 @@
 // In-memory Store: for unit tests and benchmarks.
-import type { Agent, AgentResource, Membership, Shop, Store } from './store.js';
+import type { Agent, AgentResource, Membership, Shop } from '../domain/shop.js';
+import type { Store } from '../desk/stores.js';
 
 const k = (...parts: string[]) => parts.join('\n');
 // Records are flat but for shop limits and texts: copy those too, so callers never share an object with the store.

@@ -1,8 +1,7 @@
 // What the sidecar keeps outside the journal: shops, agents, memberships (admin data,
 // read into memory by the Directory) and the agents' online resources reported by the
 // shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/sql-store.ts behaves the same.
-import type { Limits } from './routing/state.js';
-import type { Language, Texts } from './routing/texts.js';
+import type { Language, Texts } from './texts.js';
 
 export type Strategy = 'sticky' | 'least-busy' | 'round-robin' | 'random';
 export const STRATEGIES: readonly Strategy[] = ['sticky', 'least-busy', 'round-robin', 'random'];
@@ -87,25 +86,12 @@ export interface AgentResource {
   priority: number;
 }
 
-export interface Store {
-  listShops(): Promise<Shop[]>;
-  getShop(jid: string): Promise<Shop | undefined>;
-  putShop(shop: Shop): Promise<void>;
-  deleteShop(jid: string): Promise<void>;
-
-  memberships(): Promise<Membership[]>;
-  putMembership(m: Membership): Promise<void>;
-  deleteMembership(shop: string, agent: string): Promise<void>;
-
-  getAgent(jid: string): Promise<Agent | undefined>;
-  listAgents(): Promise<Agent[]>;
-  putAgent(agent: Agent): Promise<void>;
-
-  setResource(r: AgentResource): Promise<void>;
-  removeResource(agent: string, resource: string): Promise<void>;
-  /** Forget what a node reported (its stream reopened: it reports again). */
-  clearNode(node: string): Promise<void>;
-  resources(): Promise<AgentResource[]>;
-
-  close(): Promise<void>;
+/** The bounds a shop's state keeps (per-shop config, with defaults in config.ts). */
+export interface Limits {
+  queueMax: number; // visitors waiting
+  keptPerVisitor: number; // messages kept while a visitor waits
+  keptBytesPerVisitor: number; // and their size
+  historyPerSession: number; // relayed messages kept per session, replayed on transfer
+  stickyMax: number; // returning visitors remembered for the sticky strategy
+  transcriptPerSession: number; // lines of an open session's transcript kept for the archive (oldest dropped)
 }

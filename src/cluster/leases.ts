@@ -12,7 +12,7 @@
 // sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
 // Times come from the database's clock, so sidecars' clocks need not agree.
 import { createHash } from 'node:crypto';
-import type { Queryable } from '../sql-store.js';
+import type { Queryable } from '../storage/sql-store.js';
 
 export interface Round {
   /** Shops this sidecar holds after the round (renewed or just taken). */

@@ -2,16 +2,18 @@
 // SqlStore (shops, agents, presence) behaves exactly like MemoryStore; `seq` columns keep its insertion
 // order (an upsert keeps its row's place). The journal of shop state is in src/journal/sql-journal.ts.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { SqlArchive } from './archive/sql-archive.js';
-import { MemoryArchive, type ArchiveStore } from './archive/store.js';
+import { SqlArchive } from './sql-archive.js';
+import { MemoryArchive } from './memory-archive.js';
+import { type ArchiveStore } from '../desk/stores.js';
 import { mkdirSync } from 'node:fs';
-import { MemoryJournal } from './journal/memory-journal.js';
-import type { JournalStore } from './journal/journal.js';
-import { SqlJournal } from './journal/sql-journal.js';
-import { SoleOwner, SqlShopLeases, type ShopLeases } from './journal/lease.js';
+import { MemoryJournal } from './memory-journal.js';
+import type { JournalStore } from '../desk/journal.js';
+import { SqlJournal } from './sql-journal.js';
+import { SoleOwner, SqlShopLeases, type ShopLeases } from '../cluster/leases.js';
 import { MemoryStore } from './memory-store.js';
-import { ShopState, type SnapshotBody } from './routing/state.js';
-import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop, type Store } from './store.js';
+import { ShopState, type SnapshotBody } from '../routing/state.js';
+import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop } from '../domain/shop.js';
+import { type Store } from '../desk/stores.js';
 
 type Row = Record<string, any>;
 export interface Queryable {

@@ -1,0 +1,51 @@
+
+import {
+  QCHAT_TO_AGENT,
+  notice,
+} from '../xmpp/stanzas.js';
+import { type XmlElement } from '../xmpp/xml.js';
+import { botBudgetMs, botFailed, } from './bot.js';
+import { BOT, type Session, } from './state.js';
+import { render, } from '../domain/texts.js';
+import { type ShopContext, Changes } from './changes.js';
+import { rehome, closeSession } from './session.js';
+import { serveQueue } from './queue.js';
+
+/** Timers of one shop: offline agents' sessions, idle sessions, reminders; then the queue. */
+export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
+  const { agentReminderSec, idleCloseSec, offlineGraceSec } = cx.config.timers;
+  const { now } = cx;
+  const out: XmlElement[] = [];
+  w.state.purgeSticky(now);
+  w.state.purgeRatings(now);
+  for (const s of [...w.state.sessions.values()]) {
+    if (s.agent === BOT) {
+      out.push(...botTimers(cx, w, s));
+      continue;
+    }
+    if (!cx.agentState(s.agent).keepsSessions || !cx.members.has(s.agent)) {
+      if (!s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: now });
+      else if (now - s.orphanedAt >= offlineGraceSec * 1000) out.push(...rehome(cx, w, s));
+      continue;
+    }
+    if (s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: 0 });
+    const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
+    if (now - lastActivity >= idleCloseSec * 1000) {
+      if (!w.state.kept.has(s.visitor)) out.push(...closeSession(cx, w, s, 'idle')); // else: after the release
+    } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
+      w.do({ op: 'remind', v: s.visitor, at: now });
+      const text = render(cx.texts.reminder, { visitor: s.visitor, seconds: Math.round((now - s.lastVisitorAt) / 1000) });
+      out.push(notice({ shop: cx.shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text }));
+    }
+  }
+  out.push(...serveQueue(cx, w));
+  return out;
+}
+
+/** A bot session: a question left unanswered past the bot's whole budget goes to a human; idle ones close. */
+function botTimers(cx: ShopContext, w: Changes, s: Session): XmlElement[] {
+  const { now } = cx;
+  if (s.lastVisitorAt > s.lastAgentAt && now - s.lastVisitorAt >= botBudgetMs(cx)) return botFailed(cx, w, s.visitor);
+  const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
+  return now - lastActivity >= cx.config.timers.idleCloseSec * 1000 ? closeSession(cx, w, s, 'idle') : [];
+}
