@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Change } from '../src/routing/state.js';
-import { openStores, type Stores } from '../src/storage/sql-store.js';
+import { openStores, type Stores } from '../src/storage/open.js';
 import { startPostgres } from '../test/support/postgres.js';
 
 const ms = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e6;

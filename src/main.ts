@@ -19,7 +19,9 @@ import { pinoLog } from './domain/log.js';
 import { Metrics } from './admin/metrics.js';
 import { Ownership } from './cluster/ownership.js';
 import { Presence } from './desk/presence.js';
-import { openStores } from './storage/sql-store.js';
+import { openStores } from './storage/open.js';
+import { WatchList } from './cluster/watch-list.js';
+import { askBot } from './bot/webhook.js';
 
 // One JSON line per event on stdout (pino's default destination writes synchronously).
 const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -82,16 +84,17 @@ async function main() {
     presence,
     journalStore,
     archive,
+    askBot,
     link,
     log,
-    sidecar,
     onBatch: (b) => metrics?.batch(b),
     onJournalError: (e) => {
       log.error('journal write failed: its decisions were taken back and refused', { err: e });
       if (e instanceof LeaseLost) ownership?.refused(e.shops);
     },
   });
-  ownership = new Ownership({ leases, desk, directory, tell: (w) => link.pushWatchList(w), log });
+  const watch = new WatchList({ directory, shops: desk.shops, sidecar, push: (w) => link.pushWatchList(w) });
+  ownership = new Ownership({ leases, desk, directory, watch, log });
   // Another sidecar released shops or joined: a round now, not up to a second later (best effort; rounds go on).
   await leases
     .watch?.(() => ownership?.soon())
@@ -105,7 +108,11 @@ async function main() {
   // The shops that are free now are taken before the port opens, so a shim that connects is told them in its first
   // watch list; those another sidecar still holds follow below, with the port open.
   await ownership.round();
-  const handlers = stanzaFilterHandlers(desk, link, log, { observe: (a, s) => metrics!.observe(a, s), track: inflight.track }, auth);
+  const handlers = stanzaFilterHandlers(
+    { desk, link, watch, log },
+    { observe: (a, s) => metrics!.observe(a, s), track: inflight.track },
+    auth,
+  );
   const {
     server,
     port: bound,
@@ -121,12 +128,12 @@ async function main() {
   // The rest of the shops that belong here: handed over by their owner within a round, a crashed predecessor's when
   // its leases expire. The shims are linked meanwhile and told the moment each shop is taken.
   await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
-  log.info('deciding shops', { sidecar, owned: desk.owned().length, of: directory.allShops().length });
+  log.info('deciding shops', { sidecar, owned: desk.shops.owned().length, of: directory.allShops().length });
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
     admin = await startAdminServer(
-      { store, directory, desk, presence, link, ownership, metrics, log, token: config.admin.token, defaultLimits: config.limits },
+      { store, directory, desk, presence, watch, ownership, metrics, log, token: config.admin.token, defaultLimits: config.limits },
       config.admin.host,
       config.admin.port,
     );
@@ -136,15 +143,12 @@ async function main() {
   }
 
   // Shops, agents and statuses are re-read on every tick: a change made through another sidecar must reach us.
-  let watched = JSON.stringify(desk.watchList());
   const onTick = async () => {
     await directory.reload();
     await presence.loadStatuses();
-    desk.refreshShops();
+    desk.shops.refresh();
     await desk.tick();
-    const now = JSON.stringify(desk.watchList());
-    if (now !== watched) link.pushWatchList(desk.watchList());
-    watched = now;
+    watch.publishIfChanged();
   };
   const every = (ms: number, what: string, fn: () => Promise<void>) => {
     let busy = false; // a slow run is not stacked on itself

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { startAdminServer } from '../src/admin/http.js';
 import { parseConfig } from '../src/domain/config.js';
 import { ShimLink } from '../src/grpc/link.js';
+import { WatchList } from '../src/cluster/watch-list.js';
 import { Metrics } from '../src/admin/metrics.js';
 import { Backends, deskWorld } from './support/desk.js';
 import { writeConfig } from './support/sidecar.js';
@@ -55,7 +56,7 @@ async function world() {
       directory,
       desk,
       presence,
-      link,
+      watch: new WatchList({ directory, shops: desk.shops, sidecar: '', push: (watch) => link.pushWatchList(watch) }),
       ownership: w.ownership,
       metrics,
       token: TOKEN,
@@ -330,7 +331,7 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
   w.sent.length = 0;
   const moved = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob'), reason: 'billing' });
   assert.is(moved.status, 200, moved.text);
-  assert.is(w.desk.sessions(SHOP).find((x) => x.visitor === a('v1'))!.agent, a('bob'));
+  assert.is(w.desk.view.sessions(SHOP).find((x) => x.visitor === a('v1'))!.agent, a('bob'));
   assert.ok(
     w.sent.some((s) => s.attrs.to === a('bob')),
     'bob told about the transfer',
@@ -339,7 +340,7 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
   const closed = await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') });
   assert.is(closed.status, 200, closed.text);
   assert.is(
-    w.desk.sessions(SHOP).find((x) => x.visitor === a('v1')),
+    w.desk.view.sessions(SHOP).find((x) => x.visitor === a('v1')),
     undefined,
   );
   assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v1') })).status, 404);
@@ -442,7 +443,7 @@ withWorld("consultctl: lists, closes, and exits non-zero with the server's messa
 
   const close = await cli(w, ['close', SHOP, a('v1')]);
   assert.is(close.code, 0, close.stderr);
-  assert.is(w.desk.sessions().length, 0);
+  assert.is(w.desk.view.sessions().length, 0);
 
   const again = await cli(w, ['close', SHOP, a('v1')]);
   assert.is(again.code, 1);
@@ -484,10 +485,10 @@ withWorld('groups through the API and consultctl: validated, one default, transf
   await w.online('ann');
   await w.online('bob');
   await w.visitorSays('v1', 'm1'); // no product: the default group, tv
-  assert.is(w.desk.sessions(SHOP)[0].agent, a('bob'));
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, a('bob'));
   const moved = await cli(w, ['transfer', SHOP, a('v1'), '#front', '--reason', 'not a tv question']);
   assert.is(moved.code, 0, moved.stderr);
-  assert.equal([w.desk.sessions(SHOP)[0].agent, w.desk.sessions(SHOP)[0].group], [a('ann'), 'front']);
+  assert.equal([w.desk.view.sessions(SHOP)[0].agent, w.desk.view.sessions(SHOP)[0].group], [a('ann'), 'front']);
   assert.is((await w.api('DELETE', `/shops/${SHOP}/groups/front`)).status, 200);
   assert.is((await w.api('DELETE', `/shops/${SHOP}/groups/front`)).status, 404);
   await w.api('DELETE', `/shops/${SHOP}/agents/${a('bob')}`);

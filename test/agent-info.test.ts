@@ -4,7 +4,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
-import { NS_AGENT_INFO, agentInfo, isInfoCommand } from '../src/routing/agent-info.js';
+import { NS_AGENT_INFO, agentInfo } from '../src/routing/agent-info.js';
+import { agentCommand } from '../src/routing/commands.js';
 import { findChild, parseElement, textOf } from '../src/xmpp/xml.js';
 import { Backends, deskWorld } from './support/desk.js';
 
@@ -38,13 +39,14 @@ const ask = (agent: string, id: string) =>
 const t = suite('agent info (/sessions)');
 t.after(() => backends.close());
 
-t('isInfoCommand: only /sessions alone in the body', () => {
+t('the /sessions command is only /sessions alone in the body', () => {
   const m = (body: string) => parseElement(`<message><body>${body}</body></message>`);
-  assert.ok(isInfoCommand(m('/sessions')));
-  assert.ok(isInfoCommand(m('  /sessions \n')));
-  assert.not.ok(isInfoCommand(m('/sessions please')));
-  assert.not.ok(isInfoCommand(m('sessions')));
-  assert.not.ok(isInfoCommand(parseElement('<message/>')));
+  const isSessions = (x: ReturnType<typeof m>) => agentCommand(x, SHOP)?.name === 'sessions';
+  assert.ok(isSessions(m('/sessions')));
+  assert.ok(isSessions(m('  /sessions \n')));
+  assert.not.ok(isSessions(m('/sessions please')));
+  assert.not.ok(isSessions(m('sessions')));
+  assert.not.ok(isSessions(parseElement('<message/>')));
 });
 
 t("agentInfo lists only the asking agent's sessions, oldest first, with the queue", () => {
@@ -83,8 +85,8 @@ t('through the Desk: acked, answered to the agent alone, nothing relayed to a vi
   await w.filter(visitorSays('v1', 'm1'));
   await w.filter(visitorSays('v2', 'm2'));
   await w.filter(visitorSays('v3', 'm3')); // both full: waits
-  const ann = w.desk.sessions(SHOP).find((s) => s.visitor === a('v1'))!.agent;
-  const before = JSON.stringify(w.desk.sessions(SHOP));
+  const ann = w.desk.view.sessions(SHOP).find((s) => s.visitor === a('v1'))!.agent;
+  const before = JSON.stringify(w.desk.view.sessions(SHOP));
   const v = await w.filter(ask(ann.split('@')[0]!, 'q1'));
   assert.is(v.action, Action.ACTION_DROP, 'not relayed');
   const [acked, answer] = v.extra.map(xml);
@@ -94,7 +96,7 @@ t('through the Desk: acked, answered to the agent alone, nothing relayed to a vi
   assert.equal([info.attrs.queue, info.attrs.sessions], ['1', '1']);
   assert.equal((info.children[0] as { attrs: Record<string, string> }).attrs.visitor, a('v1'));
   assert.match(textOf(findChild(answer!, 'body')!), '1 open session, 1 waiting');
-  assert.is(JSON.stringify(w.desk.sessions(SHOP)), before);
+  assert.is(JSON.stringify(w.desk.view.sessions(SHOP)), before);
 });
 
 t('a visitor typing /sessions is an ordinary visitor message', async () => {

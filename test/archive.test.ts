@@ -106,7 +106,7 @@ for (const backend of BACKENDS) {
     const id = findChild(request!, 'rating')!.attrs.session;
     const v = await w.visitorSays('v1', 'rate1', ' 4 ');
     assert.is(v.action, Action.ACTION_DROP, 'not routed to an agent');
-    assert.is(w.desk.sessions(SHOP).length, 0, 'no new session');
+    assert.is(w.desk.view.sessions(SHOP).length, 0, 'no new session');
     const [ackd, thanks] = v.extra.map((x) => Buffer.from(x).toString());
     assert.match(ackd, "stat='sent'");
     assert.match(thanks, '4');

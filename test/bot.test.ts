@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../src/domain/config.js';
 import { Action } from '../src/gen/consult/v1/filter.js';
-import type { BotRequest } from '../src/bot/webhook.js';
+import type { BotRequest } from '../src/desk/ports.js';
 import type { BotMode } from '../src/domain/shop.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../src/xmpp/xml.js';
 import { Backends, deskWorld, type Backend } from './support/desk.js';
@@ -88,7 +88,7 @@ bot('bot first: the bot answers as msgType 47 while the agent is online; the con
   await w.online(a('ann'));
   const first = await w.says('m1', 'where is my order?');
   assert.is(first.action, Action.ACTION_DROP, 'not relayed to the agent');
-  assert.is(w.desk.sessions(SHOP)[0].agent, 'robot');
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, 'robot');
   assert.equal(
     bot.asked.map((r) => [r.shop, r.visitor, r.id, r.text, r.msgType]),
     [[SHOP, a('v1'), 'm1', 'where is my order?', '1']],
@@ -143,7 +143,7 @@ for (const [how, text, msgType] of [
       toAnn.slice(1).every((m) => findChild(m, 'delay')),
       'marked as history',
     );
-    assert.is(w.desk.sessions(SHOP)[0].agent, a('ann'));
+    assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'));
     assert.is((await w.says('m3', 'thanks')).action, Action.ACTION_REWRITE, 'now relayed to ann');
   });
 }
@@ -153,7 +153,7 @@ bot('the bot may hand over itself ({"handover": true})', async ({ bot }) => {
   const w = await world('memory', bot, 'bot-first');
   await w.online(a('ann'));
   await w.says('m1', 'complicated');
-  assert.is(w.desk.sessions(SHOP)[0].agent, a('ann'));
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'));
 });
 
 for (const [how, reply] of [
@@ -172,7 +172,7 @@ for (const [how, reply] of [
       sent.some((m) => m.attrs.to === a('v1') && textOf(body(m)).includes('cannot answer')),
       'the visitor is told',
     );
-    assert.is(w.desk.sessions(SHOP)[0].agent, a('ann'));
+    assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'));
     assert.ok(
       sent.some((m) => m.attrs.to === a('ann') && textOf(body(m)) === 'hello?'),
       'ann gets the question',
@@ -183,22 +183,22 @@ for (const [how, reply] of [
 bot('a dead bot (nothing listening) falls back to the queue when no agent is there, with the no-agent text', async ({ bot }) => {
   const w = await world('memory', bot, 'bot-first', 'http://127.0.0.1:1/bot');
   await w.says('m1', 'anyone?');
-  assert.is(w.desk.queue(SHOP).length, 1);
+  assert.is(w.desk.view.queue(SHOP).length, 1);
   const texts = w.takeSent().map((m) => textOf(body(m)));
   assert.ok(texts.some((t) => t.includes('cannot answer')));
   await w.online(a('ann'));
-  assert.is(w.desk.sessions(SHOP)[0].agent, a('ann'), 'served once ann comes');
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'), 'served once ann comes');
 });
 
 bot('human first: a human when one can take it, the bot while none can', async ({ bot }) => {
   const w = await world('memory', bot, 'human-first');
   await w.says('m1', 'nobody here?');
-  assert.is(w.desk.sessions(SHOP)[0].agent, 'robot');
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, 'robot');
   assert.ok(w.takeSent().some(isBotAnswer));
   await w.desk.closeSession(SHOP, a('v1'), 'admin');
   await w.online(a('ann'));
   assert.is((await w.says('m2', 'now?')).action, Action.ACTION_REWRITE);
-  assert.is(w.desk.sessions(SHOP)[0].agent, a('ann'));
+  assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'));
 });
 
 bot('a bot session is archived with the bot lines', async ({ bot }) => {

@@ -279,7 +279,11 @@ test('a body without id gets a server id, acked and relayed with it', async () =
 });
 
 test('the gRPC server turns Nagle off on its sockets (verdicts must not wait for delayed ACKs)', async () => {
-  const { server, nagleDisabled } = await startGrpcServer(stanzaFilterHandlers({} as never, new ShimLink(silent), silent), '127.0.0.1', 0);
+  const { server, nagleDisabled } = await startGrpcServer(
+    stanzaFilterHandlers({ desk: {}, link: new ShimLink(silent), watch: {}, log: silent } as never),
+    '127.0.0.1',
+    0,
+  );
   assert.is(nagleDisabled, true);
   server.forceShutdown();
 });

@@ -36,6 +36,7 @@ function setup(mode: BotMode) {
     texts: resolveTexts('en', {}),
     members,
     agentState: (a) => agentState('standard', online.has(a) ? [{ agent: a, resource: 'pc', node: 'n', show: '', priority: 0 }] : []),
+    agentStatus: () => 'standard',
     config,
     now,
     random: () => 0,

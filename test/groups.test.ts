@@ -58,7 +58,7 @@ for (const backend of BACKENDS) {
     assert.ok([a('cat'), a('dan')].includes(to(await w.ask('v2', 'x2', 'sku-phone'))!));
     assert.is(to(await w.ask('v3', 'x3', 'sku-unknown')), a('ann'), 'unmapped product: the default group');
     assert.is(to(await w.ask('v4', 'x4')), a('ann'), 'no product: the default group');
-    assert.is(w.desk.sessions(SHOP).find((s) => s.visitor === a('v1'))!.group, 'tv');
+    assert.is(w.desk.view.sessions(SHOP).find((s) => s.visitor === a('v1'))!.group, 'tv');
   });
 
   groups('a group nobody staffs falls back to the default group, then to any agent of the shop', async () => {
@@ -81,13 +81,13 @@ for (const backend of BACKENDS) {
     assert.match(textOf(findChild(told, 'body')!), '1', 'first in the tv queue');
     assert.is(to(await w.ask('v3', 'x3')), a('ann'), 'the default group is not held up by the tv queue');
     assert.equal(
-      w.desk.queue(SHOP).map((q) => q.visitor),
+      w.desk.view.queue(SHOP).map((q) => q.visitor),
       [a('v2')],
     );
     w.takeSent();
     await w.agentSays('bob', 'c1', '/close', 'v1');
     await w.desk.settled();
-    const session = w.desk.sessions(SHOP).find((s) => s.visitor === a('v2'));
+    const session = w.desk.view.sessions(SHOP).find((s) => s.visitor === a('v2'));
     assert.equal([session?.agent, session?.group], [a('bob'), 'tv'], 'bob freed up: the tv visitor is his');
   });
 
@@ -97,7 +97,7 @@ for (const backend of BACKENDS) {
     assert.is(to(await w.ask('v1', 'x1')), a('ann'));
     const moved = await w.agentSays('ann', 't1', '/transfer #phones wants a phone', 'v1');
     assert.is(moved.action, Action.ACTION_DROP);
-    const s = w.desk.sessions(SHOP).find((x) => x.visitor === a('v1'))!;
+    const s = w.desk.view.sessions(SHOP).find((x) => x.visitor === a('v1'))!;
     assert.equal([s.agent, s.group], [a('cat'), 'phones']);
     assert.is(to(await w.ask('v2', 'x2', 'sku-tv')), a('bob'));
     assert.is(to(await w.ask('v3', 'x3')), a('ann'));

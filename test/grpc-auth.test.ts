@@ -21,9 +21,7 @@ async function server() {
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   let decided = 0;
   const handlers = stanzaFilterHandlers(
-    w.desk,
-    new ShimLink(silent),
-    silent,
+    { desk: w.desk, link: new ShimLink(silent), watch: w.watch, log: silent },
     {
       observe: () => {
         decided++;

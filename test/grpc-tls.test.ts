@@ -121,7 +121,11 @@ async function sidecar(tls: TlsConfig, shims = [{ node: NODE, token: TOKEN }]) {
     warn: (msg, fields) => lines.push({ msg, fields }),
     error: (msg, fields) => lines.push({ msg, fields }),
   };
-  const handlers = stanzaFilterHandlers(w.desk, new ShimLink(log), log, {}, new ShimAuth(config.grpc.shims));
+  const handlers = stanzaFilterHandlers(
+    { desk: w.desk, link: new ShimLink(log), watch: w.watch, log },
+    {},
+    new ShimAuth(config.grpc.shims),
+  );
   const { server, port } = await startGrpcServer(handlers, '127.0.0.1', 0, undefined, 262144, grpcServerCredentials(config.grpc.tls));
   return {
     port,

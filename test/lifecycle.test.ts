@@ -59,7 +59,7 @@ async function world(backend: Backend, o: WorldOptions = {}) {
       w.filter(
         `<message type='chat' from='${a(agent)}/pc' to='${SHOP}'${realto ? ` realto='${a(realto)}'` : ''}><body id='${id}'>${text}</body></message>`,
       ),
-    session: (visitor: string) => w.desk.sessions(SHOP).find((s) => s.visitor === a(visitor)),
+    session: (visitor: string) => w.desk.view.sessions(SHOP).find((s) => s.visitor === a(visitor)),
   });
 }
 
@@ -118,7 +118,7 @@ for (const backend of BACKENDS) {
     const to = verdicts.map(assignedTo);
     assert.is(to.filter((t) => t === a('ann')).length, 2);
     assert.is(to.filter((t) => t === a('bob')).length, 3);
-    const queue = w.desk.queue(SHOP);
+    const queue = w.desk.view.queue(SHOP);
     assert.is(queue.length, 15);
   });
 
@@ -202,7 +202,7 @@ for (const backend of BACKENDS) {
     await w.visitorSays('other3', 'o3'); // balance: ann 2 (other, v1 closed → other only) ...
     const after = assignedTo(await w.visitorSays('v1', 's4'));
     assert.ok(after === a('bob') || after === a('ann'));
-    const tx = w.desk.stickyAgent(SHOP, a('v1'), w.now() + 10 ** 12);
+    const tx = w.desk.view.stickyAgent(SHOP, a('v1'), w.now() + 10 ** 12);
     assert.is(tx, undefined, 'the hint has a lifetime');
   });
 
@@ -242,13 +242,13 @@ for (const backend of BACKENDS) {
     await w.desk.settled();
     const next = byTo(w.takeSent(), a('ann'));
     assert.equal(next.map(bodyText), ['from v2'], "v2's kept message follows, released after the close is durable");
-    const sessions = w.desk.sessions(SHOP);
+    const sessions = w.desk.view.sessions(SHOP);
     assert.equal(
       sessions.map((s) => s.visitor),
       [a('v2')],
       'closing freed the slot for v2, then v3 waits',
     );
-    const waiting = w.desk.queue(SHOP);
+    const waiting = w.desk.view.queue(SHOP);
     assert.equal(
       waiting.map((e) => e.visitor),
       [a('v3')],
@@ -260,7 +260,7 @@ for (const backend of BACKENDS) {
     const v = await w.visitorSays('v1', 'n1');
     assert.is(v.extra.length, 1);
     assert.is(bodyText(xml(v.extra[0])), 'Nobody is here.');
-    assert.is(w.desk.queue(SHOP).length, 0);
+    assert.is(w.desk.view.queue(SHOP).length, 0);
   });
 
   queue.run();
@@ -373,8 +373,8 @@ for (const backend of BACKENDS) {
     assert.is(w.takeSent().length, 0, 'within the grace period nothing moves');
     w.advance(31_000);
     await w.tick();
-    const sessions = w.desk.sessions(SHOP);
-    const queue = w.desk.queue(SHOP);
+    const sessions = w.desk.view.sessions(SHOP);
+    const queue = w.desk.view.queue(SHOP);
     assert.equal(
       sessions.map((s) => s.agent),
       [a('bob')],

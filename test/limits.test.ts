@@ -60,7 +60,7 @@ for (const backend of BACKENDS) {
     assert.match(third.error!.text, '2 visitors are already waiting');
     assert.is(third.extra.length, 0, 'not kept, so not acked');
     assert.equal(
-      w.desk.queue(SHOP).map((q) => [q.visitor, q.kept]),
+      w.desk.view.queue(SHOP).map((q) => [q.visitor, q.kept]),
       [
         [a('v1'), 1],
         [a('v2'), 1],
@@ -94,7 +94,7 @@ for (const backend of BACKENDS) {
     assert.is(errorOf(third), 'resource-constraint/wait');
     assert.match(third.error!.text, 'would exceed 4096 bytes');
     assert.equal(
-      w.desk.queue(SHOP).map((q) => q.kept),
+      w.desk.view.queue(SHOP).map((q) => q.kept),
       [2],
     );
   });
@@ -120,12 +120,12 @@ for (const backend of BACKENDS) {
       await w.desk.closeSession(SHOP, a(v), 'admin');
     }
     assert.equal(
-      ['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())),
+      ['v1', 'v2', 'v3'].map((v) => w.desk.view.stickyAgent(SHOP, a(v), w.now())),
       [undefined, a('ann'), a('ann')],
     );
     await w.restart();
     assert.equal(
-      ['v1', 'v2', 'v3'].map((v) => w.desk.stickyAgent(SHOP, a(v), w.now())),
+      ['v1', 'v2', 'v3'].map((v) => w.desk.view.stickyAgent(SHOP, a(v), w.now())),
       [undefined, a('ann'), a('ann')],
       'the same after a restart',
     );
@@ -138,11 +138,11 @@ for (const backend of BACKENDS) {
     w.outbox.hold(); // the shim does not acknowledge yet
     await w.event(Kind.PRESENCE_SET, `${a('ann')}/pc`); // without waiting for the releases
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(w.desk.queue(SHOP), [], 'v1 is served');
-    assert.is(w.desk.counts(SHOP).kept, 120, 'nothing deleted before an acknowledgement');
+    assert.equal(w.desk.view.queue(SHOP), [], 'v1 is served');
+    assert.is(w.desk.view.counts(SHOP).kept, 120, 'nothing deleted before an acknowledgement');
     w.outbox.crash(); // the sidecar dies before any acknowledgement...
     await w.restart(); // ...and the one after it still has all 120
-    assert.is(w.desk.counts(SHOP).kept, 120);
+    assert.is(w.desk.view.counts(SHOP).kept, 120);
     await w.online(a('ann'));
     await w.tick(); // the restarted sidecar resumes the release on its timer
     assert.equal(w.outbox.batches.slice(-3), [50, 50, 20]);
@@ -153,9 +153,9 @@ for (const backend of BACKENDS) {
       Array.from({ length: 120 }, (_, i) => `m${i}`),
       'all of them, in order',
     );
-    assert.is(w.desk.counts(SHOP).kept, 0);
+    assert.is(w.desk.view.counts(SHOP).kept, 0);
     await w.restart();
-    assert.is(w.desk.counts(SHOP).kept, 0, 'and deleted durably');
+    assert.is(w.desk.view.counts(SHOP).kept, 0, 'and deleted durably');
     const next = await w.says('v1', 'after');
     assert.is(relayedTo(next), a('ann'), 'later messages go straight to the agent');
   });
@@ -192,7 +192,7 @@ for (const backend of BACKENDS) {
     assert.match(early.error!.text, 'still on their way');
     w.advance(3600_000); // idle for an hour: the timer does not close it either
     await w.desk.tick();
-    assert.is(w.desk.sessions(SHOP).length, 1);
+    assert.is(w.desk.view.sessions(SHOP).length, 1);
     w.outbox.release();
     await w.desk.settled();
     assert.ok(w.takeSent().some((m) => m.attrs.to === a('ann') && textOf(findChild(m, 'body')!) === 'waiting'));
@@ -207,7 +207,7 @@ for (const backend of BACKENDS) {
       w.now() - 1,
     );
     assert.is(errorOf(late), 'resource-constraint/wait');
-    assert.is(w.desk.sessions(SHOP).length, 0, 'no phantom session');
+    assert.is(w.desk.view.sessions(SHOP).length, 0, 'no phantom session');
     const next = await w.says('v1', 'l2');
     assert.is(relayedTo(next), a('ann'));
     assert.ok(welcomed(next), 'the welcome comes with the session that really opens');
@@ -225,7 +225,7 @@ for (const backend of BACKENDS) {
     const acknowledged = new Set(verdicts.flatMap((v, i) => (relayedTo(v) ? [a(`o${i % 3}`)] : [])));
     await w.restart();
     assert.equal(
-      w.desk
+      w.desk.view
         .sessions(SHOP)
         .map((s) => s.visitor)
         .sort(),

@@ -20,7 +20,7 @@ async function setUp() {
   const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   const link = new ShimLink(silent, { ackTimeoutMs: 60_000 });
-  const { server, port } = await startGrpcServer(stanzaFilterHandlers(w.desk, link, silent), '127.0.0.1', 0);
+  const { server, port } = await startGrpcServer(stanzaFilterHandlers({ desk: w.desk, link, watch: w.watch, log: silent }), '127.0.0.1', 0);
   const clients: StanzaFilterClient[] = [];
   /** A shim of ejabberd node `node`: records Injects, acknowledges them when `acking`. */
   function shim(node: string, cluster: string[]) {

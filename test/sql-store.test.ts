@@ -6,17 +6,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { restore } from '../src/desk/desk.js';
+import { restore } from '../src/desk/held-shops.js';
 import type { JournalStore } from '../src/desk/journal.js';
 import { plan, preferredOwner } from '../src/cluster/leases.js';
 import { MemoryJournal } from '../src/storage/memory-journal.js';
 import { LeaseLost, SqlJournal } from '../src/storage/sql-journal.js';
 import { MemoryStore } from '../src/storage/memory-store.js';
 import type { Change } from '../src/routing/state.js';
-import { openStores, pgDriver, pgliteDriver, SqlStore, storesOn, type Driver } from '../src/storage/sql-store.js';
+import { openStores, storesOn } from '../src/storage/open.js';
+import { pgDriver, pgliteDriver, type Driver } from '../src/storage/driver.js';
+import { SqlStore } from '../src/storage/sql-store.js';
 import { DEFAULT_LIMITS, type Shop } from '../src/domain/shop.js';
-import { type Store } from '../src/desk/stores.js';
+import { type Store } from '../src/desk/ports.js';
 import { startPostgres, type Postgres } from './support/postgres.js';
+import { SCHEMA_VERSION } from '../src/storage/schema.js';
 
 let postgres: Postgres;
 let pgliteDb: Driver;
@@ -275,7 +278,7 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
     ]);
     assert.equal([st.history.get('v1'), st.lastAssigned.get('a1'), st.stickyAgent('v0', 50)], [[{ at: 2, xml: '<h/>' }], 1, 'a1']);
     const [{ version }] = await db.query(`SELECT version FROM schema_version`);
-    assert.is(version, 2);
+    assert.is(version, SCHEMA_VERSION);
     assert.is((await db.query(`SELECT to_regclass('sessions') AS t`))[0].t, null, 'old tables dropped');
   } finally {
     await db.close();

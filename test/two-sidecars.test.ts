@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { freePort } from '../scripts/ejabberd-node.js';
 import { Action, SessionEvent_Kind as Kind, StanzaFilterClient, type Verdict } from '../src/gen/consult/v1/filter.js';
 import { preferredOwner } from '../src/cluster/leases.js';
-import { pgDriver } from '../src/storage/sql-store.js';
+import { pgDriver } from '../src/storage/driver.js';
 import { parseElement } from '../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from './support/postgres.js';
 import { startSidecar, writeConfig, type SidecarProcess } from './support/sidecar.js';

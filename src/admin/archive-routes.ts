@@ -1,17 +1,10 @@
 // Admin routes over the archive: search (JSON or CSV export), one session, satisfaction stats.
 import type { ArchiveRecord } from '../domain/archive.js';
 import type { ArchiveQuery } from '../domain/archive.js';
-import type { ArchiveStore } from '../desk/stores.js';
+import type { ArchiveStore } from '../desk/ports.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
-import { type Handler, HttpError } from './http.js';
-
-/** A response that is not JSON (the CSV export). */
-export class Raw {
-  constructor(
-    readonly type: string,
-    readonly body: string,
-  ) {}
-}
+import { type Handler, HttpError } from './routes.js';
+import { Raw } from './routes.js';
 
 const MAX_LIMIT = 10_000;
 

@@ -6,24 +6,27 @@ import { ConsultError } from '../domain/decision.js';
 import { NotOwner, type Desk } from '../desk/desk.js';
 import type { Ownership } from '../cluster/ownership.js';
 import type { Directory } from '../desk/directory.js';
-import type { ShimLink } from '../grpc/link.js';
+import type { WatchList } from '../cluster/watch-list.js';
 import type { Log } from '../domain/log.js';
 import type { Metrics } from './metrics.js';
 import type { Presence } from '../desk/presence.js';
 import type { Limits } from '../domain/shop.js';
 import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../domain/texts.js';
 import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop } from '../domain/shop.js';
-import { type Store } from '../desk/stores.js';
+import { type Store } from '../desk/ports.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
-import { archiveRoutes, Raw } from './archive-routes.js';
+import { archiveRoutes } from './archive-routes.js';
+import { Raw } from './routes.js';
 import { OptionError, checkGroups, parseBot, parseGroup, parseGroups } from '../domain/shop-options.js';
+import { HttpError, type Body, type Handler } from './routes.js';
 
 export interface AdminDeps {
   store: Store;
   directory: Directory;
   desk: Desk;
   presence: Presence;
-  link: ShimLink;
+  /** Told after every shop or agent change. */
+  watch: WatchList;
   /** Adopts a new shop (or lets its owner do so) right after it is added. */
   ownership: Ownership;
   token: string;
@@ -33,18 +36,6 @@ export interface AdminDeps {
   defaultLimits: Limits;
   now?: () => number;
 }
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-type Body = Record<string, unknown>;
-export type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => Promise<unknown>;
 
 // ---- validation: 400s that name the field -------------------------------------
 const bad = (field: string, what: string) => new HttpError(400, `${field} must be ${what}`);
@@ -84,15 +75,15 @@ function fromConsultError(e: ConsultError): HttpError {
 }
 
 export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
-  const { store, directory, desk, presence, link } = deps;
+  const { store, directory, desk, presence } = deps;
   const now = deps.now ?? Date.now;
 
   // Every shop/agent change: refresh the in-memory view and tell the shims what to forward.
   const changed = async (drain: string[] = []) => {
     await directory.reload();
-    desk.refreshShops();
+    desk.shops.refresh();
     await deps.ownership.round();
-    link.pushWatchList(desk.watchList());
+    deps.watch.publish();
     for (const shop of drain) await desk.drainQueue(shop);
   };
   const requireShop = (jid: string): Shop => {
@@ -110,7 +101,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       shops: shops.map((s) => ({
         shop: s.jid,
         maxSessions: directory.membership(s.jid, jid)!.maxSessions,
-        sessions: desk.loadOf(s.jid, jid),
+        sessions: desk.view.loadOf(s.jid, jid),
       })),
       resources: presence.resourcesOf(jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
     };
@@ -147,12 +138,12 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
     ...s,
     agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })),
     // Sessions and queue of a shop are read (and changed) through the sidecar that decides it.
-    decidedHere: desk.owns(s.jid),
+    decidedHere: desk.shops.owns(s.jid),
   });
   /** A shop this sidecar decides: its sessions and queue are here. */
   const requireOwned = (jid: string): Shop => {
     const shop = requireShop(jid);
-    if (!desk.owns(shop.jid)) throw fromConsultError(new NotOwner(shop.jid));
+    if (!desk.shops.owns(shop.jid)) throw fromConsultError(new NotOwner(shop.jid));
     return shop;
   };
 
@@ -210,12 +201,12 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       async ({ params }) => {
         const shop = requireOwned(jidParam(params[0], 'shop'));
         // Open sessions or waiting visitors would be stranded: the admin closes them first.
-        const { sessions, queue } = desk.counts(shop.jid);
+        const { sessions, queue } = desk.view.counts(shop.jid);
         if (sessions || queue)
           throw new HttpError(409, `${shop.jid} has ${sessions} open sessions and ${queue} waiting visitors; close them first`);
         await store.deleteShop(shop.jid);
         await changed();
-        await desk.forget(shop.jid);
+        await desk.shops.forget(shop.jid);
         return { deleted: shop.jid };
       },
     ],
@@ -269,7 +260,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       async ({ query }) => {
         // All sessions: those of the shops decided here.
         const shop = query.has('shop') ? requireOwned(jidParam(query.get('shop'), 'shop')).jid : undefined;
-        return desk.sessions(shop);
+        return desk.view.sessions(shop);
       },
     ],
     [
@@ -331,7 +322,7 @@ export function adminRoutes(deps: AdminDeps): [string, RegExp, Handler][] {
       /^\/queue$/,
       async ({ query }) => {
         const shop = requireOwned(jidParam(query.get('shop'), 'shop'));
-        return desk.queue(shop.jid);
+        return desk.view.queue(shop.jid);
       },
     ],
   ];

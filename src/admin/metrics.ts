@@ -54,7 +54,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).sessions);
+        for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.view.counts(shop).sessions);
       },
     });
     new client.Gauge({
@@ -64,7 +64,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).queue);
+        for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.view.counts(shop).queue);
       },
     });
     new client.Gauge({
@@ -74,7 +74,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const shop of deps.desk.owned()) this.set({ shop }, deps.desk.counts(shop).kept);
+        for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.view.counts(shop).kept);
       },
     });
     new client.Gauge({
@@ -82,7 +82,7 @@ export class Metrics {
       help: 'Shops this sidecar decides now (holds the lease of); the per-shop gauges cover these',
       registers,
       collect() {
-        this.set(deps.desk.owned().length);
+        this.set(deps.desk.shops.owned().length);
       },
     });
     new client.Gauge({

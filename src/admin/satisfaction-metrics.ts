@@ -3,7 +3,7 @@
 // over the whole archive need no fresher value, and a busy archive is not scanned on every scrape.
 import client from 'prom-client';
 import type { ArchiveStats } from '../domain/archive.js';
-import type { ArchiveStore } from '../desk/stores.js';
+import type { ArchiveStore } from '../desk/ports.js';
 
 const GAUGES: [string, string, (s: ArchiveStats) => number | null][] = [
   ['consult_archived_sessions', 'Closed sessions in the archive', (s) => s.sessions],

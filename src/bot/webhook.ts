@@ -1,27 +1,6 @@
-// The bot as an HTTP webhook. Contract (also in the README):
-//   POST <bot.url>   content-type: application/json   idempotency-key: <shop>/<visitor>/<message id>
-//   {"shop":"shop_2@host","visitor":"v@host","id":"<body id>","text":"…","msgType":"1",
-//    "history":[{"at":1700000000000,"role":"visitor"|"bot"|"agent"|"system","who":"…","text":"…"}, …]}
-// Answer 2xx with {"text":"…"} (sent to the visitor as msgType 47), {"handover":true} (a human takes over),
-// or 204 / {} (nothing to say). A timeout (bot.timeoutMs per attempt), a network error, a 5xx, 408 or 429
-// or a body that is not such JSON fails the attempt; it is retried bot.retries times (same idempotency key).
-// Another 4xx is final. When every attempt failed the visitor goes to a human with a notice.
-import type { Line } from '../domain/archive.js';
+
 import type { BotConfig } from '../domain/shop.js';
-
-export interface BotRequest {
-  shop: string;
-  visitor: string;
-  id: string;
-  text: string;
-  msgType: string;
-  history: Line[];
-}
-
-export interface BotAnswer {
-  text?: string;
-  handover?: boolean;
-}
+import { type BotRequest, type BotAnswer } from '../desk/ports.js';
 
 export class BotError extends Error {}
 

@@ -12,7 +12,6 @@
 // sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
 // Times come from the database's clock, so sidecars' clocks need not agree.
 import { createHash } from 'node:crypto';
-import type { Queryable } from '../storage/sql-store.js';
 
 export interface Round {
   /** Shops this sidecar holds after the round (renewed or just taken). */
@@ -90,88 +89,6 @@ export function plan(
     }
   }
   return { take, handOver, mine };
-}
-
-const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)`;
-
-/** NOTIFY channel: leases were released, or a sidecar joined. */
-const CHANNEL = 'consult_leases';
-
-export class SqlShopLeases implements ShopLeases {
-  private announced = false;
-
-  constructor(
-    private readonly db: Queryable & { listen?(channel: string, onNotify: () => void): Promise<void> },
-    readonly holder: string,
-    readonly sidecar: string,
-    readonly ttlMs = 5000,
-  ) {}
-
-  async round(shops: readonly string[]): Promise<Round> {
-    const ttl = this.ttlMs;
-    await this.db.query(
-      `INSERT INTO sidecars (holder, sidecar, expires_at) VALUES ($1, $2, ${NOW_MS} + $3)
-       ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at`,
-      [this.holder, this.sidecar, ttl],
-    );
-    const renewed = await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop`, [
-      this.holder,
-      ttl,
-    ]);
-    const live = (await this.db.query(`SELECT DISTINCT sidecar FROM sidecars WHERE expires_at > ${NOW_MS} ORDER BY sidecar`)).map(
-      (r) => r.sidecar as string,
-    );
-    const leases = (await this.db.query(`SELECT shop, holder, sidecar, expires_at - ${NOW_MS} AS left_ms FROM shop_lease`)).map(
-      (r): LeaseRow => ({ shop: r.shop, holder: r.holder, sidecar: r.sidecar, leftMs: Number(r.left_ms) }),
-    );
-    const { take, handOver, mine } = plan(this, shops, leases, live, ttl);
-    const held = new Set(renewed.map((r) => r.shop as string));
-    if (take.length > 0) {
-      // Only if still free or expired when the row is locked: two sidecars taking the same shop cannot both win.
-      const taken = await this.db.query(
-        `INSERT INTO shop_lease (shop, holder, sidecar, expires_at)
-         SELECT s, $2, $3, ${NOW_MS} + $4 FROM unnest($1::text[]) AS t(s)
-         ON CONFLICT (shop) DO UPDATE SET holder = excluded.holder, sidecar = excluded.sidecar, expires_at = excluded.expires_at
-         WHERE shop_lease.expires_at < ${NOW_MS}
-         RETURNING shop`,
-        [take, this.holder, this.sidecar, ttl],
-      );
-      for (const r of taken) held.add(r.shop);
-    }
-    // Old heartbeats are of no use to anyone.
-    await this.db.query(`DELETE FROM sidecars WHERE expires_at < ${NOW_MS} - 3600000`);
-    if (!this.announced) {
-      // A sidecar that joins: the others hand its share over on their next round; tell them it is now.
-      await this.notify();
-      this.announced = true;
-    }
-    return { held, handOver: handOver.filter((s) => held.has(s)), live, waiting: mine.filter((s) => !held.has(s)) };
-  }
-
-  async release(shops: readonly string[]): Promise<void> {
-    if (shops.length === 0) return;
-    // No holder any more: this sidecar's next round must not renew what it gave up (and its writes are fenced off).
-    // Expired as of now, not long ago: its preferred sidecar takes it at once, the others only after a lease period.
-    await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS}, holder = '' WHERE holder = $1 AND shop = ANY($2::text[])`, [
-      this.holder,
-      [...shops],
-    ]);
-    await this.notify();
-  }
-
-  async releaseAll(): Promise<void> {
-    await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS}, holder = '' WHERE holder = $1`, [this.holder]);
-    await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
-    await this.notify();
-  }
-
-  async watch(changed: () => void): Promise<void> {
-    await this.db.listen?.(CHANNEL, changed);
-  }
-
-  private async notify(): Promise<void> {
-    await this.db.query(`SELECT pg_notify($1, '')`, [CHANNEL]);
-  }
 }
 
 /** The embedded and memory stores have one sidecar by definition: it owns every shop. */

@@ -1,4 +1,4 @@
-// Keeps the shops this sidecar decides in line with the leases it holds (src/journal/lease.ts):
+// Keeps the shops this sidecar decides in line with the leases it holds (src/cluster/leases.ts):
 // each round adopts the shops whose lease it took (their state from the journal), hands over
 // those another live sidecar should own (after their last write is durable), and forgets at
 // once those whose lease it lost. The shims are told after every change which shops are owned
@@ -6,14 +6,15 @@
 import type { Desk } from '../desk/desk.js';
 import type { Directory } from '../desk/directory.js';
 import type { Round, ShopLeases } from './leases.js';
+import type { WatchList } from './watch-list.js';
 import type { Log } from '../domain/log.js';
 
 export interface OwnershipDeps {
   leases: ShopLeases;
   desk: Desk;
   directory: Directory;
-  /** Where the new WatchList goes (ShimLink). */
-  tell: (watch: ReturnType<Desk['watchList']>) => void;
+  /** Told after every change of the shops held here. */
+  watch: WatchList;
   log: Log;
   now?: () => number;
 }
@@ -67,14 +68,14 @@ export class Ownership {
 
   /** The journal refused a write for these shops: their lease is gone, so is their state here. */
   refused(shops: readonly string[]): void {
-    if (this.lose(shops, 'journal write refused')) this.deps.tell(this.deps.desk.watchList());
+    if (this.lose(shops, 'journal write refused')) this.deps.watch.publish();
   }
 
   /** Forgets the shops of these this sidecar decided; true if there were any. */
   private lose(shops: readonly string[], why: string): boolean {
-    const lost = shops.filter((shop) => this.deps.desk.owns(shop));
+    const lost = shops.filter((shop) => this.deps.desk.shops.owns(shop));
     for (const shop of lost) {
-      this.deps.desk.drop(shop);
+      this.deps.desk.shops.drop(shop);
       this.deps.log.warn('lost the lease of a shop: another sidecar decides it now', { shop, why });
     }
     return lost.length > 0;
@@ -85,9 +86,9 @@ export class Ownership {
     this.stopped = true; // no announced round may take anything back meanwhile
     while (this.running) await this.running;
     const { desk, leases } = this.deps;
-    const shops = desk.owned();
-    for (const shop of shops) await desk.handOver(shop);
-    if (shops.length > 0) this.deps.tell(desk.watchList());
+    const shops = desk.shops.owned();
+    for (const shop of shops) await desk.shops.handOver(shop);
+    if (shops.length > 0) this.deps.watch.publish();
     await leases.releaseAll();
   }
 
@@ -99,28 +100,28 @@ export class Ownership {
       this.renewedAt = this.now();
     } catch (e) {
       // Past the lease period another sidecar may have taken the shops: stop deciding them.
-      if (this.now() - this.renewedAt > leases.ttlMs && desk.owned().length > 0) {
+      if (this.now() - this.renewedAt > leases.ttlMs && desk.shops.owned().length > 0) {
         log.error('leases not renewed within their period: no longer deciding any shop', { err: e });
-        for (const shop of desk.owned()) desk.drop(shop);
-        this.deps.tell(desk.watchList());
+        for (const shop of desk.shops.owned()) desk.shops.drop(shop);
+        this.deps.watch.publish();
       }
       throw e;
     }
     let changed = this.lose(
-      desk.owned().filter((shop) => !round.held.has(shop)),
+      desk.shops.owned().filter((shop) => !round.held.has(shop)),
       'not renewed: expired or taken over',
     );
     const handOver = new Set(round.handOver);
     for (const shop of round.held) {
-      if (desk.owns(shop) || handOver.has(shop)) continue;
-      await desk.adopt(shop);
+      if (desk.shops.owns(shop) || handOver.has(shop)) continue;
+      await desk.shops.adopt(shop);
       changed = true;
       log.info('took the lease of a shop: deciding it', { shop, live: round.live });
     }
-    if (changed) this.deps.tell(desk.watchList());
+    if (changed) this.deps.watch.publish();
     for (const shop of handOver) {
-      await desk.handOver(shop);
-      this.deps.tell(desk.watchList()); // before the release: no stanza of it comes here once another can own it
+      await desk.shops.handOver(shop);
+      this.deps.watch.publish(); // before the release: no stanza of it comes here once another can own it
       await leases.release([shop]);
       log.info('handed a shop over to the sidecar it belongs to', { shop, live: round.live });
     }

@@ -5,7 +5,7 @@
 import type { Log } from '../domain/log.js';
 import type { ShopState, Unarchived } from '../routing/state.js';
 import type { ArchiveRecord } from '../domain/archive.js';
-import type { ArchiveStore } from './stores.js';
+import type { ArchiveStore } from './ports.js';
 import type { Rating } from '../domain/archive.js';
 
 const PURGE_EVERY_MS = 3600_000;

@@ -2,7 +2,7 @@
 import type { Config } from '../domain/config.js';
 import { resolveTexts, type Texts } from '../domain/texts.js';
 import type { Membership, Shop } from '../domain/shop.js';
-import type { Store } from './stores.js';
+import type { Store } from './ports.js';
 
 export class Directory {
   private shops = new Map<string, Shop>();

@@ -9,7 +9,7 @@
 // store counts as reported by a node that is not connected yet.
 import { agentState, type AgentState } from '../routing/availability.js';
 import type { AgentResource, AgentStatus } from '../domain/shop.js';
-import type { Store } from './stores.js';
+import type { Store } from './ports.js';
 import type { Log } from '../domain/log.js';
 
 export interface PresenceOptions {

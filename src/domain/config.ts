@@ -1,4 +1,4 @@
-
+// Sidecar configuration: validated up front with errors that name the field (src/ops/config-file.ts reads the file).
 import type { Limits } from './shop.js';
 import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './texts.js';
 import { OptionError, parseBot, parseGroups } from './shop-options.js';

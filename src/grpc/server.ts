@@ -19,6 +19,7 @@ import { serialize, type XmlElement } from '../xmpp/xml.js';
 import { ShimAuth } from './auth.js';
 import type { Log } from '../domain/log.js';
 import type { ShimLink } from './link.js';
+import type { WatchList } from '../cluster/watch-list.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
 const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
@@ -49,22 +50,28 @@ const OVERLOADED: Decision = {
 
 const refusal = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 
+/** What the handlers serve: the desk decides, the link carries Injects, the watch list is told at hello. */
+export interface FilterParts {
+  desk: Desk;
+  link: ShimLink;
+  watch: WatchList;
+  log: Log;
+}
+
 export function stanzaFilterHandlers(
-  desk: Desk,
-  link: ShimLink,
-  log: Log,
+  { desk, link, watch, log }: FilterParts,
   hooks: FilterHooks = {},
   auth = new ShimAuth([]),
 ): StanzaFilterServer {
   const unauthenticated = () => refusal(grpc.status.UNAUTHENTICATED, 'a valid shim token is required (authorization: Bearer …)');
   const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
-    hooks.track ? hooks.track(decide(req, deadline)) : decide(req, deadline);
+    hooks.track ? hooks.track(verdictFor(req, deadline)) : verdictFor(req, deadline);
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
-  const decide = async (req: FilterRequest, deadline: number): Promise<Verdict> => {
+  const verdictFor = async (req: FilterRequest, deadline: number): Promise<Verdict> => {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const decision = await desk.decide(req.stanza, deadline);
+      const decision = await desk.filter(req.stanza, deadline);
       hooks.observe?.(decision.action, seconds());
       return toVerdict(req.seq, decision);
     } catch (e) {
@@ -79,7 +86,7 @@ export function stanzaFilterHandlers(
   };
   const deadlineOf = (req: FilterRequest) => Number(req.deadlineMs) || Infinity;
   const onEvent = (event: NonNullable<ShimMessage['event']>, node: string) =>
-    desk.handleEvent(event, node).catch((e) => log.error('event failed', { jid: event.jid, err: e }));
+    desk.events.handleEvent(event, node).catch((e) => log.error('event failed', { jid: event.jid, err: e }));
 
   return {
     filterStream(call) {
@@ -118,7 +125,7 @@ export function stanzaFilterHandlers(
           log.info(up ? 'ejabberd node joined the cluster' : 'ejabberd node left the cluster', { node: other, seenBy: node });
           link.nodeState(other, up);
           events = events
-            .then(() => desk.clusterChanged(other, up))
+            .then(() => desk.events.clusterChanged(other, up))
             .catch((e) => log.error('cluster event failed', { node: other, err: e }));
         } else if (msg.event) {
           const e = msg.event;
@@ -135,8 +142,10 @@ export function stanzaFilterHandlers(
           const cluster = msg.hello.clusterNodes;
           log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion, cluster });
           // Only a shim that said who it is (and may be so) learns the shops and agents.
-          call.write({ watch: desk.watchList() } satisfies SidecarMessage);
-          events = events.then(() => desk.nodeConnected(node, cluster)).catch((e) => log.error('node reset failed', { node, err: e }));
+          call.write({ watch: watch.current() } satisfies SidecarMessage);
+          events = events
+            .then(() => desk.events.nodeConnected(node, cluster))
+            .catch((e) => log.error('node reset failed', { node, err: e }));
           link.add(call, node);
         }
       });
@@ -144,7 +153,7 @@ export function stanzaFilterHandlers(
       call.on('error', (e) => log.warn('shim stream error', { node, err: e }));
       call.on('close', () => {
         link.remove(call);
-        if (hello) events = events.then(() => desk.nodeDisconnected(node));
+        if (hello) events = events.then(() => desk.events.nodeDisconnected(node));
         log.info('shim stream closed', { node });
       });
     },

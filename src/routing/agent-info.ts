@@ -8,17 +8,11 @@
 // admin token is involved. Read-only: nothing is journaled.
 import type { Session } from './state.js';
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
-import { el, findChild, textOf, type XmlElement } from '../xmpp/xml.js';
+import { el, type XmlElement } from '../xmpp/xml.js';
 
 export const NS_AGENT_INFO = 'urn:xmpp:consult:agent:0';
 /** At most this many sessions are listed (an agent's maxSessions is far below it in practice). */
 export const INFO_MAX_SESSIONS = 200;
-
-/** `/sessions` (alone in the body); anything else is not this command. */
-export function isInfoCommand(stanza: XmlElement): boolean {
-  const body = findChild(stanza, 'body');
-  return body !== undefined && textOf(body).trim() === '/sessions';
-}
 
 export interface AgentInfo {
   shop: string;

@@ -1,23 +1,27 @@
-
+// Messages from agents: a reply relayed to its visitor, and every agent command (src/routing/commands.ts).
 import { type Shop } from '../domain/shop.js';
 import { bareJid } from '../xmpp/jid.js';
-import {
-  ack,
-  ensureBodyId,
-  relay,
-} from '../xmpp/stanzas.js';
-import { findChild, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
-import { type Session, type ShopState, } from './state.js';
-import { type StanzaErrorInfo, ConsultError, type Decision, } from '../domain/decision.js';
+import { ack, ensureBodyId, relay } from '../xmpp/stanzas.js';
+import { findChild, serialize, type XmlElement } from '../xmpp/xml.js';
+import { type Session, type ShopState } from './state.js';
+import { type StanzaErrorInfo, ConsultError, type Decision } from '../domain/decision.js';
 import { type ShopContext, Changes } from './changes.js';
 import { drop, rewrite } from '../domain/decision.js';
 import { toVisitor, bodyText } from './replies.js';
-import { parseCommand } from './commands.js';
+import { agentCommand } from './commands.js';
+import { agentInfo } from './agent-info.js';
+import { render } from '../domain/texts.js';
+import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
+import type { AgentStatus } from '../domain/shop.js';
 import { closeSession, transferToGroup, transferSession } from './session.js';
 import { serveQueue } from './queue.js';
 
 export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string, type: string): Decision {
   const { now } = cx;
+  const command = type === 'readmark' ? undefined : agentCommand(stanza, cx.shop.jid);
+  // These two need no session: an agent may set its status or look at its sessions at any time.
+  if (command?.name === 'status') return setStatus(cx, w, stanza, agent, command.status);
+  if (command?.name === 'sessions') return listSessions(cx, w, stanza, agent);
   const found = servedVisitor(w.state, stanza, cx.shop, agent);
   if ('error' in found) {
     // Only content deserves an error; a stray typing notification is just dropped.
@@ -27,7 +31,6 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   if (type === 'readmark') return rewrite(relay(stanza, toVisitor(session, now), 'readmark'), []);
   const bodyId = ensureBodyId(stanza);
   const acked = bodyId ? [ack(agent, bodyId, now)] : [];
-  const command = bodyId ? parseCommand(textOf(findChild(stanza, 'body')!), cx.shop.jid) : undefined;
   if (command) {
     try {
       const out =
@@ -46,6 +49,29 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   const xml = serialize(relayed);
   if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml, text: bodyText(stanza) });
   return rewrite(relayed, acked, xml);
+}
+
+/** `/status …`: set once this is durable (the desk does it, for every shop of the agent), then confirmed. */
+function setStatus(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string, status: AgentStatus): Decision {
+  const { shop, now } = cx;
+  w.statuses.push({ agent, status });
+  const text = render(cx.texts.statusSet, { status });
+  const told = notice({ shop: shop.jid, to: agent, realfrom: shop.jid, qchatid: QCHAT_TO_AGENT, now, text });
+  return drop([ack(agent, ensureBodyId(stanza)!, now), told]);
+}
+
+/** `/sessions`: the agent's open sessions in this shop and the queue length, answered to it alone. */
+function listSessions(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string): Decision {
+  const st = w.state;
+  const info = agentInfo({
+    shop: cx.shop.jid,
+    agent,
+    status: cx.agentStatus(agent),
+    queue: st.queue.size,
+    sessions: [...(st.byAgent.get(agent) ?? [])].map((v) => st.sessions.get(v)!),
+    now: cx.now,
+  });
+  return drop([ack(agent, ensureBodyId(stanza)!, cx.now), info]);
 }
 
 const LISTED_VISITORS = 20;

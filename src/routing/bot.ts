@@ -9,14 +9,6 @@ import { type Changes, type ShopContext } from './changes.js';
 import { serveQueue } from './queue.js';
 import { BOT, type Session } from './state.js';
 
-/** A visitor message the bot is to answer. */
-export interface BotAsk {
-  visitor: string;
-  id: string; // the body id: an idempotency key for retries
-  text: string;
-  msgType: string;
-}
-
 /** QChat clients send msgType 65537 ("turn to human"); any client can type one of these words. */
 const HUMAN_WORDS = new Set(['人工', '转人工', '人工客服', '/human', 'human', 'agent']);
 export const TURN_TO_HUMAN = '65537';

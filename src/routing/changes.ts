@@ -1,8 +1,7 @@
 // The writer a decision records its changes through, and what a decision may read besides the state.
 import type { Config } from '../domain/config.js';
-import { type Membership, type Shop } from '../domain/shop.js';
+import type { AgentStatus, Membership, Shop } from '../domain/shop.js';
 import type { AgentState } from './availability.js';
-import { type BotAsk } from './bot.js';
 import { apply, type Change, type ShopState, type Undo } from './state.js';
 import { type Texts } from '../domain/texts.js';
 
@@ -14,6 +13,8 @@ export class Changes {
   readonly releases = new Set<string>();
   /** Visitor messages for the bot, asked by the desk once this is durable. */
   readonly asks: BotAsk[] = [];
+  /** Agent statuses to set once this is durable (a status spans all of an agent's shops). */
+  readonly statuses: { agent: string; status: AgentStatus }[] = [];
 
   constructor(readonly state: ShopState) {}
 
@@ -28,6 +29,7 @@ export class Changes {
     this.undos.length = 0;
     this.releases.clear();
     this.asks.length = 0;
+    this.statuses.length = 0;
   }
 }
 
@@ -37,7 +39,16 @@ export interface ShopContext {
   texts: Texts; // the shop's, resolved
   members: ReadonlyMap<string, Membership>; // by agent
   agentState(agent: string): AgentState;
+  agentStatus(agent: string): AgentStatus;
   config: Pick<Config, 'systemJid' | 'timers' | 'archive'>;
   now: number;
   random: () => number;
+}
+
+/** A visitor message the bot is to answer. */
+export interface BotAsk {
+  visitor: string;
+  id: string; // the body id: an idempotency key for retries
+  text: string;
+  msgType: string;
 }

@@ -1,25 +1,33 @@
-
-import { AGENT_STATUSES, type AgentStatus, } from '../domain/shop.js';
+// Agent commands any XMPP client can type in a message body, parsed in one place; src/routing/agent.ts
+// runs every one of them. A body that is not exactly a command is an ordinary message.
+//   /close | /end                       close the session
+//   /transfer <agent> [reason]          hand the session to another agent of the shop
+//   /transfer #<group> [reason]         hand it to whoever the group's strategy picks
+//   /status standard|dnd|always-on      the agent's own seat status, in every shop it serves
+//   /sessions                           what the agent holds in this shop (src/routing/agent-info.ts)
+import { AGENT_STATUSES, type AgentStatus } from '../domain/shop.js';
 import { bareJid } from '../xmpp/jid.js';
 import { findChild, textOf, type XmlElement } from '../xmpp/xml.js';
 
-/** `/status dnd|standard|always-on`; anything else is an ordinary message. */
-export function statusCommand(stanza: XmlElement): AgentStatus | undefined {
-  const body = findChild(stanza, 'body');
-  const m = body && /^\/status\s+(\S+)\s*$/.exec(textOf(body).trim());
-  return m && AGENT_STATUSES.includes(m[1] as AgentStatus) ? (m[1] as AgentStatus) : undefined;
-}
-
-/** Agent commands any XMPP client can type: `/close` (or `/end`), `/transfer <agent>|#<group> [reason]`. */
-export function parseCommand(
-  text: string,
-  shopJid: string,
-):
+export type AgentCommand =
   | { name: 'close' }
   | { name: 'transfer'; to: string; reason: string }
   | { name: 'transfer-group'; group: string; reason: string }
-  | undefined {
-  const m = /^\/(close|end|transfer)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(text.trim());
+  | { name: 'status'; status: AgentStatus }
+  | { name: 'sessions' };
+
+/** The command in a message's body, if the body is one. */
+export function agentCommand(stanza: XmlElement, shopJid: string): AgentCommand | undefined {
+  const body = findChild(stanza, 'body');
+  return body ? parseCommand(textOf(body), shopJid) : undefined;
+}
+
+export function parseCommand(text: string, shopJid: string): AgentCommand | undefined {
+  const trimmed = text.trim();
+  if (trimmed === '/sessions') return { name: 'sessions' };
+  const status = /^\/status\s+(\S+)$/.exec(trimmed);
+  if (status) return AGENT_STATUSES.includes(status[1] as AgentStatus) ? { name: 'status', status: status[1] as AgentStatus } : undefined;
+  const m = /^\/(close|end|transfer)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(trimmed);
   if (!m) return undefined;
   if (m[1] !== 'transfer') return { name: 'close' };
   if (!m[2]) return undefined;

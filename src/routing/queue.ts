@@ -1,10 +1,7 @@
-
-import {
-  QCHAT_TO_AGENT,
-  notice,
-} from '../xmpp/stanzas.js';
+// The queue: waiting visitors are assigned, oldest first per group, while agents have room.
+import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
 import { type XmlElement } from '../xmpp/xml.js';
-import { render, } from '../domain/texts.js';
+import { render } from '../domain/texts.js';
 import { type ShopContext, Changes } from './changes.js';
 import { chooseAgent } from './assign.js';
 import { welcome, replayed } from './replies.js';

@@ -1,18 +1,16 @@
-
-import {
-  QCHAT_TO_VISITOR,
-  ack,
-  autoReply,
-  ensureBodyId,
-  notice,
-  relay,
-} from '../xmpp/stanzas.js';
+// Messages from visitors: a session's relay to its agent, routing of a new visitor (bot, a free agent of its
+// groups, or the queue), ratings, and messages kept while the visitor waits.
+//
+// Every decision in src/routing/ is synchronous over one shop's in-memory state: it reads indexes, records its
+// changes through a Changes writer (which applies them at once) and returns the verdict. The desk makes the
+// changes durable before the verdict leaves (src/desk/journal.ts).
+import { QCHAT_TO_VISITOR, ack, autoReply, ensureBodyId, notice, relay } from '../xmpp/stanzas.js';
 import { findChild, serialize, type XmlElement } from '../xmpp/xml.js';
-import { asksForHuman, botTurn, } from './bot.js';
-import { botModeOf, productOf, routeKey, } from './groups.js';
-import { BOT, type Session, type ShopState, } from './state.js';
-import { render, } from '../domain/texts.js';
-import { type Decision, reject, } from '../domain/decision.js';
+import { asksForHuman, botTurn } from './bot.js';
+import { botModeOf, productOf, routeKey } from './groups.js';
+import { BOT, type Session, type ShopState } from './state.js';
+import { render } from '../domain/texts.js';
+import { type Decision, reject } from '../domain/decision.js';
 import { type ShopContext, Changes } from './changes.js';
 import { rewrite, drop } from '../domain/decision.js';
 import { toAgent, bodyText, welcome } from './replies.js';

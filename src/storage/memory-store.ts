@@ -1,6 +1,6 @@
 // In-memory Store: for unit tests and benchmarks.
 import type { Agent, AgentResource, Membership, Shop } from '../domain/shop.js';
-import type { Store } from '../desk/stores.js';
+import type { Store } from '../desk/ports.js';
 
 const k = (...parts: string[]) => parts.join('\n');
 // Records are flat but for shop limits and texts: copy those too, so callers never share an object with the store.

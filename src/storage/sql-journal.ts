@@ -2,7 +2,7 @@
 // statement; a snapshot (in parts) replaces a shop's rows before it. On PostgreSQL, where
 // several sidecars share the database, a write is fenced on its shops' lease rows.
 import type { Change } from '../routing/state.js';
-import type { Driver, Queryable } from './sql-store.js';
+import type { Driver, Queryable } from './driver.js';
 import type { JournalStore, LoadedShop, ShopRecord, SnapshotWrite } from '../desk/journal.js';
 
 /** A write refused because this sidecar no longer holds the lease of (some of) its shops. */

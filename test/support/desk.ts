@@ -1,7 +1,8 @@
 // A Desk on a real store (memory, PGlite or a private PostgreSQL), driven through the gRPC
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
 import type { Config } from '../../src/domain/config.js';
-import { Desk, type DeskDeps, type Outbox } from '../../src/desk/desk.js';
+import { Desk, type DeskDeps } from '../../src/desk/desk.js';
+import { type Outbox } from '../../src/desk/ports.js';
 import { Directory, seedStore } from '../../src/desk/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
@@ -10,9 +11,12 @@ import { MemoryArchive } from '../../src/storage/memory-archive.js';
 import { MemoryJournal } from '../../src/storage/memory-journal.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import { SoleOwner } from '../../src/cluster/leases.js';
+import { askBot } from '../../src/bot/webhook.js';
+import { WatchList } from '../../src/cluster/watch-list.js';
 import { Ownership } from '../../src/cluster/ownership.js';
 import { Presence } from '../../src/desk/presence.js';
-import { pgDriver, pgliteDriver, storesOn, type Driver, type Stores } from '../../src/storage/sql-store.js';
+import { pgDriver, pgliteDriver, type Driver } from '../../src/storage/driver.js';
+import { storesOn, type Stores } from '../../src/storage/open.js';
 import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from './postgres.js';
 import { silent } from '../../src/domain/log.js';
@@ -130,6 +134,7 @@ export async function deskWorld(o: WorldOptions) {
       presence,
       journalStore: stores.journal,
       archive: stores.archive,
+      askBot,
       link: outbox,
       log: silent,
       now: () => clock,
@@ -137,9 +142,11 @@ export async function deskWorld(o: WorldOptions) {
       onBatch: o.onBatch,
     });
     const link = new ShimLink(silent);
-    const ownership = new Ownership({ leases: stores.leases, desk, directory, tell: (w) => link.pushWatchList(w), log: silent });
+    const watch = new WatchList({ directory, shops: desk.shops, sidecar: '', push: (w) => link.pushWatchList(w) });
+    const ownership = new Ownership({ leases: stores.leases, desk, directory, watch, log: silent });
     await ownership.round();
-    return { desk, directory, presence, link, ownership, handlers: stanzaFilterHandlers(desk, link, silent, o.hooks) };
+    const handlers = stanzaFilterHandlers({ desk, link, watch, log: silent }, o.hooks);
+    return { desk, directory, presence, link, watch, ownership, handlers };
   };
   let parts = await build();
   let seq = 0;
@@ -158,7 +165,8 @@ export async function deskWorld(o: WorldOptions) {
         ((err: Error | null, v: Verdict) => (err ? reject(err) : resolve(v))) as never,
       );
     });
-  const event = (kind: Kind, jid: string, show = '') => parts.desk.handleEvent({ kind, jid, show, priority: 0, status: '' }, 'node1');
+  const event = (kind: Kind, jid: string, show = '') =>
+    parts.desk.events.handleEvent({ kind, jid, show, priority: 0, status: '' }, 'node1');
 
   return {
     ...stores,
@@ -178,6 +186,9 @@ export async function deskWorld(o: WorldOptions) {
     },
     get ownership() {
       return parts.ownership;
+    },
+    get watch() {
+      return parts.watch;
     },
     filter,
     event,

@@ -1,8 +1,11 @@
-// The persistence the desk depends on, as interfaces: shops, agents and presence (Store) and closed
-// sessions (ArchiveStore). src/storage/ implements them in memory and on SQL; the journal's port is
-// in journal.ts beside the Journal.
+// What the desk depends on, as interfaces, implemented further out: shops, agents and presence (Store) and
+// closed sessions (ArchiveStore) by src/storage/, in memory and on SQL; the bot (AskBot) by src/bot/webhook.ts;
+// the way to the shims (Outbox) by src/grpc/link.ts. The journal's port is in journal.ts beside the Journal.
 import { type Shop, type Membership, type Agent, type AgentResource } from '../domain/shop.js';
 import { type ArchiveRecord, type Rating, type ArchiveQuery, type ArchiveStats } from '../domain/archive.js';
+import { type Line } from '../domain/archive.js';
+import { type BotConfig } from '../domain/shop.js';
+import { type XmlElement } from '../xmpp/xml.js';
 
 export interface Store {
   listShops(): Promise<Shop[]>;
@@ -36,4 +39,31 @@ export interface ArchiveStore {
   /** Deletes sessions that ended before `before`; returns how many. */
   purge(before: number): Promise<number>;
   stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to'>): Promise<ArchiveStats[]>;
+}
+
+/** What the bot is asked: the visitor's message and the conversation so far (the webhook's JSON body). */
+export interface BotRequest {
+  shop: string;
+  visitor: string;
+  id: string;
+  text: string;
+  msgType: string;
+  history: Line[];
+}
+
+/** The bot's answer: a text for the visitor, a hand-over to a human, or nothing to say. */
+export interface BotAnswer {
+  text?: string;
+  handover?: boolean;
+}
+
+/** Asks a shop's bot; rejects when it does not answer (the visitor then goes to a human). */
+export type AskBot = (bot: BotConfig, req: BotRequest) => Promise<BotAnswer>;
+
+/** Where stanzas the sidecar sends on its own go: the shims (ShimLink), or a test's list. */
+export interface Outbox {
+  /** Fire and forget. */
+  send(stanzas: XmlElement[]): void;
+  /** Resolves once ejabberd has them; rejects if no shim took them. */
+  deliver(stanzas: string[]): Promise<void>;
 }

@@ -1,0 +1,136 @@
+// What a decision sets in motion once its changes are durable, off the decision path: kept messages
+// released to the agent now serving their visitor, questions for the bot, closed sessions written to
+// the archive. Each of them ends in a new decision of its own (through `act`), never in a write here.
+import type { Log } from '../domain/log.js';
+import type { BotAsk, Changes, ShopContext } from '../routing/changes.js';
+import { toAgent } from '../routing/replies.js';
+import type { Stored } from '../routing/state.js';
+import { relay } from '../xmpp/stanzas.js';
+import { parseElement, serialize, type XmlElement } from '../xmpp/xml.js';
+import { botAnswered, botFailed } from '../routing/bot.js';
+import type { Archiver } from './archiver.js';
+import type { Directory } from './directory.js';
+import type { HeldShops } from './held-shops.js';
+import type { AskBot, Outbox } from './ports.js';
+
+/** Kept messages go to the agent in Injects of at most this many stanzas / bytes. */
+const RELEASE_MAX_STANZAS = 50;
+const RELEASE_MAX_BYTES = 256 * 1024;
+
+/** Runs a decision on a shop and waits until it is durable (the Desk's act). */
+export type Act = <T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T) => Promise<T>;
+
+export interface AfterCommitDeps {
+  shops: HeldShops;
+  directory: Directory;
+  archiver: Archiver;
+  askBot: AskBot;
+  link: Outbox;
+  log: Log;
+  act: Act;
+}
+
+export class AfterCommit {
+  private readonly releasing = new Set<string>(); // shop\nvisitor with a release under way
+  private readonly botCalls = new Map<string, Promise<void>>(); // shop\nvisitor → its questions, one at a time
+
+  constructor(private readonly deps: AfterCommitDeps) {}
+
+  /** What a committed decision asked for. */
+  run(shopJid: string, w: Changes): void {
+    for (const visitor of w.releases) this.release(shopJid, visitor);
+    for (const ask of w.asks) this.askBot(shopJid, ask);
+    if (w.state.unarchived.size) this.archive(shopJid);
+  }
+
+  /** Every tick: kept messages whose release stopped half-way (no shim then), archive writes that failed. */
+  resume(shopJid: string): void {
+    const st = this.deps.shops.state(shopJid);
+    if (!st) return;
+    for (const visitor of st.kept.keys()) if (st.sessions.has(visitor)) this.release(shopJid, visitor);
+    if (st.unarchived.size) this.archive(shopJid);
+  }
+
+  /** Whether kept messages of the shop are on their way. */
+  releasingFor(shopJid: string): boolean {
+    return [...this.releasing].some((k) => k.startsWith(`${shopJid}\n`));
+  }
+
+  get busy(): boolean {
+    return this.releasing.size > 0 || this.botCalls.size > 0 || this.deps.archiver.busy;
+  }
+
+  private archive(shopJid: string): void {
+    const st = this.deps.shops.state(shopJid);
+    if (!st) return;
+    const { act } = this.deps;
+    this.deps.archiver.flush(
+      shopJid,
+      st,
+      () => act(shopJid, () => undefined), // waits for every earlier commit of the shop
+      (keys) => act(shopJid, (_cx, w) => w.do({ op: 'archived', keys })),
+    );
+  }
+
+  /** Asks the bot, one question of a visitor at a time; its answer (or failure) is a new decision. */
+  private askBot(shopJid: string, ask: BotAsk): void {
+    const { directory, log, act, link } = this.deps;
+    const key = `${shopJid}\n${ask.visitor}`;
+    const run = async () => {
+      const shop = directory.shop(shopJid);
+      if (!shop) return;
+      const history = this.deps.shops.state(shopJid)?.transcripts.get(ask.visitor)?.lines.slice(-20) ?? [];
+      const question = { shop: shopJid, visitor: ask.visitor, id: ask.id, text: ask.text, msgType: ask.msgType, history };
+      const answer = await this.deps.askBot(shop.bot, question).then(
+        (a) => a,
+        (e: Error) => {
+          log.warn('bot did not answer: the visitor goes to a human', { shop: shopJid, visitor: ask.visitor, err: e.message });
+          return undefined;
+        },
+      );
+      const out: XmlElement[] = await act(shopJid, (cx, w) =>
+        answer ? botAnswered(cx, w, ask.visitor, answer) : botFailed(cx, w, ask.visitor),
+      );
+      link.send(out);
+    };
+    const next = (this.botCalls.get(key) ?? Promise.resolve())
+      .then(run)
+      .catch((e) => log.warn('bot answer not recorded', { shop: shopJid, visitor: ask.visitor, err: e }));
+    this.botCalls.set(key, next);
+    void next.finally(() => {
+      if (this.botCalls.get(key) === next) this.botCalls.delete(key);
+    });
+  }
+
+  /**
+   * Hands a served visitor's kept messages to its agent in bounded Injects, oldest first. Each batch is deleted
+   * (moved to the history) only after a shim acknowledged it; if none does, the next tick tries again.
+   */
+  private release(shopJid: string, visitor: string): void {
+    const key = `${shopJid}\n${visitor}`;
+    if (this.releasing.has(key)) return;
+    this.releasing.add(key);
+    void this.releaseAll(shopJid, visitor)
+      .catch((e) => this.deps.log.warn('release of kept messages paused; the next tick resumes it', { shop: shopJid, visitor, err: e }))
+      .finally(() => this.releasing.delete(key));
+  }
+
+  private async releaseAll(shopJid: string, visitor: string): Promise<void> {
+    for (;;) {
+      const st = this.deps.shops.state(shopJid);
+      const session = st?.sessions.get(visitor);
+      const kept = st?.kept.get(visitor);
+      if (!st || !session || !kept?.length) return;
+      const relayed: Stored[] = [];
+      let bytes = 0;
+      for (const k of kept) {
+        if (relayed.length === RELEASE_MAX_STANZAS || (relayed.length > 0 && bytes + k.xml.length > RELEASE_MAX_BYTES)) break;
+        const xml = serialize(relay(parseElement(k.xml), toAgent(session, k.at)));
+        relayed.push({ at: k.at, xml });
+        bytes += xml.length;
+      }
+      await this.deps.link.deliver(relayed.map((r) => r.xml));
+      await this.deps.act(shopJid, (_cx, w) => w.do({ op: 'release', v: visitor, n: relayed.length, relayed }));
+    }
+  }
+}

@@ -1,0 +1,55 @@
+// Which store a sidecar runs on, from its URL, and the four stores (shops, journal, leases, archive) on it.
+import { type Store, type ArchiveStore } from '../desk/ports.js';
+import { type JournalStore } from '../desk/journal.js';
+import { type ShopLeases, SoleOwner } from '../cluster/leases.js';
+import { MemoryStore } from './memory-store.js';
+import { MemoryJournal } from './memory-journal.js';
+import { MemoryArchive } from './memory-archive.js';
+import { pgliteDriver, pgDriver, type Driver } from './driver.js';
+import { SqlStore } from './sql-store.js';
+import { SqlArchive } from './sql-archive.js';
+import { SqlJournal } from './sql-journal.js';
+import { SqlShopLeases } from './sql-leases.js';
+
+export interface Stores {
+  store: Store;
+  journal: JournalStore;
+  archive: ArchiveStore; // closed sessions (issue 13)
+  /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
+  leases: ShopLeases;
+}
+
+/** Who this sidecar is: `holder` is this process (fences writes), `sidecar` its stable id (spreads shops). */
+export interface Identity {
+  holder: string;
+  sidecar: string;
+}
+
+/**
+ * `memory:` (all in this process), `pglite:memory` (embedded, not persisted), `pglite:<dir>` (embedded, persisted
+ * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool, shared by several sidecars).
+ */
+export async function openStores(url: string, me: Identity, leaseTtlMs?: number): Promise<Stores> {
+  if (url === 'memory:')
+    return {
+      store: new MemoryStore(),
+      journal: new MemoryJournal(),
+      leases: new SoleOwner(me.holder, me.sidecar),
+      archive: new MemoryArchive(),
+    };
+  if (url === 'pglite:memory') return storesOn(await pgliteDriver(), me, { shared: false });
+  if (url.startsWith('pglite:')) return storesOn(await pgliteDriver(url.slice('pglite:'.length)), me, { shared: false });
+  if (/^postgres(ql)?:\/\//.test(url)) return storesOn(await pgDriver(url), me, { shared: true, leaseTtlMs });
+  throw new Error(`unknown store url ${JSON.stringify(url)}: use memory:, pglite:memory, pglite:<dir> or postgres://…`);
+}
+
+/**
+ * The stores on an open database connection (tests share one between cases). `shared`: several sidecars may use
+ * the database (PostgreSQL), so shops are leased and writes fenced; PGlite is embedded in one process, which owns all.
+ */
+export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean; leaseTtlMs?: number }): Promise<Stores> {
+  const store = await SqlStore.open(db);
+  const archive = new SqlArchive(db);
+  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive };
+  return { store, journal: new SqlJournal(db, me.holder), leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs), archive };
+}
