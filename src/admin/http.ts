@@ -13,7 +13,7 @@ import type { Presence } from '../desk/presence.js';
 import type { Limits } from '../domain/shop.js';
 import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from '../domain/texts.js';
 import { AGENT_STATUSES, LIMIT_RANGES, STRATEGIES, type Shop } from '../domain/shop.js';
-import { type Store } from '../desk/ports.js';
+import type { Store } from '../desk/ports.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 import { archiveRoutes } from './archive-routes.js';
 import { Raw } from './routes.js';

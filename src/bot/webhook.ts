@@ -1,6 +1,5 @@
-
 import type { BotConfig } from '../domain/shop.js';
-import { type BotRequest, type BotAnswer } from '../desk/ports.js';
+import type { BotRequest, BotAnswer } from '../desk/ports.js';
 
 export class BotError extends Error {}
 

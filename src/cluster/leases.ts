@@ -8,7 +8,7 @@
 // Rounds run every second; a release or a join is also announced (NOTIFY), so that the
 // sidecars concerned run a round at once rather than up to a second later.
 //
-// Every journal write is fenced on its shops' lease rows (src/journal/sql-journal.ts), so a
+// Every journal write is fenced on its shops' lease rows (src/storage/sql-journal.ts), so a
 // sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
 // Times come from the database's clock, so sidecars' clocks need not agree.
 import { createHash } from 'node:crypto';

@@ -1,11 +1,11 @@
 // What the desk depends on, as interfaces, implemented further out: shops, agents and presence (Store) and
 // closed sessions (ArchiveStore) by src/storage/, in memory and on SQL; the bot (AskBot) by src/bot/webhook.ts;
 // the way to the shims (Outbox) by src/grpc/link.ts. The journal's port is in journal.ts beside the Journal.
-import { type Shop, type Membership, type Agent, type AgentResource } from '../domain/shop.js';
-import { type ArchiveRecord, type Rating, type ArchiveQuery, type ArchiveStats } from '../domain/archive.js';
-import { type Line } from '../domain/archive.js';
-import { type BotConfig } from '../domain/shop.js';
-import { type XmlElement } from '../xmpp/xml.js';
+import type { Shop, Membership, Agent, AgentResource } from '../domain/shop.js';
+import type { ArchiveRecord, Rating, ArchiveQuery, ArchiveStats } from '../domain/archive.js';
+import type { Line } from '../domain/archive.js';
+import type { BotConfig } from '../domain/shop.js';
+import type { XmlElement } from '../xmpp/xml.js';
 
 export interface Store {
   listShops(): Promise<Shop[]>;

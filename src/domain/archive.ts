@@ -1,6 +1,6 @@
 // What a closed session leaves behind: its whole transcript with who served it, transfers,
 // close reason and timings, and later the visitor's rating. Built in memory when the close is
-// applied (src/routing/state.ts), written to the archive store by the desk (src/archive/archiver.ts).
+// applied (src/routing/state.ts), written to the archive store by the desk (src/desk/archiver.ts).
 import { createHash } from 'node:crypto';
 
 export interface Line {

@@ -1,5 +1,5 @@
 // What the sidecar answers about one stanza (the shim applies it), and a refused action.
-import { type XmlElement } from '../xmpp/xml.js';
+import type { XmlElement } from '../xmpp/xml.js';
 import { serialize } from '../xmpp/xml.js';
 
 export interface StanzaErrorInfo {

@@ -1,6 +1,6 @@
 // What the sidecar keeps outside the journal: shops, agents, memberships (admin data,
 // read into memory by the Directory) and the agents' online resources reported by the
-// shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/sql-store.ts behaves the same.
+// shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/storage/sql-store.ts behaves the same.
 import type { Language, Texts } from './texts.js';
 
 export type Strategy = 'sticky' | 'least-busy' | 'round-robin' | 'random';

@@ -1,11 +1,11 @@
 // Messages from agents: a reply relayed to its visitor, and every agent command (src/routing/commands.ts).
-import { type Shop } from '../domain/shop.js';
+import type { Shop } from '../domain/shop.js';
 import { bareJid } from '../xmpp/jid.js';
 import { ack, ensureBodyId, relay } from '../xmpp/stanzas.js';
 import { findChild, serialize, type XmlElement } from '../xmpp/xml.js';
-import { type Session, type ShopState } from './state.js';
+import type { Session, ShopState } from './state.js';
 import { type StanzaErrorInfo, ConsultError, type Decision } from '../domain/decision.js';
-import { type ShopContext, Changes } from './changes.js';
+import type { ShopContext, Changes } from './changes.js';
 import { drop, rewrite } from '../domain/decision.js';
 import { toVisitor, bodyText } from './replies.js';
 import { agentCommand } from './commands.js';

@@ -1,8 +1,8 @@
 // Choosing an agent among those free to take a chat: pickAgent is pure over the facts; chooseAgent gathers them.
 import { groupAllows, groupsOf, strategyOf } from './groups.js';
-import { type ShopState } from './state.js';
+import type { ShopState } from './state.js';
 import type { Strategy } from '../domain/shop.js';
-import { type ShopContext } from './changes.js';
+import type { ShopContext } from './changes.js';
 
 export interface Candidate {
   agent: string;

@@ -5,7 +5,7 @@
 // the session goes back to the queue with its history, which the human then receives.
 import { QCHAT_TO_VISITOR, botReply, notice } from '../xmpp/stanzas.js';
 import { findChild, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
-import { type Changes, type ShopContext } from './changes.js';
+import type { Changes, ShopContext } from './changes.js';
 import { serveQueue } from './queue.js';
 import { BOT, type Session } from './state.js';
 

@@ -3,7 +3,7 @@ import type { Config } from '../domain/config.js';
 import type { AgentStatus, Membership, Shop } from '../domain/shop.js';
 import type { AgentState } from './availability.js';
 import { apply, type Change, type ShopState, type Undo } from './state.js';
-import { type Texts } from '../domain/texts.js';
+import type { Texts } from '../domain/texts.js';
 
 /** Records a decision's changes, applying each at once, and can take them all back. */
 export class Changes {

@@ -1,6 +1,6 @@
 // Stanzas straight between two users (not to a shop): passed, with the server-only attributes removed.
 import { withoutRealAddresses } from '../xmpp/stanzas.js';
-import { type XmlElement } from '../xmpp/xml.js';
+import type { XmlElement } from '../xmpp/xml.js';
 import { type Decision, PASS } from '../domain/decision.js';
 import { rewrite } from '../domain/decision.js';
 

@@ -1,8 +1,8 @@
 // The queue: waiting visitors are assigned, oldest first per group, while agents have room.
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
-import { type XmlElement } from '../xmpp/xml.js';
+import type { XmlElement } from '../xmpp/xml.js';
 import { render } from '../domain/texts.js';
-import { type ShopContext, Changes } from './changes.js';
+import type { ShopContext, Changes } from './changes.js';
 import { chooseAgent } from './assign.js';
 import { welcome, replayed } from './replies.js';
 

@@ -1,10 +1,10 @@
 // A session's lifecycle: closing it, and moving it to another agent (a transfer, or its agent gone offline).
 import { QCHAT_TO_AGENT, QCHAT_TO_VISITOR, notice, ratingRequest } from '../xmpp/stanzas.js';
-import { type XmlElement } from '../xmpp/xml.js';
+import type { XmlElement } from '../xmpp/xml.js';
 import type { CloseReason } from '../domain/archive.js';
 import { BOT, type Session } from './state.js';
 import { render } from '../domain/texts.js';
-import { type ShopContext, Changes } from './changes.js';
+import type { ShopContext, Changes } from './changes.js';
 import { refuse } from '../domain/decision.js';
 import { chooseAgent } from './assign.js';
 import { replayed } from './replies.js';

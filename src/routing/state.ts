@@ -4,7 +4,7 @@
 // journal can never disagree about what a change means.
 import { LRUCache } from 'lru-cache';
 import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../domain/archive.js';
-import { type Limits } from '../domain/shop.js';
+import type { Limits } from '../domain/shop.js';
 
 /** The agent of a session the shop's bot serves (no JID has no '@'). */
 export const BOT = 'robot';
@@ -33,7 +33,7 @@ export interface Stored {
 /** Written to the archive store once durable, then dropped by an `archived` change. */
 export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'rating'; id: string; score: number; at: number };
 
-// Fields marked ? came with issue 13 (groups, bot, archive): journals written before lack them.
+// Fields marked ? came with groups, the bot and the archive: journals written before them lack them.
 export type Change =
   | { op: 'open'; v: string; agent: string; at: number; g?: string }
   | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string }

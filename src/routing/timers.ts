@@ -1,10 +1,10 @@
 // Timers of one shop, run every tick: offline agents' sessions, idle sessions, reminders, bot questions left unanswered.
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
-import { type XmlElement } from '../xmpp/xml.js';
+import type { XmlElement } from '../xmpp/xml.js';
 import { botBudgetMs, botFailed } from './bot.js';
 import { BOT, type Session } from './state.js';
 import { render } from '../domain/texts.js';
-import { type ShopContext, Changes } from './changes.js';
+import type { ShopContext, Changes } from './changes.js';
 import { rehome, closeSession } from './session.js';
 import { serveQueue } from './queue.js';
 

@@ -11,7 +11,7 @@ import { botModeOf, productOf, routeKey } from './groups.js';
 import { BOT, type Session, type ShopState } from './state.js';
 import { render } from '../domain/texts.js';
 import { type Decision, reject } from '../domain/decision.js';
-import { type ShopContext, Changes } from './changes.js';
+import type { ShopContext, Changes } from './changes.js';
 import { rewrite, drop } from '../domain/decision.js';
 import { toAgent, bodyText, welcome } from './replies.js';
 import { serveQueue } from './queue.js';

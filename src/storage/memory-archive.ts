@@ -1,8 +1,8 @@
 // Where closed sessions are archived: searched by shop, visitor, agent and time, exported,
 // rated, aggregated for satisfaction metrics, and purged after the retention period.
-// MemoryArchive (memory: store, tests) behaves like SqlArchive (src/archive/sql-archive.ts).
+// MemoryArchive (memory: store, tests) behaves like SqlArchive (src/storage/sql-archive.ts).
 import type { ArchiveRecord } from '../domain/archive.js';
-import { type ArchiveStore } from '../desk/ports.js';
+import type { ArchiveStore } from '../desk/ports.js';
 import { type Rating, type ArchiveQuery, matches, SEARCH_LIMIT, aggregate } from '../domain/archive.js';
 
 export class MemoryArchive implements ArchiveStore {

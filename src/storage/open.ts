@@ -1,6 +1,6 @@
 // Which store a sidecar runs on, from its URL, and the four stores (shops, journal, leases, archive) on it.
-import { type Store, type ArchiveStore } from '../desk/ports.js';
-import { type JournalStore } from '../desk/journal.js';
+import type { Store, ArchiveStore } from '../desk/ports.js';
+import type { JournalStore } from '../desk/journal.js';
 import { type ShopLeases, SoleOwner } from '../cluster/leases.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryJournal } from './memory-journal.js';
@@ -14,7 +14,7 @@ import { SqlShopLeases } from './sql-leases.js';
 export interface Stores {
   store: Store;
   journal: JournalStore;
-  archive: ArchiveStore; // closed sessions (issue 13)
+  archive: ArchiveStore; // closed sessions
   /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
   leases: ShopLeases;
 }

@@ -1,9 +1,9 @@
 // The archive in PGlite or PostgreSQL: one row per closed session, its transcript as JSON in `body`,
-// the searchable fields as columns (table in SCHEMA of src/sql-store.ts).
+// the searchable fields as columns (table in SCHEMA of src/storage/sql-store.ts).
 import type { Queryable } from './driver.js';
 import type { ArchiveRecord } from '../domain/archive.js';
 import { SEARCH_LIMIT, type ArchiveQuery, type ArchiveStats, type Rating } from '../domain/archive.js';
-import { type ArchiveStore } from '../desk/ports.js';
+import type { ArchiveStore } from '../desk/ports.js';
 
 type Row = Record<string, any>;
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));

@@ -1,7 +1,7 @@
 // The SQL half of the shop leases (src/cluster/leases.ts plans the rounds): rows in shop_lease and sidecars,
 // times from the database's clock, releases and joins announced with NOTIFY.
 import { type ShopLeases, type Round, type LeaseRow, plan } from '../cluster/leases.js';
-import { type Queryable } from './driver.js';
+import type { Queryable } from './driver.js';
 
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)`;
 

@@ -1,11 +1,9 @@
 // Shops, agents, memberships and presence on SQL (PGlite or PostgreSQL through src/storage/driver.ts); behaves
 // exactly like MemoryStore: `seq` columns keep its insertion order (an upsert keeps its row's place).
 import { DEFAULT_BOT, DEFAULT_LIMITS, type Agent, type AgentResource, type Membership, type Shop } from '../domain/shop.js';
-import { type Store } from '../desk/ports.js';
-import { type Row, type Driver } from './driver.js';
+import type { Store } from '../desk/ports.js';
+import type { Row, Driver } from './driver.js';
 import { migrate } from './schema.js';
-
-// ---- end issue 13 ----
 
 const toShop = (r: Row): Shop => ({
   jid: r.jid,

@@ -2,7 +2,7 @@
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
 import type { Config } from '../../src/domain/config.js';
 import { Desk, type DeskDeps } from '../../src/desk/desk.js';
-import { type Outbox } from '../../src/desk/ports.js';
+import type { Outbox } from '../../src/desk/ports.js';
 import { Directory, seedStore } from '../../src/desk/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';

@@ -1,6 +1,6 @@
 // The agent console: an agent signs in with its own XMPP account over WebSocket and serves its
 // visitors. One tab per (shop, visitor) with unread count and history; replies always carry realto;
-// transfer, close and status are the in-band commands of src/routing/decide.ts, sent to the shop
+// transfer, close and status are the in-band commands of src/routing/commands.ts, sent to the shop
 // with realto. On sign-in (and after each command) it asks every shop `/sessions` (answered by
 // src/routing/agent-info.ts with a structured child) to list the sessions it holds and the queue.
 // Message text is always written with textContent.

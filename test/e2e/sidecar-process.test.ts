@@ -1,0 +1,225 @@
+// Operations on the real sidecar process: grpc.health.v1, admin API and /metrics on the
+// configured port, JSON logs, and a graceful SIGTERM while a shim stream is open.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Action, Hook, StanzaFilterClient, type SidecarMessage } from '../../src/gen/consult/v1/filter.js';
+import { writeConfig } from '../support/sidecar.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const D = 'ops.test';
+const TOKEN = 'ops-token';
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+const until = async <T>(what: string, fn: () => T | undefined, ms = 15_000): Promise<T> => {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams and exits 0 with JSON logs', async () => {
+  const [grpcPort, adminPort] = [await freePort(), await freePort()];
+  const config = writeConfig({
+    admin: { port: adminPort, token: TOKEN },
+    shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: 2, status: 'always-on' }] }],
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(grpcPort)], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const channels: grpc.Client[] = [];
+  try {
+    await until('admin API listening', () => out.includes('admin API listening') || undefined);
+
+    // grpc.health.v1 with a plain grpc-js client on the official service definition.
+    const Health = grpc.makeClientConstructor(healthService, 'grpc.health.v1.Health');
+    const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client &
+      Record<string, (...args: any[]) => unknown>;
+    channels.push(health);
+    const check = (service: string) =>
+      new Promise<{ status: string }>((resolve, reject) =>
+        health.check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r))),
+      );
+    assert.is((await check('')).status, 'SERVING');
+    assert.is((await check('consult.v1.StanzaFilter')).status, 'SERVING');
+    const unknown = await check('no.such.Service').catch((e: grpc.ServiceError) => e);
+    assert.is((unknown as grpc.ServiceError).code, grpc.status.NOT_FOUND);
+
+    // A shim's stream: hello, one stanza judged.
+    const client = new StanzaFilterClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+    channels.push(client);
+    const stream = client.filterStream();
+    const got: SidecarMessage[] = [];
+    let streamDone = false;
+    stream.on('data', (m: SidecarMessage) => got.push(m));
+    stream.on('error', () => {
+      streamDone = true;
+    });
+    stream.on('end', () => {
+      streamDone = true;
+    });
+    stream.write({ hello: { node: 'ops@node', hosts: [D], shimVersion: 'test', clusterNodes: [] } });
+    stream.write({
+      filter: {
+        seq: '1',
+        hook: Hook.HOOK_FILTER_PACKET,
+        host: D,
+        stanza: Buffer.from(`<message type='consult' from='v1@${D}/web' to='shop@${D}'><body id='b1'>hi</body></message>`),
+        deadlineMs: '0',
+      },
+    });
+    const verdict = await until('verdict', () => got.find((m) => m.verdict)?.verdict);
+    assert.is(verdict.action, Action.ACTION_REWRITE);
+
+    const api = await fetch(`http://127.0.0.1:${adminPort}/sessions`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.is(api.status, 200);
+    assert.equal(
+      (await api.json()).map((s: { visitor: string }) => s.visitor),
+      [`v1@${D}`],
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    assert.match(metrics, /consult_shim_connections 1\n/);
+    assert.match(metrics, /consult_stanzas_total\{action="rewrite"\} 1\n/);
+    assert.match(metrics, /process_cpu_seconds_total/, 'default process metrics');
+
+    const sentAt = Date.now();
+    child.kill('SIGTERM');
+    const { code } = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s\n${out}${err}`)), 10_000)),
+    ]);
+    assert.is(code, 0, `${out}${err}`);
+    assert.ok(Date.now() - sentAt < 10_000);
+    await until('shim stream ended by the sidecar', () => streamDone || undefined, 3000);
+
+    const lines = out.split('\n').filter(Boolean);
+    const records = lines.map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        throw new Error(`not a JSON log line: ${l}`);
+      }
+    });
+    for (const r of records)
+      assert.ok(typeof r.msg === 'string' && typeof r.time === 'string' && typeof r.level === 'number', JSON.stringify(r));
+    const msgs = records.map((r) => r.msg);
+    assert.ok(msgs.includes('shutting down') && msgs.at(-1) === 'stopped', msgs.join(' | '));
+    assert.is(err, '', 'nothing on stderr');
+  } finally {
+    for (const c of channels) c.close();
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('no admin token: the API does not start and the log says why', async () => {
+  const config = writeConfig({ shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [] }] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(await freePort())], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await until('startup', () => out.includes('admin API not started') || undefined);
+    assert.match(out, /set admin\.token/);
+    child.kill('SIGTERM');
+    assert.is(await exited, 0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('durable store: an admin change survives a restart and the config does not re-seed over it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consult-pglite-'));
+  const adminPort = await freePort();
+  const config = writeConfig({
+    store: `pglite:${dir}`,
+    admin: { port: adminPort, token: TOKEN },
+    shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: 2 }] }],
+  });
+  const run = async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(await freePort())], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await until('admin API listening', () => out.includes('admin API listening') || undefined, 30_000).catch((e) => {
+      child.kill('SIGKILL');
+      throw new Error(`${e.message}\n${out}`);
+    });
+    const api = (method: string, p: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${adminPort}${p}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}` },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }).then((r) => r.json());
+    return {
+      api,
+      out: () => out,
+      stop: async () => {
+        child.kill('SIGTERM');
+        return exited;
+      },
+    };
+  };
+  try {
+    const first = await run();
+    assert.match(first.out(), /store seeded from config/);
+    await first.api('PUT', `/shops/shop@${D}/agents/cat@${D}`, { maxSessions: 4 });
+    await first.api('PUT', `/shops/shop@${D}`, { welcome: 'Changed at runtime' });
+    assert.is(await first.stop(), 0);
+
+    const second = await run();
+    assert.not.match(second.out(), /store seeded/);
+    const shop = await second.api('GET', `/shops/shop@${D}`);
+    assert.is(shop.welcome, 'Changed at runtime');
+    assert.equal(shop.agents, [
+      { jid: `ann@${D}`, maxSessions: 2 },
+      { jid: `cat@${D}`, maxSessions: 4 },
+    ]);
+    assert.is(await second.stop(), 0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();

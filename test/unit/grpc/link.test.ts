@@ -1,0 +1,111 @@
+// The link to the shims over real gRPC streams, as two ejabberd nodes of a cluster open them:
+// what the sidecar sends on its own goes to a live node, is sent again on the other node when
+// a stream dies before acknowledging it, and avoids a node the cluster reported down; that
+// node's presence goes with it.
+import * as grpc from '@grpc/grpc-js';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseConfig } from '../../../src/domain/config.js';
+import { SessionEvent_Kind as Kind, StanzaFilterClient, type SidecarMessage } from '../../../src/gen/consult/v1/filter.js';
+import { ShimLink } from '../../../src/grpc/link.js';
+import { startGrpcServer, stanzaFilterHandlers } from '../../../src/grpc/server.js';
+import { silent } from '../../../src/domain/log.js';
+import { Backends, deskWorld } from '../../support/desk.js';
+
+const D = 'link.test';
+const SHOP = `shop@${D}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function setUp() {
+  const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
+  const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
+  const link = new ShimLink(silent, { ackTimeoutMs: 60_000 });
+  const { server, port } = await startGrpcServer(stanzaFilterHandlers({ desk: w.desk, link, watch: w.watch, log: silent }), '127.0.0.1', 0);
+  const clients: StanzaFilterClient[] = [];
+  /** A shim of ejabberd node `node`: records Injects, acknowledges them when `acking`. */
+  function shim(node: string, cluster: string[]) {
+    const client = new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const call = client.filterStream();
+    const injects: string[][] = [];
+    const s = { node, client, call, injects, acking: true, watch: undefined as SidecarMessage['watch'] };
+    call.on('data', (m: SidecarMessage) => {
+      if (m.watch) s.watch = m.watch;
+      if (!m.inject) return;
+      injects.push(m.inject.stanzas.map((b) => Buffer.from(b).toString()));
+      if (s.acking) call.write({ injectAck: { id: m.inject.id } });
+    });
+    call.on('error', () => undefined);
+    call.write({ hello: { node, hosts: [D], shimVersion: 't', clusterNodes: cluster } });
+    clients.push(client);
+    return s;
+  }
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; !ok(); i++) {
+      if (i > 500) throw new Error(`timed out waiting for ${what}`);
+      await sleep(10);
+    }
+  };
+  const stop = () => {
+    for (const c of clients) c.close();
+    server.forceShutdown();
+  };
+  return { w, link, shim, until, stop };
+}
+
+test('the watch list says which shops this sidecar owns', async () => {
+  const { shim, until, stop } = await setUp();
+  try {
+    const a = shim('n1@host', ['n1@host']);
+    await until('the watch list', () => a.watch !== undefined);
+    assert.equal(a.watch!.owned, [SHOP]);
+    assert.equal(a.watch!.shops, [SHOP]);
+  } finally {
+    stop();
+  }
+});
+
+test('an Inject not acknowledged when its stream dies is sent again on the other node', async () => {
+  const { link, shim, until, stop } = await setUp();
+  try {
+    const a = shim('n1@host', ['n1@host', 'n2@host']);
+    const b = shim('n2@host', ['n1@host', 'n2@host']);
+    await until('both linked', () => link.connected === 2);
+    a.acking = false;
+    b.acking = false;
+    const delivered = link.deliver(['<message to="x@link.test"/>']);
+    await until('the first try', () => a.injects.length + b.injects.length === 1);
+    const [first, other] = a.injects.length ? [a, b] : [b, a];
+    other.acking = true;
+    first.call.cancel(); // the node dies with the Inject unacknowledged
+    await delivered;
+    assert.equal(other.injects, [['<message to="x@link.test"/>']], 'sent again on the other node, and acknowledged there');
+  } finally {
+    stop();
+  }
+});
+
+test('a node the cluster reports down gets no Injects while another can take them, and its presence goes', async () => {
+  const { w, link, shim, until, stop } = await setUp();
+  try {
+    const a = shim('n1@host', ['n1@host', 'n2@host']);
+    const b = shim('n2@host', ['n1@host', 'n2@host']);
+    await until('both linked', () => link.connected === 2);
+    a.call.write({ event: { kind: Kind.PRESENCE_SET, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' } });
+    await until('ann online', () => w.presence.state(`ann@${D}`).online);
+    // n2 saw n1 leave the cluster (n1's stream is still open: a frozen node, or a partition).
+    b.call.write({ cluster: { node: 'n1@host', up: false } });
+    await until('ann offline', () => !w.presence.state(`ann@${D}`).online);
+    for (let i = 0; i < 6; i++) await link.deliver([`<message id="m${i}" to="x@link.test"/>`]);
+    assert.is(a.injects.length, 0, 'nothing to the node reported down');
+    assert.is(b.injects.length, 6);
+    // Back in the cluster: it takes its share again.
+    b.call.write({ cluster: { node: 'n1@host', up: true } });
+    await sleep(50);
+    for (let i = 0; i < 6; i++) await link.deliver([`<message id="n${i}" to="x@link.test"/>`]);
+    assert.ok(a.injects.length > 0, 'round robin over both again');
+  } finally {
+    stop();
+  }
+});
+
+test.run();
