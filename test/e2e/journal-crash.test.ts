@@ -9,7 +9,13 @@ import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
-import { Action, SessionEvent_Kind as Kind, StanzaFilterClient, type SidecarMessage, type Verdict } from '../../src/gen/consult/v1/filter.js';
+import {
+  Action,
+  SessionEvent_Kind as Kind,
+  StanzaFilterClient,
+  type SidecarMessage,
+  type Verdict,
+} from '../../src/gen/consult/v1/filter.js';
 import { parseElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from '../support/postgres.js';
 import { startSidecar, writeConfig } from '../support/sidecar.js';

@@ -2,7 +2,14 @@
 // or fails by hand: batching, durability before release, deadlines and failures taken back.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Journal, type NotDurable, type JournalStore, type LoadedShop, type ShopRecord, type SnapshotWrite } from '../../../src/desk/journal.js';
+import {
+  Journal,
+  type NotDurable,
+  type JournalStore,
+  type LoadedShop,
+  type ShopRecord,
+  type SnapshotWrite,
+} from '../../../src/desk/journal.js';
 import { Changes } from '../../../src/routing/changes.js';
 import { ShopState, type Change } from '../../../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../../../src/domain/shop.js';
