@@ -123,7 +123,7 @@ fi
 TSX=(node --import tsx)   # scripts/*.ts; the sidecar itself runs as built JavaScript
 
 # 5. The link's credential: one token per run directory, for the ejabberd node of this run directory (its name is
-#    kept in $EJABBERD_DIR/node-name), so the sidecar serves that node's shim and nobody else (README "Securing the link").
+#    kept in $EJABBERD_DIR/node-name), so the sidecar serves that node's shim and nobody else (docs/configuration.md, "Securing the link").
 TOKEN_FILE=$RUN_DIR/shim-token
 [ -s "$TOKEN_FILE" ] || (umask 077; node -e "console.log(require('node:crypto').randomBytes(24).toString('hex'))" >"$TOKEN_FILE")
 if [ -s "$EJABBERD_DIR/node-name" ]; then NODE_NAME=$(cat "$EJABBERD_DIR/node-name")

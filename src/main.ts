@@ -31,7 +31,7 @@ const DRAIN_MS = 5000;
 
 const USAGE = `usage: consult-router [--config FILE] [--grpc-host HOST] [--grpc-port PORT]
 
-  --config FILE      sidecar config (JSON; see README "Configuration")  [config/consult.example.json]
+  --config FILE      sidecar config (JSON; see docs/configuration.md)  [config/consult.example.json]
   --grpc-host HOST   listen address for gRPC, overrides grpc.host in the config
   --grpc-port PORT   listen port for gRPC, overrides grpc.port in the config
   -h, --help         print this help and exit
@@ -104,7 +104,9 @@ async function main() {
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
   const auth = new ShimAuth(config.grpc.shims);
   if (!auth.required)
-    logger.warn('the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (README "Securing the link")');
+    logger.warn(
+      'the gRPC link is not authenticated: any local process may act as a shim; set grpc.shims (docs/configuration.md, "Securing the link")',
+    );
   // The shops that are free now are taken before the port opens, so a shim that connects is told them in its first
   // watch list; those another sidecar still holds follow below, with the port open.
   await ownership.round();

@@ -30,7 +30,7 @@ export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
 export type BotMode = 'none' | 'bot-first' | 'human-first';
 export const BOT_MODES: readonly BotMode[] = ['none', 'bot-first', 'human-first'];
 
-/** The shop's bot: an HTTP webhook (contract in src/bot/webhook.ts and the README). */
+/** The shop's bot: an HTTP webhook (contract in src/bot/webhook.ts and docs/behaviour.md). */
 export interface BotConfig {
   mode: BotMode;
   url?: string;

@@ -1,4 +1,4 @@
-// Builders for the stanzas the sidecar sends, shaped exactly like requirements-seed.md.
+// Builders for the stanzas the sidecar sends, shaped exactly like QChat's consult requirement (docs/behaviour.md).
 import { randomUUID } from 'node:crypto';
 import { cloneNode, el, findChild, type XmlElement } from './xml.js';
 

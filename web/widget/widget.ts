@@ -22,7 +22,7 @@ interface Entry {
   rate?: 'open' | 'done';
 }
 
-/** The child of the sidecar's rating request (README "Satisfaction ratings"). */
+/** The child of the sidecar's rating request (docs/behaviour.md, "Satisfaction ratings"). */
 const RATING_NS = 'urn:xmpp:consult:rating:0';
 
 const HISTORY_MAX = 200;
