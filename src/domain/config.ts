@@ -1,17 +1,7 @@
 // Sidecar configuration: validated up front with errors that name the field (src/ops/config-file.ts reads the file).
-import type { Limits } from './shop.js';
-import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Language, type Texts } from './texts.js';
+import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from './texts.js';
 import { OptionError, parseBot, parseGroups } from './shop-options.js';
-import {
-  AGENT_STATUSES,
-  DEFAULT_LIMITS,
-  LIMIT_RANGES,
-  STRATEGIES,
-  type AgentStatus,
-  type BotConfig,
-  type Group,
-  type Strategy,
-} from './shop.js';
+import { AGENT_STATUSES, DEFAULT_LIMITS, LIMIT_RANGES, STRATEGIES, type AgentStatus, type Limits, type Shop } from './shop.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 
 export interface AgentConfig {
@@ -20,19 +10,9 @@ export interface AgentConfig {
   status: AgentStatus;
 }
 
-export interface ShopConfig {
-  jid: string;
-  name: string;
-  welcome: string;
-  noAgentText: string;
-  strategy: Strategy;
-  queueEnabled: boolean;
-  limits: Limits;
-  language: Language;
-  texts: Partial<Texts>;
+/** A shop as the config gives it: the shop itself and its agents (seeded into the store on first start). */
+export interface ShopConfig extends Shop {
   agents: AgentConfig[];
-  groups: Group[];
-  bot: BotConfig;
 }
 
 /** Closed sessions: how long their transcripts are kept, and how long a visitor may rate one. */
