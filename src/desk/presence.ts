@@ -12,9 +12,25 @@ import type { AgentResource, AgentStatus } from '../domain/shop.js';
 import type { Store } from './ports.js';
 import type { Log } from '../domain/log.js';
 
+/** One-shot timers; the default is the process's own (unref'd: a grace period never keeps a sidecar alive). */
+export interface Timers {
+  /** Runs `fn` once after `ms`; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+const realTimers: Timers = {
+  after(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
+
 export interface PresenceOptions {
   /** How long a node whose streams all closed may take to come back before its presence is dropped. */
   nodeGraceMs?: number;
+  /** Where the grace periods are timed (tests move time by hand). */
+  timers?: Timers;
   log?: Log;
   /** A node's presence was dropped (its agents may now be offline). */
   onNodeGone?: (node: string, why: string) => void;
@@ -24,14 +40,16 @@ export class Presence {
   private readonly byAgent = new Map<string, Map<string, AgentResource>>();
   private readonly statuses = new Map<string, AgentStatus>();
   private readonly streams = new Map<string, number>(); // node → streams open now
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly graceTimers = new Map<string, () => void>(); // node → cancels its grace timer
   private readonly nodeGraceMs: number;
+  private readonly timers: Timers;
 
   constructor(
     private readonly store: Store,
     private readonly opts: PresenceOptions = {},
   ) {
     this.nodeGraceMs = opts.nodeGraceMs ?? 30_000;
+    this.timers = opts.timers ?? realTimers;
   }
 
   async load(): Promise<void> {
@@ -88,7 +106,7 @@ export class Presence {
   /** A node's stream said hello: it is alive, and reports its presence again (what it reported before is void). */
   streamOpened(node: string): Promise<void> {
     this.streams.set(node, (this.streams.get(node) ?? 0) + 1);
-    clearTimeout(this.graceTimers.get(node));
+    this.graceTimers.get(node)?.();
     this.graceTimers.delete(node);
     return this.clearNode(node);
   }
@@ -103,7 +121,7 @@ export class Presence {
 
   /** A live node saw `node` leave the cluster (crash, stop, partition): its users are gone with it. */
   async nodeDown(node: string): Promise<void> {
-    clearTimeout(this.graceTimers.get(node));
+    this.graceTimers.get(node)?.();
     this.graceTimers.delete(node);
     await this.dropNode(node, 'reported down by the cluster');
   }
@@ -115,18 +133,17 @@ export class Presence {
 
   /** Stops the grace timers (shutdown, tests). */
   close(): void {
-    for (const t of this.graceTimers.values()) clearTimeout(t);
+    for (const cancel of this.graceTimers.values()) cancel();
     this.graceTimers.clear();
   }
 
   private expectBack(node: string): void {
     if (this.graceTimers.has(node) || this.streams.has(node)) return;
-    const timer = setTimeout(() => {
+    const cancel = this.timers.after(this.nodeGraceMs, () => {
       this.graceTimers.delete(node);
       if (!this.streams.has(node)) void this.dropNode(node, `not back within ${this.nodeGraceMs} ms`);
-    }, this.nodeGraceMs);
-    timer.unref();
-    this.graceTimers.set(node, timer);
+    });
+    this.graceTimers.set(node, cancel);
   }
 
   private async dropNode(node: string, why: string): Promise<void> {

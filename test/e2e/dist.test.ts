@@ -181,10 +181,22 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
     const health = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as grpc.Client &
       Record<string, (...args: any[]) => unknown>;
     channels.push(health);
-    const status = await new Promise<string>((resolve, reject) =>
-      health.check({ service: 'consult.v1.StanzaFilter' }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
-    );
+    const check = (service: string) =>
+      new Promise<string>((resolve, reject) =>
+        health.check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
+      );
+    const status = await check('consult.v1.StanzaFilter');
     assert.is(status, 'SERVING');
+    assert.is(await check(''), 'SERVING', 'the server as a whole');
+    const unknown = await check('no.such.Service').then(
+      (st) => new Error(`an unknown service answered ${st}`),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.is(
+      (unknown as grpc.ServiceError).code,
+      grpc.status.NOT_FOUND,
+      'a real health service, not a stub that says SERVING to anything',
+    );
 
     const client = new StanzaFilterClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
     channels.push(client);
@@ -201,7 +213,12 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
       ),
     );
     assert.is(verdict.action, Action.ACTION_REWRITE, JSON.stringify(verdict));
+    assert.is(verdict.seq, '1', 'the answer to this request');
     assert.match(Buffer.from(verdict.stanza).toString(), new RegExp(`to=['"]ann@${D}['"]`));
+    const extra = verdict.extra.map((x) => Buffer.from(x).toString());
+    assert.is(extra.length, 2, extra.join('\n'));
+    assert.match(extra[0], /type=['"]mstat['"]/, 'the visitor is acked');
+    assert.match(extra[1], /auto_reply=['"]true['"]/, 'and welcomed');
     assert.is(await sidecar.stop(), 0, sidecar.out());
   } finally {
     for (const c of channels) c.close();

@@ -17,6 +17,8 @@ import { Ownership } from '../../src/cluster/ownership.js';
 import { Presence } from '../../src/desk/presence.js';
 import { pgDriver, pgliteDriver, type Driver } from '../../src/storage/driver.js';
 import { storesOn, type Stores } from '../../src/storage/open.js';
+import { LeaseLost } from '../../src/storage/sql-journal.js';
+import type { JournalStore } from '../../src/desk/journal.js';
 import { parseElement, serialize, type XmlElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from './postgres.js';
 import { silent } from '../../src/domain/log.js';
@@ -26,14 +28,29 @@ export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
 const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars, archive';
 
-/** One database per backend for a whole test file; each world truncates it. */
+/** Who a world's sidecar is: by default `test-<backend>`; another id is a second sidecar on the same database. */
+export interface StoresOptions {
+  sidecar?: string;
+  /** Join the database as the last world left it (a second sidecar): no truncation. */
+  join?: boolean;
+}
+
+/** One database per backend for a whole test file; each world truncates it (unless it joins). */
 export class Backends {
   private pglite?: Driver;
   private pg?: Driver;
   private postgres?: Postgres;
 
-  async stores(backend: Backend): Promise<Stores> {
-    const me = { holder: `test-${backend}#1`, sidecar: `test-${backend}` };
+  /** The SQL database of a backend, for a test that changes rows behind the desk's back. */
+  async driver(backend: Exclude<Backend, 'memory'>): Promise<Driver> {
+    return backend === 'pglite'
+      ? (this.pglite ??= await pgliteDriver())
+      : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
+  }
+
+  async stores(backend: Backend, o: StoresOptions = {}): Promise<Stores> {
+    const sidecar = o.sidecar ?? `test-${backend}`;
+    const me = { holder: `${sidecar}#1`, sidecar };
     if (backend === 'memory')
       return {
         store: new MemoryStore(),
@@ -41,13 +58,10 @@ export class Backends {
         leases: new SoleOwner(me.holder, me.sidecar),
         archive: new MemoryArchive(),
       };
-    const db =
-      backend === 'pglite'
-        ? (this.pglite ??= await pgliteDriver())
-        : (this.pg ??= await pgDriver((this.postgres ??= await startPostgres()).url));
+    const db = await this.driver(backend);
     // PostgreSQL as production uses it: shared, so shops are leased (this world's one sidecar takes them all).
     const stores = await storesOn(db, me, { shared: backend === 'postgres' });
-    await db.query(`TRUNCATE ${TABLES}`);
+    if (!o.join) await db.query(`TRUNCATE ${TABLES}`);
     return stores;
   }
 
@@ -63,7 +77,18 @@ export class TestOutbox implements Outbox {
   readonly sent: XmlElement[] = [];
   readonly batches: number[] = []; // stanzas per deliver()
   private held: (() => void)[] | undefined;
+  private onHeld: (() => void)[] = [];
   failing = false;
+
+  /** Deliveries waiting for an acknowledgement (while holding). */
+  get waiting(): number {
+    return this.held?.length ?? 0;
+  }
+
+  /** Resolves once `n` deliveries wait for an acknowledgement. */
+  async whenHeld(n = 1): Promise<void> {
+    while (this.waiting < n) await new Promise<void>((r) => this.onHeld.push(r));
+  }
 
   send(stanzas: XmlElement[]): void {
     this.sent.push(...stanzas.map((x) => parseElement(serialize(x))));
@@ -79,12 +104,13 @@ export class TestOutbox implements Outbox {
       done();
       return Promise.resolve();
     }
-    return new Promise((resolve) =>
+    return new Promise((resolve) => {
       this.held!.push(() => {
         done();
         resolve();
-      }),
-    );
+      });
+      for (const f of this.onHeld.splice(0)) f();
+    });
   }
 
   hold(): void {
@@ -112,13 +138,18 @@ export interface WorldOptions {
   random?: () => number;
   hooks?: FilterHooks;
   onBatch?: DeskDeps['onBatch'];
+  /** Stands between the desk and its journal store (e.g. holds writes). */
+  journal?: (store: JournalStore) => JournalStore;
+  /** Which sidecar this world is, and whether it joins the database another world set up. */
+  stores?: StoresOptions;
 }
 
 export type World = Awaited<ReturnType<typeof deskWorld>>;
 
 export async function deskWorld(o: WorldOptions) {
   let clock = o.clock ?? 1_700_000_000_000;
-  const stores = await o.backends.stores(o.backend);
+  const stores = await o.backends.stores(o.backend, o.stores);
+  const journalStore = o.journal ? o.journal(stores.journal) : stores.journal;
   await seedStore(stores.store, o.config, clock - 60_000);
   const outbox = new TestOutbox();
 
@@ -128,11 +159,12 @@ export async function deskWorld(o: WorldOptions) {
     const presence = new Presence(stores.store);
     await presence.load();
     presence.close(); // the world moves its own clock; node grace timers are tested on their own
+    let ownership: Ownership | undefined;
     const desk = new Desk({
       config: o.config,
       directory,
       presence,
-      journalStore: stores.journal,
+      journalStore,
       archive: stores.archive,
       askBot,
       link: outbox,
@@ -140,10 +172,14 @@ export async function deskWorld(o: WorldOptions) {
       now: () => clock,
       random: o.random,
       onBatch: o.onBatch,
+      // As main.ts wires it: a write refused for a lost lease drops those shops here.
+      onJournalError: (e) => {
+        if (e instanceof LeaseLost) ownership?.refused(e.shops);
+      },
     });
     const link = new ShimLink(silent);
     const watch = new WatchList({ directory, shops: desk.shops, sidecar: '', push: (w) => link.pushWatchList(w) });
-    const ownership = new Ownership({ leases: stores.leases, desk, directory, watch, log: silent });
+    ownership = new Ownership({ leases: stores.leases, desk, directory, watch, log: silent });
     await ownership.round();
     const handlers = stanzaFilterHandlers({ desk, link, watch, log: silent }, o.hooks);
     return { desk, directory, presence, link, watch, ownership, handlers };
@@ -189,6 +225,10 @@ export async function deskWorld(o: WorldOptions) {
     },
     get watch() {
       return parts.watch;
+    },
+    /** The gRPC handlers the world's filter() calls. */
+    get handlers() {
+      return parts.handlers;
     },
     filter,
     event,

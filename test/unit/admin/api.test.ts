@@ -14,7 +14,7 @@ import { Backends, deskWorld } from '../../support/desk.js';
 import { writeConfig } from '../../support/sidecar.js';
 import { silent } from '../../../src/domain/log.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const D = 'cs.test';
 const SHOP = `shop_1@${D}`;
 const a = (n: string) => `${n}@${D}`;

@@ -3,16 +3,37 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InFlight } from '../../../src/desk/inflight.js';
 
-const later = <T>(ms: number, v: T) => new Promise<T>((r) => setTimeout(() => r(v), ms));
+/** A promise the test settles by hand. */
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Lets every settled promise's callbacks run. */
+const turn = () => new Promise((r) => setImmediate(r));
 
 test('drain waits for tracked work, including work that arrives while draining', async () => {
   const f = new InFlight();
-  const first = f.track(later(100, 'a'));
-  setTimeout(() => void f.track(later(100, 'b')), 50);
-  const started = Date.now();
+  const a = deferred<string>();
+  const b = deferred<string>();
+  const first = f.track(a.promise);
   assert.is(f.size, 1);
-  assert.is(await f.drain(5000), true);
-  assert.ok(Date.now() - started >= 140, 'waited for the second one too');
+  let drained: boolean | undefined;
+  const draining = f.drain(60_000).then((ok) => {
+    drained = ok;
+  });
+  void f.track(b.promise); // arrives while draining
+  assert.is(f.size, 2);
+  a.resolve('a');
+  await turn();
+  assert.is(f.size, 1);
+  assert.is(drained, undefined, 'still waiting for the second one');
+  b.resolve('b');
+  await draining;
+  assert.is(drained, true, 'waited for the second one too');
   assert.is(f.size, 0);
   assert.is(await first, 'a', 'track passes the result through');
 });
@@ -20,12 +41,12 @@ test('drain waits for tracked work, including work that arrives while draining',
 test('drain gives up after its deadline; failures count as finished', async () => {
   const f = new InFlight();
   f.track(new Promise(() => {}));
-  const started = Date.now();
   assert.is(await f.drain(100), false);
-  assert.ok(Date.now() - started < 1000);
+  assert.is(f.size, 1, 'the work is still pending: drain only stopped waiting');
   const g = new InFlight();
   g.track(Promise.reject(new Error('x'))).catch(() => {});
-  assert.is(await g.drain(100), true);
+  assert.is(await g.drain(60_000), true);
+  assert.is(g.size, 0);
 });
 
 test.run();

@@ -188,22 +188,27 @@ for (const backend of BACKENDS) {
     });
     await w.online('ann');
     await w.online('bob');
-    await w.visitorSays('other', 'o1'); // ann
+    assert.is(assignedTo(await w.visitorSays('other', 'o1')), a('ann'));
     assert.is(assignedTo(await w.visitorSays('v1', 's1')), a('bob'));
     await w.desk.closeSession(SHOP, a('v1'), 'admin');
-    await w.visitorSays('other2', 'o2'); // least busy now: bob has 0 → bob, unless v1's stickiness mattered
-    assert.is(assignedTo(await w.visitorSays('v1', 's2')), a('bob'), 'back to bob although ann is less busy');
+    assert.is(assignedTo(await w.visitorSays('other2', 'o2')), a('bob'), 'least busy: bob has none');
+    assert.is(assignedTo(await w.visitorSays('v1', 's2')), a('bob'), 'back to bob although ann waited longer for a chat');
     await w.desk.closeSession(SHOP, a('v1'), 'admin');
     await w.offline('bob');
     assert.is(assignedTo(await w.visitorSays('v1', 's3')), a('ann'), 'sticky agent offline: someone else');
-    await w.desk.closeSession(SHOP, a('v1'), 'admin');
+    await w.desk.closeSession(SHOP, a('v1'), 'admin'); // the hint is ann now, for stickyTtlSec (3600 s) from here
     await w.online('bob');
-    w.advance(3601_000);
-    await w.visitorSays('other3', 'o3'); // balance: ann 2 (other, v1 closed → other only) ...
-    const after = assignedTo(await w.visitorSays('v1', 's4'));
-    assert.ok(after === a('bob') || after === a('ann'));
-    const tx = w.desk.view.stickyAgent(SHOP, a('v1'), w.now() + 10 ** 12);
-    assert.is(tx, undefined, 'the hint has a lifetime');
+    // ann 1 chat (other), bob 1 (other2); bob waited longer for one, so least-busy alone would pick bob.
+    const TTL = 3600_000;
+    w.advance(TTL - 1);
+    assert.is(w.desk.view.stickyAgent(SHOP, a('v1'), w.now()), a('ann'), 'the hint holds until its last millisecond');
+    assert.is(assignedTo(await w.visitorSays('v1', 's4')), a('ann'), 'within the hint: ann, not the least-busy bob');
+    await w.desk.closeSession(SHOP, a('v1'), 'admin'); // renewed: ann for another hour from now
+    w.advance(TTL - 1);
+    assert.is(w.desk.view.stickyAgent(SHOP, a('v1'), w.now()), a('ann'), 'closing renewed the hint');
+    w.advance(1);
+    assert.is(w.desk.view.stickyAgent(SHOP, a('v1'), w.now()), undefined, 'the hint has a lifetime');
+    assert.is(assignedTo(await w.visitorSays('v1', 's5')), a('bob'), 'hint expired: least-busy (ties to who waited longest) picks bob');
   });
 
   strategies.run();

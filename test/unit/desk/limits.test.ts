@@ -137,7 +137,8 @@ for (const backend of BACKENDS) {
     w.takeSent();
     w.outbox.hold(); // the shim does not acknowledge yet
     await w.event(Kind.PRESENCE_SET, `${a('ann')}/pc`); // without waiting for the releases
-    await new Promise((r) => setTimeout(r, 50));
+    await w.outbox.whenHeld(); // the first batch is out, unacknowledged
+    assert.is(w.outbox.waiting, 1, 'one batch at a time: the next waits for this one to be acknowledged');
     assert.equal(w.desk.view.queue(SHOP), [], 'v1 is served');
     assert.is(w.desk.view.counts(SHOP).kept, 120, 'nothing deleted before an acknowledgement');
     w.outbox.crash(); // the sidecar dies before any acknowledgement...
@@ -165,7 +166,7 @@ for (const backend of BACKENDS) {
     await w.says('v1', 'first');
     w.outbox.hold();
     await w.event(Kind.PRESENCE_SET, `${a('ann')}/pc`);
-    await new Promise((r) => setTimeout(r, 20));
+    await w.outbox.whenHeld(); // "first" is on its way, unacknowledged
     const during = await w.says('v1', 'second');
     assert.is(during.action, Action.ACTION_DROP, 'kept, not relayed ahead of "first"');
     assert.equal(
@@ -186,7 +187,7 @@ for (const backend of BACKENDS) {
     await w.says('v1', 'c1', 'waiting');
     w.outbox.hold();
     await w.event(Kind.PRESENCE_SET, `${a('ann')}/pc`);
-    await new Promise((r) => setTimeout(r, 20));
+    await w.outbox.whenHeld(); // "waiting" is on its way, unacknowledged
     const early = await w.agentSays('ann', 'c2', '/close');
     assert.is(errorOf(early), 'resource-constraint/wait');
     assert.match(early.error!.text, 'still on their way');
@@ -216,13 +217,22 @@ for (const backend of BACKENDS) {
   caps('overload: past maxPendingDecisions, senders get a quick resource-constraint; nothing accepted is lost', async () => {
     const w = await world(backend, {}, { maxPendingDecisions: 5 });
     await w.online(a('ann'));
+    // All 30 arrive before the first write: the first 5 wait for it, the 25 after them find the backlog full.
     const verdicts = await Promise.all(Array.from({ length: 30 }, (_, i) => w.says(`o${i % 3}`, `o${i}`)));
     const refused = verdicts.filter((v) => errorOf(v) === 'resource-constraint/wait');
     const relayed = verdicts.filter((v) => relayedTo(v) === a('ann'));
     assert.ok(refused.length > 0, 'some are refused');
     assert.is(refused.length + relayed.length, 30);
+    assert.equal(
+      verdicts.map((v) => (relayedTo(v) ? 'relayed' : errorOf(v))),
+      [...Array(5).fill('relayed'), ...Array(25).fill('resource-constraint/wait')],
+      'exactly maxPendingDecisions accepted, in arrival order',
+    );
     assert.match(refused[0].error!.text, 'overloaded');
     const acknowledged = new Set(verdicts.flatMap((v, i) => (relayedTo(v) ? [a(`o${i % 3}`)] : [])));
+    assert.equal([...acknowledged].sort(), [a('o0'), a('o1'), a('o2')]);
+    await w.desk.settled();
+    assert.is(relayedTo(await w.says('o0', 'later')), a('ann'), 'the backlog written: accepted again');
     await w.restart();
     assert.equal(
       w.desk.view

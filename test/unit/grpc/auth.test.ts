@@ -5,19 +5,30 @@ import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
-import { Hook, StanzaFilterClient, type SidecarMessage } from '../../../src/gen/consult/v1/filter.js';
+import {
+  Action,
+  Hook,
+  StanzaFilterClient,
+  type ShimMessage,
+  type SidecarMessage,
+  type StanzaFilterServer,
+} from '../../../src/gen/consult/v1/filter.js';
 import { ShimAuth } from '../../../src/grpc/auth.js';
 import { ShimLink } from '../../../src/grpc/link.js';
 import { startGrpcServer, stanzaFilterHandlers } from '../../../src/grpc/server.js';
 import { Backends, deskWorld } from '../../support/desk.js';
 import { silent } from '../../../src/domain/log.js';
+import { parseElement } from '../../../src/xmpp/xml.js';
 
 const D = 'auth.test';
 const SHOP = `shop@${D}`;
 const TOKEN = 'a-long-enough-shim-token';
 
+type ServerStream = Parameters<StanzaFilterServer['filterStream']>[0];
+
 async function server() {
-  const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
+  // ann takes every chat (always-on, room for all 50 visitors): every stanza a stream sends is relayed to her.
+  const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 50, status: 'always-on' }] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   let decided = 0;
   const handlers = stanzaFilterHandlers(
@@ -29,9 +40,29 @@ async function server() {
     },
     new ShimAuth([{ node: 'ejabberd@one', token: TOKEN }]),
   );
-  const { server: s, port } = await startGrpcServer(handlers, '127.0.0.1', 0);
-  return { port, decided: () => decided, stop: () => s.forceShutdown() };
+  // The sidecar's side of each stream it reads: how many stanzas it took, and whether it stopped reading.
+  const streams: { call: ServerStream; read: number }[] = [];
+  const filterStream = (call: ServerStream) => {
+    handlers.filterStream(call);
+    if (call.listenerCount('data') === 0) return; // refused: never read
+    const seen = { call, read: 0 };
+    streams.push(seen);
+    call.on('data', (m: ShimMessage) => {
+      if (m.filter) seen.read++;
+    });
+  };
+  const { server: s, port } = await startGrpcServer({ ...handlers, filterStream }, '127.0.0.1', 0);
+  return { port, decided: () => decided, streams, stop: () => s.forceShutdown() };
 }
+
+/** Polls `ok` until it holds; fails after `ms` (a bound for a broken build, not a measurement). */
+const until = async (what: string, ok: () => boolean, ms = 60_000) => {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
 
 const withToken = (token?: string) => {
   const md = new grpc.Metadata();
@@ -91,7 +122,7 @@ test('a token speaks only for its node: a hello claiming another node is refused
     client.close();
     const good = openStream(s.port, withToken(TOKEN), 'ejabberd@one');
     good.call.write({ filter: { seq: '7', hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(3), deadlineMs: '0' } });
-    while (!good.got.some((m) => m.verdict)) await new Promise((r) => setTimeout(r, 10));
+    await until('the verdict', () => good.got.some((m) => m.verdict));
     assert.ok(good.got[0].watch, 'the watch list first');
     assert.is(good.got.find((m) => m.verdict)!.verdict!.seq, '7');
     good.call.end();
@@ -105,20 +136,35 @@ test('a client that never reads its verdicts is not read either: the sidecar dec
   const s = await server();
   const N = 30_000;
   try {
-    const { client, call } = openStream(s.port, withToken(TOKEN), 'ejabberd@one');
+    const { client, call, got } = openStream(s.port, withToken(TOKEN), 'ejabberd@one');
     call.pause(); // never reads a verdict
     // Everything is handed to the client's own buffers at once; only the sidecar's reading paces it.
     for (let i = 0; i < N; i++)
       call.write({ filter: { seq: String(i), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(i), deadlineMs: '0' } });
-    // Let whatever the sidecar will take be decided, until the count holds still.
-    let decided = -1;
-    for (let i = 0; i < 100 && (decided <= 0 || decided !== s.decided()); i++) {
-      decided = s.decided();
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    // The sidecar stops reading the stream once its verdicts back up, after deciding everything it read.
+    await until('the sidecar to stop reading', () => {
+      const [seen] = s.streams;
+      return !!seen && seen.call.isPaused() && seen.read > 0 && s.decided() === seen.read;
+    });
+    const decided = s.decided();
     assert.ok(decided > 0 && decided < N / 2, `decided ${decided} of ${N} sent, then stopped reading`);
     call.resume(); // reading again: the rest follows
-    for (let i = 0; i < 300 && s.decided() < N; i++) await new Promise((r) => setTimeout(r, 100));
+    await until('every verdict', () => got.filter((m) => m.verdict).length >= N);
+    const verdicts = got.flatMap((m) => (m.verdict ? [m.verdict] : []));
+    assert.is(verdicts.length, N, 'one verdict per stanza');
+    assert.equal(
+      verdicts.map((v) => Number(v.seq)).sort((x, y) => x - y),
+      Array.from({ length: N }, (_, i) => i),
+      'each stanza got its own verdict',
+    );
+    const notRelayed = verdicts.filter(
+      (v) => v.action !== Action.ACTION_REWRITE || parseElement(Buffer.from(v.stanza).toString()).attrs.to !== `ann@${D}`,
+    );
+    assert.equal(notRelayed, [], 'every one relayed to ann: none refused, none dropped');
+    assert.not.ok(
+      verdicts.some((v) => v.error?.condition === 'resource-constraint'),
+      'none was refused as overload',
+    );
     assert.is(s.decided(), N, 'nothing was dropped, only held back');
     call.cancel();
     client.close();

@@ -98,11 +98,13 @@ test('a node the cluster reports down gets no Injects while another can take the
     for (let i = 0; i < 6; i++) await link.deliver([`<message id="m${i}" to="x@link.test"/>`]);
     assert.is(a.injects.length, 0, 'nothing to the node reported down');
     assert.is(b.injects.length, 6);
-    // Back in the cluster: it takes its share again.
+    // Back in the cluster: it takes its share again. A presence sent after it on the same stream is applied after it.
     b.call.write({ cluster: { node: 'n1@host', up: true } });
-    await sleep(50);
+    b.call.write({ event: { kind: Kind.PRESENCE_SET, jid: `ann@${D}/phone`, show: '', priority: 0, status: '' } });
+    await until('the stream after the cluster change read', () => w.presence.state(`ann@${D}`).online);
     for (let i = 0; i < 6; i++) await link.deliver([`<message id="n${i}" to="x@link.test"/>`]);
     assert.ok(a.injects.length > 0, 'round robin over both again');
+    assert.equal([a.injects.length, b.injects.length], [3, 6 + 3], 'every other Inject to each');
   } finally {
     stop();
   }

@@ -392,8 +392,18 @@ test('postgres leases: shops spread over two sidecars; handed over cleanly; take
   assert.not.ok(JSON.stringify((await one.journal.load(kept)).batches).includes('v3'), 'the held shop of a refused batch got nothing');
   await two.journal.append([{ shop: gone, changes: [said('v1', 3)] }], []);
 
-  // The first stops renewing (crash): past the lease period the second takes everything.
-  await new Promise((r) => setTimeout(r, 700));
+  // The first stops renewing (crash): once its heartbeat and leases have run out (by the database's clock), the second
+  // takes everything.
+  const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)';
+  for (let i = 0; ; i++) {
+    const [{ live }] = await pgDb.query(
+      `SELECT (SELECT count(*) FROM sidecars WHERE holder = 'one#1' AND expires_at >= ${NOW_MS})
+            + (SELECT count(*) FROM shop_lease WHERE holder = 'one#1' AND expires_at >= ${NOW_MS}) AS live`,
+    );
+    if (Number(live) === 0) break;
+    if (i > 500) assert.unreachable("the first sidecar's heartbeat and leases never ran out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
   const all = await two.leases.round(shops);
   assert.equal(all.held.size, 20, "a dead sidecar's shops go to the one left");
   assert.equal((await one.leases.round(shops)).held.size, 0, 'the old holder finds it holds nothing');
