@@ -2,7 +2,7 @@
 %% parser that checks everything that can be checked on a single frame, and
 %% encoders for the frames the client sends. Connection and stream state
 %% (which stream may receive what, windows, CONTINUATION sequencing) is
-%% consult_grpc's job.
+%% consult_h2_machine's job.
 %%
 %% parse/2 returns one frame at a time. An error that concerns one stream
 %% only comes back as a frame, {stream_error, Id, Code, Reason}, with the

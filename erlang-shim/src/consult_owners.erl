@@ -1,6 +1,6 @@
 %% Which sidecar connection a stanza goes to, as pure functions over plain
-%% data (consult_grpc keeps the data in each connection's ETS table and reads
-%% it per stanza; tests call these directly).
+%% data (consult_sidecar keeps the data in each connection's ETS table,
+%% consult_grpc reads it per stanza; tests call these directly).
 %%
 %% Each shop is decided by one sidecar at a time, the one that lists it in
 %% WatchList.owned. A connection keeps its sidecar's claims as

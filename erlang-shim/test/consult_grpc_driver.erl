@@ -1,4 +1,4 @@
-%% Test driver for consult_grpc, run by test/grpc-client.test.ts:
+%% Test driver for consult_grpc, run by test/e2e/shim-grpc-client.test.ts:
 %%   erl -noshell -pa ebin -pa ebin-test -eval 'consult_grpc_driver:main()'
 %% Reads one Erlang term per line on stdin ("{filter, <<\"h\">>, <<\"x\">>, 500}."),
 %% runs it and prints one line "@@ <json>" per command on stdout. Logs go to

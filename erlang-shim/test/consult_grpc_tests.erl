@@ -1,8 +1,8 @@
-%% EUnit and PropEr tests for consult_grpc, the connection process, against
-%% a fake HTTP/2 server written here on gen_tcp: the test process is the
-%% server, reads the client's frames and writes whatever frames the case
-%% needs, valid or not. Run with `make -C erlang-shim eunit`.
-%% test/grpc-client.test.ts drives the same client against a real grpc-js
+%% EUnit and PropEr tests for consult_grpc's connection process
+%% (consult_grpc_conn, consult_grpc_http2) against a fake HTTP/2 server
+%% (consult_fake_sidecar); consult_grpc_sidecars_tests has the cases with
+%% two sidecars. Run with `make -C erlang-shim eunit`.
+%% test/e2e/shim-grpc-client.test.ts drives the same client against a real grpc-js
 %% server.
 -module(consult_grpc_tests).
 
@@ -16,11 +16,11 @@
          max_concurrent_streams/1, header_table_size_zero/1, header_block_limit/1,
          continuation_interleaved/1, stream_ids_run_out/1, notification_queue_bounded/1,
          keepalive/1, breaker_lets_one_probe_through/1, refused_stream_backs_off/1,
-         goaway_on_terminate/1, owner_decides_its_shops/1, notifications_and_cluster_events_to_all/1,
-         a_draining_connection_owns_nothing/1]).
+         goaway_on_terminate/1]).
 
-%% raw_headers: HEADERS come as {headers_raw, Id, Block} instead of decoded.
--record(srv, {sock, buf = <<>>, data = #{}, events = [], raw_headers = false}).
+-import(consult_fake_sidecar, [start/1, start/2, accept/1, accept/2, out/2, next/2, next_n/3, is/1,
+                                verdict/2, unary_reply/3, verdict_bytes/1, watch_bytes/0,
+                                grpc_frame/1, field/2, fields/1, varint_field/2, call/2, await/1, wait/1]).
 
 -define(STANZA, <<"<message to='shop@localhost'><body>hi</body></message>">>).
 -define(MAX_WINDOW, 16#7fffffff).
@@ -52,64 +52,13 @@ client_test_() ->
                   keepalive, breaker_lets_one_probe_through, refused_stream_backs_off,
                   goaway_on_terminate]]}.
 
-%% Two connections, as mod_consult starts them for two sidecars: consult_grpc
-%% and consult_grpc_2, each to its own fake server.
-two_sidecars_test_() ->
-    Names = [consult_grpc, consult_grpc_2],
-    {foreach,
-     fun() ->
-             logger:set_primary_config(level, none),
-             Ls = [begin
-                       {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true},
-                                                    {ip, {127, 0, 0, 1}}]),
-                       L
-                   end || _ <- Names],
-             consult_grpc:set_connections(Names),
-             lists:zip(Names, Ls)
-     end,
-     fun(Conns) ->
-             [catch gen_server:stop(Name) || {Name, _} <- Conns],
-             [gen_tcp:close(L) || {_, L} <- Conns],
-             consult_grpc:set_connections([]),
-             logger:set_primary_config(level, notice)
-     end,
-     [fun(Conns) -> {atom_to_list(Name), {timeout, 30, fun() -> ?MODULE:Name(Conns) end}} end
-      || Name <- [owner_decides_its_shops, notifications_and_cluster_events_to_all,
-                  a_draining_connection_owns_nothing]]}.
-
-start(L) -> start(L, #{}).
-
-start(L, Extra) ->
-    {ok, Port} = inet:port(L),
-    Opts = maps:merge(#{host => "127.0.0.1", port => Port, hosts => [<<"localhost">>],
-                        node => <<"test@localhost">>, backoff_min => 10, backoff_max => 50,
-                        keepalive_interval => infinity}, Extra),
-    {ok, Pid} = gen_server:start({local, maps:get(name, Opts, consult_grpc)}, consult_grpc, Opts, []),
-    Pid.
-
-%% Accepts a connection, checks the preface, answers the client's SETTINGS
-%% and opens the response of its main stream.
-accept(L) -> accept(L, []).
-
-accept(L, Settings) ->
-    {ok, S} = gen_tcp:accept(L, 5000),
-    {ok, Preface} = gen_tcp:recv(S, 24, 5000),
-    ?assertEqual(consult_h2:preface(), Preface),
-    Srv = #srv{sock = S},
-    out(Srv, consult_h2:settings(Settings)),
-    {{headers, 1, Headers, false}, Srv1} = next(Srv, fun({headers, 1, _, _}) -> true; (_) -> false end),
-    ?assertEqual(<<"/consult.v1.StanzaFilter/FilterStream">>, proplists:get_value(<<":path">>, Headers)),
-    response_headers(Srv1, 1),
-    {{message, 1, {hello, _}}, Srv2} = next(Srv1, fun({message, 1, {hello, _}}) -> true; (_) -> false end),
-    Srv2.
-
 %%% Cases
 
 token_and_hello(L) ->
     start(L, #{token => <<"a-token-of-24-characters">>}),
     {ok, S} = gen_tcp:accept(L, 5000),
     {ok, _} = gen_tcp:recv(S, 24, 5000),
-    Srv = #srv{sock = S},
+    Srv = consult_fake_sidecar:new(S),
     {{headers, 1, Headers, false}, Srv1} = next(Srv, is(headers)),
     ?assertEqual(<<"Bearer a-token-of-24-characters">>, proplists:get_value(<<"authorization">>, Headers)),
     ?assertEqual(<<"application/grpc">>, proplists:get_value(<<"content-type">>, Headers)),
@@ -128,7 +77,7 @@ no_token_no_header(L) ->
     start(L),
     {ok, S} = gen_tcp:accept(L, 5000),
     {ok, _} = gen_tcp:recv(S, 24, 5000),
-    {{headers, 1, Headers, false}, _} = next(#srv{sock = S}, is(headers)),
+    {{headers, 1, Headers, false}, _} = next(consult_fake_sidecar:new(S), is(headers)),
     ?assertEqual(undefined, proplists:get_value(<<"authorization">>, Headers)).
 
 verdicts_and_pings(L) ->
@@ -274,7 +223,7 @@ header_table_size_zero(L) ->
     A = accept(L, [{header_table_size, 0}]),
     {_, A1} = next(A, fun(F) -> F =:= settings_ack end),
     Caller = call(unary, 5000),
-    {{headers_raw, 3, Block}, _} = next(A1#srv{raw_headers = true}, is(headers_raw)),
+    {{headers_raw, 3, Block}, _} = next(consult_fake_sidecar:raw_headers(A1), is(headers_raw)),
     ?assertMatch({ok, _, _}, consult_hpack:decode(Block, consult_hpack:new(0))),
     ?assert(is_pid(Caller)).
 
@@ -417,7 +366,7 @@ refuse_until(L, Deadline, Acc) ->
                 {ok, S} ->
                     T = erlang:monotonic_time(millisecond),
                     {ok, _} = gen_tcp:recv(S, 24, 5000),
-                    Srv = #srv{sock = S},
+                    Srv = consult_fake_sidecar:new(S),
                     out(Srv, consult_h2:settings([])),
                     {_, Srv1} = next(Srv, is(headers)),
                     out(Srv1, consult_h2:headers(1, consult_hpack:encode(
@@ -433,123 +382,6 @@ refuse_until(L, Deadline, Acc) ->
             end
     end.
 
-%%% Two sidecars
-
--define(S1, <<"s1@localhost">>).
--define(S2, <<"s2@localhost">>).
-
-start_named(Name, L) ->
-    start(L, #{name => Name}).
-
-%% A stanza to a shop goes to the connection whose sidecar owns it, anything
-%% else to the first connected one; ownership moves with the watch lists
-%% (the newest claim wins) and is gone with the connection.
-owner_decides_its_shops([{A, LA}, {B, LB}]) ->
-    start_named(A, LA),
-    start_named(B, LB),
-    SA = accept(LA),
-    SB = accept(LB),
-    out(SA, watch_frame([?S1, ?S2], [?S1], <<"a">>)),
-    out(SB, watch_frame([?S1, ?S2], [?S2], <<"b">>)),
-    wait(fun() -> owned(A) =:= 1 andalso owned(B) =:= 1 end),
-    ?assert(consult_grpc:watched(shop, ?S2)),
-    SA1 = answered(?S1, SA),
-    SB1 = answered(?S2, SB),
-    SA2 = answered(any, SA1),
-    %% B takes s1 while A still lists it: the newer claim wins.
-    out(SB1, watch_frame([?S1, ?S2], [?S1, ?S2], <<"b">>)),
-    wait(fun() -> owned(B) =:= 2 end),
-    SB2 = answered(?S1, SB1),
-    out(SA2, watch_frame([?S1, ?S2], [], <<"a">>)),
-    wait(fun() -> owned(A) =:= 0 end),
-    SB3 = answered(?S1, SB2),
-    %% B goes: its shops have no owner, at once (even once it has
-    %% reconnected, until its sidecar claims them again); other stanzas go to A.
-    gen_tcp:close(SB3#srv.sock),
-    wait(fun() -> owned(B) =:= 0 end),
-    ?assertEqual({error, no_owner}, consult_grpc:filter(<<"localhost">>, ?S1, ?STANZA, 5000)),
-    ?assertEqual({error, no_owner}, consult_grpc:filter(<<"localhost">>, ?S2, ?STANZA, 5000)),
-    SA3 = answered(any, SA2),
-    %% Still relevant: B's last list counts until B says otherwise.
-    ?assert(consult_grpc:watched(shop, ?S2)),
-    SB4 = accept(LB),
-    wait(fun() -> maps:get(connected, consult_grpc:status(B)) end),
-    %% Back, but it has not said what it owns yet: it may own s1, so it is asked
-    %% (its sidecar refuses what it does not decide).
-    SB5 = answered(?S1, SB4),
-    out(SB5, watch_frame([?S1, ?S2], [], <<"b">>)),
-    wait(fun() -> maps:get(sidecar_id, consult_grpc:status(B)) =:= <<"b">> end),
-    timer:sleep(50),
-    %% Now every connected sidecar has said, and none owns s1.
-    ?assertEqual({error, no_owner}, consult_grpc:filter(<<"localhost">>, ?S1, ?STANZA, 5000)),
-    out(SA3, watch_frame([?S1, ?S2], [?S1], <<"a">>)),
-    wait(fun() -> owned(A) =:= 1 end),
-    _ = answered(?S1, SA3),
-    out(SB5, watch_frame([?S1, ?S2], [?S2], <<"b">>)),
-    wait(fun() -> owned(B) =:= 1 end),
-    _ = answered(?S2, SB5),
-    ?assertMatch([#{name := A, owned := 1, sidecar_id := <<"a">>},
-                  #{name := B, owned := 1, sidecar_id := <<"b">>}], consult_grpc:status()).
-
-%% Events go to every connection; each tells its sidecar about nodes that
-%% come and go, and its Hello lists the cluster.
-notifications_and_cluster_events_to_all([{A, LA}, {B, LB}]) ->
-    start_named(A, LA),
-    start_named(B, LB),
-    {ok, S} = gen_tcp:accept(LA, 5000),
-    {ok, _} = gen_tcp:recv(S, 24, 5000),
-    {{message, 1, {hello, Hello}}, SA} = next(#srv{sock = S}, is(message)),
-    ?assertEqual([<<"test@localhost">>], proplists:get_all_values(4, fields(Hello))),
-    SB = accept(LB),
-    wait(fun() -> lists:all(fun(#{connected := C}) -> C end, consult_grpc:status()) end),
-    consult_grpc:notify(#{kind => session_open, jid => <<"agent@localhost/r">>}),
-    %% What net_kernel:monitor_nodes/1 sends (this test node is not distributed).
-    [whereis(Name) ! {nodeup, 'n2@host'} || Name <- [A, B]],
-    [whereis(Name) ! {nodedown, 'n2@host'} || Name <- [A, B]],
-    lists:foreach(
-      fun(Srv) ->
-              {{message, 1, {event, Ev}}, Srv1} = next(Srv, is(message)),
-              ?assertEqual(<<"agent@localhost/r">>, proplists:get_value(2, fields(Ev))),
-              {{message, 1, {cluster, Up}}, Srv2} = next(Srv1, is(message)),
-              ?assertEqual([{1, <<"n2@host">>}, {2, 1}], fields(Up)),
-              {{message, 1, {cluster, Down}}, _} = next(Srv2, is(message)),
-              ?assertEqual([{1, <<"n2@host">>}], fields(Down))
-      end, [SA, SB]).
-
-%% After a GOAWAY the old connection still delivers what it owes, but a
-%% watch list on it claims nothing: its sidecar is on its way out.
-a_draining_connection_owns_nothing([{A, LA}, {B, LB}]) ->
-    start_named(A, LA),
-    start_named(B, LB),
-    Old = accept(LA),
-    SB = accept(LB),
-    out(SB, watch_frame([?S1, ?S2], [], <<"b">>)), %% B owns nothing (and said so)
-    out(Old, watch_frame([?S1], [?S1], <<"a">>)),
-    wait(fun() -> owned(A) =:= 1 end),
-    out(Old, consult_h2:goaway(1, no_error, <<>>)),
-    New = accept(LA),
-    wait(fun() -> owned(A) =:= 0 end),
-    out(Old, watch_frame([?S1], [?S1], <<"a">>)),
-    out(New, watch_frame([?S1, ?S2], [?S2], <<"a2">>)),
-    wait(fun() -> maps:get(sidecar_id, consult_grpc:status(A)) =:= <<"a2">> end),
-    ?assertEqual({error, no_owner}, consult_grpc:filter(<<"localhost">>, ?S1, ?STANZA, 5000)),
-    _ = answered(?S2, New).
-
-owned(Name) -> maps:get(owned, consult_grpc:status(Name)).
-
-%% A stanza for Target reaches the server Srv, and its verdict the caller.
-answered(Target, Srv) ->
-    Self = self(),
-    Caller = spawn(fun() -> Self ! {self(), consult_grpc:filter(<<"localhost">>, Target, ?STANZA, 5000)} end),
-    {{message, 1, {filter, Seq, ?STANZA}}, Srv1} = next(Srv, is(message)),
-    verdict(Srv1, Seq),
-    ?assertMatch({ok, #{seq := Seq}}, await(Caller)),
-    Srv1.
-
-watch_frame(Shops, Owned, Id) ->
-    consult_h2:data(1, grpc_frame(field(2, [[field(1, S) || S <- Shops], [field(3, S) || S <- Owned],
-                                            field(4, Id)])), false).
-
 goaway_on_terminate(L) ->
     start(L),
     A = accept(L),
@@ -564,32 +396,27 @@ goaway_on_terminate(L) ->
 %% supervisor as strict as ejabberd_gen_mod_sup (10 restarts in 1 s), which
 %% must never restart it.
 garbage_test_() ->
-    case code:which(proper) of
-        non_existing ->
-            {"PropEr not installed (apt-get install erlang-proper): property skipped", fun() -> ok end};
-        _ ->
-            {timeout, 300,
-             fun() ->
-                     logger:set_primary_config(level, none),
-                     {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true},
-                                                   {ip, {127, 0, 0, 1}}]),
-                     {ok, Port} = inet:port(L),
-                     {ok, Sup} = supervisor:start_link(?MODULE, Port),
-                     unlink(Sup),
-                     [{consult_grpc, Pid, worker, _}] = supervisor:which_children(Sup),
-                     try
-                         ?assertEqual(true, proper:quickcheck(prop_garbage_from_the_server(L, Pid),
-                                                              [quiet, long_result, {numtests, 300}])),
-                         ?assertEqual([{consult_grpc, Pid, worker, [consult_grpc]}],
-                                      supervisor:which_children(Sup)),
-                         ?assertMatch(#{running := true}, consult_grpc:status())
-                     after
-                         exit(Sup, shutdown),
-                         gen_tcp:close(L),
-                         logger:set_primary_config(level, notice)
-                     end
-             end}
-    end.
+    consult_properties:needing_proper(
+      {timeout, 300,
+       fun() ->
+               logger:set_primary_config(level, none),
+               {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
+               {ok, Port} = inet:port(L),
+               {ok, Sup} = supervisor:start_link(?MODULE, Port),
+               unlink(Sup),
+               [{consult_grpc, Pid, worker, _}] = supervisor:which_children(Sup),
+               try
+                   ?assertEqual(true, proper:quickcheck(prop_garbage_from_the_server(L, Pid),
+                                                        [quiet, long_result, {numtests, 300}])),
+                   ?assertEqual([{consult_grpc, Pid, worker, [consult_grpc_conn]}],
+                                supervisor:which_children(Sup)),
+                   ?assertMatch(#{running := true}, consult_grpc:status())
+               after
+                   exit(Sup, shutdown),
+                   gen_tcp:close(L),
+                   logger:set_primary_config(level, notice)
+               end
+       end}).
 
 init(Port) ->
     {ok, {#{strategy => one_for_one, intensity => 10, period => 1},
@@ -598,7 +425,7 @@ init(Port) ->
                        [#{host => "127.0.0.1", port => Port, hosts => [<<"localhost">>],
                           node => <<"test@localhost">>, backoff_min => 1, backoff_max => 5,
                           keepalive_interval => infinity}]},
-             restart => permanent, shutdown => 2000, type => worker, modules => [consult_grpc]}]}}.
+             restart => permanent, shutdown => 2000, type => worker, modules => [consult_grpc_conn]}]}}.
 
 prop_garbage_from_the_server(Listener, Client) ->
     proper:forall(garbage(),
@@ -654,140 +481,3 @@ flip(Bin, [{Pos, Byte} | Rest]) when Pos < byte_size(Bin) ->
     flip(<<Before/binary, Byte, After/binary>>, Rest);
 flip(Bin, [_ | Rest]) -> flip(Bin, Rest).
 
-%%% The fake server
-
-out(#srv{sock = S}, IoData) -> ok = gen_tcp:send(S, IoData).
-
-response_headers(Srv, Id) ->
-    out(Srv, consult_h2:headers(Id, consult_hpack:encode([{<<":status">>, <<"200">>},
-                                                          {<<"content-type">>, <<"application/grpc">>}]),
-                                false, 16384)).
-
-verdict(Srv, Seq) ->
-    out(Srv, consult_h2:data(1, grpc_frame(field(1, verdict_bytes(Seq))), false)).
-
-unary_reply(Srv, Id, Seq) ->
-    response_headers(Srv, Id),
-    out(Srv, consult_h2:data(Id, grpc_frame(verdict_bytes(Seq)), false)),
-    out(Srv, consult_h2:headers(Id, consult_hpack:encode([{<<"grpc-status">>, <<"0">>}]), true, 16384)).
-
-verdict_bytes(Seq) -> iolist_to_binary(varint_field(1, Seq)).
-
-watch_bytes() -> iolist_to_binary(field(2, [field(1, <<"shop@localhost">>), field(2, <<"agent@localhost">>)])).
-
-grpc_frame(Msg) -> [<<0, (iolist_size(Msg)):32>>, Msg].
-
-%% The next event the predicate accepts (others are skipped): frames as
-%% consult_h2 parses them, except that HEADERS (with CONTINUATIONs) come as
-%% {headers, Id, DecodedHeaders, EndStream} and the gRPC messages in DATA as
-%% {message, Id, Decoded}; {closed, Reason} when the client hung up.
-next(Srv, Pred) ->
-    next(Srv, Pred, 5000).
-
-next(Srv = #srv{events = [E | Es]}, Pred, Timeout) ->
-    case Pred(E) of
-        true -> {E, Srv#srv{events = Es}};
-        false -> next(Srv#srv{events = Es}, Pred, Timeout)
-    end;
-next(#srv{sock = closed}, _Pred, _Timeout) ->
-    error(no_such_event_before_the_client_hung_up);
-next(Srv = #srv{sock = S, buf = Buf}, Pred, Timeout) ->
-    case consult_h2:parse(Buf, 16#ffffff) of
-        {ok, Frame, Rest} ->
-            next(event(Frame, Srv#srv{buf = Rest}), Pred, Timeout);
-        more ->
-            case gen_tcp:recv(S, 0, Timeout) of
-                {ok, Data} -> next(Srv#srv{buf = <<Buf/binary, Data/binary>>}, Pred, Timeout);
-                {error, timeout} -> error({no_event_within, Timeout});
-                {error, Reason} ->
-                    gen_tcp:close(S),
-                    next(Srv#srv{events = [{closed, Reason}], buf = <<>>, sock = closed}, Pred, Timeout)
-            end
-    end.
-
-next_n(Srv, 0, _Pred) -> {done, Srv};
-next_n(Srv, N, Pred) ->
-    {_, Srv1} = next(Srv, Pred),
-    next_n(Srv1, N - 1, Pred).
-
-is(Tag) -> fun(E) -> is_tuple(E) andalso element(1, E) =:= Tag end.
-
-event({headers, Id, _ES, true, Block}, Srv = #srv{raw_headers = true}) ->
-    Srv#srv{events = Srv#srv.events ++ [{headers_raw, Id, Block}]};
-event({headers, Id, ES, EH, Fragment}, Srv) ->
-    collect_headers(Id, ES, EH, [Fragment], Srv);
-event({data, Id, ES, Data, _}, Srv = #srv{data = D}) ->
-    Buf = <<(maps:get(Id, D, <<>>))/binary, Data/binary>>,
-    {Msgs, Rest} = grpc_messages(Buf, []),
-    Events = [{message, Id, decode(Id, M)} || M <- Msgs] ++ [{end_stream, Id} || ES],
-    Srv#srv{data = D#{Id => Rest}, events = Srv#srv.events ++ Events};
-event(Frame, Srv) ->
-    Srv#srv{events = Srv#srv.events ++ [Frame]}.
-
-collect_headers(Id, ES, true, Fragments, Srv) ->
-    {ok, Headers, _} = consult_hpack:decode(iolist_to_binary(lists:reverse(Fragments)), consult_hpack:new()),
-    Srv#srv{events = Srv#srv.events ++ [{headers, Id, Headers, ES}]};
-collect_headers(Id, ES, false, Fragments, Srv = #srv{sock = S, buf = Buf}) ->
-    case consult_h2:parse(Buf, 16#ffffff) of
-        {ok, {continuation, Id, EH, F}, Rest} -> collect_headers(Id, ES, EH, [F | Fragments], Srv#srv{buf = Rest});
-        more ->
-            {ok, Data} = gen_tcp:recv(S, 0, 5000),
-            collect_headers(Id, ES, false, Fragments, Srv#srv{buf = <<Buf/binary, Data/binary>>})
-    end.
-
-grpc_messages(<<0, Len:32, Msg:Len/binary, Rest/binary>>, Acc) -> grpc_messages(Rest, [Msg | Acc]);
-grpc_messages(Rest, Acc) -> {lists:reverse(Acc), Rest}.
-
-%% Stream 1 carries ShimMessages; unary streams a FilterRequest.
-decode(1, Msg) ->
-    case fields(Msg) of
-        [{1, F}] -> {filter, proplists:get_value(1, fields(F), 0), proplists:get_value(4, fields(F))};
-        [{2, E}] -> {event, E};
-        [{3, H}] -> {hello, H};
-        [{4, A}] -> {inject_ack, A};
-        [{5, C}] -> {cluster, C}
-    end;
-decode(_, Msg) ->
-    {request, proplists:get_value(1, fields(Msg), 0)}.
-
-%% Varint and LEN fields only: [{Field, Value}].
-fields(<<>>) -> [];
-fields(Bin) ->
-    {Key, Rest} = read_varint(Bin),
-    case Key band 7 of
-        0 -> {V, Rest1} = read_varint(Rest), [{Key bsr 3, V} | fields(Rest1)];
-        2 -> {Len, Rest1} = read_varint(Rest), <<V:Len/binary, Rest2/binary>> = Rest1,
-             [{Key bsr 3, V} | fields(Rest2)]
-    end.
-
-read_varint(<<0:1, B:7, Rest/binary>>) -> {B, Rest};
-read_varint(<<1:1, B:7, Rest/binary>>) -> {N, Rest1} = read_varint(Rest), {B bor (N bsl 7), Rest1}.
-
-field(N, Data) -> [varint(N bsl 3 bor 2), varint(iolist_size(Data)), Data].
-varint_field(N, V) -> [varint(N bsl 3), varint(V)].
-varint(N) when N < 128 -> <<N>>;
-varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
-
-%%% Callers
-
-%% A caller in its own process; await/1 gives its result.
-call(Kind, Timeout) ->
-    Self = self(),
-    spawn(fun() ->
-                  R = case Kind of
-                          filter -> consult_grpc:filter(<<"localhost">>, ?STANZA, Timeout);
-                          unary -> consult_grpc:unary_filter(<<"localhost">>, ?STANZA, Timeout)
-                      end,
-                  Self ! {self(), R}
-          end).
-
-await(Pid) ->
-    receive {Pid, R} -> R after 15000 -> error({no_result_from, Pid}) end.
-
-wait(Fun) -> wait(Fun, 100).
-wait(Fun, 0) -> ?assert(Fun());
-wait(Fun, N) ->
-    case Fun() of
-        true -> ok;
-        _ -> timer:sleep(20), wait(Fun, N - 1)
-    end.

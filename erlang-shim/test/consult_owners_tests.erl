@@ -1,6 +1,6 @@
 %% EUnit and PropEr tests for consult_owners, the rules that pick the
 %% sidecar connection of a stanza. consult_grpc_tests runs the same rules
-%% through two live connections; test/grpc-client.test.ts against grpc-js.
+%% through two live connections; test/e2e/shim-grpc-client.test.ts against grpc-js.
 -module(consult_owners_tests).
 
 -include_lib("eunit/include/eunit.hrl").

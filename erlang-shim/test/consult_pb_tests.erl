@@ -2,12 +2,12 @@
 %% proto/consult/v1/filter.proto. Run with `make -C erlang-shim eunit`.
 %%
 %% Golden bytes come from ts-proto (src/gen/consult/v1/filter.ts, the
-%% sidecar's codec); test/grpc-client.test.ts checks the same against the live
+%% sidecar's codec); test/e2e/shim-grpc-client.test.ts checks the same against the live
 %% TypeScript encoder. The round trips use a small wire-format encoder and
 %% parser written here, independent of consult_pb's own.
 %%
 %% The PropEr properties are called without proper.hrl (Debian ships the
-%% header only in erlang-proper-dev) and are skipped when PropEr is absent.
+%% header only in erlang-proper-dev); without PropEr they fail.
 -module(consult_pb_tests).
 
 -include_lib("eunit/include/eunit.hrl").

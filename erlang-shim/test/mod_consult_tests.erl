@@ -1,7 +1,8 @@
-%% EUnit tests for mod_consult's options (needs ejabberd's econf: the eunit
-%% target puts ejabberd's ebin on the path). Routing itself is tested in
-%% consult_owners_tests, consult_grpc_tests and, through a real ejabberd, in
-%% test/e2e-shim-sidecars.test.ts.
+%% EUnit tests for mod_consult's options as ejabberd validates and documents
+%% them (needs ejabberd's econf: the eunit target puts ejabberd's ebin on
+%% the path). What the validated options turn into is consult_options_tests;
+%% routing is tested in consult_owners_tests, consult_grpc_tests and,
+%% through a real ejabberd, in test/e2e/shim-sidecars.test.ts.
 -module(mod_consult_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -46,74 +47,18 @@ tls_options_test_() ->
      ?_assertMatch({error, _}, validate(sidecar_tls_server_name, <<"a name">>)),
      ?_assertMatch({error, _}, validate(sidecar_tls_server_name, <<>>))].
 
-%% Defaults: no TLS, no files; and the TLS options are connection options
-%% (every host must agree, a change reconnects).
+%% Defaults: no TLS, no files.
 tls_defaults_test() ->
     Defaults = mod_consult:mod_options(<<"localhost">>),
     ?assertEqual(false, proplists:get_value(sidecar_tls, Defaults)),
     [?assertEqual(undefined, proplists:get_value(K, Defaults))
-     || K <- [sidecar_cafile, sidecar_certfile, sidecar_keyfile, sidecar_tls_server_name]],
-    ?assertEqual([], mod_consult:tls_problems(conn(#{}))),
-    ?assertEqual(false, mod_consult:tls_config(conn(#{}), <<"127.0.0.1">>)).
+     || K <- [sidecar_cafile, sidecar_certfile, sidecar_keyfile, sidecar_tls_server_name]].
 
-tls_problems_test_() ->
-    Problems = fun(Opts) -> [lists:flatten(P) || P <- mod_consult:tls_problems(conn(Opts))] end,
-    [?_assertMatch(["sidecar_tls: true needs sidecar_cafile" ++ _], Problems(#{sidecar_tls => true})),
-     ?_assertEqual([], Problems(#{sidecar_tls => true, sidecar_cafile => <<"/ca.pem">>})),
-     ?_assertEqual([], Problems(#{sidecar_tls => true, sidecar_cafile => <<"/ca.pem">>,
-                                  sidecar_certfile => <<"/shim.pem">>})),
-     ?_assertMatch(["sidecar_keyfile is set but sidecar_certfile is not" ++ _],
-                   Problems(#{sidecar_tls => true, sidecar_cafile => <<"/ca.pem">>,
-                              sidecar_keyfile => <<"/shim.key">>})),
-     ?_assertMatch(["sidecar_cafile, sidecar_tls_server_name set but sidecar_tls is false" ++ _],
-                   Problems(#{sidecar_cafile => <<"/ca.pem">>, sidecar_tls_server_name => <<"x">>}))].
-
-%% What each connection gets: the name to check is the sidecar's host unless overridden.
-tls_config_test_() ->
-    Tls = #{sidecar_tls => true, sidecar_cafile => <<"/etc/ca.pem">>},
-    [?_assertEqual(#{cafile => "/etc/ca.pem", server_name => "10.0.0.11"},
-                   mod_consult:tls_config(conn(Tls), <<"10.0.0.11">>)),
-     ?_assertEqual(#{cafile => "/etc/ca.pem", server_name => "sidecar.example.net"},
-                   mod_consult:tls_config(conn(Tls#{sidecar_tls_server_name => <<"sidecar.example.net">>}),
-                                          <<"10.0.0.11">>)),
-     ?_assertEqual(#{cafile => "/etc/ca.pem", server_name => "s1", certfile => "/etc/shim.pem",
-                     keyfile => "/etc/shim.key"},
-                   mod_consult:tls_config(conn(Tls#{sidecar_certfile => <<"/etc/shim.pem">>,
-                                                    sidecar_keyfile => <<"/etc/shim.key">>}), <<"s1">>))].
-
-%% The SSL options consult_transport gives OTP for a config.
-ssl_options_test() ->
-    Opts = consult_transport:ssl_options(#{cafile => "/ca.pem", server_name => "10.0.0.11",
-                                           certfile => "/c.pem"}),
-    ?assertEqual(verify_peer, proplists:get_value(verify, Opts)),
-    ?assertEqual("/ca.pem", proplists:get_value(cacertfile, Opts)),
-    ?assertEqual("10.0.0.11", proplists:get_value(server_name_indication, Opts)),
-    ?assertEqual([<<"h2">>], proplists:get_value(alpn_advertised_protocols, Opts)),
-    ?assertEqual("/c.pem", proplists:get_value(certfile, Opts)),
-    ?assertEqual(undefined, proplists:get_value(keyfile, Opts)),
-    [{match_fun, Match}] = proplists:get_value(customize_hostname_check, Opts),
-    %% An IP address as a name matches the certificate's IP address entry only.
-    ?assert(Match({dns_id, "10.0.0.11"}, {iPAddress, [10, 0, 0, 11]})),
-    ?assertNot(Match({dns_id, "10.0.0.11"}, {iPAddress, [10, 0, 0, 12]})),
-    ?assert(Match({dns_id, "::1"}, {iPAddress, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]})).
-
-%% An unreachable CA file or sidecar is a connect error, never an exception.
-transport_errors_test() ->
-    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(L),
-    ?assertMatch({error, {options, {cacertfile, _, _}}},
-                 consult_transport:connect("127.0.0.1", Port, {tls, #{cafile => "/nonexistent/ca.pem",
-                                                                        server_name => "localhost"}}, 1000)),
-    gen_tcp:close(L),
-    ?assertMatch({error, econnrefused},
-                 consult_transport:connect("127.0.0.1", 1, {tls, #{cafile => ?FILE, server_name => "localhost"}}, 1000)),
-    ?assertEqual({closed, {tls, s}}, consult_transport:message({ssl_closed, s})),
-    ?assertEqual({data, {tcp, s}, <<"x">>}, consult_transport:message({tcp, s, <<"x">>})),
-    ?assertEqual(other, consult_transport:message({timeout, r, x})).
-
-%% mod_options with some of them replaced, as conn_opts sees them.
-conn(Opts) ->
-    maps:merge(maps:from_list(mod_consult:mod_options(<<"localhost">>)), Opts).
+%% Every connection option is one of mod_consult's.
+conn_options_test() ->
+    Options = [K || {K, _} <- mod_consult:mod_options(<<"localhost">>)],
+    ?assertEqual([], consult_options:conn_options() -- Options),
+    ?assertEqual([failure_policy, timeout], lists:sort(Options -- consult_options:conn_options())).
 
 validate(Opt, Value) ->
     case econf:validate(mod_consult:mod_opt_type(Opt), Value) of

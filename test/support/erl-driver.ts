@@ -1,4 +1,4 @@
-// Drives the shim's Erlang gRPC client (erlang-shim/src/consult_grpc.erl) from a test: an `erl`
+// Drives the shim's Erlang gRPC client (erlang-shim/src/consult_grpc.erl and its connection modules) from a test: an `erl`
 // process runs erlang-shim/test/consult_grpc_driver.erl, which reads one Erlang term per command
 // on stdin and prints one "@@ <json>" result line per command on stdout.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
