@@ -7,13 +7,18 @@
 
 -export([main/0, on_inject/1]).
 
-%% What on_inject saw: {{started | done, N}, Stanzas} and {{held, N}, Pid}.
+%% What on_inject saw: {{started | done, N}, Stanzas}, {{held, N}, Pid} and
+%% {{proc, N}, Pid} (every process on_inject ran in, to know when all ended).
 -define(INJECTS, consult_grpc_driver_injects).
 
 main() ->
     ets:new(?INJECTS, [named_table, public, ordered_set]),
     logger:remove_handler(default),
-    logger:add_handler(default, logger_std_h, #{config => #{type => standard_error}}),
+    %% Info too: the client's connects, GOAWAYs and closed drains are events the tests wait for.
+    logger:set_primary_config(level, info),
+    logger:add_handler(default, logger_std_h,
+                       #{config => #{type => standard_error},
+                         filters => [{progress, {fun logger_filters:progress/2, stop}}]}),
     io:setopts(standard_io, [binary, {encoding, unicode}]),
     process_flag(trap_exit, true),
     loop().
@@ -49,7 +54,7 @@ run(status) ->
 run({status, Name}) ->
     consult_grpc:status(Name);
 run({wait_status, Name, Key, Value, MaxMs}) ->
-    poll(fun() -> maps:get(Key, consult_grpc:status(Name), undefined) =:= Value end, MaxMs);
+    wait_status(fun() -> consult_grpc:status(Name) end, Key, Value, MaxMs);
 run({filter_to, Host, Target, Xml, Timeout}) ->
     consult_grpc:filter(Host, Target, Xml, Timeout);
 run({cluster_event, Node, Up}) ->
@@ -59,7 +64,7 @@ run({cluster_event, Node, Up}) ->
     [whereis(Name) ! Msg || Name <- consult_grpc:connections()],
     ok;
 run({wait_status, Key, Value, MaxMs}) ->
-    poll(fun() -> maps:get(Key, consult_grpc:status(), undefined) =:= Value end, MaxMs);
+    wait_status(fun consult_grpc:status/0, Key, Value, MaxMs);
 run({filter, Host, Xml, Timeout}) ->
     consult_grpc:filter(Host, Xml, Timeout);
 run({filter_timed, Host, Xml, Timeout}) ->
@@ -70,6 +75,17 @@ run({filter_timed, Host, Xml, Timeout}) ->
 run(injects) ->
     #{started => [S || {{started, _}, S} <- ets:tab2list(?INJECTS)],
       done => [S || {{done, _}, S} <- ets:tab2list(?INJECTS)]};
+run({wait_inject, Stage, Stanza, MaxMs}) when Stage =:= started; Stage =:= done ->
+    %% An on_inject call that reached Stage with Stanza among its stanzas.
+    poll(fun() -> lists:any(fun(Stanzas) -> lists:member(Stanza, Stanzas) end,
+                            [S || {{St, _}, S} <- ets:tab2list(?INJECTS), St =:= Stage])
+         end, MaxMs);
+run({wait_injects_ended, MaxMs}) ->
+    %% Every process on_inject ran in has ended (returned or crashed): whatever
+    %% InjectAck it was going to cast is in the connection's mailbox by now.
+    Procs = fun() -> [Pid || {{proc, _}, Pid} <- ets:tab2list(?INJECTS)] end,
+    poll(fun() -> not lists:any(fun erlang:is_process_alive/1, Procs()) end, MaxMs,
+         fun() -> #{alive => [P || P <- Procs(), is_process_alive(P)]} end);
 run(release_injects) ->
     Held = [Pid || {{held, _}, Pid} <- ets:tab2list(?INJECTS)],
     ets:match_delete(?INJECTS, {{held, '_'}, '_'}),
@@ -117,6 +133,7 @@ run(hpack_vectors) ->
 %% Records the stanzas; a stanza containing "crash" makes it crash, one
 %% containing "hold" makes it wait for release_injects before it returns.
 on_inject(Stanzas) ->
+    ets:insert(?INJECTS, {{proc, erlang:unique_integer([monotonic])}, self()}),
     ets:insert(?INJECTS, {{started, erlang:unique_integer([monotonic])}, Stanzas}),
     Has = fun(Word) -> lists:any(fun(S) -> binary:match(S, Word) =/= nomatch end, Stanzas) end,
     Has(<<"crash">>) andalso error(injected_crash),
@@ -163,13 +180,35 @@ big_stanza(Size) ->
     Body = binary:copy(<<"x">>, Size),
     <<"<message id='big' to='shop1@localhost'><body>", Body/binary, "</body></message>">>.
 
-poll(Fun, MaxMs) when MaxMs =< 0 ->
-    Fun();
+%% Polls until Fun() is true: true, or after MaxMs [timed_out, MaxMs, Seen()]
+%% (what the failure message shows).
 poll(Fun, MaxMs) ->
+    poll(Fun, MaxMs, fun() -> Fun() end).
+
+poll(Fun, MaxMs, Seen) ->
+    Deadline = erlang:monotonic_time(millisecond) + MaxMs,
+    poll_until(Fun, Deadline, MaxMs, Seen).
+
+poll_until(Fun, Deadline, MaxMs, Seen) ->
     case Fun() of
-        true -> true;
-        _ -> timer:sleep(20), poll(Fun, MaxMs - 20)
+        true ->
+            true;
+        _ ->
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true -> {timed_out, MaxMs, Seen()};
+                false -> timer:sleep(20), poll_until(Fun, Deadline, MaxMs, Seen)
+            end
     end.
+
+%% Value: the status field's value, or {at_least, N}.
+wait_status(Status, Key, Value, MaxMs) ->
+    Holds = fun(#{Key := V}) -> matches(V, Value);
+               (_) -> false
+            end,
+    poll(fun() -> Holds(Status()) end, MaxMs, Status).
+
+matches(V, {at_least, N}) -> is_integer(V) andalso V >= N;
+matches(V, Value) -> V =:= Value.
 
 %% RFC 7541 C.4 (Huffman, dynamic table) and C.6 (eviction with a 256-byte table).
 hpack_vectors() ->

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
-import { ErlDriver } from '../support/erl-driver.js';
+import { ErlDriver, waitFor } from '../support/erl-driver.js';
 import {
   Action,
   type ClusterEvent,
@@ -41,9 +41,13 @@ class ScriptedSidecar {
   clusterEvents: ClusterEvent[] = [];
   filters: FilterRequest[] = [];
   injectAcks: string[] = [];
+  /** What the shims sent on their FilterStreams, in the order it arrived: hello, event:, cluster:, ack:, filter:. */
+  arrivals: string[] = [];
   stream: grpc.ServerDuplexStream<ShimMessage, SidecarMessage> | undefined; // the latest FilterStream
   answer = true; // false: receive requests but never answer
   answerDelayMs = 3; // at most; random below it so that verdicts come back out of order
+  holdVerdicts = false; // true: verdicts wait until releaseVerdicts()
+  private held: Array<() => void> = [];
   authorizations: string[] = []; // the authorization metadata of every call
   refuseWith: grpc.status | undefined; // refuse every FilterStream with this status
   owed = 0; // verdicts the FilterStreams still have to write
@@ -63,7 +67,7 @@ class ScriptedSidecar {
     return { ...base, action: Action.ACTION_PASS };
   }
 
-  async listen(port: number): Promise<number> {
+  constructor() {
     this.server.addService(StanzaFilterService, {
       filterStream: (call: grpc.ServerDuplexStream<ShimMessage, SidecarMessage>) => {
         this.authorizations.push(String(call.metadata.get('authorization')[0] ?? ''));
@@ -77,20 +81,33 @@ class ScriptedSidecar {
         call.on('data', (msg: ShimMessage) => {
           if (msg.hello) {
             this.hellos.push(msg.hello);
+            this.arrivals.push('hello');
             call.write({ watch: this.watch });
           }
-          if (msg.event) this.events.push(msg.event);
-          if (msg.cluster) this.clusterEvents.push(msg.cluster);
-          if (msg.injectAck) this.injectAcks.push(msg.injectAck.id);
+          if (msg.event) {
+            this.events.push(msg.event);
+            this.arrivals.push(`event:${msg.event.jid}`);
+          }
+          if (msg.cluster) {
+            this.clusterEvents.push(msg.cluster);
+            this.arrivals.push(`cluster:${msg.cluster.node}`);
+          }
+          if (msg.injectAck) {
+            this.injectAcks.push(msg.injectAck.id);
+            this.arrivals.push(`ack:${msg.injectAck.id}`);
+          }
           if (msg.filter) {
             const req = msg.filter;
             this.filters.push(req);
+            this.arrivals.push(`filter:${req.stanza.toString()}`);
             if (!this.answer) return;
             this.owed++;
-            setTimeout(() => {
+            const answer = () => {
               call.write({ verdict: this.verdict(req) });
               this.owed--;
-            }, Math.random() * this.answerDelayMs);
+            };
+            if (this.holdVerdicts) this.held.push(answer);
+            else setTimeout(answer, Math.random() * this.answerDelayMs);
           }
         });
       },
@@ -104,9 +121,19 @@ class ScriptedSidecar {
       },
       notify: (_call: grpc.ServerUnaryCall<SessionEvent, object>, cb: grpc.sendUnaryData<object>) => cb(null, {}),
     });
+  }
+
+  async listen(port: number): Promise<number> {
     return new Promise((resolve, reject) =>
       this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
+  }
+
+  /** Writes the held verdicts; how many they were. */
+  releaseVerdicts(): number {
+    const held = this.held.splice(0);
+    for (const answer of held) answer();
+    return held.length;
   }
 
   kill(): void {
@@ -120,14 +147,12 @@ class Driver extends ErlDriver {}
 
 // ---- helpers ------------------------------------------------------------------
 
-async function until(what: string, cond: () => boolean, maxMs = 10000): Promise<void> {
-  for (let waited = 0; !cond(); waited += 20) {
-    if (waited > maxMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** Waits for a condition of the test's own (a sidecar's or proxy's record); fails with what was awaited. */
+const until = async (what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> => {
+  await waitFor(what, cond, { timeoutMs, everyMs: 20 });
+};
 
-const _erlBin = (s: string) => `<<"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}">>`;
+const erlBin = (s: string) => `<<"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}">>`;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
 
 // ---- tests --------------------------------------------------------------------
@@ -282,14 +307,16 @@ t('sidecar absent at start: unavailable at once, process alive', async ({ driver
 t('sidecar started later: reconnects, Hello carries node and hosts', async (c) => {
   c.sidecar = new ScriptedSidecar();
   await c.sidecar.listen(c.port);
-  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await c.driver.waitStatus('connected', true);
   await until('hello', () => c.sidecar!.hellos.length === 1);
   // The driver's node is not distributed: the cluster is the node itself.
   assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.2.0', clusterNodes: [NODE] });
-  assert.is(c.sidecar.events.length, 0, 'events sent while disconnected are dropped');
   const v = await c.driver.run(`{filter, <<"localhost">>, <<"<message id='1'/>">>, 5000}`);
   assert.equal(v, ['ok', { seq: v[1].seq, action: 'pass', stanza: '', error: null, extra: ["<message id='1'/>"] }]);
   assert.ok(v[1].seq > 0);
+  // A kept event would have gone out on the stream before this request: the stream carried the Hello, then it.
+  assert.is(c.sidecar.events.length, 0, 'events sent while disconnected are dropped');
+  assert.equal(c.sidecar.arrivals, ['hello', "filter:<message id='1'/>"], 'events sent while disconnected are dropped');
 });
 
 t('watch list pushed after Hello is visible through watched/2', async ({ driver }) => {
@@ -347,17 +374,20 @@ t('Inject with an id: InjectAck after on_inject returned; none for id 0 or a cra
   const injects = () => driver.run('injects') as Promise<{ started: string[][]; done: string[][] }>;
   const startedWith = async (stanza: string) => (await injects()).started.some((l) => l.includes(stanza));
   const doneWith = async (stanza: string) => (await injects()).done.some((l) => l.includes(stanza));
-  async function eventually(what: string, cond: () => Promise<boolean>): Promise<void> {
-    for (let i = 0; !(await cond()); i++) {
-      if (i > 250) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+  const waitInject = (stage: 'started' | 'done', stanza: string) =>
+    driver.waitTrue(`on_inject ${stage} with ${stanza}`, `{wait_inject, ${stage}, ${erlBin(stanza)}, 20000}`);
+  /** A request on the stream, answered: what the client wrote on the stream before it arrived before it. */
+  const marker = async (id: string) => {
+    const xml = `<message id='${id}'/>`;
+    assert.is((await driver.run(`{filter, <<"localhost">>, ${erlBin(xml)}, 5000}`))[0], 'ok');
+    return s.arrivals.indexOf(`filter:${xml}`);
+  };
+  const acksBefore = (i: number) => s.arrivals.slice(0, i).filter((a) => a.startsWith('ack:'));
 
   // The callback is held until released: no ack may come before it returns.
   inject('7', "<message id='hold-7' to='a@localhost'/>", "<message id='m7' to='b@localhost'/>");
-  await eventually('on_inject for id 7', () => startedWith("<message id='hold-7' to='a@localhost'/>"));
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await waitInject('started', "<message id='hold-7' to='a@localhost'/>");
+  assert.equal(acksBefore(await marker('while-7-held')), [], 'no ack while on_inject runs');
   assert.equal(s.injectAcks, [], 'no ack while on_inject runs');
   assert.is(await driver.run('release_injects'), 1);
   await until('InjectAck 7', () => s.injectAcks.length > 0);
@@ -368,10 +398,13 @@ t('Inject with an id: InjectAck after on_inject returned; none for id 0 or a cra
   inject('8', "<message id='crash-8'/>");
   inject('9', "<message id='m9'/>");
   await until('InjectAck 9', () => s.injectAcks.includes('9'));
-  await eventually('on_inject for id 0', () => doneWith("<message id='zero'/>"));
+  await waitInject('done', "<message id='zero'/>");
+  // Once the three callbacks' processes have ended (returned or crashed), every ack they cast is queued at
+  // the connection ahead of the next request, so it is on the stream before that request.
+  await driver.waitTrue('every on_inject process ended', '{wait_injects_ended, 20000}');
   assert.ok(await startedWith("<message id='crash-8'/>"), 'the crashing callback ran');
   assert.not.ok(await doneWith("<message id='crash-8'/>"));
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(acksBefore(await marker('after-injects')), ['ack:7', 'ack:9'], 'no ack for id 0 or the crashed callback');
   assert.equal(s.injectAcks, ['7', '9']);
   assert.is(await driver.run('alive'), true);
   assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
@@ -401,35 +434,32 @@ t('server killed mid-stream: pending calls fail unavailable, then recovery', asy
 
   c.sidecar = new ScriptedSidecar();
   await c.sidecar.listen(c.port);
-  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await c.driver.waitStatus('connected', true);
   await until('second hello', () => c.sidecar!.hellos.length === 1);
   assert.is((await c.driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
   assert.is((await c.driver.run('status')).pending, 0);
 });
 
 t('an InjectAck due on a stream that ended is dropped, not sent on the new one', async (c) => {
-  c.sidecar!.stream!.write({ inject: { stanzas: [Buffer.from("<message id='hold-10'/>")], id: '10' } });
-  for (let i = 0; !(await c.driver.run('injects')).started.some((l: string[]) => l.includes("<message id='hold-10'/>")); i++) {
-    if (i > 250) throw new Error('timed out waiting for on_inject of id 10');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const held = "<message id='hold-10'/>";
+  c.sidecar!.stream!.write({ inject: { stanzas: [Buffer.from(held)], id: '10' } });
+  await c.driver.waitTrue('on_inject of id 10', `{wait_inject, started, ${erlBin(held)}, 20000}`);
   c.sidecar!.kill();
-  assert.is(await c.driver.run('{wait_status, connected, false, 5000}'), true);
+  await c.driver.waitStatus('connected', false);
   c.sidecar = new ScriptedSidecar();
   await c.sidecar.listen(c.port);
-  assert.is(await c.driver.run('{wait_status, connected, true, 15000}'), true);
+  await c.driver.waitStatus('connected', true);
   await until('hello on the new stream', () => c.sidecar!.hellos.length === 1);
 
-  // The new main stream has the same HTTP/2 stream id (1) as the old one.
+  // The new main stream has the same HTTP/2 stream id (1) as the old one: it is the only stream opened yet.
+  assert.is((await c.driver.run('status')).next_stream_id, 3, 'the new main stream is stream 1');
   assert.is(await c.driver.run('release_injects'), 1);
-  for (let i = 0; !(await c.driver.run('injects')).done.some((l: string[]) => l.includes("<message id='hold-10'/>")); i++) {
-    if (i > 250) throw new Error('timed out waiting for on_inject of id 10 to return');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await c.driver.waitTrue('on_inject of id 10 to return', `{wait_inject, done, ${erlBin(held)}, 20000}`);
+  // Its process has ended: an ack it cast is queued at the connection ahead of the next Inject, and of its ack.
+  await c.driver.waitTrue('the process of on_inject 10 to end', '{wait_injects_ended, 20000}');
   c.sidecar.stream!.write({ inject: { stanzas: [Buffer.from("<message id='m11'/>")], id: '11' } });
   await until('InjectAck 11', () => c.sidecar!.injectAcks.length > 0);
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.equal(c.sidecar.injectAcks, ['11']);
+  assert.equal(c.sidecar.injectAcks, ['11'], 'the ack due on the old stream was dropped');
 });
 
 t('never-answering server: timeouts open the breaker, cooldown closes it', async ({ driver, sidecar }) => {
@@ -441,7 +471,7 @@ t('never-answering server: timeouts open the breaker, cooldown closes it', async
   assert.is((await driver.run('status')).breaker, 'open');
 
   sidecar!.answer = true;
-  assert.is(await driver.run('{wait_status, breaker, half_open, 10000}'), true);
+  await driver.waitStatus('breaker', 'half_open');
   assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
   const status = await driver.run('status');
   assert.is(status.breaker, 'closed');
@@ -468,31 +498,73 @@ t.run();
 
 // ---- the link: tokens, PING through a proxy that goes silent, GOAWAY while verdicts are owed ----
 
+/** Reads the HTTP/2 frames of one direction of a connection as they pass, after `skip` bytes (the client's preface). */
+class FrameReader {
+  private buf = Buffer.alloc(0);
+
+  constructor(
+    private skip: number,
+    private onFrame: (type: number, flags: number, payload: Buffer) => void,
+  ) {}
+
+  push(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    const skipped = Math.min(this.skip, this.buf.length);
+    this.buf = this.buf.subarray(skipped);
+    this.skip -= skipped;
+    while (this.buf.length >= 9 && this.buf.length >= 9 + this.buf.readUIntBE(0, 3)) {
+      const len = this.buf.readUIntBE(0, 3);
+      this.onFrame(this.buf[3], this.buf[4], this.buf.subarray(9, 9 + len));
+      this.buf = this.buf.subarray(9 + len);
+    }
+  }
+}
+
+const PING = 0x6;
+const ACK = 0x1;
+
+/** One client connection through the proxy and what passed on it, in order. */
+interface ProxyPair {
+  forward: boolean;
+  /** `ping <opaque>` (the client's PING), `ack <opaque>` (the sidecar's PING ACK, passed on), `silence`, `closed` (by the client). */
+  log: string[];
+}
+
 /**
  * A TCP proxy that can go silent: its connections stay open but nothing is forwarded any more
  * (no FIN, no RST: a half-open link, as after a cable pull or a frozen NAT entry). Connections
- * made while silent stay silent; resume() only makes new ones forward again.
+ * made while silent stay silent; resume() only makes new ones forward again. It reads the PING
+ * frames going by.
  */
 class SilentProxy {
   forwarding = true;
   connections = 0;
-  private pairs = new Set<{ forward: boolean }>();
+  readonly pairs: ProxyPair[] = [];
   private sockets = new Set<net.Socket>();
   private server: net.Server;
 
   constructor(private target: number) {
     this.server = net.createServer((client) => {
       this.connections++;
-      const pair = { forward: this.forwarding };
-      this.pairs.add(pair);
+      const pair: ProxyPair = { forward: this.forwarding, log: [] };
+      this.pairs.push(pair);
       this.sockets.add(client);
       const upstream = pair.forward ? net.connect(this.target, '127.0.0.1') : undefined;
       if (upstream) this.sockets.add(upstream);
+      const fromClient = new FrameReader(24, (type, flags, payload) => {
+        if (type === PING && !(flags & ACK)) pair.log.push(`ping ${payload.toString('hex')}`);
+      });
+      const fromServer = new FrameReader(0, (type, flags, payload) => {
+        if (type === PING && flags & ACK) pair.log.push(`ack ${payload.toString('hex')}`);
+      });
       client.on('data', (d) => {
+        fromClient.push(d);
         if (pair.forward) upstream!.write(d);
       });
       upstream?.on('data', (d) => {
-        if (pair.forward) client.write(d);
+        if (!pair.forward) return;
+        fromServer.push(d);
+        client.write(d);
       });
       // The client may hang up; the server's side of a silent pair reaches nobody.
       const clientGone = () => {
@@ -500,7 +572,10 @@ class SilentProxy {
         upstream?.destroy();
       };
       client.on('error', clientGone);
-      client.on('close', clientGone);
+      client.on('close', () => {
+        if (!pair.log.includes('closed')) pair.log.push('closed');
+        clientGone();
+      });
       upstream?.on('error', () => {
         if (pair.forward) clientGone();
       });
@@ -516,7 +591,10 @@ class SilentProxy {
 
   silence(): void {
     this.forwarding = false;
-    for (const p of this.pairs) p.forward = false;
+    for (const p of this.pairs) {
+      p.forward = false;
+      p.log.push('silence');
+    }
   }
 
   resume(): void {
@@ -529,21 +607,20 @@ class SilentProxy {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const startTerm = (port: number, extra = '') =>
   `{start, #{host => "127.0.0.1", port => ${port}, hosts => [<<"localhost">>], node => <<"${NODE}">>${extra}}}`;
 
 /** Binds again to a port the previous server is still giving up. */
 async function listenRetrying(sidecar: ScriptedSidecar, port: number): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await sidecar.listen(port);
-      return;
-    } catch (e) {
-      if (i > 100) throw e;
-      await sleep(20);
-    }
-  }
+  await waitFor(
+    `port ${port} free for the new sidecar`,
+    () =>
+      sidecar.listen(port).then(
+        () => true,
+        () => false,
+      ),
+    { everyMs: 20 },
+  );
 }
 
 const link = suite('consult_grpc: the link (tokens, keepalive, GOAWAY)');
@@ -569,67 +646,87 @@ link('the token goes in the authorization metadata of every call; a refused shim
 
   // The sidecar ends the stream and refuses the next ones (UNAUTHENTICATED, as src/grpc/auth.ts does).
   sidecar.refuseWith = grpc.status.UNAUTHENTICATED;
+  const logged = driver.stderr.length;
   sidecar.stream!.end();
-  await until('refusals', () => sidecar.authorizations.length >= 4);
+  // Each refusal is logged with the wait before the next attempt: the backoff series, not a hot loop.
+  const retries = () =>
+    [
+      ...driver.stderr
+        .slice(logged)
+        .matchAll(/refused this shim \(grpc-status 16 UNAUTHENTICATED: refused by the test\).*?retrying in (\d+) ms/g),
+    ].map((m) => Number(m[1]));
+  await waitFor('three refusals logged', () => retries().length >= 3, { detail: () => driver.stderr.slice(logged) });
   assert.equal(await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 2000}`), ['error', 'unavailable']);
-  const before = sidecar.authorizations.length;
-  await sleep(1500);
-  // 100 ms, 200, 400, 800 ... apart: a handful, not a hot loop.
-  const attempts = sidecar.authorizations.length - before;
-  assert.ok(attempts >= 1 && attempts <= 3, `${attempts} attempts in 1.5 s`);
+  // The stream it ended was lost after a first 100 ms (backoff_min); each refusal doubles it.
+  assert.equal(retries().slice(0, 3), [200, 400, 800], 'the waits between attempts double');
   assert.is(sidecar.hellos.length, 1, 'no hello got through');
 
   sidecar.refuseWith = undefined;
-  await until('hello after the refusals', () => sidecar.hellos.length === 2, 10_000);
+  await until('hello after the refusals', () => sidecar.hellos.length === 2);
+  // One refused FilterStream per refusal logged, then the one that got in; all with the token.
+  await until('a logged refusal for every refused stream', () => sidecar.authorizations.length === 2 + retries().length + 1);
+  assert.equal(retries(), [200, 400, 800, 1600, 3200, 5000, 5000, 5000].slice(0, retries().length), 'doubling up to backoff_max');
+  assert.equal(sidecar.authorizations, Array(2 + retries().length + 1).fill(`Bearer ${token}`));
   assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
 });
 
-link('a link that silently stops forwarding is found by PING within keepalive_interval + keepalive_timeout, and recovered', async () => {
-  const sidecar = new ScriptedSidecar();
-  const port = await sidecar.listen(await freePort());
-  const proxy = new SilentProxy(port);
-  const proxyPort = await proxy.listen();
-  const driver = new Driver();
-  cleanup.push(
-    () => driver.stop(),
-    () => proxy.close(),
-    () => sidecar.kill(),
-  );
-  assert.is(await driver.run(startTerm(proxyPort, ', keepalive_interval => 1000, keepalive_timeout => 1000')), 'ok');
-  assert.is(await driver.run('{wait_status, connected, true, 10000}'), true);
-  assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
-  await sleep(2500); // PINGs go and their ACKs come back: nothing happens
-  assert.is((await driver.run('status')).connected, true);
-  assert.is(proxy.connections, 1);
+link(
+  'a link that silently stops forwarding is closed at its first unanswered PING, its callers fail at once, and it is recovered',
+  async () => {
+    const sidecar = new ScriptedSidecar();
+    const port = await sidecar.listen(await freePort());
+    const proxy = new SilentProxy(port);
+    const proxyPort = await proxy.listen();
+    const driver = new Driver();
+    cleanup.push(
+      () => driver.stop(),
+      () => proxy.close(),
+      () => sidecar.kill(),
+    );
+    assert.is(await driver.run(startTerm(proxyPort, ', keepalive_interval => 1000, keepalive_timeout => 1000')), 'ok');
+    await driver.waitStatus('connected', true);
+    assert.is((await driver.run(`{filter, <<"localhost">>, <<"<m/>">>, 5000}`))[0], 'ok');
+    // PINGs go and their ACKs come back: nothing happens. A request after two of them is served on the same connection.
+    const first = proxy.pairs[0];
+    await until('two PINGs answered', () => first.log.filter((e) => e.startsWith('ack ')).length >= 2);
+    assert.is((await driver.run(`{filter, <<"localhost">>, <<"<message id='after-pings'/>">>, 5000}`))[0], 'ok');
+    assert.is((await driver.run('status')).connected, true);
+    assert.is(proxy.connections, 1);
+    assert.is(sidecar.hellos.length, 1, 'the same FilterStream');
 
-  proxy.silence();
-  const t0 = Date.now();
-  // Stanzas sent now wait for the link, not for their own (long) timeout.
-  assert.is(await driver.run(`{filter_async, 3, <<"localhost">>, 8000}`), 'ok');
-  assert.is(await driver.run('{wait_status, connected, false, 4000}'), true);
-  const detected = Date.now() - t0;
-  assert.ok(detected <= 2000 + 300, `disconnected after ${detected} ms`);
-  assert.equal(await driver.run('collect_async'), Array(3).fill(['error', 'unavailable']));
-  assert.ok(Date.now() - t0 < 3000, 'the stanzas failed at once, not at their 8 s timeout');
+    proxy.silence();
+    const logged = driver.stderr.length;
+    // Stanzas sent now wait for the link, not for their own (long) timeout.
+    assert.is(await driver.run(`{filter_async, 3, <<"localhost">>, 8000}`), 'ok');
+    await until('the client to close the silent connection', () => first.log.includes('closed'));
+    await driver.waitLog('the PING timeout logged', /lost \(keepalive_timeout\); 3 requests on it failed/, logged);
+    // On that connection: every PING answered until the silence, then one that was not, then the client closed it.
+    const events = first.log.filter((e) => e !== 'silence');
+    const pings = events.filter((e) => e.startsWith('ping '));
+    assert.equal(
+      events,
+      [...pings.flatMap((p, i) => (i < pings.length - 1 ? [p, p.replace('ping', 'ack')] : [p])), 'closed'],
+      JSON.stringify(first.log),
+    );
+    // unavailable, not timeout: they failed with the link, not at their 8 s timeout.
+    assert.equal(await driver.run('collect_async'), Array(3).fill(['error', 'unavailable']));
 
-  // It keeps trying (the proxy takes the connection, silently); once the proxy forwards again, it is back.
-  proxy.resume();
-  let verdict: any;
-  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(100)) {
-    verdict = await driver.run(`{filter, <<"localhost">>, <<"<message id='back'/>">>, 1000}`);
-    if (verdict[0] === 'ok') break;
-  }
-  assert.is(verdict[0], 'ok', `not recovered: ${JSON.stringify(verdict)}`);
-  assert.ok(sidecar.hellos.length >= 2, 'a new FilterStream');
-  assert.ok(proxy.connections >= 2);
-});
+    // It keeps trying (the proxy takes the connection, silently); once the proxy forwards again, it is back.
+    proxy.resume();
+    await until('a new FilterStream through the proxy', () => sidecar.hellos.length === 2);
+    const verdict = await driver.run(`{filter, <<"localhost">>, <<"<message id='back'/>">>, 5000}`);
+    assert.is(verdict[0], 'ok', `not recovered: ${JSON.stringify(verdict)}`);
+    assert.is(sidecar.hellos.length, 2, 'a new FilterStream');
+    assert.ok(proxy.connections >= 2);
+  },
+);
 
 link(
   'GOAWAY from a restarting sidecar (tryShutdown while verdicts are owed): every in-flight verdict arrives, new stanzas go to the new one',
   async () => {
     const port = await freePort();
     const old = new ScriptedSidecar();
-    old.answerDelayMs = 400;
+    old.holdVerdicts = true;
     await old.listen(port);
     const driver = new Driver();
     cleanup.push(
@@ -641,15 +738,14 @@ link(
 
     assert.is(await driver.run(`{filter_async, 50, <<"localhost">>, 5000}`), 'ok');
     await until('requests at the old sidecar', () => old.filters.length === 50);
-    assert.ok(old.owed > 0, 'verdicts still owed when the sidecar goes');
+    assert.is(old.owed, 50, 'verdicts still owed when the sidecar goes');
 
-    // The old one goes away gracefully (GOAWAY); like the real sidecar, it ends its streams once it has
-    // answered what it owes. The new one takes the port at once.
+    // The old one goes away gracefully (GOAWAY); the client keeps that connection for what it owes.
+    const logged = driver.stderr.length;
     const stopped = new Promise<void>((resolve) => old.server.tryShutdown(() => resolve()));
-    const ended = (async () => {
-      await until('the old sidecar answered everything', () => old.owed === 0, 5000);
-      old.stream!.end();
-    })();
+    await driver.waitLog('the GOAWAY seen', /is going away \(GOAWAY no_error\)/, logged);
+    await driver.waitStatus('draining', 1);
+    // The new one takes the port; new stanzas go there while the old one still owes all 50.
     const fresh = new ScriptedSidecar();
     cleanup.push(() => fresh.kill());
     await listenRetrying(fresh, port);
@@ -661,19 +757,26 @@ link(
       'the new stanza went to the new sidecar',
     );
     assert.not.ok(old.filters.some((f) => f.stanza.toString() === "<message id='after'/>"));
+    assert.is(old.owed, 50);
+    const waiting = await driver.run('status');
+    assert.equal([waiting.draining, waiting.pending], [1, 50], 'the 50 callers wait on the old connection');
 
+    // Like the real sidecar, the old one answers what it owes, then ends its streams.
+    assert.is(old.releaseVerdicts(), 50);
+    old.stream!.end();
     const results = await driver.run('collect_async');
     assert.equal(
-      results.map((r: any[]) => r[0]),
+      results.map((r: unknown[]) => r[0]),
       Array(50).fill('ok'),
-      JSON.stringify(results.filter((r: any[]) => r[0] !== 'ok')),
+      JSON.stringify(results.filter((r: unknown[]) => r[0] !== 'ok')),
     );
-    await ended;
     await stopped;
+    await driver.waitStatus('draining', 0);
     const status = await driver.run('status');
     assert.is(status.draining, 0);
     assert.is(status.connected, true);
     assert.is(status.pending, 0);
+    assert.not.match(driver.stderr.slice(logged), /requests on it failed/);
   },
 );
 
@@ -712,8 +815,8 @@ owners(
     assert.is(await driver.run(startTerm(portB, ', name => consult_grpc_2')), 'ok');
     await until('both hellos', () => a.hellos.length === 1 && b.hellos.length === 1);
     for (const s of [a, b]) assert.equal(s.hellos[0].clusterNodes, [NODE]);
-    assert.is(await driver.run('{wait_status, consult_grpc, owned, 1, 5000}'), true);
-    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 1, 5000}'), true);
+    await driver.waitStatus('owned', 1, { name: 'consult_grpc' });
+    await driver.waitStatus('owned', 1, { name: 'consult_grpc_2' });
 
     let n = 0;
     /** Sends a stanza for `target` (a shop, or any); says which sidecar got it, or the error. */
@@ -751,24 +854,24 @@ owners(
     // s1 moves to B: B's list names it, then A's no longer does.
     b.stream!.write({ watch: watchOf('B', [S1, S2]) });
     a.stream!.write({ watch: watchOf('A', []) });
-    assert.is(await driver.run('{wait_status, consult_grpc, owned, 0, 5000}'), true);
-    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 2, 5000}'), true);
+    await driver.waitStatus('owned', 0, { name: 'consult_grpc' });
+    await driver.waitStatus('owned', 2, { name: 'consult_grpc_2' });
     assert.is(await send(S1), 'B');
     assert.is(await send(S2), 'B');
 
     // Back to A, then A goes away: s1 has no owner (the caller applies its failure policy) until B claims it.
     b.stream!.write({ watch: watchOf('B', [S2]) });
     a.stream!.write({ watch: watchOf('A', [S1]) });
-    assert.is(await driver.run('{wait_status, consult_grpc, owned, 1, 5000}'), true);
-    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 1, 5000}'), true);
+    await driver.waitStatus('owned', 1, { name: 'consult_grpc' });
+    await driver.waitStatus('owned', 1, { name: 'consult_grpc_2' });
     assert.is(await send(S1), 'A');
     a.kill();
-    assert.is(await driver.run('{wait_status, consult_grpc, connected, false, 5000}'), true);
+    await driver.waitStatus('connected', false, { name: 'consult_grpc' });
     assert.is(await send(S1), 'no_owner');
     assert.is(await send(S2), 'B');
     assert.is(await send('any'), 'B');
     b.stream!.write({ watch: watchOf('B', [S1, S2]) });
-    assert.is(await driver.run('{wait_status, consult_grpc_2, owned, 2, 5000}'), true);
+    await driver.waitStatus('owned', 2, { name: 'consult_grpc_2' });
     assert.is(await send(S1), 'B');
     const status: Array<{ name: string; connected: boolean; owned: number; sidecar_id: string }> = await driver.run('status');
     assert.equal(

@@ -17,7 +17,7 @@ import { grpcServerCredentials, startGrpcServer, stanzaFilterHandlers } from '..
 import type { Log } from '../../src/domain/log.js';
 import { Backends, deskWorld } from '../support/desk.js';
 import { newShimCredential, startEjabberd } from '../support/ejabberd.js';
-import { ErlDriver } from '../support/erl-driver.js';
+import { ErlDriver, waitFor } from '../support/erl-driver.js';
 
 const shimDir = fileURLToPath(new URL('../../erlang-shim', import.meta.url));
 const D = 'tls.test';
@@ -157,14 +157,10 @@ class Driver extends ErlDriver {
   }
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, maxMs = 10_000): Promise<void> {
-  for (let waited = 0; !(await cond()); waited += 50) {
-    if (waited > maxMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** Waits for a condition; fails with what was awaited, what was seen last and the client's log since `from`. */
+async function until(what: string, cond: () => boolean, driver: ErlDriver, from = 0, timeoutMs = 20_000): Promise<void> {
+  await waitFor(what, cond, { timeoutMs, detail: () => `client log:\n${driver.stderr.slice(from).slice(-4000)}` });
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- tests ----------------------------------------------------------------------------
 
@@ -213,7 +209,7 @@ t('a verdict comes back over TLS (certificate checked by IP address and by name)
   const s = await sidecar({ cert: pki.serverCert, key: pki.serverKey });
   try {
     await driver.start(s.port, { cafile: pki.ca, server_name: '127.0.0.1' });
-    assert.ok(await driver.run(`{wait_status, connected, true, 5000}`), 'connected');
+    await driver.waitStatus('connected', true);
     const verdict = await driver.filter();
     assert.is(verdict[0], 'ok', JSON.stringify(verdict));
     assert.ok(['pass', 'rewrite', 'drop', 'reject'].includes(verdict[1].action));
@@ -224,23 +220,27 @@ t('a verdict comes back over TLS (certificate checked by IP address and by name)
 
     // The name in the certificate, and a name it does not carry.
     await driver.start(s.port, { cafile: pki.ca, server_name: 'localhost' });
-    assert.ok(await driver.run(`{wait_status, connected, true, 5000}`), 'connected by name');
+    await driver.waitStatus('connected', true);
     assert.is((await driver.filter())[0], 'ok');
     await driver.run('stop');
     const warned = driver.stderr.length;
     await driver.start(s.port, { cafile: pki.ca, server_name: 'sidecar.example.net' });
-    await sleep(500);
+    // The first failed handshake is logged, and the next attempt is scheduled: it failed, nothing is connected.
+    await driver.waitLog('the failed handshake logged', /hostname_check_failed/, warned);
+    await driver.waitStatus('reconnect_attempts', { atLeast: 1 });
     assert.equal(await driver.filter(), ['error', 'unavailable']);
     assert.match(driver.stderr.slice(warned), /hostname_check_failed/);
+    assert.is((await driver.run('status')).connected, false);
+    assert.equal(s.hellos(), [NODE, NODE], 'no hello under a name the certificate does not carry');
     await driver.run('stop');
 
     // A wrong token over a good TLS connection: refused by the sidecar as without TLS.
     const refusedBefore = s.refusals();
     const logged = driver.stderr.length;
     await driver.start(s.port, { cafile: pki.ca, server_name: '127.0.0.1' }, 'a-wrong-token-of-some-length');
-    await until('the sidecar refused the stream', () => s.refusals() > refusedBefore);
+    await until('the sidecar refused the stream', () => s.refusals() > refusedBefore, driver, logged);
     assert.equal(await driver.filter(), ['error', 'unavailable']);
-    await until('the shim says it was refused', () => /refused this shim \(grpc-status 16/.test(driver.stderr.slice(logged)));
+    await driver.waitLog('the shim says it was refused', /refused this shim \(grpc-status 16/, logged);
     assert.equal(s.hellos(), [NODE, NODE], 'no hello got through with the wrong token');
     await driver.run('stop');
   } finally {
@@ -255,7 +255,7 @@ t(
     try {
       const logged = driver.stderr.length;
       await driver.start(s.port, { cafile: pki.otherCa, server_name: '127.0.0.1' });
-      await until('several attempts', async () => (await driver.run('status')).reconnect_attempts >= 4);
+      await driver.waitStatus('reconnect_attempts', { atLeast: 4 });
       const status = await driver.run('status');
       assert.is(status.connected, false);
       assert.is(status.running, true);
@@ -284,9 +284,7 @@ t(
       const refused = () =>
         driver.stderr.slice(logged).match(/certificate_required|closed the TLS session at once|lost \(\{send_failed,closed\}\)/g)?.length ??
         0;
-      await until('refused', () => refused() >= 1).catch((e) => {
-        throw new Error(`${e.message}:\n${driver.stderr.slice(logged)}`);
-      });
+      await until('refused', () => refused() >= 1, driver, logged);
       // No verdict: unavailable while disconnected, or the request fails with the connection it went out on.
       assert.is((await driver.filter())[0], 'error');
       assert.ok(await driver.run('alive'));
@@ -294,7 +292,7 @@ t(
       await driver.run('stop');
 
       await driver.start(s.port, { cafile: pki.ca, server_name: '127.0.0.1', certfile: pki.clientCert, keyfile: pki.clientKey });
-      assert.ok(await driver.run(`{wait_status, connected, true, 5000}`));
+      await driver.waitStatus('connected', true);
       assert.is((await driver.filter())[0], 'ok');
       assert.equal(s.hellos(), [NODE]);
       await driver.run('stop');
@@ -306,7 +304,7 @@ t(
         { cafile: pki.ca, server_name: '127.0.0.1', certfile: pki.clientCert, keyfile: pki.clientKey },
         'a-wrong-token-of-some-length',
       );
-      await until('the sidecar refused the stream', () => s.refusals() > refusedBefore);
+      await until('the sidecar refused the stream', () => s.refusals() > refusedBefore, driver);
       assert.equal(await driver.filter(), ['error', 'unavailable']);
       await driver.run('stop');
     } finally {
@@ -332,7 +330,9 @@ t(
       },
     });
     try {
-      await until('the node said hello over mutual TLS', () => s.hellos().includes(credential.node), 20_000);
+      await waitFor('the node said hello over mutual TLS', () => s.hellos().includes(credential.node), {
+        detail: () => ejabberd.logTail(50),
+      });
       assert.match(ejabberd.logTail(200), new RegExp(`connected to sidecar localhost:${s.port} over TLS`));
     } finally {
       await ejabberd.stop();
