@@ -1,9 +1,6 @@
 // End to end on an ejabberd cluster: two Debian ejabberd 23.01 nodes joined in one Mnesia
 // cluster (test/support/cluster.ts), mod_consult on both, one sidecar that both shims use.
 // A visitor on node 1 talks to an agent on node 2; then node 2 crashes (SIGKILL) and comes back.
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nodeLayout, renderEjabberdctlCfg, renderModuleConf } from '../../scripts/ejabberd-config.js';
@@ -11,9 +8,11 @@ import { freePort } from '../../scripts/ejabberd-node.js';
 import { type Cluster, startCluster } from '../support/cluster.js';
 import { newShimCredential } from '../support/ejabberd.js';
 import { type SidecarProcess, startSidecar, writeConfig } from '../support/sidecar.js';
+import { buildShim } from '../support/stack.js';
+import { setUpSuite } from '../support/suite.js';
+import { waitUntil } from '../support/wait.js';
 import { connectClient, type Element, type TestClient } from '../support/xmpp.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const PASSWORD = 'secret';
@@ -65,25 +64,16 @@ function lastLinkEvent(sidecar: SidecarProcess, node: string, since: number): st
  * first stream closes and a second one opens a moment later.
  */
 async function waitLinked(sidecar: SidecarProcess, node: string, since = 0, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (lastLinkEvent(sidecar, node, since) !== 'shim hello') {
-    if (Date.now() > deadline)
-      throw new Error(`${node}'s shim is not linked after ${timeoutMs} ms:\n${sidecar.lines.slice(-30).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntil(`${node}'s shim linked to the sidecar`, () => lastLinkEvent(sidecar, node, since) === 'shim hello', {
+    timeoutMs,
+    detail: () => sidecar.lines.slice(-30).join('\n'),
+  });
 }
 
-cluster.before(async (ctx) => {
+// A set-up failure fails every case of the suite (uvu alone would report it as passed).
+setUpSuite(cluster, async (ctx) => {
   ctx.clients = [];
-  // uvu does not print what failed in a before hook; say it here.
-  await setUp(ctx).catch((e: Error) => {
-    console.error(`e2e-cluster setup failed: ${e.stack ?? e}`);
-    throw e;
-  });
-});
-
-async function setUp(ctx: Ctx): Promise<void> {
-  execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'ignore' });
+  buildShim();
   const credentials = [newShimCredential(), newShimCredential()];
   const configFile = writeConfig({
     grpc: { shims: credentials },
@@ -107,10 +97,10 @@ async function setUp(ctx: Ctx): Promise<void> {
   });
   for (const n of ctx.cluster.nodes) await waitLinked(ctx.sidecar, n.nodeName);
   for (const u of ['visitor1', 'visitor2', 'test01']) await ctx.cluster.register(u, PASSWORD);
-}
+});
 
 cluster.after(async (ctx) => {
-  await Promise.all(ctx.clients.map((c) => c.stop().catch(() => undefined)));
+  await Promise.all((ctx.clients ?? []).map((c) => c.stop().catch(() => undefined)));
   await ctx.cluster?.stop();
   await ctx.sidecar?.kill();
 });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startEjabberd } from '../support/ejabberd.js';
-import { connectClient, type TestClient } from '../support/xmpp.js';
+import { connectClient, marker, type TestClient } from '../support/xmpp.js';
 
 test('stock ejabberd: two users exchange a message', async () => {
   const ej = await startEjabberd({ withShim: false });
@@ -36,10 +36,32 @@ test('stock ejabberd: two users exchange a message', async () => {
     assert.is(raw.getChildText('body'), 'hi');
     assert.is(raw.attrs.qchatid, undefined);
 
-    // waitFor never hands out the same stanza twice.
-    const err = await bob.waitFor((el) => el.is('message') && el.attrs.id === 'm1', 200).catch((e: Error) => e);
+    // waitFor never hands out the same stanza twice: asked for m1 or a later m3, it skips the m1 it gave out.
+    await alice.send(`<message type='chat' to='bob@localhost' id='m3'><body>again</body></message>`);
+    const next = await bob.waitFor((el) => el.is('message') && (el.attrs.id === 'm1' || el.attrs.id === 'm3'));
+    assert.is(next.attrs.id, 'm3');
+
+    // A wait that fails lists what did arrive (a predicate nothing matches: its deadline is the only outcome).
+    const err = await bob.waitFor(() => false, 100).catch((e: Error) => e);
     assert.instance(err, Error);
-    assert.match((err as Error).message, /hello bob/);
+    assert.match((err as Error).message, /#\d+ \(consumed\) .*hello bob/, 'and which were handed out');
+
+    // What the checks that something did NOT arrive rely on. settle(): what the server had routed to a session
+    // before the call has arrived when it resolves (alice's settle makes sure m4 was routed, bob's that it arrived).
+    await alice.send(`<message type='chat' to='bob@localhost' id='m4'><body>four</body></message>`);
+    await alice.settle();
+    await bob.settle();
+    assert.ok(
+      bob.received.some((el) => el.attrs.id === 'm4'),
+      'm4 in after the settle',
+    );
+    // marker(): what one session sent another before it has arrived when it resolves.
+    await alice.send(`<message type='chat' to='bob@localhost' id='m5'><body>five</body></message>`);
+    await marker(alice, bob);
+    assert.ok(
+      bob.received.some((el) => el.attrs.id === 'm5'),
+      'm5 in after the marker',
+    );
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
     await ej.stop();

@@ -1,80 +1,52 @@
 // End to end: Debian's ejabberd with mod_consult loaded, the real sidecar process,
 // and real XMPP clients running the seed's consult flow over loopback sockets.
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { freePort } from '../../scripts/ejabberd-node.js';
-import { newShimCredential, startEjabberd, type Ejabberd } from '../support/ejabberd.js';
-import { startSidecar, writeConfig, type SidecarProcess } from '../support/sidecar.js';
-import { connectClient, type Element, type TestClient } from '../support/xmpp.js';
+import { type Stack, startStack } from '../support/stack.js';
+import { setUpSuite } from '../support/suite.js';
+import { type Element, marker, type TestClient } from '../support/xmpp.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
-const PASSWORD = 'secret';
 const RECV = '{"d":"recv","usrType":"usr","cn":"consult"}';
 
 interface Ctx {
-  ejabberd: Ejabberd;
-  sidecar: SidecarProcess;
-  configFile: string;
+  stack: Stack;
   visitor: TestClient;
   agent1: TestClient;
   agent2: TestClient;
 }
 const e2e = suite<Ctx>('e2e consult flow through ejabberd');
 
-e2e.before(async (ctx) => {
-  execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'inherit' });
-  // The link is authenticated: the sidecar knows this node's name and its shim's token.
-  const credential = newShimCredential();
-  ctx.configFile = writeConfig({
-    grpc: { shims: [credential] },
-    systemJid: `admin@${D}`,
-    shops: [
-      {
-        jid: SHOP,
-        name: '张滨测试店铺',
-        agents: [
-          { jid: `test01@${D}`, maxSessions: 5 },
-          { jid: `test02@${D}`, maxSessions: 5 },
-        ],
-      },
-      { jid: `shop_3@${D}`, name: 'Night shop', noAgentText: 'Nobody is on duty.', agents: [{ jid: `test03@${D}`, maxSessions: 1 }] },
-    ],
-  });
-  ctx.sidecar = startSidecar(ctx.configFile, await freePort());
-  await ctx.sidecar.waitForLog('sidecar listening');
-  ctx.ejabberd = await startEjabberd({
+setUpSuite(e2e, async (ctx) => {
+  ctx.stack = await startStack({
     domain: D,
-    credential,
-    shimOptions: {
-      sidecar_host: '127.0.0.1',
-      sidecar_port: ctx.sidecar.port,
-      timeout: 500,
-      failure_policy: 'reject',
-      breaker_cooldown: 1000,
+    config: {
+      systemJid: `admin@${D}`,
+      shops: [
+        {
+          jid: SHOP,
+          name: '张滨测试店铺',
+          agents: [
+            { jid: `test01@${D}`, maxSessions: 5 },
+            { jid: `test02@${D}`, maxSessions: 5 },
+          ],
+        },
+        { jid: `shop_3@${D}`, name: 'Night shop', noAgentText: 'Nobody is on duty.', agents: [{ jid: `test03@${D}`, maxSessions: 1 }] },
+      ],
     },
+    shimOptions: { timeout: 500, failure_policy: 'reject', breaker_cooldown: 1000 },
+    users: ['visitor1', 'visitor2', 'visitor3', 'shop_2', 'test01', 'test02', 'test03'],
   });
-  await ctx.sidecar.waitForLog('shim hello');
-  await Promise.all(
-    ['visitor1', 'visitor2', 'visitor3', 'shop_2', 'test01', 'test02', 'test03'].map((u) => ctx.ejabberd.register(u, PASSWORD)),
-  );
-  const connect = (username: string, resource: string) =>
-    connectClient({ service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`, domain: D, username, password: PASSWORD, resource });
   [ctx.visitor, ctx.agent1, ctx.agent2] = await Promise.all([
-    connect('visitor1', 'web-107130861'),
-    connect('test01', 'pc'),
-    connect('test02', 'pc'),
+    ctx.stack.connect('visitor1', 'web-107130861'),
+    ctx.stack.connect('test01', 'pc'),
+    ctx.stack.connect('test02', 'pc'),
   ]);
 });
 
 e2e.after(async (ctx) => {
-  await Promise.all([ctx.visitor, ctx.agent1, ctx.agent2].map((c) => c?.stop().catch(() => undefined)));
-  await ctx.ejabberd?.stop();
-  await ctx.sidecar?.kill();
+  await ctx.stack?.stop();
 });
 
 const visitorStanza = (id: string, text: string) =>
@@ -132,6 +104,8 @@ e2e('seed flow: the visitor gets mstat and welcome, the agent the relayed messag
     [relayed.getChild('body')!.attrs.msgType, relayed.getChild('body')!.attrs.maType, relayed.getChildText('body')],
     ['1', '6', '1'],
   );
+  // A copy for agent2 would have been routed by the visitor's session before this marker (same two sessions: in order).
+  await marker(visitor, agent2);
   assert.is(agent2.received.some(bodyId('065B725706C54FDAB1E84CEAA8B08D2C')), false, 'only the assigned agent gets it');
 
   // The agent answers with the seed's plain chat to the shop.
@@ -160,6 +134,8 @@ e2e('seed flow: the visitor gets mstat and welcome, the agent the relayed messag
   await visitor.send(visitorStanza('SECOND-1', 'again'));
   await visitor.waitFor(bodyId('SECOND-1'));
   await agent1.waitFor(bodyId('SECOND-1'));
+  // A second welcome would be routed to the visitor before SECOND-1 went to the agent: all in by the settle.
+  await visitor.settle();
   assert.is(visitor.received.filter((el) => el.attrs.auto_reply === 'true').length, 1);
 
   // The seed's readmark goes straight to the agent with its attributes intact.
@@ -182,13 +158,7 @@ e2e('a reply to an offline visitor is stored and delivered on login with its QCh
   await ctx.visitor.stop();
   await ctx.agent1.send(`<message to="${SHOP}" type="chat"><body id="OFFLINE-1" msgType="1">while you were away</body></message>`);
   await ctx.agent1.waitFor((el) => isType('mstat')(el) && bodyId('OFFLINE-1')(el));
-  ctx.visitor = await connectClient({
-    service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
-    domain: D,
-    username: 'visitor1',
-    password: PASSWORD,
-    resource: 'web-2',
-  });
+  ctx.visitor = await ctx.stack.connect('visitor1', 'web-2');
   const stored = await ctx.visitor.waitFor(bodyId('OFFLINE-1'));
   assert.equal(
     [stored.attrs.type, stored.attrs.from, stored.attrs.realfrom, stored.attrs.qchatid, stored.attrs.channelid],
@@ -208,17 +178,15 @@ e2e('a client cannot make the server write an element of its choosing', async (c
   assert.is(got.attrs.from.split('/')[0], `visitor1@${D}`);
   assert.is(got.getChild('raw'), undefined);
   assert.is(got.getChildText('body'), 'hello');
+  // Nor was the forged message written to anyone on its own.
+  await Promise.all([marker(ctx.visitor, ctx.agent1), marker(ctx.visitor, ctx.agent2)]);
+  const forgedSeen = [...ctx.agent1.received, ...ctx.agent2.received].filter((el) => el.getChildText('body') === 'fake');
+  assert.equal(forgedSeen.map(String), [], 'the forged message reached no one');
 });
 
 e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets the kept messages in order', async (ctx) => {
   const night = `shop_3@${D}`;
-  const visitor2 = await connectClient({
-    service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
-    domain: D,
-    username: 'visitor2',
-    password: PASSWORD,
-    resource: 'web',
-  });
+  const visitor2 = await ctx.stack.connect('visitor2', 'web');
   try {
     await visitor2.send(`<message type='consult' to='${night}'><body id='Q-1'>first</body></message>`);
     await visitor2.waitFor((el) => isType('mstat')(el) && bodyId('Q-1')(el));
@@ -227,13 +195,7 @@ e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets 
     await visitor2.send(`<message type='consult' to='${night}'><body id='Q-2'>second</body></message>`);
     await visitor2.waitFor((el) => isType('mstat')(el) && bodyId('Q-2')(el));
 
-    const agent3 = await connectClient({
-      service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
-      domain: D,
-      username: 'test03',
-      password: PASSWORD,
-      resource: 'pc',
-    });
+    const agent3 = await ctx.stack.connect('test03', 'pc');
     try {
       const first = await agent3.waitFor(bodyId('Q-1'));
       const second = await agent3.waitFor(bodyId('Q-2'));
@@ -256,21 +218,15 @@ e2e('queue: a visitor waits while nobody is on duty, the agent who logs in gets 
 e2e(
   'sidecar frozen (SIGSTOP) during a first message: an error, no phantom session; after SIGCONT the next message opens it, with the welcome',
   async (ctx) => {
-    const visitor3 = await connectClient({
-      service: `xmpp://127.0.0.1:${ctx.ejabberd.c2sPort}`,
-      domain: D,
-      username: 'visitor3',
-      password: PASSWORD,
-      resource: 'web',
-    });
+    const visitor3 = await ctx.stack.connect('visitor3', 'web');
     try {
-      ctx.sidecar.signal('SIGSTOP');
+      ctx.stack.sidecar.signal('SIGSTOP');
       try {
         await visitor3.send(`<message type='consult' to='${SHOP}'><body id='FROZEN-1'>hello?</body></message>`);
         const err = await visitor3.waitFor((el) => el.attrs.type === 'error' && bodyId('FROZEN-1')(el));
         assert.ok(err.getChild('error')!.getChild('service-unavailable'), err.toString());
       } finally {
-        ctx.sidecar.signal('SIGCONT');
+        ctx.stack.sidecar.signal('SIGCONT');
       }
       // The frozen request reaches the sidecar after its deadline: it must change nothing. The next message (behind it
       // on the same stream) opens the session, so the visitor gets the welcome, and the agent this message only.
@@ -280,6 +236,8 @@ e2e(
       assert.is(welcome.getChildText('body'), '张滨测试店铺');
       const delivered = await Promise.race([ctx.agent1.waitFor(bodyId('FROZEN-2')), ctx.agent2.waitFor(bodyId('FROZEN-2'))]);
       assert.is(delivered.attrs.realfrom, `visitor3@${D}`);
+      // Whatever a late decision on FROZEN-1 could have sent was sent before FROZEN-2's verdict (one stream, in order).
+      await Promise.all([ctx.agent1.settle(), ctx.agent2.settle()]);
       const phantom = [...ctx.agent1.received, ...ctx.agent2.received].filter(bodyId('FROZEN-1'));
       assert.is(phantom.length, 0, 'the bounced message never reached an agent');
     } finally {
@@ -289,14 +247,13 @@ e2e(
 );
 
 e2e('sidecar killed mid-conversation: the visitor gets an error; traffic recovers when it returns', async (ctx) => {
-  await ctx.sidecar.kill('SIGKILL');
+  await ctx.stack.sidecar.kill('SIGKILL');
   await ctx.visitor.send(visitorStanza('DOWN-1', 'anyone there?'));
   const err = await ctx.visitor.waitFor((el) => el.attrs.type === 'error' && bodyId('DOWN-1')(el));
   assert.ok(err.getChild('error')!.getChild('service-unavailable'), err.toString());
   assert.match(err.getChild('error')!.getChildText('text') ?? '', 'not delivered');
 
-  ctx.sidecar = startSidecar(ctx.configFile, ctx.sidecar.port);
-  await ctx.sidecar.waitForLog('shim hello', 0, 20_000);
+  await ctx.stack.startSidecarAgain(20_000);
   await ctx.visitor.send(visitorStanza('UP-1', 'back?'));
   await ctx.visitor.waitFor((el) => isType('mstat')(el) && bodyId('UP-1')(el));
   const delivered = await Promise.race([ctx.agent1.waitFor(bodyId('UP-1')), ctx.agent2.waitFor(bodyId('UP-1'))]);

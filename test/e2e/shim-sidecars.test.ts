@@ -2,10 +2,7 @@
 // message to a shop goes to the sidecar whose watch list owns the shop, and to no other; while
 // no connected sidecar owns it the sender gets the failure policy at once, with a clear text;
 // other consult traffic goes to the first connected sidecar; agents' sessions reach both.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,10 +19,12 @@ import {
   type Verdict,
 } from '../../src/gen/consult/v1/filter.js';
 import { parseElement, type XmlElement } from '../../src/xmpp/xml.js';
-import { logText, startEjabberd, waitForLogLine, type Ejabberd } from '../support/ejabberd.js';
+import { type Ejabberd, logText, startEjabberd, waitForLogLine } from '../support/ejabberd.js';
+import { buildShim } from '../support/stack.js';
+import { setUpSuite } from '../support/suite.js';
+import { waitUntil } from '../support/wait.js';
 import { connectClient, type Element, type TestClient } from '../support/xmpp.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const AGENT = `test01@${D}`;
@@ -109,17 +108,14 @@ interface Ctx {
   b: ScriptedSidecar;
   visitor: TestClient;
   agent?: TestClient;
+  /** Body ids of the consult messages a sidecar decided. */
+  decided: string[];
 }
 const t = suite<Ctx>('e2e: mod_consult with two sidecars (sidecars option, one owner per shop)');
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (ctx: Ctx) => logText(ctx.ejabberd);
 const waitForLog = (ctx: Ctx, from: number, re: RegExp, timeoutMs?: number) => waitForLogLine(ctx.ejabberd, from, re, timeoutMs);
-async function until(what: string, cond: () => boolean, maxMs = 10_000): Promise<void> {
-  for (const deadline = Date.now() + maxMs; !cond(); await sleep(50)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
+const until = (what: string, cond: () => boolean) => waitUntil(what, cond);
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 let n = 0;
@@ -133,11 +129,32 @@ async function send(ctx: Ctx, to: string): Promise<{ by?: string; error?: Elemen
   if (el.attrs.type === 'error') return { error: el, id };
   const by = /^decided by (\w+):/.exec(el.getChildText('body') ?? '')?.[1];
   assert.is([ctx.a, ctx.b].filter((s) => s.got(id)).length, 1, `${id} reached one sidecar`);
+  ctx.decided.push(id);
   return { by, id };
 }
 
-t.before(async (ctx) => {
-  execFileSync('make', ['-C', path.join(repoRoot, 'erlang-shim')], { stdio: 'ignore' });
+let fences = 0;
+/**
+ * Resolves once each of `sidecars` has the agent's presence with a new status. The shim writes what it sends a
+ * sidecar in order, on one stream: whatever it had sent them before is in by then.
+ */
+async function fence(ctx: Ctx, sidecars: ScriptedSidecar[]): Promise<void> {
+  const status = `fence-${++fences}`;
+  await ctx.agent!.send(`<presence><status>${status}</status></presence>`);
+  await until(`the agent's presence "${status}" at ${sidecars.map((s) => s.name).join(' and ')}`, () =>
+    sidecars.every((s) => s.events.some((e) => e.status === status)),
+  );
+}
+
+/** After a fence: every message a sidecar decided so far reached that one only. */
+function eachDecidedOnce(ctx: Ctx): void {
+  const twice = ctx.decided.filter((id) => [ctx.a, ctx.b].filter((s) => s.got(id)).length !== 1);
+  assert.equal(twice, [], 'each decided message reached exactly one sidecar');
+}
+
+setUpSuite(t, async (ctx) => {
+  buildShim();
+  ctx.decided = [];
   ctx.a = new ScriptedSidecar('A', [SHOP]);
   ctx.b = new ScriptedSidecar('B', []);
   await ctx.a.listen();
@@ -210,6 +227,9 @@ t("agents' sessions and presence go to both", async (ctx) => {
   });
   const seen = (s: ScriptedSidecar) => s.events.some((e) => e.jid === `${AGENT}/desk` && e.kind === 3); // PRESENCE_SET
   await until('the agent at both sidecars', () => seen(ctx.a) && seen(ctx.b));
+  // Both streams carry the agent's presence after the earlier cases' messages: none of those went to both.
+  await fence(ctx, [ctx.a, ctx.b]);
+  eachDecidedOnce(ctx);
 });
 
 t('ownership moves to B; A goes: no owner, the failure policy at once; B claims it: B decides', async (ctx) => {
@@ -225,6 +245,8 @@ t('ownership moves to B; A goes: no owner, the failure policy at once; B claims 
   await waitForLog(ctx, from, new RegExp(`sidecar 127\\.0\\.0\\.1:${ctx.a.port} \\(A\\) decides 1 shops now`));
   await waitForLog(ctx, from, new RegExp(`sidecar 127\\.0\\.0\\.1:${ctx.b.port} \\(B\\) decides 0 shops now`));
   assert.is((await send(ctx, SHOP)).by, 'A');
+  await fence(ctx, [ctx.a, ctx.b]);
+  eachDecidedOnce(ctx);
 
   from = log(ctx).length;
   ctx.a.kill();
@@ -235,17 +257,20 @@ t('ownership moves to B; A goes: no owner, the failure policy at once; B claims 
   assert.is(err.attrs.type, 'wait');
   assert.ok(err.getChild('service-unavailable'), err.toString());
   assert.match(err.getChildText('text') ?? '', `No consult sidecar owns ${SHOP} right now`);
-  assert.not.ok(ctx.b.got(bounced.id), 'B, which does not own the shop, never saw it');
   await waitForLog(
     ctx,
     from,
     new RegExp(`\\[warning\\].*consult: no consult sidecar owns ${esc(SHOP)} right now: a message from visitor1@`),
   );
   assert.is((await send(ctx, `nobody@${D}`)).by, 'B', 'other consult traffic goes to B now');
+  // That one came after the bounced one on B's stream: had the shim sent B the bounced one, B would have it.
+  assert.not.ok(ctx.b.got(bounced.id), 'B, which does not own the shop, never saw it');
 
   ctx.b.own([SHOP]);
   await waitForLog(ctx, from, new RegExp(`sidecar 127\\.0\\.0\\.1:${ctx.b.port} \\(B\\) decides 1 shops now`));
   assert.is((await send(ctx, SHOP)).by, 'B');
+  await fence(ctx, [ctx.b]);
+  eachDecidedOnce(ctx);
 });
 
 t.run();

@@ -111,6 +111,22 @@ export async function waitForLogLine(node: Pick<Ejabberd, 'logFile' | 'logTail'>
   }
 }
 
+let logFences = 0;
+
+/**
+ * Resolves once the node's log file holds every line logged before the call. ejabberd's log handler writes a
+ * moment after the event, so "no such line" is only a finding after this: an admin API call made now is logged
+ * (mod_http_api, at info) after anything logged before it, and its line is waited for. Needs loglevel info or
+ * more. Resolves to the log's length after that line.
+ */
+export async function logFence(node: Pick<Ejabberd, 'api' | 'logFile' | 'logTail' | 'domain'>, timeoutMs = 10_000): Promise<number> {
+  const mark = `log-fence-${process.pid}-${++logFences}`;
+  const from = logText(node).length;
+  await node.api('check_account', { user: mark, host: node.domain });
+  await waitForLogLine(node, from, new RegExp(`API call check_account .*${mark}`), timeoutMs);
+  return logText(node).length;
+}
+
 export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ejabberd> {
   const domain = opts.domain ?? 'localhost';
   const withShim = opts.withShim ?? true;

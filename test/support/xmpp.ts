@@ -40,7 +40,27 @@ export interface TestClient {
   received: Element[];
   /** First stanza (past or future) matching `pred` not yet returned by an earlier waitFor. */
   waitFor(pred: (el: Element) => boolean, timeoutMs?: number): Promise<Element>;
+  /**
+   * Resolves once every stanza the server had queued for this session before the call has been received:
+   * a ping to the server, which this session's c2s process answers after what is already in its mailbox.
+   * Checks that something was NOT delivered are made after it (the positive outcome shows the duplicate
+   * would have been routed by then).
+   */
+  settle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
+}
+
+let markers = 0;
+
+/**
+ * A bodyless chat message from `from` to `to`'s full JID, waited for at `to`: the server keeps the order of
+ * stanzas between two sessions, so whatever `from`'s session had routed to `to` before has arrived by then.
+ * Bodyless, so neither mod_block_strangers nor mod_consult (not addressed to a shop) hold it back.
+ */
+export async function marker(from: TestClient, to: TestClient, timeoutMs = 10_000): Promise<void> {
+  const id = `marker-${++markers}`;
+  await from.send(`<message to='${to.jid}' type='chat' id='${id}'><active xmlns='http://jabber.org/protocol/chatstates'/></message>`);
+  await to.waitFor((el) => el.is('message') && el.attrs.id === id, timeoutMs);
 }
 
 function short(el: Element): string {
@@ -105,6 +125,8 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
   }
 
   const jid = xmpp.jid!.toString();
+  const ping = (timeoutMs: number) =>
+    xmpp.iqCaller.request(parse(`<iq type='get' to='${opts.domain}'><ping xmlns='urn:xmpp:ping'/></iq>`), timeoutMs);
 
   return {
     jid,
@@ -136,6 +158,9 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
         }, timeoutMs);
         waiters.push(w);
       });
+    },
+    async settle(timeoutMs = 10_000) {
+      await ping(timeoutMs);
     },
     async stop() {
       xmpp.reconnect.stop();
