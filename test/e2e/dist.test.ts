@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import { Action, Hook, StanzaFilterClient, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { freePort } from '../../scripts/ejabberd-node.js';
 import { writeConfig } from '../support/sidecar.js';
+import { setUpSuite } from '../support/suite.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'dist.test';
@@ -107,7 +108,7 @@ async function startBuilt(dir: string, config: string, grpcPort: number) {
 
 let prod = '';
 
-test.before(() => {
+setUpSuite(test, async () => {
   ensureBuilt();
   prod = fs.mkdtempSync(path.join(os.tmpdir(), 'consult-dist-'));
   for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(prod, f));
@@ -170,7 +171,7 @@ test('node dist/main.js (memory:) from the production install: listening, grpc.h
   const grpcPort = await freePort();
   const config = writeConfig({
     store: 'memory:',
-    admin: { port: await freePort(), token: 'dist-token' },
+    admin: { port: await freePort(), token: 'dist-test-admin-token' },
     shops: [{ jid: `shop@${D}`, name: 'Dist', agents: [{ jid: `ann@${D}`, maxSessions: 2, status: 'always-on' }] }],
   });
   const sidecar = await startBuilt(prod, config, grpcPort);

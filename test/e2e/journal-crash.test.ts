@@ -19,14 +19,15 @@ import {
 import { parseElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from '../support/postgres.js';
 import { startSidecar, writeConfig } from '../support/sidecar.js';
+import { setUpSuite } from '../support/suite.js';
 
 const D = 'crash.test';
 const SHOP = `shop_1@${D}`;
-const TOKEN = 'crash-token';
+const TOKEN = 'crash-test-admin-token';
 const VISITORS = 600;
 
 const crash = suite<{ pg: Postgres; dirs: string[] }>('SIGKILL during group commit');
-crash.before(async (ctx) => {
+setUpSuite(crash, async (ctx) => {
   ctx.pg = await startPostgres();
   ctx.dirs = [];
 });

@@ -25,6 +25,7 @@ import {
   StanzaFilterService,
   type Verdict,
 } from '../../src/gen/consult/v1/filter.js';
+import { setUpSuite } from '../support/suite.js';
 
 const shimDir = fileURLToPath(new URL('../../erlang-shim', import.meta.url));
 const BIG = 300 * 1024;
@@ -160,7 +161,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
 const ctx = { driver: undefined as unknown as Driver, port: 0, sidecar: undefined as ScriptedSidecar | undefined };
 const t = suite('consult_grpc (Erlang h2c gRPC client)', ctx);
 
-t.before(async () => {
+setUpSuite(t, async () => {
   execFileSync('make', ['-s', '-C', shimDir, 'all', 'test-beams'], { stdio: 'inherit' });
   ctx.driver = new Driver();
   ctx.port = await freePort();

@@ -18,6 +18,7 @@ import type { Log } from '../../src/domain/log.js';
 import { Backends, deskWorld } from '../support/desk.js';
 import { newShimCredential, startEjabberd } from '../support/ejabberd.js';
 import { ErlDriver, waitFor } from '../support/erl-driver.js';
+import { setUpSuite } from '../support/suite.js';
 
 const shimDir = fileURLToPath(new URL('../../erlang-shim', import.meta.url));
 const D = 'tls.test';
@@ -167,7 +168,7 @@ async function until(what: string, cond: () => boolean, driver: ErlDriver, from 
 const ctx = { pki: undefined as unknown as Pki, driver: undefined as unknown as Driver };
 const t = suite('gRPC link over TLS', ctx);
 
-t.before(() => {
+setUpSuite(t, async () => {
   execFileSync('make', ['-s', '-C', shimDir, 'all', 'test-beams'], { stdio: 'inherit' });
   ctx.pki = makePki();
   ctx.driver = new Driver();

@@ -12,6 +12,7 @@ import { pgDriver } from '../../src/storage/driver.js';
 import { parseElement } from '../../src/xmpp/xml.js';
 import { startPostgres, type Postgres } from '../support/postgres.js';
 import { startSidecar, writeConfig, type SidecarProcess } from '../support/sidecar.js';
+import { setUpSuite } from '../support/suite.js';
 
 const D = 'cluster.test';
 const SHOP = `shop_1@${D}`;
@@ -23,7 +24,7 @@ interface Ctx {
 }
 const cluster = suite<Ctx>('two sidecars on one PostgreSQL');
 
-cluster.before(async (ctx) => {
+setUpSuite(cluster, async (ctx) => {
   ctx.pg = await startPostgres();
   ctx.sidecars = [];
 });

@@ -20,6 +20,7 @@ import { DEFAULT_LIMITS, type Shop } from '../../../src/domain/shop.js';
 import type { Store } from '../../../src/desk/ports.js';
 import { startPostgres, type Postgres } from '../../support/postgres.js';
 import { SCHEMA_VERSION } from '../../../src/storage/schema.js';
+import { setUpSuite } from '../../support/suite.js';
 
 let postgres: Postgres;
 let pgliteDb: Driver;
@@ -39,7 +40,7 @@ const backends: Record<string, () => Promise<Store>> = {
   },
 };
 
-test.before(async () => {
+setUpSuite(test, async () => {
   postgres = await startPostgres();
   pgDb = await pgDriver(postgres.url);
   pgliteDb = await pgliteDriver();
