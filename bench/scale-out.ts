@@ -383,7 +383,8 @@ async function stopSecond(signal: 'SIGTERM' | 'SIGKILL', run: number, s2: Sideca
   return { event, run, letGo: tLet - t0, owned: tOwned - t0, ...tally(sent, moved, t0, tOwned) };
 }
 
-const holders = async () => (await db.query('SELECT holder FROM sidecars WHERE sidecar = $1', [ID2])).rows.map((r) => r.holder as string);
+const holders = async () =>
+  (await db.query('SELECT holder FROM consult.sidecars WHERE sidecar = $1', [ID2])).rows.map((r) => r.holder as string);
 
 /** Starts the second sidecar under paced traffic, until it lists its share and the first no longer does. */
 async function join(run: number, after: string): Promise<{ s2: Sidecar; ev: Failover }> {

@@ -15,14 +15,16 @@
 // messages); delete it to start over (scripts/run.sh --fresh). Mnesia's data
 // belongs to the node name, so the name is chosen once per directory, stored in
 // <dir>/node-name and reused on every later `up`.
-// Ports: --port is c2s; --http-port (ejabberd_http with /api, the admin API the demo
-// accounts are registered through) and --dist-port (Erlang distribution, used by
-// ejabberdctl; no epmd) default to free ports chosen at start.
+// Ports: --port is c2s; --http-port (ejabberd_http with /ws only: XMPP over WebSocket for
+// the web pages; ejabberd's HTTP admin API is not served, since anyone on the machine could
+// use it) and --dist-port (Erlang distribution, used by ejabberdctl; no epmd) default to
+// free ports chosen at start. The demo accounts are registered with ejabberdctl.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { canConnect, EjabberdNode, findBeamPids, freePort, type NodeOptions } from './ejabberd-node.js';
+import { ctlBaseArgs } from './ejabberd-config.js';
 
 const PASSWORD = 'secret';
 const DEFAULT_USERS = ['visitor1', 'shop_2', 'test01', 'test02'];
@@ -94,13 +96,11 @@ function demoUsers(configFile: string | undefined, domain: string): string[] {
   return [...users];
 }
 
-/** Registers a demo account; one that exists from an earlier run is fine. */
-async function registerOnce(node: EjabberdNode, user: string): Promise<void> {
-  try {
-    await node.register(user, PASSWORD);
-  } catch (e) {
-    if (!/already registered|exists/i.test((e as Error).message)) throw e;
-  }
+/** Registers a demo account with ejabberdctl (there is no HTTP API); one that exists from an earlier run is fine. */
+async function registerOnce(node: EjabberdNode, user: string, domain: string): Promise<void> {
+  const r = await node.ctl(['register', user, domain, PASSWORD]);
+  if (r.code !== 0 && !/already registered|exists/i.test(r.stdout + r.stderr))
+    throw new Error(`ejabberdctl register ${user}@${domain} failed (${r.code}): ${r.stdout}${r.stderr}`);
 }
 
 async function up(): Promise<void> {
@@ -121,6 +121,7 @@ async function up(): Promise<void> {
     domain,
     c2sPort,
     httpPort: portOf('http-port') ?? (await freePort()),
+    httpApi: false,
     distPort: portOf('dist-port') ?? (await freePort()),
     nodeName: nodeNameOf(values['node-name']),
     loglevel: 'info',
@@ -143,13 +144,14 @@ async function up(): Promise<void> {
   fs.writeFileSync(stateFile, JSON.stringify(opts, null, 2));
   await node.start();
   const users = demoUsers(values.config, domain);
-  for (const u of users) await registerOnce(node, u);
+  for (const u of users) await registerOnce(node, u, domain); // one ctl call at a time (each is a small Erlang VM)
   node.detach(); // keep running after this CLI exits (until `down`)
   console.log(
     [
       `ejabberd ${opts.nodeName} is up (${existing ? 'existing' : 'new'} spool in ${path.join(dir, 'spool')}; log: ${node.logFile})`,
       `  XMPP c2s: 127.0.0.1:${c2sPort}, domain ${domain}, plain TCP (no TLS: allow PLAIN/SCRAM without encryption in your client)`,
-      `  HTTP API: http://127.0.0.1:${opts.httpPort}/api/<command>   WebSocket: ws://127.0.0.1:${opts.httpPort}/ws   Erlang distribution: 127.0.0.1:${opts.distPort}`,
+      `  WebSocket: ws://127.0.0.1:${opts.httpPort}/ws   Erlang distribution: 127.0.0.1:${opts.distPort}`,
+      `  no HTTP admin API: ejabberdctl ${ctlBaseArgs(node.layout).slice(0, 2).join(' ')} … (as root) reaches the node`,
       ...(opts.visitorDomain
         ? [`  visitor vhost ${opts.visitorDomain}: in-band registration (the web widget), may message shops only`]
         : []),

@@ -4,20 +4,25 @@
 # (dist/, `npm run build`) and a private ejabberd node with mod_consult and the demo accounts.
 # Stays in the foreground as a supervisor: a sidecar that dies is restarted with
 # backoff (1 s doubling to 30 s, back to 1 s after a run of 60 s) while ejabberd keeps
-# serving (the shim applies its failure policy meanwhile). Ctrl-C / SIGTERM stops both.
+# serving (the shim applies its failure policy meanwhile); an ejabberd node that dies is
+# logged and started again the same way (run.sh stops if it does not come up). Ctrl-C /
+# SIGTERM stops both.
+# Admin token: the example config's placeholder admin.token is replaced with a random one made
+# on the first run, kept in $CONSULT_RUN_DIR/admin-token (mode 600; consultctl reads it there).
+# ejabberd's HTTP listener serves /ws only: no HTTP admin API (accounts are made with ejabberdctl).
 #
 #   scripts/run.sh [--fresh]      --fresh: delete the ejabberd and PGlite data directories first
 #
 # Env (paths relative to the current directory):
 #   CONSULT_RUN_DIR     .run (in the checkout)   everything this instance writes: run.pid, sidecar.pid,
-#                                                logs, consult.json, pglite/, ejabberd/
+#                                                logs, consult.json, admin-token, shim-token, pglite/, ejabberd/
 #   CONSULT_CONFIG      config/consult.example.json   sidecar config (shops, agents, admin token)
 #   CONSULT_STORE       the config's store; a relative pglite: path becomes pglite:$CONSULT_RUN_DIR/pglite
 #   SIDECAR_PORT        50051   sidecar gRPC (the shim connects here)
 #   SIDECAR_ADMIN_PORT  the config's admin.port (8088 in the example)   admin HTTP API and /metrics
 #   XMPP_PORT           5222    ejabberd c2s
 #   XMPP_DOMAIN         localhost
-#   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /api (mod_http_api, ejabberd's admin API), /ws (XMPP over WebSocket)
+#   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /ws (XMPP over WebSocket) only
 #   VISITOR_DOMAIN      visitors.$XMPP_DOMAIN   vhost of web visitors (in-band registration, may message shops only)
 #   WEB_PORT            8080    static server: demo shop page (widget), agent console (dist-web/)
 #   EJABBERD_DIST_PORT  a free port   Erlang distribution (ejabberdctl talks to the node over it; no epmd)
@@ -129,14 +134,37 @@ TOKEN_FILE=$RUN_DIR/shim-token
 if [ -s "$EJABBERD_DIR/node-name" ]; then NODE_NAME=$(cat "$EJABBERD_DIR/node-name")
 else NODE_NAME="consult_$(node -e "console.log(require('node:crypto').randomBytes(3).toString('hex'))")@localhost"; fi
 
-# 6. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports, store and credential above.
+# 6. The sidecar's config for this instance: $RUN_DIR/consult.json with the ports, store and credentials above.
+#    The example's placeholder admin token (which the sidecar refuses) becomes $RUN_DIR/admin-token, made once;
+#    a config with a token of its own keeps it, and the file then holds that one (for consultctl).
 EFFECTIVE=$RUN_DIR/consult.json
-mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" "$NODE_NAME" "$TOKEN_FILE" <<'EOF'
+ADMIN_TOKEN_FILE=$RUN_DIR/admin-token
+mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" "$NODE_NAME" "$TOKEN_FILE" "$ADMIN_TOKEN_FILE" <<'EOF'
 const fs = require('node:fs');
 const path = require('node:path');
-const [src, out, grpcPort, adminPort, store, runDir, node, tokenFile] = process.argv.slice(2);
+const crypto = require('node:crypto');
+const [src, out, grpcPort, adminPort, store, runDir, node, tokenFile, adminTokenFile] = process.argv.slice(2);
 const cfg = JSON.parse(fs.readFileSync(src, 'utf8'));
 const token = fs.readFileSync(tokenFile, 'utf8').trim();
+const writeSecret = (file, text) => {   // mode 600 from its creation
+  fs.rmSync(file, { force: true });
+  fs.writeFileSync(file, text + '\n', { mode: 0o600, flag: 'wx' });
+};
+let adminToken = '';   // where the admin token comes from, for the log
+if (cfg.admin?.token === 'change-me-admin-token') {
+  let kept = '';
+  try { kept = fs.readFileSync(adminTokenFile, 'utf8').trim(); } catch {}
+  if (kept.length >= 16) adminToken = 'kept';
+  else {
+    kept = crypto.randomBytes(24).toString('hex');
+    writeSecret(adminTokenFile, kept);
+    adminToken = 'made';
+  }
+  cfg.admin = { ...cfg.admin, token: kept };
+} else if (typeof cfg.admin?.token === 'string') {
+  writeSecret(adminTokenFile, cfg.admin.token);
+  adminToken = 'config';
+}
 const shims = (cfg.grpc?.shims ?? []).filter((s) => s.node !== node);
 cfg.grpc = { ...cfg.grpc, host: '127.0.0.1', port: Number(grpcPort), shims: [...shims, { node, token }] };
 if (adminPort) cfg.admin = { ...cfg.admin, port: Number(adminPort) };
@@ -148,9 +176,10 @@ console.log(s.replace(/\/\/[^@/]*@/, '//***@'));                        // store
 console.log(s.startsWith('pglite:') ? path.resolve(s.slice(7)) : '');   // its directory
 console.log(cfg.admin?.token ? String(cfg.admin.port ?? 8088) : '');     // admin port, if the API starts
 console.log((cfg.shops ?? []).map((s) => s.jid).join(' '));              // shops, for the web pages
+console.log(adminToken);                                                 // made, kept, config or ''
 EOF
 )
-STORE_SHOWN=${derived[0]}; PGLITE_DIR=${derived[1]}; ADMIN_PORT=${derived[2]}; SHOPS=${derived[3]:-}
+STORE_SHOWN=${derived[0]}; PGLITE_DIR=${derived[1]}; ADMIN_PORT=${derived[2]}; SHOPS=${derived[3]:-}; ADMIN_TOKEN_FROM=${derived[4]:-}
 
 # Leftovers of an earlier run.sh on this run dir that was killed (we hold its lock now).
 ejabberd_down() { "${TSX[@]}" scripts/ejabberd-up.ts down --dir "$EJABBERD_DIR" 9>&- || true; }
@@ -240,11 +269,21 @@ for i in $(seq 600); do   # up to 60 s (a new PGlite store runs initdb first)
   sleep 0.1
 done
 
+start_ejabberd() {
+  "${TSX[@]}" scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
+    ${EJABBERD_HTTP_PORT:+--http-port "$EJABBERD_HTTP_PORT"} ${EJABBERD_DIST_PORT:+--dist-port "$EJABBERD_DIST_PORT"} \
+    --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" --visitor-domain "$VISITOR_DOMAIN" \
+    --node-name "$NODE_NAME" --shim-token-file "$TOKEN_FILE" 9>&-
+  EJABBERD_STARTED=$SECONDS
+}
+# The node's beam: the pid it writes (EJABBERD_PID_PATH), checked against its node name on that pid's command line.
+ejabberd_alive() {
+  local pid
+  pid=$(cat "$EJABBERD_DIR/ejabberd.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- " $NODE_NAME "
+}
 say "starting ejabberd in $EJABBERD_DIR (c2s 127.0.0.1:$XMPP_PORT, domain $XMPP_DOMAIN)"
-"${TSX[@]}" scripts/ejabberd-up.ts up --dir "$EJABBERD_DIR" --domain "$XMPP_DOMAIN" --port "$XMPP_PORT" \
-  ${EJABBERD_HTTP_PORT:+--http-port "$EJABBERD_HTTP_PORT"} ${EJABBERD_DIST_PORT:+--dist-port "$EJABBERD_DIST_PORT"} \
-  --sidecar-port "$SIDECAR_PORT" --ebin erlang-shim/ebin --config "$EFFECTIVE" --visitor-domain "$VISITOR_DOMAIN" \
-  --node-name "$NODE_NAME" --shim-token-file "$TOKEN_FILE" 9>&-
+start_ejabberd
 
 shop_args=(); for s in $SHOPS; do shop_args+=(--shop "$s"); done
 setsid "${TSX[@]}" scripts/web-server.ts --port "$WEB_PORT" --service "ws://127.0.0.1:$EJABBERD_HTTP_PORT/ws" \
@@ -255,24 +294,54 @@ if ! in_use "$WEB_PORT"; then echo "web server did not come up on 127.0.0.1:$WEB
 say "demo shop page (visitor widget): http://127.0.0.1:$WEB_PORT/shop.html"
 say "agent console:                   http://127.0.0.1:$WEB_PORT/console.html  (sign in as test01 / secret)"
 
+case $ADMIN_TOKEN_FROM in
+  made) say "admin API token: made a new one in $ADMIN_TOKEN_FILE (mode 600; consultctl reads it from there)" ;;
+  kept) say "admin API token: in $ADMIN_TOKEN_FILE (mode 600; consultctl reads it from there)" ;;
+  config) say "admin API token: the config's admin.token (copied to $ADMIN_TOKEN_FILE, mode 600, for consultctl)" ;;
+esac
+ej_watched=0
+if ejabberd_alive; then ej_watched=1
+else say "warning: no ejabberd process found by $EJABBERD_DIR/ejabberd.pid: run.sh will not notice if ejabberd dies"; fi
 say "running (run dir $RUN_DIR, supervisor pid $$); sidecar log: $SIDECAR_LOG; stop: Ctrl-C or CONSULT_RUN_DIR=$RUN_DIR scripts/stop.sh"
-# Foreground until a signal. `wait` returns early on a trapped signal, whose trap exits.
-backoff=1
-restarts=0
-while :; do
-  status=0
-  wait "$SIDECAR_PID" 2>/dev/null || status=$?   # (2>/dev/null: no "Killed" job notice from bash; we log it below)
-  if kill -0 "$SIDECAR_PID" 2>/dev/null; then continue; fi
-  ran=$((SECONDS - SIDECAR_STARTED))
-  [ "$ran" -lt 60 ] || backoff=1
-  restarts=$((restarts + 1))
-  say "sidecar (pid $SIDECAR_PID) exited with status $status after ${ran}s; restart #$restarts in ${backoff}s (ejabberd keeps running; last log lines below)"
-  tail -n 5 "$SIDECAR_LOG" | sed 's/^/    /'
-  sleep "$backoff" 9>&- &
+# Foreground until a signal; every second: is the sidecar still there, and ejabberd? `wait` returns early on a
+# trapped signal, whose trap exits.
+pause() {   # $1: seconds
+  sleep "$1" 9>&- &
   SLEEP_PID=$!
   wait "$SLEEP_PID" || true
   SLEEP_PID=""
-  start_sidecar
-  say "sidecar restarted (pid $SIDECAR_PID)"
-  backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+}
+backoff=1
+restarts=0
+ej_backoff=1
+ej_restarts=0
+while :; do
+  pause 1
+  if ! kill -0 "$SIDECAR_PID" 2>/dev/null; then
+    status=0
+    wait "$SIDECAR_PID" 2>/dev/null || status=$?   # (2>/dev/null: no "Killed" job notice from bash; we log it below)
+    ran=$((SECONDS - SIDECAR_STARTED))
+    [ "$ran" -lt 60 ] || backoff=1
+    restarts=$((restarts + 1))
+    say "sidecar (pid $SIDECAR_PID) exited with status $status after ${ran}s; restart #$restarts in ${backoff}s (ejabberd keeps running; last log lines below)"
+    tail -n 5 "$SIDECAR_LOG" | sed 's/^/    /'
+    pause "$backoff"
+    start_sidecar
+    say "sidecar restarted (pid $SIDECAR_PID)"
+    backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+  fi
+  if [ "$ej_watched" = 1 ] && ! ejabberd_alive; then
+    ran=$((SECONDS - EJABBERD_STARTED))
+    [ "$ran" -lt 60 ] || ej_backoff=1
+    ej_restarts=$((ej_restarts + 1))
+    say "ejabberd ($NODE_NAME) is gone after ${ran}s; restart #$ej_restarts in ${ej_backoff}s (the sidecar keeps running; last lines of $EJABBERD_DIR/logs/ejabberd.log below)"
+    tail -n 5 "$EJABBERD_DIR/logs/ejabberd.log" 2>/dev/null | sed 's/^/    /'
+    pause "$ej_backoff"
+    if ! start_ejabberd; then
+      say "ejabberd did not start again; stopping (see $EJABBERD_DIR/logs/ejabberd.log)"
+      exit 1
+    fi
+    say "ejabberd restarted ($NODE_NAME, c2s 127.0.0.1:$XMPP_PORT)"
+    ej_backoff=$((ej_backoff * 2 > 30 ? 30 : ej_backoff * 2))
+  fi
 done

@@ -2,8 +2,9 @@
 # Installs what the tests need on a fresh Debian (bookworm) machine, then runs them all (`npm test`).
 # As root: apt-get installs ejabberd, erlang-dev, erlang-proper (the shim's properties), postgresql
 # (tests start private clusters), openssl (throwaway CAs for the TLS tests), chromium and a CJK font
-# (the widget and console in a real browser); then `npm ci` and `npm test` (the shim's EUnit/PropEr
-# suites, lint and layer check, build, type check, unit and end-to-end tests). Packages already
+# (the widget and console in a real browser), strace (the embedded store's syncs, seen from outside);
+# then `npm ci` and `npm test` (the shim's EUnit/PropEr suites, lint and layer check, build, type check,
+# unit and end-to-end tests). Packages already
 # installed are left as they are; the system ejabberd service the package may start is stopped.
 #
 #   scripts/test.sh            everything
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(ejabberd erlang-dev erlang-proper postgresql openssl chromium fonts-wqy-zenhei)
+PACKAGES=(ejabberd erlang-dev erlang-proper postgresql openssl chromium fonts-wqy-zenhei strace)
 
 step() { echo; echo "==> [$(date +%H:%M:%S)] $*"; }
 

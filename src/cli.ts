@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 // consultctl: the admin HTTP API from a shell. `npm run consultctl -- help` (or `node dist/cli.js --help`).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { planImport, type ShopView } from './admin/import.js';
 import { type Config, ConfigError } from './domain/config.js';
@@ -33,8 +36,13 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
                                           seeds an empty store): prints each change, applies it unless
                                           --dry-run; --prune also removes shops and agents it lacks
 
-URL and token come from --url/--token or CONSULT_ADMIN_URL/CONSULT_ADMIN_TOKEN
-(default URL http://127.0.0.1:8088).`;
+The admin token is the first of:
+  1. --token TOKEN
+  2. the environment variable CONSULT_ADMIN_TOKEN
+  3. the file admin-token in scripts/run.sh's run directory: $CONSULT_RUN_DIR/admin-token
+     (CONSULT_RUN_DIR defaults to .run in the checkout; run.sh makes the file on its first run)
+The URL is the first of --url, CONSULT_ADMIN_URL, the admin port in the run directory's
+consult.json (written by run.sh), and http://127.0.0.1:8088.`;
 
 class UsageError extends Error {}
 
@@ -202,6 +210,46 @@ async function call(
   return { ok: res.ok, status: res.status, data };
 }
 
+/** scripts/run.sh's run directory: CONSULT_RUN_DIR, else .run in the checkout (src/ and dist/ are one level down). */
+const runDir = () =>
+  process.env.CONSULT_RUN_DIR
+    ? path.resolve(process.env.CONSULT_RUN_DIR)
+    : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.run');
+
+function fromRunDir<T>(file: string, read: (text: string) => T | undefined): { value: T; file: string } | undefined {
+  const f = path.join(runDir(), file);
+  let text: string;
+  try {
+    text = fs.readFileSync(f, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const value = read(text);
+  return value === undefined ? undefined : { value, file: f };
+}
+
+/** The admin API's URL: --url, CONSULT_ADMIN_URL, the run directory's consult.json, the default. */
+function adminUrl(): string {
+  const given = opt.url ?? process.env.CONSULT_ADMIN_URL;
+  const url =
+    given ??
+    fromRunDir('consult.json', (text) => {
+      try {
+        const admin = (JSON.parse(text) as { admin?: { host?: string; port?: number } }).admin;
+        return admin?.port ? `http://${admin.host ?? '127.0.0.1'}:${admin.port}` : undefined;
+      } catch {
+        return undefined;
+      }
+    })?.value ??
+    'http://127.0.0.1:8088';
+  return url.replace(/\/+$/, '');
+}
+
+/** The admin token: --token, CONSULT_ADMIN_TOKEN, the run directory's admin-token file. */
+function adminToken(): string | undefined {
+  return opt.token ?? (process.env.CONSULT_ADMIN_TOKEN || undefined) ?? fromRunDir('admin-token', (t) => t.trim() || undefined)?.value;
+}
+
 const errorText = (data: unknown) =>
   typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : String(data);
 
@@ -239,12 +287,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const base = (opt.url ?? process.env.CONSULT_ADMIN_URL ?? 'http://127.0.0.1:8088').replace(/\/+$/, '');
-  const token = opt.token ?? process.env.CONSULT_ADMIN_TOKEN;
+  const base = adminUrl();
+  const token = adminToken();
   try {
     const req = positionals[0] === 'import' ? undefined : request();
     if (!token) {
-      console.error('consultctl: no admin token: pass --token or set CONSULT_ADMIN_TOKEN');
+      console.error(
+        `consultctl: no admin token: pass --token, set CONSULT_ADMIN_TOKEN, or run scripts/run.sh (it writes ${path.join(runDir(), 'admin-token')})`,
+      );
       return 2;
     }
     if (!req) return await importConfig(base, token);

@@ -36,7 +36,8 @@ const USAGE = `usage: consult-router [--config FILE] [--grpc-host HOST] [--grpc-
   --grpc-port PORT   listen port for gRPC, overrides grpc.port in the config
   -h, --help         print this help and exit
 
-Logs are JSON lines on stdout. SIGTERM/SIGINT drain in-flight decisions and exit 0.`;
+Logs are JSON lines on stdout. SIGTERM, SIGINT and SIGHUP drain in-flight decisions and exit 0
+(SIGHUP does not reload: restart the sidecar to read a changed config).`;
 
 function parseCommandLine() {
   try {
@@ -68,7 +69,13 @@ async function main() {
   // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
   const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
   const holder = `${sidecar}#${randomUUID().slice(0, 8)}`;
-  const { store, journal: journalStore, leases, archive } = await openStores(config.store, { holder, sidecar });
+  const { store, journal: journalStore, leases, archive, failed, freeBytes } = await openStores(config.store, { holder, sidecar });
+  // A store that failed beyond repair (e.g. the disk is full): say why and end, so that the supervisor restarts us;
+  // the refusals of the decisions it took back get 200 ms to leave.
+  void failed?.then((e) => {
+    log.error(`${e.message}; the sidecar exits so that its supervisor restarts it`, { err: e.cause });
+    setTimeout(() => process.exit(1), 200);
+  });
   if (await seedStore(store, config)) log.info('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
@@ -84,7 +91,7 @@ async function main() {
     presence,
     journalStore,
     archive,
-    askBot,
+    askBot: (bot, req) => askBot(bot, req, config.maxBotAnswerBytes),
     link,
     log,
     onBatch: (b) => metrics?.batch(b),
@@ -99,7 +106,7 @@ async function main() {
   await leases
     .watch?.(() => ownership?.soon())
     .catch((e) => log.warn('lease changes are not announced to this sidecar: it polls', { err: e }));
-  metrics = new Metrics({ desk, directory, link }, { defaults: true });
+  metrics = new Metrics({ desk, directory, link, storeFreeBytes: freeBytes }, { defaults: true });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
   const auth = new ShimAuth(config.grpc.shims);
@@ -114,6 +121,7 @@ async function main() {
     { desk, link, watch, log },
     { observe: (a, s) => metrics!.observe(a, s), track: inflight.track },
     auth,
+    { maxStreamsPerNode: config.grpc.maxStreamsPerNode },
   );
   const {
     server,
@@ -135,7 +143,19 @@ async function main() {
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
     admin = await startAdminServer(
-      { store, directory, desk, presence, watch, ownership, metrics, log, token: config.admin.token, defaultLimits: config.limits },
+      {
+        store,
+        directory,
+        desk,
+        presence,
+        watch,
+        ownership,
+        metrics,
+        log,
+        token: config.admin.token,
+        defaultLimits: config.limits,
+        authFailures: { max: config.admin.maxAuthFailures, windowMs: config.admin.authWindowSec * 1000 },
+      },
       config.admin.host,
       config.admin.port,
     );
@@ -203,9 +223,11 @@ async function main() {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  // A closed terminal or a reload by habit must not kill the sidecar without its drain: SIGHUP stops it like SIGTERM.
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
 }
 
 main().catch((e) => {
-  logger.error({ err: e }, 'startup failed');
+  logger.error({ err: e }, `startup failed: ${(e as Error)?.message ?? e}`);
   process.exit(1);
 });

@@ -1,4 +1,6 @@
-// Admin HTTP JSON API (bearer token) and Prometheus /metrics (no auth) on one port.
+// Admin HTTP JSON API (bearer token) and Prometheus /metrics (no auth) on one port. A client address that fails
+// authentication too often is refused with 429 for the rest of its window; failures are logged, one line per address
+// per interval with their count.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
@@ -19,6 +21,7 @@ import { archiveRoutes } from './archive-routes.js';
 import { Raw } from './routes.js';
 import { OptionError, checkGroups, parseBot, parseGroup, parseGroups } from '../domain/shop-options.js';
 import { HttpError, type Body, type Handler } from './routes.js';
+import { FailureWindow, ThrottledLog } from '../domain/throttle.js';
 
 export interface AdminDeps {
   store: Store;
@@ -35,6 +38,10 @@ export interface AdminDeps {
   /** Limits of a new shop that names none (the config's defaults). */
   defaultLimits: Limits;
   now?: () => number;
+  /** Failed authentications one client address may make per window before it gets 429 (default 10 per 60 s). */
+  authFailures?: { max: number; windowMs: number };
+  /** At most one log line per address in this long about its failed authentications (default 60 s). */
+  authLogIntervalMs?: number;
 }
 
 // ---- validation: 400s that name the field -------------------------------------
@@ -350,14 +357,29 @@ async function readBody(req: IncomingMessage): Promise<Body> {
   return body as Body;
 }
 
+/** The client's address as the socket gives it (an IPv4 client of a dual-stack socket without its ::ffff: prefix). */
+const clientAddress = (req: IncomingMessage) => (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:(?=\d+\.)/, '');
+
 export function adminHandler(deps: AdminDeps) {
   const routes = adminRoutes(deps);
   const want = digest(`Bearer ${deps.token}`);
+  const { max, windowMs } = deps.authFailures ?? { max: 10, windowMs: 60_000 };
+  const failures = new FailureWindow(max, windowMs);
+  const authLog = new ThrottledLog(
+    (address, count, intervalMs) =>
+      deps.log.warn('admin API: failed authentication', {
+        address,
+        failures: count,
+        ...(count > 1 ? { inLastSec: Math.round(intervalMs / 1000) } : {}),
+        ...(failures.blockedFor(address) > 0 ? { refusedForSec: Math.ceil(failures.blockedFor(address) / 1000) } : {}),
+      }),
+    deps.authLogIntervalMs ?? 60_000,
+  );
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(`${JSON.stringify(body)}\n`);
   };
-  return async (req: IncomingMessage, res: ServerResponse) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     try {
       if (req.method === 'GET' && url.pathname === '/metrics') {
@@ -366,11 +388,23 @@ export function adminHandler(deps: AdminDeps) {
         res.end(await deps.metrics.registry.metrics());
         return;
       }
+      // An address that failed too often is not even checked (a right guess among them would say nothing either).
+      const address = clientAddress(req);
+      const wait = failures.blockedFor(address);
+      if (wait > 0) {
+        authLog.note(address);
+        const sec = Math.ceil(wait / 1000);
+        res.setHeader('retry-after', String(sec));
+        throw new HttpError(429, `too many failed authentications from ${address}; try again in ${sec} s`);
+      }
       // Compare digests so the check takes the same time whatever the guess.
       if (!timingSafeEqual(digest(req.headers.authorization ?? ''), want)) {
+        failures.failed(address);
+        authLog.note(address);
         res.setHeader('www-authenticate', 'Bearer');
         throw new HttpError(401, 'missing or wrong bearer token');
       }
+      failures.succeeded(address);
       let pathMatched = false;
       for (const [method, re, handler] of routes) {
         const m = re.exec(url.pathname);
@@ -400,6 +434,8 @@ export function adminHandler(deps: AdminDeps) {
       send(res, 500, { error: 'internal error' });
     }
   };
+  /** close(): the failures counted since their last log line are told now. */
+  return Object.assign(handle, { close: () => authLog.flush() });
 }
 
 export async function startAdminServer(
@@ -421,6 +457,7 @@ export async function startAdminServer(
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        handler.close();
         server.close(() => resolve());
         server.closeAllConnections(); // keep-alive clients must not hold shutdown open
       }),

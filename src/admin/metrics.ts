@@ -12,7 +12,10 @@ export class Metrics {
   private readonly commitSeconds: client.Histogram<'outcome'>;
   private readonly batchEntries: client.Histogram;
 
-  constructor(deps: { desk: Desk; directory: Directory; link: ShimLink }, opts: { defaults?: boolean } = {}) {
+  constructor(
+    deps: { desk: Desk; directory: Directory; link: ShimLink; storeFreeBytes?: () => number },
+    opts: { defaults?: boolean } = {},
+  ) {
     const registers = [this.registry];
     this.stanzas = new client.Counter({
       name: 'consult_stanzas_total',
@@ -101,6 +104,16 @@ export class Metrics {
         this.set(deps.link.pending);
       },
     });
+    const storeFreeBytes = deps.storeFreeBytes;
+    if (storeFreeBytes)
+      new client.Gauge({
+        name: 'consult_store_free_bytes',
+        help: "Bytes free on the file system of the embedded store's directory (a start needs 64 MiB; a full disk ends the sidecar)",
+        registers,
+        collect() {
+          this.set(storeFreeBytes());
+        },
+      });
     registerSatisfaction(this.registry, deps.desk.archiver.store);
     if (opts.defaults) client.collectDefaultMetrics({ register: this.registry });
   }

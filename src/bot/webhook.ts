@@ -1,15 +1,20 @@
+// The bot over HTTP: the question POSTed as JSON, the answer read as JSON. An answer is read up to a bound
+// (maxBotAnswerBytes in the config) and no further: a larger one is a failed answer, not retried.
 import type { BotConfig } from '../domain/shop.js';
 import type { BotRequest, BotAnswer } from '../desk/ports.js';
 
 export class BotError extends Error {}
 
-export async function askBot(bot: BotConfig, req: BotRequest): Promise<BotAnswer> {
+/** The default bound on a bot answer's body (the config's maxBotAnswerBytes). */
+export const DEFAULT_MAX_BOT_ANSWER_BYTES = 64 * 1024;
+
+export async function askBot(bot: BotConfig, req: BotRequest, maxAnswerBytes = DEFAULT_MAX_BOT_ANSWER_BYTES): Promise<BotAnswer> {
   if (!bot.url) throw new BotError('no bot url');
   let last: unknown;
   for (let attempt = 0; attempt <= bot.retries; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * attempt));
     try {
-      return await once(bot.url, bot.timeoutMs, req);
+      return await once(bot.url, bot.timeoutMs, req, maxAnswerBytes);
     } catch (e) {
       last = e;
       if (e instanceof BotError && e.message.startsWith('final')) break;
@@ -18,18 +23,44 @@ export async function askBot(bot: BotConfig, req: BotRequest): Promise<BotAnswer
   throw last instanceof Error ? last : new BotError(String(last));
 }
 
-async function once(url: string, timeoutMs: number, req: BotRequest): Promise<BotAnswer> {
+/** The body, up to `max` bytes; a longer one (declared or sent) is refused without reading the rest. */
+async function readAtMost(res: Response, max: number): Promise<string> {
+  const tooLong = () => new BotError(`final: bot answer larger than ${max} bytes (maxBotAnswerBytes)`);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > max) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLong();
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read(); // also bounded by the signal
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLong();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function once(url: string, timeoutMs: number, req: BotRequest, maxAnswerBytes: number): Promise<BotAnswer> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'idempotency-key': `${req.shop}/${req.visitor}/${req.id}` },
     body: JSON.stringify(req),
     signal: AbortSignal.timeout(timeoutMs),
   });
-  const text = await res.text(); // also bounded by the signal
   if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined); // what it says is not read
     const retry = res.status >= 500 || res.status === 408 || res.status === 429;
     throw new BotError(`${retry ? '' : 'final: '}bot answered HTTP ${res.status}`);
   }
+  const text = await readAtMost(res, maxAnswerBytes);
   if (!text.trim()) return {};
   let body: unknown;
   try {

@@ -98,12 +98,18 @@ export class Ownership {
     try {
       round = await leases.round(directory.allShops().map((s) => s.jid));
       this.renewedAt = this.now();
+      if (desk.shops.storeUnreachable) log.info('the database answers again: leases renewed', {});
+      desk.shops.storeUnreachable = false;
     } catch (e) {
-      // Past the lease period another sidecar may have taken the shops: stop deciding them.
-      if (this.now() - this.renewedAt > leases.ttlMs && desk.shops.owned().length > 0) {
-        log.error('leases not renewed within their period: no longer deciding any shop', { err: e });
-        for (const shop of desk.shops.owned()) desk.shops.drop(shop);
-        this.deps.watch.publish();
+      // Past the lease period another sidecar may have taken the shops: stop deciding them. Visitors are told that
+      // the database is out of reach, not that another sidecar decides (no one may).
+      if (this.now() - this.renewedAt > leases.ttlMs) {
+        desk.shops.storeUnreachable = true;
+        if (desk.shops.owned().length > 0) {
+          log.error('leases not renewed within their period (the database does not answer): no longer deciding any shop', { err: e });
+          for (const shop of desk.shops.owned()) desk.shops.drop(shop);
+          this.deps.watch.publish();
+        }
       }
       throw e;
     }

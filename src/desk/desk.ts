@@ -48,13 +48,21 @@ export interface DeskDeps {
   onJournalError?: (e: unknown) => void;
 }
 
-/** A shop this sidecar does not decide now (another one holds its lease, or it is being handed over). */
+/**
+ * A shop this sidecar does not decide now: another one holds its lease, or it is being handed over, or (`unreachable`)
+ * this sidecar could not renew its leases because its database does not answer, and so decides no shop at all.
+ */
 export class NotOwner extends ConsultError {
-  constructor(readonly shop: string) {
+  constructor(
+    readonly shop: string,
+    unreachable = false,
+  ) {
     super({
       condition: 'service-unavailable',
       type: 'wait',
-      text: `${shop} is decided by another consult sidecar right now; please send again`,
+      text: unreachable
+        ? `the consult service cannot reach its database, so it cannot decide for ${shop} right now; please send again in a moment`
+        : `${shop} is decided by another consult sidecar right now; please send again`,
     });
   }
 }
@@ -140,7 +148,8 @@ export class Desk {
         return reject('item-not-found', 'cancel', `${bareJid(stanza.attrs.to)} is not a shop; consult messages go to a shop JID`);
       return passThrough(stanza);
     }
-    if (!this.shops.owns(shop.jid)) return reject('service-unavailable', 'wait', new NotOwner(shop.jid).error.text);
+    if (!this.shops.owns(shop.jid))
+      return reject('service-unavailable', 'wait', new NotOwner(shop.jid, this.shops.storeUnreachable).error.text);
     const isAgent = this.directory.membership(shop.jid, from) !== undefined;
     return this.act(
       shop.jid,
@@ -178,7 +187,7 @@ export class Desk {
     const shop = this.directory.shop(shopJid);
     if (!shop) throw refuse('item-not-found', 'cancel', `${shopJid} is not a shop`);
     const st = this.shops.deciding(shopJid);
-    if (!st) throw new NotOwner(shopJid);
+    if (!st) throw new NotOwner(shopJid, this.shops.storeUnreachable);
     const w = new Changes(st);
     let result: T;
     try {

@@ -19,6 +19,8 @@ export interface HeldShopsDeps {
 export class HeldShops {
   private readonly states = new Map<string, ShopState>();
   private readonly leaving = new Set<string>(); // being handed over: no new decisions
+  /** Set by src/cluster/ while this sidecar holds no shop because its database does not answer (refusals say so). */
+  storeUnreachable = false;
 
   constructor(private readonly deps: HeldShopsDeps) {}
 

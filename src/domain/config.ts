@@ -38,19 +38,34 @@ export interface Config {
    */
   sidecarId?: string;
   /** Where the sidecar listens; `shims`: the credential of each ejabberd node allowed to connect. */
-  grpc: { host: string; port: number; shims: { node: string; token: string }[]; tls?: TlsConfig };
+  grpc: {
+    host: string;
+    port: number;
+    shims: { node: string; token: string }[];
+    tls?: TlsConfig;
+    /** Open FilterStreams one ejabberd node may hold at once; one more is refused with RESOURCE_EXHAUSTED. */
+    maxStreamsPerNode: number;
+  };
   /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
   systemJid: string;
-  /** Larger stanzas are rejected with policy-violation instead of being parsed. */
+  /**
+   * Larger stanzas are rejected with policy-violation instead of being parsed; a stanza the sidecar builds from
+   * outside input (a bot answer) that would be larger is not sent (the visitor goes to a human).
+   */
   maxStanzaBytes: number;
+  /** A bot webhook's answer is read up to this many bytes; a longer one is a failed answer (the visitor goes to a human). */
+  maxBotAnswerBytes: number;
   /** Decisions waiting to be durable; beyond this, new stanzas get a quick resource-constraint (overload). */
   maxPendingDecisions: number;
   /** Defaults for every shop's limits (each shop may override them). */
   limits: Limits;
   /** memory:, pglite:<dir> or postgres://… */
   store: string;
-  /** Admin HTTP API and /metrics; the API only starts with a token. */
-  admin: { host: string; port: number; token?: string };
+  /**
+   * Admin HTTP API and /metrics; the API only starts with a token (at least 16 characters, not the example's).
+   * A client address that fails authentication maxAuthFailures times within authWindowSec gets 429 until the window ends.
+   */
+  admin: { host: string; port: number; token?: string; maxAuthFailures: number; authWindowSec: number };
   timers: Timers;
   archive: ArchiveConfig;
   shops: ShopConfig[];
@@ -64,6 +79,26 @@ export interface TlsConfig {
 }
 
 export class ConfigError extends Error {}
+
+/** The placeholder in config/consult.example.json: a sidecar refuses to start with it. */
+export const EXAMPLE_ADMIN_TOKEN = 'change-me-admin-token';
+/** The shortest admin token (and shim token) accepted. */
+export const MIN_TOKEN_LENGTH = 16;
+
+function adminToken(admin: Obj): string | undefined {
+  if (admin.token === undefined) return undefined;
+  const token = need(
+    typeof admin.token === 'string' && admin.token.length >= MIN_TOKEN_LENGTH,
+    admin.token as string,
+    'admin.token',
+    `a string of at least ${MIN_TOKEN_LENGTH} characters (e.g. the output of: openssl rand -hex 24)`,
+  );
+  if (token === EXAMPLE_ADMIN_TOKEN)
+    throw new ConfigError(
+      `config: admin.token is the example config's placeholder (${EXAMPLE_ADMIN_TOKEN}): set a secret of your own (e.g. the output of: openssl rand -hex 24)`,
+    );
+  return token;
+}
 
 type Obj = Record<string, unknown>;
 
@@ -183,23 +218,27 @@ export function parseConfig(raw: unknown): Config {
       shims: need(Array.isArray(grpc.shims ?? []), (grpc.shims ?? []) as Obj[], 'grpc.shims', 'an array').map((c, i) => ({
         node: str(c, 'node', `grpc.shims[${i}]`),
         token: need(
-          typeof c.token === 'string' && c.token.length >= 16,
+          typeof c.token === 'string' && c.token.length >= MIN_TOKEN_LENGTH,
           c.token as string,
           `grpc.shims[${i}].token`,
-          'a string of at least 16 characters',
+          `a string of at least ${MIN_TOKEN_LENGTH} characters`,
         ),
       })),
       ...(grpc.tls === undefined ? {} : { tls: tlsOf(grpc.tls) }),
+      maxStreamsPerNode: int(grpc, 'maxStreamsPerNode', 'grpc', 4, 1, 1000),
     },
     systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
     maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
+    maxBotAnswerBytes: int(root, 'maxBotAnswerBytes', 'config', 65536, 1024, 16 * 1024 * 1024),
     maxPendingDecisions: int(root, 'maxPendingDecisions', 'config', 20_000, 1, 10_000_000),
     limits,
     store: str(root, 'store', 'config', 'memory:'),
     admin: {
       host: str(admin, 'host', 'admin', '127.0.0.1'),
       port: int(admin, 'port', 'admin', 8088, 0, 65535),
-      token: admin.token === undefined ? undefined : str(admin, 'token', 'admin'),
+      token: adminToken(admin),
+      maxAuthFailures: int(admin, 'maxAuthFailures', 'admin', 10, 1, 100_000),
+      authWindowSec: int(admin, 'authWindowSec', 'admin', 60, 1, DAY),
     },
     timers: {
       agentReminderSec: int(t, 'agentReminderSec', 'timers', 120, 1, DAY),

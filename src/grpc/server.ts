@@ -20,6 +20,7 @@ import { ShimAuth } from './auth.js';
 import type { Log } from '../domain/log.js';
 import type { ShimLink } from './link.js';
 import type { WatchList } from '../cluster/watch-list.js';
+import { ThrottledLog } from '../domain/throttle.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
 const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
@@ -50,6 +51,17 @@ const OVERLOADED: Decision = {
 
 const refusal = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 
+/** Bounds on what shims (or strangers posing as shims) can open, and on the log lines their refusals write. */
+export interface StreamLimits {
+  /** Open FilterStreams per ejabberd node (the config's grpc.maxStreamsPerNode; default 4). */
+  maxStreamsPerNode?: number;
+  /** At most one log line per peer address and kind of refusal in this long, with a count (default 60 s). */
+  refusalLogIntervalMs?: number;
+}
+
+/** The address of a peer as grpc-js gives it (`host:port`, `[v6]:port`), without its port. */
+const peerAddress = (peer: string) => peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+
 /** What the handlers serve: the desk decides, the link carries Injects, the watch list is told at hello. */
 export interface FilterParts {
   desk: Desk;
@@ -62,8 +74,41 @@ export function stanzaFilterHandlers(
   { desk, link, watch, log }: FilterParts,
   hooks: FilterHooks = {},
   auth = new ShimAuth([]),
+  limits: StreamLimits = {},
 ): StanzaFilterServer {
   const unauthenticated = () => refusal(grpc.status.UNAUTHENTICATED, 'a valid shim token is required (authorization: Bearer …)');
+  const maxStreams = limits.maxStreamsPerNode ?? 4;
+  // Refusals are logged one line per peer address per interval with their count: a stranger opening streams in a
+  // loop must not fill the disk.
+  const throttled = (msg: string) =>
+    new ThrottledLog(
+      (peer, refused, intervalMs) => log.warn(msg, { peer, refused, ...(refused > 1 ? { inLastSec: Math.round(intervalMs / 1000) } : {}) }),
+      limits.refusalLogIntervalMs ?? 60_000,
+    );
+  const noToken = throttled('shim stream refused: no valid token');
+  const noTokenUnary = throttled('shim call refused: no valid token');
+  const tooMany = throttled(`shim stream refused: its node already has ${maxStreams} open streams (grpc.maxStreamsPerNode)`);
+  const wrongNode = throttled('shim stream refused: hello claims another node than its token');
+  // Open streams per node: counted from authentication (or, without credentials, from hello) until they close.
+  const streams = new Map<string, number>();
+  const admit = (node: string): (() => void) | undefined => {
+    const n = streams.get(node) ?? 0;
+    if (n >= maxStreams) return undefined;
+    streams.set(node, n + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = (streams.get(node) ?? 1) - 1;
+      if (left > 0) streams.set(node, left);
+      else streams.delete(node);
+    };
+  };
+  const exhausted = (node: string) =>
+    refusal(
+      grpc.status.RESOURCE_EXHAUSTED,
+      `ejabberd node ${node} already has ${maxStreams} open FilterStreams to this sidecar (grpc.maxStreamsPerNode); one must close first`,
+    );
   const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
     hooks.track ? hooks.track(verdictFor(req, deadline)) : verdictFor(req, deadline);
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
@@ -91,11 +136,22 @@ export function stanzaFilterHandlers(
   return {
     filterStream(call) {
       let node = call.getPeer();
+      const peer = peerAddress(node);
       const allowed = auth.nodeOf(call.metadata);
       if (!allowed) {
-        log.warn('shim stream refused: no valid token', { peer: node });
+        noToken.note(peer);
         call.emit('error', unauthenticated()); // before anything is read or sent
         return;
+      }
+      // A token's node is counted at once; without credentials a stream counts for the node its hello names.
+      let release: (() => void) | undefined;
+      if (allowed !== '*') {
+        release = admit(allowed);
+        if (!release) {
+          tooMany.note(peer);
+          call.emit('error', exhausted(allowed));
+          return;
+        }
       }
       let owed = 0;
       let hello = false;
@@ -132,11 +188,20 @@ export function stanzaFilterHandlers(
           events = events.then(() => onEvent(e, node));
         } else if (msg.hello) {
           if (allowed !== '*' && msg.hello.node !== allowed) {
-            log.warn('shim stream refused: hello claims another node than its token', { claimed: msg.hello.node, token: allowed });
+            wrongNode.note(`${peer} (token of ${allowed}, hello of ${msg.hello.node})`);
+            release?.();
             call.emit('error', refusal(grpc.status.PERMISSION_DENIED, `this token speaks for ${allowed}, not ${msg.hello.node}`));
             return;
           }
           if (hello) return; // said once per stream
+          if (allowed === '*') {
+            release = admit(msg.hello.node || node);
+            if (!release) {
+              tooMany.note(peer);
+              call.emit('error', exhausted(msg.hello.node || node));
+              return;
+            }
+          }
           node = msg.hello.node || node;
           hello = true;
           const cluster = msg.hello.clusterNodes;
@@ -150,15 +215,22 @@ export function stanzaFilterHandlers(
         }
       });
       call.on('end', () => call.end());
-      call.on('error', (e) => log.warn('shim stream error', { node, err: e }));
+      call.on('error', (e) => {
+        release?.();
+        log.warn('shim stream error', { node, err: e });
+      });
       call.on('close', () => {
+        release?.();
         link.remove(call);
         if (hello) events = events.then(() => desk.events.nodeDisconnected(node));
         log.info('shim stream closed', { node });
       });
     },
     filter(call, callback) {
-      if (!auth.nodeOf(call.metadata)) return callback(unauthenticated());
+      if (!auth.nodeOf(call.metadata)) {
+        noTokenUnary.note(peerAddress(call.getPeer()));
+        return callback(unauthenticated());
+      }
       const grpcDeadline = call.getDeadline();
       const deadline = Math.min(
         deadlineOf(call.request),
@@ -168,7 +240,10 @@ export function stanzaFilterHandlers(
     },
     notify(call, callback) {
       const allowed = auth.nodeOf(call.metadata);
-      if (!allowed) return callback(unauthenticated());
+      if (!allowed) {
+        noTokenUnary.note(peerAddress(call.getPeer()));
+        return callback(unauthenticated());
+      }
       void onEvent(call.request, allowed === '*' ? call.getPeer() : allowed).then(() => callback(null, {}));
     },
   };

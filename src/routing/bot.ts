@@ -36,7 +36,11 @@ export function botAnswered(cx: ShopContext, w: Changes, visitor: string, answer
   if (!answer.text) return [];
   const { shop, now } = cx;
   const reply = botReply({ shop: shop.jid, to: visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, text: answer.text });
-  w.do({ op: 'said', v: visitor, by: 'agent', at: now, xml: serialize(reply), text: answer.text });
+  const xml = serialize(reply);
+  // Built from what an outside server said: checked before anything of it is recorded or sent.
+  if (Buffer.byteLength(xml, 'utf8') > cx.config.maxStanzaBytes)
+    return toHuman(cx, w, s, true, 'the bot answer was larger than maxStanzaBytes: to a human');
+  w.do({ op: 'said', v: visitor, by: 'agent', at: now, xml, text: answer.text });
   return [reply];
 }
 
@@ -52,11 +56,16 @@ export function botBudgetMs(cx: ShopContext): number {
   return 2 * timeoutMs * (retries + 1) + 5000;
 }
 
-function toHuman(cx: ShopContext, w: Changes, s: Session, failed: boolean): XmlElement[] {
+function toHuman(cx: ShopContext, w: Changes, s: Session, failed: boolean, note?: string): XmlElement[] {
   const { shop, now } = cx;
   const tell = (text: string) =>
     notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text });
-  w.do({ op: 'requeue', v: s.visitor, at: now, note: failed ? 'the bot did not answer: to a human' : 'the visitor asked for a human' });
+  w.do({
+    op: 'requeue',
+    v: s.visitor,
+    at: now,
+    note: note ?? (failed ? 'the bot did not answer: to a human' : 'the visitor asked for a human'),
+  });
   const out = [tell(failed ? cx.texts.botFailed : cx.texts.toHuman), ...serveQueue(cx, w)];
   // Still waiting with nobody on duty at all: say so, as for any visitor.
   const anyone = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);

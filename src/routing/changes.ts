@@ -40,7 +40,7 @@ export interface ShopContext {
   members: ReadonlyMap<string, Membership>; // by agent
   agentState(agent: string): AgentState;
   agentStatus(agent: string): AgentStatus;
-  config: Pick<Config, 'systemJid' | 'timers' | 'archive'>;
+  config: Pick<Config, 'systemJid' | 'timers' | 'archive' | 'maxStanzaBytes'>;
   now: number;
   random: () => number;
 }

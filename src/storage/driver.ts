@@ -1,8 +1,17 @@
 // The two database drivers behind one small interface: PGlite (embedded, the default) and PostgreSQL (pg).
+// Every table lives in the schema `consult` (SCHEMA), first in both drivers' search_path: ejabberd's tables (its MAM
+// table is also called `archive`) may share the database.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { lockDir } from './dir-lock.js';
+import { checkFreeSpace, durableNodefs, failureText, freeBytes, initDir, isFatal, startParams, type SyncHook } from './pglite-disk.js';
 export type Row = Record<string, any>;
+
+/** The PostgreSQL schema of every table of ours. */
+export const SCHEMA = 'consult';
 
 export interface Queryable {
   query(sql: string, params?: unknown[]): Promise<Row[]>;
@@ -18,6 +27,22 @@ export interface Driver extends Queryable {
    */
   listen?(channel: string, onNotify: () => void): Promise<void>;
   close(): Promise<void>;
+  /**
+   * The embedded store only: resolves (never rejects) once the database failed beyond repair (a PANIC such as a full
+   * disk when the WAL needs a new segment, a WASM abort). From then on every call is refused with that StoreFailed:
+   * the process must end, and its supervisor start it again.
+   */
+  failed?: Promise<StoreFailed>;
+  /** The embedded store on disk: bytes free on the file system of its directory. */
+  freeBytes?(): number;
+}
+
+/** The database cannot be used any more; `message` says why in words (e.g. "disk full under <dir>: …"). */
+export class StoreFailed extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'StoreFailed';
+  }
 }
 
 // Store calls made inside a transaction (e.g. listShops() within withShop) run on that transaction's connection:
@@ -45,22 +70,148 @@ export function contextual(plain: Queryable, begin: <T>(fn: (q: Queryable) => Pr
   };
 }
 
-export async function pgliteDriver(dir?: string): Promise<Driver> {
+// Upkeep of the embedded store: PostgreSQL in single-user mode never checkpoints and never vacuums on its own.
+/** How often it checks whether to CHECKPOINT. */
+const CHECKPOINT_CHECK_MS = 30_000;
+/** A checkpoint once this much WAL was written since the last one, or once five minutes passed with any. */
+const CHECKPOINT_WAL_BYTES = 64 * 1024 * 1024;
+const CHECKPOINT_EVERY_MS = 5 * 60_000;
+/**
+ * VACUUM this often: rows deleted (the journal after a snapshot, the archive's purge) or updated (presence, shops)
+ * leave dead tuples that nothing else reclaims, not even page pruning here: the files would grow for ever.
+ */
+const VACUUM_EVERY_MS = 60 * 60_000;
+
+export interface PgliteOptions {
+  /** Told of every fsync/fdatasync, after it returned (tests). */
+  onSync?: SyncHook;
+}
+
+/**
+ * PGlite in `dir` (taken for this process alone: dir-lock.ts; durable: pglite-disk.ts), or in memory without `dir`.
+ * Calls reach PGlite one at a time, so that none can follow a call that broke it: after a PANIC the WASM
+ * PostgreSQL spins forever on the next call, SIGTERM included.
+ */
+export async function pgliteDriver(dir?: string, opts: PgliteOptions = {}): Promise<Driver> {
   const { PGlite } = await import('@electric-sql/pglite');
-  if (dir) mkdirSync(dir, { recursive: true });
-  const db = await PGlite.create(dir);
-  const wrap = (c: { query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }> }): Queryable => ({
-    query: async (sql, params) => (await c.query<Row>(sql, params)).rows,
-  });
+  const defaults = (PGlite as unknown as { defaultStartParams: string[] }).defaultStartParams;
+  let options: Record<string, unknown> = { startParams: startParams(defaults, false) };
+  let lock: { release(): void } | undefined;
+  if (dir) {
+    mkdirSync(dir, { recursive: true });
+    lock = await lockDir(dir); // before anything in the directory is read or written
+    try {
+      checkFreeSpace(dir);
+      await initDir(dir, pathToFileURL(createRequire(import.meta.url).resolve('@electric-sql/pglite')).href);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+    const { NodeFS } = await import('@electric-sql/pglite/nodefs');
+    class DurableNodeFS extends NodeFS {
+      async init(...args: Parameters<InstanceType<typeof NodeFS>['init']>) {
+        const out = await super.init(...args);
+        const preRun = (out.emscriptenOpts.preRun ?? []) as unknown[];
+        out.emscriptenOpts.preRun = [...preRun, (mod: Parameters<typeof durableNodefs>[0]) => durableNodefs(mod, opts.onSync)] as never;
+        return out;
+      }
+    }
+    options = { fs: new DurableNodeFS(dir), startParams: startParams(defaults, true) };
+  }
+  let db: InstanceType<typeof PGlite>;
+  try {
+    db = await PGlite.create(options);
+  } catch (e) {
+    lock?.release();
+    throw new StoreFailed(`${failureText(e, dir)} (while opening it)`, e);
+  }
+
+  let failure: StoreFailed | undefined;
+  let onFailed: (e: StoreFailed) => void = () => undefined;
+  const failed = new Promise<StoreFailed>((resolve) => (onFailed = resolve));
+  const fail = (e: unknown): StoreFailed => {
+    if (!failure) {
+      failure = new StoreFailed(failureText(e, dir), e);
+      onFailed(failure);
+    }
+    return failure;
+  };
+  const never = new Promise<never>(() => undefined);
+  // One call at a time, each one checked: the one after a fatal error is refused before it reaches PGlite.
+  let tail: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = tail.then(() => {
+      if (failure) throw failure;
+      return fn().catch((e) => {
+        throw isFatal(e) ? fail(e) : e;
+      });
+    });
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  const plain: Queryable = { query: (sql, params) => exclusive(async () => (await db.query<Row>(sql, params)).rows) };
+  const begin = <T>(fn: (q: Queryable) => Promise<T>): Promise<T> =>
+    exclusive(
+      () =>
+        new Promise<T>((resolve, reject) => {
+          // After a fatal error inside, PGlite's transaction() would ROLLBACK (and spin): it is left waiting forever.
+          const inTx = (tx: { query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }> }): Queryable => ({
+            async query(sql, params) {
+              if (failure) return never;
+              try {
+                return (await tx.query<Row>(sql, params)).rows;
+              } catch (e) {
+                if (!isFatal(e)) throw e;
+                reject(fail(e));
+                return never;
+              }
+            },
+          });
+          db.transaction((tx) => fn(inTx(tx))).then(resolve, reject);
+        }),
+    );
+
+  let upkeep: NodeJS.Timeout | undefined;
+  if (dir) {
+    let checkpointAt = Date.now();
+    let vacuumAt = Date.now();
+    upkeep = setInterval(() => {
+      void exclusive(async () => {
+        if (Date.now() - vacuumAt >= VACUUM_EVERY_MS) {
+          vacuumAt = Date.now();
+          await db.query('VACUUM');
+        }
+        const [{ since }] = (await db.query<Row>(`SELECT (pg_current_wal_lsn() - redo_lsn)::float8 AS since FROM pg_control_checkpoint()`))
+          .rows;
+        // The checkpoint record itself is the WAL written after the last checkpoint's redo point: ignore that little.
+        if (since >= CHECKPOINT_WAL_BYTES || (since > 1024 && Date.now() - checkpointAt >= CHECKPOINT_EVERY_MS)) {
+          await db.query('CHECKPOINT');
+          checkpointAt = Date.now();
+        }
+      }).catch(() => undefined); // fatal: `failed` says so; otherwise the next check tries again
+    }, CHECKPOINT_CHECK_MS);
+    upkeep.unref();
+  }
+
   return {
-    ...contextual(wrap(db), (fn) => db.transaction((tx) => fn(wrap(tx)))),
-    close: () => db.close(),
+    ...contextual(plain, begin),
+    failed,
+    ...(dir ? { freeBytes: () => freeBytes(dir) } : {}),
+    close: async () => {
+      clearInterval(upkeep);
+      try {
+        // A broken PGlite is not called again, not even to close it: the process is about to end.
+        if (!failure) await exclusive(() => db.close());
+      } finally {
+        lock?.release();
+      }
+    },
   };
 }
 
 export async function pgDriver(url: string): Promise<Driver> {
   const { default: pg } = await import('pg');
-  const pool = new pg.Pool({ connectionString: url });
+  const pool = new pg.Pool({ ...withSearchPath(url), connectionTimeoutMillis: 10_000 });
   pool.on('error', () => undefined); // an idle client lost its server: the pool drops it, the next query reports
   const begin = async <T>(fn: (q: Queryable) => Promise<T>): Promise<T> => {
     const client = await pool.connect();
@@ -83,7 +234,7 @@ export async function pgDriver(url: string): Promise<Driver> {
   return {
     ...contextual({ query: async (sql, params) => (await pool.query(sql, params)).rows }, begin),
     async listen(channel, onNotify) {
-      const client = new pg.Client({ connectionString: url });
+      const client = new pg.Client({ ...withSearchPath(url), connectionTimeoutMillis: 10_000 });
       client.on('error', () => void client.end().catch(() => undefined)); // lost: the callers' polling goes on
       client.on('notification', () => onNotify());
       await client.connect();
@@ -95,4 +246,23 @@ export async function pgDriver(url: string): Promise<Driver> {
       await pool.end();
     },
   };
+}
+
+/**
+ * The pool's connection settings with our schema first in the search path, as a startup option (no extra round
+ * trip). pg lets a connection string's own parameters win over the config's, so `options` given in the URL are kept
+ * and ours appended there.
+ */
+export function withSearchPath(url: string): { connectionString: string; options?: string } {
+  const mine = `-c search_path=${SCHEMA}`;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { connectionString: url, options: mine };
+  }
+  const given = u.searchParams.get('options');
+  if (given === null) return { connectionString: url, options: mine };
+  u.searchParams.set('options', `${given} ${mine}`);
+  return { connectionString: u.toString() };
 }

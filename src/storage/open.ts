@@ -5,7 +5,7 @@ import { type ShopLeases, SoleOwner } from '../cluster/leases.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryJournal } from './memory-journal.js';
 import { MemoryArchive } from './memory-archive.js';
-import { pgliteDriver, pgDriver, type Driver } from './driver.js';
+import { pgliteDriver, pgDriver, type Driver, type StoreFailed } from './driver.js';
 import { SqlStore } from './sql-store.js';
 import { SqlArchive } from './sql-archive.js';
 import { SqlJournal } from './sql-journal.js';
@@ -17,6 +17,10 @@ export interface Stores {
   archive: ArchiveStore; // closed sessions
   /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
   leases: ShopLeases;
+  /** Resolves once the store failed beyond repair (the embedded store: a PANIC, an abort): the process must end. */
+  failed?: Promise<StoreFailed>;
+  /** Bytes free where the store writes (the embedded store on disk; a PostgreSQL server's disk is not ours to see). */
+  freeBytes?: () => number;
 }
 
 /** Who this sidecar is: `holder` is this process (fences writes), `sidecar` its stable id (spreads shops). */
@@ -50,6 +54,13 @@ export async function openStores(url: string, me: Identity, leaseTtlMs?: number)
 export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean; leaseTtlMs?: number }): Promise<Stores> {
   const store = await SqlStore.open(db);
   const archive = new SqlArchive(db);
-  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive };
-  return { store, journal: new SqlJournal(db, me.holder), leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs), archive };
+  const health = { failed: db.failed, freeBytes: db.freeBytes };
+  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive, ...health };
+  return {
+    store,
+    journal: new SqlJournal(db, me.holder),
+    leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs),
+    archive,
+    ...health,
+  };
 }

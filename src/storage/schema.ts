@@ -4,9 +4,11 @@
 // were kept strictly, steps were added to a version after it was released.
 // A new table or column is a new version at the end of VERSIONS, and SCHEMA_VERSION follows.
 // Timestamps are double precision: ms fit exactly and both drivers return JS numbers (int8 would be strings in pg).
+// Every table is in the schema `consult` (the drivers put it first in the search path, so the SQL names tables
+// without it); databases of versions 1–3 had them in `public` and migrate() moves them (ours only) first.
 import { ShopState, type SnapshotBody } from '../routing/state.js';
 import { DEFAULT_LIMITS } from '../domain/shop.js';
-import type { Queryable, Row } from './driver.js';
+import { SCHEMA, type Queryable, type Row } from './driver.js';
 
 interface Version {
   version: number;
@@ -73,7 +75,43 @@ const VERSIONS: Version[] = [
       `CREATE TABLE IF NOT EXISTS sidecars (holder text PRIMARY KEY, sidecar text NOT NULL, expires_at double precision NOT NULL)`,
     ],
   },
+  {
+    // No statement of its own: migrate() moves the tables of earlier versions out of `public` before it reads the
+    // version (schema_version moves too). Our `archive` and ejabberd's MAM `archive` can then share a database.
+    version: 4,
+    what: `every table in the schema ${SCHEMA}, away from the tables of other programs (ejabberd's)`,
+    sql: [],
+  },
 ];
+
+/**
+ * Our tables, in every version, with the columns each was created with (later versions only add columns): a table
+ * of that name without them belongs to someone else.
+ */
+const OURS: Record<string, string[]> = {
+  schema_version: ['id', 'version'],
+  shops: ['jid', 'name', 'welcome', 'no_agent_text', 'strategy', 'queue_enabled', 'seq'],
+  memberships: ['shop', 'agent', 'max_sessions', 'joined_at', 'seq'],
+  agents: ['jid', 'status'],
+  resources: ['agent', 'resource', 'node', 'show', 'priority', 'seq'],
+  journal: ['seq', 'shop', 'body'],
+  snapshot_parts: ['shop', 'part', 'upto', 'body'],
+  shop_lease: ['shop', 'holder', 'sidecar', 'expires_at'],
+  archive: ['id', 'shop', 'visitor', 'agent', 'agents', 'grp', 'started_at', 'ended_at', 'close_reason', 'body'],
+  sidecars: ['holder', 'sidecar', 'expires_at'],
+};
+/** Tables of earlier versions or unreleased builds that a database may still hold: moved along, never created. */
+const OLD_TABLES: Record<string, string[]> = {
+  sidecar_lease: ['id', 'holder', 'expires_at'],
+  snapshots: ['shop', 'upto', 'body'],
+  sessions: ['shop', 'visitor', 'agent', 'started_at', 'last_visitor_at'],
+  queue: ['shop', 'visitor', 'enqueued_at'],
+  held: ['seq', 'shop', 'visitor', 'at', 'xml'],
+  history: ['seq', 'shop', 'visitor', 'at', 'xml'],
+  assigned: ['shop', 'agent', 'at'],
+  sticky: ['shop', 'visitor', 'agent', 'until_at'],
+  shop_version: ['shop', 'version'],
+};
 
 export const SCHEMA_VERSION = VERSIONS[VERSIONS.length - 1].version;
 
@@ -81,17 +119,89 @@ export const SCHEMA_VERSION = VERSIONS[VERSIONS.length - 1].version;
 export async function migrate(q: Queryable): Promise<{ from: number; to: number }> {
   // Two sidecars starting together would race on CREATE TABLE IF NOT EXISTS: serialise them.
   await q.query(`SELECT pg_advisory_xact_lock(hashtext('consult-router schema'))`);
-  await q.query(`CREATE TABLE IF NOT EXISTS schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`);
+  await q.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
+  const [{ current }] = await q.query(`SELECT current_schema() AS current`);
+  if (current !== SCHEMA)
+    throw new Error(`the database connection does not put the schema ${SCHEMA} first in its search_path (current schema: ${current})`);
+  await moveFromPublic(q);
+  await checkTables(q);
+  await step(
+    q,
+    0,
+    'the version table',
+    `CREATE TABLE IF NOT EXISTS schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`,
+  );
   const [found] = await q.query(`SELECT version FROM schema_version`);
   const from: number = found?.version ?? 0;
   if (from > SCHEMA_VERSION) throw new Error(`database schema version ${from} is newer than this sidecar's ${SCHEMA_VERSION}`);
   for (const v of VERSIONS) {
     if (v.version < from) continue;
-    for (const sql of v.sql) await q.query(sql);
+    for (const sql of v.sql) await step(q, v.version, v.what, sql);
     if (from > 0 && v.version > from) await v.convert?.(q); // a new database has nothing to carry over
   }
   await q.query(`INSERT INTO schema_version (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = $1`, [SCHEMA_VERSION]);
   return { from, to: SCHEMA_VERSION };
+}
+
+/** One statement of a version; its failure names the version and the statement (and so the table). */
+async function step(q: Queryable, version: number, what: string, sql: string): Promise<void> {
+  try {
+    await q.query(sql);
+  } catch (e) {
+    const statement = sql.replace(/\s+/g, ' ').slice(0, 120);
+    throw new Error(`schema version ${version} (${what}) failed at "${statement}": ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The columns of each table of a schema that has one of these names. */
+async function columnsIn(q: Queryable, schema: string, names: string[]): Promise<Map<string, Set<string>>> {
+  const rows = await q.query(
+    `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = $1 AND table_name = ANY($2::text[])`,
+    [schema, names],
+  );
+  const out = new Map<string, Set<string>>();
+  for (const r of rows) out.set(r.t, (out.get(r.t) ?? new Set()).add(r.c));
+  return out;
+}
+
+const lacking = (have: Set<string>, want: string[]) => want.filter((c) => !have.has(c));
+
+/**
+ * A database of versions 1–3 has our tables in `public`: they move to SCHEMA with their data, indexes and sequences,
+ * in this transaction. Only ours: a table of one of our names without our columns (ejabberd's `archive`) stays.
+ */
+async function moveFromPublic(q: Queryable): Promise<void> {
+  const [{ here, there }] = await q.query(
+    `SELECT to_regclass($1) IS NOT NULL AS here, to_regclass('public.schema_version') IS NOT NULL AS there`,
+    [`${SCHEMA}.schema_version`],
+  );
+  if (here || !there) return; // already moved, or a new database
+  const all = { ...OURS, ...OLD_TABLES };
+  const inPublic = await columnsIn(q, 'public', Object.keys(all));
+  if (lacking(inPublic.get('schema_version') ?? new Set(), OURS.schema_version).length > 0) return; // not ours
+  const inOurs = await columnsIn(q, SCHEMA, Object.keys(all));
+  for (const [table, cols] of inPublic) {
+    if (lacking(cols, all[table]).length > 0) continue; // another program's table of the same name
+    if (inOurs.has(table))
+      throw new Error(
+        `cannot move table public.${table} of an earlier consult-router into the schema ${SCHEMA}: ${SCHEMA}.${table} exists already; ` +
+          'keep the one you need and drop or rename the other',
+      );
+    await q.query(`ALTER TABLE public.${table} SET SCHEMA ${SCHEMA}`);
+  }
+}
+
+/** A table of ours in SCHEMA that is not ours stops the start, named with what it lacks. */
+async function checkTables(q: Queryable): Promise<void> {
+  for (const [table, cols] of await columnsIn(q, SCHEMA, Object.keys(OURS))) {
+    const missing = lacking(cols, OURS[table]);
+    if (missing.length === 0) continue;
+    throw new Error(
+      `table ${SCHEMA}.${table} is not consult-router's: it lacks the columns ${missing.join(', ')} (it has ${[...cols].join(', ')}). ` +
+        `Another program created it in the schema ${SCHEMA} (ejabberd does when its database user is called ${SCHEMA}: "$user" comes ` +
+        'first in its search_path); move it away, or give consult-router a database of its own',
+    );
+  }
 }
 
 /** Version 1 kept shop state in tables, changed row by row: turn it into one snapshot per shop. */

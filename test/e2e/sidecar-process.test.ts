@@ -19,7 +19,7 @@ import { writeConfig } from '../support/sidecar.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'ops.test';
-const TOKEN = 'ops-token';
+const TOKEN = 'ops-test-admin-token';
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -172,7 +172,7 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
     // Hold every journal write: the sidecar's INSERTs wait for this lock, so its decisions wait for durability.
     await locker.connect();
     await locker.query('BEGIN');
-    await locker.query('LOCK TABLE journal IN EXCLUSIVE MODE');
+    await locker.query('LOCK TABLE consult.journal IN EXCLUSIVE MODE');
     locked = true;
 
     client = new StanzaFilterClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
@@ -235,7 +235,7 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
     assert.not.ok(msgs.includes('shutdown: decisions still pending after drain'), msgs.join(' | '));
     assert.is(msgs.at(-1), 'stopped');
     // What was answered is durable: every visitor's session is in the journal the next owner loads.
-    const rows = await locker.query(`SELECT body FROM journal WHERE shop = $1`, [`shop@${D}`]);
+    const rows = await locker.query(`SELECT body FROM consult.journal WHERE shop = $1`, [`shop@${D}`]);
     const written = rows.rows.map((r) => r.body as string).join('\n');
     for (let i = 0; i < N; i++) assert.match(written, `v${i}@${D}`);
   } finally {

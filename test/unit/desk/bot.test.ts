@@ -10,7 +10,8 @@ import { parseConfig } from '../../../src/domain/config.js';
 import { Action } from '../../../src/gen/consult/v1/filter.js';
 import type { BotRequest } from '../../../src/desk/ports.js';
 import type { BotMode } from '../../../src/domain/shop.js';
-import { findChild, parseElement, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
+import type { JournalStore } from '../../../src/desk/journal.js';
+import { findChild, parseElement, serialize, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
 
 const D = 'cs.test';
@@ -41,20 +42,48 @@ async function startBot(): Promise<Bot> {
   return bot;
 }
 
-async function world(backend: Backend, bot: Bot, mode: BotMode, url = bot.url) {
+/** The size of the largest change and snapshot part the desk wrote to its journal. */
+interface Journaled {
+  largest: number;
+}
+
+async function world(
+  backend: Backend,
+  bot: Bot,
+  mode: BotMode,
+  url = bot.url,
+  o: { timeoutMs?: number; maxStanzaBytes?: number; journaled?: Journaled } = {},
+) {
   const config = parseConfig({
     systemJid: a('admin'),
+    ...(o.maxStanzaBytes ? { maxStanzaBytes: o.maxStanzaBytes } : {}),
     shops: [
       {
         jid: SHOP,
         name: 'Shop One',
         language: 'en',
-        bot: { mode, url, timeoutMs: 300, retries: 1 },
+        bot: { mode, url, timeoutMs: o.timeoutMs ?? 300, retries: 1 },
         agents: [{ jid: a('ann'), maxSessions: 3 }],
       },
     ],
   });
-  const w = await deskWorld({ backend, backends, config });
+  const journaled = o.journaled;
+  const w = await deskWorld({
+    backend,
+    backends,
+    config,
+    journal: journaled
+      ? (store: JournalStore): JournalStore => ({
+          append: (records, snapshots) => {
+            for (const r of records) for (const c of r.changes) journaled.largest = Math.max(journaled.largest, JSON.stringify(c).length);
+            for (const sn of snapshots) for (const p of sn.parts) journaled.largest = Math.max(journaled.largest, p.length);
+            return store.append(records, snapshots);
+          },
+          load: (shop) => store.load(shop),
+          forget: (shop) => store.forget(shop),
+        })
+      : undefined,
+  });
   return Object.assign(w, {
     says: async (id: string, text: string, msgType = '1') => {
       const v = await w.filter(
@@ -179,6 +208,62 @@ for (const backend of BACKENDS) {
       );
     });
   }
+
+  bot(
+    'a 40 MB answer: read no further than maxBotAnswerBytes, the visitor goes to a human, nothing large journaled or sent',
+    async ({ bot }) => {
+      const SIZE = 40 * 1024 * 1024;
+      let written = 0;
+      bot.reply = (_r, res) => {
+        // A real 40 MB body, written as fast as the sidecar reads it (until it stops reading).
+        const chunk = Buffer.alloc(1024 * 1024, 'a');
+        res.on('error', () => undefined);
+        res.write('{"text":"');
+        const more = () => {
+          while (written < SIZE && !res.destroyed) {
+            written += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', more);
+          }
+          if (!res.destroyed) res.end('"}');
+        };
+        more();
+      };
+      const journaled = { largest: 0 };
+      const w = await world(backend, bot, 'bot-first', bot.url, { timeoutMs: 20_000, journaled });
+      await w.online(a('ann'));
+      await w.says('m1', 'tell me everything');
+      const sent = w.takeSent();
+      assert.ok(
+        sent.some((m) => m.attrs.to === a('v1') && textOf(body(m)).includes('cannot answer')),
+        'the visitor is told, as for any bad answer',
+      );
+      assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'), 'a human took over');
+      const largestSent = Math.max(...sent.map((m) => Buffer.byteLength(serialize(m))));
+      assert.ok(largestSent < 64 * 1024, `largest stanza sent: ${largestSent} bytes`);
+      assert.ok(journaled.largest < 64 * 1024, `largest change journaled: ${journaled.largest} bytes`);
+      assert.is(bot.asked.length, 1, 'not asked again');
+      assert.ok(written < SIZE, `the sidecar stopped reading (the bot wrote ${written} of ${SIZE} bytes)`);
+    },
+  );
+
+  bot('an answer that fits maxBotAnswerBytes but makes a stanza over maxStanzaBytes is not sent: to a human', async ({ bot }) => {
+    bot.reply = (_r, res) => res.end(JSON.stringify({ text: `${'<&>'.repeat(700)}` })); // 2,100 characters, 9,800 bytes escaped
+    const journaled = { largest: 0 };
+    const w = await world(backend, bot, 'bot-first', bot.url, { maxStanzaBytes: 4096, journaled });
+    await w.online(a('ann'));
+    await w.says('m1', 'hello?');
+    const sent = w.takeSent();
+    assert.ok(
+      sent.some((m) => m.attrs.to === a('v1') && textOf(body(m)).includes('cannot answer')),
+      'the visitor is told',
+    );
+    assert.not.ok(
+      sent.some((m) => textOf(body(m)).includes('<&>')),
+      'the answer went nowhere',
+    );
+    assert.ok(journaled.largest < 4096, `largest change journaled: ${journaled.largest} bytes`);
+    assert.is(w.desk.view.sessions(SHOP)[0].agent, a('ann'));
+  });
 
   bot('a dead bot (nothing listening) falls back to the queue when no agent is there, with the no-agent text', async ({ bot }) => {
     const w = await world(backend, bot, 'bot-first', 'http://127.0.0.1:1/bot');

@@ -1,10 +1,14 @@
 // The sidecar's config file: defaults, and errors that name the field (the sidecar stops at start with them).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError, parseConfig } from '../../../src/domain/config.js';
 import { DEFAULT_TEXTS, render, resolveTexts } from '../../../src/domain/texts.js';
 import { isJid } from '../../../src/xmpp/jid.js';
 
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const shop = (extra: Record<string, unknown> = {}) => ({ shops: [{ jid: 'shop@d.test', name: 'S', agents: [], ...extra }] });
 const fails = (raw: unknown, re: RegExp) => {
   try {
@@ -103,6 +107,29 @@ test('JIDs are checked as RFC 7622 does: lengths, forbidden and control characte
   ])
     assert.not.ok(isJid(bad), JSON.stringify(bad));
   fails({ shops: [{ jid: 'sh op@d', name: 'S', agents: [] }] }, /shops\[0\]\.jid must be a bare JID/);
+});
+
+test('admin.token: refused when it is the example placeholder or shorter than 16 characters, naming the field', () => {
+  const example = JSON.parse(fs.readFileSync(path.join(repoRoot, 'config/consult.example.json'), 'utf8'));
+  fails(example, /admin\.token is the example config's placeholder \(change-me-admin-token\)/);
+  fails({ ...shop(), admin: { token: 'fifteen-chars!!' } }, /admin\.token must be a string of at least 16 characters/);
+  fails({ ...shop(), admin: { token: 42 } }, /admin\.token must be a string of at least 16 characters/);
+  fails({ ...shop(), admin: { token: '' } }, /admin\.token must be a string of at least 16 characters/);
+  const ok = parseConfig({ ...shop(), admin: { token: 'sixteen-chars!!!' } });
+  assert.is(ok.admin.token, 'sixteen-chars!!!');
+  assert.is(parseConfig(shop()).admin.token, undefined, 'no token: no admin API, no error');
+  assert.equal([ok.admin.maxAuthFailures, ok.admin.authWindowSec], [10, 60]);
+  fails(
+    { ...shop(), admin: { token: 'sixteen-chars!!!', maxAuthFailures: 0 } },
+    /admin\.maxAuthFailures must be an integer in 1\.\.100000/,
+  );
+});
+
+test('bounds: bot answers, streams per node', () => {
+  const c = parseConfig(shop());
+  assert.equal([c.maxBotAnswerBytes, c.grpc.maxStreamsPerNode], [65536, 4]);
+  fails({ ...shop(), maxBotAnswerBytes: 10 }, /config\.maxBotAnswerBytes must be an integer in 1024\.\.16777216/);
+  fails({ ...shop(), grpc: { maxStreamsPerNode: 0 } }, /grpc\.maxStreamsPerNode must be an integer in 1\.\.1000/);
 });
 
 test.run();

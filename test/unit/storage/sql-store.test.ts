@@ -230,9 +230,10 @@ test('openStores: memory:, pglite:memory, unknown url', async () => {
   );
 });
 
-test('schema version 1 (state in tables) is migrated into one snapshot per shop', async () => {
+test('schema version 1 (state in tables, in the schema public) is migrated into one snapshot per shop, in the schema consult', async () => {
   const db = await pgliteDriver();
   try {
+    await db.query('SET search_path TO public'); // where versions 1 to 3 kept their tables
     for (const sql of [
       `CREATE TABLE schema_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`,
       `INSERT INTO schema_version VALUES (1, 1)`,
@@ -255,6 +256,7 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
       `INSERT INTO sticky VALUES ('s1', 'v0', 'a1', 99)`,
     ])
       await db.query(sql);
+    await db.query('SET search_path TO consult');
     const { store, journal } = await storesOn(db, { holder: 'm#1', sidecar: 'm' }, { shared: false });
     assert.equal(
       (await store.listShops()).map((x) => [x.jid, x.strategy, x.limits]),
@@ -281,6 +283,8 @@ test('schema version 1 (state in tables) is migrated into one snapshot per shop'
     const [{ version }] = await db.query(`SELECT version FROM schema_version`);
     assert.is(version, SCHEMA_VERSION);
     assert.is((await db.query(`SELECT to_regclass('sessions') AS t`))[0].t, null, 'old tables dropped');
+    const [{ left }] = await db.query(`SELECT count(*)::int AS left FROM pg_tables WHERE schemaname = 'public'`);
+    assert.is(left, 0, 'nothing of ours is left in public');
   } finally {
     await db.close();
   }
