@@ -27,8 +27,9 @@
                      error := undefined | #{condition := binary(), type := binary(),
                                             text := binary()},
                      extra := [binary()]}.
-%% id 0: the sidecar wants no InjectAck.
--type inject() :: #{stanzas := [binary()], id := non_neg_integer()}.
+%% id 0: the sidecar wants no InjectAck. keys (kept messages only, absent when
+%% the Inject has none): one per stanza, in the same order.
+-type inject() :: #{stanzas := [binary()], id := non_neg_integer(), keys => [binary()]}.
 %% owned: the shops this sidecar decides now (the full list every time);
 %% sidecar: its id, <<>> when it sent none.
 -type watch() :: #{shops := [binary()], agents := [binary()], owned := [binary()],
@@ -130,12 +131,17 @@ decode_stanza_error(Bin) ->
                 end, Empty, fields(Bin)).
 
 decode_inject(Bin) ->
-    {Stanzas, Id} =
-        lists:foldl(fun({1, B}, {S, I}) when is_binary(B) -> {[B | S], I};
-                       ({2, {varint, N}}, {S, _}) -> {S, N};
+    {Stanzas, Id, Keys} =
+        lists:foldl(fun({1, B}, {S, I, K}) when is_binary(B) -> {[B | S], I, K};
+                       ({2, {varint, N}}, {S, _, K}) -> {S, N, K};
+                       ({3, B}, {S, I, K}) when is_binary(B) -> {S, I, [B | K]};
                        (_, Acc) -> Acc
-                    end, {[], 0}, fields(Bin)),
-    #{stanzas => lists:reverse(Stanzas), id => Id}.
+                    end, {[], 0, []}, fields(Bin)),
+    Inject = #{stanzas => lists:reverse(Stanzas), id => Id},
+    case Keys of
+        [] -> Inject;
+        _ -> Inject#{keys => lists:reverse(Keys)}
+    end.
 
 decode_watch(Bin) ->
     Field = fun({1, B}, Acc = #{shops := S}) when is_binary(B) -> Acc#{shops := [B | S]};

@@ -83,8 +83,8 @@ message(Msg, Role, ConnRef, S) ->
                 current -> {ok, report_agents(W, own(W, S1))};
                 draining -> {ok, S1}
             end;
-        {inject, #{stanzas := Stanzas, id := Id}} ->
-            run_on_inject(Stanzas, Id, ConnRef, S),
+        {inject, #{stanzas := Stanzas, id := Id} = Inject} ->
+            run_on_inject(Stanzas, maps:get(keys, Inject, []), Id, ConnRef, S),
             {ok, S};
         {unknown, _} ->
             {ok, S}
@@ -204,11 +204,17 @@ load_watch(S = #sidecar{watch_file = File}) ->
 %% The callback routes the stanzas apart too; only when it returns is the
 %% Inject acknowledged (id 0: no ack wanted). A crash sends no ack, so the
 %% sidecar sends the stanzas again. With no callback nothing was routed: no ack.
-run_on_inject(_Stanzas, _Id, _Ref, #sidecar{on_inject = undefined}) -> ok;
-run_on_inject(Stanzas, Id, Ref, #sidecar{on_inject = {M, F}}) ->
+%% Keyed stanzas (kept messages) whose key was routed already, by any
+%% connection, are not routed again (consult_inject_keys); the Inject is
+%% acknowledged all the same.
+run_on_inject(_Stanzas, _Keys, _Id, _Ref, #sidecar{on_inject = undefined}) -> ok;
+run_on_inject(Stanzas, Keys, Id, Ref, #sidecar{on_inject = {M, F}}) ->
     Conn = self(),
     _ = spawn(fun() ->
-                      _ = M:F(Stanzas),
+                      case consult_inject_keys:claim(Keys, Stanzas) of
+                          [] -> ok;
+                          Route -> _ = M:F(Route)
+                      end,
                       Id =:= 0 orelse gen_server:cast(Conn, {inject_ack, Ref, Id})
               end),
     ok.

@@ -146,9 +146,22 @@ sidecar_failed(no_owner, reject, #message{to = To} = Pkt, Raw) ->
     bounce(Pkt, Raw, Err#stanza_error{type = wait});
 sidecar_failed(Reason, reject, Pkt, Raw) ->
     failure_warning(Reason, "bounced with service-unavailable", Pkt),
+    forget_kept_copy(Reason, Pkt, Raw),
     bounce(Pkt, Raw, xmpp:err_service_unavailable(
                   <<"The customer-service router is unavailable; your message was not "
                     "delivered. Please try again shortly.">>, lang(Pkt))).
+
+%% A stanza that timed out, or whose connection went down (or was not up), may
+%% have been decided and kept by the sidecar all the same: the visitor is told
+%% it was not delivered, so no kept copy from before now may reach the agent.
+forget_kept_copy(Reason, #message{from = From, to = To}, Raw) when Reason =:= timeout; Reason =:= unavailable ->
+    case fxml:get_subtag(Raw, <<"body">>) of
+        #xmlel{} = Body ->
+            consult_inject_keys:bounced(bare(To), bare(From), fxml:get_tag_attr_s(<<"id">>, Body));
+        false -> ok
+    end;
+forget_kept_copy(_Reason, _Pkt, _Raw) ->
+    ok.
 
 %% While the sidecar is down every consult message fails: one warning per
 %% ?FAILURE_LOG_EVERY ms, counting the failures it did not log. Callers are

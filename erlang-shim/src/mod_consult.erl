@@ -19,7 +19,7 @@
 %% Shipped with mod_consult, in load order.
 -define(HELPERS, [consult_hpack, consult_h2, consult_h2_machine, consult_pb, consult_owners,
                   consult_breaker, consult_transport, consult_sidecar, consult_grpc, consult_grpc_conn,
-                  consult_options, consult_stanza, consult_verdict, consult_agents]).
+                  consult_options, consult_stanza, consult_verdict, consult_agents, consult_inject_keys]).
 -define(GLOBAL_HOOK, {filter_packet, consult_verdict, filter_packet, 50}).
 -define(HOST_HOOKS, [{c2s_handle_recv, consult_stanza, c2s_handle_recv, 50},
                      {user_send_packet, consult_stanza, user_send_packet, 1},
@@ -65,6 +65,8 @@ stop(Host) ->
             {Hook, Mod, Fun, Seq} = ?GLOBAL_HOOK,
             ejabberd_hooks:delete(Hook, global, Mod, Fun, Seq),
             stop_connections(),
+            _ = supervisor:terminate_child(ejabberd_gen_mod_sup, consult_inject_keys),
+            _ = supervisor:delete_child(ejabberd_gen_mod_sup, consult_inject_keys),
             ?CONN:set_connections([]),
             persistent_term:erase(?CONN_OPTS),
             ok
@@ -265,6 +267,9 @@ mod_doc() ->
 %% sidecar cannot take ejabberd down, and one sidecar's trouble stays on its
 %% connection. The first is named consult_grpc, as when there was only one.
 start_connections(Opts) ->
+    %% The memory of routed kept messages outlives the connections (and reloads).
+    start_child(#{id => consult_inject_keys, start => {consult_inject_keys, start_link, []},
+                  restart => permanent, shutdown => 2000, type => worker, modules => [consult_inject_keys]}),
     Conn = consult_options:conn_opts(Opts),
     Addrs = lists:zip(lists:seq(1, length(consult_options:addresses(Conn))), consult_options:addresses(Conn)),
     persistent_term:put(?CONN_OPTS, Conn),

@@ -47,6 +47,13 @@ inject_without_id_test() ->
                  consult_pb:decode_sidecar_message(hex("1A070A053C6D312F3E"))),
     ?assertEqual({inject, #{stanzas => [], id => 0}}, consult_pb:decode_sidecar_message(hex("1A00"))).
 
+%% Kept messages: one key per stanza, in order; field 3 (bytes).
+inject_with_keys_test() ->
+    Bin = iolist_to_binary(field(3, [field(1, <<"<m1/>">>), field(1, <<"<m2/>">>), varint_field(2, 9),
+                                     field(3, <<"k1">>), field(3, <<"k2">>)])),
+    ?assertEqual({inject, #{stanzas => [<<"<m1/>">>, <<"<m2/>">>], id => 9, keys => [<<"k1">>, <<"k2">>]}},
+                 consult_pb:decode_sidecar_message(Bin)).
+
 inject_ack_test() ->
     Enc = fun(Id) -> iolist_to_binary(consult_pb:encode_shim_message({inject_ack, #{id => Id}})) end,
     ?assertEqual(hex("22020807"), Enc(7)),

@@ -1,6 +1,7 @@
 // What a decision sets in motion once its changes are durable, off the decision path: kept messages
 // released to the agent now serving their visitor, questions for the bot, closed sessions written to
 // the archive. Each of them ends in a new decision of its own (through `act`), never in a write here.
+import { createHash } from 'node:crypto';
 import type { Log } from '../domain/log.js';
 import type { BotAsk, Changes, ShopContext } from '../routing/changes.js';
 import { toAgent } from '../routing/replies.js';
@@ -16,6 +17,18 @@ import type { AskBot, Outbox } from './ports.js';
 /** Kept messages go to the agent in Injects of at most this many stanzas / bytes. */
 const RELEASE_MAX_STANZAS = 50;
 const RELEASE_MAX_BYTES = 256 * 1024;
+
+/**
+ * A kept message's key, the same in every Inject of any sidecar (it depends on the journaled entry only):
+ * `shop\nvisitor\nat\nbody id\ndigest of the kept XML`. The shim routes a key once, and reads shop,
+ * visitor, at and body id from it to hold back a message it bounced to the visitor (consult_inject_keys).
+ */
+export function keptKey(shopJid: string, visitor: string, k: Stored, original = parseElement(k.xml)): string {
+  const body = original.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === 'body');
+  const bodyId = (body?.attrs.id ?? '').replace(/\n/g, ' ');
+  const digest = createHash('sha256').update(k.xml).digest('base64url').slice(0, 16);
+  return `${shopJid}\n${visitor}\n${k.at}\n${bodyId}\n${digest}`;
+}
 
 /** Runs a decision on a shop and waits until it is durable (the Desk's act). */
 export type Act = <T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T) => Promise<T>;
@@ -122,14 +135,20 @@ export class AfterCommit {
       const kept = st?.kept.get(visitor);
       if (!st || !session || !kept?.length) return;
       const relayed: Stored[] = [];
+      const keys: string[] = [];
       let bytes = 0;
       for (const k of kept) {
         if (relayed.length === RELEASE_MAX_STANZAS || (relayed.length > 0 && bytes + k.xml.length > RELEASE_MAX_BYTES)) break;
-        const xml = serialize(relay(parseElement(k.xml), toAgent(session, k.at)));
+        const original = parseElement(k.xml);
+        const xml = serialize(relay(original, toAgent(session, k.at)));
         relayed.push({ at: k.at, xml });
+        keys.push(keptKey(shopJid, visitor, k, original));
         bytes += xml.length;
       }
-      await this.deps.link.deliver(relayed.map((r) => r.xml));
+      await this.deps.link.deliver(
+        relayed.map((r) => r.xml),
+        keys,
+      );
       await this.deps.act(shopJid, (_cx, w) => w.do({ op: 'release', v: visitor, n: relayed.length, relayed }));
     }
   }

@@ -64,6 +64,6 @@ export type AskBot = (bot: BotConfig, req: BotRequest) => Promise<BotAnswer>;
 export interface Outbox {
   /** Fire and forget. */
   send(stanzas: XmlElement[]): void;
-  /** Resolves once ejabberd has them; rejects if no shim took them. */
-  deliver(stanzas: string[]): Promise<void>;
+  /** Resolves once ejabberd has them; rejects if no shim took them. `keys`: one per stanza, or none (see link.ts). */
+  deliver(stanzas: string[], keys?: string[]): Promise<void>;
 }

@@ -2,7 +2,8 @@
 // queue, admin actions, released kept messages). Each Inject carries an id the shim
 // acknowledges once ejabberd's router has them; an Inject whose stream closes, or that is
 // not acknowledged in time, is sent again on another stream (at least once: body ids let
-// clients spot a rare duplicate). With no shim connected, Injects wait, bounded.
+// clients spot a rare duplicate). Released kept messages carry a key per stanza, which the
+// shim remembers, so their resends (from this sidecar or the next) reach the agent once. With no shim connected, Injects wait, bounded.
 // Any node of an ejabberd cluster routes to users on the others, so an Inject may go to any
 // stream; streams of a node the cluster reported down are used only when nothing else is
 // left, and a retry goes to another node than the one that failed when there is one.
@@ -18,6 +19,8 @@ export class Undelivered extends Error {}
 interface Inject {
   id: string;
   stanzas: Buffer[];
+  keys: Buffer[]; // kept messages: one per stanza, the same in every resend and from every sidecar
+
   tries: number;
   stream?: ShimStream;
   timer?: NodeJS.Timeout;
@@ -91,13 +94,18 @@ export class ShimLink {
     inj.resolve();
   }
 
-  /** Resolves once a shim has handed every stanza to ejabberd; rejects with Undelivered when it gives up. */
-  deliver(stanzas: (string | Buffer)[]): Promise<void> {
+  /**
+   * Resolves once a shim has handed every stanza to ejabberd; rejects with Undelivered when it gives up.
+   * `keys` (one per stanza, or none): a shim routes a stanza whose key it routed before no more.
+   */
+  deliver(stanzas: (string | Buffer)[], keys: string[] = []): Promise<void> {
     if (stanzas.length === 0) return Promise.resolve();
+    if (keys.length !== 0 && keys.length !== stanzas.length) return Promise.reject(new Error('one key per stanza, or none'));
     return new Promise((resolve, reject) => {
       const inj: Inject = {
         id: String(++this.lastId),
         stanzas: stanzas.map((s) => (typeof s === 'string' ? Buffer.from(s) : s)),
+        keys: keys.map((k) => Buffer.from(k)),
         tries: 0,
         resolve,
         reject,
@@ -139,7 +147,7 @@ export class ShimLink {
     this.inFlight.set(inj.id, inj);
     inj.timer = setTimeout(() => this.retry(inj), this.ackTimeoutMs);
     inj.timer.unref();
-    stream.write({ inject: { stanzas: inj.stanzas, id: inj.id } } satisfies SidecarMessage);
+    stream.write({ inject: { stanzas: inj.stanzas, id: inj.id, keys: inj.keys } } satisfies SidecarMessage);
   }
 
   private retry(inj: Inject): void {

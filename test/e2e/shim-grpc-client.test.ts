@@ -251,11 +251,11 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   assert.equal(none, ['watch', { shops: ['s@x'], agents: [], owned: [], sidecar: '' }]);
 
   const inject = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0' } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>'), Buffer.from('<m2/>')], id: '0', keys: [] } }).finish())}">>}`,
   );
   assert.equal(inject, ['inject', { stanzas: ['<m1/>', '<m2/>'], id: 0 }]);
   const acked = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>')], id: '4294967297' } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ inject: { stanzas: [Buffer.from('<m1/>')], id: '4294967297', keys: [] } }).finish())}">>}`,
   );
   assert.equal(acked, ['inject', { stanzas: ['<m1/>'], id: 4294967297 }]);
 
@@ -371,7 +371,8 @@ t('FilterRequest.deadline_ms is the wall-clock time of the call plus its timeout
 
 t('Inject with an id: InjectAck after on_inject returned; none for id 0 or a crashed callback', async ({ driver, sidecar }) => {
   const s = sidecar!;
-  const inject = (id: string, ...stanzas: string[]) => s.stream!.write({ inject: { stanzas: stanzas.map((x) => Buffer.from(x)), id } });
+  const inject = (id: string, ...stanzas: string[]) =>
+    s.stream!.write({ inject: { stanzas: stanzas.map((x) => Buffer.from(x)), id, keys: [] } });
   const injects = () => driver.run('injects') as Promise<{ started: string[][]; done: string[][] }>;
   const startedWith = async (stanza: string) => (await injects()).started.some((l) => l.includes(stanza));
   const doneWith = async (stanza: string) => (await injects()).done.some((l) => l.includes(stanza));
@@ -443,7 +444,7 @@ t('server killed mid-stream: pending calls fail unavailable, then recovery', asy
 
 t('an InjectAck due on a stream that ended is dropped, not sent on the new one', async (c) => {
   const held = "<message id='hold-10'/>";
-  c.sidecar!.stream!.write({ inject: { stanzas: [Buffer.from(held)], id: '10' } });
+  c.sidecar!.stream!.write({ inject: { stanzas: [Buffer.from(held)], id: '10', keys: [] } });
   await c.driver.waitTrue('on_inject of id 10', `{wait_inject, started, ${erlBin(held)}, 20000}`);
   c.sidecar!.kill();
   await c.driver.waitStatus('connected', false);
@@ -458,7 +459,7 @@ t('an InjectAck due on a stream that ended is dropped, not sent on the new one',
   await c.driver.waitTrue('on_inject of id 10 to return', `{wait_inject, done, ${erlBin(held)}, 20000}`);
   // Its process has ended: an ack it cast is queued at the connection ahead of the next Inject, and of its ack.
   await c.driver.waitTrue('the process of on_inject 10 to end', '{wait_injects_ended, 20000}');
-  c.sidecar.stream!.write({ inject: { stanzas: [Buffer.from("<message id='m11'/>")], id: '11' } });
+  c.sidecar.stream!.write({ inject: { stanzas: [Buffer.from("<message id='m11'/>")], id: '11', keys: [] } });
   await until('InjectAck 11', () => c.sidecar!.injectAcks.length > 0);
   assert.equal(c.sidecar.injectAcks, ['11'], 'the ack due on the old stream was dropped');
 });

@@ -276,6 +276,13 @@ export interface Inject {
    * messages) only on that ack, and sends it again on another stream otherwise.
    */
   id: string;
+  /**
+   * Kept messages handed to the agent: one key per stanza (same order), the same for the same
+   * kept message in every Inject of any sidecar: "<shop>\n<visitor>\n<at>\n<body id>\n<digest>".
+   * The shim routes a stanza whose key it has routed before (or whose message it bounced to the
+   * visitor, by shop, visitor and body id) no more, and still acknowledges the Inject. Empty: no keys.
+   */
+  keys: Buffer[];
 }
 
 export interface InjectAck {
@@ -1272,7 +1279,7 @@ export const WatchList: MessageFns<WatchList> = {
 };
 
 function createBaseInject(): Inject {
-  return { stanzas: [], id: "0" };
+  return { stanzas: [], id: "0", keys: [] };
 }
 
 export const Inject: MessageFns<Inject> = {
@@ -1282,6 +1289,9 @@ export const Inject: MessageFns<Inject> = {
     }
     if (message.id !== "0") {
       writer.uint32(16).uint64(message.id);
+    }
+    for (const v of message.keys) {
+      writer.uint32(26).bytes(v!);
     }
     return writer;
   },
@@ -1315,6 +1325,14 @@ export const Inject: MessageFns<Inject> = {
             message.id = reader.uint64().toString();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keys.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1333,6 +1351,7 @@ export const Inject: MessageFns<Inject> = {
         ? object.stanzas.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
       id: isSet(object.id) ? globalThis.String(object.id) : "0",
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
     };
   },
 
@@ -1344,6 +1363,9 @@ export const Inject: MessageFns<Inject> = {
     if (message.id !== "0") {
       obj.id = message.id;
     }
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -1354,6 +1376,7 @@ export const Inject: MessageFns<Inject> = {
     const message = createBaseInject();
     message.stanzas = object.stanzas?.map((e) => e) || [];
     message.id = object.id ?? "0";
+    message.keys = object.keys?.map((e) => e) || [];
     return message;
   },
 };
