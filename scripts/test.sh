@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(ejabberd erlang-dev erlang-proper postgresql openssl chromium fonts-wqy-zenhei strace)
+PACKAGES=(ejabberd erlang-dev erlang-p1-pgsql erlang-proper postgresql openssl chromium fonts-wqy-zenhei strace)
 
 step() { echo; echo "==> [$(date +%H:%M:%S)] $*"; }
 
