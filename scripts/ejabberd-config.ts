@@ -46,6 +46,10 @@ export interface EjabberdConfigOptions {
   /** Options for `mod_consult`; when undefined the module is not loaded. */
   shimOptions?: Record<string, ModuleOptionValue>;
   loglevel?: 'critical' | 'error' | 'warning' | 'info' | 'debug';
+  /** Top-level YAML lines appended as they are, e.g. `sql_type: pgsql` (default none). */
+  extraConfig?: string[];
+  /** More modules under `modules:`, each with its options, e.g. `{ mod_mam: { db_type: 'sql' } }` (default none). */
+  extraModules?: Record<string, Record<string, ModuleOptionValue>>;
 }
 
 export interface NodeLayout {
@@ -190,14 +194,17 @@ export function renderEjabberdYml(o: EjabberdConfigOptions): string {
       '    log: true',
     );
   }
-  if (o.shimOptions) {
-    const entries = Object.entries(o.shimOptions);
-    if (entries.length === 0) lines.push('  mod_consult: {}');
+  const moduleLines = (module: string, options: Record<string, ModuleOptionValue>) => {
+    const entries = Object.entries(options);
+    if (entries.length === 0) lines.push(`  ${module}: {}`);
     else {
-      lines.push('  mod_consult:');
+      lines.push(`  ${module}:`);
       for (const [k, v] of entries) lines.push(`    ${k}: ${yamlScalar(v)}`);
     }
-  }
+  };
+  for (const [module, options] of Object.entries(o.extraModules ?? {})) moduleLines(module, options);
+  if (o.shimOptions) moduleLines('mod_consult', o.shimOptions);
+  lines.push(...(o.extraConfig ?? []));
   return `${lines.join('\n')}\n`;
 }
 

@@ -64,6 +64,10 @@ export interface StartEjabberdOptions {
   startTimeoutMs?: number;
   /** A visitor vhost for the web widget (see EjabberdConfigOptions): IBR there, strangers blocked, shaper. */
   visitors?: Pick<EjabberdConfigOptions, 'visitorDomain' | 'visitorShaperRate' | 'visitorRegistrationTimeoutSec'>;
+  /** Top-level ejabberd.yml lines (e.g. `sql_type: pgsql`, `sql_server: ...`); see EjabberdConfigOptions. */
+  extraConfig?: EjabberdConfigOptions['extraConfig'];
+  /** More modules and their options (e.g. `{ mod_mam: { db_type: 'sql' } }`); see EjabberdConfigOptions. */
+  extraModules?: EjabberdConfigOptions['extraModules'];
 }
 
 export interface Ejabberd {
@@ -147,6 +151,8 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     removeDirOnExit: process.env.KEEP_EJABBERD !== '1',
     ebinSources: withShim && !contrib ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
     ...opts.visitors,
+    extraConfig: opts.extraConfig,
+    extraModules: opts.extraModules,
   });
   const L = node.layout;
   const shimConfFile = path.join(L.modulesConfDir, 'mod_consult.yml');

@@ -34,6 +34,10 @@ export interface StackOptions {
   shimOptions?: Record<string, ModuleOptionValue>;
   visitors?: StartEjabberdOptions['visitors'];
   shimInstall?: StartEjabberdOptions['shimInstall'];
+  /** Passed to startEjabberd: top-level ejabberd.yml lines (default none). */
+  extraConfig?: StartEjabberdOptions['extraConfig'];
+  /** Passed to startEjabberd: more modules and their options (default none). */
+  extraModules?: StartEjabberdOptions['extraModules'];
   /** Accounts of `domain` registered before start resolves, all with `password`. */
   users?: string[];
   /** Default 'secret'. */
@@ -94,6 +98,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       credential,
       visitors: opts.visitors,
       shimInstall: opts.shimInstall,
+      extraConfig: opts.extraConfig,
+      extraModules: opts.extraModules,
       shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: port, ...opts.shimOptions },
     });
     if (opts.linked ?? true) await sidecar.waitForLog('shim hello', 0, 20_000);
