@@ -4,69 +4,29 @@
 // under <dir>" and exit with an error code (it used to stay alive at 100 % CPU, answering nothing). A start on the
 // full disk is refused with the same words; once space is freed a start reopens the store, and everything
 // acknowledged (the sessions, the last shop update answered) is there. Needs root (mount); unmounted at the end.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
-import { Action, SessionEvent_Kind as Kind, StanzaFilterClient, type Verdict } from '../../src/gen/consult/v1/filter.js';
-import { parseElement } from '../../src/xmpp/xml.js';
+import { StanzaFilterClient } from '../../src/gen/consult/v1/filter.js';
+import { grpcCalls, relayedTo, welcomed } from '../support/grpc-calls.js';
+import { type SidecarChild, spawnSidecar } from '../support/sidecar-process.js';
 import { writeConfig } from '../support/sidecar.js';
+import { within } from '../support/wait.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'diskfull.test';
 const SHOP = `shop_1@${D}`;
 const TOKEN = 'disk-full-test-token-0123456789';
 const VISITORS = 20;
 const HEADROOM = 8 * 1024 * 1024; // left free: room for the tables, not for a 16 MiB WAL segment
+const { filter, online } = grpcCalls({ domain: D, shop: SHOP });
+const sidecar = (config: string, port: number) => spawnSidecar(config, port, { logTimeoutMs: 60_000 });
 
-interface Proc {
-  lines: string[];
-  exited: Promise<number | null>;
-  waitForLog(text: string, timeoutMs?: number): Promise<void>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-function sidecar(config: string, port: number): Proc {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), '--config', config, '--grpc-port', String(port)],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const lines: string[] = [];
-  const onData = (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean));
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    lines,
-    exited,
-    async waitForLog(text, timeoutMs = 60_000) {
-      const until = Date.now() + timeoutMs;
-      while (!lines.some((l) => l.includes(text))) {
-        if (Date.now() > until || child.exitCode !== null)
-          throw new Error(`no log line with "${text}" (exit ${child.exitCode}); log:\n${lines.join('\n')}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-    async kill(signal = 'SIGKILL') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
-
-/** p, or an error after ms (the timer does not outlive p: the test process must end at once). */
-const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-};
 const free = (dir: string) => {
   const s = fs.statfsSync(dir);
   return Number(s.bavail) * Number(s.bsize);
@@ -94,23 +54,7 @@ function walLeft(db: string): number {
   throw new Error(`no WAL segment being written in ${dir}`);
 }
 
-const consult = (v: number, id: string) =>
-  Buffer.from(`<message type='consult' from='v${v}@${D}/web' to='${SHOP}'><body id='${id}'>hi ${id}</body></message>`);
-const relayedTo = (v: Verdict) =>
-  v.action === Action.ACTION_REWRITE ? parseElement(Buffer.from(v.stanza).toString()).attrs.to : undefined;
-const welcomed = (v: Verdict) => v.extra.some((x) => Buffer.from(x).toString().includes("auto_reply='true'"));
-const filter = (c: StanzaFilterClient, v: number, id: string) =>
-  new Promise<Verdict>((resolve, reject) =>
-    c.filter({ seq: '1', hook: 1, host: D, stanza: consult(v, id), deadlineMs: String(Date.now() + 10_000) }, (e, r) =>
-      e ? reject(e) : resolve(r!),
-    ),
-  );
-const online = (c: StanzaFilterClient) =>
-  new Promise<void>((resolve, reject) =>
-    c.notify({ kind: Kind.PRESENCE_SET, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())),
-  );
-
-const full = suite<{ mount: string; mounted: boolean; procs: Proc[]; configDir?: string }>('a full disk under the embedded store');
+const full = suite<{ mount: string; mounted: boolean; procs: SidecarChild[]; configDir?: string }>('a full disk under the embedded store');
 full.before((ctx) => {
   ctx.mount = fs.mkdtempSync(path.join(os.tmpdir(), 'store-disk-'));
   ctx.procs = [];

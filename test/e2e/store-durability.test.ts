@@ -2,38 +2,23 @@
 // pg_wal segment) inside every group commit, before the verdict leaves. Each stanza is sent alone and waited for,
 // so each one's commit has a window of its own: [sent, answered] must hold a sync of a pg_wal file.
 // Needs strace (scripts/test.sh installs it).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
-import { Action, SessionEvent_Kind as Kind, StanzaFilterClient, type Verdict } from '../../src/gen/consult/v1/filter.js';
-import { parseElement } from '../../src/xmpp/xml.js';
+import { StanzaFilterClient } from '../../src/gen/consult/v1/filter.js';
+import { grpcCalls, relayedTo } from '../support/grpc-calls.js';
+import { type SidecarChild, spawnSidecar } from '../support/sidecar-process.js';
 import { writeConfig } from '../support/sidecar.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'durable.test';
 const SHOP = `shop_1@${D}`;
 const COMMITS = 30;
-
-const consult = (v: number, id: string) =>
-  Buffer.from(`<message type='consult' from='v${v}@${D}/web' to='${SHOP}'><body id='${id}'>hi ${id}</body></message>`);
-const relayedTo = (v: Verdict) =>
-  v.action === Action.ACTION_REWRITE ? parseElement(Buffer.from(v.stanza).toString()).attrs.to : undefined;
-const filter = (c: StanzaFilterClient, v: number, id: string) =>
-  new Promise<Verdict>((resolve, reject) =>
-    c.filter({ seq: '1', hook: 1, host: D, stanza: consult(v, id), deadlineMs: String(Date.now() + 10_000) }, (e, r) =>
-      e ? reject(e) : resolve(r!),
-    ),
-  );
-const online = (c: StanzaFilterClient) =>
-  new Promise<void>((resolve, reject) =>
-    c.notify({ kind: Kind.PRESENCE_SET, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' }, (e) => (e ? reject(e) : resolve())),
-  );
+const { filter, online } = grpcCalls({ domain: D, shop: SHOP });
 
 interface Sync {
   ms: number; // when the call was entered, ms since the epoch (strace -ttt)
@@ -51,18 +36,12 @@ function syncsIn(trace: string): Sync[] {
   return out;
 }
 
-const durable = suite<{ dir: string; child?: ChildProcess }>('group commits on PGlite reach the disk');
+const durable = suite<{ dir: string; sidecar?: SidecarChild }>('group commits on PGlite reach the disk');
 durable.before((ctx) => {
   ctx.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'store-durable-'));
 });
-durable.after((ctx) => {
-  if (ctx.child?.pid && ctx.child.exitCode === null) {
-    try {
-      process.kill(-ctx.child.pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
+durable.after(async (ctx) => {
+  await ctx.sidecar?.kill('SIGKILL');
   fs.rmSync(ctx.dir, { recursive: true, force: true });
 });
 
@@ -80,26 +59,9 @@ durable('every commit syncs its WAL (fdatasync on pg_wal) before its verdict is 
   });
   const port = await freePort();
   const args = ['-f', '-qq', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', trace];
-  const child = spawn(
-    'strace',
-    [...args, process.execPath, '--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(port)],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group: strace and the sidecar are stopped together
-    },
-  );
-  ctx.child = child;
-  const lines: string[] = [];
-  const onData = (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean));
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const until = Date.now() + 90_000;
-  while (!lines.some((l) => l.includes('sidecar listening'))) {
-    if (Date.now() > until || child.exitCode !== null) throw new Error(`the sidecar did not start; log:\n${lines.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const sidecar = spawnSidecar(config, port, { under: ['strace', ...args] }); // strace and the sidecar: one process group
+  ctx.sidecar = sidecar;
+  await sidecar.waitForLog('sidecar listening', 90_000);
 
   const client = new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const windows: [number, number][] = [];
@@ -115,8 +77,7 @@ durable('every commit syncs its WAL (fdatasync on pg_wal) before its verdict is 
   } finally {
     client.close();
   }
-  process.kill(-child.pid!, 'SIGTERM');
-  await exited;
+  await sidecar.kill('SIGTERM');
 
   const wal = syncsIn(trace).filter((s) => s.file.includes(`${db}/pg_wal/`));
   const measured = wal.filter((s) => s.ms >= windows[0][0] && s.ms <= windows[windows.length - 1][1]);

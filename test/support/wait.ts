@@ -35,3 +35,10 @@ export async function waitUntil<T>(what: string, cond: () => T | Promise<T>, opt
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** p, or an error after ms (the timer does not outlive p: the test process must end at once). */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
