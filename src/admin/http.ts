@@ -365,16 +365,15 @@ export function adminHandler(deps: AdminDeps) {
   const want = digest(`Bearer ${deps.token}`);
   const { max, windowMs } = deps.authFailures ?? { max: 10, windowMs: 60_000 };
   const failures = new FailureWindow(max, windowMs);
-  const authLog = new ThrottledLog(
-    (address, count, intervalMs) =>
-      deps.log.warn('admin API: failed authentication', {
-        address,
-        failures: count,
-        ...(count > 1 ? { inLastSec: Math.round(intervalMs / 1000) } : {}),
-        ...(failures.blockedFor(address) > 0 ? { refusedForSec: Math.ceil(failures.blockedFor(address) / 1000) } : {}),
-      }),
-    deps.authLogIntervalMs ?? 60_000,
-  );
+  const authLog = new ThrottledLog((address, count, intervalMs) => {
+    const blocked = failures.blockedFor(address);
+    deps.log.warn('admin API: failed authentication', {
+      address,
+      failures: count,
+      ...(count > 1 ? { inLastSec: Math.round(intervalMs / 1000) } : {}),
+      ...(blocked > 0 ? { refusedForSec: Math.ceil(blocked / 1000) } : {}),
+    });
+  }, deps.authLogIntervalMs ?? 60_000);
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(`${JSON.stringify(body)}\n`);

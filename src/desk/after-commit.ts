@@ -7,7 +7,7 @@ import type { BotAsk, Changes, ShopContext } from '../routing/changes.js';
 import { toAgent } from '../routing/replies.js';
 import type { Stored } from '../routing/state.js';
 import { relay } from '../xmpp/stanzas.js';
-import { parseElement, serialize, type XmlElement } from '../xmpp/xml.js';
+import { findChild, parseElement, serialize, type XmlElement } from '../xmpp/xml.js';
 import { botAnswered, botFailed } from '../routing/bot.js';
 import type { Archiver } from './archiver.js';
 import type { Directory } from './directory.js';
@@ -24,7 +24,7 @@ const RELEASE_MAX_BYTES = 256 * 1024;
  * visitor, at and body id from it to hold back a message it bounced to the visitor (consult_inject_keys).
  */
 export function keptKey(shopJid: string, visitor: string, k: Stored, original = parseElement(k.xml)): string {
-  const body = original.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === 'body');
+  const body = findChild(original, 'body');
   const bodyId = (body?.attrs.id ?? '').replace(/\n/g, ' ');
   const digest = createHash('sha256').update(k.xml).digest('base64url').slice(0, 16);
   return `${shopJid}\n${visitor}\n${k.at}\n${bodyId}\n${digest}`;

@@ -144,14 +144,19 @@ export function stanzaFilterHandlers(
         return;
       }
       // A token's node is counted at once; without credentials a stream counts for the node its hello names.
+      // Refuses the stream when its node has all its streams open already.
+      const admitOrRefuse = (who: string): (() => void) | undefined => {
+        const done = admit(who);
+        if (!done) {
+          tooMany.note(peer);
+          call.emit('error', exhausted(who));
+        }
+        return done;
+      };
       let release: (() => void) | undefined;
       if (allowed !== '*') {
-        release = admit(allowed);
-        if (!release) {
-          tooMany.note(peer);
-          call.emit('error', exhausted(allowed));
-          return;
-        }
+        release = admitOrRefuse(allowed);
+        if (!release) return;
       }
       let owed = 0;
       let hello = false;
@@ -195,12 +200,8 @@ export function stanzaFilterHandlers(
           }
           if (hello) return; // said once per stream
           if (allowed === '*') {
-            release = admit(msg.hello.node || node);
-            if (!release) {
-              tooMany.note(peer);
-              call.emit('error', exhausted(msg.hello.node || node));
-              return;
-            }
+            release = admitOrRefuse(msg.hello.node || node);
+            if (!release) return;
           }
           node = msg.hello.node || node;
           hello = true;
