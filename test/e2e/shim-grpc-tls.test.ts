@@ -14,7 +14,7 @@ import { ConfigError, parseConfig, type TlsConfig } from '../../src/domain/confi
 import { ShimAuth } from '../../src/grpc/auth.js';
 import { ShimLink } from '../../src/grpc/link.js';
 import { grpcServerCredentials, startGrpcServer, stanzaFilterHandlers } from '../../src/grpc/server.js';
-import type { Log } from '../../src/domain/log.js';
+import { recordingLog } from '../support/log.js';
 import { Backends, deskWorld } from '../support/desk.js';
 import { newShimCredential, startEjabberd } from '../support/ejabberd.js';
 import { ErlDriver, waitFor } from '../support/erl-driver.js';
@@ -116,12 +116,7 @@ async function sidecar(tls: TlsConfig, shims = [{ node: NODE, token: TOKEN }]) {
     shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }],
   });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
-  const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
-  const log: Log = {
-    info: (msg, fields) => lines.push({ msg, fields }),
-    warn: (msg, fields) => lines.push({ msg, fields }),
-    error: (msg, fields) => lines.push({ msg, fields }),
-  };
+  const { log, lines } = recordingLog({ info: true });
   const handlers = stanzaFilterHandlers(
     { desk: w.desk, link: new ShimLink(log), watch: w.watch, log },
     {},

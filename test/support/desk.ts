@@ -254,3 +254,8 @@ export async function deskWorld(o: WorldOptions) {
     offline: (jid: string, resource = 'pc') => event(Kind.PRESENCE_UNSET, `${jid}/${resource}`),
   };
 }
+
+/** What an admin server takes from a world (the rest, token and log, is the test's). */
+export function adminParts(w: World) {
+  return { store: w.store, directory: w.directory, desk: w.desk, presence: w.presence, watch: w.watch, ownership: w.ownership };
+}

@@ -11,8 +11,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startAdminServer } from '../../../src/admin/http.js';
 import { parseConfig } from '../../../src/domain/config.js';
-import type { Fields, Log } from '../../../src/domain/log.js';
-import { Backends, deskWorld } from '../../support/desk.js';
+import { recordingLog } from '../../support/log.js';
+import { Backends, adminParts, deskWorld } from '../../support/desk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const D = 'auth.test';
@@ -21,20 +21,10 @@ const TOKEN = 'the-right-admin-token';
 async function admin(o: { max?: number; windowMs?: number; logMs?: number } = {}) {
   const config = parseConfig({ shops: [{ jid: `shop@${D}`, name: 'S', agents: [] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
-  const lines: { msg: string; fields: Fields }[] = [];
-  const log: Log = {
-    info() {},
-    warn: (msg, fields = {}) => lines.push({ msg, fields }),
-    error: (msg, fields = {}) => lines.push({ msg, fields }),
-  };
+  const { log, lines } = recordingLog();
   const server = await startAdminServer(
     {
-      store: w.store,
-      directory: w.directory,
-      desk: w.desk,
-      presence: w.presence,
-      watch: w.watch,
-      ownership: w.ownership,
+      ...adminParts(w),
       token: TOKEN,
       log,
       defaultLimits: config.limits,

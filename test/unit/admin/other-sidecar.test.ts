@@ -7,7 +7,7 @@ import { startAdminServer } from '../../../src/admin/http.js';
 import { preferredOwner } from '../../../src/cluster/leases.js';
 import { parseConfig } from '../../../src/domain/config.js';
 import { silent } from '../../../src/domain/log.js';
-import { Backends, deskWorld, type World } from '../../support/desk.js';
+import { Backends, adminParts, deskWorld, type World } from '../../support/desk.js';
 
 const D = 'two.test';
 const SHOP = `shop_1@${D}`;
@@ -39,12 +39,7 @@ function ids(): [string, string] {
 async function adminOf(w: World) {
   const admin = await startAdminServer(
     {
-      store: w.store,
-      directory: w.directory,
-      desk: w.desk,
-      presence: w.presence,
-      watch: w.watch,
-      ownership: w.ownership,
+      ...adminParts(w),
       token: TOKEN,
       log: silent,
       defaultLimits: config.limits,

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
-import type { Fields, Log } from '../../../src/domain/log.js';
+import { recordingLog } from '../../support/log.js';
 import { StanzaFilterClient, type SidecarMessage } from '../../../src/gen/consult/v1/filter.js';
 import { ShimAuth } from '../../../src/grpc/auth.js';
 import { ShimLink } from '../../../src/grpc/link.js';
@@ -19,12 +19,7 @@ const TOKEN = 'a-long-enough-shim-token';
 async function server(limits: StreamLimits, creds = [{ node: 'ejabberd@one', token: TOKEN }]) {
   const config = parseConfig({ shops: [{ jid: `shop@${D}`, name: 'S', agents: [] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
-  const lines: { msg: string; fields: Fields }[] = [];
-  const log: Log = {
-    info() {},
-    warn: (msg, fields = {}) => lines.push({ msg, fields }),
-    error: (msg, fields = {}) => lines.push({ msg, fields }),
-  };
+  const { log, lines } = recordingLog();
   const handlers = stanzaFilterHandlers({ desk: w.desk, link: new ShimLink(silent), watch: w.watch, log }, {}, new ShimAuth(creds), limits);
   const { server: s, port } = await startGrpcServer(handlers, '127.0.0.1', 0);
   return { port, lines, stop: () => s.forceShutdown() };
