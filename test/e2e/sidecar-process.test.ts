@@ -1,7 +1,6 @@
 // Operations on the real sidecar process: grpc.health.v1, admin API and /metrics on the
 // configured port, JSON logs, a graceful SIGTERM while a shim stream is open, and SIGTERM while
 // decisions wait for the journal (each one is answered before the process exits 0).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { createServer } from 'node:net';
@@ -16,6 +15,8 @@ import { Action, Hook, StanzaFilterClient, type SidecarMessage, type Verdict } f
 import { parseElement } from '../../src/xmpp/xml.js';
 import { startPostgres } from '../support/postgres.js';
 import { writeConfig } from '../support/sidecar.js';
+import { spawnSidecarOutput } from '../support/sidecar-process.js';
+import { waitUntil } from '../support/wait.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'ops.test';
@@ -29,40 +30,16 @@ const freePort = () =>
     });
   });
 
-const until = async <T>(what: string, fn: () => T | undefined, ms = 15_000): Promise<T> => {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
-
 test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams and exits 0 with JSON logs', async () => {
   const [grpcPort, adminPort] = [await freePort(), await freePort()];
   const config = writeConfig({
     admin: { port: adminPort, token: TOKEN },
     shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: 2, status: 'always-on' }] }],
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(grpcPort)], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    err += d;
-  });
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
+  const { child, stdout, stderr, exited } = spawnSidecarOutput(config, grpcPort);
   const channels: grpc.Client[] = [];
   try {
-    await until('admin API listening', () => out.includes('admin API listening') || undefined);
+    await waitUntil('admin API listening', () => stdout().includes('admin API listening') || undefined, { timeoutMs: 15_000 });
 
     // grpc.health.v1 with a plain grpc-js client on the official service definition.
     const Health = grpc.makeClientConstructor(healthService, 'grpc.health.v1.Health');
@@ -101,7 +78,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
         deadlineMs: '0',
       },
     });
-    const verdict = await until('verdict', () => got.find((m) => m.verdict)?.verdict);
+    const verdict = await waitUntil('verdict', () => got.find((m) => m.verdict)?.verdict, { timeoutMs: 15_000 });
     assert.is(verdict.action, Action.ACTION_REWRITE);
 
     const api = await fetch(`http://127.0.0.1:${adminPort}/sessions`, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -119,12 +96,12 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
     // A bound, not a measurement: the sidecar's own shutdown deadline is DRAIN_MS + 5 s.
     const { code } = await Promise.race([
       exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s\n${out}${err}`)), 10_000)),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s\n${stdout()}${stderr()}`)), 10_000)),
     ]);
-    assert.is(code, 0, `${out}${err}`);
-    await until('shim stream ended by the sidecar', () => streamDone || undefined, 3000);
+    assert.is(code, 0, `${stdout()}${stderr()}`);
+    await waitUntil('shim stream ended by the sidecar', () => streamDone || undefined, { timeoutMs: 3000 });
 
-    const lines = out.split('\n').filter(Boolean);
+    const lines = stdout().split('\n').filter(Boolean);
     const records = lines.map((l) => {
       try {
         return JSON.parse(l);
@@ -136,7 +113,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
       assert.ok(typeof r.msg === 'string' && typeof r.time === 'string' && typeof r.level === 'number', JSON.stringify(r));
     const msgs = records.map((r) => r.msg);
     assert.ok(msgs.includes('shutting down') && msgs.at(-1) === 'stopped', msgs.join(' | '));
-    assert.is(err, '', 'nothing on stderr');
+    assert.is(stderr(), '', 'nothing on stderr');
   } finally {
     for (const c of channels) c.close();
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -152,23 +129,12 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
     admin: { port: adminPort, token: TOKEN },
     shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: N, status: 'always-on' }] }],
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(grpcPort)], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, all: output, exited } = spawnSidecarOutput(config, grpcPort);
   const locker = new pg.Client({ connectionString: postgres.url });
   let client: StanzaFilterClient | undefined;
   let locked = false;
   try {
-    await until('admin API listening', () => out.includes('admin API listening') || undefined, 30_000);
+    await waitUntil('admin API listening', () => output().includes('admin API listening') || undefined, { timeoutMs: 30_000 });
     // Hold every journal write: the sidecar's INSERTs wait for this lock, so its decisions wait for durability.
     await locker.connect();
     await locker.query('BEGIN');
@@ -206,10 +172,10 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
     }
     assert.is(answered.size, 0, 'nothing is answered before it is durable');
 
-    const logged = out.length;
+    const logged = output().length;
     child.kill('SIGTERM');
-    await until('"shutting down"', () => out.slice(logged).includes('"msg":"shutting down"') || undefined);
-    const shutting = out
+    await waitUntil('"shutting down"', () => output().slice(logged).includes('"msg":"shutting down"') || undefined, { timeoutMs: 15_000 });
+    const shutting = output()
       .slice(logged)
       .split('\n')
       .filter(Boolean)
@@ -227,8 +193,8 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
       Array.from({ length: N }, (_, i) => [String(i), Action.ACTION_REWRITE, `ann@${D}`]),
       'each pending decision answered: relayed to ann',
     );
-    assert.is(await exited, 0, out);
-    const msgs = out
+    assert.is((await exited).code, 0, output());
+    const msgs = output()
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l).msg);
@@ -250,20 +216,12 @@ test('SIGTERM while decisions wait for the journal: every pending one is answere
 
 test('no admin token: the API does not start and the log says why', async () => {
   const config = writeConfig({ shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [] }] });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(await freePort())], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, stdout, exited } = spawnSidecarOutput(config, await freePort());
   try {
-    await until('startup', () => out.includes('admin API not started') || undefined);
-    assert.match(out, /set admin\.token/);
+    await waitUntil('startup', () => stdout().includes('admin API not started') || undefined, { timeoutMs: 15_000 });
+    assert.match(stdout(), /set admin\.token/);
     child.kill('SIGTERM');
-    assert.is(await exited, 0);
+    assert.is((await exited).code, 0);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
@@ -278,21 +236,10 @@ test('durable store: an admin change survives a restart and the config does not 
     shops: [{ jid: `shop@${D}`, name: 'Ops', agents: [{ jid: `ann@${D}`, maxSessions: 2 }] }],
   });
   const run = async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(await freePort())], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await until('admin API listening', () => out.includes('admin API listening') || undefined, 30_000).catch((e) => {
+    const { child, all, exited } = spawnSidecarOutput(config, await freePort());
+    await waitUntil('admin API listening', () => all().includes('admin API listening') || undefined, { timeoutMs: 30_000 }).catch((e) => {
       child.kill('SIGKILL');
-      throw new Error(`${e.message}\n${out}`);
+      throw new Error(`${e.message}\n${all()}`);
     });
     const api = (method: string, p: string, body?: unknown) =>
       fetch(`http://127.0.0.1:${adminPort}${p}`, {
@@ -302,10 +249,10 @@ test('durable store: an admin change survives a restart and the config does not 
       }).then((r) => r.json());
     return {
       api,
-      out: () => out,
+      out: all,
       stop: async () => {
         child.kill('SIGTERM');
-        return exited;
+        return (await exited).code;
       },
     };
   };

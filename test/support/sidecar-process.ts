@@ -1,6 +1,7 @@
 // The real sidecar (src/main.ts) as a child process whose every log line is kept, with its exit code: for tests
 // that watch it fail, refuse a start or exit (startSidecar in sidecar.ts is for ones that only run it).
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -69,4 +70,37 @@ export function spawnSidecar(config: string, port: number, opts: SpawnOptions = 
       await exited;
     },
   };
+}
+
+export interface SidecarOutput {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  /** What it wrote so far: stdout, stderr, and both in the order they came. */
+  stdout(): string;
+  stderr(): string;
+  all(): string;
+  /** How it ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** The real sidecar (src/main.ts) with its output kept as text, for tests that read its log by offset or as JSON lines. */
+export function spawnSidecarOutput(config: string, port: number): SidecarOutput {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(port)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let all = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+    all += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    all += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, stdout: () => stdout, stderr: () => stderr, all: () => all, exited };
 }
