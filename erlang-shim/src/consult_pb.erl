@@ -33,7 +33,7 @@
 %% owned: the shops this sidecar decides now (the full list every time);
 %% sidecar: its id, <<>> when it sent none.
 -type watch() :: #{shops := [binary()], agents := [binary()], owned := [binary()],
-                   sidecar := binary()}.
+                   sidecar := binary(), epochs => [non_neg_integer()]}.
 
 %%% Encoding
 
@@ -93,12 +93,14 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
           {verdict, verdict()}
         | {watch, watch()}
         | {inject, inject()}
+        | report_presence
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
     %% For a oneof the last member on the wire wins.
     Fold = fun({1, V}, _) when is_binary(V) -> {verdict, decode_verdict(V)};
               ({2, V}, _) when is_binary(V) -> {watch, decode_watch(V)};
               ({3, V}, _) when is_binary(V) -> {inject, decode_inject(V)};
+              ({4, V}, _) when is_binary(V) -> report_presence;
               (_, Acc) -> Acc
            end,
     lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
@@ -148,11 +150,24 @@ decode_watch(Bin) ->
                ({2, B}, Acc = #{agents := A}) when is_binary(B) -> Acc#{agents := [B | A]};
                ({3, B}, Acc = #{owned := O}) when is_binary(B) -> Acc#{owned := [B | O]};
                ({4, B}, Acc) when is_binary(B) -> Acc#{sidecar := B};
+               %% Repeated uint64: packed (proto3's default) or one varint per field.
+               ({5, B}, Acc = #{epochs := E}) when is_binary(B) -> Acc#{epochs := lists:reverse(packed_varints(B), E)};
+               ({5, {varint, N}}, Acc = #{epochs := E}) -> Acc#{epochs := [N | E]};
                (_, Acc) -> Acc
             end,
-    #{shops := S, agents := A, owned := O} = W =
-        lists:foldl(Field, #{shops => [], agents => [], owned => [], sidecar => <<>>}, fields(Bin)),
-    W#{shops := lists:reverse(S), agents := lists:reverse(A), owned := lists:reverse(O)}.
+    #{shops := S, agents := A, owned := O, epochs := E} = W =
+        lists:foldl(Field, #{shops => [], agents => [], owned => [], sidecar => <<>>, epochs => []}, fields(Bin)),
+    W1 = maps:remove(epochs, W),
+    W2 = W1#{shops := lists:reverse(S), agents := lists:reverse(A), owned := lists:reverse(O)},
+    case E of
+        [] -> W2;
+        _ -> W2#{epochs => lists:reverse(E)}
+    end.
+
+packed_varints(<<>>) -> [];
+packed_varints(Bin) ->
+    {N, Rest} = read_varint(Bin),
+    [N | packed_varints(Rest)].
 
 %% Splits a message into [{FieldNumber, {varint, N} | binary() | {fixed, bitstring()}}].
 fields(<<>>) ->

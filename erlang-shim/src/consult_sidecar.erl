@@ -7,7 +7,7 @@
 %% with watched/3, claim/2 and told/1 without messaging the connection:
 %%   {{shop | agent, Jid}, Gen}  the latest watch list (of any connection,
 %%                               connected or not: what makes a stanza relevant)
-%%   {{owned, Shop}, Since}      the shops its sidecar decides now
+%%   {{owned, Shop}, Claim}      the shops its sidecar decides now ({Epoch, Since})
 %%   {told, true}                its sidecar said what it owns since it connected
 %% The latest watch list is also kept in a file, so that after a restart the
 %% shim knows which JIDs matter before the sidecar answers.
@@ -83,6 +83,12 @@ message(Msg, Role, ConnRef, S) ->
                 current -> {ok, report_agents(W, own(W, S1))};
                 draining -> {ok, S1}
             end;
+        report_presence when Role =:= current ->
+            %% Asked again (a node came back after a split): every watched agent is reported anew.
+            run_on_watch(maps:keys(S#sidecar.reported), S),
+            {ok, S};
+        report_presence ->
+            {ok, S};
         {inject, #{stanzas := Stanzas, id := Id} = Inject} ->
             run_on_inject(Stanzas, maps:get(keys, Inject, []), Id, ConnRef, S),
             {ok, S};
@@ -113,8 +119,8 @@ watched(Tab, Kind, BareJid) ->
     catch error:badarg -> false
     end.
 
-%% [Since] when the connection's sidecar owns the shop, else [].
--spec claim(atom(), binary()) -> [integer()].
+%% [Claim] when the connection's sidecar owns the shop, else [].
+-spec claim(atom(), binary()) -> [consult_owners:claim()].
 claim(Tab, Shop) ->
     try ets:lookup(Tab, {owned, Shop}) of
         [{_, Since}] -> [Since];
@@ -143,8 +149,9 @@ run_on_watch(New, #sidecar{tab = Name, on_watch = {M, F}}) -> _ = spawn(M, F, [N
 
 %% The shops this sidecar decides now replace those it decided: a shop it
 %% stops listing goes to whoever lists it (or nobody) from the next stanza.
-own(#{owned := Owned, sidecar := Id}, S = #sidecar{tab = Tab, claims = Claims}) ->
-    {Claims1, Added, Removed} = consult_owners:claim(Claims, Owned, erlang:unique_integer([monotonic])),
+own(#{owned := Owned, sidecar := Id} = W, S = #sidecar{tab = Tab, claims = Claims}) ->
+    {Claims1, Added, Removed} = consult_owners:claim(Claims, with_epochs(Owned, maps:get(epochs, W, [])),
+                                                     erlang:unique_integer([monotonic])),
     ets:insert(Tab, [{{owned, Shop}, Since} || {Shop, Since} <- Added] ++ [{told, true}]),
     lists:foreach(fun(Shop) -> ets:delete(Tab, {owned, Shop}) end, Removed),
     case {Added, Removed} of
@@ -154,6 +161,11 @@ own(#{owned := Owned, sidecar := Id}, S = #sidecar{tab = Tab, claims = Claims}) 
                         some([Shop || {Shop, _} <- Added]), length(Removed), some(Removed)])
     end,
     S#sidecar{claims = Claims1, sidecar_id = Id}.
+
+%% The epochs go with the shops in order; a list without them (or of another
+%% length: a sidecar that gets it wrong) claims at epoch 0.
+with_epochs(Owned, Epochs) when length(Owned) =:= length(Epochs) -> lists:zip(Owned, Epochs);
+with_epochs(Owned, _) -> Owned.
 
 disown(S = #sidecar{claims = Claims}) when map_size(Claims) =:= 0 ->
     S;

@@ -9,20 +9,29 @@
 
 claim_test() ->
     {C1, Added1, Removed1} = consult_owners:claim(#{}, [<<"b">>, <<"a">>, <<"a">>], 10),
-    ?assertEqual(#{<<"a">> => 10, <<"b">> => 10}, C1),
-    ?assertEqual([{<<"a">>, 10}, {<<"b">>, 10}], Added1),
+    ?assertEqual(#{<<"a">> => {0, 10}, <<"b">> => {0, 10}}, C1),
+    ?assertEqual([{<<"a">>, {0, 10}}, {<<"b">>, {0, 10}}], Added1),
     ?assertEqual([], Removed1),
     %% a still owned keeps its time; b dropped; c added now.
     {C2, Added2, Removed2} = consult_owners:claim(C1, [<<"c">>, <<"a">>], 20),
-    ?assertEqual(#{<<"a">> => 10, <<"c">> => 20}, C2),
-    ?assertEqual([{<<"c">>, 20}], Added2),
+    ?assertEqual(#{<<"a">> => {0, 10}, <<"c">> => {0, 20}}, C2),
+    ?assertEqual([{<<"c">>, {0, 20}}], Added2),
     ?assertEqual([<<"b">>], Removed2),
     ?assertEqual({#{}, [], [<<"a">>, <<"c">>]}, consult_owners:claim(C2, [], 30)).
 
+claim_with_epochs_test() ->
+    {C1, _, _} = consult_owners:claim(#{}, [{<<"a">>, 3}, {<<"b">>, 1}], 10),
+    %% The same epoch keeps its time; a new epoch (the lease was lost and taken again) is a new claim.
+    {C2, Added, []} = consult_owners:claim(C1, [{<<"a">>, 3}, {<<"b">>, 2}], 20),
+    ?assertEqual(#{<<"a">> => {3, 10}, <<"b">> => {2, 20}}, C2),
+    ?assertEqual([{<<"b">>, {2, 20}}], Added).
+
 owner_test() ->
     ?assertEqual(none, consult_owners:owner([])),
-    ?assertEqual({ok, b}, consult_owners:owner([{10, a}, {20, b}])),
-    ?assertEqual({ok, a}, consult_owners:owner([{30, a}, {20, b}])).
+    ?assertEqual({ok, b}, consult_owners:owner([{{0, 10}, a}, {{0, 20}, b}])),
+    ?assertEqual({ok, a}, consult_owners:owner([{{0, 30}, a}, {{0, 20}, b}])),
+    %% A stale sidecar that woke up and listed the shop last still has the older lease.
+    ?assertEqual({ok, b}, consult_owners:owner([{{4, 99}, a}, {{5, 20}, b}])).
 
 any_up_test() ->
     ?assertEqual({ok, b}, consult_owners:any_up([{a, down}, {b, closed}, {c, closed}])),

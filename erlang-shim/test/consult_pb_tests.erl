@@ -78,6 +78,18 @@ watch_with_owned_test() ->
                  consult_pb:decode_sidecar_message(
                    hex("121A0A037340780A0374407812036140781A03744078220473632D31"))).
 
+watch_with_owned_epochs_test() ->
+    %% ts-proto packs the epochs (3 and 300).
+    ?assertEqual({watch, #{shops => [<<"s@x">>], agents => [], owned => [<<"s@x">>, <<"t@x">>],
+                           sidecar => <<"a">>, epochs => [3, 300]}},
+                 consult_pb:decode_sidecar_message(hex("12170A037340781A037340781A037440782201612A0303AC02"))),
+    %% Unpacked, one varint per field, is read the same.
+    ?assertMatch({watch, #{epochs := [3, 300]}},
+                 consult_pb:decode_sidecar_message(iolist_to_binary(field(2, [varint_field(5, 3), varint_field(5, 300)])))).
+
+report_presence_test() ->
+    ?assertEqual(report_presence, consult_pb:decode_sidecar_message(hex("2200"))).
+
 %%% Round trips
 
 filter_request_round_trip_test() ->

@@ -8,6 +8,8 @@ export interface WatchListMessage {
   shops: string[];
   agents: string[];
   owned: string[];
+  /** The lease epoch of each owned shop (same order), as decimal strings; empty for a store without leases. */
+  ownedEpochs: string[];
   sidecar: string;
 }
 
@@ -16,6 +18,8 @@ export interface WatchListDeps {
   shops: HeldShops;
   /** This sidecar's stable id, told to the shims with the shops it owns. */
   sidecar: string;
+  /** The lease epoch a held shop was taken at (undefined: a store without leases). */
+  epochOf?: (shop: string) => number | undefined;
   /** To every shim (ShimLink.pushWatchList). */
   push: (watch: WatchListMessage) => void;
 }
@@ -26,7 +30,10 @@ export class WatchList {
   constructor(private readonly deps: WatchListDeps) {}
 
   current(): WatchListMessage {
-    return { ...this.deps.directory.watchList(), owned: this.deps.shops.owned(), sidecar: this.deps.sidecar };
+    const owned = this.deps.shops.owned();
+    const epochs = owned.map((shop) => this.deps.epochOf?.(shop));
+    const ownedEpochs = epochs.every((e) => e !== undefined) ? epochs.map(String) : [];
+    return { ...this.deps.directory.watchList(), owned, ownedEpochs, sidecar: this.deps.sidecar };
   }
 
   /** Tells every shim now. */

@@ -8,7 +8,7 @@
 // stream; streams of a node the cluster reported down are used only when nothing else is
 // left, and a retry goes to another node than the one that failed when there is one.
 import type * as grpc from '@grpc/grpc-js';
-import type { ShimMessage, SidecarMessage } from '../gen/consult/v1/filter.js';
+import type { ShimMessage, SidecarMessage, WatchList } from '../gen/consult/v1/filter.js';
 import type { Log } from '../domain/log.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 
@@ -120,7 +120,7 @@ export class ShimLink {
     this.deliver(stanzas.map(serialize)).catch((e) => this.log.error('injected stanzas lost', { count: stanzas.length, err: e }));
   }
 
-  pushWatchList(watch: { shops: string[]; agents: string[]; owned: string[]; sidecar: string }): void {
+  pushWatchList(watch: WatchList): void {
     for (const s of this.streams.keys()) s.write({ watch });
   }
 

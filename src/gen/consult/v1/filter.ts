@@ -262,6 +262,12 @@ export interface WatchList {
   owned: string[];
   /** this sidecar's id (logs, metrics) */
   sidecar: string;
+  /**
+   * The lease epoch of each shop in `owned`, same order: it grows every time a shop's lease changes
+   * holder, so when two sidecars' lists both name a shop (a hand-over, a stale sidecar that woke up)
+   * the shim sends it to the higher epoch. Empty (a store without leases): the newest list wins.
+   */
+  ownedEpochs: string[];
 }
 
 /**
@@ -289,10 +295,19 @@ export interface InjectAck {
   id: string;
 }
 
+/**
+ * The sidecar asks the shim to report again the sessions and presence of the
+ * watched agents connected to the shim's own node (as after connecting), e.g.
+ * when another node says this one is back in the cluster after a split.
+ */
+export interface ReportPresence {
+}
+
 export interface SidecarMessage {
   verdict?: Verdict | undefined;
   watch?: WatchList | undefined;
   inject?: Inject | undefined;
+  reportPresence?: ReportPresence | undefined;
 }
 
 export interface NotifyAck {
@@ -1162,7 +1177,7 @@ export const ShimMessage: MessageFns<ShimMessage> = {
 };
 
 function createBaseWatchList(): WatchList {
-  return { shops: [], agents: [], owned: [], sidecar: "" };
+  return { shops: [], agents: [], owned: [], sidecar: "", ownedEpochs: [] };
 }
 
 export const WatchList: MessageFns<WatchList> = {
@@ -1178,6 +1193,13 @@ export const WatchList: MessageFns<WatchList> = {
     }
     if (message.sidecar !== "") {
       writer.uint32(34).string(message.sidecar);
+    }
+    if (message.ownedEpochs.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.ownedEpochs) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1227,6 +1249,24 @@ export const WatchList: MessageFns<WatchList> = {
             message.sidecar = reader.string();
             continue;
           }
+          case 5: {
+            if (tag === 40) {
+              message.ownedEpochs.push(reader.uint64().toString());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ownedEpochs.push(reader.uint64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1245,6 +1285,11 @@ export const WatchList: MessageFns<WatchList> = {
       agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => globalThis.String(e)) : [],
       owned: globalThis.Array.isArray(object?.owned) ? object.owned.map((e: any) => globalThis.String(e)) : [],
       sidecar: isSet(object.sidecar) ? globalThis.String(object.sidecar) : "",
+      ownedEpochs: globalThis.Array.isArray(object?.ownedEpochs)
+        ? object.ownedEpochs.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.owned_epochs)
+        ? object.owned_epochs.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1262,6 +1307,9 @@ export const WatchList: MessageFns<WatchList> = {
     if (message.sidecar !== "") {
       obj.sidecar = message.sidecar;
     }
+    if (message.ownedEpochs?.length) {
+      obj.ownedEpochs = message.ownedEpochs;
+    }
     return obj;
   },
 
@@ -1274,6 +1322,7 @@ export const WatchList: MessageFns<WatchList> = {
     message.agents = object.agents?.map((e) => e) || [];
     message.owned = object.owned?.map((e) => e) || [];
     message.sidecar = object.sidecar ?? "";
+    message.ownedEpochs = object.ownedEpochs?.map((e) => e) || [];
     return message;
   },
 };
@@ -1448,8 +1497,60 @@ export const InjectAck: MessageFns<InjectAck> = {
   },
 };
 
+function createBaseReportPresence(): ReportPresence {
+  return {};
+}
+
+export const ReportPresence: MessageFns<ReportPresence> = {
+  encode(_: ReportPresence, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportPresence {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportPresence();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReportPresence {
+    return {};
+  },
+
+  toJSON(_: ReportPresence): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportPresence>, I>>(base?: I): ReportPresence {
+    return ReportPresence.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportPresence>, I>>(_: I): ReportPresence {
+    const message = createBaseReportPresence();
+    return message;
+  },
+};
+
 function createBaseSidecarMessage(): SidecarMessage {
-  return { verdict: undefined, watch: undefined, inject: undefined };
+  return { verdict: undefined, watch: undefined, inject: undefined, reportPresence: undefined };
 }
 
 export const SidecarMessage: MessageFns<SidecarMessage> = {
@@ -1462,6 +1563,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.inject !== undefined) {
       Inject.encode(message.inject, writer.uint32(26).fork()).join();
+    }
+    if (message.reportPresence !== undefined) {
+      ReportPresence.encode(message.reportPresence, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1503,6 +1607,14 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
             message.inject = Inject.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reportPresence = ReportPresence.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1520,6 +1632,11 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
       verdict: isSet(object.verdict) ? Verdict.fromJSON(object.verdict) : undefined,
       watch: isSet(object.watch) ? WatchList.fromJSON(object.watch) : undefined,
       inject: isSet(object.inject) ? Inject.fromJSON(object.inject) : undefined,
+      reportPresence: isSet(object.reportPresence)
+        ? ReportPresence.fromJSON(object.reportPresence)
+        : isSet(object.report_presence)
+        ? ReportPresence.fromJSON(object.report_presence)
+        : undefined,
     };
   },
 
@@ -1533,6 +1650,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.inject !== undefined) {
       obj.inject = Inject.toJSON(message.inject);
+    }
+    if (message.reportPresence !== undefined) {
+      obj.reportPresence = ReportPresence.toJSON(message.reportPresence);
     }
     return obj;
   },
@@ -1550,6 +1670,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
       : undefined;
     message.inject = (object.inject !== undefined && object.inject !== null)
       ? Inject.fromPartial(object.inject)
+      : undefined;
+    message.reportPresence = (object.reportPresence !== undefined && object.reportPresence !== null)
+      ? ReportPresence.fromPartial(object.reportPresence)
       : undefined;
     return message;
   },
