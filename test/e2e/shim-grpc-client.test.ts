@@ -57,6 +57,7 @@ class ScriptedSidecar {
     agents: ['agent1@localhost'],
     owned: ['shop1@localhost', 'shop2@localhost'],
     sidecar: 'scripted',
+    ownedEpochs: [] as string[],
   };
 
   verdict(req: FilterRequest): Verdict {
@@ -242,11 +243,11 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   assert.equal(defaults, ['verdict', { seq: 0, action: 'pass', stanza: '', error: null, extra: [] }]);
 
   const watch = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1' } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1', ownedEpochs: [] } }).finish())}">>}`,
   );
   assert.equal(watch, ['watch', { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1' }]);
   const none = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: [], owned: [], sidecar: '' } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x'], agents: [], owned: [], sidecar: '', ownedEpochs: [] } }).finish())}">>}`,
   );
   assert.equal(none, ['watch', { shops: ['s@x'], agents: [], owned: [], sidecar: '' }]);
 
@@ -790,7 +791,13 @@ const S1 = 'shop1@localhost';
 const S2 = 'shop2@localhost';
 
 /** A's and B's watch lists: the same shops and agents, each owning what `owned` says. */
-const watchOf = (sidecar: string, owned: string[]) => ({ shops: [S1, S2], agents: ['agent1@localhost'], owned, sidecar });
+const watchOf = (sidecar: string, owned: string[]) => ({
+  shops: [S1, S2],
+  agents: ['agent1@localhost'],
+  owned,
+  ownedEpochs: [] as string[],
+  sidecar,
+});
 
 const owners = suite('consult_grpc: two sidecars, one owner per shop');
 const ownersCleanup: Array<() => void> = [];
