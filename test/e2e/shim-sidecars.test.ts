@@ -48,7 +48,7 @@ class ScriptedSidecar {
   ) {}
 
   watch() {
-    return { shops: [SHOP], agents: [AGENT], owned: this.owned, sidecar: this.name };
+    return { shops: [SHOP], agents: [AGENT], owned: this.owned, ownedEpochs: [] as string[], sidecar: this.name };
   }
 
   /** Claims these shops from now on (the full list, as the real sidecar sends it). */
