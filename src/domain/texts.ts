@@ -24,6 +24,7 @@ export const TEXT_VALUES = {
   toHuman: [],
   botFailed: [],
   botHistory: ['visitor'],
+  agentHistory: ['visitor', 'agent'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type TextKey = keyof typeof TEXT_VALUES;
@@ -49,6 +50,7 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     toHuman: '正在为您转接人工客服，请稍候。',
     botFailed: '智能客服暂时无法回答，正在为您转接人工客服。',
     botHistory: '{visitor} 与智能客服的对话如下。',
+    agentHistory: '{visitor} 与上一位客服的对话如下。',
   },
   en: {
     queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
@@ -69,6 +71,7 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     toHuman: 'Connecting you to a human agent; please wait.',
     botFailed: 'Our assistant cannot answer right now; connecting you to a human agent.',
     botHistory: 'The conversation of {visitor} with the assistant follows.',
+    agentHistory: 'The conversation of {visitor} with the previous agent follows.',
   },
 };
 

@@ -2,7 +2,7 @@
 import { QCHAT_TO_AGENT, QCHAT_TO_VISITOR, notice, ratingRequest } from '../xmpp/stanzas.js';
 import type { XmlElement } from '../xmpp/xml.js';
 import type { CloseReason } from '../domain/archive.js';
-import { BOT, type Session } from './state.js';
+import { BOT, arrivalOf, type Session } from './state.js';
 import { render } from '../domain/texts.js';
 import type { ShopContext, Changes } from './changes.js';
 import { refuse } from '../domain/decision.js';
@@ -100,12 +100,15 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
   ];
 }
 
-/** The agent stayed offline past the grace period: another agent takes over, or the visitor waits again. */
+/**
+ * The agent stayed offline past the grace period: another agent takes over, or the visitor waits again at its
+ * place by arrival, ahead of those who came after it, and is told that place.
+ */
 export function rehome(cx: ShopContext, w: Changes, s: Session): XmlElement[] {
   const next = chooseAgent(cx, w.state, s.visitor, s.agent);
   if (next) return handOver(cx, w, s, next, render(cx.texts.agentOffline, { agent: s.agent }));
   const { shop, now } = cx;
-  w.do({ op: 'requeue', v: s.visitor, at: now });
-  const text = render(cx.texts.requeued, { position: w.state.queue.size, agent: s.agent });
+  w.do({ op: 'requeue', v: s.visitor, at: now, since: arrivalOf(s) });
+  const text = render(cx.texts.requeued, { position: w.state.positionOf(s.visitor), agent: s.agent });
   return [notice({ shop: shop.jid, to: s.visitor, realfrom: shop.jid, qchatid: QCHAT_TO_VISITOR, now, autoReply: true, text })];
 }

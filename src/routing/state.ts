@@ -22,6 +22,13 @@ export interface Session {
   orphanedAt: number;
   /** The groups it was routed to, comma-joined ('' or absent: any agent of the shop). */
   group?: string;
+  /** When it joined the queue, if it waited before being served (absent: startedAt): its place should it wait again. */
+  arrivedAt?: number;
+}
+
+/** When a visitor first came (joined the queue, or was served at once): its place should it wait again. */
+export function arrivalOf(s: Session): number {
+  return s.arrivedAt ?? s.startedAt;
 }
 
 /** A stanza kept for later: a waiting visitor's message, or a relayed one in a session's history. */
@@ -35,13 +42,15 @@ export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'r
 
 // Fields marked ? came with groups, the bot and the archive: journals written before them lack them.
 export type Change =
-  | { op: 'open'; v: string; agent: string; at: number; g?: string }
+  | { op: 'open'; v: string; agent: string; at: number; g?: string; since?: number } // since: its place in the queue it left
   | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string }
   | { op: 'remind'; v: string; at: number }
   | { op: 'orphan'; v: string; at: number } // at 0: the agent is back
   | { op: 'move'; v: string; agent: string; at: number; g?: string; reason?: string }
   | { op: 'close'; v: string; stickyUntil: number; at?: number; reason?: CloseReason; rateUntil?: number }
-  | { op: 'requeue'; v: string; at: number; note?: string } // the agent (or bot) is gone: the visitor waits again, history kept
+  // The agent (or bot) is gone: the visitor waits again, history kept. With `since` it keeps its place by that arrival
+  // time; without (a hand-over from the bot, and journals written before) it joins at the back.
+  | { op: 'requeue'; v: string; at: number; note?: string; since?: number }
   | { op: 'enqueue'; v: string; at: number; g?: string }
   | { op: 'dequeue'; v: string }
   | { op: 'keep'; v: string; at: number; xml: string; text?: string }
@@ -58,7 +67,10 @@ interface Sticky {
 export class ShopState {
   readonly sessions = new Map<string, Session>(); // by visitor
   readonly byAgent = new Map<string, Set<string>>(); // agent → visitors it serves
-  /** Waiting visitors → when they joined; a Map iterates in insertion order, so it is the FIFO. */
+  /**
+   * Waiting visitors → when they arrived, in the order they are served: a Map iterates in insertion order. New
+   * visitors join at the back; a visitor whose agent is gone goes back to its place by arrival (`requeue` since).
+   */
   readonly queue = new Map<string, number>();
   readonly kept = new Map<string, Stored[]>(); // by visitor: waiting, or not yet released to the agent
   readonly history = new Map<string, Stored[]>(); // by visitor, newest last
@@ -142,6 +154,23 @@ export class ShopState {
   /** The oldest waiting visitor. */
   head(): string | undefined {
     return this.queue.keys().next().value;
+  }
+
+  /** A waiting visitor's place (1 = next) among those waiting for the same group key; 0 when it does not wait. */
+  positionOf(visitor: string): number {
+    if (!this.queue.has(visitor)) return 0;
+    const key = this.queueGroup.get(visitor) ?? '';
+    let position = 1;
+    for (const v of this.queue.keys()) {
+      if (v === visitor) return position;
+      if ((this.queueGroup.get(v) ?? '') === key) position++;
+    }
+    return position;
+  }
+
+  /** Who served a visitor last (an agent, or BOT), from its transcript; undefined when that is not known. */
+  lastServedBy(visitor: string): string | undefined {
+    return this.transcripts.get(visitor)?.agents.at(-1);
   }
 
   /**
@@ -296,12 +325,23 @@ function restoreMap<V>(map: Map<string, V>, key: string, old: V | undefined): vo
   else map.set(key, old);
 }
 
-/** Puts a key back at its old place in an insertion-ordered map (undo of a removal; rare, so O(n) is fine). */
+/** Puts a key at a place in an insertion-ordered map (undo of a removal, a requeue; rare, so O(n) is fine). */
 function reinsertAt<V>(map: Map<string, V>, index: number, key: string, value: V): void {
   const entries = [...map];
   entries.splice(index, 0, [key, value]);
   map.clear();
   for (const [k, v] of entries) map.set(k, v);
+}
+
+/** Puts a visitor in the queue behind everyone who arrived at or before `at`, ahead of those who came later. */
+function insertByArrival(queue: Map<string, number>, visitor: string, at: number): void {
+  const entries = [...queue];
+  const index = entries.findIndex(([, since]) => since > at);
+  if (index < 0) {
+    queue.set(visitor, at);
+    return;
+  }
+  reinsertAt(queue, index, visitor, at);
 }
 
 /** Applies one change; returns what puts the state back exactly as it was. */
@@ -319,6 +359,7 @@ export function apply(st: ShopState, c: Change): Undo {
         orphanedAt: 0,
       };
       if (c.g) session.group = c.g;
+      if (c.since !== undefined) session.arrivedAt = c.since;
       const prevAssigned = st.lastAssigned.get(c.agent);
       st.sessions.set(c.v, session);
       serving(st, c.agent).add(c.v);
@@ -431,7 +472,8 @@ export function apply(st: ShopState, c: Change): Undo {
       if (!s || st.queue.has(c.v)) return noop;
       st.sessions.delete(c.v);
       unserve(st, s.agent, c.v);
-      st.queue.set(c.v, c.at);
+      if (c.since === undefined) st.queue.set(c.v, c.at);
+      else insertByArrival(st.queue, c.v, c.since);
       setQueueGroup(st, c.v, s.group ?? '');
       const undoTranscript = editTranscript(st, c.v, s.startedAt, false, (t) => {
         t.queuedAt = c.at;

@@ -2,7 +2,7 @@
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
 import type { XmlElement } from '../xmpp/xml.js';
 import { botBudgetMs, botFailed } from './bot.js';
-import { BOT, type Session } from './state.js';
+import { BOT, arrivalOf, type Session } from './state.js';
 import { render } from '../domain/texts.js';
 import type { ShopContext, Changes } from './changes.js';
 import { rehome, closeSession } from './session.js';
@@ -13,6 +13,7 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
   const { agentReminderSec, idleCloseSec, offlineGraceSec } = cx.config.timers;
   const { now } = cx;
   const out: XmlElement[] = [];
+  const gone: Session[] = []; // their agent stayed offline past the grace period
   w.state.purgeSticky(now);
   w.state.purgeRatings(now);
   for (const s of [...w.state.sessions.values()]) {
@@ -22,7 +23,7 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
     }
     if (!cx.agentState(s.agent).keepsSessions || !cx.members.has(s.agent)) {
       if (!s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: now });
-      else if (now - s.orphanedAt >= offlineGraceSec * 1000) out.push(...rehome(cx, w, s));
+      else if (now - s.orphanedAt >= offlineGraceSec * 1000) gone.push(s);
       continue;
     }
     if (s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: 0 });
@@ -35,6 +36,10 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
       out.push(notice({ shop: cx.shop.jid, to: s.agent, realfrom: s.visitor, qchatid: QCHAT_TO_AGENT, now, text }));
     }
   }
+  // First come, first served: the earliest arrival gets a free agent first, and each requeued visitor's notice
+  // names a place no visitor requeued after it in this tick can take.
+  gone.sort((a, b) => arrivalOf(a) - arrivalOf(b) || (a.visitor < b.visitor ? -1 : 1));
+  for (const s of gone) out.push(...rehome(cx, w, s));
   out.push(...serveQueue(cx, w));
   return out;
 }

@@ -391,6 +391,44 @@ for (const backend of BACKENDS) {
     assert.is(out.filter((m) => m.attrs.to === a('v1') || m.attrs.to === a('v2')).length, 2, 'both visitors are told');
   });
 
+  lifecycle('a visitor requeued from an agent gone offline keeps its place by arrival, after a restart too', async () => {
+    const w = await world(backend);
+    await w.online('ann');
+    await w.visitorSays('v1', 'p1', 'where is my parcel'); // ann; bob is offline
+    await w.agentSays('ann', 'pa1', 'checking', 'v1');
+    w.advance(1000);
+    await w.visitorSays('v2', 'p2');
+    w.advance(1000);
+    await w.visitorSays('v3', 'p3');
+    w.takeSent();
+    await w.offline('ann');
+    await w.tick();
+    w.advance(61_000);
+    await w.tick();
+    const waiting = () => w.desk.view.queue(SHOP).map((e) => [e.visitor, e.enqueuedAt]);
+    const before = waiting();
+    assert.equal(
+      before.map(([visitor]) => visitor),
+      [a('v1'), a('v2'), a('v3')],
+      'v1 came first: it waits ahead of v2 and v3',
+    );
+    assert.equal(byTo(w.takeSent(), a('v1')).map(bodyText), ['客服暂时离线，已为您重新排队，您排在第 1 位。']);
+    await w.restart();
+    assert.equal(waiting(), before, 'the journal replays the same order');
+    await w.online('bob');
+    const out = w.takeSent();
+    assert.equal(w.session('v1')?.agent, a('bob'));
+    assert.equal(
+      byTo(out, a('bob')).map((m) => [bodyText(m), !!findChild(m, 'delay')]),
+      [
+        [`${a('v1')} 与上一位客服的对话如下。`, false],
+        ['where is my parcel', true],
+        ['checking', true],
+      ],
+      'the history under the previous-agent heading, not the bot one',
+    );
+  });
+
   lifecycle('an agent back within the grace period keeps its sessions', async () => {
     const w = await world(backend);
     await w.online('ann');
