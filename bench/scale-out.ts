@@ -1,7 +1,7 @@
 // Benchmark (not a test): two sidecars on one PostgreSQL against one. This process acts as the
 // shims: it keeps a FilterStream (Hello, agents' presence, InjectAck) to every sidecar, learns
 // from each one's WatchList which shops it owns, and sends each shop's stanzas to its owner only
-// (the newest claim wins, as consult_owners.erl does; with no owner it bounces the stanza itself,
+// (the higher lease epoch wins, then the newest claim, as consult_owners.erl does; with no owner it bounces the stanza itself,
 // as the shim's failure policy `reject` does). In one run it measures, --repeat times in turns:
 //   - throughput with one sidecar and with two (the same offered load: one window over all streams);
 //   - a clean stop (SIGTERM) and a SIGKILL of the second sidecar: time until the first lists its
@@ -78,12 +78,12 @@ interface Sent {
   action?: Action;
 }
 
-/** One shim stream to one sidecar and the shops it claims (shop → when it started claiming them). */
+/** One shim stream to one sidecar and the shops it claims (shop → lease epoch, and when it started claiming it at that epoch). */
 interface Conn {
   label: string;
   client: StanzaFilterClient;
   call: grpc.ClientDuplexStream<ShimMessage, SidecarMessage>;
-  claims: Map<string, number>;
+  claims: Map<string, [epoch: number, since: number]>;
   watched: boolean; // its first WatchList came
   up: boolean;
   pending: Map<string, (outcome: Outcome, action?: Action) => void>;
@@ -120,7 +120,14 @@ class Shim {
         else settle?.(NOT_OWNER.test(v.error?.text ?? '') ? 'not-owner' : 'refused', v.action);
       } else if (m.watch) {
         const tick = ++this.claimTick;
-        conn.claims = new Map(m.watch.owned.map((s) => [s, conn.claims.get(s) ?? tick]));
+        const epochs = m.watch.ownedEpochs.length === m.watch.owned.length ? m.watch.ownedEpochs.map(Number) : [];
+        conn.claims = new Map(
+          m.watch.owned.map((s, i): [string, [number, number]] => {
+            const epoch = epochs[i] ?? 0;
+            const had = conn.claims.get(s);
+            return [s, had && had[0] === epoch ? had : [epoch, tick]];
+          }),
+        );
         conn.watched = true;
         this.changed();
       } else if (m.inject && m.inject.id !== '0') conn.call.write({ injectAck: { id: m.inject.id } });
@@ -136,11 +143,12 @@ class Shim {
     return conn;
   }
 
-  /** The stream a shop's stanza goes to: the newest claim among the streams that are up. */
+  /** The stream a shop's stanza goes to: the highest (epoch, since) claim among the streams that are up. */
   owner(shop: string): Conn | undefined {
     let best: Conn | undefined;
+    const later = (a: [number, number], b: [number, number]) => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
     for (const c of this.conns.values())
-      if (c.up && c.claims.has(shop) && (!best || c.claims.get(shop)! > best.claims.get(shop)!)) best = c;
+      if (c.up && c.claims.has(shop) && (!best || later(c.claims.get(shop)!, best.claims.get(shop)!))) best = c;
     return best;
   }
 

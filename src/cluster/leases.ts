@@ -10,15 +10,24 @@
 //
 // Every journal write is fenced on its shops' lease rows (src/storage/sql-journal.ts), so a
 // sidecar that lost a lease (paused past expiry, cut off) can never write over the new owner.
+// Each lease also has an epoch that grows whenever it changes holder; the shims are told it
+// with the shops a sidecar owns, so a stale sidecar that wakes up still listing a shop loses
+// to the owner of the newer lease there too.
+//
+// A sidecar that has started but that the shims cannot reach yet (its port just opened, their
+// reconnect backoff not run out) is alive but not ready: it is no candidate owner for the
+// others, so a live standby keeps its shops until it is ready, and hands them back then.
 // Times come from the database's clock, so sidecars' clocks need not agree.
 import { createHash } from 'node:crypto';
 
 export interface Round {
   /** Shops this sidecar holds after the round (renewed or just taken). */
   held: Set<string>;
+  /** The lease epoch of each held shop (none for stores without leases). */
+  epochs: Map<string, number>;
   /** Held shops another live sidecar should own: finish them, then release() them. */
   handOver: string[];
-  /** The sidecars alive now (stable ids), this one included. */
+  /** The sidecars shops are spread over now (stable ids): those alive and ready, this one included once ready. */
   live: string[];
   /** Shops that belong here but another holder's lease has not run out or been released yet. */
   waiting: string[];
@@ -30,6 +39,8 @@ export interface ShopLeases {
   /** The stable id shops are spread by (the same across restarts: config sidecarId). */
   readonly sidecar: string;
   readonly ttlMs: number;
+  /** The shims can reach this sidecar: from the next round it is a candidate owner for the others. */
+  markReady(): void;
   /** One round: heartbeat, renew what is held, take what this sidecar should own, say what to hand over. */
   round(shops: readonly string[]): Promise<Round>;
   /** Gives shops up at once (their last write is durable): their preferred sidecar takes them without waiting. */
@@ -63,8 +74,19 @@ export interface LeaseRow {
 }
 
 /**
+ * The sidecars to spread shops over, from the heartbeats alive now: the ready ones, this one among
+ * them once it is ready. One not ready yet counts itself only while no ready sidecar is there to
+ * serve meanwhile (the first to start, or all of them starting together).
+ */
+export function candidates(me: string, heartbeats: readonly { sidecar: string; ready: boolean }[], meReady: boolean): string[] {
+  const ready = new Set(heartbeats.filter((h) => h.ready).map((h) => h.sidecar));
+  if (meReady || ready.size === 0) ready.add(me);
+  return [...ready].sort();
+}
+
+/**
  * What to take and what to hand over, from the leases as they are (pure). `me` is this sidecar's
- * stable id; `live` the ids alive now.
+ * stable id; `live` the candidate owners now (candidates()).
  */
 export function plan(
   me: { holder: string; sidecar: string },
@@ -98,8 +120,9 @@ export class SoleOwner implements ShopLeases {
     readonly holder: string,
     readonly sidecar: string,
   ) {}
+  markReady(): void {}
   async round(shops: readonly string[]): Promise<Round> {
-    return { held: new Set(shops), handOver: [], live: [this.sidecar], waiting: [] };
+    return { held: new Set(shops), epochs: new Map(), handOver: [], live: [this.sidecar], waiting: [] };
   }
   async release(): Promise<void> {}
   async releaseAll(): Promise<void> {}

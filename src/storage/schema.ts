@@ -82,6 +82,16 @@ const VERSIONS: Version[] = [
     what: `every table in the schema ${SCHEMA}, away from the tables of other programs (ejabberd's)`,
     sql: [],
   },
+  {
+    version: 5,
+    what: 'lease epochs (fencing tokens for the shims) and whether a sidecar can be reached',
+    sql: [
+      // Grows each time a shop's lease changes holder: the shims send a shop to the claim with the higher epoch.
+      `ALTER TABLE shop_lease ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0`,
+      // A sidecar that started but is not reachable by the shims yet is alive, not a candidate owner.
+      `ALTER TABLE sidecars ADD COLUMN IF NOT EXISTS ready boolean NOT NULL DEFAULT true`,
+    ],
+  },
 ];
 
 /**

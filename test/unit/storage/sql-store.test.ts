@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { restore } from '../../../src/desk/held-shops.js';
 import type { JournalStore } from '../../../src/desk/journal.js';
-import { plan, preferredOwner } from '../../../src/cluster/leases.js';
+import { candidates, plan, preferredOwner } from '../../../src/cluster/leases.js';
 import { MemoryJournal } from '../../../src/storage/memory-journal.js';
 import { LeaseLost, SqlJournal } from '../../../src/storage/sql-journal.js';
 import { MemoryStore } from '../../../src/storage/memory-store.js';
@@ -327,6 +327,46 @@ test('who should own a shop: rendezvous over live sidecars; take free ones, hand
   });
   // A restarted sidecar (same id, new holder) takes its shops once the old holder's lease expired.
   assert.equal(decisions({ holder: 'a#2', sidecar: 'a' }, [mine], [row(mine, 'a#1', -1)], live, 5000), { take: [mine], handOver: [] });
+});
+
+test('candidate owners: the ready sidecars; one not ready yet counts itself only while no ready one serves', () => {
+  const beats = [
+    { sidecar: 'b', ready: true },
+    { sidecar: 'c', ready: false },
+  ];
+  assert.equal(candidates('a', beats, true), ['a', 'b']);
+  assert.equal(candidates('a', beats, false), ['b'], 'not ready: the live standby keeps serving');
+  assert.equal(candidates('a', [{ sidecar: 'c', ready: false }], false), ['a'], 'nobody ready: the first to start serves');
+  assert.equal(candidates('a', [{ sidecar: 'a', ready: true }], false), ['a'], "its own predecessor's heartbeat counts for its id");
+});
+
+test('postgres leases: a sidecar not ready yet gets nothing handed over until it is; every take is a new epoch', async () => {
+  await pgDb.query(`TRUNCATE ${TABLES}`);
+  const shops = Array.from({ length: 10 }, (_, i) => `shop${i}@x`);
+  const one = await storesOn(pgDb, { holder: 'one#1', sidecar: 'one' }, { shared: true, leaseTtlMs: 60_000 });
+  const two = await storesOn(pgDb, { holder: 'two#1', sidecar: 'two', ready: false }, { shared: true, leaseTtlMs: 60_000 });
+  const first = await one.leases.round(shops);
+  assert.equal(first.held.size, 10);
+  assert.equal(new Set(first.epochs.values()), new Set([1]), 'first taken: epoch 1');
+  assert.equal((await two.leases.round(shops)).held.size, 0);
+  const before = await one.leases.round(shops);
+  assert.equal(before.handOver, [], 'a sidecar the shims cannot reach yet is no candidate owner');
+  assert.equal(before.live, ['one']);
+
+  two.leases.markReady();
+  await two.leases.round(shops);
+  const after = await one.leases.round(shops);
+  const theirs = shops.filter((s) => preferredOwner(s, ['one', 'two']) === 'two');
+  assert.equal(after.handOver.sort(), [...theirs].sort(), 'ready: its share is handed over');
+  assert.equal(after.live, ['one', 'two']);
+  await one.leases.release(theirs);
+  const taken = await two.leases.round(shops);
+  assert.equal([...taken.held].sort(), [...theirs].sort());
+  for (const shop of theirs) assert.is(taken.epochs.get(shop), 2, `${shop}: taken again, the next epoch`);
+  const renewed = await two.leases.round(shops);
+  assert.equal(renewed.epochs, taken.epochs, 'renewing keeps the epoch');
+  await one.leases.releaseAll();
+  await two.leases.releaseAll();
 });
 
 test('postgres leases: shops spread over two sidecars; handed over cleanly; taken after expiry; a stale writer is fenced', async () => {
