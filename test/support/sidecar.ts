@@ -41,6 +41,10 @@ export function startSidecar(configFile: string, port: number): SidecarProcess {
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A test process that dies (an uncaught error, uvu exiting early) must not leave its sidecars running.
+  const orphaned = () => child.kill('SIGKILL');
+  process.once('exit', orphaned);
+  void exited.then(() => process.off('exit', orphaned));
 
   return {
     port,
