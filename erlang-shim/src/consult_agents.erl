@@ -1,11 +1,16 @@
 %% What the sidecars hear of agents: their sessions and presence, as
 %% notifications to every connection (only agents: nobody else's sessions
-%% matter), and a report of those online when a sidecar (re)connects. Hooks
-%% registered by mod_consult; report_agents/2 is the connections' on_watch.
+%% matter), and a report of those online when a sidecar (re)connects or asks.
+%% Hooks registered by mod_consult; report_agents/2 is the connections' on_watch.
+%%
+%% Each node speaks only for the sessions it holds: the hooks run on the
+%% session's node, and the report leaves out sessions on other nodes (which
+%% ejabberd_sm lists cluster-wide), since a sidecar files what a stream
+%% reports under that stream's node and forgets it when that node goes.
 -module(consult_agents).
 
 -export([sm_register_connection_hook/3, sm_remove_connection_hook/3, set_presence_hook/4,
-         unset_presence_hook/4, report_agents/2]).
+         unset_presence_hook/4, report_agents/2, local_sessions/2]).
 
 -include("xmpp.hrl").
 
@@ -39,23 +44,30 @@ notify_agent(_, _) ->
     ok.
 
 %% After (re)connecting a sidecar knows nothing of who is online: report the
-%% sessions and presence of the agents it watches to it (and, later, of those
-%% its watch list adds).
+%% sessions and presence on this node of the agents it watches to it (and,
+%% later, of those its watch list adds; and all again when it asks).
 -spec report_agents(atom(), [binary()]) -> ok.
 report_agents(Conn, Agents) ->
     lists:foreach(fun(Bare) -> report_agent(Conn, Bare) end, Agents).
 
 report_agent(Conn, Bare) ->
     #jid{luser = U, lserver = S} = jid:decode(Bare),
+    Sessions = [{R, ejabberd_sm:get_session_pid(U, S, R)} || R <- ejabberd_sm:get_user_resources(U, S)],
     lists:foreach(
-      fun(R) ->
+      fun({R, Pid}) ->
               JID = jid:encode(jid:make(U, S, R)),
               consult_grpc:notify(Conn, #{kind => session_open, jid => JID}),
-              case catch ejabberd_c2s:get_presence(ejabberd_sm:get_session_pid(U, S, R)) of
+              case catch ejabberd_c2s:get_presence(Pid) of
                   #presence{type = available} = P -> consult_grpc:notify(Conn, (presence_set(P))#{jid => JID});
                   _ -> ok
               end
-      end, ejabberd_sm:get_user_resources(U, S)).
+      end, local_sessions(node(), Sessions)).
+
+%% The sessions whose process runs on Node; a resource whose session is gone
+%% by now (no pid) is left out too.
+-spec local_sessions(node(), [{binary(), pid() | none}]) -> [{binary(), pid()}].
+local_sessions(Node, Sessions) ->
+    [{R, Pid} || {R, Pid} <- Sessions, is_pid(Pid), node(Pid) =:= Node].
 
 show(undefined) -> <<>>;
 show(Show) -> atom_to_binary(Show, utf8).

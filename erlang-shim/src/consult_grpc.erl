@@ -13,11 +13,15 @@
 -module(consult_grpc).
 
 -export([start_link/1, filter/3, filter/4, notify/1, notify/2, watched/2, status/0, status/1,
+         statuses/0, owned/1, new_counters/0, refused/0,
          unary_filter/3, connections/0, set_connections/1, shim_version/0]).
 
 %% The name of the one connection when nobody said otherwise.
 -define(DEFAULT_NAME, ?MODULE).
 -define(CONNECTIONS, {?MODULE, connections}).
+%% counters: the stanzas that failed here, before any connection was asked.
+-define(REFUSED, {?MODULE, refused}).
+-define(REFUSED_REASONS, [unavailable, circuit_open, no_owner]).
 %% Sent in the Hello.
 -define(SHIM_VERSION, <<"0.2.0">>).
 %% How much longer than its own timeout a caller waits for the connection.
@@ -82,7 +86,7 @@ filter(Host, Target, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs)
     Deadline = erlang:system_time(millisecond) + TimeoutMs,
     case pick(Target) of
         {ok, Name} -> call(Name, {filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs);
-        Error -> Error
+        {error, Reason} = Error -> count_refused(Reason), Error
     end.
 
 %% Fire and forget, to every connection; dropped while disconnected, and
@@ -119,6 +123,43 @@ status(Name) ->
     try gen_server:call(Name, status)
     catch exit:_ -> #{running => false, name => Name}
     end.
+
+%% One map per connection in the configured order, however many there are.
+-spec statuses() -> [map()].
+statuses() ->
+    [status(Name) || Name <- connections()].
+
+%% The shops a connection's sidecar decides now, with their lease epochs.
+-spec owned(atom()) -> [{binary(), non_neg_integer()}].
+owned(Name) ->
+    consult_sidecar:owned(Name).
+
+%% Once per node, before the first stanza (mod_consult:start/2); kept across
+%% restarts of the module.
+-spec new_counters() -> ok.
+new_counters() ->
+    case persistent_term:get(?REFUSED, undefined) of
+        undefined -> persistent_term:put(?REFUSED, counters:new(length(?REFUSED_REASONS), [write_concurrency]));
+        _ -> ok
+    end.
+
+%% How many stanzas failed before any connection was asked, by reason: no
+%% connection up, every breaker open, no connected sidecar owning the shop.
+-spec refused() -> #{unavailable | circuit_open | no_owner => non_neg_integer()}.
+refused() ->
+    Ref = persistent_term:get(?REFUSED, undefined),
+    maps:from_list([{Reason, case Ref of undefined -> 0; _ -> counters:get(Ref, I) end}
+                    || {I, Reason} <- lists:enumerate(?REFUSED_REASONS)]).
+
+%% Callers are many c2s processes: a counters array, no message.
+count_refused(Reason) ->
+    case persistent_term:get(?REFUSED, undefined) of
+        undefined -> ok;
+        Ref -> counters:add(Ref, index(Reason, ?REFUSED_REASONS, 1), 1)
+    end.
+
+index(X, [X | _], I) -> I;
+index(X, [_ | T], I) -> index(X, T, I + 1).
 
 %% A unary Filter call on its own stream of a connection (debugging).
 -spec unary_filter(binary(), iodata(), pos_integer()) ->

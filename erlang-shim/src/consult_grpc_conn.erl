@@ -82,6 +82,13 @@
     notify_dropped = 0 :: non_neg_integer(),
     %% Rate limit of the drop warning: {next warning at (monotonic ms), drops not yet logged}.
     drop_log = {0, 0} :: {integer(), non_neg_integer()},
+    %% What became of the stanzas callers picked this connection for, since the
+    %% process started (ejabberdctl consult_status): kept here, where each of
+    %% these events is handled anyway, so counting costs callers nothing.
+    counts = #{forwarded => 0, verdicts => 0, timeouts => 0, failed => 0}
+        :: #{forwarded | verdicts | timeouts | failed => non_neg_integer()},
+    %% Why the last connection attempt failed or the last connection ended.
+    last_error = undefined :: term(),
     sidecar :: consult_sidecar:state()
 }).
 
@@ -135,13 +142,13 @@ init(Opts = #{host := Host, port := Port, hosts := Hosts, node := Node}) ->
 handle_call(status, _From, St) ->
     {reply, status_map(St), St};
 handle_call({filter, _, _, _, _}, _From, St = #st{conn = undefined}) ->
-    {reply, {error, unavailable}, St};
+    {reply, {error, unavailable}, count(failed, 1, St)};
 handle_call({filter, _, _, _, _}, _From, St = #st{pending = P}) when map_size(P) >= ?MAX_PENDING ->
-    {reply, {error, overloaded}, St};
+    {reply, {error, overloaded}, count(failed, 1, St)};
 handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{breaker = B}) ->
     case consult_breaker:gate(B, now_ms()) of
         open ->
-            {reply, {error, circuit_open}, St};
+            {reply, {error, circuit_open}, count(failed, 1, St)};
         Gate ->
             #st{seq = Seq0, pending = P, conn = C} = St,
             Seq = Seq0 + 1,
@@ -154,7 +161,7 @@ handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{breaker = 
                       probe -> set_breaker(consult_breaker:probing(Seq, B), St1);
                       closed -> St1
                   end,
-            {noreply, St2#st{conn = consult_grpc_http2:send(Msg, undefined, C)}}
+            {noreply, count(forwarded, 1, St2#st{conn = consult_grpc_http2:send(Msg, undefined, C)})}
     end;
 handle_call({unary, _, _, _}, _From, St = #st{conn = undefined}) ->
     {reply, {error, unavailable}, St};
@@ -210,7 +217,7 @@ handle_info({timeout, TRef, {filter_timeout, Seq}}, St = #st{pending = P}) ->
         {{From, TRef, _ConnRef}, P1} ->
             gen_server:reply(From, {error, timeout}),
             B = consult_breaker:failure(Seq, now_ms(), St#st.breaker),
-            {noreply, maybe_drained(set_breaker(B, St#st{pending = P1}))};
+            {noreply, maybe_drained(set_breaker(B, count(timeouts, 1, St#st{pending = P1})))};
         _ ->
             {noreply, St}
     end;
@@ -282,7 +289,7 @@ connect(St = #st{host = Host, port = Port, attempts = Attempts, transport = Tran
                 ?WARNING_MSG("consult_grpc: sidecar ~s:~b unavailable~s (~p)~ts, retrying",
                              [Host, Port, consult_transport:describe(Transport), Reason,
                               connect_hint(Reason)]),
-            schedule_reconnect(St#st{connect_now = false})
+            schedule_reconnect(St#st{connect_now = false, last_error = Reason})
     end.
 
 %% What to look at when the TLS handshake fails.
@@ -357,7 +364,8 @@ conn_down(C, Reason, St0) ->
                                   Acc
                           end, {[], St#st.pending}, St#st.pending),
     Lost = length(Failed) + Unary,
-    St1 = St#st{pending = Pending, breaker = consult_breaker:lost(Failed, St#st.breaker)},
+    St1 = count(failed, length(Failed),
+                St#st{pending = Pending, breaker = consult_breaker:lost(Failed, St#st.breaker)}),
     case consult_grpc_http2:role(C) of
         draining ->
             Lost > 0 andalso
@@ -371,7 +379,7 @@ conn_down(C, Reason, St0) ->
                       true -> St1#st{backoff = St1#st.backoff_min};  %% a new series
                       false -> St1  %% refused, or failed at once: keep backing off
                   end,
-            schedule_reconnect(St2)
+            schedule_reconnect(St2#st{last_error = Reason})
     end.
 
 log_down(Reason, Lost, #st{host = Host, port = Port, backoff = Backoff}) ->
@@ -483,7 +491,8 @@ sidecar_message(Msg, Role, Ref, St = #st{sidecar = S}) ->
                 {{From, TRef, _}, P1} ->
                     erlang:cancel_timer(TRef),
                     gen_server:reply(From, {ok, V}),
-                    set_breaker(consult_breaker:success(St#st.breaker), St#st{pending = P1, sidecar = S1});
+                    set_breaker(consult_breaker:success(St#st.breaker),
+                                count(verdicts, 1, St#st{pending = P1, sidecar = S1}));
                 error ->
                     St#st{sidecar = S1}  %% late: the caller already got {error, timeout}
             end;
@@ -544,6 +553,20 @@ status_map(St = #st{conn = Conn}) ->
                    pending => map_size(St#st.pending), reconnect_attempts => St#st.attempts,
                    draining => length(St#st.draining), notifications_dropped => St#st.notify_dropped,
                    keepalive => #{interval => St#st.keepalive_interval,
-                                  timeout => St#st.keepalive_timeout}}]).
+                                  timeout => St#st.keepalive_timeout},
+                   told => consult_sidecar:told(St#st.name),
+                   last_error => St#st.last_error, reconnect_in => reconnect_in(St)},
+                 St#st.counts]).
+
+%% ms until the next connection attempt, while one is scheduled.
+reconnect_in(#st{reconnect_timer = undefined}) -> undefined;
+reconnect_in(#st{reconnect_timer = TRef}) ->
+    case erlang:read_timer(TRef) of
+        false -> 0;  %% due: the attempt is next in the queue
+        Ms -> Ms
+    end.
+
+count(_Key, 0, St) -> St;
+count(Key, N, St = #st{counts = Counts}) -> St#st{counts = Counts#{Key := maps:get(Key, Counts) + N}}.
 
 now_ms() -> erlang:monotonic_time(millisecond).

@@ -14,7 +14,7 @@
 -module(consult_sidecar).
 
 -export([new/3, hello/3, cluster_event/2, inject_ack/1, message/4, connected/1, disconnected/1,
-         status/1, watched/3, claim/2, told/1]).
+         status/1, watched/3, claim/2, told/1, owned/1]).
 -export_type([state/0]).
 
 -include("logger.hrl").
@@ -132,6 +132,14 @@ claim(Tab, Shop) ->
 told(Tab) ->
     try ets:member(Tab, told)
     catch error:badarg -> false
+    end.
+
+%% The shops the connection's sidecar decides now and the lease epoch of each,
+%% sorted (for ejabberdctl consult_owned; stanzas use claim/2).
+-spec owned(atom()) -> [{binary(), non_neg_integer()}].
+owned(Tab) ->
+    try lists:sort([{Shop, Epoch} || [Shop, Epoch] <- ets:match(Tab, {{owned, '$1'}, {'$2', '_'}})])
+    catch error:badarg -> []
     end.
 
 %%% Watch lists and claims

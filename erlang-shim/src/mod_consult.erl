@@ -19,7 +19,8 @@
 %% Shipped with mod_consult, in load order.
 -define(HELPERS, [consult_hpack, consult_h2, consult_h2_machine, consult_pb, consult_owners,
                   consult_breaker, consult_transport, consult_sidecar, consult_grpc, consult_grpc_conn,
-                  consult_options, consult_stanza, consult_verdict, consult_agents, consult_inject_keys]).
+                  consult_options, consult_stanza, consult_verdict, consult_agents, consult_inject_keys,
+                  consult_status, consult_commands]).
 -define(GLOBAL_HOOK, {filter_packet, consult_verdict, filter_packet, 50}).
 -define(HOST_HOOKS, [{c2s_handle_recv, consult_stanza, c2s_handle_recv, 50},
                      {user_send_packet, consult_stanza, user_send_packet, 1},
@@ -43,8 +44,11 @@ start(Host, Opts) ->
         {[], []} ->
             consult_options:put_settings(Host, Opts),
             consult_verdict:new_failure_log(),
+            consult_grpc:new_counters(),
             load_helpers(),
             ok = start_connections(Opts),
+            %% ejabberdctl consult_status / consult_owned, once for the node.
+            gen_mod:is_loaded_elsewhere(Host, ?MODULE) orelse consult_commands:register_commands(),
             %% filter_packet is global: adding it again for another host is a no-op.
             {Hook, Mod, Fun, Seq} = ?GLOBAL_HOOK,
             ejabberd_hooks:add(Hook, global, Mod, Fun, Seq),
@@ -62,6 +66,7 @@ stop(Host) ->
     case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
         true -> ok;
         false ->
+            consult_commands:unregister_commands(),
             {Hook, Mod, Fun, Seq} = ?GLOBAL_HOOK,
             ejabberd_hooks:delete(Hook, global, Mod, Fun, Seq),
             stop_connections(),

@@ -31,7 +31,8 @@ sidecar_test_() ->
      [fun(File) -> {atom_to_list(element(2, erlang:fun_info(Case, name))), fun() -> watched_by_me(fun() -> Case(File) end) end} end
       || Case <- [fun watch_list_replaces_the_last/1, fun watch_file_survives_a_restart/1,
                   fun owned_shops_are_claimed/1, fun draining_claims_nothing/1,
-                  fun agents_reported_once_per_connection/1, fun verdicts_go_back/1,
+                  fun agents_reported_once_per_connection/1, fun report_presence_reports_all_again/1,
+                  fun verdicts_go_back/1,
                   fun inject_is_acked_once_routed/1, fun unknown_messages_ignored/1]]}.
 
 %% The callbacks tell the test process (setup runs in another).
@@ -122,6 +123,24 @@ agents_reported_once_per_connection(File) ->
     ?assertEqual({watch, ?TAB, [<<"a3">>]}, received()),
     _ = message(watch([], [<<"a2">>, <<"a3">>], [], <<>>), consult_sidecar:connected(S1)),
     ?assertEqual({watch, ?TAB, [<<"a2">>, <<"a3">>]}, received()).
+
+%% ReportPresence (SidecarMessage field 4, empty) reports every agent of the
+%% connection's watch list again; a draining connection's sidecar is not asked
+%% for, and before any watch list there is nobody to report.
+report_presence_reports_all_again(File) ->
+    ReportPresence = iolist_to_binary(field(4, <<>>)),
+    S0 = new(File),
+    ?assertEqual({ok, S0}, consult_sidecar:message(ReportPresence, current, make_ref(), S0)),
+    ?assertEqual(nothing, receive M0 -> M0 after 100 -> nothing end),
+    S = message(watch([], [<<"a1">>, <<"a2">>], [], <<>>), S0),
+    ?assertEqual({watch, ?TAB, [<<"a1">>, <<"a2">>]}, received()),
+    ?assertEqual({ok, S}, consult_sidecar:message(ReportPresence, current, make_ref(), S)),
+    ?assertEqual({watch, ?TAB, [<<"a1">>, <<"a2">>]}, received()),
+    ?assertEqual({ok, S}, consult_sidecar:message(ReportPresence, draining, make_ref(), S)),
+    ?assertEqual(nothing, receive M1 -> M1 after 100 -> nothing end),
+    %% The next watch list reports only what it adds, as before.
+    _ = message(watch([], [<<"a1">>, <<"a2">>, <<"a3">>], [], <<>>), S),
+    ?assertEqual({watch, ?TAB, [<<"a3">>]}, received()).
 
 verdicts_go_back(File) ->
     S = new(File),
