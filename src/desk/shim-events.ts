@@ -11,6 +11,8 @@ export interface ShimEventsDeps {
   presence: Presence;
   /** Assigns a shop's waiting visitors while agents have room. */
   drainQueue: (shopJid: string) => Promise<void>;
+  /** Asks `node`'s streams connected here to report their node's agents again (ShimLink.reportPresence). */
+  askPresence?: (node: string) => void;
 }
 
 export class ShimEvents {
@@ -30,9 +32,16 @@ export class ShimEvents {
     this.deps.presence.streamClosed(node);
   }
 
-  /** A node reported another one leaving (or joining) the cluster. */
+  /**
+   * A node reported another one leaving (or joining) the cluster. One that joins (a healed split, a restart) and is
+   * connected here is asked to report its agents again: presence dropped or gone stale while it was apart comes
+   * back without any client reconnecting. (One that is not connected reports everything when it says hello.)
+   */
   async clusterChanged(node: string, up: boolean): Promise<void> {
-    if (!up) await this.deps.presence.nodeDown(node);
+    const { presence } = this.deps;
+    if (!up) return presence.nodeDown(node);
+    presence.nodeUp(node);
+    if (presence.connected(node)) this.deps.askPresence?.(node);
   }
 
   async handleEvent(event: SessionEvent, node: string): Promise<void> {
@@ -47,7 +56,7 @@ export class ShimEvents {
       for (const shop of directory.shopsOf(agent)) await this.deps.drainQueue(shop.jid);
       await write;
     } else if (event.kind === Kind.PRESENCE_UNSET || event.kind === Kind.SESSION_CLOSE) {
-      await presence.remove(agent, resource);
+      await presence.remove(agent, resource, node);
     }
   }
 }

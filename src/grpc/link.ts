@@ -120,6 +120,17 @@ export class ShimLink {
     this.deliver(stanzas.map(serialize)).catch((e) => this.log.error('injected stanzas lost', { count: stanzas.length, err: e }));
   }
 
+  /** Asks every stream of `node` to report its node's agents again (ReportPresence); returns how many were asked. */
+  reportPresence(node: string): number {
+    let asked = 0;
+    for (const [s, n] of this.streams) {
+      if (n !== node) continue;
+      s.write({ reportPresence: {} } satisfies SidecarMessage);
+      asked++;
+    }
+    return asked;
+  }
+
   pushWatchList(watch: WatchList): void {
     for (const s of this.streams.keys()) s.write({ watch });
   }

@@ -1,46 +1,15 @@
 // Presence liveness: what a node reported lives as long as the node is connected, or comes back
-// within the grace period; a node the cluster reports gone takes its presence with it at once.
+// within the grace period; a node the cluster reports gone takes its presence with it at once,
+// or, while its stream is open here, when that stream closes. A node removes only what it reported.
 // The grace timers run on a hand-moved clock: every state is checked just before and just after.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryStore } from '../../../src/storage/memory-store.js';
-import { Presence, type Timers } from '../../../src/desk/presence.js';
+import { Presence } from '../../../src/desk/presence.js';
+import { HandTimers } from '../../support/hand-timers.js';
 
 const GRACE = 30_000;
 const res = (agent: string, node: string, resource = 'pc') => ({ agent, resource, node, show: '', priority: 0 });
-
-/** Timers that fire only when the test moves time. */
-class HandTimers implements Timers {
-  private now = 0;
-  private due: { at: number; fn: () => void }[] = [];
-
-  after(ms: number, fn: () => void): () => void {
-    const t = { at: this.now + ms, fn };
-    this.due.push(t);
-    return () => {
-      this.due = this.due.filter((x) => x !== t);
-    };
-  }
-
-  /** Timers set and not yet fired or cancelled. */
-  get pending(): number {
-    return this.due.length;
-  }
-
-  /** Fires, in order, every timer due within `ms`; then lets what they started (store writes in memory) finish. */
-  async advance(ms: number): Promise<void> {
-    const until = this.now + ms;
-    for (;;) {
-      const next = this.due.filter((t) => t.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (!next) break;
-      this.due = this.due.filter((t) => t !== next);
-      this.now = next.at;
-      next.fn();
-    }
-    this.now = until;
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 async function world(store = new MemoryStore()) {
   const gone: string[] = [];
@@ -148,6 +117,80 @@ test('close() stops every grace timer: nothing is dropped afterwards', async () 
   await timers.advance(GRACE * 2);
   assert.equal(gone, []);
   assert.ok(p.state('ann@x').online);
+});
+
+test("a resource that reconnected on another node: the old node's late close removes only what the old node reported", async () => {
+  const { p, store } = await world();
+  await p.streamOpened('n1');
+  await p.streamOpened('n2');
+  await p.set(res('ann@x', 'n1'));
+  await p.set(res('ann@x', 'n2')); // ann's pc reconnected on n2 before n1 told it closed
+  await p.remove('ann@x', 'pc', 'n1'); // n1's close, late
+  assert.equal(
+    p.resourcesOf('ann@x').map((r) => r.node),
+    ['n2'],
+  );
+  assert.equal(
+    (await store.resources()).map((r) => [r.agent, r.node]),
+    [['ann@x', 'n2']],
+    'the store keeps the one n2 holds',
+  );
+  await p.remove('ann@x', 'pc', 'n1'); // again: nothing of n1's is left to remove
+  assert.ok(p.state('ann@x').online);
+  // The other order: n1's close first, then n2's presence.
+  await p.set(res('bob@x', 'n1'));
+  await p.remove('bob@x', 'pc', 'n1');
+  await p.set(res('bob@x', 'n2'));
+  assert.equal(
+    p.resourcesOf('bob@x').map((r) => r.node),
+    ['n2'],
+  );
+  // n2's own close removes it.
+  await p.remove('ann@x', 'pc', 'n2');
+  assert.not.ok(p.state('ann@x').online);
+  assert.equal(await storedAgents(store), ['bob@x']);
+  p.close();
+});
+
+test('a node reported down while its stream is open here keeps its presence; when its stream closes it goes at once', async () => {
+  const { p, gone, timers } = await world();
+  await p.streamOpened('n1');
+  await p.streamOpened('n2');
+  await p.set(res('ann@x', 'n1'));
+  await p.set(res('bob@x', 'n2'));
+  await p.nodeDown('n1'); // n2 lost sight of n1 (a netsplit), but n1 still talks to us
+  assert.ok(p.state('ann@x').online, 'n1 still speaks for its own sessions');
+  assert.equal(gone, []);
+  p.streamClosed('n1'); // then n1's stream goes too (a crash)
+  await timers.advance(0);
+  assert.equal(gone, ['n1'], 'no grace period for a node the cluster reported gone');
+  assert.is(timers.pending, 0);
+  assert.not.ok(p.state('ann@x').online);
+  assert.ok(p.state('bob@x').online);
+  p.close();
+});
+
+test('a node reported back in the cluster is no longer taken for gone: its stream closing gets the grace period', async () => {
+  const { p, gone, timers } = await world();
+  await p.streamOpened('n1');
+  await p.set(res('ann@x', 'n1'));
+  await p.nodeDown('n1');
+  p.nodeUp('n1'); // the split healed
+  p.streamClosed('n1');
+  assert.is(timers.pending, 1, 'the grace period starts');
+  assert.ok(p.state('ann@x').online);
+  await timers.advance(GRACE);
+  assert.equal(gone, ['n1']);
+  // A node that says hello again is alive: the report of it gone no longer counts.
+  await p.streamOpened('n2');
+  await p.nodeDown('n2');
+  await p.streamOpened('n2'); // a second stream's hello
+  await p.set(res('bob@x', 'n2'));
+  p.streamClosed('n2');
+  p.streamClosed('n2');
+  assert.is(timers.pending, 1, 'its last stream closing gets the grace period');
+  assert.ok(p.state('bob@x').online);
+  p.close();
 });
 
 test.run();

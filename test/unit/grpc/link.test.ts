@@ -7,7 +7,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
 import { SessionEvent_Kind as Kind, StanzaFilterClient, type SidecarMessage } from '../../../src/gen/consult/v1/filter.js';
-import { ShimLink } from '../../../src/grpc/link.js';
 import { startGrpcServer, stanzaFilterHandlers } from '../../../src/grpc/server.js';
 import { silent } from '../../../src/domain/log.js';
 import { Backends, deskWorld } from '../../support/desk.js';
@@ -19,7 +18,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function setUp() {
   const config = parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [{ jid: `ann@${D}`, maxSessions: 5 }] }] });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
-  const link = new ShimLink(silent, { ackTimeoutMs: 60_000 });
+  const link = w.link; // the one the desk asks for presence reports
   const { server, port } = await startGrpcServer(stanzaFilterHandlers({ desk: w.desk, link, watch: w.watch, log: silent }), '127.0.0.1', 0);
   const clients: StanzaFilterClient[] = [];
   /** A shim of ejabberd node `node`: records Injects, acknowledges them when `acking`. */
@@ -84,7 +83,7 @@ test('an Inject not acknowledged when its stream dies is sent again on the other
   }
 });
 
-test('a node the cluster reports down gets no Injects while another can take them, and its presence goes', async () => {
+test('a node the cluster reports down gets no Injects while another can take them; its presence goes with its streams', async () => {
   const { w, link, shim, until, stop } = await setUp();
   try {
     const a = shim('n1@host', ['n1@host', 'n2@host']);
@@ -92,19 +91,29 @@ test('a node the cluster reports down gets no Injects while another can take the
     await until('both linked', () => link.connected === 2);
     a.call.write({ event: { kind: Kind.PRESENCE_SET, jid: `ann@${D}/pc`, show: '', priority: 0, status: '' } });
     await until('ann online', () => w.presence.state(`ann@${D}`).online);
-    // n2 saw n1 leave the cluster (n1's stream is still open: a frozen node, or a partition).
+    // n2 saw n1 leave the cluster, but n1's stream is still open here (a partition between the two): n1 still speaks
+    // for its own sessions, so ann stays; Injects avoid n1.
     b.call.write({ cluster: { node: 'n1@host', up: false } });
-    await until('ann offline', () => !w.presence.state(`ann@${D}`).online);
     for (let i = 0; i < 6; i++) await link.deliver([`<message id="m${i}" to="x@link.test"/>`]);
     assert.is(a.injects.length, 0, 'nothing to the node reported down');
     assert.is(b.injects.length, 6);
-    // Back in the cluster: it takes its share again. A presence sent after it on the same stream is applied after it.
+    assert.ok(w.presence.state(`ann@${D}`).online, "n1's stream is open: its presence is kept");
+    // Back in the cluster: it takes its share again, and is asked to report its agents again.
+    const asked: string[] = [];
+    a.call.on('data', (m: SidecarMessage) => m.reportPresence && asked.push('n1'));
+    b.call.on('data', (m: SidecarMessage) => m.reportPresence && asked.push('n2'));
     b.call.write({ cluster: { node: 'n1@host', up: true } });
-    b.call.write({ event: { kind: Kind.PRESENCE_SET, jid: `ann@${D}/phone`, show: '', priority: 0, status: '' } });
-    await until('the stream after the cluster change read', () => w.presence.state(`ann@${D}`).online);
+    await until('n1 asked to report again', () => asked.length > 0);
+    assert.equal(asked, ['n1'], 'only the node that came back is asked');
     for (let i = 0; i < 6; i++) await link.deliver([`<message id="n${i}" to="x@link.test"/>`]);
     assert.ok(a.injects.length > 0, 'round robin over both again');
     assert.equal([a.injects.length, b.injects.length], [3, 6 + 3], 'every other Inject to each');
+    // Reported down again, then its stream closes (a crash): its presence goes at once, no grace period.
+    b.call.write({ cluster: { node: 'n1@host', up: false } });
+    b.call.write({ event: { kind: Kind.PRESENCE_SET, jid: `bob@${D}/pc`, show: '', priority: 0, status: '' } });
+    await link.deliver(['<message id="sync" to="x@link.test"/>']); // the cluster event before it has been read
+    a.call.cancel();
+    await until('ann offline', () => !w.presence.state(`ann@${D}`).online);
   } finally {
     stop();
   }
