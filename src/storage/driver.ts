@@ -6,7 +6,9 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { silent, type Log } from '../domain/log.js';
 import { lockDir } from './dir-lock.js';
+import { keepListening, type KeptListener } from './pg-listener.js';
 import { checkFreeSpace, durableNodefs, failureText, freeBytes, initDir, isFatal, startParams, type SyncHook } from './pglite-disk.js';
 export type Row = Record<string, any>;
 
@@ -23,7 +25,9 @@ export interface Driver extends Queryable {
   transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
   /**
    * PostgreSQL only: calls `onNotify` on every NOTIFY on `channel`, over a connection of its own, until close().
-   * Best effort: if that connection fails, the calls stop (whoever relies on them also polls).
+   * That connection is kept up (pg-listener.ts): lost, it is opened again with backoff, and `onNotify` is called once
+   * after each reconnect, as a NOTIFY may have been missed meanwhile. Rejects if the first LISTEN fails (it is still
+   * tried again in the background); whoever relies on the calls also polls.
    */
   listen?(channel: string, onNotify: () => void): Promise<void>;
   close(): Promise<void>;
@@ -37,7 +41,10 @@ export interface Driver extends Queryable {
   freeBytes?(): number;
 }
 
-/** The database cannot be used any more; `message` says why in words (e.g. "disk full under <dir>: …"). */
+/**
+ * The database cannot be used; `message` says why in words (e.g. "disk full under <dir>: …"). The embedded store:
+ * any more (see `failed`). PostgreSQL: not now (no answer within the query timeout, the connection refused or lost).
+ */
 export class StoreFailed extends Error {
   constructor(message: string, cause: unknown) {
     super(message, { cause });
@@ -63,7 +70,8 @@ export function contextual(plain: Queryable, begin: <T>(fn: (q: Queryable) => Pr
         await q.query(`RELEASE SAVEPOINT ${sp}`);
         return result;
       } catch (err) {
-        await q.query(`ROLLBACK TO SAVEPOINT ${sp}`);
+        // A connection that failed answers no ROLLBACK: the outer transaction gives it up.
+        if (!(err instanceof StoreFailed)) await q.query(`ROLLBACK TO SAVEPOINT ${sp}`);
         throw err;
       }
     },
@@ -209,43 +217,100 @@ export async function pgliteDriver(dir?: string, opts: PgliteOptions = {}): Prom
   };
 }
 
-export async function pgDriver(url: string): Promise<Driver> {
+/** PostgreSQL's timeouts: well below the lease period (5 s), so that a round or a write fails before a lease ends. */
+export interface PgOptions {
+  /** Connecting, and waiting for a pooled connection, may take this long. */
+  connectTimeoutMs?: number;
+  /**
+   * A statement may take this long: the server cancels it then (statement_timeout), and the client gives up on it
+   * too, since a server that hangs (stopped, its host frozen) cancels nothing.
+   */
+  queryTimeoutMs?: number;
+  /** Where the announcement listener says that it lost its connection, and that it is back. */
+  log?: Log;
+}
+
+export const PG_TIMEOUT_DEFAULTS = { connectTimeoutMs: 2000, queryTimeoutMs: 2000 };
+
+/** How often the announcement listener's idle connection is checked with a query. */
+const LISTEN_PING_MS = 5000;
+
+export async function pgDriver(url: string, opts: PgOptions = {}): Promise<Driver> {
   const { default: pg } = await import('pg');
-  const pool = new pg.Pool({ ...withSearchPath(url), connectionTimeoutMillis: 10_000 });
+  const { connectTimeoutMs, queryTimeoutMs } = { ...PG_TIMEOUT_DEFAULTS, ...opts };
+  const settings = {
+    ...withSearchPath(url),
+    connectionTimeoutMillis: connectTimeoutMs,
+    query_timeout: queryTimeoutMs,
+    statement_timeout: queryTimeoutMs,
+    keepAlive: true, // a peer gone without a word (its host down, a cut link) is noticed in the end
+    keepAliveInitialDelayMillis: 10_000,
+  };
+  const failure = (e: unknown) => pgFailure(e, queryTimeoutMs) ?? e;
+  const pool = new pg.Pool(settings);
   pool.on('error', () => undefined); // an idle client lost its server: the pool drops it, the next query reports
   const begin = async <T>(fn: (q: Queryable) => Promise<T>): Promise<T> => {
-    const client = await pool.connect();
+    const client = await pool.connect().catch((e) => Promise.reject(failure(e)));
+    const q: Queryable = { query: async (sql, params) => (await client.query(sql, params).catch((e) => Promise.reject(failure(e)))).rows };
     try {
-      await client.query('BEGIN');
-      const result = await fn({ query: async (sql, params) => (await client.query(sql, params)).rows });
-      await client.query('COMMIT');
+      await q.query('BEGIN');
+      const result = await fn(q);
+      await q.query('COMMIT');
       client.release();
       return result;
     } catch (err) {
-      // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
-      await client.query('ROLLBACK').then(
-        () => client.release(),
-        (e: Error) => client.release(e),
-      );
+      // A client that timed out or lost its server is destroyed (its ROLLBACK would only wait as long again); one
+      // whose ROLLBACK fails is broken too: neither goes back to the pool.
+      if (err instanceof StoreFailed) client.release(err);
+      else
+        await q.query('ROLLBACK').then(
+          () => client.release(),
+          (e: Error) => client.release(e),
+        );
       throw err;
     }
   };
-  const listeners: InstanceType<typeof pg.Client>[] = [];
+  const listeners: KeptListener[] = [];
   return {
-    ...contextual({ query: async (sql, params) => (await pool.query(sql, params)).rows }, begin),
+    ...contextual({ query: async (sql, params) => (await pool.query(sql, params).catch((e) => Promise.reject(failure(e)))).rows }, begin),
     async listen(channel, onNotify) {
-      const client = new pg.Client({ ...withSearchPath(url), connectionTimeoutMillis: 10_000 });
-      client.on('error', () => void client.end().catch(() => undefined)); // lost: the callers' polling goes on
-      client.on('notification', () => onNotify());
-      await client.connect();
-      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
-      listeners.push(client);
+      const listener = keepListening({
+        channel,
+        onNotify,
+        newClient: () => new pg.Client(settings),
+        log: opts.log ?? silent,
+        pingMs: LISTEN_PING_MS,
+      });
+      listeners.push(listener);
+      await listener.ready;
     },
     close: async () => {
-      await Promise.all(listeners.map((c) => c.end().catch(() => undefined)));
+      await Promise.all(listeners.map((l) => l.close()));
       await pool.end();
     },
   };
+}
+
+/**
+ * A pg error that says the server is out of reach (no answer in time, the connection refused or lost, the server
+ * shutting down) as a StoreFailed; undefined for the others (an SQL error, a constraint).
+ */
+export function pgFailure(e: unknown, queryTimeoutMs: number): StoreFailed | undefined {
+  if (e instanceof StoreFailed) return e;
+  const err = (e ?? {}) as { message?: string; code?: string; syscall?: string; severity?: string };
+  const message = String(err.message ?? e);
+  if (err.severity !== undefined) {
+    // The server answered with an error: only these say that it cannot serve us now.
+    if (err.code === '57014' && /statement timeout/.test(message))
+      return new StoreFailed(`PostgreSQL cancelled a statement that ran past ${queryTimeoutMs} ms (postgres.queryTimeoutMs)`, e);
+    if (/^(08|57P)/.test(err.code ?? '')) return new StoreFailed(`cannot reach PostgreSQL: ${message}`, e);
+    return undefined;
+  }
+  if (message === 'Query read timeout')
+    return new StoreFailed(`PostgreSQL did not answer within ${queryTimeoutMs} ms (postgres.queryTimeoutMs)`, e);
+  if (err.syscall !== undefined || /timeout|Connection terminated|not queryable/i.test(message))
+    return new StoreFailed(`cannot reach PostgreSQL: ${message}`, e);
+  return undefined;
 }
 
 /**

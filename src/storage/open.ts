@@ -5,7 +5,7 @@ import { type ShopLeases, SoleOwner } from '../cluster/leases.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryJournal } from './memory-journal.js';
 import { MemoryArchive } from './memory-archive.js';
-import { pgliteDriver, pgDriver, type Driver, type StoreFailed } from './driver.js';
+import { pgliteDriver, pgDriver, type Driver, type PgOptions, type StoreFailed } from './driver.js';
 import { SqlStore } from './sql-store.js';
 import { SqlArchive } from './sql-archive.js';
 import { SqlJournal } from './sql-journal.js';
@@ -27,13 +27,16 @@ export interface Stores {
 export interface Identity {
   holder: string;
   sidecar: string;
+  /** false: the shims cannot reach this sidecar yet, so it is no candidate owner until leases.markReady(). */
+  ready?: boolean;
 }
 
 /**
  * `memory:` (all in this process), `pglite:memory` (embedded, not persisted), `pglite:<dir>` (embedded, persisted
  * in dir), or `postgres://…` / `postgresql://…` (a PostgreSQL server, via a pg Pool, shared by several sidecars).
  */
-export async function openStores(url: string, me: Identity, leaseTtlMs?: number): Promise<Stores> {
+export async function openStores(url: string, me: Identity, opts: { leaseTtlMs?: number; postgres?: PgOptions } = {}): Promise<Stores> {
+  const { leaseTtlMs } = opts;
   if (url === 'memory:')
     return {
       store: new MemoryStore(),
@@ -43,7 +46,7 @@ export async function openStores(url: string, me: Identity, leaseTtlMs?: number)
     };
   if (url === 'pglite:memory') return storesOn(await pgliteDriver(), me, { shared: false });
   if (url.startsWith('pglite:')) return storesOn(await pgliteDriver(url.slice('pglite:'.length)), me, { shared: false });
-  if (/^postgres(ql)?:\/\//.test(url)) return storesOn(await pgDriver(url), me, { shared: true, leaseTtlMs });
+  if (/^postgres(ql)?:\/\//.test(url)) return storesOn(await pgDriver(url, opts.postgres), me, { shared: true, leaseTtlMs });
   throw new Error(`unknown store url ${JSON.stringify(url)}: use memory:, pglite:memory, pglite:<dir> or postgres://…`);
 }
 
@@ -59,7 +62,7 @@ export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean
   return {
     store,
     journal: new SqlJournal(db, me.holder),
-    leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs),
+    leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs, { ready: me.ready }),
     archive,
     ...health,
   };

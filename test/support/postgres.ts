@@ -14,6 +14,12 @@ export interface Postgres {
   /** postgres://postgres@127.0.0.1:<port>/test */
   url: string;
   stop(): Promise<void>;
+  /** A fast shutdown and a start again on the same port and data: every connection is cut. */
+  restart(): Promise<void>;
+  /** SIGSTOP to the postmaster and every backend: the server hangs (connections stay open, nothing answers). */
+  freeze(): void;
+  /** SIGCONT to what freeze() stopped. */
+  thaw(): void;
 }
 
 /** Newest /usr/lib/postgresql/<n>/bin, or $PG_BIN. */
@@ -30,6 +36,23 @@ function binDir(): string {
   throw new Error('PostgreSQL server binaries not found (apt-get install -y postgresql, or set PG_BIN)');
 }
 
+/** The processes whose parent is `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The fields after the command name, which is in parentheses and may hold spaces: state, ppid, …
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return out;
+}
+
 export async function startPostgres(): Promise<Postgres> {
   const bin = binDir();
   const asRoot = process.getuid?.() === 0;
@@ -42,10 +65,22 @@ export async function startPostgres(): Promise<Postgres> {
   const port = await freePort();
 
   let stopped = false;
+  let frozen: number[] = [];
+  const thaw = () => {
+    for (const pid of frozen) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
+    }
+    frozen = [];
+  };
   const stopSync = () => {
     // Used on process exit too, so it must be synchronous. Immediate: nothing here needs a clean shutdown.
     if (stopped) return;
     stopped = true;
+    thaw(); // a stopped postmaster would not act on pg_ctl stop
     try {
       if (fs.existsSync(path.join(data, 'postmaster.pid')))
         execFileSync(...cmd('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w']), { stdio: 'ignore' });
@@ -89,5 +124,19 @@ export async function startPostgres(): Promise<Postgres> {
       stopSync();
       process.removeListener('exit', stopSync);
     },
+    async restart() {
+      await run(...cmd('pg_ctl', ['restart', '-w', '-t', '60', '-m', 'fast', '-D', data, '-l', path.join(dir, 'log')]));
+    },
+    freeze() {
+      const postmaster = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      // The postmaster first, so that it forks no new backend meanwhile.
+      process.kill(postmaster, 'SIGSTOP');
+      frozen.push(postmaster);
+      for (const pid of childrenOf(postmaster)) {
+        process.kill(pid, 'SIGSTOP');
+        frozen.push(pid);
+      }
+    },
+    thaw,
   };
 }
