@@ -16,10 +16,12 @@
 # Env (paths relative to the current directory):
 #   CONSULT_RUN_DIR     .run (in the checkout)   everything this instance writes: run.pid, sidecar.pid,
 #                                                logs, consult.json, admin-token, shim-token, pglite/, ejabberd/
-#   CONSULT_CONFIG      config/consult.example.json   sidecar config (shops, agents, admin token)
+#   CONSULT_CONFIG      config/consult.example.json   sidecar config, JSON or YAML (shops, agents, admin token)
 #   CONSULT_STORE       the config's store; a relative pglite: path becomes pglite:$CONSULT_RUN_DIR/pglite
-#   SIDECAR_PORT        50051   sidecar gRPC (the shim connects here)
-#   SIDECAR_ADMIN_PORT  the config's admin.port (8088 in the example)   admin HTTP API and /metrics
+#   CONSULT_ADMIN_TOKEN the config's admin.token, else one made on the first run   admin API token
+#   SIDECAR_PORT        $CONSULT_GRPC_PORT, else 50051   sidecar gRPC (the shim connects here)
+#   SIDECAR_ADMIN_PORT  $CONSULT_ADMIN_PORT, else the config's admin.port (8088 in the example)   admin HTTP API and /metrics
+#   CONSULT_ADMIN_HOST  the config's admin.host   where the admin API listens
 #   XMPP_PORT           5222    ejabberd c2s
 #   XMPP_DOMAIN         localhost
 #   EJABBERD_HTTP_PORT  a free port   ejabberd HTTP listener: /ws (XMPP over WebSocket) only
@@ -27,6 +29,10 @@
 #   WEB_PORT            8080    static server: demo shop page (widget), agent console (dist-web/)
 #   EJABBERD_DIST_PORT  a free port   Erlang distribution (ejabberdctl talks to the node over it; no epmd)
 #   EJABBERD_DIR        $CONSULT_RUN_DIR/ejabberd   ejabberd config, logs and Mnesia spool
+# These go into $CONSULT_RUN_DIR/consult.json, the one config the sidecar (started without them in its
+# environment), consultctl and the ejabberd set-up read; CONSULT_LOG_LEVEL and CONSULT_SIDECAR_ID reach the
+# sidecar as they are (docs/configuration.md). CONSULT_GRPC_HOST is not used:
+# the shim connects to 127.0.0.1.
 # All listeners are on 127.0.0.1. Data directories are kept between runs; the ejabberd
 # node name is stored in $EJABBERD_DIR/node-name and reused (Mnesia is bound to it).
 set -euo pipefail
@@ -51,7 +57,8 @@ ROOT=$PWD
 
 RUN_DIR=${CONSULT_RUN_DIR:-$ROOT/.run}
 CONFIG=${CONSULT_CONFIG:-$ROOT/config/consult.example.json}
-SIDECAR_PORT=${SIDECAR_PORT:-50051}
+SIDECAR_PORT=${SIDECAR_PORT:-${CONSULT_GRPC_PORT:-50051}}
+SIDECAR_ADMIN_PORT=${SIDECAR_ADMIN_PORT:-${CONSULT_ADMIN_PORT:-}}
 XMPP_PORT=${XMPP_PORT:-5222}
 XMPP_DOMAIN=${XMPP_DOMAIN:-localhost}
 EJABBERD_HTTP_PORT=${EJABBERD_HTTP_PORT:-}
@@ -139,12 +146,15 @@ else NODE_NAME="consult_$(node -e "console.log(require('node:crypto').randomByte
 #    a config with a token of its own keeps it, and the file then holds that one (for consultctl).
 EFFECTIVE=$RUN_DIR/consult.json
 ADMIN_TOKEN_FILE=$RUN_DIR/admin-token
-mapfile -t derived < <(node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" "$NODE_NAME" "$TOKEN_FILE" "$ADMIN_TOKEN_FILE" <<'EOF'
+mapfile -t derived < <(CONSULT_ADMIN_TOKEN=${CONSULT_ADMIN_TOKEN:-} CONSULT_ADMIN_HOST=${CONSULT_ADMIN_HOST:-} node - "$CONFIG" "$EFFECTIVE" "$SIDECAR_PORT" "${SIDECAR_ADMIN_PORT:-}" "${CONSULT_STORE:-}" "$RUN_DIR" "$NODE_NAME" "$TOKEN_FILE" "$ADMIN_TOKEN_FILE" <<'EOF'
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const [src, out, grpcPort, adminPort, store, runDir, node, tokenFile, adminTokenFile] = process.argv.slice(2);
-const cfg = JSON.parse(fs.readFileSync(src, 'utf8'));
+const text = fs.readFileSync(src, 'utf8');
+const cfg = /\.ya?ml$/i.test(src) ? require('yaml').parse(text) : JSON.parse(text);   // as the sidecar reads it
+if (process.env.CONSULT_ADMIN_TOKEN) cfg.admin = { ...cfg.admin, token: process.env.CONSULT_ADMIN_TOKEN };
+if (process.env.CONSULT_ADMIN_HOST) cfg.admin = { ...cfg.admin, host: process.env.CONSULT_ADMIN_HOST };
 const token = fs.readFileSync(tokenFile, 'utf8').trim();
 const writeSecret = (file, text) => {   // mode 600 from its creation
   fs.rmSync(file, { force: true });
@@ -163,7 +173,7 @@ if (cfg.admin?.token === 'change-me-admin-token') {
   cfg.admin = { ...cfg.admin, token: kept };
 } else if (typeof cfg.admin?.token === 'string') {
   writeSecret(adminTokenFile, cfg.admin.token);
-  adminToken = 'config';
+  adminToken = process.env.CONSULT_ADMIN_TOKEN ? 'env' : 'config';
 }
 const shims = (cfg.grpc?.shims ?? []).filter((s) => s.node !== node);
 cfg.grpc = { ...cfg.grpc, host: '127.0.0.1', port: Number(grpcPort), shims: [...shims, { node, token }] };
@@ -238,7 +248,9 @@ SLEEP_PID=""
 WEB_PID=""
 start_sidecar() {
   # Own session and process group (setsid), so Ctrl-C reaches run.sh only and we stop the whole group.
-  setsid node dist/main.js --config "$EFFECTIVE" >>"$SIDECAR_LOG" 2>&1 9>&- &
+  # The settings run.sh put into consult.json are not passed a second time (the sidecar would read them over it).
+  setsid env -u CONSULT_CONFIG -u CONSULT_STORE -u CONSULT_ADMIN_TOKEN -u CONSULT_GRPC_HOST -u CONSULT_GRPC_PORT \
+    -u CONSULT_ADMIN_HOST -u CONSULT_ADMIN_PORT node dist/main.js --config "$EFFECTIVE" >>"$SIDECAR_LOG" 2>&1 9>&- &
   SIDECAR_PID=$!
   SIDECAR_STARTED=$SECONDS
   echo "$SIDECAR_PID" >"$RUN_DIR/sidecar.pid"
@@ -298,6 +310,7 @@ case $ADMIN_TOKEN_FROM in
   made) say "admin API token: made a new one in $ADMIN_TOKEN_FILE (mode 600; consultctl reads it from there)" ;;
   kept) say "admin API token: in $ADMIN_TOKEN_FILE (mode 600; consultctl reads it from there)" ;;
   config) say "admin API token: the config's admin.token (copied to $ADMIN_TOKEN_FILE, mode 600, for consultctl)" ;;
+  env) say "admin API token: CONSULT_ADMIN_TOKEN (copied to $ADMIN_TOKEN_FILE, mode 600, for consultctl)" ;;
 esac
 ej_watched=0
 if ejabberd_alive; then ej_watched=1

@@ -1,8 +1,20 @@
-// Sidecar configuration: validated up front with errors that name the field (src/ops/config-file.ts reads the file).
-import { DEFAULT_NO_AGENT_TEXT, LANGUAGES, textProblem, type Texts } from './texts.js';
-import { OptionError, parseBot, parseGroups } from './shop-options.js';
-import { AGENT_STATUSES, DEFAULT_LIMITS, LIMIT_RANGES, STRATEGIES, type AgentStatus, type Limits, type Shop } from './shop.js';
-import { bareJid, isJid } from '../xmpp/jid.js';
+// Sidecar configuration: the config file's shape is checked by ConfigSchema (src/domain/config-schema.ts), with
+// errors that name the field; settings from the environment and the command line go through the same schema
+// (src/ops/config-file.ts reads the file). Here: the Config the sidecar uses, and what depends on other fields.
+import type { z } from 'zod';
+import {
+  ConfigSchema,
+  describeIssues,
+  EXAMPLE_ADMIN_TOKEN,
+  type LOG_LEVELS,
+  MIN_TOKEN_LENGTH,
+  type ParsedConfig,
+} from './config-schema.js';
+import { DEFAULT_NO_AGENT_TEXT, type Texts } from './texts.js';
+import type { AgentStatus, BotConfig, Group, Limits, Shop } from './shop.js';
+import { domainOf } from '../xmpp/jid.js';
+
+export { EXAMPLE_ADMIN_TOKEN, MIN_TOKEN_LENGTH };
 
 export interface AgentConfig {
   jid: string;
@@ -37,6 +49,8 @@ export interface Config {
    * so a sidecar that restarts under the same id gets the same shops back.
    */
   sidecarId?: string;
+  /** pino's level for the JSON log lines. */
+  logLevel: (typeof LOG_LEVELS)[number];
   /** Where the sidecar listens; `shims`: the credential of each ejabberd node allowed to connect. */
   grpc: {
     host: string;
@@ -46,7 +60,10 @@ export interface Config {
     /** Open FilterStreams one ejabberd node may hold at once; one more is refused with RESOURCE_EXHAUSTED. */
     maxStreamsPerNode: number;
   };
-  /** realfrom of server-made auto replies (the seed shows admin@<domain>). */
+  /**
+   * realfrom of server-made auto replies (the seed shows admin@<domain>): given, or admin@ the first shop's domain;
+   * '' when the config has neither (its shops are in the store): main.ts fills it in with withSystemJid().
+   */
   systemJid: string;
   /**
    * Larger stanzas are rejected with policy-violation instead of being parsed; a stanza the sidecar builds from
@@ -61,14 +78,27 @@ export interface Config {
   limits: Limits;
   /** memory:, pglite:<dir> or postgres://… */
   store: string;
+  /** A postgres:// store's timeouts, in ms: connecting (or waiting for a pooled connection), and any one statement. */
+  postgres: PostgresConfig;
   /**
    * Admin HTTP API and /metrics; the API only starts with a token (at least 16 characters, not the example's).
    * A client address that fails authentication maxAuthFailures times within authWindowSec gets 429 until the window ends.
    */
   admin: { host: string; port: number; token?: string; maxAuthFailures: number; authWindowSec: number };
+  /** Prometheus /metrics on a listener of its own, no token, whether or not the admin API runs (it serves /metrics too). */
+  metrics: { host: string; port: number };
   timers: Timers;
   archive: ArchiveConfig;
   shops: ShopConfig[];
+}
+
+/**
+ * Kept well below the lease period (5 s) by default: a lease round or a journal write against a server that hangs
+ * fails (and says so) before the leases it renews run out.
+ */
+export interface PostgresConfig {
+  connectTimeoutMs: number;
+  queryTimeoutMs: number;
 }
 
 /** grpc.tls: PEM file paths. With clientCa, shims must present a certificate it signed (mutual TLS). */
@@ -80,178 +110,121 @@ export interface TlsConfig {
 
 export class ConfigError extends Error {}
 
-/** The placeholder in config/consult.example.json: a sidecar refuses to start with it. */
-export const EXAMPLE_ADMIN_TOKEN = 'change-me-admin-token';
-/** The shortest admin token (and shim token) accepted. */
-export const MIN_TOKEN_LENGTH = 16;
-
-function adminToken(admin: Obj): string | undefined {
-  if (admin.token === undefined) return undefined;
-  const token = need(
-    typeof admin.token === 'string' && admin.token.length >= MIN_TOKEN_LENGTH,
-    admin.token as string,
-    'admin.token',
-    `a string of at least ${MIN_TOKEN_LENGTH} characters (e.g. the output of: openssl rand -hex 24)`,
-  );
-  if (token === EXAMPLE_ADMIN_TOKEN)
-    throw new ConfigError(
-      `config: admin.token is the example config's placeholder (${EXAMPLE_ADMIN_TOKEN}): set a secret of your own (e.g. the output of: openssl rand -hex 24)`,
-    );
-  return token;
+/** A setting given outside the config file: an environment variable or a command-line flag. */
+export interface Override {
+  /** Where it came from, as the admin wrote it: CONSULT_GRPC_PORT or --grpc-port. */
+  source: string;
+  path: readonly string[];
+  value: string;
 }
 
-type Obj = Record<string, unknown>;
+/** The settings the environment and the command line may give, over the config file's (flags over variables). */
+export const OUTSIDE_SETTINGS: readonly { env: string; flag?: string; path: readonly string[]; number?: true }[] = [
+  { env: 'CONSULT_STORE', flag: 'store', path: ['store'] },
+  { env: 'CONSULT_ADMIN_TOKEN', path: ['admin', 'token'] }, // no flag: a secret on a command line is visible to every local user
+  { env: 'CONSULT_GRPC_HOST', flag: 'grpc-host', path: ['grpc', 'host'] },
+  { env: 'CONSULT_GRPC_PORT', flag: 'grpc-port', path: ['grpc', 'port'], number: true },
+  { env: 'CONSULT_ADMIN_HOST', flag: 'admin-host', path: ['admin', 'host'] },
+  { env: 'CONSULT_ADMIN_PORT', flag: 'admin-port', path: ['admin', 'port'], number: true },
+  { env: 'CONSULT_LOG_LEVEL', flag: 'log-level', path: ['logLevel'] },
+  { env: 'CONSULT_SIDECAR_ID', flag: 'sidecar-id', path: ['sidecarId'] },
+];
 
-function need<T>(ok: boolean, value: T, where: string, what: string): T {
-  if (!ok) throw new ConfigError(`config: ${where} must be ${what}`);
-  return value;
-}
-const str = (o: Obj, k: string, where: string, dflt?: string): string => {
-  const v = o[k] ?? dflt;
-  return need(typeof v === 'string' && v.length > 0, v as string, `${where}.${k}`, 'a non-empty string');
-};
-const int = (o: Obj, k: string, where: string, dflt: number, min: number, max: number): number => {
-  const v = o[k] ?? dflt;
-  return need(
-    Number.isInteger(v) && (v as number) >= min && (v as number) <= max,
-    v as number,
-    `${where}.${k}`,
-    `an integer in ${min}..${max}`,
-  );
-};
-const bool = (o: Obj, k: string, where: string, dflt: boolean): boolean => {
-  const v = o[k] ?? dflt;
-  return need(typeof v === 'boolean', v as boolean, `${where}.${k}`, 'true or false');
-};
-const oneOf = <T extends string>(o: Obj, k: string, where: string, values: readonly T[], dflt: T): T => {
-  const v = o[k] ?? dflt;
-  return need(values.includes(v as T), v as T, `${where}.${k}`, `one of ${values.join(', ')}`);
-};
-const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
-  const v = str(o, k, where, dflt);
-  return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
-};
-
-function textsOf(raw: unknown, where: string): Partial<Texts> {
-  const o = need(typeof (raw ?? {}) === 'object' && raw !== null && !Array.isArray(raw), (raw ?? {}) as Obj, where, 'an object');
-  for (const [k, v] of Object.entries(o)) {
-    const problem = textProblem(k, v);
-    if (problem) throw new ConfigError(`config: ${where}.${k} ${problem}`);
+/** The overrides the environment and the flags give, flags last (they win); an empty variable counts as unset. */
+export function outsideOverrides(env: Record<string, string | undefined>, flags: Record<string, unknown> = {}): Override[] {
+  const out: Override[] = [];
+  for (const s of OUTSIDE_SETTINGS) {
+    const fromEnv = env[s.env];
+    if (fromEnv !== undefined && fromEnv !== '') out.push({ source: s.env, path: s.path, value: fromEnv });
   }
-  return o as Partial<Texts>;
-}
-
-function limitsOf(raw: unknown, where: string, dflt: Limits): Limits {
-  const o = need(typeof (raw ?? {}) === 'object' && raw !== null, (raw ?? {}) as Obj, where, 'an object');
-  for (const k of Object.keys(o)) need(k in LIMIT_RANGES, 0, `${where}.${k}`, `one of ${Object.keys(LIMIT_RANGES).join(', ')}`);
-  const out = { ...dflt };
-  for (const [k, [min, max]] of Object.entries(LIMIT_RANGES)) out[k as keyof Limits] = int(o, k, where, dflt[k as keyof Limits], min, max);
+  for (const s of OUTSIDE_SETTINGS) {
+    const fromFlag = s.flag === undefined ? undefined : flags[s.flag];
+    if (typeof fromFlag === 'string') out.push({ source: `--${s.flag}`, path: s.path, value: fromFlag });
+  }
   return out;
 }
 
-function optionsOf<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (e) {
-    if (e instanceof OptionError) throw new ConfigError(`config: ${e.message}`);
-    throw e;
+/** raw with the overrides put in (a copy); numbers given as decimal digits become numbers, anything else stays text. */
+function withOverrides(raw: unknown, overrides: readonly Override[]): unknown {
+  if (overrides.length === 0 || typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const out = structuredClone(raw) as Record<string, unknown>;
+  for (const o of overrides) {
+    const numeric = OUTSIDE_SETTINGS.find((s) => s.path.join('.') === o.path.join('.'))?.number;
+    let at = out;
+    for (const key of o.path.slice(0, -1)) {
+      const next = at[key];
+      at = at[key] = typeof next === 'object' && next !== null && !Array.isArray(next) ? { ...(next as object) } : {};
+    }
+    at[o.path.at(-1)!] = numeric && /^\d+$/.test(o.value.trim()) ? Number(o.value) : o.value;
   }
+  return out;
 }
 
-function tlsOf(raw: unknown): TlsConfig {
-  const o = need(typeof raw === 'object' && raw !== null && !Array.isArray(raw), raw as Obj, 'grpc.tls', 'an object');
-  for (const k of Object.keys(o)) need(['cert', 'key', 'clientCa'].includes(k), 0, `grpc.tls.${k}`, 'one of cert, key, clientCa');
-  const tls: TlsConfig = { cert: str(o, 'cert', 'grpc.tls'), key: str(o, 'key', 'grpc.tls') };
-  if (o.clientCa !== undefined) tls.clientCa = str(o, 'clientCa', 'grpc.tls');
-  return tls;
+/**
+ * The checked config: raw is what the file holds (after JSON or YAML), overrides what the environment and the flags
+ * give (the last one for a path wins). A problem is a ConfigError naming where it came from: "config: timers.tickSec
+ * must be an integer in 1..3600", "CONSULT_GRPC_PORT: grpc.port must be …", "--grpc-port: grpc.port must be …".
+ */
+export function parseConfig(raw: unknown, overrides: readonly Override[] = []): Config {
+  const parsed = ConfigSchema.safeParse(withOverrides(raw, overrides));
+  if (!parsed.success) throw new ConfigError(problems(parsed.error, overrides));
+  return resolve(parsed.data);
 }
 
-export function parseConfig(raw: unknown): Config {
-  const root = need(typeof raw === 'object' && raw !== null, raw as Obj, 'the top level', 'an object');
-  const limits = limitsOf(root.limits, 'limits', DEFAULT_LIMITS);
-  const grpc = (root.grpc ?? {}) as Obj;
-  const shopsRaw = need(Array.isArray(root.shops) && root.shops.length > 0, root.shops as Obj[], 'shops', 'a non-empty array');
-  const shops = shopsRaw.map((s, i): ShopConfig => {
-    const where = `shops[${i}]`;
-    const agentsRaw = need(Array.isArray(s.agents), s.agents as Obj[], `${where}.agents`, 'an array');
-    const name = str(s, 'name', where);
-    const language = oneOf(s, 'language', where, LANGUAGES, 'zh');
-    const agents = agentsRaw.map((a, j) => ({
-      jid: jid(a, 'jid', `${where}.agents[${j}]`),
-      maxSessions: int(a, 'maxSessions', `${where}.agents[${j}]`, 5, 1, 1000),
-      status: oneOf(a, 'status', `${where}.agents[${j}]`, AGENT_STATUSES, 'standard'),
-    }));
-    return {
-      jid: jid(s, 'jid', where),
-      name,
-      welcome: str(s, 'welcome', where, name),
-      noAgentText: str(s, 'noAgentText', where, DEFAULT_NO_AGENT_TEXT[language]),
-      strategy: oneOf(s, 'strategy', where, STRATEGIES, 'least-busy'),
-      queueEnabled: bool(s, 'queueEnabled', where, true),
-      limits: limitsOf(s.limits, `${where}.limits`, limits),
-      language,
-      texts: textsOf(s.texts, `${where}.texts`),
-      agents,
-      ...optionsOf(() => ({
-        groups: parseGroups(s.groups, `${where}.groups`, new Set(agents.map((a) => a.jid))),
-        bot: parseBot(s.bot, `${where}.bot`),
-      })),
-    };
+const SHOWN = 5;
+function problems(error: z.ZodError, overrides: readonly Override[]): string {
+  const lines = describeIssues(error, ConfigSchema).map(({ path, line }) => {
+    const from = [...overrides].reverse().find((o) => o.path.join('.') === path);
+    return `${from ? from.source : 'config'}: ${line}`;
   });
-  const seen = new Set<string>();
-  for (const s of shops) {
-    need(!seen.has(s.jid), 0, `shop ${s.jid}`, 'listed once');
-    seen.add(s.jid);
-  }
-  const allAgents = new Set(shops.flatMap((s) => s.agents.map((a) => a.jid)));
-  for (const s of shops) need(!allAgents.has(s.jid), 0, `shop ${s.jid}`, 'a JID that is not also an agent');
-  const firstDomain = shops[0].jid.split('@')[1];
-  const t = (root.timers ?? {}) as Obj;
-  const admin = need(typeof (root.admin ?? {}) === 'object' && root.admin !== null, (root.admin ?? {}) as Obj, 'admin', 'an object');
-  const DAY = 86400;
-  const ar = (root.archive ?? {}) as Obj;
+  const more = lines.length > SHOWN ? `; and ${lines.length - SHOWN} more` : '';
+  return lines.slice(0, SHOWN).join('; ') + more;
+}
+
+function resolve(c: ParsedConfig): Config {
+  const shops = c.shops.map(
+    (s): ShopConfig => ({
+      jid: s.jid,
+      name: s.name,
+      welcome: s.welcome ?? s.name,
+      noAgentText: s.noAgentText ?? DEFAULT_NO_AGENT_TEXT[s.language],
+      strategy: s.strategy as Shop['strategy'],
+      queueEnabled: s.queueEnabled,
+      limits: { ...c.limits, ...definedOnly(s.limits) },
+      language: s.language,
+      texts: s.texts as Partial<Texts>,
+      agents: s.agents.map((a) => ({ jid: a.jid, maxSessions: a.maxSessions, status: a.status as AgentStatus })),
+      groups: s.groups as Group[],
+      bot: s.bot as BotConfig,
+      ...definedOnly({ answerTimeoutSec: s.answerTimeoutSec, maxMissedChats: s.maxMissedChats }),
+      ...definedOnly({ hours: s.hours as Shop['hours'], queueMaxWaitSec: s.queueMaxWaitSec }),
+    }),
+  );
+  const { host, port, shims, tls, maxStreamsPerNode } = c.grpc;
   return {
-    sidecarId: root.sidecarId === undefined ? undefined : str(root, 'sidecarId', 'config'),
-    grpc: {
-      host: str(grpc, 'host', 'grpc', '127.0.0.1'),
-      port: int(grpc, 'port', 'grpc', 50051, 0, 65535),
-      shims: need(Array.isArray(grpc.shims ?? []), (grpc.shims ?? []) as Obj[], 'grpc.shims', 'an array').map((c, i) => ({
-        node: str(c, 'node', `grpc.shims[${i}]`),
-        token: need(
-          typeof c.token === 'string' && c.token.length >= MIN_TOKEN_LENGTH,
-          c.token as string,
-          `grpc.shims[${i}].token`,
-          `a string of at least ${MIN_TOKEN_LENGTH} characters`,
-        ),
-      })),
-      ...(grpc.tls === undefined ? {} : { tls: tlsOf(grpc.tls) }),
-      maxStreamsPerNode: int(grpc, 'maxStreamsPerNode', 'grpc', 4, 1, 1000),
-    },
-    systemJid: jid(root, 'systemJid', 'config', `admin@${firstDomain}`),
-    maxStanzaBytes: int(root, 'maxStanzaBytes', 'config', 262144, 1024, 16 * 1024 * 1024),
-    maxBotAnswerBytes: int(root, 'maxBotAnswerBytes', 'config', 65536, 1024, 16 * 1024 * 1024),
-    maxPendingDecisions: int(root, 'maxPendingDecisions', 'config', 20_000, 1, 10_000_000),
-    limits,
-    store: str(root, 'store', 'config', 'memory:'),
-    admin: {
-      host: str(admin, 'host', 'admin', '127.0.0.1'),
-      port: int(admin, 'port', 'admin', 8088, 0, 65535),
-      token: adminToken(admin),
-      maxAuthFailures: int(admin, 'maxAuthFailures', 'admin', 10, 1, 100_000),
-      authWindowSec: int(admin, 'authWindowSec', 'admin', 60, 1, DAY),
-    },
-    timers: {
-      agentReminderSec: int(t, 'agentReminderSec', 'timers', 120, 1, DAY),
-      idleCloseSec: int(t, 'idleCloseSec', 'timers', 1800, 1, 30 * DAY),
-      offlineGraceSec: int(t, 'offlineGraceSec', 'timers', 60, 0, DAY),
-      nodeGraceSec: int(t, 'nodeGraceSec', 'timers', 30, 0, DAY),
-      stickyTtlSec: int(t, 'stickyTtlSec', 'timers', DAY, 0, 365 * DAY),
-      tickSec: int(t, 'tickSec', 'timers', 5, 1, 3600),
-    },
-    archive: {
-      retentionDays: int(ar, 'retentionDays', 'archive', 180, 1, 36500),
-      ratingWindowSec: int(ar, 'ratingWindowSec', 'archive', 600, 0, DAY),
-    },
+    sidecarId: c.sidecarId,
+    logLevel: c.logLevel,
+    grpc: { host, port, shims, ...(tls ? { tls } : {}), maxStreamsPerNode },
+    systemJid: c.systemJid ?? (shops[0] ? `admin@${domainOf(shops[0].jid)}` : ''),
+    maxStanzaBytes: c.maxStanzaBytes,
+    maxBotAnswerBytes: c.maxBotAnswerBytes,
+    maxPendingDecisions: c.maxPendingDecisions,
+    limits: c.limits,
+    store: c.store,
+    postgres: c.postgres,
+    admin: c.admin,
+    metrics: c.metrics,
+    timers: c.timers,
+    archive: c.archive,
     shops,
   };
+}
+
+const definedOnly = <T extends object>(o: T): Partial<T> =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+/** The config with its systemJid: admin@ the first of the store's shops when the config could not say (no shops). */
+export function withSystemJid(config: Config, storeShops: readonly string[]): Config {
+  if (config.systemJid) return config;
+  return { ...config, systemJid: `admin@${storeShops[0] ? domainOf(storeShops[0]) : 'localhost'}` };
 }

@@ -167,6 +167,26 @@ test('--help: node dist/main.js, node dist/cli.js and the executable bins exit 0
   assert.match(bad.stderr, /usage: consult-router/);
 });
 
+test('--version: both bins print package.json’s version, also when linked onto PATH as the install does', () => {
+  const { version, bin } = JSON.parse(fs.readFileSync(path.join(prod, 'package.json'), 'utf8'));
+  // docs/operations.md, "Install as a service": a symlink per bin in a directory on PATH.
+  const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'consult-bin-'));
+  try {
+    for (const [name, file] of Object.entries(bin as Record<string, string>))
+      fs.symlinkSync(path.join(prod, file), path.join(binDir, name));
+    for (const name of Object.keys(bin)) {
+      const r = spawnSync(name, ['--version'], {
+        cwd: os.tmpdir(),
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${binDir}${path.delimiter}${process.env.PATH}` },
+      });
+      assert.equal([r.status, r.stdout], [0, `${version}\n`], `${name} --version: ${r.error ?? r.stderr}`);
+    }
+  } finally {
+    fs.rmSync(binDir, { recursive: true, force: true });
+  }
+});
+
 test('node dist/main.js (memory:) from the production install: listening, grpc.health SERVING, Filter relays, SIGTERM exits 0', async () => {
   const grpcPort = await freePort();
   const config = writeConfig({

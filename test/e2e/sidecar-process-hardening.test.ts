@@ -83,7 +83,7 @@ test('the example config (its placeholder admin token) and a short token stop th
     const config = writeConfig({ ...example, store: 'memory:', admin: { ...example.admin, port: await freePort(), token } });
     const s = spawnSidecarOutput(config, await freePort());
     const exit = await exitWithin(s, 15_000);
-    assert.is(exit.code, 1, `${what}: refused to start\n${s.all()}`);
+    assert.is(exit.code, 2, `${what}: refused to start (2: a setting to fix, not a failure to retry)\n${s.all()}`);
     assert.match(s.all(), message);
     assert.not.match(s.all(), /sidecar listening/);
   }

@@ -84,9 +84,16 @@ export interface SidecarOutput {
 
 /** The real sidecar (src/main.ts) with its output kept as text, for tests that read its log by offset or as JSON lines. */
 export function spawnSidecarOutput(config: string, port: number): SidecarOutput {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', config, '--grpc-port', String(port)], {
+  return spawnSidecarArgs(['--config', config, '--grpc-port', String(port)]);
+}
+
+/** spawnSidecarOutput with the command line and environment a test chooses (CONSULT_* variables stay out unless given). */
+export function spawnSidecarArgs(args: string[], env: Record<string, string> = {}): SidecarOutput {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONSULT_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...inherited, ...env },
   });
   let stdout = '';
   let stderr = '';

@@ -17,9 +17,10 @@ export interface SidecarProcess {
   signal(signal: NodeJS.Signals): void;
 }
 
+/** A config file; its metrics listener on a free port unless it says otherwise (tests run many sidecars at once). */
 export function writeConfig(config: unknown): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'consult-config-')), 'consult.json');
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  fs.writeFileSync(file, JSON.stringify({ metrics: { port: 0 }, ...(config as object) }, null, 2));
   return file;
 }
 

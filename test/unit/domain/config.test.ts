@@ -38,7 +38,7 @@ test('limits: defaults, top-level defaults per shop, per-shop override, ranges',
   );
   assert.is(c.maxPendingDecisions, 20_000);
   fails(shop({ limits: { queueMax: 0 } }), /shops\[0\]\.limits\.queueMax must be an integer in 1\.\.1000000/);
-  fails(shop({ limits: { queueLength: 5 } }), /shops\[0\]\.limits\.queueLength must be one of queueMax/);
+  fails(shop({ limits: { queueLength: 5 } }), /shops\[0\]\.limits\.queueLength is not a known key; use one of queueMax/);
 });
 
 test('groups, bot and archive: defaults, and errors that name the field', () => {
@@ -128,7 +128,7 @@ test('admin.token: refused when it is the example placeholder or shorter than 16
 test('bounds: bot answers, streams per node', () => {
   const c = parseConfig(shop());
   assert.equal([c.maxBotAnswerBytes, c.grpc.maxStreamsPerNode], [65536, 4]);
-  fails({ ...shop(), maxBotAnswerBytes: 10 }, /config\.maxBotAnswerBytes must be an integer in 1024\.\.16777216/);
+  fails({ ...shop(), maxBotAnswerBytes: 10 }, /config: maxBotAnswerBytes must be an integer in 1024\.\.16777216/);
   fails({ ...shop(), grpc: { maxStreamsPerNode: 0 } }, /grpc\.maxStreamsPerNode must be an integer in 1\.\.1000/);
 });
 
