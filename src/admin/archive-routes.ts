@@ -1,43 +1,21 @@
-// Admin routes over the archive: search (JSON or CSV export), one session, satisfaction stats.
-import type { ArchiveRecord } from '../domain/archive.js';
-import type { ArchiveQuery } from '../domain/archive.js';
+// Admin routes over the archive: search (JSON or CSV export) a page at a time, one session, satisfaction stats.
+import type { ArchivePosition, ArchiveRecord } from '../domain/archive.js';
 import type { ArchiveStore } from '../desk/ports.js';
-import { bareJid, isJid } from '../xmpp/jid.js';
-import { type Handler, HttpError } from './routes.js';
-import { Raw } from './routes.js';
+import { badField } from './problem.js';
+import { Raw, type Route, WithHeaders, route } from './routes.js';
+import { ArchiveIdParams, ArchivePage, ArchiveQuery, ArchiveRecordView, StatsQuery, StatsView } from './schemas.js';
+import { HttpError } from './problem.js';
 
-const MAX_LIMIT = 10_000;
-
-function jidOpt(q: URLSearchParams, k: string): string | undefined {
-  const v = q.get(k);
-  if (v === null) return undefined;
-  if (!isJid(v) || !v.includes('@') || v.includes('/')) throw new HttpError(400, `${k} must be a bare JID (user@domain)`);
-  return bareJid(v);
-}
-
-/** ms since the epoch, or an ISO 8601 date. */
-function timeOpt(q: URLSearchParams, k: string): number | undefined {
-  const v = q.get(k);
-  if (v === null) return undefined;
-  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(t)) throw new HttpError(400, `${k} must be ms since the epoch or an ISO 8601 date`);
-  return t;
-}
-
-function queryOf(q: URLSearchParams, requireShop: (jid: string) => unknown): ArchiveQuery {
-  const shop = jidOpt(q, 'shop');
-  if (shop) requireShop(shop);
-  const limit = q.get('limit');
-  if (limit !== null && !(/^\d+$/.test(limit) && Number(limit) >= 1 && Number(limit) <= MAX_LIMIT))
-    throw new HttpError(400, `limit must be an integer in 1..${MAX_LIMIT}`);
-  return {
-    shop,
-    visitor: jidOpt(q, 'visitor'),
-    agent: jidOpt(q, 'agent'),
-    from: timeOpt(q, 'from'),
-    to: timeOpt(q, 'to'),
-    limit: limit === null ? undefined : Number(limit),
-  };
+// A cursor is a session's place in the order, opaque to clients (base64url JSON), so the order can change shape.
+const encodeCursor = (r: ArchivePosition) => Buffer.from(JSON.stringify([r.endedAt, r.id])).toString('base64url');
+function decodeCursor(cursor: string): ArchivePosition {
+  try {
+    const [endedAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof endedAt === 'number' && Number.isFinite(endedAt) && typeof id === 'string') return { endedAt, id };
+  } catch {
+    // not ours: answered below
+  }
+  throw badField('query', 'cursor', 'is not a cursor this API gave (pass the `next` of the page before)');
 }
 
 const CSV_COLUMNS = [
@@ -91,34 +69,72 @@ export function toCsv(records: ArchiveRecord[]): string {
   return `${rows.join('\r\n')}\r\n`;
 }
 
-export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) => unknown): [string, RegExp, Handler][] {
+export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) => unknown): Route[] {
+  const tag = { tag: 'archive', access: 'admin' as const };
   return [
-    [
-      'GET',
-      /^\/archive$/,
-      async ({ query }) => {
-        const format = query.get('format') ?? 'json';
-        if (format !== 'json' && format !== 'csv') throw new HttpError(400, 'format must be one of json, csv');
-        const records = await archive.search(queryOf(query, requireShop));
-        return format === 'csv' ? new Raw('text/csv; charset=utf-8', toCsv(records)) : records;
+    route({
+      method: 'GET',
+      path: '/archive',
+      operationId: 'searchArchive',
+      summary: 'Closed sessions with their transcripts, a page at a time',
+      description:
+        'Newest first (by end, then id). `next` is the cursor of the following page (null on the last); the Link header ' +
+        'carries it too, as the URL of that page, which is how a CSV export is paged.',
+      ...tag,
+      query: ArchiveQuery,
+      ok: {
+        description: 'a page of sessions',
+        json: ArchivePage,
+        other: [{ type: 'text/csv', description: 'format=csv: one row per transcript line (RFC 4180)' }],
+        headers: { Link: { description: 'rel="next": the URL of the next page, when there is one', schema: { type: 'string' } } },
       },
-    ],
-    [
-      'GET',
-      /^\/archive\/([^/]+)$/,
-      async ({ params }) => {
-        const r = await archive.get(params[0]);
-        if (!r) throw new HttpError(404, `no archived session ${params[0]}`);
+      problems: [404],
+      handle: async ({ query: q }) => {
+        if (q.shop) requireShop(q.shop);
+        const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+        const filter = { shop: q.shop, visitor: q.visitor, agent: q.agent, from: q.from, to: q.to };
+        const found = await archive.search({ ...filter, after, limit: q.limit + 1 });
+        const items = found.slice(0, q.limit);
+        const next = found.length > q.limit ? encodeCursor(items[items.length - 1]) : null;
+        const headers: Record<string, string> = {};
+        if (next) {
+          const more = new URLSearchParams();
+          for (const [k, v] of Object.entries({ ...filter, limit: q.limit, format: q.format, cursor: next }))
+            if (v !== undefined) more.set(k, String(v));
+          headers.link = `</archive?${more}>; rel="next"`;
+        }
+        if (q.format === 'csv') return new Raw('text/csv; charset=utf-8', toCsv(items), headers);
+        return new WithHeaders({ items, next }, headers);
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/archive/{id}',
+      operationId: 'getArchived',
+      summary: 'One archived session',
+      ...tag,
+      params: ArchiveIdParams,
+      ok: { description: 'the session', json: ArchiveRecordView },
+      problems: [404],
+      handle: async ({ params }) => {
+        const r = await archive.get(params.id);
+        if (!r) throw new HttpError(404, `no archived session ${params.id}`);
         return r;
       },
-    ],
-    [
-      'GET',
-      /^\/stats$/,
-      async ({ query }) => {
-        const { shop, from, to } = queryOf(query, requireShop);
+    }),
+    route({
+      method: 'GET',
+      path: '/stats',
+      operationId: 'getStats',
+      summary: 'CSAT, first response, handle time and queue wait per shop and per shop and agent',
+      ...tag,
+      query: StatsQuery,
+      ok: { description: 'per shop (agent null) and per shop and agent', json: StatsView },
+      problems: [404],
+      handle: async ({ query: { shop, from, to } }) => {
+        if (shop) requireShop(shop);
         return archive.stats({ shop, from, to });
       },
-    ],
+    }),
   ];
 }

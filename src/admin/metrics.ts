@@ -1,22 +1,46 @@
-// Prometheus metrics. A registry per sidecar (not prom-client's global one) so tests can run several.
+// Prometheus metrics. A registry per sidecar (not prom-client's global one) so tests can run several. Made before
+// the desk (which reports what it finished to `sessions`); `watch()` then adds the gauges that read the desk.
+import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import type { Desk } from '../desk/desk.js';
 import type { Directory } from '../desk/directory.js';
 import type { ShimLink } from '../grpc/link.js';
+import { BotMetrics, SessionMetrics } from './outcome-metrics.js';
 import { registerSatisfaction } from './satisfaction-metrics.js';
+
+export interface WatchedParts {
+  desk: Desk;
+  directory: Directory;
+  link: ShimLink;
+  storeFreeBytes?: () => number;
+}
+
+/** This package's version, as package.json (beside src/ and dist/) says. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 export class Metrics {
   readonly registry = new client.Registry();
   readonly stanzas: client.Counter<'action'>;
   readonly decisionSeconds: client.Histogram;
+  /** Sessions closed and ratings: the desk's DeskMetrics. */
+  readonly sessions: SessionMetrics;
+  /** Requests to the bot webhooks. */
+  readonly bot: BotMetrics;
   private readonly commitSeconds: client.Histogram<'outcome'>;
   private readonly batchEntries: client.Histogram;
 
-  constructor(
-    deps: { desk: Desk; directory: Directory; link: ShimLink; storeFreeBytes?: () => number },
-    opts: { defaults?: boolean } = {},
-  ) {
+  constructor(opts: { defaults?: boolean } = {}) {
     const registers = [this.registry];
+    new client.Gauge({
+      name: 'consult_build_info',
+      help: 'Always 1: the running version and Node.js version as labels',
+      labelNames: ['version', 'node_version'],
+      registers,
+    }).set({ version: packageVersion(), node_version: process.version }, 1);
+    this.sessions = new SessionMetrics(registers);
+    this.bot = new BotMetrics(registers);
     this.stanzas = new client.Counter({
       name: 'consult_stanzas_total',
       help: 'Stanzas judged, by verdict',
@@ -42,6 +66,13 @@ export class Metrics {
       registers,
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
     });
+    if (opts.defaults) client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The gauges that read the desk, the shims' link and the store, on every scrape. */
+  watch(deps: WatchedParts): void {
+    const registers = [this.registry];
+    this.sessions.shops = () => deps.desk.shops.owned();
     new client.Gauge({
       name: 'consult_journal_backlog',
       help: 'Decisions waiting for their changes to be durable (overload above maxPendingDecisions)',
@@ -81,6 +112,16 @@ export class Metrics {
       },
     });
     new client.Gauge({
+      name: 'consult_left_messages',
+      help: 'Left messages (kept outside opening hours or out of the queue) waiting for an agent, per shop decided here',
+      labelNames: ['shop'],
+      registers,
+      collect() {
+        this.reset();
+        for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.view.counts(shop).left);
+      },
+    });
+    new client.Gauge({
       name: 'consult_shops_owned',
       help: 'Shops this sidecar decides now (holds the lease of); the per-shop gauges cover these',
       registers,
@@ -115,7 +156,6 @@ export class Metrics {
         },
       });
     registerSatisfaction(this.registry, deps.desk.archiver.store);
-    if (opts.defaults) client.collectDefaultMetrics({ register: this.registry });
   }
 
   observe(action: string, seconds: number): void {

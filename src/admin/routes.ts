@@ -1,22 +1,66 @@
-// What every admin route is made of: a handler, an HTTP error with its status, and a raw (non-JSON) answer.
+// What an admin route is: one row of the table the router dispatches from and the OpenAPI document is built from
+// (src/admin/router.ts, src/admin/openapi.ts), so a route cannot exist without being documented. Its input is
+// validated with the same zod schemas the document shows.
+import type { z } from 'zod';
 
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type Method = 'GET' | 'PUT' | 'PATCH' | 'POST' | 'DELETE';
 
-export type Body = Record<string, unknown>;
+/** Who may call a route: anyone, or a client with the admin bearer token. */
+export type Access = 'public' | 'admin';
 
-export type Handler = (p: { params: string[]; query: URLSearchParams; body: Body }) => Promise<unknown>;
-
-/** A response that is not JSON (the CSV export). */
+/** A response that is not JSON (the CSV export, Prometheus text): its media type (with parameters) and body. */
 export class Raw {
   constructor(
     readonly type: string,
     readonly body: string,
+    readonly headers: Record<string, string> = {},
   ) {}
+}
+
+/** A JSON answer with headers of its own (e.g. Link on a page of the archive). */
+export class WithHeaders<T> {
+  constructor(
+    readonly body: T,
+    readonly headers: Record<string, string>,
+  ) {}
+}
+
+type Obj = z.ZodObject;
+type Out<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface RouteSpec<P extends Obj | undefined, Q extends Obj | undefined, B extends z.ZodType | undefined, R extends z.ZodType> {
+  method: Method;
+  /** An OpenAPI path template: /shops/{shop}/agents/{agent}. */
+  path: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  access: Access;
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** The 200 answer: JSON of `json`, and other media types the route may answer instead (CSV). */
+  ok: {
+    description: string;
+    json?: R;
+    other?: { type: string; description: string }[];
+    /** Headers of the 200 answer, as OpenAPI header objects. */
+    headers?: Record<string, { description: string; schema: Record<string, unknown> }>;
+  };
+  /** Problem statuses of this route besides those every route has (400 with input, 401 and 429 for admin, 500). */
+  problems?: number[];
+  handle(input: { params: Out<P>; query: Out<Q>; body: Out<B> }): Promise<z.input<R> | Raw | WithHeaders<z.input<R>>>;
+}
+
+/** A row of the table with its types erased (the router and the document only read it). */
+export type Route = Omit<RouteSpec<Obj | undefined, Obj | undefined, z.ZodType | undefined, z.ZodType>, 'handle'> & {
+  handle(input: { params: unknown; query: unknown; body: unknown }): Promise<unknown>;
+};
+
+/** A route with its handler typed from its schemas. */
+export function route<P extends Obj | undefined, Q extends Obj | undefined, B extends z.ZodType | undefined, R extends z.ZodType>(
+  spec: RouteSpec<P, Q, B, R>,
+): Route {
+  return spec as unknown as Route;
 }

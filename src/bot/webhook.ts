@@ -1,26 +1,61 @@
 // The bot over HTTP: the question POSTed as JSON, the answer read as JSON. An answer is read up to a bound
-// (maxBotAnswerBytes in the config) and no further: a larger one is a failed answer, not retried.
+// (maxBotAnswerBytes in the config) and no further: a larger one is a failed answer, not retried. Every HTTP request
+// (each retry is one) is reported with its outcome and duration, for the metrics.
 import type { BotConfig } from '../domain/shop.js';
 import type { BotRequest, BotAnswer } from '../desk/ports.js';
 
-export class BotError extends Error {}
+/** How one request to a bot ended: an answer (a text, a hand-over, nothing to say) or why there was none. */
+export type BotOutcome = 'answered' | 'handover' | 'empty' | 'http_error' | 'bad_answer' | 'timeout' | 'unreachable';
+
+/** One HTTP request to a shop's bot, as the metrics count it. */
+export interface BotRequestReport {
+  shop: string;
+  outcome: BotOutcome;
+  seconds: number;
+}
+
+export class BotError extends Error {
+  constructor(
+    message: string,
+    readonly outcome: BotOutcome = 'bad_answer',
+  ) {
+    super(message);
+  }
+}
 
 /** The default bound on a bot answer's body (the config's maxBotAnswerBytes). */
 export const DEFAULT_MAX_BOT_ANSWER_BYTES = 64 * 1024;
 
-export async function askBot(bot: BotConfig, req: BotRequest, maxAnswerBytes = DEFAULT_MAX_BOT_ANSWER_BYTES): Promise<BotAnswer> {
+export async function askBot(
+  bot: BotConfig,
+  req: BotRequest,
+  maxAnswerBytes = DEFAULT_MAX_BOT_ANSWER_BYTES,
+  onRequest: (r: BotRequestReport) => void = () => {},
+): Promise<BotAnswer> {
   if (!bot.url) throw new BotError('no bot url');
   let last: unknown;
   for (let attempt = 0; attempt <= bot.retries; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * attempt));
+    const started = performance.now();
+    const done = (outcome: BotOutcome) => onRequest({ shop: req.shop, outcome, seconds: (performance.now() - started) / 1000 });
     try {
-      return await once(bot.url, bot.timeoutMs, req, maxAnswerBytes);
+      const answer = await once(bot.url, bot.timeoutMs, req, maxAnswerBytes);
+      done(answer.handover ? 'handover' : answer.text ? 'answered' : 'empty');
+      return answer;
     } catch (e) {
+      done(outcomeOf(e));
       last = e;
       if (e instanceof BotError && e.message.startsWith('final')) break;
     }
   }
   throw last instanceof Error ? last : new BotError(String(last));
+}
+
+/** Why a request got no answer: its own BotError, the timeout (headers or body), or no connection at all. */
+function outcomeOf(e: unknown): BotOutcome {
+  if (e instanceof BotError) return e.outcome;
+  if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError')) return 'timeout';
+  return 'unreachable';
 }
 
 /** The body, up to `max` bytes; a longer one (declared or sent) is refused without reading the rest. */
@@ -58,7 +93,7 @@ async function once(url: string, timeoutMs: number, req: BotRequest, maxAnswerBy
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined); // what it says is not read
     const retry = res.status >= 500 || res.status === 408 || res.status === 429;
-    throw new BotError(`${retry ? '' : 'final: '}bot answered HTTP ${res.status}`);
+    throw new BotError(`${retry ? '' : 'final: '}bot answered HTTP ${res.status}`, 'http_error');
   }
   const text = await readAtMost(res, maxAnswerBytes);
   if (!text.trim()) return {};

@@ -104,8 +104,20 @@ export interface ArchiveQuery {
   agent?: string; // any agent who served the session
   from?: number; // sessions that ended at or after (ms)
   to?: number; // and started at or before (ms)
+  /** Only sessions after this one in the search's order (newest first: by endedAt, then id): where a page starts. */
+  after?: ArchivePosition;
   limit?: number;
 }
+
+/** A session's place in the archive's order: searches return the newest first, by endedAt then id (both descending). */
+export interface ArchivePosition {
+  endedAt: number;
+  id: string;
+}
+
+/** The order of a search: newest first, ties broken by id, so that pages never skip or repeat a session. */
+export const byNewest = (a: ArchivePosition, b: ArchivePosition): number =>
+  b.endedAt - a.endedAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 
 export interface Rating {
   id: string;
@@ -134,7 +146,8 @@ export function matches(r: ArchiveRecord, q: ArchiveQuery): boolean {
     (!q.visitor || r.visitor === q.visitor) &&
     (!q.agent || r.agents.includes(q.agent)) &&
     (q.from === undefined || r.endedAt >= q.from) &&
-    (q.to === undefined || r.startedAt <= q.to)
+    (q.to === undefined || r.startedAt <= q.to) &&
+    (q.after === undefined || byNewest(q.after, r) < 0)
   );
 }
 

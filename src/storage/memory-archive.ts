@@ -3,7 +3,7 @@
 // MemoryArchive (memory: store, tests) behaves like SqlArchive (src/storage/sql-archive.ts).
 import type { ArchiveRecord } from '../domain/archive.js';
 import type { ArchiveStore } from '../desk/ports.js';
-import { type Rating, type ArchiveQuery, matches, SEARCH_LIMIT, aggregate } from '../domain/archive.js';
+import { type Rating, type ArchiveQuery, matches, SEARCH_LIMIT, aggregate, byNewest } from '../domain/archive.js';
 
 export class MemoryArchive implements ArchiveStore {
   private readonly records = new Map<string, ArchiveRecord>();
@@ -23,7 +23,7 @@ export class MemoryArchive implements ArchiveStore {
   async search(q: ArchiveQuery) {
     return [...this.records.values()]
       .filter((r) => matches(r, q))
-      .sort((a, b) => b.endedAt - a.endedAt)
+      .sort(byNewest)
       .slice(0, q.limit ?? SEARCH_LIMIT)
       .map((r) => structuredClone(r));
   }

@@ -20,6 +20,11 @@ function where(q: ArchiveQuery): { sql: string; params: unknown[] } {
   if (q.agent) add('? = ANY(agents)', q.agent);
   if (q.from !== undefined) add('ended_at >= ?', q.from);
   if (q.to !== undefined) add('started_at <= ?', q.to);
+  if (q.after !== undefined) {
+    // The row order (ended_at DESC, id DESC) continued after the given session.
+    params.push(q.after.endedAt, q.after.id);
+    conds.push(`(ended_at, id) < ($${params.length - 1}, $${params.length})`);
+  }
   return { sql: conds.length ? `WHERE ${conds.join(' AND ')}` : '', params };
 }
 
@@ -63,7 +68,7 @@ export class SqlArchive implements ArchiveStore {
   async search(q: ArchiveQuery) {
     const w = where(q);
     const rows = await this.db.query(
-      `SELECT body, rating, rated_at FROM archive ${w.sql} ORDER BY ended_at DESC LIMIT ${q.limit ?? SEARCH_LIMIT}`,
+      `SELECT body, rating, rated_at FROM archive ${w.sql} ORDER BY ended_at DESC, id DESC LIMIT ${q.limit ?? SEARCH_LIMIT}`,
       w.params,
     );
     return rows.map(toRecord);

@@ -189,7 +189,7 @@ e2e('close, rating request, a "5" stored with the archived session; archive sear
   let found: Archived[] = [];
   // The archive is written after the close is durable, and the rating after that.
   await waitUntil('the archived session with its rating', async () => {
-    found = JSON.parse((await api(ctx, 'GET', `/archive?shop=${SHOP}&visitor=visitor2@${D}`)).text) as Archived[];
+    found = (JSON.parse((await api(ctx, 'GET', `/archive?shop=${SHOP}&visitor=visitor2@${D}`)).text) as { items: Archived[] }).items;
     return Boolean(found[0]?.rating);
   });
   assert.is(found.length, 1);

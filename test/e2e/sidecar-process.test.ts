@@ -260,7 +260,7 @@ test('durable store: an admin change survives a restart and the config does not 
     const first = await run();
     assert.match(first.out(), /store seeded from config/);
     await first.api('PUT', `/shops/shop@${D}/agents/cat@${D}`, { maxSessions: 4 });
-    await first.api('PUT', `/shops/shop@${D}`, { welcome: 'Changed at runtime' });
+    await first.api('PATCH', `/shops/shop@${D}`, { welcome: 'Changed at runtime' });
     assert.is(await first.stop(), 0);
 
     const second = await run();

@@ -109,7 +109,7 @@ full(
       while (running && !until()) {
         const i = welcomes.length;
         welcomes.push(`w${i} ${randomBytes(1100).toString('base64')}`); // ~1.5 KB that does not compress: kept in the row
-        const res = await api('PUT', `/shops/${SHOP}`, { welcome: welcomes[i] }).catch(() => undefined);
+        const res = await api('PATCH', `/shops/${SHOP}`, { welcome: welcomes[i] }).catch(() => undefined);
         if (res?.status === 200) lastAcked = Math.max(lastAcked, i);
         await res?.arrayBuffer();
       }

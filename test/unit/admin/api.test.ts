@@ -34,14 +34,15 @@ async function world() {
       },
     ],
   });
-  let metrics: Metrics | undefined;
+  const metrics = new Metrics();
   const w = await deskWorld({
     backend: 'memory',
     backends: new Backends(),
     config,
     clock: Date.now(),
-    hooks: { observe: (act, s) => metrics!.observe(act, s) },
-    onBatch: (b) => metrics!.batch(b),
+    hooks: { observe: (act, s) => metrics.observe(act, s) },
+    onBatch: (b) => metrics.batch(b),
+    metrics: metrics.sessions,
   });
   const { store, directory, desk, presence, sent, filter } = w;
   const link = new ShimLink(silent);
@@ -49,7 +50,7 @@ async function world() {
   link.pushWatchList = (watch) => {
     pushed.push(watch);
   }; // spy: what the shims would be told
-  metrics = new Metrics({ desk, directory, link });
+  metrics.watch({ desk, directory, link });
   const admin = await startAdminServer(
     {
       store,
@@ -88,6 +89,7 @@ async function world() {
   };
   return {
     store,
+    archive: w.archive,
     desk,
     directory,
     sent,
@@ -131,7 +133,7 @@ withWorld('every API route needs the bearer token; /metrics does not', async (w)
   for (const token of [null, 'wrong', '']) {
     const r = await w.api('GET', '/shops', undefined, token);
     assert.is(r.status, 401, `token ${token}`);
-    assert.match(r.json.error, /bearer token/);
+    assert.match(r.json.detail, /bearer token/);
   }
   assert.is((await w.api('POST', '/sessions/close', { shop: SHOP, visitor: a('v') }, null)).status, 401);
   assert.is((await w.api('GET', '/metrics', undefined, null)).status, 200);
@@ -142,22 +144,22 @@ withWorld('validation errors are 400 and name the field', async (w) => {
   const cases: [string, string, unknown, RegExp][] = [
     ['PUT', '/shops/not-a-jid', { name: 'x' }, /^shop /],
     ['PUT', `/shops/${a('new')}`, {}, /^name /],
-    ['PUT', `/shops/${SHOP}`, { strategy: 'fastest' }, /^strategy must be one of sticky, least-busy, round-robin, random/],
-    ['PUT', `/shops/${SHOP}`, { queueEnabled: 'yes' }, /^queueEnabled /],
-    ['PUT', `/shops/${SHOP}`, { welcome: 42 }, /^welcome /],
+    ['PATCH', `/shops/${SHOP}`, { strategy: 'fastest' }, /^strategy must be one of sticky, least-busy, round-robin, random/],
+    ['PATCH', `/shops/${SHOP}`, { queueEnabled: 'yes' }, /^queueEnabled /],
+    ['PATCH', `/shops/${SHOP}`, { welcome: 42 }, /^welcome /],
     ['PUT', `/shops/nul%00@${D}`, { name: 'x' }, /^shop must be a bare JID/],
     ['PUT', `/shops/${'x'.repeat(3000)}@${D}`, { name: 'x' }, /^shop must be a bare JID/],
     ['PUT', `/shops/${SHOP}/agents/a%20b@${D}`, {}, /^agent must be a bare JID/],
-    ['PUT', `/shops/${SHOP}`, { language: 'fr' }, /^language must be one of zh, en/],
-    ['PUT', `/shops/${SHOP}`, { texts: { greeting: 'hi' } }, /^texts\.greeting is not a text/],
+    ['PATCH', `/shops/${SHOP}`, { language: 'fr' }, /^language must be one of zh, en/],
+    ['PATCH', `/shops/${SHOP}`, { texts: { greeting: 'hi' } }, /^texts\.greeting is not a text/],
     [
-      'PUT',
+      'PATCH',
       `/shops/${SHOP}`,
       { texts: { queuePosition: 'You are {rank}' } },
       /^texts\.queuePosition uses \{rank\}; it may use \{position\}/,
     ],
-    ['PUT', `/shops/${SHOP}`, { limits: { queueMax: 0 } }, /^limits\.queueMax must be an integer in 1\.\.1000000/],
-    ['PUT', `/shops/${SHOP}`, '{not json', /JSON/],
+    ['PATCH', `/shops/${SHOP}`, { limits: { queueMax: 0 } }, /^limits\.queueMax must be an integer in 1\.\.1000000/],
+    ['PATCH', `/shops/${SHOP}`, '{not json', /JSON/],
     ['PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 0 }, /^maxSessions must be an integer in 1\.\.1000/],
     ['PUT', `/agents/${a('ann')}/status`, { status: 'busy' }, /^status must be one of standard, dnd, always-on/],
     ['POST', '/sessions/close', { shop: SHOP }, /^visitor /],
@@ -167,13 +169,13 @@ withWorld('validation errors are 400 and name the field', async (w) => {
   for (const [method, p, body, re] of cases) {
     const r = await w.api(method, p, body);
     assert.is(r.status, 400, `${method} ${p}: ${r.text}`);
-    assert.match(r.json.error, re, `${method} ${p}`);
+    assert.match(r.json.detail, re, `${method} ${p}`);
   }
   assert.is(w.pushed.length, 0, 'nothing changed, nothing pushed');
 });
 
 withWorld('texts per shop: an English set, one text overridden, both used in what visitors read', async (w) => {
-  const r = await w.api('PUT', `/shops/${SHOP}`, { language: 'en', texts: { queuePosition: 'Please hold: you are #{position}.' } });
+  const r = await w.api('PATCH', `/shops/${SHOP}`, { language: 'en', texts: { queuePosition: 'Please hold: you are #{position}.' } });
   assert.is(r.status, 200, r.text);
   assert.equal([r.json.language, r.json.texts], ['en', { queuePosition: 'Please hold: you are #{position}.' }]);
   await w.online('ann');
@@ -186,7 +188,7 @@ withWorld('texts per shop: an English set, one text overridden, both used in wha
     w.sent.some((m) => m.attrs.to === `v1@${D}` && JSON.stringify(m).includes('This conversation has ended')),
     'English default',
   );
-  const back = await w.api('PUT', `/shops/${SHOP}`, { language: 'zh', texts: { queuePosition: null } });
+  const back = await w.api('PATCH', `/shops/${SHOP}`, { language: 'zh', texts: { queuePosition: null } });
   assert.equal([back.json.language, back.json.texts], ['zh', {}], 'null removes an override');
 });
 
@@ -230,11 +232,20 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
   assert.equal(w.pushed.at(-1)!.shops.sort(), [SHOP, SHOP2].sort());
   assert.ok((w.pushed.at(-1) as { owned: string[] }).owned.includes(SHOP2), 'adopted at once: the shims send it here');
 
-  const updated = await w.api('PUT', `/shops/${SHOP2}`, { welcome: 'Hello!' });
-  assert.is(updated.json.name, 'Two', 'unspecified fields are kept');
+  const updated = await w.api('PATCH', `/shops/${SHOP2}`, { welcome: 'Hello!' });
+  assert.is(updated.json.name, 'Two', 'PATCH: unspecified fields are kept');
   assert.is(updated.json.welcome, 'Hello!');
   assert.is((await w.store.getShop(SHOP2))!.welcome, 'Hello!');
   assert.is((await w.api('GET', `/shops/${SHOP2}`)).json.strategy, 'round-robin');
+
+  const replaced = await w.api('PUT', `/shops/${SHOP2}`, { name: 'Two again' });
+  assert.is(replaced.status, 200, replaced.text);
+  assert.equal(
+    [replaced.json.name, replaced.json.welcome, replaced.json.strategy, replaced.json.queueEnabled],
+    ['Two again', 'Two again', 'least-busy', true],
+    'PUT: what the body leaves out takes its default, not its old value',
+  );
+  assert.is((await w.api('PUT', `/shops/${SHOP2}`, { welcome: 'no name' })).status, 400, 'PUT needs the whole shop');
 
   assert.is((await w.api('PUT', `/shops/${a('ann')}`, { name: 'x' })).status, 409, 'an agent cannot become a shop');
 
@@ -242,7 +253,7 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
   assert.is((await w.api('GET', `/shops/${SHOP2}`)).status, 404);
   assert.is((await w.api('DELETE', `/shops/${SHOP2}`)).status, 404);
   assert.equal(w.pushed.at(-1)!.shops, [SHOP]);
-  assert.is(w.pushed.length, 3);
+  assert.is(w.pushed.length, 4);
 });
 
 withWorld('a shop with open sessions cannot be deleted (409)', async (w) => {
@@ -250,13 +261,18 @@ withWorld('a shop with open sessions cannot be deleted (409)', async (w) => {
   await w.visitorSays('v1', 'm1');
   const r = await w.api('DELETE', `/shops/${SHOP}`);
   assert.is(r.status, 409);
-  assert.match(r.json.error, /1 open sessions/);
+  assert.match(r.json.detail, /1 open sessions/);
 });
 
 withWorld('agents: add with maxSessions, read, remove; the watch list follows', async (w) => {
   const added = await w.api('PUT', `/shops/${SHOP}/agents/${a('cat')}`, { maxSessions: 3 });
   assert.is(added.status, 200, added.text);
-  assert.equal(added.json, { jid: a('cat'), status: 'standard', shops: [{ shop: SHOP, maxSessions: 3, sessions: 0 }], resources: [] });
+  assert.equal(added.json, {
+    jid: a('cat'),
+    status: 'standard',
+    shops: [{ shop: SHOP, maxSessions: 3, sessions: 0, missedChats: 0, missedInRow: 0 }],
+    resources: [],
+  });
   assert.ok(w.pushed.at(-1)!.agents.includes(a('cat')));
   assert.ok(w.directory.isAgent(a('cat')));
 
@@ -323,7 +339,7 @@ withWorld('sessions: list, filter by shop, transfer (409 when refused), close', 
 
   const refused = await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v1'), to: a('bob') });
   assert.is(refused.status, 409, refused.text);
-  assert.match(refused.json.error, /not available/);
+  assert.match(refused.json.detail, /not available/);
   assert.is((await w.api('POST', '/sessions/transfer', { shop: SHOP, visitor: a('v9'), to: a('bob') })).status, 404);
 
   await w.online('bob'); // takes v2 from the queue
@@ -453,9 +469,10 @@ withWorld("consultctl: lists, closes, and exits non-zero with the server's messa
   assert.is(badToken.code, 1);
   assert.match(badToken.stderr, /401/);
 
+  // A value out of range is refused by consultctl itself, naming the flag, before anything is sent.
   const badField = await cli(w, ['agent', 'add', SHOP, a('cat'), '--max', '0']);
-  assert.is(badField.code, 1);
-  assert.match(badField.stderr, /maxSessions/);
+  assert.is(badField.code, 2);
+  assert.match(badField.stderr, /--max must be an integer in 1\.\.1000/);
 
   const usage = await cli(w, ['frobnicate']);
   assert.is(usage.code, 2);
@@ -468,7 +485,7 @@ withWorld('groups through the API and consultctl: validated, one default, transf
   assert.equal(tv.json.groups, [{ name: 'tv', isDefault: false, agents: [a('bob')], products: ['sku-tv'], maxSessions: 2 }]);
   const outsider = await w.api('PUT', `/shops/${SHOP}/groups/x`, { agents: [a('zed')] });
   assert.is(outsider.status, 400);
-  assert.match(outsider.json.error, 'groups[1].agents must be agents of the shop');
+  assert.match(outsider.json.detail, 'groups[1].agents must be agents of the shop');
   assert.is((await w.api('PUT', `/shops/${SHOP}/groups/bad name`, {})).status, 400);
   const set = await cli(w, ['group', 'set', SHOP, 'front', '--agents', a('ann'), '--default', 'true']);
   assert.is(set.code, 0, set.stderr);
@@ -495,8 +512,8 @@ withWorld('groups through the API and consultctl: validated, one default, transf
   assert.equal(w.directory.shop(SHOP)!.groups[0].agents, [], 'a removed agent leaves its groups');
   const noUrl = await w.api('PUT', `/shops/${SHOP}`, { bot: { mode: 'bot-first' } });
   assert.is(noUrl.status, 400);
-  assert.match(noUrl.json.error, 'bot.url');
-  const bot = await cli(w, ['bot', SHOP, 'human-first', '--bot-url', 'http://127.0.0.1:9/bot', '--timeout', '500']);
+  assert.match(noUrl.json.detail, 'bot.url');
+  const bot = await cli(w, ['bot', SHOP, 'human-first', '--bot-url', 'http://127.0.0.1:9/bot', '--timeout', '500ms']);
   assert.is(bot.code, 0, bot.stderr);
   assert.equal(w.directory.shop(SHOP)!.bot, { mode: 'human-first', url: 'http://127.0.0.1:9/bot', timeoutMs: 500, retries: 1 });
 });
@@ -511,11 +528,12 @@ withWorld('archive: search, one session, CSV export, stats and /metrics, through
   const found = await w.api('GET', `/archive?shop=${SHOP}&agent=${a('ann')}&from=2000-01-01T00:00:00Z`);
   assert.is(found.status, 200, found.text);
   assert.equal(
-    found.json.map((r: { visitor: string; rating: number; closeReason: string }) => [r.visitor, r.rating, r.closeReason]),
+    found.json.items.map((r: { visitor: string; rating: number; closeReason: string }) => [r.visitor, r.rating, r.closeReason]),
     [[a('v1'), 5, 'admin']],
   );
-  assert.equal((await w.api('GET', `/archive?visitor=${a('v2')}`)).json, []);
-  const one = await w.api('GET', `/archive/${found.json[0].id}`);
+  assert.is(found.json.next, null, 'one page');
+  assert.equal((await w.api('GET', `/archive?visitor=${a('v2')}`)).json, { items: [], next: null });
+  const one = await w.api('GET', `/archive/${found.json.items[0].id}`);
   assert.equal(
     one.json.lines.map((l: { role: string; text: string }) => [l.role, l.text]),
     [
@@ -542,7 +560,70 @@ withWorld('archive: search, one session, CSV export, stats and /metrics, through
   const metrics = (await w.api('GET', '/metrics')).text;
   assert.match(metrics, `consult_csat_ratio{shop="${SHOP}",agent=""} 1`);
   assert.match(metrics, `consult_rated_sessions{shop="${SHOP}",agent="${a('ann')}"} 1`);
-  assert.match(metrics, 'consult_first_response_seconds_avg{');
+  assert.match(metrics, `consult_first_response_seconds_count{shop="${SHOP}",group=""} 1`);
+  assert.match(metrics, `consult_ratings_total{shop="${SHOP}",score="5"} 1`);
+  assert.match(metrics, `consult_sessions_closed_total{shop="${SHOP}",reason="admin"} 1`);
+  assert.not.match(metrics, '_avg', 'no averages over the archive');
+});
+
+withWorld('archive pages: limit, opaque cursor, next and Link until the last; consultctl follows them', async (w) => {
+  // 1,001 sessions, 250 of them ending at the same moment: more than consultctl's page of 1,000.
+  const ids = Array.from({ length: 1001 }, (_, i) => `s${String(i).padStart(4, '0')}`);
+  await w.archive.put(
+    ids.map((id, i) => {
+      const endedAt = 1_700_000_000_000 + (i < 250 ? 0 : i) * 1000;
+      return {
+        id,
+        shop: SHOP,
+        visitor: a(`v${i}`),
+        agent: a('ann'),
+        agents: [a('ann')],
+        group: '',
+        startedAt: endedAt - 1000,
+        endedAt,
+        queueWaitMs: 0,
+        firstResponseMs: null,
+        closeReason: 'agent' as const,
+        transfers: [],
+        lines: [],
+        omitted: 0,
+      };
+    }),
+  );
+  const seen: string[] = [];
+  let page = await w.api('GET', `/archive?shop=${SHOP}&limit=300`);
+  for (let n = 1; ; n++) {
+    assert.is(page.status, 200, page.text);
+    seen.push(...page.json.items.map((r: { id: string }) => r.id));
+    if (page.json.next === null) {
+      assert.is(n, 4, 'three full pages and the rest');
+      break;
+    }
+    assert.is(page.json.items.length, 300);
+    page = await w.api('GET', `/archive?shop=${SHOP}&limit=300&cursor=${encodeURIComponent(page.json.next)}`);
+  }
+  assert.is(new Set(seen).size, 1001, 'no session twice');
+  const newestFirst = [...ids].reverse(); // later ends first; the 250 equal ends by id, descending
+  assert.equal(seen, newestFirst);
+
+  const res = await fetch(`${w.url}/archive?shop=${SHOP}&limit=1000&format=csv`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const link = res.headers.get('link') ?? '';
+  assert.match(link, /^<\/archive\?[^>]*cursor=[^>]+>; rel="next"$/);
+  const rest = await fetch(`${w.url}${/<([^>]+)>/.exec(link)![1]}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.equal([rest.headers.get('link'), (await rest.text()).trim().split('\r\n').length], [null, 2], 'the header and the last session');
+
+  const all = await cli(w, ['archive', '--shop', SHOP]);
+  assert.is(all.code, 0, all.stderr);
+  assert.equal(
+    JSON.parse(all.stdout).map((r: { id: string }) => r.id),
+    newestFirst,
+    'consultctl archive: every page, as one array',
+  );
+  const csv = await cli(w, ['archive', '--shop', SHOP, '--format', 'csv']);
+  assert.equal(csv.stdout.trim().split('\r\n').length, 1002, 'one header, one row per session');
+  const few = await cli(w, ['archive', '--shop', SHOP, '--limit', '3']);
+  assert.equal(JSON.parse(few.stdout).length, 3);
+  assert.is((await w.api('GET', '/archive?cursor=bm90LW91cnM')).status, 400, 'a cursor the API did not give');
 });
 
 test.run();

@@ -148,10 +148,13 @@ test('consultctl: the token from --token, else CONSULT_ADMIN_TOKEN, else the run
     assert.is(none.code, 2);
     assert.match(
       none.stderr,
-      new RegExp(`no admin token: pass --token, set CONSULT_ADMIN_TOKEN, or .*${path.join(runDir, 'admin-token')}`),
+      new RegExp(`no admin token: pass --token, set CONSULT_ADMIN_TOKEN or CONSULT_CONFIG, or .*${path.join(runDir, 'admin-token')}`),
     );
     const help = await cli(['--help'], base);
-    assert.match(help.stdout, /1\. --token TOKEN\s+2\. the environment variable CONSULT_ADMIN_TOKEN\s+3\. the file admin-token/);
+    assert.match(
+      help.stdout,
+      /1\. --token TOKEN\s+2\. the environment variable CONSULT_ADMIN_TOKEN\s+3\. admin\.token of the sidecar config named by CONSULT_CONFIG .*\s+4\. the file admin-token/,
+    );
   } finally {
     fs.rmSync(runDir, { recursive: true, force: true });
     await a.server.close();

@@ -11,6 +11,7 @@ import { findChild } from '../../../src/xmpp/xml.js';
 import { Changes } from '../../../src/routing/changes.js';
 import { ShopState } from '../../../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../../../src/domain/shop.js';
+import type { ArchivePosition, ArchiveRecord } from '../../../src/domain/archive.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
 
 const D = 'cs.test';
@@ -183,6 +184,42 @@ for (const backend of BACKENDS) {
     w.advance(31 * 86_400_000);
     await w.desk.tick();
     assert.is((await w.archived()).length, 0, 'past retentionDays: deleted');
+  });
+
+  archive('searched a page at a time: newest first, ties by id, each session on exactly one page', async () => {
+    const w = await world(backend);
+    const record = (n: number, endedAt: number): ArchiveRecord => ({
+      id: `s${n}`,
+      shop: SHOP,
+      visitor: a(`v${n}`),
+      agent: a('ann'),
+      agents: [a('ann')],
+      group: '',
+      startedAt: endedAt - 1000,
+      endedAt,
+      queueWaitMs: 0,
+      firstResponseMs: null,
+      closeReason: 'agent',
+      transfers: [],
+      lines: [],
+      omitted: 0,
+    });
+    // Seven sessions, three of them ending at the same moment: a page boundary falls among them.
+    await w.archive.put([1, 2, 3, 4, 5, 6, 7].map((n) => record(n, n >= 3 && n <= 5 ? 5000 : n * 1000)));
+    const pages: string[][] = [];
+    let after: ArchivePosition | undefined;
+    for (;;) {
+      const page = await w.archive.search({ shop: SHOP, after, limit: 2 });
+      if (page.length === 0) break;
+      pages.push(page.map((r) => r.id));
+      after = page[page.length - 1];
+    }
+    assert.equal(pages, [['s7', 's6'], ['s5', 's4'], ['s3', 's2'], ['s1']]);
+    assert.equal(
+      (await w.archive.search({ shop: SHOP, after: { endedAt: 5000, id: 's4' }, limit: 10 })).map((r) => r.id),
+      ['s3', 's2', 's1'],
+      'after a position: only what follows it',
+    );
   });
 
   archive.run();
