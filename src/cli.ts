@@ -5,8 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { planImport, type ShopView } from './admin/import.js';
-import { type Config, ConfigError } from './domain/config.js';
+import { type Config, ConfigError, outsideOverrides } from './domain/config.js';
+import { BadValue, checkValues } from './ops/cli-values.js';
 import { loadConfig } from './ops/config-file.js';
+import { packageVersion } from './ops/version.js';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
 
@@ -14,21 +16,32 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   shop <jid>                              show one shop
   shop set <jid> [--name N] [--welcome W] [--no-agent-text T]
                  [--strategy sticky|least-busy|round-robin|random] [--queue true|false]
+                 [--max-wait SECONDS]
+                                          change the fields given (a new shop needs --name;
+                                          --max-wait: the longest wait in the queue, 0 none)
+  hours <shop> <hours.json>|off           set the opening hours (a JSON object as in the config's
+                                          shops[].hours), or remove them (always open)
   shop rm <jid>
   agent <jid>                             status, shops and online resources
-  agent add <shop> <agent> [--max N]      add or update a membership
+  agent add <shop> <agent> [--max N]      add or update a membership (without --max: kept, 5 if new)
   agent rm <shop> <agent>
   agent status <jid> standard|dnd|always-on
   sessions [--shop JID]
   close <shop> <visitor>
   transfer <shop> <visitor> <to>|#<group> [--reason TEXT]
   queue <shop>
+  left <shop>                             left messages (outside hours, out of the queue), oldest first
+  left close <shop> <visitor>             close a left message (its kept messages are dropped)
+  abandoned <shop>                        waits that ended without an agent, per group and reason
   group set <shop> <name> [--agents a,b] [--products p,q] [--default true|false]
             [--strategy S] [--max N] [--bot none|bot-first|human-first]
+                                          create or replace the group (what is left out: its default)
   group rm <shop> <name>
-  bot <shop> none|bot-first|human-first [--bot-url URL] [--timeout MS] [--retries N]
+  bot <shop> none|bot-first|human-first [--bot-url URL] [--timeout D] [--retries N]
+                                          D: a duration with its unit (2500ms, 3s, 1min)
   archive [--shop JID] [--visitor JID] [--agent JID] [--from T] [--to T] [--limit N]
-          [--format json|csv]             closed sessions with their transcripts (T: ms or ISO date)
+          [--format json|csv]             closed sessions with their transcripts, newest first, every
+                                          page (T: ms or ISO date; --limit: at most N sessions)
   archive <id>                            one archived session
   stats [--shop JID] [--from T] [--to T]  CSAT, first response, handle time, queue wait per shop and agent
   import <config.json> [--dry-run] [--prune]
@@ -36,15 +49,21 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
                                           seeds an empty store): prints each change, applies it unless
                                           --dry-run; --prune also removes shops and agents it lacks
 
+Every number, duration, true|false and choice is checked before anything is sent: a wrong one
+exits 2 naming the flag. --version prints the version.
+
 The admin token is the first of:
   1. --token TOKEN
   2. the environment variable CONSULT_ADMIN_TOKEN
-  3. the file admin-token in scripts/run.sh's run directory: $CONSULT_RUN_DIR/admin-token
+  3. admin.token of the sidecar config named by CONSULT_CONFIG (e.g. /etc/consult-router/consult.json)
+  4. the file admin-token in scripts/run.sh's run directory: $CONSULT_RUN_DIR/admin-token
      (CONSULT_RUN_DIR defaults to .run in the checkout; run.sh makes the file on its first run)
-The URL is the first of --url, CONSULT_ADMIN_URL, the admin port in the run directory's
-consult.json (written by run.sh), and http://127.0.0.1:8088.`;
+The URL is the first of --url, CONSULT_ADMIN_URL, admin.host and admin.port of CONSULT_CONFIG's
+config (with CONSULT_ADMIN_HOST and CONSULT_ADMIN_PORT over them, as the sidecar reads them), the
+admin port in the run directory's consult.json (written by run.sh), and http://127.0.0.1:8088.`;
 
 class UsageError extends Error {}
+class BadSetting extends Error {}
 
 const { values: opt, positionals } = (() => {
   try {
@@ -66,6 +85,7 @@ const { values: opt, positionals } = (() => {
         default: { type: 'string' },
         bot: { type: 'string' },
         'bot-url': { type: 'string' },
+        'max-wait': { type: 'string' },
         timeout: { type: 'string' },
         retries: { type: 'string' },
         visitor: { type: 'string' },
@@ -75,6 +95,7 @@ const { values: opt, positionals } = (() => {
         limit: { type: 'string' },
         format: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         prune: { type: 'boolean' },
       },
@@ -92,6 +113,15 @@ const need = (i: number, what: string) => {
   return v;
 };
 
+/** A JSON file's content (the API checks its shape). */
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`${file}: ${(err as Error).message}`);
+  }
+}
+
 /** The request a command line stands for. */
 function request(): { method: string; path: string; body?: unknown } {
   const [cmd, sub] = positionals;
@@ -105,12 +135,13 @@ function request(): { method: string; path: string; body?: unknown } {
           welcome: opt.welcome,
           noAgentText: opt['no-agent-text'],
           strategy: opt.strategy,
+          queueMaxWaitSec: opt['max-wait'] === undefined ? undefined : Number(opt['max-wait']),
         };
         if (opt.queue !== undefined) {
           if (opt.queue !== 'true' && opt.queue !== 'false') throw new UsageError('--queue must be true or false');
           body.queueEnabled = opt.queue === 'true';
         }
-        return { method: 'PUT', path: `/shops/${e(need(2, 'shop JID'))}`, body };
+        return { method: 'PATCH', path: `/shops/${e(need(2, 'shop JID'))}`, body };
       }
       if (sub === 'rm') return { method: 'DELETE', path: `/shops/${e(need(2, 'shop JID'))}` };
       return { method: 'GET', path: `/shops/${e(need(1, 'shop JID'))}` };
@@ -118,7 +149,7 @@ function request(): { method: string; path: string; body?: unknown } {
       if (sub === 'add') {
         const body: Record<string, unknown> = {};
         if (opt.max !== undefined) body.maxSessions = Number(opt.max);
-        return { method: 'PUT', path: `/shops/${e(need(2, 'shop JID'))}/agents/${e(need(3, 'agent JID'))}`, body };
+        return { method: 'PATCH', path: `/shops/${e(need(2, 'shop JID'))}/agents/${e(need(3, 'agent JID'))}`, body };
       }
       if (sub === 'rm') return { method: 'DELETE', path: `/shops/${e(need(2, 'shop JID'))}/agents/${e(need(3, 'agent JID'))}` };
       if (sub === 'status')
@@ -144,16 +175,26 @@ function request(): { method: string; path: string; body?: unknown } {
       const body: Record<string, unknown> = { mode, url: opt['bot-url'] };
       if (opt.timeout !== undefined) body.timeoutMs = Number(opt.timeout);
       if (opt.retries !== undefined) body.retries = Number(opt.retries);
-      return { method: 'PUT', path: `/shops/${e(need(1, 'shop JID'))}`, body: { bot: body } };
+      return { method: 'PATCH', path: `/shops/${e(need(1, 'shop JID'))}`, body: { bot: body } };
     }
-    case 'archive': {
-      if (sub) return { method: 'GET', path: `/archive/${e(sub)}` };
-      return { method: 'GET', path: `/archive${query(['shop', 'visitor', 'agent', 'from', 'to', 'limit', 'format'])}` };
-    }
+    case 'archive':
+      // Without an id: every page, by archivePages().
+      return { method: 'GET', path: sub ? `/archive/${e(sub)}` : `/archive${query(['shop', 'visitor', 'agent', 'from', 'to', 'format'])}` };
     case 'stats':
       return { method: 'GET', path: `/stats${query(['shop', 'from', 'to'])}` };
     case 'queue':
       return { method: 'GET', path: `/queue?shop=${e(need(1, 'shop JID'))}` };
+    case 'left':
+      if (sub === 'close')
+        return { method: 'POST', path: '/left-messages/close', body: { shop: need(2, 'shop JID'), visitor: need(3, 'visitor JID') } };
+      return { method: 'GET', path: `/left-messages?shop=${e(need(1, 'shop JID'))}` };
+    case 'abandoned':
+      return { method: 'GET', path: `/queue/abandoned?shop=${e(need(1, 'shop JID'))}` };
+    case 'hours': {
+      const shop = need(1, 'shop JID');
+      const file = need(2, 'hours file (JSON) or off');
+      return { method: 'PATCH', path: `/shops/${e(shop)}`, body: { hours: file === 'off' ? null : readJson(file) } };
+    }
     default:
       throw new UsageError(cmd ? `unknown command ${cmd}` : 'no command');
   }
@@ -189,7 +230,7 @@ async function call(
   method: string,
   path: string,
   body?: unknown,
-): Promise<{ ok: boolean; status: number; data: unknown }> {
+): Promise<{ ok: boolean; status: number; data: unknown; headers: Headers }> {
   let res: Response;
   try {
     res = await fetch(base + path, {
@@ -207,7 +248,7 @@ async function call(
   } catch {
     /* not JSON: keep the text */
   }
-  return { ok: res.ok, status: res.status, data };
+  return { ok: res.ok, status: res.status, data, headers: res.headers };
 }
 
 /** scripts/run.sh's run directory: CONSULT_RUN_DIR, else .run in the checkout (src/ and dist/ are one level down). */
@@ -228,11 +269,30 @@ function fromRunDir<T>(file: string, read: (text: string) => T | undefined): { v
   return value === undefined ? undefined : { value, file: f };
 }
 
-/** The admin API's URL: --url, CONSULT_ADMIN_URL, the run directory's consult.json, the default. */
+/** The sidecar config CONSULT_CONFIG names, read as the sidecar reads it (CONSULT_ADMIN_* over the file). */
+let sidecarConfig: Config | undefined;
+function fromSidecarConfig(): Config | undefined {
+  const file = process.env.CONSULT_CONFIG;
+  if (!file) return undefined;
+  try {
+    sidecarConfig ??= loadConfig(file, outsideOverrides(process.env), 'CONSULT_CONFIG');
+  } catch (err) {
+    if (err instanceof ConfigError) throw new BadSetting(`${err.message} (CONSULT_CONFIG=${file})`);
+    throw err;
+  }
+  return sidecarConfig;
+}
+
+/** An address the sidecar listens on, as one to connect to (a wildcard: this machine). */
+const reachable = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
+
+/** The admin API's URL: --url, CONSULT_ADMIN_URL, CONSULT_CONFIG's admin, the run directory's consult.json, the default. */
 function adminUrl(): string {
   const given = opt.url ?? process.env.CONSULT_ADMIN_URL;
+  const admin = given ? undefined : fromSidecarConfig()?.admin;
   const url =
     given ??
+    (admin ? `http://${reachable(admin.host)}:${admin.port}` : undefined) ??
     fromRunDir('consult.json', (text) => {
       try {
         const admin = (JSON.parse(text) as { admin?: { host?: string; port?: number } }).admin;
@@ -245,13 +305,59 @@ function adminUrl(): string {
   return url.replace(/\/+$/, '');
 }
 
-/** The admin token: --token, CONSULT_ADMIN_TOKEN, the run directory's admin-token file. */
+/** The admin token: --token, CONSULT_ADMIN_TOKEN, CONSULT_CONFIG's admin.token, the run directory's admin-token file. */
 function adminToken(): string | undefined {
-  return opt.token ?? (process.env.CONSULT_ADMIN_TOKEN || undefined) ?? fromRunDir('admin-token', (t) => t.trim() || undefined)?.value;
+  return (
+    opt.token ??
+    (process.env.CONSULT_ADMIN_TOKEN || undefined) ??
+    fromSidecarConfig()?.admin.token ??
+    fromRunDir('admin-token', (t) => t.trim() || undefined)?.value
+  );
 }
 
+/** An RFC 9457 problem's detail (which names the fields at fault), else the text. */
 const errorText = (data: unknown) =>
-  typeof data === 'object' && data && 'error' in data ? (data as { error: string }).error : String(data);
+  typeof data === 'object' && data && 'detail' in data ? String((data as { detail: unknown }).detail) : String(data);
+
+const PAGE = 1000; // the admin API's largest archive page
+
+/**
+ * `archive` without an id: the pages of GET /archive followed through their Link rel="next" until the last (or
+ * --limit sessions), printed as one JSON array or one CSV.
+ */
+async function archivePages(base: string, token: string, first: string): Promise<number> {
+  const want = opt.limit === undefined ? Number.POSITIVE_INFINITY : Number(opt.limit);
+  if (opt.limit !== undefined && !(Number.isInteger(want) && want >= 1)) throw new UsageError('--limit must be a positive integer');
+  const csv = opt.format === 'csv';
+  const records: unknown[] = [];
+  let text = '';
+  let got = 0;
+  let next: string | undefined = first;
+  while (next !== undefined && got < want) {
+    const url = new URL(next, 'http://admin');
+    const limit = Math.min(PAGE, want - got);
+    url.searchParams.set('limit', String(limit));
+    const res = await call(base, token, 'GET', `${url.pathname}${url.search}`);
+    if (!res.ok) {
+      console.error(`consultctl: ${res.status} ${errorText(res.data)}`);
+      return 1;
+    }
+    if (csv) {
+      // Each page starts with the header row; a page followed by another one was full.
+      const page = String(res.data);
+      text += text ? page.slice(page.indexOf('\r\n') + 2) : page;
+      got += limit;
+    } else {
+      const page = res.data as { items: unknown[] };
+      records.push(...page.items);
+      got += page.items.length;
+    }
+    next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '')?.[1];
+  }
+  if (csv) process.stdout.write(text);
+  else console.log(JSON.stringify(records, null, 2));
+  return 0;
+}
 
 /** `import`: the plan against GET /shops, printed, then applied step by step unless --dry-run. */
 async function importConfig(base: string, token: string): Promise<number> {
@@ -259,7 +365,7 @@ async function importConfig(base: string, token: string): Promise<number> {
   try {
     config = loadConfig(need(1, 'config file'));
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) throw new UsageError(err.message);
+    if (err instanceof ConfigError) throw new BadSetting(err.message);
     throw err;
   }
   const current = await call(base, token, 'GET', '/shops');
@@ -287,17 +393,23 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const base = adminUrl();
-  const token = adminToken();
+  if (opt.version) {
+    console.log(packageVersion());
+    return 0;
+  }
   try {
+    checkValues(opt, positionals);
     const req = positionals[0] === 'import' ? undefined : request();
+    const base = adminUrl();
+    const token = adminToken();
     if (!token) {
       console.error(
-        `consultctl: no admin token: pass --token, set CONSULT_ADMIN_TOKEN, or run scripts/run.sh (it writes ${path.join(runDir(), 'admin-token')})`,
+        `consultctl: no admin token: pass --token, set CONSULT_ADMIN_TOKEN or CONSULT_CONFIG, or run scripts/run.sh (it writes ${path.join(runDir(), 'admin-token')})`,
       );
       return 2;
     }
     if (!req) return await importConfig(base, token);
+    if (positionals[0] === 'archive' && !positionals[1]) return await archivePages(base, token, req.path);
     const res = await call(base, token, req.method, req.path, req.body);
     if (!res.ok) {
       console.error(`consultctl: ${res.status} ${errorText(res.data)}`);
@@ -312,6 +424,10 @@ async function main(): Promise<number> {
       console.error(`consultctl: ${err.message}\n\n${USAGE}`);
       return 2;
     }
+    if (err instanceof BadValue || err instanceof BadSetting) {
+      console.error(`consultctl: ${err.message}`);
+      return 2;
+    }
     if (err instanceof Unreachable) {
       console.error(`consultctl: ${err.message}`);
       return 1;
@@ -321,7 +437,8 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  // stdout to a pipe is written asynchronously: exit once a long answer (an archive export) is out.
+  (code) => process.stdout.write('', () => process.exit(code)),
   (err) => {
     console.error(`consultctl: ${(err as Error).message}`);
     process.exit(1);

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Sidecar entry point: `node dist/main.js --config config.json [--grpc-port N]` (built by `npm run build`;
-// `tsx src/main.ts …` runs the sources).
+// `tsx src/main.ts …` runs the sources). Settings: command line > CONSULT_* environment > config file > defaults.
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
-import { startAdminServer } from './admin/http.js';
+import { leaseOwners, startAdminServer } from './admin/http.js';
 import { loadConfig } from './ops/config-file.js';
+import { packageVersion } from './ops/version.js';
+import { ConfigError, outsideOverrides, withSystemJid } from './domain/config.js';
+import { planImport, type ShopView } from './admin/import.js';
 import { Desk } from './desk/desk.js';
 import { Directory, seedStore } from './desk/directory.js';
 import { ShimAuth } from './grpc/auth.js';
@@ -17,7 +20,9 @@ import { InFlight } from './desk/inflight.js';
 import { LeaseLost } from './storage/sql-journal.js';
 import { pinoLog } from './domain/log.js';
 import { Metrics } from './admin/metrics.js';
+import { startMetricsServer } from './admin/metrics-server.js';
 import { Ownership } from './cluster/ownership.js';
+import { Reachability, untilReached } from './cluster/reachability.js';
 import { Presence } from './desk/presence.js';
 import { openStores } from './storage/open.js';
 import { WatchList } from './cluster/watch-list.js';
@@ -28,13 +33,27 @@ const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTi
 const log = pinoLog(logger);
 
 const DRAIN_MS = 5000;
+/** How long a sidecar that starts waits for every ejabberd node to connect before it takes shops back (twice the shim's longest reconnect backoff). */
+const SHIMS_WAIT_MS = 10_000;
 
-const USAGE = `usage: consult-router [--config FILE] [--grpc-host HOST] [--grpc-port PORT]
+const DEFAULT_CONFIG = 'config/consult.example.json';
+const USAGE = `usage: consult-router [--config FILE] [options]
 
-  --config FILE      sidecar config (JSON; see docs/configuration.md)  [config/consult.example.json]
-  --grpc-host HOST   listen address for gRPC, overrides grpc.host in the config
-  --grpc-port PORT   listen port for gRPC, overrides grpc.port in the config
-  -h, --help         print this help and exit
+  --config FILE        sidecar config, JSON or YAML (.yaml, .yml); see docs/configuration.md
+                       [$CONSULT_CONFIG, else ${DEFAULT_CONFIG}]
+  --grpc-host HOST     gRPC listen address          (grpc.host;  env CONSULT_GRPC_HOST)
+  --grpc-port PORT     gRPC listen port             (grpc.port;  env CONSULT_GRPC_PORT)
+  --admin-host HOST    admin API listen address     (admin.host; env CONSULT_ADMIN_HOST)
+  --admin-port PORT    admin API listen port        (admin.port; env CONSULT_ADMIN_PORT)
+  --store URL          memory:, pglite:DIR or postgres://…  (store; env CONSULT_STORE)
+  --log-level LEVEL    fatal, error, warn, info, debug, trace or silent  (logLevel; env CONSULT_LOG_LEVEL)
+  --sidecar-id ID      this sidecar's stable id     (sidecarId; env CONSULT_SIDECAR_ID)
+  -h, --help           print this help and exit
+  --version            print the version and exit
+
+A flag wins over its environment variable, which wins over the config file. The admin token comes
+from the config (admin.token) or CONSULT_ADMIN_TOKEN, never from the command line. A wrong setting or
+argument stops the start with one line naming it, exit code 2.
 
 Logs are JSON lines on stdout. SIGTERM, SIGINT and SIGHUP drain in-flight decisions and exit 0
 (SIGHUP does not reload: restart the sidecar to read a changed config).`;
@@ -43,10 +62,16 @@ function parseCommandLine() {
   try {
     return parseArgs({
       options: {
-        config: { type: 'string', default: 'config/consult.example.json' },
+        config: { type: 'string' },
         'grpc-port': { type: 'string' },
         'grpc-host': { type: 'string' },
+        'admin-port': { type: 'string' },
+        'admin-host': { type: 'string' },
+        store: { type: 'string' },
+        'log-level': { type: 'string' },
+        'sidecar-id': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
       },
     }).values;
   } catch (e) {
@@ -55,35 +80,60 @@ function parseCommandLine() {
   }
 }
 
+/** The config file, the CONSULT_* environment and the flags, checked together. */
+function readSettings(values: ReturnType<typeof parseCommandLine>) {
+  const overrides = outsideOverrides(process.env, values);
+  if (values.config !== undefined) return loadConfig(values.config, overrides, '--config');
+  if (process.env.CONSULT_CONFIG) return loadConfig(process.env.CONSULT_CONFIG, overrides, 'CONSULT_CONFIG');
+  return loadConfig(DEFAULT_CONFIG, overrides);
+}
+
 async function main() {
   const values = parseCommandLine();
   if (values.help) {
     console.log(USAGE);
     process.exit(0);
   }
-  const config = loadConfig(values.config!);
-  const host = values['grpc-host'] ?? config.grpc.host;
-  const port = values['grpc-port'] !== undefined ? Number(values['grpc-port']) : config.grpc.port;
+  if (values.version) {
+    console.log(packageVersion());
+    process.exit(0);
+  }
+  let config = readSettings(values);
+  logger.level = config.logLevel;
+  const { host, port } = config.grpc;
   const credentials = grpcServerCredentials(config.grpc.tls); // the TLS files are read now: a bad path stops the start
 
   // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
   const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
   const holder = `${sidecar}#${randomUUID().slice(0, 8)}`;
-  const { store, journal: journalStore, leases, archive, failed, freeBytes } = await openStores(config.store, { holder, sidecar });
+  const {
+    store,
+    journal: journalStore,
+    leases,
+    archive,
+    failed,
+    freeBytes,
+  } = await openStores(config.store, { holder, sidecar, ready: false }, { postgres: { ...config.postgres, log } });
   // A store that failed beyond repair (e.g. the disk is full): say why and end, so that the supervisor restarts us;
   // the refusals of the decisions it took back get 200 ms to leave.
   void failed?.then((e) => {
     log.error(`${e.message}; the sidecar exits so that its supervisor restarts it`, { err: e.cause });
     setTimeout(() => process.exit(1), 200);
   });
-  if (await seedStore(store, config)) log.info('store seeded from config', { shops: config.shops.length });
+  const seeded = await seedStore(store, config);
+  if (seeded) log.info('store seeded from config', { shops: config.shops.length });
   const directory = new Directory(store);
   await directory.reload();
+  if (!seeded) warnIfConfigDiffers(config, directory);
+  config = withSystemJid(
+    config,
+    directory.allShops().map((s) => s.jid),
+  );
   const link = new ShimLink(log);
   // Agents of a node that is gone are offline: their sessions move on a later tick (after offlineGraceSec).
   const presence = new Presence(store, { nodeGraceMs: config.timers.nodeGraceSec * 1000, log });
   await presence.load();
-  let metrics: Metrics | undefined;
+  const metrics = new Metrics({ defaults: true });
   let ownership: Ownership | undefined;
   const desk = new Desk({
     config,
@@ -91,22 +141,33 @@ async function main() {
     presence,
     journalStore,
     archive,
-    askBot: (bot, req) => askBot(bot, req, config.maxBotAnswerBytes),
+    askBot: (bot, req) => askBot(bot, req, config.maxBotAnswerBytes, (r) => metrics.bot.request(r)),
     link,
+    askPresence: (node) => {
+      const streams = link.reportPresence(node);
+      if (streams > 0) log.info('asked an ejabberd node to report its agents again', { node, streams });
+    },
     log,
-    onBatch: (b) => metrics?.batch(b),
+    metrics: metrics.sessions,
+    onBatch: (b) => metrics.batch(b),
     onJournalError: (e) => {
       log.error('journal write failed: its decisions were taken back and refused', { err: e });
       if (e instanceof LeaseLost) ownership?.refused(e.shops);
     },
   });
-  const watch = new WatchList({ directory, shops: desk.shops, sidecar, push: (w) => link.pushWatchList(w) });
+  const watch = new WatchList({
+    directory,
+    shops: desk.shops,
+    sidecar,
+    epochOf: (shop) => ownership?.epochOf(shop),
+    push: (w) => link.pushWatchList(w),
+  });
   ownership = new Ownership({ leases, desk, directory, watch, log });
   // Another sidecar released shops or joined: a round now, not up to a second later (best effort; rounds go on).
   await leases
     .watch?.(() => ownership?.soon())
-    .catch((e) => log.warn('lease changes are not announced to this sidecar: it polls', { err: e }));
-  metrics = new Metrics({ desk, directory, link, storeFreeBytes: freeBytes }, { defaults: true });
+    .catch((e) => log.warn('lease changes are not announced to this sidecar yet: it polls, and keeps trying to listen', { err: e }));
+  metrics.watch({ desk, directory, link, storeFreeBytes: freeBytes });
   const inflight = new InFlight();
   const health = new HealthImplementation({ '': 'SERVING', 'consult.v1.StanzaFilter': 'SERVING' });
   const auth = new ShimAuth(config.grpc.shims);
@@ -117,9 +178,10 @@ async function main() {
   // The shops that are free now are taken before the port opens, so a shim that connects is told them in its first
   // watch list; those another sidecar still holds follow below, with the port open.
   await ownership.round();
+  const reach = new Reachability();
   const handlers = stanzaFilterHandlers(
-    { desk, link, watch, log },
-    { observe: (a, s) => metrics!.observe(a, s), track: inflight.track },
+    { desk, link, watch, log, reach },
+    { observe: (a, s) => metrics.observe(a, s), track: inflight.track },
     auth,
     { maxStreamsPerNode: config.grpc.maxStreamsPerNode },
   );
@@ -139,6 +201,33 @@ async function main() {
   // its leases expire. The shims are linked meanwhile and told the moment each shop is taken.
   await ownership.settle(2 * leases.ttlMs, leases.ttlMs / 5);
   log.info('deciding shops', { sidecar, owned: desk.shops.owned().length, of: directory.allShops().length });
+  // Shops are handed back from a live standby only once the shims can send them here (a sole owner, whose leases never end, has no standby).
+  if (Number.isFinite(leases.ttlMs))
+    void untilReached(reach, SHIMS_WAIT_MS).then((reached) => {
+      if (reached) log.info('every ejabberd node is connected: this sidecar takes its share of the shops', { sidecar });
+      else
+        log.warn('not every ejabberd node connected in time: this sidecar takes its share of the shops anyway', {
+          awaited: reach.awaited(),
+        });
+      leases.markReady();
+      ownership?.soon();
+    });
+
+  // /metrics on its own port, token or not. A port taken (a second sidecar on the host with the default) is logged, not
+  // fatal: deciding chats matters more than being scraped, and the admin API (if it runs) serves /metrics as well.
+  const metricsServer = await startMetricsServer(metrics.registry, config.metrics.host, config.metrics.port).then(
+    (m) => {
+      log.info('metrics listening', { metrics: `http://${config.metrics.host}:${m.port}/metrics` });
+      return m;
+    },
+    (e: Error) => {
+      log.error('metrics listener not started: set metrics.port to a free port', {
+        metrics: `${config.metrics.host}:${config.metrics.port}`,
+        err: e,
+      });
+      return undefined;
+    },
+  );
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   if (config.admin.token) {
@@ -150,6 +239,7 @@ async function main() {
         presence,
         watch,
         ownership,
+        owners: leaseOwners(leases),
         metrics,
         log,
         token: config.admin.token,
@@ -161,7 +251,7 @@ async function main() {
     );
     log.info('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
   } else {
-    log.warn('admin API not started: set admin.token in the config to enable it (and /metrics)');
+    log.warn('admin API not started: set admin.token in the config to enable it');
   }
 
   // Shops, agents and statuses are re-read on every tick: a change made through another sidecar must reach us.
@@ -187,9 +277,7 @@ async function main() {
   };
   const timer = every(config.timers.tickSec * 1000, 'timer', onTick);
   // Leases are renewed well within their period; the embedded store's sole owner only follows the directory.
-  const leaseTimer = every(Math.min(leases.ttlMs / 5, config.timers.tickSec * 1000), 'lease round', async () => {
-    await ownership.round();
-  });
+  ownership.start(Math.min(leases.ttlMs / 5, config.timers.tickSec * 1000));
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -202,11 +290,11 @@ async function main() {
       process.exit(1);
     }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
-    clearInterval(leaseTimer);
     presence.close();
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();
+    await metricsServer?.close();
     // GOAWAY first: the shims send new stanzas elsewhere (a new connection, another sidecar) while the decisions
     // this sidecar accepted are answered; then the streams end.
     const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
@@ -227,7 +315,26 @@ async function main() {
   process.on('SIGHUP', () => void shutdown('SIGHUP'));
 }
 
+/** The store already had shops, so the config's were not applied: say so once when they differ. */
+function warnIfConfigDiffers(config: Parameters<typeof planImport>[0], directory: Directory): void {
+  if (config.shops.length === 0) return;
+  const current: ShopView[] = directory
+    .allShops()
+    .map((s) => ({ ...s, agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })) }));
+  const changes = planImport(config, current).length;
+  if (changes > 0)
+    log.warn(
+      `the store already has shops, and they win over the config's (${changes} difference${changes > 1 ? 's' : ''}): \`consultctl import <config>\` applies a config to the store`,
+      { differences: changes },
+    );
+}
+
 main().catch((e) => {
+  if (e instanceof ConfigError) {
+    // One line naming the field, flag or variable; 2: the same start fails again until the setting is fixed.
+    console.error(`consult-router: ${e.message}`);
+    process.exit(2);
+  }
   logger.error({ err: e }, `startup failed: ${(e as Error)?.message ?? e}`);
   process.exit(1);
 });

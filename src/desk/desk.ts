@@ -26,7 +26,8 @@ import { Archiver } from './archiver.js';
 import type { Directory } from './directory.js';
 import { HeldShops } from './held-shops.js';
 import { Journal, NotDurable, type JournalStore } from './journal.js';
-import type { ArchiveStore, AskBot, Outbox } from './ports.js';
+import { finishedBy, report } from './finished.js';
+import { NO_DESK_METRICS, type ArchiveStore, type AskBot, type DeskMetrics, type Outbox } from './ports.js';
 import type { Presence } from './presence.js';
 import { ShimEvents } from './shim-events.js';
 import { ShopViews } from './views.js';
@@ -41,7 +42,11 @@ export interface DeskDeps {
   /** The shops' bot (src/bot/webhook.ts). */
   askBot: AskBot;
   link: Outbox;
+  /** Asks an ejabberd node's shim streams to report their agents' presence again (ShimLink.reportPresence). */
+  askPresence?: (node: string) => void;
   log: Log;
+  /** Told of sessions closed and ratings stored by live decisions (src/admin/metrics.ts); none by default. */
+  metrics?: DeskMetrics;
   now?: () => number;
   random?: () => number;
   onBatch?: (info: { entries: number; changes: number; seconds: number; ok: boolean }) => void;
@@ -79,6 +84,7 @@ export class Desk {
   private readonly presence: Presence;
   private readonly link: Outbox;
   private readonly log: Log;
+  private readonly metrics: DeskMetrics;
   private overloaded = false;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -89,6 +95,7 @@ export class Desk {
     this.presence = deps.presence;
     this.link = deps.link;
     this.log = deps.log;
+    this.metrics = deps.metrics ?? NO_DESK_METRICS;
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.archiver = new Archiver(deps.archive, this.log, this.config.archive.retentionDays * 86_400_000);
@@ -114,7 +121,12 @@ export class Desk {
       log: this.log,
       act: (shop, decide) => this.act(shop, decide),
     });
-    this.events = new ShimEvents({ directory: this.directory, presence: this.presence, drainQueue: (s) => this.drainQueue(s) });
+    this.events = new ShimEvents({
+      directory: this.directory,
+      presence: this.presence,
+      drainQueue: (s) => this.drainQueue(s),
+      askPresence: deps.askPresence,
+    });
     this.view = new ShopViews(this.shops);
   }
 
@@ -196,8 +208,10 @@ export class Desk {
       w.revert();
       throw e;
     }
+    const finished = finishedBy(w);
     // Nothing changed and nothing of this shop is pending: the answer rests on durable state only.
     if (w.list.length > 0 || this.journal.busy(shopJid)) await this.journal.commit(shopJid, w.list, w.undos, deadline);
+    if (finished) report(this.metrics, shopJid, finished);
     // A status spans the agent's shops and is confirmed only once set.
     for (const s of w.statuses) await this.setAgentStatus(s.agent, s.status);
     this.after.run(shopJid, w);
@@ -241,6 +255,14 @@ export class Desk {
 
   async transferToGroup(shopJid: string, visitor: string, group: string, reason = ''): Promise<void> {
     this.link.send(await this.act(bareJid(shopJid), (cx, w) => transferToGroup(cx, w, this.sessionOf(w, cx.shop, visitor), group, reason)));
+  }
+
+  /** An admin closes a visitor's left message: its kept messages are dropped, nobody is told. */
+  async closeLeftMessage(shopJid: string, visitor: string): Promise<void> {
+    await this.act(bareJid(shopJid), (cx, w) => {
+      if (!w.state.left.has(visitor)) throw refuse('item-not-found', 'cancel', `no left message of ${visitor} for ${cx.shop.jid}`);
+      w.do({ op: 'discard', v: visitor });
+    });
   }
 
   private sessionOf(w: Changes, shop: Shop, visitor: string): Session {

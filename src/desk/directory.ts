@@ -78,6 +78,10 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
       texts: s.texts,
       groups: s.groups,
       bot: s.bot,
+      ...(s.answerTimeoutSec !== undefined ? { answerTimeoutSec: s.answerTimeoutSec } : {}),
+      ...(s.maxMissedChats !== undefined ? { maxMissedChats: s.maxMissedChats } : {}),
+      ...(s.hours ? { hours: s.hours } : {}),
+      ...(s.queueMaxWaitSec !== undefined ? { queueMaxWaitSec: s.queueMaxWaitSec } : {}),
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

@@ -1,6 +1,7 @@
 // What the desk depends on, as interfaces, implemented further out: shops, agents and presence (Store) and
 // closed sessions (ArchiveStore) by src/storage/, in memory and on SQL; the bot (AskBot) by src/bot/webhook.ts;
-// the way to the shims (Outbox) by src/grpc/link.ts. The journal's port is in journal.ts beside the Journal.
+// the way to the shims (Outbox) by src/grpc/link.ts, what it finished (DeskMetrics) by src/admin/metrics.ts. The
+// journal's port is in journal.ts beside the Journal.
 import type { Shop, Membership, Agent, AgentResource } from '../domain/shop.js';
 import type { ArchiveRecord, Rating, ArchiveQuery, ArchiveStats } from '../domain/archive.js';
 import type { Line } from '../domain/archive.js';
@@ -67,3 +68,21 @@ export interface Outbox {
   /** Resolves once ejabberd has them; rejects if no shim took them. `keys`: one per stanza, or none (see link.ts). */
   deliver(stanzas: string[], keys?: string[]): Promise<void>;
 }
+
+/**
+ * What the desk tells the metrics, once a live decision's changes are durable: never on journal replay (a restart
+ * does not count a close again) and never for a decision taken back.
+ */
+export interface DeskMetrics {
+  /** A session closed: its record as the archive will have it. */
+  sessionClosed(record: ArchiveRecord): void;
+  /** A visitor rated a closed session of the shop 1..5. */
+  rated(shop: string, score: number): void;
+  /** Chats of the shop moved on because their agent did not answer in time (answer or move on). */
+  missedChats(shop: string, n: number): void;
+  /** A visitor's wait of the shop's group key ended without an agent (closed, timeout, left), after waitMs. */
+  queueAbandoned?(shop: string, group: string, reason: 'closed' | 'timeout' | 'left', waitMs: number): void;
+}
+
+/** No metrics (tests, tools). */
+export const NO_DESK_METRICS: DeskMetrics = { sessionClosed: () => {}, rated: () => {}, missedChats: () => {} };

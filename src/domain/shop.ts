@@ -1,13 +1,21 @@
 // What the sidecar keeps outside the journal: shops, agents, memberships (admin data,
 // read into memory by the Directory) and the agents' online resources reported by the
 // shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/storage/sql-store.ts behaves the same.
+import type { OpeningHours } from './hours.js';
 import type { Language, Texts } from './texts.js';
 
 export type Strategy = 'sticky' | 'least-busy' | 'round-robin' | 'random';
 export const STRATEGIES: readonly Strategy[] = ['sticky', 'least-busy', 'round-robin', 'random'];
-/** QChat's seat service status: standard needs an online client, dnd is never assigned, always-on always is. */
-export type AgentStatus = 'standard' | 'dnd' | 'always-on';
+/**
+ * QChat's seat service status: standard needs an online client, dnd is never assigned, always-on always is. `away` is
+ * set by the server only, after an agent missed `maxMissedChats` chats in a row: like dnd until the agent sets its
+ * status again.
+ */
+export type AgentStatus = 'standard' | 'dnd' | 'always-on' | 'away';
+/** The statuses an agent (`/status`) or an admin may set. */
 export const AGENT_STATUSES: readonly AgentStatus[] = ['standard', 'dnd', 'always-on'];
+/** Every status an agent may have: the settable ones and the server's `away`. */
+export const ALL_AGENT_STATUSES: readonly AgentStatus[] = [...AGENT_STATUSES, 'away'];
 
 export const DEFAULT_LIMITS: Limits = {
   queueMax: 1000,
@@ -48,6 +56,9 @@ export interface Group {
   strategy?: Strategy; // else the shop's
   maxSessions?: number; // per agent, sessions of this group (besides the agent's own shop capacity)
   bot?: BotMode; // else the shop's
+  hours?: OpeningHours; // else the shop's
+  queueMaxWaitSec?: number; // else the shop's (0: no limit for this group)
+  answerTimeoutSec?: number; // else the shop's (0: off for this group)
 }
 
 export interface Shop {
@@ -63,6 +74,14 @@ export interface Shop {
   texts: Partial<Texts>;
   groups: Group[];
   bot: BotConfig;
+  /** When visitors are served (src/domain/hours.ts); absent: always. Outside them messages are kept as left messages. */
+  hours?: OpeningHours;
+  /** A visitor waiting longer than this leaves the queue, its messages kept as a left message (absent or 0: no limit). */
+  queueMaxWaitSec?: number;
+  /** Answer or move on: an assigned agent that sends nothing this long loses the visitor to the next agent (absent or 0: off). */
+  answerTimeoutSec?: number;
+  /** After this many chats missed in a row the agent is set away (absent or 0: never). */
+  maxMissedChats?: number;
 }
 
 export interface Membership {

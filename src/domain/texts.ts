@@ -25,6 +25,15 @@ export const TEXT_VALUES = {
   botFailed: [],
   botHistory: ['visitor'],
   agentHistory: ['visitor', 'agent'],
+  closed: ['opensAt', 'timeZone'],
+  closedNoOpening: [],
+  queueTimeout: [],
+  queueLeft: [],
+  leftToAgent: ['visitor', 'leftAt'],
+  answerTimeoutToVisitor: ['from', 'to'],
+  answerTimeoutToAgent: ['visitor', 'to', 'seconds'],
+  answerTimeoutReason: ['agent', 'seconds'],
+  awayAfterMissed: ['count'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type TextKey = keyof typeof TEXT_VALUES;
@@ -51,6 +60,15 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     botFailed: '智能客服暂时无法回答，正在为您转接人工客服。',
     botHistory: '{visitor} 与智能客服的对话如下。',
     agentHistory: '{visitor} 与上一位客服的对话如下。',
+    closed: '您好，现在不在服务时间。您的留言已收到，我们将于 {opensAt}（{timeZone}）开始服务，届时客服会尽快回复您。',
+    closedNoOpening: '您好，现在不在服务时间。您的留言已收到，恢复服务后客服会尽快回复您。',
+    queueTimeout: '抱歉，客服仍然繁忙。您的消息已作为留言保存，客服会尽快回复；您也可以稍后再来咨询。',
+    queueLeft: '您已退出排队。您的消息已作为留言保存，客服会尽快回复。',
+    leftToAgent: '{visitor} 于 {leftAt} 的留言如下。',
+    answerTimeoutToVisitor: '客服 {from} 暂时未能回复，已为您转接客服 {to}，请稍候。',
+    answerTimeoutToAgent: '您未在 {seconds} 秒内回复 {visitor}，会话已转给 {to}。',
+    answerTimeoutReason: '{agent} 未在 {seconds} 秒内回复',
+    awayAfterMissed: '您已连续 {count} 次未及时回复，接待状态已设为 away，不再分配新会话。发送 /status standard 恢复接待。',
   },
   en: {
     queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
@@ -72,6 +90,18 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     botFailed: 'Our assistant cannot answer right now; connecting you to a human agent.',
     botHistory: 'The conversation of {visitor} with the assistant follows.',
     agentHistory: 'The conversation of {visitor} with the previous agent follows.',
+    closed:
+      'We are closed right now. Your message has been kept; we open at {opensAt} ({timeZone}) and an agent will reply as soon as we can.',
+    closedNoOpening: 'We are closed right now. Your message has been kept; an agent will reply as soon as we are open again.',
+    queueTimeout:
+      'Sorry, our agents are still busy. Your message has been kept and an agent will reply as soon as possible; you may also come back later.',
+    queueLeft: 'You left the queue. Your message has been kept and an agent will reply as soon as possible.',
+    leftToAgent: 'The message {visitor} left at {leftAt} follows.',
+    answerTimeoutToVisitor: 'Agent {from} could not answer in time; agent {to} will help you now.',
+    answerTimeoutToAgent: 'You did not answer {visitor} within {seconds} s; the conversation now belongs to {to}.',
+    answerTimeoutReason: '{agent} did not answer within {seconds} s',
+    awayAfterMissed:
+      'You missed {count} chats in a row, so your status is now away and no new chats come to you. Send /status standard to take chats again.',
   },
 };
 

@@ -70,6 +70,8 @@ function listSessions(cx: ShopContext, w: Changes, stanza: XmlElement, agent: st
     queue: st.queue.size,
     sessions: [...(st.byAgent.get(agent) ?? [])].map((v) => st.sessions.get(v)!),
     now: cx.now,
+    missed: st.missed.get(agent) ?? { inRow: 0, total: 0 },
+    waiting: { left: st.left.size, abandoned: [...st.abandoned.values()].reduce((n, a) => n + a.count, 0) },
   });
   return drop([ack(agent, ensureBodyId(stanza)!, cx.now), info]);
 }

@@ -12,7 +12,8 @@ export interface AgentState {
 
 export function agentState(status: AgentStatus, resources: AgentResource[]): AgentState {
   const online = resources.length > 0;
-  if (status === 'dnd') return { online, assignable: false, keepsSessions: online };
+  // away: set by the server after missed chats (src/routing/answer.ts); like dnd until the agent sets its status again.
+  if (status === 'dnd' || status === 'away') return { online, assignable: false, keepsSessions: online };
   if (status === 'always-on') return { online, assignable: true, keepsSessions: true };
   return { online, assignable: resources.some((r) => TAKING_CHATS.has(r.show)), keepsSessions: online };
 }

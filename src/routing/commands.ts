@@ -3,8 +3,9 @@
 //   /close | /end                       close the session
 //   /transfer <agent> [reason]          hand the session to another agent of the shop
 //   /transfer #<group> [reason]         hand it to whoever the group's strategy picks
-//   /status standard|dnd|always-on      the agent's own seat status, in every shop it serves
-//   /sessions                           what the agent holds in this shop (src/routing/agent-info.ts)
+//   /status standard|dnd|always-on      the agent's own seat status, in every shop it serves (also how an agent set
+//                                       away for missed chats takes chats again: src/routing/answer.ts)
+//   /sessions                           what the agent holds in this shop, and its missed chats (src/routing/agent-info.ts)
 import { AGENT_STATUSES, type AgentStatus } from '../domain/shop.js';
 import { bareJid } from '../xmpp/jid.js';
 import { findChild, textOf, type XmlElement } from '../xmpp/xml.js';

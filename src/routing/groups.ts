@@ -4,7 +4,7 @@
 // group key: the chosen group names comma-joined, '' for any agent. Queue and capacity use the key.
 import type { BotMode, Group, Shop, Strategy } from '../domain/shop.js';
 import type { XmlElement } from '../xmpp/xml.js';
-import type { ShopState } from './state.js';
+import { BOT, type ShopState } from './state.js';
 
 /** The product a visitor's stanza names (channelid's `pid`), if any. */
 export function productOf(stanza: XmlElement): string | undefined {
@@ -56,4 +56,14 @@ export function strategyOf(shop: Shop, groups: Group[]): Strategy {
 export function botModeOf(shop: Shop, key: string): BotMode {
   if (!shop.bot.url) return 'none';
   return groupsOf(shop, key).find((g) => g.bot)?.bot ?? shop.bot.mode;
+}
+
+/** The answer timeout of a session routed to `key`, in seconds: its first group that sets one, else the shop's; 0: off. */
+export function answerTimeoutOf(shop: Shop, key: string): number {
+  return groupsOf(shop, key).find((g) => g.answerTimeoutSec !== undefined)?.answerTimeoutSec ?? shop.answerTimeoutSec ?? 0;
+}
+
+/** Whether an agent given a session of `key` now starts an answer clock (never the bot), as a change's field. */
+export function answerClock(shop: Shop, agent: string, key: string): { clock?: true } {
+  return agent !== BOT && answerTimeoutOf(shop, key) > 0 ? { clock: true } : {};
 }

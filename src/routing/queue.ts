@@ -5,6 +5,7 @@ import { render } from '../domain/texts.js';
 import type { ShopContext, Changes } from './changes.js';
 import { chooseAgent } from './assign.js';
 import { welcome, replayed } from './replies.js';
+import { answerClock } from './groups.js';
 import { BOT } from './state.js';
 
 /** Assigns waiting visitors while agents have room; their kept messages follow once this is durable. */
@@ -26,7 +27,7 @@ export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
     const from = past?.length ? st.lastServedBy(visitor) : undefined; // the bot or the agent it came back from
     const since = st.queue.get(visitor)!; // its place, kept should it wait again
     w.do({ op: 'dequeue', v: visitor });
-    w.do({ op: 'open', v: visitor, agent, at: cx.now, since, ...(key ? { g: key } : {}) });
+    w.do({ op: 'open', v: visitor, agent, at: cx.now, since, ...(key ? { g: key } : {}), ...answerClock(cx.shop, agent, key) });
     // A visitor back from the bot or from an agent gone offline was welcomed when its conversation began.
     if (past?.length) out.push(...handedOver(cx, visitor, agent, past, from));
     else out.push(welcome(cx, visitor));

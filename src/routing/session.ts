@@ -7,6 +7,7 @@ import { render } from '../domain/texts.js';
 import type { ShopContext, Changes } from './changes.js';
 import { refuse } from '../domain/decision.js';
 import { chooseAgent } from './assign.js';
+import { answerClock } from './groups.js';
 import { replayed } from './replies.js';
 
 export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: CloseReason): XmlElement[] {
@@ -58,14 +59,35 @@ export function transferToGroup(cx: ShopContext, w: Changes, s: Session, group: 
   if (!cx.shop.groups.some((g) => g.name === group)) throw refuse('item-not-found', 'cancel', `${group} is not a group of ${cx.shop.jid}`);
   const agent = chooseAgent(cx, w.state, s.visitor, s.agent, group);
   if (!agent) throw refuse('resource-constraint', 'wait', `no agent of group ${group} can take a chat now`);
-  return handOver(cx, w, s, agent, reason, group);
+  return handOver(cx, w, s, agent, reason, { group });
+}
+
+/** How a hand-over differs from a transfer: its group, and (answer or move on) a missed chat with its own notices. */
+export interface HandOverOptions {
+  group?: string;
+  /** The agent it leaves did not answer in time. */
+  missed?: true;
+  /** The visitor's notice instead of transferToVisitor; null: the visitor is not told. */
+  toVisitor?: string | null;
+  /** The old agent's notice instead of transferToOldAgent. */
+  toOldAgent?: string;
 }
 
 /** Moves a session to another agent: notices to all three, the recent history replayed to the new agent. */
-function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string, group?: string): XmlElement[] {
+export function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string, o: HandOverOptions = {}): XmlElement[] {
   const { shop, now } = cx;
+  const { group } = o;
   const from = s.agent;
-  w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now, ...(group !== undefined ? { g: group } : {}), ...(reason ? { reason } : {}) });
+  w.do({
+    op: 'move',
+    v: s.visitor,
+    agent: toAgent,
+    at: now,
+    ...(group !== undefined ? { g: group } : {}),
+    ...(reason ? { reason } : {}),
+    ...answerClock(shop, toAgent, group ?? s.group ?? ''),
+    ...(o.missed ? { missed: true } : {}),
+  });
   const t = cx.texts;
   const because = reason ? render(t.transferReason, { reason }) : '';
   const history = (w.state.history.get(s.visitor) ?? []).map((h) => replayed(h.xml, toAgent, h.at, shop.jid));
@@ -76,17 +98,13 @@ function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reas
     qchatid: QCHAT_TO_AGENT,
     now,
     autoReply: true,
-    text: render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }),
+    text: o.toOldAgent ?? render(t.transferToOldAgent, { visitor: s.visitor, to: toAgent }),
   });
+  const toVisitor = o.toVisitor === undefined ? render(t.transferToVisitor, { from, to: toAgent }) : o.toVisitor;
   return [
-    notice({
-      shop: shop.jid,
-      to: s.visitor,
-      realfrom: toAgent,
-      qchatid: QCHAT_TO_VISITOR,
-      now,
-      text: render(t.transferToVisitor, { from, to: toAgent }),
-    }),
+    ...(toVisitor === null
+      ? []
+      : [notice({ shop: shop.jid, to: s.visitor, realfrom: toAgent, qchatid: QCHAT_TO_VISITOR, now, text: toVisitor })]),
     ...(from === BOT ? [] : [toOld]),
     notice({
       shop: shop.jid,

@@ -24,7 +24,37 @@ export interface Session {
   group?: string;
   /** When it joined the queue, if it waited before being served (absent: startedAt): its place should it wait again. */
   arrivedAt?: number;
+  /** When its agent's answer clock started (given the session, nothing sent since); absent: no clock runs. */
+  answerClockAt?: number;
+  /** How often it moved on because its agent did not answer in time (the visitor is told the first time only). */
+  silentMoves?: number;
 }
+
+/** An agent's chats that moved on unanswered in a shop: in a row (since its last answer in time), and in all. */
+export interface Missed {
+  inRow: number;
+  total: number;
+}
+
+/** Why a visitor's kept messages wait as a left message: the shop was closed, it waited too long, it left the queue. */
+export type LeftReason = 'closed' | 'timeout' | 'left';
+export const LEFT_REASONS: readonly LeftReason[] = ['closed', 'timeout', 'left'];
+
+/** A visitor's left message: its kept messages (in `kept`) wait for an agent while nobody will serve it now. */
+export interface LeftMessage {
+  at: number; // when it was left: left messages are handed out oldest first
+  reason: LeftReason;
+  g: string; // the group key it was for ('' any agent)
+  /** It came from the queue after waiting this long: an abandoned wait. */
+  waitedMs?: number;
+}
+
+/** Abandoned waits of one reason and group key: how many, and how long they waited in all. */
+export interface Abandoned {
+  count: number;
+  waitMs: number;
+}
+export const abandonedKey = (reason: LeftReason, group: string) => `${reason}\n${group}`;
 
 /** When a visitor first came (joined the queue, or was served at once): its place should it wait again. */
 export function arrivalOf(s: Session): number {
@@ -42,11 +72,13 @@ export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'r
 
 // Fields marked ? came with groups, the bot and the archive: journals written before them lack them.
 export type Change =
-  | { op: 'open'; v: string; agent: string; at: number; g?: string; since?: number } // since: its place in the queue it left
+  // since: its place in the queue it left; clock: the agent's answer clock starts (answer or move on)
+  | { op: 'open'; v: string; agent: string; at: number; g?: string; since?: number; clock?: true }
   | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string }
   | { op: 'remind'; v: string; at: number }
   | { op: 'orphan'; v: string; at: number } // at 0: the agent is back
-  | { op: 'move'; v: string; agent: string; at: number; g?: string; reason?: string }
+  // clock: the new agent's answer clock starts; missed: the agent it leaves did not answer in time (a missed chat)
+  | { op: 'move'; v: string; agent: string; at: number; g?: string; reason?: string; clock?: true; missed?: true }
   | { op: 'close'; v: string; stickyUntil: number; at?: number; reason?: CloseReason; rateUntil?: number }
   // The agent (or bot) is gone: the visitor waits again, history kept. With `since` it keeps its place by that arrival
   // time; without (a hand-over from the bot, and journals written before) it joins at the back.
@@ -56,7 +88,12 @@ export type Change =
   | { op: 'keep'; v: string; at: number; xml: string; text?: string }
   | { op: 'release'; v: string; n: number; relayed: Stored[] } // the first n kept messages reached the agent
   | { op: 'rate'; v: string; score: number; at: number } // the visitor rated its last closed session
-  | { op: 'archived'; keys: string[] }; // these unarchived entries are in the archive store
+  | { op: 'archived'; keys: string[] } // these unarchived entries are in the archive store
+  | { op: 'away'; agent: string; at: number } // set away for its missed chats: its count in a row starts again
+  // Left messages: the visitor (new, or out of the queue: an abandoned wait, counted) waits without a place in the queue
+  | { op: 'leave'; v: string; at: number; reason: LeftReason; g?: string }
+  | { op: 'pickup'; v: string } // its left message is taken: an agent gets it (an open follows), or the visitor is back
+  | { op: 'discard'; v: string }; // an admin closed its left message: its kept messages and transcript go
 
 export type Undo = () => void;
 interface Sticky {
@@ -89,6 +126,12 @@ export class ShopState {
   readonly unarchived = new Map<string, Unarchived>();
   /** By visitor: its last closed session, which it may rate until `until`. */
   readonly ratingDue = new Map<string, { id: string; until: number }>();
+  /** By agent: its missed chats in this shop (answer or move on). Values are replaced, never changed in place. */
+  readonly missed = new Map<string, Missed>();
+  /** By visitor, oldest first: left messages waiting for the shop to open (or for room). Their messages are in `kept`. */
+  readonly left = new Map<string, LeftMessage>();
+  /** Abandoned waits by abandonedKey(reason, group key). Values are replaced, never changed in place. */
+  readonly abandoned = new Map<string, Abandoned>();
 
   constructor(
     readonly shop: string,
@@ -116,7 +159,8 @@ export class ShopState {
       this.history.size +
       this.sticky.size +
       this.transcripts.size +
-      this.unarchived.size
+      this.unarchived.size +
+      this.left.size
     );
   }
 
@@ -211,6 +255,9 @@ export class ShopState {
       }
     }
     for (const [v, r] of this.ratingDue) add(['r', v, r.id, r.until]);
+    for (const [a, m] of this.missed) add(['m', a, m.inRow, m.total]);
+    for (const [v, l] of this.left) add(['l', v, l]);
+    for (const [k, a] of this.abandoned) add(['ab', k, a.count, a.waitMs]);
     parts.push(`[${current.join(',')}]`);
     return parts;
   }
@@ -263,6 +310,15 @@ export class ShopState {
           case 't':
             st.sticky.set(r[1], { agent: r[2], until: r[3] });
             break;
+          case 'l':
+            st.left.set(r[1], r[2]);
+            break;
+          case 'ab':
+            st.abandoned.set(r[1], { count: r[2], waitMs: r[3] });
+            break;
+          case 'm':
+            st.missed.set(r[1], { inRow: r[2], total: r[3] });
+            break;
         }
       }
     }
@@ -296,7 +352,10 @@ type SnapshotRecord =
   | ['r', string, string, number]
   | ['k' | 'h', string, number, string]
   | ['a', string, number]
-  | ['t', string, string, number];
+  | ['t', string, string, number]
+  | ['l', string, LeftMessage]
+  | ['ab', string, number, number]
+  | ['m', string, number, number];
 
 /** A whole shop's state in plain form (the version 1 migration builds it). */
 export interface SnapshotBody {
@@ -360,6 +419,7 @@ export function apply(st: ShopState, c: Change): Undo {
       };
       if (c.g) session.group = c.g;
       if (c.since !== undefined) session.arrivedAt = c.since;
+      if (c.clock) session.answerClockAt = c.at;
       const prevAssigned = st.lastAssigned.get(c.agent);
       st.sessions.set(c.v, session);
       serving(st, c.agent).add(c.v);
@@ -382,6 +442,8 @@ export function apply(st: ShopState, c: Change): Undo {
       const field = c.by === 'visitor' ? 'lastVisitorAt' : 'lastAgentAt';
       const prev = s[field];
       s[field] = c.at;
+      // The agent answered while its clock ran: the clock stops and its missed chats in a row start again.
+      const undoClock = c.by === 'agent' ? answered(st, s) : noop;
       const undoHistory = pushCapped(st.history, c.v, { at: c.at, xml: c.xml }, st.limits.historyPerSession);
       const role = c.by === 'visitor' ? 'visitor' : s.agent === BOT ? 'bot' : 'agent';
       const undoLine = editTranscript(st, c.v, s.startedAt, false, (t) => {
@@ -391,6 +453,7 @@ export function apply(st: ShopState, c: Change): Undo {
       return () => {
         undoLine();
         s[field] = prev;
+        undoClock();
         undoHistory();
       };
     }
@@ -411,6 +474,14 @@ export function apply(st: ShopState, c: Change): Undo {
       const prev = { agent: s.agent, remindedAt: s.remindedAt, orphanedAt: s.orphanedAt };
       const prevAssigned = st.lastAssigned.get(c.agent);
       const prevGroup = s.group;
+      const { answerClockAt: prevClock, silentMoves: prevSilent } = s;
+      const prevMissed = st.missed.get(s.agent);
+      if (c.missed) {
+        st.missed.set(s.agent, { inRow: (prevMissed?.inRow ?? 0) + 1, total: (prevMissed?.total ?? 0) + 1 });
+        s.silentMoves = (s.silentMoves ?? 0) + 1;
+      }
+      if (c.clock) s.answerClockAt = c.at;
+      else delete s.answerClockAt;
       const undoTranscript = editTranscript(st, c.v, s.startedAt, false, (t) => {
         t.agents.push(c.agent);
         t.transfers.push({ at: c.at, from: s.agent, to: c.agent, reason: c.reason ?? '' });
@@ -427,6 +498,9 @@ export function apply(st: ShopState, c: Change): Undo {
         undoTranscript();
         s.group = prevGroup;
         if (prevGroup === undefined) delete s.group;
+        setOptional(s, 'answerClockAt', prevClock);
+        setOptional(s, 'silentMoves', prevSilent);
+        if (c.missed) restoreMap(st.missed, prev.agent, prevMissed);
         unserve(st, c.agent, c.v);
         Object.assign(s, prev);
         serving(st, prev.agent).add(c.v);
@@ -535,11 +609,43 @@ export function apply(st: ShopState, c: Change): Undo {
         st.ratingDue.set(c.v, due);
       };
     }
+    case 'leave':
+      return leave(st, c);
+    case 'pickup': {
+      const l = st.left.get(c.v);
+      if (!l) return noop;
+      const index = [...st.left.keys()].indexOf(c.v);
+      st.left.delete(c.v);
+      return () => reinsertAt(st.left, index, c.v, l);
+    }
+    case 'discard': {
+      const l = st.left.get(c.v);
+      if (!l) return noop;
+      const index = [...st.left.keys()].indexOf(c.v);
+      const kept = st.kept.get(c.v);
+      const transcript = st.transcripts.get(c.v);
+      st.left.delete(c.v);
+      st.kept.delete(c.v);
+      st.transcripts.delete(c.v);
+      return () => {
+        restoreMap(st.transcripts, c.v, transcript);
+        restoreMap(st.kept, c.v, kept);
+        reinsertAt(st.left, index, c.v, l);
+      };
+    }
     case 'archived': {
       const gone = c.keys.map((k) => [k, st.unarchived.get(k)] as const);
       for (const k of c.keys) st.unarchived.delete(k);
       return () => {
         for (const [k, u] of gone) if (u) st.unarchived.set(k, u);
+      };
+    }
+    case 'away': {
+      const m = st.missed.get(c.agent);
+      if (!m) return noop;
+      st.missed.set(c.agent, { ...m, inRow: 0 });
+      return () => {
+        st.missed.set(c.agent, m);
       };
     }
     case 'release': {
@@ -562,6 +668,54 @@ export function apply(st: ShopState, c: Change): Undo {
 }
 
 const noop: Undo = () => {};
+
+/** A visitor's messages become a left message; one that waited in the queue abandons its wait there (counted). */
+function leave(st: ShopState, c: Extract<Change, { op: 'leave' }>): Undo {
+  if (st.left.has(c.v) || st.sessions.has(c.v)) return noop;
+  const since = st.queue.get(c.v);
+  const entry: LeftMessage = { at: c.at, reason: c.reason, g: c.g ?? '' };
+  let undoQueue: Undo = noop;
+  if (since !== undefined) {
+    const index = [...st.queue.keys()].indexOf(c.v);
+    st.queue.delete(c.v);
+    entry.g = leaveQueue(st, c.v);
+    // Its wait this time: since it joined the queue (a requeued visitor's place is older than that).
+    entry.waitedMs = Math.max(0, c.at - (st.transcripts.get(c.v)?.queuedAt ?? since));
+    const key = abandonedKey(c.reason, entry.g);
+    const prev = st.abandoned.get(key);
+    st.abandoned.set(key, { count: (prev?.count ?? 0) + 1, waitMs: (prev?.waitMs ?? 0) + entry.waitedMs });
+    undoQueue = () => {
+      restoreMap(st.abandoned, key, prev);
+      setQueueGroup(st, c.v, entry.g);
+      reinsertAt(st.queue, index, c.v, since);
+    };
+  }
+  st.left.set(c.v, entry);
+  return () => {
+    st.left.delete(c.v);
+    undoQueue();
+  };
+}
+
+/** An agent's message in a session whose answer clock runs: the clock stops, its misses in a row start again. */
+function answered(st: ShopState, s: Session): Undo {
+  const clock = s.answerClockAt;
+  if (clock === undefined) return noop;
+  delete s.answerClockAt;
+  const m = st.missed.get(s.agent);
+  if (m?.inRow) st.missed.set(s.agent, { ...m, inRow: 0 });
+  const agent = s.agent;
+  return () => {
+    s.answerClockAt = clock;
+    restoreMap(st.missed, agent, m);
+  };
+}
+
+/** Sets an optional field of a session back as it was: absent stays absent (snapshots compare equal). */
+function setOptional<K extends 'answerClockAt' | 'silentMoves'>(s: Session, key: K, value: Session[K]): void {
+  if (value === undefined) delete s[key];
+  else s[key] = value;
+}
 
 function addWaiting(st: ShopState, key: string, n: number): void {
   const count = (st.waiting.get(key) ?? 0) + n;

@@ -7,6 +7,8 @@ import { render } from '../domain/texts.js';
 import type { ShopContext, Changes } from './changes.js';
 import { rehome, closeSession } from './session.js';
 import { serveQueue } from './queue.js';
+import { waitingTimers } from './left.js';
+import { moveOnIfUnanswered } from './answer.js';
 
 /** Timers of one shop: offline agents' sessions, idle sessions, reminders; then the queue. */
 export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
@@ -28,7 +30,11 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
     }
     if (s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: 0 });
     const lastActivity = Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt);
-    if (now - lastActivity >= idleCloseSec * 1000) {
+    // Answer or move on: an agent that let its answer clock run out loses the visitor to the next agent.
+    const movedOn = now - lastActivity < idleCloseSec * 1000 ? moveOnIfUnanswered(cx, w, s) : [];
+    if (movedOn.length) {
+      out.push(...movedOn);
+    } else if (now - lastActivity >= idleCloseSec * 1000) {
       if (!w.state.kept.has(s.visitor)) out.push(...closeSession(cx, w, s, 'idle')); // else: after the release
     } else if (s.lastVisitorAt > s.lastAgentAt && s.remindedAt < s.lastVisitorAt && now - s.lastVisitorAt >= agentReminderSec * 1000) {
       w.do({ op: 'remind', v: s.visitor, at: now });
@@ -41,6 +47,7 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
   gone.sort((a, b) => arrivalOf(a) - arrivalOf(b) || (a.visitor < b.visitor ? -1 : 1));
   for (const s of gone) out.push(...rehome(cx, w, s));
   out.push(...serveQueue(cx, w));
+  out.push(...waitingTimers(cx, w)); // waits that end, left messages handed out (src/routing/left.ts)
   return out;
 }
 

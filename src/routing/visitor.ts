@@ -7,15 +7,17 @@
 import { QCHAT_TO_VISITOR, ack, autoReply, ensureBodyId, notice, relay } from '../xmpp/stanzas.js';
 import { findChild, serialize, type XmlElement } from '../xmpp/xml.js';
 import { asksForHuman, botTurn } from './bot.js';
-import { botModeOf, productOf, routeKey } from './groups.js';
-import { BOT, type Session, type ShopState } from './state.js';
+import { answerClock, botModeOf, productOf, routeKey } from './groups.js';
+import { BOT, type Session } from './state.js';
 import { render } from '../domain/texts.js';
-import { type Decision, reject } from '../domain/decision.js';
+import type { Decision } from '../domain/decision.js';
 import type { ShopContext, Changes } from './changes.js';
 import { rewrite, drop } from '../domain/decision.js';
 import { toAgent, bodyText, welcome } from './replies.js';
 import { serveQueue } from './queue.js';
 import { chooseAgent } from './assign.js';
+import { keptFull, waitingFull } from './kept.js';
+import { leftMessage } from './left.js';
 
 export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, type: string): Decision {
   const st = w.state;
@@ -39,6 +41,9 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   const acked = bodyId ? [ack(visitor, bodyId, now)] : [];
   const extra: XmlElement[] = [];
   if (!session) {
+    // Outside opening hours, with a left message waiting, or a word to leave the queue (src/routing/left.ts).
+    const left = leftMessage(cx, w, stanza, visitor, acked);
+    if (left) return left;
     // Whoever waits longer goes first: serve the queue before this visitor.
     extra.push(...serveQueue(cx, w));
     session = st.sessions.get(visitor); // it was waiting and has just been served
@@ -65,7 +70,7 @@ function route(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string,
   if (st.waitingFor(key) === 0) {
     const agent = chooseAgent(cx, st, visitor, undefined, key);
     if (agent) {
-      w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}) });
+      w.do({ op: 'open', v: visitor, agent, at: cx.now, ...(key ? { g: key } : {}), ...answerClock(cx.shop, agent, key) });
       extra.push(welcome(cx, visitor));
       return { session: st.sessions.get(visitor), key };
     }
@@ -110,12 +115,8 @@ function wait(
   const noAgent = () => autoReply({ shop: shop.jid, visitor, realfrom: shop.jid, text: shop.noAgentText, now });
   if (!shop.queueEnabled) return drop([...extra, noAgent()]); // not kept, so not acked
   const already = st.queue.has(visitor);
-  if (!already && st.queue.size >= st.limits.queueMax) {
-    return {
-      ...reject('resource-constraint', 'wait', `${st.queue.size} visitors are already waiting for ${shop.jid}; please try again later`),
-      extra,
-    };
-  }
+  const full = already ? undefined : waitingFull(st, 'try again'); // the queue and left messages
+  if (full) return { ...full, extra };
   const xml = serialize(stanza);
   const refused = keptFull(st, visitor, xml);
   if (refused) return { ...refused, extra };
@@ -146,24 +147,4 @@ function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza) });
   w.releases.add(visitor);
   return drop([ack(visitor, bodyId, cx.now), ...extra]);
-}
-
-/** Kept messages are bounded per visitor, in number and in size (a few stanzas near maxStanzaBytes fill it). */
-function keptFull(st: ShopState, visitor: string, xml: string): Decision | undefined {
-  const kept = st.kept.get(visitor) ?? [];
-  if (kept.length >= st.limits.keptPerVisitor) {
-    return reject(
-      'resource-constraint',
-      'wait',
-      `${kept.length} of your messages are already waiting for an agent of ${st.shop}; please wait for a reply`,
-    );
-  }
-  let bytes = xml.length;
-  for (const m of kept) bytes += m.xml.length;
-  if (bytes <= st.limits.keptBytesPerVisitor) return undefined;
-  return reject(
-    'resource-constraint',
-    'wait',
-    `your messages waiting for an agent of ${st.shop} would exceed ${st.limits.keptBytesPerVisitor} bytes; please wait for a reply`,
-  );
 }

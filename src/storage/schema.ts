@@ -92,6 +92,24 @@ const VERSIONS: Version[] = [
       `ALTER TABLE sidecars ADD COLUMN IF NOT EXISTS ready boolean NOT NULL DEFAULT true`,
     ],
   },
+  {
+    version: 6,
+    what: 'opening hours and the maximum queue wait of a shop',
+    sql: [
+      // JSON of the shop's OpeningHours ('' = always open); groups carry their own in the groups column.
+      `ALTER TABLE shops ADD COLUMN IF NOT EXISTS hours text NOT NULL DEFAULT ''`,
+      `ALTER TABLE shops ADD COLUMN IF NOT EXISTS queue_max_wait_sec int NOT NULL DEFAULT 0`,
+    ],
+  },
+  {
+    version: 7,
+    what: 'answer or move on: the answer timeout and the missed chats that set an agent away, of a shop',
+    sql: [
+      // NULL: the shop does not set it (off); groups carry their own answerTimeoutSec in the groups column.
+      `ALTER TABLE shops ADD COLUMN IF NOT EXISTS answer_timeout_sec int`,
+      `ALTER TABLE shops ADD COLUMN IF NOT EXISTS max_missed_chats int`,
+    ],
+  },
 ];
 
 /**

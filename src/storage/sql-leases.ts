@@ -36,10 +36,10 @@ export class SqlShopLeases implements ShopLeases {
        ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at, ready = excluded.ready`,
       [this.holder, this.sidecar, ttl, this.ready],
     );
-    const renewed = await this.db.query(
-      `UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop, epoch`,
-      [this.holder, ttl],
-    );
+    const renewed = await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop, epoch`, [
+      this.holder,
+      ttl,
+    ]);
     // Other holders only: this process's own readiness is what it says, whatever its row held.
     const heartbeats = await this.db.query(`SELECT sidecar, ready FROM sidecars WHERE expires_at > ${NOW_MS} AND holder <> $1`, [
       this.holder,
@@ -94,6 +94,12 @@ export class SqlShopLeases implements ShopLeases {
     await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS}, holder = '' WHERE holder = $1`, [this.holder]);
     await this.db.query(`DELETE FROM sidecars WHERE holder = $1`, [this.holder]);
     await this.notify();
+  }
+
+  /** The sidecar whose lease on a shop is valid now (none: free, expired or released), for the admin API's 421. */
+  async ownerOf(shop: string): Promise<string | undefined> {
+    const [row] = await this.db.query(`SELECT sidecar FROM shop_lease WHERE shop = $1 AND holder <> '' AND expires_at > ${NOW_MS}`, [shop]);
+    return row?.sidecar as string | undefined;
   }
 
   async watch(changed: () => void): Promise<void> {

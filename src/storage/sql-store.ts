@@ -17,6 +17,10 @@ const toShop = (r: Row): Shop => ({
   texts: JSON.parse(r.texts || '{}'),
   groups: JSON.parse(r.groups || '[]'),
   bot: { ...DEFAULT_BOT, ...JSON.parse(r.bot || '{}') },
+  ...(r.hours ? { hours: JSON.parse(r.hours) } : {}),
+  ...(r.queue_max_wait_sec ? { queueMaxWaitSec: r.queue_max_wait_sec } : {}),
+  ...(r.answer_timeout_sec !== null ? { answerTimeoutSec: r.answer_timeout_sec } : {}),
+  ...(r.max_missed_chats !== null ? { maxMissedChats: r.max_missed_chats } : {}),
 });
 
 export class SqlStore implements Store {
@@ -41,10 +45,12 @@ export class SqlStore implements Store {
   }
   async putShop(s: Shop) {
     await this.db.query(
-      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot,
+         hours, queue_max_wait_sec, answer_timeout_sec, max_missed_chats)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
-         limits = $7, language = $8, texts = $9, groups = $10, bot = $11`,
+         limits = $7, language = $8, texts = $9, groups = $10, bot = $11, hours = $12, queue_max_wait_sec = $13,
+         answer_timeout_sec = $14, max_missed_chats = $15`,
       [
         s.jid,
         s.name,
@@ -57,6 +63,10 @@ export class SqlStore implements Store {
         JSON.stringify(s.texts),
         JSON.stringify(s.groups ?? []),
         JSON.stringify(s.bot ?? DEFAULT_BOT),
+        s.hours ? JSON.stringify(s.hours) : '',
+        s.queueMaxWaitSec ?? 0,
+        s.answerTimeoutSec ?? null,
+        s.maxMissedChats ?? null,
       ],
     );
   }

@@ -2,10 +2,11 @@
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
 import type { Config } from '../../src/domain/config.js';
 import { Desk, type DeskDeps } from '../../src/desk/desk.js';
-import type { Outbox } from '../../src/desk/ports.js';
+import type { DeskMetrics, Outbox } from '../../src/desk/ports.js';
 import { Directory, seedStore } from '../../src/desk/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
+import { leaseOwners } from '../../src/admin/http.js';
 import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
 import { MemoryArchive } from '../../src/storage/memory-archive.js';
 import { MemoryJournal } from '../../src/storage/memory-journal.js';
@@ -138,6 +139,8 @@ export interface WorldOptions {
   random?: () => number;
   hooks?: FilterHooks;
   onBatch?: DeskDeps['onBatch'];
+  /** Told of closes and ratings (the same one across restart(), as a long-lived scraper would see it). */
+  metrics?: DeskMetrics;
   /** Stands between the desk and its journal store (e.g. holds writes). */
   journal?: (store: JournalStore) => JournalStore;
   /** Which sidecar this world is, and whether it joins the database another world set up. */
@@ -160,6 +163,7 @@ export async function deskWorld(o: WorldOptions) {
     await presence.load();
     presence.close(); // the world moves its own clock; node grace timers are tested on their own
     let ownership: Ownership | undefined;
+    const link = new ShimLink(silent);
     const desk = new Desk({
       config: o.config,
       directory,
@@ -168,16 +172,17 @@ export async function deskWorld(o: WorldOptions) {
       archive: stores.archive,
       askBot,
       link: outbox,
+      askPresence: (node) => link.reportPresence(node),
       log: silent,
       now: () => clock,
       random: o.random,
+      metrics: o.metrics,
       onBatch: o.onBatch,
       // As main.ts wires it: a write refused for a lost lease drops those shops here.
       onJournalError: (e) => {
         if (e instanceof LeaseLost) ownership?.refused(e.shops);
       },
     });
-    const link = new ShimLink(silent);
     const watch = new WatchList({ directory, shops: desk.shops, sidecar: '', push: (w) => link.pushWatchList(w) });
     ownership = new Ownership({ leases: stores.leases, desk, directory, watch, log: silent });
     await ownership.round();
@@ -257,5 +262,13 @@ export async function deskWorld(o: WorldOptions) {
 
 /** What an admin server takes from a world (the rest, token and log, is the test's). */
 export function adminParts(w: World) {
-  return { store: w.store, directory: w.directory, desk: w.desk, presence: w.presence, watch: w.watch, ownership: w.ownership };
+  return {
+    store: w.store,
+    directory: w.directory,
+    desk: w.desk,
+    presence: w.presence,
+    watch: w.watch,
+    ownership: w.ownership,
+    owners: leaseOwners(w.leases),
+  };
 }
