@@ -132,6 +132,18 @@ const jid = (o: Obj, k: string, where: string, dflt?: string): string => {
   return need(isJid(v) && !v.includes('/'), bareJid(v), `${where}.${k}`, 'a bare JID (user@domain)');
 };
 
+/** A shop's supervisors: bare JIDs, at most 50 (absent or empty: none). */
+function supervisorsIn(s: Obj, where: string): Pick<Shop, 'supervisors'> {
+  const raw = s.supervisors ?? [];
+  need(Array.isArray(raw) && raw.length <= 50, raw, `${where}.supervisors`, 'a list of at most 50 bare JIDs');
+  const list = (raw as unknown[]).map((v, i) =>
+    bareJid(
+      need(typeof v === 'string' && isJid(v) && !v.includes('/'), v as string, `${where}.supervisors[${i}]`, 'a bare JID (user@domain)'),
+    ),
+  );
+  return list.length > 0 ? { supervisors: [...new Set(list)] } : {};
+}
+
 function textsOf(raw: unknown, where: string): Partial<Texts> {
   const o = need(typeof (raw ?? {}) === 'object' && raw !== null && !Array.isArray(raw), (raw ?? {}) as Obj, where, 'an object');
   for (const [k, v] of Object.entries(o)) {
@@ -192,6 +204,7 @@ export function parseConfig(raw: unknown): Config {
       language,
       texts: textsOf(s.texts, `${where}.texts`),
       agents,
+      ...supervisorsIn(s, where),
       ...optionsOf(() => ({
         groups: parseGroups(s.groups, `${where}.groups`, new Set(agents.map((a) => a.jid))),
         bot: parseBot(s.bot, `${where}.bot`),

@@ -63,6 +63,8 @@ export interface Shop {
   texts: Partial<Texts>;
   groups: Group[];
   bot: BotConfig;
+  /** Accounts that may watch the shop's sessions, whisper to their agents and take them over (not necessarily agents). */
+  supervisors?: string[];
 }
 
 export interface Membership {

@@ -25,6 +25,11 @@ export const TEXT_VALUES = {
   botFailed: [],
   botHistory: ['visitor'],
   agentHistory: ['visitor', 'agent'],
+  monitorOn: ['visitor', 'agent'],
+  monitorOff: ['visitor'],
+  whisperToAgent: ['supervisor', 'visitor', 'text'],
+  whisperSent: ['visitor', 'agent'],
+  takenOver: ['supervisor'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type TextKey = keyof typeof TEXT_VALUES;
@@ -51,6 +56,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     botFailed: '智能客服暂时无法回答，正在为您转接人工客服。',
     botHistory: '{visitor} 与智能客服的对话如下。',
     agentHistory: '{visitor} 与上一位客服的对话如下。',
+    monitorOn: '您正在旁听 {visitor} 与 {agent} 的会话；发送 /unmonitor {visitor} 停止。',
+    monitorOff: '已停止旁听 {visitor} 的会话。',
+    whisperToAgent: '主管 {supervisor} 关于 {visitor} 的提示（仅您可见）：{text}',
+    whisperSent: '已悄悄告知 {agent}（{visitor} 看不到）。',
+    takenOver: '由主管 {supervisor} 接管',
   },
   en: {
     queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
@@ -72,6 +82,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     botFailed: 'Our assistant cannot answer right now; connecting you to a human agent.',
     botHistory: 'The conversation of {visitor} with the assistant follows.',
     agentHistory: 'The conversation of {visitor} with the previous agent follows.',
+    monitorOn: 'You are monitoring the conversation of {visitor} with {agent}; send /unmonitor {visitor} to stop.',
+    monitorOff: 'You no longer monitor the conversation of {visitor}.',
+    whisperToAgent: 'Supervisor {supervisor} about {visitor} (only you see this): {text}',
+    whisperSent: 'Whispered to {agent} ({visitor} does not see it).',
+    takenOver: 'taken over by supervisor {supervisor}',
   },
 };
 

@@ -62,7 +62,7 @@ export function transferToGroup(cx: ShopContext, w: Changes, s: Session, group: 
 }
 
 /** Moves a session to another agent: notices to all three, the recent history replayed to the new agent. */
-function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string, group?: string): XmlElement[] {
+export function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: string, reason: string, group?: string): XmlElement[] {
   const { shop, now } = cx;
   const from = s.agent;
   w.do({ op: 'move', v: s.visitor, agent: toAgent, at: now, ...(group !== undefined ? { g: group } : {}), ...(reason ? { reason } : {}) });

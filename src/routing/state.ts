@@ -24,6 +24,8 @@ export interface Session {
   group?: string;
   /** When it joined the queue, if it waited before being served (absent: startedAt): its place should it wait again. */
   arrivedAt?: number;
+  /** Supervisors who get a copy of both directions (absent: none). */
+  monitors?: string[];
 }
 
 /** When a visitor first came (joined the queue, or was served at once): its place should it wait again. */
@@ -56,7 +58,9 @@ export type Change =
   | { op: 'keep'; v: string; at: number; xml: string; text?: string }
   | { op: 'release'; v: string; n: number; relayed: Stored[] } // the first n kept messages reached the agent
   | { op: 'rate'; v: string; score: number; at: number } // the visitor rated its last closed session
-  | { op: 'archived'; keys: string[] }; // these unarchived entries are in the archive store
+  | { op: 'archived'; keys: string[] } // these unarchived entries are in the archive store
+  | { op: 'monitor'; v: string; who: string; on: boolean } // a supervisor starts (on) or stops watching a session
+  | { op: 'whisper'; v: string; who: string; at: number; text: string }; // a supervisor to the session's agent only
 
 export type Undo = () => void;
 interface Sticky {
@@ -393,6 +397,24 @@ export function apply(st: ShopState, c: Change): Undo {
         s[field] = prev;
         undoHistory();
       };
+    }
+    case 'monitor': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const prev = s.monitors;
+      const next = (prev ?? []).filter((m) => m !== c.who);
+      if (c.on) next.push(c.who);
+      if (next.length > 0) s.monitors = next;
+      else delete s.monitors;
+      return () => {
+        if (prev) s.monitors = prev;
+        else delete s.monitors;
+      };
+    }
+    case 'whisper': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      return editTranscript(st, c.v, s.startedAt, false, (t) => addLine(st, t, { at: c.at, role: 'whisper', who: c.who, text: c.text }));
     }
     case 'remind':
     case 'orphan': {

@@ -92,6 +92,11 @@ const VERSIONS: Version[] = [
       `ALTER TABLE sidecars ADD COLUMN IF NOT EXISTS ready boolean NOT NULL DEFAULT true`,
     ],
   },
+  {
+    version: 6,
+    what: 'the supervisors of a shop',
+    sql: [`ALTER TABLE shops ADD COLUMN IF NOT EXISTS supervisors text NOT NULL DEFAULT '[]'`],
+  },
 ];
 
 /**

@@ -36,10 +36,10 @@ export class SqlShopLeases implements ShopLeases {
        ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at, ready = excluded.ready`,
       [this.holder, this.sidecar, ttl, this.ready],
     );
-    const renewed = await this.db.query(
-      `UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop, epoch`,
-      [this.holder, ttl],
-    );
+    const renewed = await this.db.query(`UPDATE shop_lease SET expires_at = ${NOW_MS} + $2 WHERE holder = $1 RETURNING shop, epoch`, [
+      this.holder,
+      ttl,
+    ]);
     // Other holders only: this process's own readiness is what it says, whatever its row held.
     const heartbeats = await this.db.query(`SELECT sidecar, ready FROM sidecars WHERE expires_at > ${NOW_MS} AND holder <> $1`, [
       this.holder,

@@ -17,7 +17,13 @@ const toShop = (r: Row): Shop => ({
   texts: JSON.parse(r.texts || '{}'),
   groups: JSON.parse(r.groups || '[]'),
   bot: { ...DEFAULT_BOT, ...JSON.parse(r.bot || '{}') },
+  ...supervisorsOf(r),
 });
+
+function supervisorsOf(r: Row): Pick<Shop, 'supervisors'> {
+  const list: string[] = JSON.parse(r.supervisors || '[]');
+  return list.length > 0 ? { supervisors: list } : {};
+}
 
 export class SqlStore implements Store {
   private constructor(readonly db: Driver) {}
@@ -41,10 +47,10 @@ export class SqlStore implements Store {
   }
   async putShop(s: Shop) {
     await this.db.query(
-      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot, supervisors)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
-         limits = $7, language = $8, texts = $9, groups = $10, bot = $11`,
+         limits = $7, language = $8, texts = $9, groups = $10, bot = $11, supervisors = $12`,
       [
         s.jid,
         s.name,
@@ -57,6 +63,7 @@ export class SqlStore implements Store {
         JSON.stringify(s.texts),
         JSON.stringify(s.groups ?? []),
         JSON.stringify(s.bot ?? DEFAULT_BOT),
+        JSON.stringify(s.supervisors ?? []),
       ],
     );
   }
