@@ -16,9 +16,10 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   shop <jid>                              show one shop
   shop set <jid> [--name N] [--welcome W] [--no-agent-text T]
                  [--strategy sticky|least-busy|round-robin|random] [--queue true|false]
-                 [--max-wait SECONDS]
+                 [--max-wait SECONDS] [--supervisors JID,JID,...]
                                           change the fields given (a new shop needs --name;
-                                          --max-wait: the longest wait in the queue, 0 none)
+                                          --max-wait: the longest wait in the queue, 0 none;
+                                          --supervisors: who may monitor, whisper, take over; '' none)
   hours <shop> <hours.json>|off           set the opening hours (a JSON object as in the config's
                                           shops[].hours), or remove them (always open)
   shop rm <jid>
@@ -86,6 +87,7 @@ const { values: opt, positionals } = (() => {
         bot: { type: 'string' },
         'bot-url': { type: 'string' },
         'max-wait': { type: 'string' },
+        supervisors: { type: 'string' },
         timeout: { type: 'string' },
         retries: { type: 'string' },
         visitor: { type: 'string' },
@@ -136,6 +138,7 @@ function request(): { method: string; path: string; body?: unknown } {
           noAgentText: opt['no-agent-text'],
           strategy: opt.strategy,
           queueMaxWaitSec: opt['max-wait'] === undefined ? undefined : Number(opt['max-wait']),
+          supervisors: opt.supervisors === undefined ? undefined : jidList(opt.supervisors),
         };
         if (opt.queue !== undefined) {
           if (opt.queue !== 'true' && opt.queue !== 'false') throw new UsageError('--queue must be true or false');
@@ -444,3 +447,11 @@ main().then(
     process.exit(1);
   },
 );
+
+/** A comma-separated list of JIDs ('' : none). */
+function jidList(text: string): string[] {
+  return text
+    .split(',')
+    .map((j) => j.trim())
+    .filter(Boolean);
+}

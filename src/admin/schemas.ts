@@ -180,6 +180,7 @@ export const ShopView = z.strictObject({
   maxMissedChats: z.int().optional().meta({ description: 'missed chats in a row that set an agent away; absent or 0: never' }),
   hours: HoursOut.optional().meta({ description: 'opening hours; absent: always open' }),
   queueMaxWaitSec: z.int().optional().meta({ description: 'the longest wait in the queue before a left message; absent or 0: no limit' }),
+  supervisors: z.array(z.string()).optional().meta({ description: 'who may list, monitor, whisper to and take over its sessions' }),
   agents: z.array(z.strictObject({ jid: z.string(), maxSessions: z.int() })),
   decidedHere: z.boolean().meta({ description: 'this sidecar decides the shop: its sessions and queue are read and changed here' }),
 });
@@ -227,7 +228,7 @@ export const WaitingView = z.strictObject({
 
 const LineOut = z.strictObject({
   at: z.number(),
-  role: z.enum(['visitor', 'agent', 'bot', 'system']),
+  role: z.enum(['visitor', 'agent', 'bot', 'system', 'whisper']).describe('whisper: a supervisor to the agent, never seen by the visitor'),
   who: z.string(),
   text: z.string(),
 });

@@ -78,6 +78,7 @@ function shopFrom(jid: string, b: z.output<typeof ShopPutBody>, defaultLimits: L
     ...(b.maxMissedChats !== undefined ? { maxMissedChats: b.maxMissedChats } : {}),
     ...(b.hours ? { hours: b.hours as Shop['hours'] } : {}),
     ...(b.queueMaxWaitSec !== undefined ? { queueMaxWaitSec: b.queueMaxWaitSec } : {}),
+    ...(b.supervisors?.length ? { supervisors: [...new Set(b.supervisors)] } : {}),
   };
 }
 
@@ -114,6 +115,7 @@ function merged(old: Shop, b: z.output<typeof ShopPatchBody>): Shop {
           'answerTimeoutSec',
           'maxMissedChats',
           'queueMaxWaitSec',
+          'supervisors',
         ] as const
       )
         .filter((k) => b[k] !== undefined)

@@ -19,6 +19,7 @@ import { closeSession, transferSession, transferToGroup } from '../routing/sessi
 import type { Session } from '../routing/state.js';
 import { runTimers } from '../routing/timers.js';
 import { fromVisitor } from '../routing/visitor.js';
+import { isSupervisor } from '../routing/supervisor.js';
 import { bareJid } from '../xmpp/jid.js';
 import { XmlError, parseElement, type XmlElement } from '../xmpp/xml.js';
 import { AfterCommit } from './after-commit.js';
@@ -162,7 +163,8 @@ export class Desk {
     }
     if (!this.shops.owns(shop.jid))
       return reject('service-unavailable', 'wait', new NotOwner(shop.jid, this.shops.storeUnreachable).error.text);
-    const isAgent = this.directory.membership(shop.jid, from) !== undefined;
+    // A supervisor's messages are decided with the agents' (its commands, and the sessions it took over).
+    const isAgent = this.directory.membership(shop.jid, from) !== undefined || isSupervisor(shop, from);
     return this.act(
       shop.jid,
       (cx, w) => (isAgent ? fromAgent(cx, w, stanza, from, type) : fromVisitor(cx, w, stanza, from, type)),

@@ -9,6 +9,7 @@ export class Directory {
   private members = new Map<string, Map<string, Membership>>(); // shop → agent → membership
   private agents = new Map<string, Shop[]>(); // agent → its shops
   private texts = new Map<string, Texts>(); // shop → its texts, resolved once per reload
+  private supervisors = new Set<string>(); // of any shop
 
   constructor(private readonly store: Store) {}
 
@@ -19,6 +20,7 @@ export class Directory {
     this.members = new Map(shops.map((s) => [s.jid, new Map()]));
     this.agents = new Map();
     this.texts = new Map(shops.map((s) => [s.jid, resolveTexts(s.language, s.texts)]));
+    this.supervisors = new Set(shops.flatMap((s) => s.supervisors ?? []));
     for (const m of members) {
       const shop = this.shops.get(m.shop);
       if (!shop) continue;
@@ -47,8 +49,9 @@ export class Directory {
   membership(shop: string, agent: string): Membership | undefined {
     return this.members.get(shop)?.get(agent);
   }
+  /** An agent of some shop, or a supervisor of one: its presence matters. */
   isAgent(jid: string): boolean {
-    return this.agents.has(jid);
+    return this.agents.has(jid) || this.supervisors.has(jid);
   }
   shopsOf(agent: string): Shop[] {
     return this.agents.get(agent) ?? [];
@@ -56,7 +59,7 @@ export class Directory {
 
   /** What the shim must forward: messages to shops, readmarks to and from agents. */
   watchList(): { shops: string[]; agents: string[] } {
-    return { shops: [...this.shops.keys()], agents: [...this.agents.keys()] };
+    return { shops: [...this.shops.keys()], agents: [...new Set([...this.agents.keys(), ...this.supervisors])] };
   }
 }
 
@@ -82,6 +85,7 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
       ...(s.maxMissedChats !== undefined ? { maxMissedChats: s.maxMissedChats } : {}),
       ...(s.hours ? { hours: s.hours } : {}),
       ...(s.queueMaxWaitSec !== undefined ? { queueMaxWaitSec: s.queueMaxWaitSec } : {}),
+      ...(s.supervisors ? { supervisors: s.supervisors } : {}),
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 
 export interface Line {
   at: number;
-  role: 'visitor' | 'agent' | 'bot' | 'system';
+  role: 'visitor' | 'agent' | 'bot' | 'system' | 'whisper'; // whisper: a supervisor to the agent, never seen by the visitor
   who: string; // JID (the bot: "robot"; system lines: the shop)
   text: string;
 }

@@ -201,6 +201,11 @@ export const ShopSchema = strict({
     .optional()
     .describe('an assigned agent that sends nothing this long loses the visitor to the next agent; absent or 0: off'),
   maxMissedChats: int(0, 1000).optional().describe('an agent that misses this many chats in a row is set away; absent or 0: never'),
+  supervisors: z
+    .array(BareJidSchema, { error: must('a list of bare JIDs') })
+    .max(50)
+    .optional()
+    .describe("accounts that may list, monitor, whisper to and take over the shop's sessions (not necessarily agents)"),
 }).superRefine((shop, ctx) =>
   checkGroupsInto(shop.groups, new Set(shop.agents.map((a) => a.jid)), (path, message) =>
     ctx.addIssue({ code: 'custom', path: ['groups', ...path], message }),

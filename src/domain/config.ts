@@ -198,6 +198,7 @@ function resolve(c: ParsedConfig): Config {
       bot: s.bot as BotConfig,
       ...definedOnly({ answerTimeoutSec: s.answerTimeoutSec, maxMissedChats: s.maxMissedChats }),
       ...definedOnly({ hours: s.hours as Shop['hours'], queueMaxWaitSec: s.queueMaxWaitSec }),
+      ...(s.supervisors?.length ? { supervisors: [...new Set(s.supervisors)] } : {}),
     }),
   );
   const { host, port, shims, tls, maxStreamsPerNode } = c.grpc;

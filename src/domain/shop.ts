@@ -82,6 +82,8 @@ export interface Shop {
   answerTimeoutSec?: number;
   /** After this many chats missed in a row the agent is set away (absent or 0: never). */
   maxMissedChats?: number;
+  /** Accounts that may watch the shop's sessions, whisper to their agents and take them over (not necessarily agents). */
+  supervisors?: string[];
 }
 
 export interface Membership {

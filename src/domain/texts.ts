@@ -34,6 +34,11 @@ export const TEXT_VALUES = {
   answerTimeoutToAgent: ['visitor', 'to', 'seconds'],
   answerTimeoutReason: ['agent', 'seconds'],
   awayAfterMissed: ['count'],
+  monitorOn: ['visitor', 'agent'],
+  monitorOff: ['visitor'],
+  whisperToAgent: ['supervisor', 'visitor', 'text'],
+  whisperSent: ['visitor', 'agent'],
+  takenOver: ['supervisor'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type TextKey = keyof typeof TEXT_VALUES;
@@ -69,6 +74,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     answerTimeoutToAgent: '您未在 {seconds} 秒内回复 {visitor}，会话已转给 {to}。',
     answerTimeoutReason: '{agent} 未在 {seconds} 秒内回复',
     awayAfterMissed: '您已连续 {count} 次未及时回复，接待状态已设为 away，不再分配新会话。发送 /status standard 恢复接待。',
+    monitorOn: '您正在旁听 {visitor} 与 {agent} 的会话；发送 /unmonitor {visitor} 停止。',
+    monitorOff: '已停止旁听 {visitor} 的会话。',
+    whisperToAgent: '主管 {supervisor} 关于 {visitor} 的提示（仅您可见）：{text}',
+    whisperSent: '已悄悄告知 {agent}（{visitor} 看不到）。',
+    takenOver: '由主管 {supervisor} 接管',
   },
   en: {
     queuePosition: 'All our agents are busy. You are number {position} in the queue; please wait.',
@@ -102,6 +112,11 @@ export const DEFAULT_TEXTS: Record<Language, Texts> = {
     answerTimeoutReason: '{agent} did not answer within {seconds} s',
     awayAfterMissed:
       'You missed {count} chats in a row, so your status is now away and no new chats come to you. Send /status standard to take chats again.',
+    monitorOn: 'You are monitoring the conversation of {visitor} with {agent}; send /unmonitor {visitor} to stop.',
+    monitorOff: 'You no longer monitor the conversation of {visitor}.',
+    whisperToAgent: 'Supervisor {supervisor} about {visitor} (only you see this): {text}',
+    whisperSent: 'Whispered to {agent} ({visitor} does not see it).',
+    takenOver: 'taken over by supervisor {supervisor}',
   },
 };
 

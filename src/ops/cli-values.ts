@@ -78,6 +78,12 @@ export function checkValues(opt: Record<string, string | boolean | undefined>, p
     const v = opt[flag];
     if (typeof v === 'string') check(`--${flag}`, integer ? asInteger(v) : v, schema);
   }
+  if (typeof opt.supervisors === 'string')
+    for (const jid of opt.supervisors
+      .split(',')
+      .map((j) => j.trim())
+      .filter(Boolean))
+      check('--supervisors', jid, BareJidSchema);
   if (typeof opt.timeout === 'string') opt.timeout = String(checkDuration('--timeout', opt.timeout, BotSchema.shape.timeoutMs));
   const [cmd, sub] = positionals;
   if (cmd === 'agent' && sub === 'status' && positionals[3] !== undefined) check('status', positionals[3], AgentSchema.shape.status);

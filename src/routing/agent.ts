@@ -8,7 +8,8 @@ import { type StanzaErrorInfo, ConsultError, type Decision } from '../domain/dec
 import type { ShopContext, Changes } from './changes.js';
 import { drop, rewrite } from '../domain/decision.js';
 import { toVisitor, bodyText } from './replies.js';
-import { agentCommand } from './commands.js';
+import { agentCommand, supervisorCommand } from './commands.js';
+import { fromSupervisor, isSupervisor, monitorCopies, notSupervisor } from './supervisor.js';
 import { agentInfo } from './agent-info.js';
 import { render } from '../domain/texts.js';
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
@@ -18,6 +19,8 @@ import { serveQueue } from './queue.js';
 
 export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string, type: string): Decision {
   const { now } = cx;
+  const supervising = type === 'readmark' ? undefined : supervisorCommand(stanza, cx.shop.jid);
+  if (supervising) return isSupervisor(cx.shop, agent) ? fromSupervisor(cx, w, stanza, agent, supervising) : notSupervisor(cx);
   const command = type === 'readmark' ? undefined : agentCommand(stanza, cx.shop.jid);
   // These two need no session: an agent may set its status or look at its sessions at any time.
   if (command?.name === 'status') return setStatus(cx, w, stanza, agent, command.status);
@@ -48,7 +51,7 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   const relayed = relay(stanza, toVisitor(session, now));
   const xml = serialize(relayed);
   if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml, text: bodyText(stanza) });
-  return rewrite(relayed, acked, xml);
+  return rewrite(relayed, [...acked, ...monitorCopies(session, relayed, 'agent')], xml);
 }
 
 /** `/status …`: set once this is durable (the desk does it, for every shop of the agent), then confirmed. */

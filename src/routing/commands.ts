@@ -6,6 +6,12 @@
 //   /status standard|dnd|always-on      the agent's own seat status, in every shop it serves (also how an agent set
 //                                       away for missed chats takes chats again: src/routing/answer.ts)
 //   /sessions                           what the agent holds in this shop, and its missed chats (src/routing/agent-info.ts)
+// and the shop's supervisors' (src/routing/supervisor.ts); <visitor> is a bare JID or a local part of the shop's domain:
+//   /live                               the shop's open sessions and its queue
+//   /monitor <visitor>                  a copy of both directions of that session, until
+//   /unmonitor [<visitor>]              (without a visitor: every session it watches)
+//   /whisper <visitor> <text>           to the session's agent only; the visitor never sees it
+//   /takeover <visitor>                 the session moves to the supervisor, who serves it as its agent
 import { AGENT_STATUSES, type AgentStatus } from '../domain/shop.js';
 import { bareJid } from '../xmpp/jid.js';
 import { findChild, textOf, type XmlElement } from '../xmpp/xml.js';
@@ -16,6 +22,41 @@ export type AgentCommand =
   | { name: 'transfer-group'; group: string; reason: string }
   | { name: 'status'; status: AgentStatus }
   | { name: 'sessions' };
+
+export type SupervisorCommand =
+  | { name: 'live' }
+  | { name: 'monitor'; visitor: string }
+  | { name: 'unmonitor'; visitor?: string }
+  | { name: 'whisper'; visitor: string; text: string }
+  | { name: 'takeover'; visitor: string };
+
+/** The supervisor command in a message's body, if the body is one. */
+export function supervisorCommand(stanza: XmlElement, shopJid: string): SupervisorCommand | undefined {
+  const body = findChild(stanza, 'body');
+  return body ? parseSupervisorCommand(textOf(body), shopJid) : undefined;
+}
+
+export function parseSupervisorCommand(text: string, shopJid: string): SupervisorCommand | undefined {
+  const trimmed = text.trim();
+  if (trimmed === '/live') return { name: 'live' };
+  if (trimmed === '/unmonitor') return { name: 'unmonitor' };
+  const m = /^\/(monitor|unmonitor|takeover|whisper)\s+(\S+)(?:\s+([\s\S]*))?$/.exec(trimmed);
+  if (!m) return undefined;
+  const visitor = jidIn(m[2], shopJid);
+  const rest = (m[3] ?? '').trim();
+  if (m[1] === 'whisper') return rest ? { name: 'whisper', visitor, text: rest } : undefined;
+  if (rest) return undefined;
+  return m[1] === 'monitor'
+    ? { name: 'monitor', visitor }
+    : m[1] === 'unmonitor'
+      ? { name: 'unmonitor', visitor }
+      : { name: 'takeover', visitor };
+}
+
+/** A bare JID as typed, or a local part taken in the shop's domain. */
+function jidIn(word: string, shopJid: string): string {
+  return word.includes('@') ? bareJid(word) : `${word.toLowerCase()}@${shopJid.split('@')[1]}`;
+}
 
 /** The command in a message's body, if the body is one. */
 export function agentCommand(stanza: XmlElement, shopJid: string): AgentCommand | undefined {
@@ -33,6 +74,5 @@ export function parseCommand(text: string, shopJid: string): AgentCommand | unde
   if (m[1] !== 'transfer') return { name: 'close' };
   if (!m[2]) return undefined;
   if (m[2].startsWith('#') && m[2].length > 1) return { name: 'transfer-group', group: m[2].slice(1), reason: (m[3] ?? '').trim() };
-  const to = m[2].includes('@') ? bareJid(m[2]) : `${m[2].toLowerCase()}@${shopJid.split('@')[1]}`;
-  return { name: 'transfer', to, reason: (m[3] ?? '').trim() };
+  return { name: 'transfer', to: jidIn(m[2], shopJid), reason: (m[3] ?? '').trim() };
 }

@@ -28,6 +28,8 @@ export interface Session {
   answerClockAt?: number;
   /** How often it moved on because its agent did not answer in time (the visitor is told the first time only). */
   silentMoves?: number;
+  /** Supervisors who get a copy of both directions (absent: none). */
+  monitors?: string[];
 }
 
 /** An agent's chats that moved on unanswered in a shop: in a row (since its last answer in time), and in all. */
@@ -93,7 +95,9 @@ export type Change =
   // Left messages: the visitor (new, or out of the queue: an abandoned wait, counted) waits without a place in the queue
   | { op: 'leave'; v: string; at: number; reason: LeftReason; g?: string }
   | { op: 'pickup'; v: string } // its left message is taken: an agent gets it (an open follows), or the visitor is back
-  | { op: 'discard'; v: string }; // an admin closed its left message: its kept messages and transcript go
+  | { op: 'discard'; v: string } // an admin closed its left message: its kept messages and transcript go
+  | { op: 'monitor'; v: string; who: string; on: boolean } // a supervisor starts (on) or stops watching a session
+  | { op: 'whisper'; v: string; who: string; at: number; text: string }; // a supervisor to the session's agent only
 
 export type Undo = () => void;
 interface Sticky {
@@ -456,6 +460,24 @@ export function apply(st: ShopState, c: Change): Undo {
         undoClock();
         undoHistory();
       };
+    }
+    case 'monitor': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const prev = s.monitors;
+      const next = (prev ?? []).filter((m) => m !== c.who);
+      if (c.on) next.push(c.who);
+      if (next.length > 0) s.monitors = next;
+      else delete s.monitors;
+      return () => {
+        if (prev) s.monitors = prev;
+        else delete s.monitors;
+      };
+    }
+    case 'whisper': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      return editTranscript(st, c.v, s.startedAt, false, (t) => addLine(st, t, { at: c.at, role: 'whisper', who: c.who, text: c.text }));
     }
     case 'remind':
     case 'orphan': {

@@ -9,6 +9,7 @@ import { rehome, closeSession } from './session.js';
 import { serveQueue } from './queue.js';
 import { waitingTimers } from './left.js';
 import { moveOnIfUnanswered } from './answer.js';
+import { isSupervisor } from './supervisor.js';
 
 /** Timers of one shop: offline agents' sessions, idle sessions, reminders; then the queue. */
 export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
@@ -23,7 +24,8 @@ export function runTimers(cx: ShopContext, w: Changes): XmlElement[] {
       out.push(...botTimers(cx, w, s));
       continue;
     }
-    if (!cx.agentState(s.agent).keepsSessions || !cx.members.has(s.agent)) {
+    // A supervisor who took a session over serves it like an agent of the shop.
+    if (!cx.agentState(s.agent).keepsSessions || !(cx.members.has(s.agent) || isSupervisor(cx.shop, s.agent))) {
       if (!s.orphanedAt) w.do({ op: 'orphan', v: s.visitor, at: now });
       else if (now - s.orphanedAt >= offlineGraceSec * 1000) gone.push(s);
       continue;

@@ -18,6 +18,8 @@ import { serveQueue } from './queue.js';
 import { chooseAgent } from './assign.js';
 import { keptFull, waitingFull } from './kept.js';
 import { leftMessage } from './left.js';
+import { supervisorCommand } from './commands.js';
+import { monitorCopies, notSupervisor } from './supervisor.js';
 
 export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, type: string): Decision {
   const st = w.state;
@@ -28,6 +30,8 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   if (type === 'readmark') {
     return session && session.agent !== BOT ? rewrite(relay(stanza, toAgent(session, now), 'readmark'), []) : drop();
   }
+  // A visitor is no supervisor (supervisors' messages are decided with the agents').
+  if (supervisorCommand(stanza, cx.shop.jid)) return notSupervisor(cx);
   // Typing notifications and the like never open a session or join the queue.
   if (!session && !hasBody) return drop();
   if (!session) {
@@ -56,7 +60,7 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   const xml = serialize(relayed);
   if (session.agent === BOT) return drop([...acked, ...extra, ...(hasBody ? botTurn(cx, w, session, stanza, xml, bodyId!) : [])]);
   if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml, text: bodyText(stanza) });
-  return rewrite(relayed, [...acked, ...extra], xml);
+  return rewrite(relayed, [...acked, ...extra, ...monitorCopies(session, relayed, 'visitor')], xml);
 }
 
 /** Where a visitor without a session goes: the bot, a free agent of its groups, or else the queue of `key`. */

@@ -110,6 +110,11 @@ const VERSIONS: Version[] = [
       `ALTER TABLE shops ADD COLUMN IF NOT EXISTS max_missed_chats int`,
     ],
   },
+  {
+    version: 8,
+    what: 'the supervisors of a shop',
+    sql: [`ALTER TABLE shops ADD COLUMN IF NOT EXISTS supervisors text NOT NULL DEFAULT '[]'`],
+  },
 ];
 
 /**
