@@ -1,6 +1,6 @@
 // End to end: shops come back to the sidecar they belong to only when the shims can reach it.
-// One ejabberd node whose shim knows three sidecars on one PostgreSQL; a visitor writes every
-// 50 ms throughout. The shop belongs to A (among A and B) and to C once C runs:
+// Two clustered ejabberd nodes whose shims know three sidecars on one PostgreSQL; a visitor on
+// the first node writes every 50 ms throughout to an agent on the second. The shop belongs to A (among A and B) and to C once C runs:
 // - A restarted under the same id (SIGTERM, then SIGKILL): B serves meanwhile, and A takes the
 //   shop back once the shim is connected to it;
 // - C joins: the shop moves to C once the shim is connected to it.
@@ -99,7 +99,7 @@ setUpSuite(handBack, async (ctx) => {
   ctx.sent = 0;
   buildShim();
   ctx.pg = await startPostgres();
-  const credentials = [newShimCredential()];
+  const credentials = [newShimCredential(), newShimCredential()];
   ctx.ports = [await freePort(), await freePort(), await freePort()];
   ctx.ids = sidecarIds();
   ctx.configs = ctx.ids.map((id) =>
@@ -115,14 +115,14 @@ setUpSuite(handBack, async (ctx) => {
   for (const i of [0, 1]) await start(ctx, i).waitForLog('sidecar listening', 0, 30_000);
   ctx.cluster = await startCluster({
     domain: D,
-    nodes: 1,
+    nodes: 2,
     credentials,
     shimOptions: { sidecars: ctx.ports.map((p) => `127.0.0.1:${p}`), timeout: 1000, failure_policy: 'reject', breaker_cooldown: 500 },
   });
   for (const u of ['visitor1', 'test01']) await ctx.cluster.register(u, PASSWORD);
-  const service = ctx.cluster.nodes[0]!.service;
-  ctx.agent = await connectClient({ service, domain: D, username: 'test01', password: PASSWORD, resource: 'desk' });
-  ctx.visitor = await connectClient({ service, domain: D, username: 'visitor1', password: PASSWORD, resource: 'web' });
+  const [first, second] = ctx.cluster.nodes.map((n) => n!.service);
+  ctx.agent = await connectClient({ service: second!, domain: D, username: 'test01', password: PASSWORD, resource: 'desk' });
+  ctx.visitor = await connectClient({ service: first!, domain: D, username: 'visitor1', password: PASSWORD, resource: 'web' });
   await ctx.sidecars[0]!.waitForLog('every ejabberd node is connected', 0, 30_000);
   // The session opens (welcome) before the faults: from then on every message is relayed to the agent.
   await waitUntil(
@@ -155,8 +155,10 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       let back: SidecarProcess | undefined;
       const r = await traffic(ctx, async () => {
         await new Promise((r) => setTimeout(r, 500));
+        const standby = ctx.sidecars[1]!;
+        const since = standby.lines.length; // before the stop: a clean stop hands over before the process is gone
         await ctx.sidecars[0]!.kill(signal);
-        await ctx.sidecars[1]!.waitForLog('took the lease of a shop', ctx.sidecars[1]!.lines.length, 20_000);
+        await standby.waitForLog('took the lease of a shop', since, 20_000);
         back = start(ctx, 0);
         await back.waitForLog('took the lease of a shop', 0, 30_000);
       });
