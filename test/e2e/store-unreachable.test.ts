@@ -39,7 +39,7 @@ down('PostgreSQL down past the lease period: visitors are told the service canno
 
     await ctx.pg.stop(); // gone: every connection refused
     ctx.pg = undefined;
-    await sidecar.waitForLog('leases not renewed within their period', 20_000);
+    await sidecar.waitForLog('leases not renewed in time', 20_000);
     const refused = await filter(client, 2, 'a2');
     assert.is(refused.action, Action.ACTION_REJECT);
     assert.equal([refused.error?.condition, refused.error?.type], ['service-unavailable', 'wait']);

@@ -35,6 +35,16 @@ cluster.after(async (ctx) => {
 });
 
 const client = (port: number) => new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+/**
+ * What an ejabberd node's shim keeps open to each sidecar: a FilterStream that said hello. A sidecar takes its share
+ * of the shops from the other only once the shims reach it (or after waiting 10 s for them).
+ */
+const shimStream = (c: StanzaFilterClient, node: string) => {
+  const stream = c.filterStream();
+  stream.on('error', () => {}); // ends with the sidecar
+  stream.write({ hello: { node, hosts: [D], shimVersion: 'test', clusterNodes: [node] } });
+  return stream;
+};
 const filter = (c: StanzaFilterClient, xml: string) =>
   new Promise<Verdict>((resolve, reject) =>
     c.filter({ seq: '1', hook: 1, host: D, stanza: Buffer.from(xml), deadlineMs: String(Date.now() + 5000) }, (e, v) =>
@@ -118,12 +128,15 @@ cluster('two shops spread over two sidecars; a clean stop hands its shop over at
   const first = startSidecar(configOf(ctx.pg, id1, [SHOP, SHOP2]), p1);
   ctx.sidecars.push(first);
   await first.waitForLog('sidecar listening');
+  const c1 = client(p1);
+  const s1 = shimStream(c1, 'n1@test');
   const second = startSidecar(configOf(ctx.pg, id2, [SHOP, SHOP2]), p2);
   ctx.sidecars.push(second);
-  await second.waitForLog('took the lease of a shop', 0, 20_000); // the first hands SHOP2 over to it
-  await second.waitForLog('sidecar listening'); // it waited for its own shop before listening
+  await second.waitForLog('sidecar listening');
+  const c2 = client(p2);
+  const s2 = shimStream(c2, 'n1@test');
+  await second.waitForLog('took the lease of a shop', 0, 20_000); // once the shim reaches it, the first hands SHOP2 over
   await first.waitForLog('handed a shop over');
-  const [c1, c2] = [client(p1), client(p2)];
   for (const c of [c1, c2]) await online(c, 'ann');
   assert.ok(agentOf(await says(c1, 1, 'a1', SHOP)), 'the first decides SHOP');
   assert.ok(refusedAsNotOwner(await says(c1, 2, 'a2', SHOP2)), 'but not SHOP2');
@@ -138,6 +151,7 @@ cluster('two shops spread over two sidecars; a clean stop hands its shop over at
   const again = await says(c2, 1, 'a5', SHOP);
   assert.is(agentOf(again), `ann@${D}`, 'the session of v1 came along');
   assert.not.ok(again.extra.some((x) => x.toString().includes("auto_reply='true'")));
+  for (const s of [s1, s2]) s.cancel();
   c1.close();
   c2.close();
 });
