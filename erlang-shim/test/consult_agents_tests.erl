@@ -41,16 +41,10 @@ on_watch(Name, Agents) -> ?WATCHER ! {watch, Name, Agents}.
 
 report_presence_test_() ->
     {setup,
-     fun() ->
-             logger:set_primary_config(level, none),
-             {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
-             L
-     end,
+     fun consult_fake_sidecar:setup/0,
      fun(L) ->
-             catch gen_server:stop(consult_grpc),
              catch unregister(?WATCHER),
-             gen_tcp:close(L),
-             logger:set_primary_config(level, notice)
+             consult_fake_sidecar:cleanup(L)
      end,
      fun(L) -> {"each ReportPresence reports the watched agents again, as a reconnect does",
                 {timeout, 30, fun() -> reported_again_when_asked(L) end}} end}.

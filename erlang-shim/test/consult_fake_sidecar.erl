@@ -6,7 +6,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([start/1, start/2, new/1, sock/1, raw_headers/1, accept/1, accept/2, out/2, next/2, next/3,
+-export([foreach/2, setup/0, cleanup/1, listener/0,
+         start/1, start/2, new/1, sock/1, raw_headers/1, accept/1, accept/2, out/2, next/2, next/3,
          next_n/3, is/1, response_headers/2, verdict/2, unary_reply/3, verdict_bytes/1, watch_bytes/0,
          watch_frame/3, grpc_frame/1, fields/1, field/2, varint_field/2, call/2, await/1, wait/1]).
 
@@ -14,6 +15,35 @@
 -record(srv, {sock, buf = <<>>, data = #{}, events = [], raw_headers = false}).
 
 -define(STANZA, <<"<message to='shop@localhost'><body>hi</body></message>">>).
+
+%%% The fixture
+
+%% EUnit's foreach over the cases Names of Module: each gets a listening
+%% socket of its own (setup/0) and 30 s, and cleanup/1 runs after it.
+-spec foreach(module(), [atom()]) -> tuple().
+foreach(Module, Names) ->
+    {foreach, fun setup/0, fun cleanup/1,
+     [fun(L) -> {atom_to_list(Name), {timeout, 30, fun() -> Module:Name(L) end}} end
+      || Name <- Names]}.
+
+%% Quiet logs (the client logs every reconnect) and a listening socket.
+-spec setup() -> gen_tcp:socket().
+setup() ->
+    logger:set_primary_config(level, none),
+    listener().
+
+%% The client stopped if it still runs, the socket closed, logs back on.
+-spec cleanup(gen_tcp:socket()) -> ok.
+cleanup(L) ->
+    catch gen_server:stop(consult_grpc),
+    gen_tcp:close(L),
+    logger:set_primary_config(level, notice).
+
+%% A socket listening on a free loopback port, for the client to connect to.
+-spec listener() -> gen_tcp:socket().
+listener() ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
+    L.
 
 %%% The client
 

@@ -18,11 +18,7 @@ two_sidecars_test_() ->
     {foreach,
      fun() ->
              logger:set_primary_config(level, none),
-             Ls = [begin
-                       {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true},
-                                                    {ip, {127, 0, 0, 1}}]),
-                       L
-                   end || _ <- Names],
+             Ls = [consult_fake_sidecar:listener() || _ <- Names],
              consult_grpc:set_connections(Names),
              lists:zip(Names, Ls)
      end,

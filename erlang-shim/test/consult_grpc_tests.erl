@@ -31,26 +31,15 @@
 %% keepalive unless asked), quiet logs. The client is started unlinked, as
 %% its supervisor would, and stopped afterwards.
 client_test_() ->
-    {foreach,
-     fun() ->
-             logger:set_primary_config(level, none),
-             {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
-             L
-     end,
-     fun(L) ->
-             catch gen_server:stop(consult_grpc),
-             gen_tcp:close(L),
-             logger:set_primary_config(level, notice)
-     end,
-     [fun(L) -> {atom_to_list(Name), {timeout, 30, fun() -> ?MODULE:Name(L) end}} end
-      || Name <- [token_and_hello, no_token_no_header, verdicts_and_pings, goaway_drains_the_old_connection,
-                  goaway_below_the_main_stream, window_update_zero_on_the_connection,
-                  window_update_overflow_on_the_connection, window_update_errors_on_a_stream,
-                  window_update_overflow_on_the_main_stream, initial_window_overflow,
-                  max_concurrent_streams, header_table_size_zero, header_block_limit,
-                  continuation_interleaved, stream_ids_run_out, notification_queue_bounded,
-                  keepalive, breaker_lets_one_probe_through, refused_stream_backs_off,
-                  goaway_on_terminate]]}.
+    consult_fake_sidecar:foreach(
+      ?MODULE, [token_and_hello, no_token_no_header, verdicts_and_pings, goaway_drains_the_old_connection,
+                goaway_below_the_main_stream, window_update_zero_on_the_connection,
+                window_update_overflow_on_the_connection, window_update_errors_on_a_stream,
+                window_update_overflow_on_the_main_stream, initial_window_overflow,
+                max_concurrent_streams, header_table_size_zero, header_block_limit,
+                continuation_interleaved, stream_ids_run_out, notification_queue_bounded,
+                keepalive, breaker_lets_one_probe_through, refused_stream_backs_off,
+                goaway_on_terminate]).
 
 %%% Cases
 
@@ -399,8 +388,7 @@ garbage_test_() ->
     consult_properties:needing_proper(
       {timeout, 300,
        fun() ->
-               logger:set_primary_config(level, none),
-               {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
+               L = consult_fake_sidecar:setup(),
                {ok, Port} = inet:port(L),
                {ok, Sup} = supervisor:start_link(?MODULE, Port),
                unlink(Sup),

@@ -152,20 +152,9 @@ commands_test() ->
 %%% What the connection process counts
 
 conn_test_() ->
-    {foreach,
-     fun() ->
-             logger:set_primary_config(level, none),
-             {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}}]),
-             L
-     end,
-     fun(L) ->
-             catch gen_server:stop(consult_grpc),
-             gen_tcp:close(L),
-             logger:set_primary_config(level, notice)
-     end,
-     [fun(L) -> {atom_to_list(Name), {timeout, 30, fun() -> ?MODULE:Name(L) end}} end
-      || Name <- [counts_what_became_of_the_stanzas, down_with_the_reason_and_the_retry,
-                  owned_shops_and_the_sidecar_id]]}.
+    consult_fake_sidecar:foreach(?MODULE, [counts_what_became_of_the_stanzas,
+                                           down_with_the_reason_and_the_retry,
+                                           owned_shops_and_the_sidecar_id]).
 
 %% One stanza answered, one timed out, one lost with the connection.
 counts_what_became_of_the_stanzas(L) ->

@@ -2,7 +2,7 @@
 import type { ArchivePosition, ArchiveRecord } from '../domain/archive.js';
 import type { ArchiveStore } from '../desk/ports.js';
 import { badField } from './problem.js';
-import { Raw, type Route, WithHeaders, route } from './routes.js';
+import { Raw, type Route, WithHeaders, adminRoute } from './routes.js';
 import { ArchiveIdParams, ArchivePage, ArchiveQuery, ArchiveRecordView, StatsQuery, StatsView } from './schemas.js';
 import { HttpError } from './problem.js';
 
@@ -70,9 +70,9 @@ export function toCsv(records: ArchiveRecord[]): string {
 }
 
 export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) => unknown): Route[] {
-  const tag = { tag: 'archive', access: 'admin' as const };
+  const archiveRoute = adminRoute('archive');
   return [
-    route({
+    archiveRoute({
       method: 'GET',
       path: '/archive',
       operationId: 'searchArchive',
@@ -80,7 +80,6 @@ export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) 
       description:
         'Newest first (by end, then id). `next` is the cursor of the following page (null on the last); the Link header ' +
         'carries it too, as the URL of that page, which is how a CSV export is paged.',
-      ...tag,
       query: ArchiveQuery,
       ok: {
         description: 'a page of sessions',
@@ -107,12 +106,11 @@ export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) 
         return new WithHeaders({ items, next }, headers);
       },
     }),
-    route({
+    archiveRoute({
       method: 'GET',
       path: '/archive/{id}',
       operationId: 'getArchived',
       summary: 'One archived session',
-      ...tag,
       params: ArchiveIdParams,
       ok: { description: 'the session', json: ArchiveRecordView },
       problems: [404],
@@ -122,12 +120,11 @@ export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) 
         return r;
       },
     }),
-    route({
+    archiveRoute({
       method: 'GET',
       path: '/stats',
       operationId: 'getStats',
       summary: 'CSAT, first response, handle time and queue wait per shop and per shop and agent',
-      ...tag,
       query: StatsQuery,
       ok: { description: 'per shop (agent null) and per shop and agent', json: StatsView },
       problems: [404],

@@ -2,20 +2,13 @@
 // dispatched from one route table. A client address that fails authentication too often is refused with 429 for the
 // rest of its window; failures are logged, one line per address per interval with their count. Errors are RFC 9457
 // problems.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { ConsultError } from '../domain/decision.js';
-import { NotOwner, type Desk } from '../desk/desk.js';
-import type { Ownership } from '../cluster/ownership.js';
+import { NotOwner } from '../desk/desk.js';
 import type { ShopLeases } from '../cluster/leases.js';
-import type { Directory } from '../desk/directory.js';
-import type { WatchList } from '../cluster/watch-list.js';
 import type { Log } from '../domain/log.js';
 import type { Metrics } from './metrics.js';
-import type { Presence } from '../desk/presence.js';
-import type { Limits } from '../domain/shop.js';
-import type { Store } from '../desk/ports.js';
 import { FailureWindow, ThrottledLog } from '../domain/throttle.js';
 import { archiveRoutes } from './archive-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -23,8 +16,10 @@ import { HttpError, MEDIA_PROBLEM, PROBLEM_TYPES, type ShopOwner } from './probl
 import { Raw, type Route, WithHeaders, route } from './routes.js';
 import { Router } from './router.js';
 import { OpenApiDocument } from './schemas.js';
-import { shopRoutes } from './shop-routes.js';
+import { type ShopRouteDeps, shopRoutes } from './shop-routes.js';
 import { leftRoutes } from './left-routes.js';
+import { type Listener, listen } from './listen.js';
+import { shopLookup } from './shop-lookup.js';
 
 /** Which sidecar decides a shop another sidecar holds (from its lease), and where its admin API is when known. */
 export interface ShopOwners {
@@ -50,22 +45,12 @@ export function leaseOwners(
   };
 }
 
-export interface AdminDeps {
-  store: Store;
-  directory: Directory;
-  desk: Desk;
-  presence: Presence;
-  /** Told after every shop or agent change. */
-  watch: WatchList;
-  /** Adopts a new shop (or lets its owner do so) right after it is added. */
-  ownership: Ownership;
+export interface AdminDeps extends Omit<ShopRouteDeps, 'now'> {
   /** Names the owner in a 421 (stores with leases); without it the 421 says only that another sidecar decides. */
   owners?: ShopOwners;
   token: string;
   log: Log;
   metrics?: Metrics;
-  /** Limits of a new shop that names none (the config's defaults). */
-  defaultLimits: Limits;
   now?: () => number;
   /** Failed authentications one client address may make per window before it gets 429 (default 10 per 60 s). */
   authFailures?: { max: number; windowMs: number };
@@ -78,9 +63,7 @@ export function adminRoutes(deps: AdminDeps): Route[] {
   const routes = [
     ...shopRoutes({ ...deps, now: deps.now ?? Date.now }),
     ...leftRoutes(deps.desk, deps.directory),
-    ...archiveRoutes(deps.desk.archiver.store, (jid) => {
-      if (!deps.directory.shop(jid)) throw new HttpError(404, `${jid} is not a shop`);
-    }),
+    ...archiveRoutes(deps.desk.archiver.store, shopLookup(deps.directory, deps.desk).requireShop),
     route({
       method: 'GET',
       path: '/metrics',
@@ -199,28 +182,12 @@ export function adminHandler(deps: AdminDeps) {
   return Object.assign(handle, { close: () => authLog.flush() });
 }
 
-export async function startAdminServer(
-  deps: AdminDeps,
-  host: string,
-  port: number,
-): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+export async function startAdminServer(deps: AdminDeps, host: string, port: number): Promise<Listener> {
   const handler = adminHandler(deps);
-  const server = createServer((req, res) => void handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        handler.close();
-        server.close(() => resolve());
-        server.closeAllConnections(); // keep-alive clients must not hold shutdown open
-      }),
-  };
+  return listen(
+    createServer((req, res) => void handler(req, res)),
+    host,
+    port,
+    () => handler.close(),
+  );
 }

@@ -1,11 +1,11 @@
 // Admin routes over left messages (kept outside opening hours or out of the queue) and abandoned waits, of the shops
 // decided here (another sidecar's shop: 421, answered by http.ts).
 import { z } from 'zod';
-import { NotOwner, type Desk } from '../desk/desk.js';
+import type { Desk } from '../desk/desk.js';
 import type { Directory } from '../desk/directory.js';
 import { LEFT_REASONS } from '../routing/state.js';
-import { HttpError } from './problem.js';
-import { type Route, route } from './routes.js';
+import { DECIDED_HERE_PROBLEMS, type Route, adminRoute } from './routes.js';
+import { shopLookup } from './shop-lookup.js';
 import { UserJid } from './schemas.js';
 
 const reasons = LEFT_REASONS as unknown as readonly [string, ...string[]];
@@ -35,51 +35,43 @@ export const AbandonedView = z.strictObject({
 });
 
 export function leftRoutes(desk: Desk, directory: Directory): Route[] {
-  const requireOwned = (jid: string) => {
-    const shop = directory.shop(jid);
-    if (!shop) throw new HttpError(404, `${jid} is not a shop`);
-    if (!desk.shops.owns(shop.jid)) throw new NotOwner(shop.jid);
-    return shop.jid;
-  };
-  const tag = { tag: 'sessions', access: 'admin' as const };
+  const { requireOwned } = shopLookup(directory, desk);
+  const sessionRoute = adminRoute('sessions');
   return [
-    route({
+    sessionRoute({
       method: 'GET',
       path: '/left-messages',
       operationId: 'listLeftMessages',
       summary: 'Left messages of a shop decided here, oldest first',
       description: 'Handed out to agents when the shop is open, one per agent per timer tick, after the queue.',
-      ...tag,
       query: LeftQuery,
       ok: { description: 'the left messages', json: z.array(LeftView) },
-      problems: [404, 421, 503],
-      handle: async ({ query }) => desk.view.left(requireOwned(query.shop)),
+      problems: DECIDED_HERE_PROBLEMS,
+      handle: async ({ query }) => desk.view.left(requireOwned(query.shop).jid),
     }),
-    route({
+    sessionRoute({
       method: 'POST',
       path: '/left-messages/close',
       operationId: 'closeLeftMessage',
       summary: 'Close a left message: its kept messages are dropped (nobody is told)',
-      ...tag,
       body: LeftCloseBody,
       ok: { description: 'closed', json: LeftClosed },
-      problems: [404, 421, 503],
+      problems: DECIDED_HERE_PROBLEMS,
       handle: async ({ body }) => {
-        await desk.closeLeftMessage(requireOwned(body.shop), body.visitor);
+        await desk.closeLeftMessage(requireOwned(body.shop).jid, body.visitor);
         return { closed: { shop: body.shop, visitor: body.visitor } };
       },
     }),
-    route({
+    sessionRoute({
       method: 'GET',
       path: '/queue/abandoned',
       operationId: 'getAbandoned',
       summary: 'Waits that ended without an agent, per group and reason, of a shop decided here',
       description: 'Counted in the shop’s journaled state, so a restart keeps them; the live counters are on /metrics.',
-      ...tag,
       query: LeftQuery,
       ok: { description: 'the abandoned waits', json: z.array(AbandonedView) },
-      problems: [404, 421, 503],
-      handle: async ({ query }) => desk.view.abandoned(requireOwned(query.shop)),
+      problems: DECIDED_HERE_PROBLEMS,
+      handle: async ({ query }) => desk.view.abandoned(requireOwned(query.shop).jid),
     }),
   ];
 }

@@ -1,14 +1,10 @@
 // /metrics on a listener of its own (config `metrics`, loopback by default): no token, and there whether or not the
 // admin API runs. It serves GET /metrics and nothing else.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import type client from 'prom-client';
+import { type Listener, listen } from './listen.js';
 
-export interface MetricsServer {
-  server: Server;
-  port: number;
-  close(): Promise<void>;
-}
+export type MetricsServer = Listener;
 
 export async function startMetricsServer(registry: client.Registry, host: string, port: number): Promise<MetricsServer> {
   const server = createServer((req, res) => {
@@ -26,20 +22,5 @@ export async function startMetricsServer(registry: client.Registry, host: string
       (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${e.message}\n`),
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections(); // a scraper's keep-alive must not hold shutdown open
-      }),
-  };
+  return listen(server, host, port);
 }

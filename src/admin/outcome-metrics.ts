@@ -48,33 +48,40 @@ export class SessionMetrics implements DeskMetrics {
       'Closed sessions: time waiting in the queue before an agent (or the bot) took it (0 when taken at once)',
       QUEUE_WAIT_BUCKETS,
     );
-    this.closed = new client.Counter({
-      name: 'consult_sessions_closed_total',
-      help: 'Sessions closed, by who closed them (agent, admin, idle timer)',
-      labelNames: ['shop', 'reason'],
-      registers,
-      collect() {
-        for (const shop of self.shops()) for (const reason of CLOSE_REASONS) this.inc({ shop, reason }, 0);
-      },
-    });
-    this.ratings = new client.Counter({
-      name: 'consult_ratings_total',
-      help: 'Ratings visitors gave closed sessions, by score (1-5)',
-      labelNames: ['shop', 'score'],
-      registers,
-      collect() {
-        for (const shop of self.shops()) for (const score of SCORES) this.inc({ shop, score }, 0);
-      },
-    });
-    this.missed = new client.Counter({
-      name: 'consult_missed_chats_total',
-      help: 'Chats that moved on to another agent because the assigned agent did not answer within answerTimeoutSec',
-      labelNames: ['shop'],
-      registers,
-      collect() {
-        for (const shop of self.shops()) this.inc({ shop }, 0);
-      },
-    });
+    // Counters shown at zero for each shop decided here until they count: the series exist before the first event.
+    const countedFromZero = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: L[],
+      zeros: (shop: string) => Partial<Record<L, string>>[],
+    ) =>
+      new client.Counter<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          for (const shop of self.shops()) for (const labels of zeros(shop)) this.inc(labels, 0);
+        },
+      });
+    this.closed = countedFromZero(
+      'consult_sessions_closed_total',
+      'Sessions closed, by who closed them (agent, admin, idle timer)',
+      ['shop', 'reason'],
+      (shop) => CLOSE_REASONS.map((reason) => ({ shop, reason })),
+    );
+    this.ratings = countedFromZero(
+      'consult_ratings_total',
+      'Ratings visitors gave closed sessions, by score (1-5)',
+      ['shop', 'score'],
+      (shop) => SCORES.map((score) => ({ shop, score })),
+    );
+    this.missed = countedFromZero(
+      'consult_missed_chats_total',
+      'Chats that moved on to another agent because the assigned agent did not answer within answerTimeoutSec',
+      ['shop'],
+      (shop) => [{ shop }],
+    );
     this.abandoned = new client.Counter({
       name: 'consult_queue_abandoned_total',
       help: 'Waits that ended without an agent, the messages kept as a left message: closed (the hours ended), timeout (queueMaxWaitSec), left (the visitor left the queue)',

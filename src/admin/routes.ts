@@ -64,3 +64,13 @@ export function route<P extends Obj | undefined, Q extends Obj | undefined, B ex
 ): Route {
   return spec as unknown as Route;
 }
+
+/** The routes of one tag that take the admin token: `route` with those two fields said once for the whole group. */
+export function adminRoute(tag: string) {
+  return <P extends Obj | undefined, Q extends Obj | undefined, B extends z.ZodType | undefined, R extends z.ZodType>(
+    spec: Omit<RouteSpec<P, Q, B, R>, 'tag' | 'access'>,
+  ): Route => route({ ...spec, tag, access: 'admin' });
+}
+
+/** The problems of a route over a shop decided here: no such shop, another sidecar decides it (421), no store (503). */
+export const DECIDED_HERE_PROBLEMS = [404, 421, 503];

@@ -3,14 +3,15 @@
 import { checkGroupsInto } from '../domain/config-schema.js';
 import type { Limits, Shop } from '../domain/shop.js';
 import { DEFAULT_NO_AGENT_TEXT, type Texts } from '../domain/texts.js';
-import { NotOwner, type Desk } from '../desk/desk.js';
+import type { Desk } from '../desk/desk.js';
 import type { Directory } from '../desk/directory.js';
 import type { Store } from '../desk/ports.js';
 import type { Presence } from '../desk/presence.js';
 import type { Ownership } from '../cluster/ownership.js';
 import type { WatchList } from '../cluster/watch-list.js';
 import { type FieldProblem, HttpError, PROBLEM_TYPES, invalid } from './problem.js';
-import { type Route, route } from './routes.js';
+import { DECIDED_HERE_PROBLEMS, type Route, adminRoute } from './routes.js';
+import { shopLookup } from './shop-lookup.js';
 import {
   AgentParams,
   AgentView,
@@ -43,7 +44,9 @@ export interface ShopRouteDeps {
   directory: Directory;
   desk: Desk;
   presence: Presence;
+  /** Told after every shop or agent change. */
   watch: WatchList;
+  /** Adopts a new shop (or lets its owner do so) right after it is added. */
   ownership: Ownership;
   /** Limits of a new shop that names none (the config's defaults). */
   defaultLimits: Limits;
@@ -140,17 +143,7 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
     deps.watch.publish();
     for (const shop of drain) await desk.drainQueue(shop);
   };
-  const requireShop = (jid: string): Shop => {
-    const shop = directory.shop(jid);
-    if (!shop) throw new HttpError(404, `${jid} is not a shop`);
-    return shop;
-  };
-  /** A shop this sidecar decides: its sessions and queue are here (else 421, answered by http.ts). */
-  const requireOwned = (jid: string): Shop => {
-    const shop = requireShop(jid);
-    if (!desk.shops.owns(shop.jid)) throw new NotOwner(shop.jid);
-    return shop;
-  };
+  const { requireShop, requireOwned } = shopLookup(directory, desk);
   const members = (shop: string) => new Set(directory.membersOf(shop).map((m) => m.agent));
   const agentView = async (jid: string): Promise<z.input<typeof AgentView>> => {
     const agent = await store.getAgent(jid);
@@ -179,9 +172,10 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
   const notAnAgent = (jid: string) => {
     if (directory.isAgent(jid)) throw new HttpError(409, `${jid} is an agent; a shop JID cannot also be an agent`, PROBLEM_TYPES.refused);
   };
-  const putShop = async (shop: Shop) => {
+  /** Stores the shop, then answers it as the directory now sees it (drain: its queue may move on, as after a group change). */
+  const putShop = async (shop: Shop, drain: string[] = []) => {
     await store.putShop(shop);
-    await changed();
+    await changed(drain);
     return shopView(directory.shop(shop.jid)!);
   };
   const putMembership = async (shop: Shop, agent: string, maxSessions: number) => {
@@ -192,36 +186,36 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
     await changed([shop.jid]);
     return agentView(agent);
   };
-  const tag = (name: string) => ({ tag: name, access: 'admin' as const });
+  const shopRoute = adminRoute('shops');
+  const agentRoute = adminRoute('agents');
+  const sessionRoute = adminRoute('sessions');
+  const removed = { description: 'removed', json: Deleted };
 
   return [
-    route({
+    shopRoute({
       method: 'GET',
       path: '/shops',
       operationId: 'listShops',
       summary: 'Every shop with its agents',
-      ...tag('shops'),
       ok: { description: 'the shops', json: z.array(ShopView) },
       handle: async () => directory.allShops().map(shopView),
     }),
-    route({
+    shopRoute({
       method: 'GET',
       path: '/shops/{shop}',
       operationId: 'getShop',
       summary: 'One shop, and whether this sidecar decides it',
-      ...tag('shops'),
       params: ShopParams,
       ok: { description: 'the shop', json: ShopView },
       problems: [404],
       handle: async ({ params }) => shopView(requireShop(params.shop)),
     }),
-    route({
+    shopRoute({
       method: 'PUT',
       path: '/shops/{shop}',
       operationId: 'putShop',
       summary: 'Create or replace a shop',
       description: 'The body is the whole shop: a field it leaves out takes its default, not its old value (PATCH merges).',
-      ...tag('shops'),
       params: ShopParams,
       body: ShopPutBody,
       ok: { description: 'the shop as stored', json: ShopView },
@@ -233,7 +227,7 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return putShop(shop);
       },
     }),
-    route({
+    shopRoute({
       method: 'PATCH',
       path: '/shops/{shop}',
       operationId: 'patchShop',
@@ -241,7 +235,6 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       description:
         'A merge (RFC 7396): the fields given change, the others stay; in texts, null removes an override; bot fields merge ' +
         'into the shop’s bot. A shop that does not exist yet is created as by PUT (then name is required).',
-      ...tag('shops'),
       params: ShopParams,
       body: ShopPatchBody,
       ok: { description: 'the shop as stored', json: ShopView },
@@ -260,15 +253,14 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return putShop(shop);
       },
     }),
-    route({
+    shopRoute({
       method: 'DELETE',
       path: '/shops/{shop}',
       operationId: 'deleteShop',
       summary: 'Remove a shop without open sessions or waiting visitors',
-      ...tag('shops'),
       params: ShopParams,
-      ok: { description: 'removed', json: Deleted },
-      problems: [404, 409, 421, 503],
+      ok: removed,
+      problems: [...DECIDED_HERE_PROBLEMS, 409],
       handle: async ({ params }) => {
         const shop = requireOwned(params.shop);
         // Open sessions or waiting visitors would be stranded: the admin closes them first.
@@ -286,26 +278,24 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return { deleted: shop.jid };
       },
     }),
-    route({
+    agentRoute({
       method: 'PUT',
       path: '/shops/{shop}/agents/{agent}',
       operationId: 'putMembership',
       summary: 'Add an agent to a shop, or replace its membership',
       description: 'maxSessions left out is the default (5), whatever it was (PATCH keeps it).',
-      ...tag('agents'),
       params: MembershipParams,
       body: MembershipPutBody,
       ok: { description: 'the agent', json: AgentView },
       problems: [404, 409],
       handle: async ({ params, body }) => putMembership(requireShop(params.shop), params.agent, body.maxSessions),
     }),
-    route({
+    agentRoute({
       method: 'PATCH',
       path: '/shops/{shop}/agents/{agent}',
       operationId: 'patchMembership',
       summary: 'Change an agent’s membership of a shop (or add it)',
       description: 'maxSessions left out stays as it was (5 for a new member).',
-      ...tag('agents'),
       params: MembershipParams,
       body: MembershipPatchBody,
       ok: { description: 'the agent', json: AgentView },
@@ -319,15 +309,14 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return putMembership(shop, params.agent, max);
       },
     }),
-    route({
+    agentRoute({
       method: 'DELETE',
       path: '/shops/{shop}/agents/{agent}',
       operationId: 'deleteMembership',
       summary: 'Remove an agent from a shop (and its groups)',
       description: 'Its open sessions there move on as an offline agent’s do.',
-      ...tag('agents'),
       params: MembershipParams,
-      ok: { description: 'removed', json: Deleted },
+      ok: removed,
       problems: [404],
       handle: async ({ params }) => {
         const shop = requireShop(params.shop);
@@ -340,23 +329,21 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return { deleted: agent, shop: shop.jid };
       },
     }),
-    route({
+    agentRoute({
       method: 'GET',
       path: '/agents/{agent}',
       operationId: 'getAgent',
       summary: 'An agent: status, shops (capacity, open sessions), online resources',
-      ...tag('agents'),
       params: AgentParams,
       ok: { description: 'the agent', json: AgentView },
       problems: [404],
       handle: async ({ params }) => agentView(params.agent),
     }),
-    route({
+    agentRoute({
       method: 'PUT',
       path: '/agents/{agent}/status',
       operationId: 'putAgentStatus',
       summary: 'Set an agent’s service status',
-      ...tag('agents'),
       params: AgentParams,
       body: StatusBody,
       ok: { description: 'the agent', json: AgentView },
@@ -367,13 +354,12 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return agentView(params.agent);
       },
     }),
-    route({
+    shopRoute({
       method: 'PUT',
       path: '/shops/{shop}/groups/{group}',
       operationId: 'putGroup',
       summary: 'Create or replace a group of a shop',
       description: 'A group made the default leaves the others without it.',
-      ...tag('shops'),
       params: GroupParams,
       body: GroupPutBody,
       ok: { description: 'the shop', json: ShopView },
@@ -385,19 +371,16 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
           group.isDefault && g !== group ? { ...g, isDefault: false } : g,
         );
         checkGroups(groups, members(shop.jid));
-        await store.putShop({ ...shop, groups });
-        await changed([shop.jid]);
-        return shopView(directory.shop(shop.jid)!);
+        return putShop({ ...shop, groups }, [shop.jid]);
       },
     }),
-    route({
+    shopRoute({
       method: 'DELETE',
       path: '/shops/{shop}/groups/{group}',
       operationId: 'deleteGroup',
       summary: 'Remove a group of a shop',
-      ...tag('shops'),
       params: GroupParams,
-      ok: { description: 'removed', json: Deleted },
+      ok: removed,
       problems: [404],
       handle: async ({ params }) => {
         const shop = requireShop(params.shop);
@@ -407,41 +390,38 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return { deleted: params.group, shop: shop.jid };
       },
     }),
-    route({
+    sessionRoute({
       method: 'GET',
       path: '/sessions',
       operationId: 'listSessions',
       summary: 'Open sessions of the shops decided here',
-      ...tag('sessions'),
       query: SessionsQuery,
       ok: { description: 'the sessions', json: z.array(SessionView) },
-      problems: [404, 421, 503],
+      problems: DECIDED_HERE_PROBLEMS,
       handle: async ({ query }) => desk.view.sessions(query.shop === undefined ? undefined : requireOwned(query.shop).jid),
     }),
-    route({
+    sessionRoute({
       method: 'POST',
       path: '/sessions/close',
       operationId: 'closeSession',
       summary: 'Close a session (both parties are told)',
-      ...tag('sessions'),
       body: CloseBody,
       ok: { description: 'closed', json: Closed },
-      problems: [404, 409, 421, 503],
+      problems: [...DECIDED_HERE_PROBLEMS, 409],
       handle: async ({ body }) => {
         await desk.closeSession(body.shop, body.visitor, 'admin');
         return { closed: { shop: body.shop, visitor: body.visitor } };
       },
     }),
-    route({
+    sessionRoute({
       method: 'POST',
       path: '/sessions/transfer',
       operationId: 'transferSession',
       summary: 'Hand a session over, with its history, to an agent or a group',
       description: 'To a group: the agent its strategy picks (409 when none has room).',
-      ...tag('sessions'),
       body: TransferBody,
       ok: { description: 'transferred', json: Transferred },
-      problems: [404, 409, 421, 503],
+      problems: [...DECIDED_HERE_PROBLEMS, 409],
       handle: async ({ body }) => {
         const { shop, visitor, reason = '' } = body;
         if (body.toGroup !== undefined) {
@@ -452,15 +432,14 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         return { transferred: { shop, visitor, to: body.to! } };
       },
     }),
-    route({
+    sessionRoute({
       method: 'GET',
       path: '/queue',
       operationId: 'getQueue',
       summary: 'Visitors waiting in a shop decided here, oldest first',
-      ...tag('sessions'),
       query: QueueQuery,
       ok: { description: 'the queue', json: z.array(WaitingView) },
-      problems: [404, 421, 503],
+      problems: DECIDED_HERE_PROBLEMS,
       handle: async ({ query }) => desk.view.queue(requireOwned(query.shop).jid),
     }),
   ];

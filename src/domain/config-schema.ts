@@ -384,3 +384,15 @@ export function describeIssues(error: z.ZodError, schema: z.ZodType, prefix = ''
     return [{ path, line: `${path || 'the top level'} ${iss.message}` }];
   });
 }
+
+/** The value as the schema parses it, or `fail` thrown with every problem's line (named from `prefix`), joined by "; ". */
+export function parseOrFail<T>(schema: z.ZodType, value: unknown, prefix: string, fail: new (message: string) => Error): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success)
+    throw new fail(
+      describeIssues(parsed.error, schema, prefix)
+        .map((p) => p.line)
+        .join('; '),
+    );
+  return parsed.data as T;
+}

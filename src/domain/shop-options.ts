@@ -1,20 +1,13 @@
 // A shop's groups and bot checked by their schemas (src/domain/config-schema.ts), for the admin API: each problem
 // is an OptionError whose message names the field ("group.maxSessions must be an integer in 1..1000").
 import type { z } from 'zod';
-import { BotSchema, checkGroupsInto, describeIssues, GroupSchema, GroupsSchema, pathText } from './config-schema.js';
+import { BotSchema, checkGroupsInto, GroupSchema, GroupsSchema, parseOrFail, pathText } from './config-schema.js';
 import { DEFAULT_BOT, type BotConfig, type Group } from './shop.js';
 
 export class OptionError extends Error {}
 
 function parseAs<T>(schema: z.ZodType, raw: unknown, field: string): T {
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success)
-    throw new OptionError(
-      describeIssues(parsed.error, schema, field)
-        .map((p) => p.line)
-        .join('; '),
-    );
-  return parsed.data as T;
+  return parseOrFail<T>(schema, raw, field, OptionError);
 }
 
 export function parseBot(raw: unknown, field = 'bot'): BotConfig {

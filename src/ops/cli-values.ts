@@ -2,18 +2,12 @@
 // config's, so the CLI, the config file and the admin API agree on ranges), numbers and durations turned into
 // what the API takes. A problem is a BadValue naming the flag: "--max must be an integer in 1..1000".
 import { z } from 'zod';
-import { AgentSchema, BareJidSchema, BotSchema, describeIssues, GroupSchema, ShopSchema } from '../domain/config-schema.js';
+import { AgentSchema, BareJidSchema, BotSchema, GroupSchema, parseOrFail, ShopSchema } from '../domain/config-schema.js';
 
 export class BadValue extends Error {}
 
 function check(flag: string, value: unknown, schema: z.ZodType): void {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success)
-    throw new BadValue(
-      describeIssues(parsed.error, schema, flag)
-        .map((p) => p.line)
-        .join('; '),
-    );
+  parseOrFail(schema, value, flag, BadValue);
 }
 
 /** Decimal digits as a number; anything else stays text, which the schema then refuses. */

@@ -6,11 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startAdminServer } from '../../../src/admin/http.js';
-import { parseConfig } from '../../../src/domain/config.js';
 import { ShimLink } from '../../../src/grpc/link.js';
 import { WatchList } from '../../../src/cluster/watch-list.js';
 import { Metrics } from '../../../src/admin/metrics.js';
 import { Backends, deskWorld } from '../../support/desk.js';
+import { closedSession } from '../../support/archive.js';
+import { oneShopConfig } from '../../support/one-shop.js';
 import { writeConfig } from '../../support/sidecar.js';
 import { silent } from '../../../src/domain/log.js';
 
@@ -21,19 +22,7 @@ const a = (n: string) => `${n}@${D}`;
 const TOKEN = 'test-admin-token';
 
 async function world() {
-  const config = parseConfig({
-    systemJid: a('admin'),
-    shops: [
-      {
-        jid: SHOP,
-        name: 'Shop One',
-        agents: [
-          { jid: a('ann'), maxSessions: 1 },
-          { jid: a('bob'), maxSessions: 1 },
-        ],
-      },
-    ],
-  });
+  const config = oneShopConfig(D, { agents: { ann: 1, bob: 1 } });
   const metrics = new Metrics();
   const w = await deskWorld({
     backend: 'memory',
@@ -572,22 +561,7 @@ withWorld('archive pages: limit, opaque cursor, next and Link until the last; co
   await w.archive.put(
     ids.map((id, i) => {
       const endedAt = 1_700_000_000_000 + (i < 250 ? 0 : i) * 1000;
-      return {
-        id,
-        shop: SHOP,
-        visitor: a(`v${i}`),
-        agent: a('ann'),
-        agents: [a('ann')],
-        group: '',
-        startedAt: endedAt - 1000,
-        endedAt,
-        queueWaitMs: 0,
-        firstResponseMs: null,
-        closeReason: 'agent' as const,
-        transfers: [],
-        lines: [],
-        omitted: 0,
-      };
+      return closedSession({ id, shop: SHOP, visitor: a(`v${i}`), agent: a('ann'), endedAt });
     }),
   );
   const seen: string[] = [];

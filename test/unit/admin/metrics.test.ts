@@ -12,12 +12,12 @@ import { startMetricsServer } from '../../../src/admin/metrics-server.js';
 import { MAX_GROUP_LABELS, OTHER_GROUP } from '../../../src/admin/outcome-metrics.js';
 import { askBot } from '../../../src/bot/webhook.js';
 import { parseConfig } from '../../../src/domain/config.js';
-import type { ArchiveRecord } from '../../../src/domain/archive.js';
 import type { BotConfig } from '../../../src/domain/shop.js';
 import type { JournalStore } from '../../../src/desk/journal.js';
 import { ShimLink } from '../../../src/grpc/link.js';
 import { silent } from '../../../src/domain/log.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
+import { closedSession } from '../../support/archive.js';
 
 const D = 'cs.test';
 const SHOP = `shop_1@${D}`;
@@ -182,22 +182,7 @@ for (const backend of BACKENDS) {
 
 test('group labels are bounded per shop: past the cap, groups share one label', async () => {
   const metrics = new Metrics();
-  const record = (group: string): ArchiveRecord => ({
-    id: group,
-    shop: SHOP,
-    visitor: a('v'),
-    agent: a('ann'),
-    agents: [a('ann')],
-    group,
-    startedAt: 0,
-    endedAt: 1000,
-    queueWaitMs: 0,
-    firstResponseMs: null,
-    closeReason: 'agent',
-    transfers: [],
-    lines: [],
-    omitted: 0,
-  });
+  const record = (group: string) => closedSession({ id: group, shop: SHOP, visitor: a('v'), agent: a('ann'), group });
   for (let i = 0; i < MAX_GROUP_LABELS + 5; i++) metrics.sessions.sessionClosed(record(`g${i}`));
   metrics.sessions.sessionClosed(record('g0'));
   const m = samples(await metrics.registry.metrics());

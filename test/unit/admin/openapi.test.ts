@@ -5,9 +5,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { adminRoutes, startAdminServer } from '../../../src/admin/http.js';
 import { Metrics } from '../../../src/admin/metrics.js';
-import { parseConfig } from '../../../src/domain/config.js';
 import { silent } from '../../../src/domain/log.js';
 import { Backends, adminParts, deskWorld } from '../../support/desk.js';
+import { oneShopConfig } from '../../support/one-shop.js';
 import { type Answer, ApiContract } from '../../support/openapi.js';
 
 const D = 'doc.test';
@@ -16,19 +16,7 @@ const a = (n: string) => `${n}@${D}`;
 const TOKEN = 'the-documented-admin-token';
 
 async function world() {
-  const config = parseConfig({
-    systemJid: a('admin'),
-    shops: [
-      {
-        jid: SHOP,
-        name: 'Shop One',
-        agents: [
-          { jid: a('ann'), maxSessions: 2 },
-          { jid: a('bob'), maxSessions: 1 },
-        ],
-      },
-    ],
-  });
+  const config = oneShopConfig(D, { agents: { ann: 2, bob: 1 } });
   const w = await deskWorld({ backend: 'memory', backends: new Backends(), config, clock: Date.now() });
   const metrics = new Metrics();
   metrics.watch({ desk: w.desk, directory: w.directory, link: w.link });

@@ -11,8 +11,9 @@ import { findChild } from '../../../src/xmpp/xml.js';
 import { Changes } from '../../../src/routing/changes.js';
 import { ShopState } from '../../../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../../../src/domain/shop.js';
-import type { ArchivePosition, ArchiveRecord } from '../../../src/domain/archive.js';
+import type { ArchivePosition } from '../../../src/domain/archive.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
+import { closedSession } from '../../support/archive.js';
 
 const D = 'cs.test';
 const SHOP = `shop_1@${D}`;
@@ -188,22 +189,8 @@ for (const backend of BACKENDS) {
 
   archive('searched a page at a time: newest first, ties by id, each session on exactly one page', async () => {
     const w = await world(backend);
-    const record = (n: number, endedAt: number): ArchiveRecord => ({
-      id: `s${n}`,
-      shop: SHOP,
-      visitor: a(`v${n}`),
-      agent: a('ann'),
-      agents: [a('ann')],
-      group: '',
-      startedAt: endedAt - 1000,
-      endedAt,
-      queueWaitMs: 0,
-      firstResponseMs: null,
-      closeReason: 'agent',
-      transfers: [],
-      lines: [],
-      omitted: 0,
-    });
+    const record = (n: number, endedAt: number) =>
+      closedSession({ id: `s${n}`, shop: SHOP, visitor: a(`v${n}`), agent: a('ann'), endedAt });
     // Seven sessions, three of them ending at the same moment: a page boundary falls among them.
     await w.archive.put([1, 2, 3, 4, 5, 6, 7].map((n) => record(n, n >= 3 && n <= 5 ? 5000 : n * 1000)));
     const pages: string[][] = [];

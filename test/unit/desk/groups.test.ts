@@ -2,13 +2,13 @@
 // else the default group, else any agent; queue and capacity per group; transfer to a group.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../../../src/domain/config.js';
 import { Action, type Verdict } from '../../../src/gen/consult/v1/filter.js';
 import { parseCommand } from '../../../src/routing/commands.js';
 import { productOf, routeKey } from '../../../src/routing/groups.js';
 import { DEFAULT_BOT, DEFAULT_LIMITS, type Group, type Shop } from '../../../src/domain/shop.js';
 import { findChild, parseElement, textOf } from '../../../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
+import { oneShopConfig } from '../../support/one-shop.js';
 
 const D = 'cs.test';
 const SHOP = `shop_1@${D}`;
@@ -22,17 +22,7 @@ const GROUPS = [
 ];
 
 async function world(backend: Backend) {
-  const config = parseConfig({
-    systemJid: a('admin'),
-    shops: [
-      {
-        jid: SHOP,
-        name: 'Shop One',
-        groups: GROUPS,
-        agents: ['ann', 'bob', 'cat', 'dan', 'eve'].map((n) => ({ jid: a(n), maxSessions: 3 })),
-      },
-    ],
-  });
+  const config = oneShopConfig(D, { agents: { ann: 3, bob: 3, cat: 3, dan: 3, eve: 3 }, shop: { groups: GROUPS } });
   const w = await deskWorld({ backend, backends, config });
   return Object.assign(w, {
     ask: (visitor: string, id: string, pid?: string) => {

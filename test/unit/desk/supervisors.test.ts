@@ -4,11 +4,11 @@
 // who then serves it as its agent. Nobody else may: an agent or a visitor is refused with forbidden.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../../../src/domain/config.js';
 import { Action, type Verdict } from '../../../src/gen/consult/v1/filter.js';
 import { NS_SUPERVISOR } from '../../../src/routing/supervisor.js';
 import { findChild, parseElement, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
 import { type Backend, Backends, deskWorld } from '../../support/desk.js';
+import { oneShopConfig } from '../../support/one-shop.js';
 
 const D = 'sup.test';
 const SHOP = `shop_1@${D}`;
@@ -17,21 +17,7 @@ const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 const backends = new Backends();
 
 async function world(backend: Backend) {
-  const config = parseConfig({
-    systemJid: a('admin'),
-    shops: [
-      {
-        jid: SHOP,
-        name: 'Shop One',
-        language: 'en',
-        supervisors: [a('sue')],
-        agents: [
-          { jid: a('ann'), maxSessions: 1 },
-          { jid: a('bob'), maxSessions: 1 },
-        ],
-      },
-    ],
-  });
+  const config = oneShopConfig(D, { agents: { ann: 1, bob: 1 }, shop: { language: 'en', supervisors: [a('sue')] } });
   const w = await deskWorld({ backend, backends, config });
   const says = (from: string, id: string, text: string, attrs = '') =>
     w.filter(`<message type='chat' from='${a(from)}/pc' to='${SHOP}'${attrs}><body id='${id}'>${text}</body></message>`);

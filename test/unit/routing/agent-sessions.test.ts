@@ -2,12 +2,12 @@
 // as the web agent console uses it.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseConfig } from '../../../src/domain/config.js';
 import { Action } from '../../../src/gen/consult/v1/filter.js';
 import { NS_AGENT_INFO, agentInfo } from '../../../src/routing/agent-info.js';
 import { agentCommand } from '../../../src/routing/commands.js';
 import { findChild, parseElement, textOf } from '../../../src/xmpp/xml.js';
 import { Backends, deskWorld } from '../../support/desk.js';
+import { oneShopConfig } from '../../support/one-shop.js';
 
 const D = 'cs.test';
 const SHOP = `shop_1@${D}`;
@@ -16,20 +16,7 @@ const backends = new Backends();
 const xml = (b: Uint8Array) => parseElement(Buffer.from(b).toString());
 
 async function world() {
-  const config = parseConfig({
-    systemJid: a('admin'),
-    shops: [
-      {
-        jid: SHOP,
-        name: 'Shop One',
-        agents: [
-          { jid: a('ann'), maxSessions: 1 },
-          { jid: a('bob'), maxSessions: 1 },
-        ],
-      },
-    ],
-  });
-  return deskWorld({ backend: 'memory', backends, config });
+  return deskWorld({ backend: 'memory', backends, config: oneShopConfig(D, { agents: { ann: 1, bob: 1 } }) });
 }
 const visitorSays = (v: string, id: string) =>
   `<message type='consult' from='${a(v)}/web' to='${SHOP}'><body id='${id}'>hi</body></message>`;

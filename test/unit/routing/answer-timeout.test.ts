@@ -4,16 +4,15 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
-import { resolveTexts } from '../../../src/domain/texts.js';
-import type { AgentStatus, Group, Membership } from '../../../src/domain/shop.js';
-import { agentState } from '../../../src/routing/availability.js';
+import type { Group } from '../../../src/domain/shop.js';
 import { Changes, type ShopContext } from '../../../src/routing/changes.js';
 import { closeSession, transferSession } from '../../../src/routing/session.js';
 import { runTimers } from '../../../src/routing/timers.js';
 import { fromVisitor } from '../../../src/routing/visitor.js';
 import { fromAgent } from '../../../src/routing/agent.js';
 import { apply, type Change, ShopState, type Undo } from '../../../src/routing/state.js';
-import { findChild, parseElement, serialize, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
+import { findChild, parseElement } from '../../../src/xmpp/xml.js';
+import { body, handDecisions, headingsTo, parsed, replayedTo, to } from '../../support/routing.js';
 
 const D = 'd.test';
 const SHOP = `shop_1@${D}`;
@@ -24,7 +23,6 @@ const v = (n: number) => `v${n}@${D}`;
 const TIMEOUT_S = 60;
 const REMINDER_S = 90;
 
-const TEXTS = resolveTexts('en', {});
 const toVisitorText = (from: string, to: string) => `Agent ${from} could not answer in time; agent ${to} will help you now.`;
 const toOldAgentText = (visitor: string, to: string) =>
   `You did not answer ${visitor} within ${TIMEOUT_S} s; the conversation now belongs to ${to}.`;
@@ -55,34 +53,14 @@ function setup(o: Setup = {}) {
       },
     ],
   });
-  const shop = { ...config.shops[0], groups: o.groups ?? [] };
-  const st = new ShopState(SHOP, shop.limits);
   const agents = o.agents ?? [ANN, BOB];
-  const online = new Set<string>(agents);
-  const statuses = new Map<string, AgentStatus>();
-  const members = new Map<string, Membership>(agents.map((agent) => [agent, { shop: SHOP, agent, maxSessions: o.max ?? 5, joinedAt: 0 }]));
-  let now = 1_000_000;
-  const status = (a: string) => statuses.get(a) ?? 'standard';
-  const cx = (): ShopContext => ({
-    shop,
-    texts: TEXTS,
-    members,
-    agentState: (a) => agentState(status(a), online.has(a) ? [{ agent: a, resource: 'pc', node: 'n', show: '', priority: 0 }] : []),
-    agentStatus: status,
+  const bench = handDecisions({
     config,
-    now,
-    random: () => 0,
+    members: Object.fromEntries(agents.map((agent) => [agent, o.max ?? 5])),
+    groups: o.groups,
+    online: agents,
   });
-  // Every change any decision made, in order: what the journal holds.
-  const journal: Change[] = [];
-  const decide = <T>(f: (cx: ShopContext, w: Changes) => T): T => {
-    const w = new Changes(st);
-    const out = f(cx(), w);
-    journal.push(...w.list);
-    for (const s of w.statuses) statuses.set(s.agent, s.status); // as the desk does once the decision is durable
-    return out;
-  };
-  const parsed = (list: XmlElement[]) => list.map((x) => parseElement(serialize(x)));
+  const { st, decide } = bench;
   const visitorSays = (visitor: string, text: string, id: string, product?: string) => {
     const channel = product ? ` channelid='{"cn":"consult","d":"send","usrType":"usr","pid":"${product}"}'` : '';
     const stanza = parseElement(
@@ -96,21 +74,9 @@ function setup(o: Setup = {}) {
     const d = decide((c, w) => fromAgent(c, w, stanza, agent, 'chat'));
     return { d, extra: parsed(d.extra) };
   };
-  const advance = (ms: number) => {
-    now += ms;
-  };
-  const timers = () => parsed(decide(runTimers));
   const agentOf = (visitor: string) => st.sessions.get(visitor)?.agent;
-  return { st, online, statuses, journal, decide, visitorSays, agentSays, advance, timers, agentOf };
+  return { ...bench, visitorSays, agentSays, agentOf };
 }
-
-const body = (m: XmlElement) => textOf(findChild(m, 'body')!);
-const to = (out: XmlElement[], jid: string) => out.filter((m) => m.attrs.to === jid);
-const headingsTo = (out: XmlElement[], agent: string) =>
-  to(out, agent)
-    .filter((m) => !findChild(m, 'delay'))
-    .map(body);
-const replayedTo = (out: XmlElement[], agent: string) => to(out, agent).filter((m) => findChild(m, 'delay'));
 
 const t = suite('decisions: answer or move on');
 

@@ -3,17 +3,16 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
-import { agentState } from '../../../src/routing/availability.js';
 import { botAnswered } from '../../../src/routing/bot.js';
-import { Changes, type ShopContext } from '../../../src/routing/changes.js';
+import { Changes } from '../../../src/routing/changes.js';
 import { closeSession } from '../../../src/routing/session.js';
 import { fromVisitor } from '../../../src/routing/visitor.js';
 import { runTimers } from '../../../src/routing/timers.js';
 import type { Decision } from '../../../src/domain/decision.js';
-import { BOT, ShopState } from '../../../src/routing/state.js';
-import { resolveTexts } from '../../../src/domain/texts.js';
-import type { BotMode, Membership } from '../../../src/domain/shop.js';
-import { findChild, parseElement, serialize, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
+import { BOT } from '../../../src/routing/state.js';
+import type { BotMode } from '../../../src/domain/shop.js';
+import { findChild, parseElement, type XmlElement } from '../../../src/xmpp/xml.js';
+import { body, handDecisions, parsed } from '../../support/routing.js';
 
 const SHOP = 'shop_1@d.test';
 const ANN = 'ann@d.test';
@@ -26,21 +25,8 @@ function setup(mode: BotMode) {
       { jid: SHOP, name: 'S', language: 'en', bot: { mode, url: 'http://127.0.0.1:9/bot', timeoutMs: 1000, retries: 0 }, agents: [] },
     ],
   });
-  const shop = { ...config.shops[0], groups: [], bot: config.shops[0].bot };
-  const st = new ShopState(SHOP, shop.limits);
-  const online = new Set<string>();
-  const members = new Map<string, Membership>([[ANN, { shop: SHOP, agent: ANN, maxSessions: 2, joinedAt: 0 }]]);
-  let now = 1_000_000;
-  const cx = (): ShopContext => ({
-    shop,
-    texts: resolveTexts('en', {}),
-    members,
-    agentState: (a) => agentState('standard', online.has(a) ? [{ agent: a, resource: 'pc', node: 'n', show: '', priority: 0 }] : []),
-    agentStatus: () => 'standard',
-    config,
-    now,
-    random: () => 0,
-  });
+  const bench = handDecisions({ config, members: { [ANN]: 2 } });
+  const { st, cx } = bench;
   const say = (text: string, id: string, msgType = '1') => {
     const w = new Changes(st);
     const stanza = parseElement(
@@ -48,19 +34,10 @@ function setup(mode: BotMode) {
     );
     return { w, d: fromVisitor(cx(), w, stanza, V, 'consult') };
   };
-  return {
-    st,
-    online,
-    cx,
-    say,
-    advance: (ms: number) => {
-      now += ms;
-    },
-  };
+  return { ...bench, say };
 }
 
-const extra = (d: Decision): XmlElement[] => d.extra.map((x) => parseElement(serialize(x)));
-const body = (m: XmlElement) => textOf(findChild(m, 'body')!);
+const extra = (d: Decision): XmlElement[] => parsed(d.extra);
 
 const t = suite('decisions: bot first, ratings');
 

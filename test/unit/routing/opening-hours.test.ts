@@ -4,22 +4,17 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
 import { type OpeningHours, isOpenAt, nextOpening } from '../../../src/domain/hours.js';
-import type { Membership } from '../../../src/domain/shop.js';
-import { resolveTexts } from '../../../src/domain/texts.js';
-import { agentState } from '../../../src/routing/availability.js';
-import { Changes, type ShopContext } from '../../../src/routing/changes.js';
 import { NS_LEFT } from '../../../src/routing/left.js';
 import { apply, type Change, ShopState, type Undo } from '../../../src/routing/state.js';
-import { runTimers } from '../../../src/routing/timers.js';
 import { fromVisitor } from '../../../src/routing/visitor.js';
 import { fromAgent } from '../../../src/routing/agent.js';
-import { findChild, parseElement, serialize, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
+import { findChild, parseElement, serialize, type XmlElement } from '../../../src/xmpp/xml.js';
+import { body, handDecisions, parsed, to } from '../../support/routing.js';
 
 const SHOP = 'shop_1@d.test';
 const ANN = 'ann@d.test';
 const BOB = 'bob@d.test';
 const v = (n: number) => `v${n}@d.test`;
-const TEXTS = resolveTexts('en', {});
 const WEEKDAYS_9_TO_6 = Object.fromEntries(['mon', 'tue', 'wed', 'thu', 'fri'].map((d) => [d, [['09:00', '18:00']]]));
 const SHANGHAI = { timeZone: 'Asia/Shanghai', weekly: WEEKDAYS_9_TO_6 };
 /** 2024-05-02 (a Thursday) as Shanghai's clocks show it: UTC+8 all year. */
@@ -40,57 +35,20 @@ function setup(o: { hours?: unknown; maxWaitSec?: number; maxSessions?: Record<s
       },
     ],
   });
-  const shop = config.shops[0];
-  const st = new ShopState(SHOP, shop.limits);
-  const online = new Set<string>();
-  const members = new Map<string, Membership>(
-    [ANN, BOB].map((agent) => [agent, { shop: SHOP, agent, maxSessions: o.maxSessions?.[agent] ?? 5, joinedAt: 0 }]),
-  );
-  let now = shanghai(3); // 03:00 on a Thursday: closed
-  const cx = (): ShopContext => ({
-    shop,
-    texts: TEXTS,
-    members,
-    agentState: (a) => agentState('standard', online.has(a) ? [{ agent: a, resource: 'pc', node: 'n', show: '', priority: 0 }] : []),
-    agentStatus: () => 'standard',
+  const bench = handDecisions({
     config,
-    now,
-    random: () => 0,
+    members: { [ANN]: o.maxSessions?.[ANN] ?? 5, [BOB]: o.maxSessions?.[BOB] ?? 5 },
+    now: shanghai(3), // 03:00 on a Thursday: closed
   });
-  const journal: Change[] = []; // every change any decision made, in order: what the journal holds
-  const released: string[] = []; // visitors whose kept messages a decision asked to release
-  const decide = <T>(f: (cx: ShopContext, w: Changes) => T): T => {
-    const w = new Changes(st);
-    const out = f(cx(), w);
-    journal.push(...w.list);
-    released.push(...w.releases);
-    return out;
-  };
+  const { decide } = bench;
   const visitorSays = (visitor: string, text: string, id: string) => {
     const stanza = parseElement(`<message type='consult' from='${visitor}/web' to='${SHOP}'><body id='${id}'>${text}</body></message>`);
     const d = decide((c, w) => fromVisitor(c, w, stanza, visitor, 'consult'));
-    return { d, out: d.extra.map((x) => parseElement(serialize(x))) };
+    return { d, out: parsed(d.extra) };
   };
-  const timers = () => decide(runTimers).map((x) => parseElement(serialize(x)));
-  return {
-    st,
-    online,
-    journal,
-    released,
-    decide,
-    visitorSays,
-    timers,
-    at: (t: number) => {
-      now = t;
-    },
-    advance: (ms: number) => {
-      now += ms;
-    },
-  };
+  return { ...bench, visitorSays };
 }
 
-const body = (m: XmlElement) => textOf(findChild(m, 'body')!);
-const to = (out: XmlElement[], jid: string) => out.filter((m) => m.attrs.to === jid);
 const leftChild = (m: XmlElement) => m.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === 'left')?.attrs;
 const keptTexts = (st: ShopState, visitor: string) => (st.kept.get(visitor) ?? []).map((k) => body(parseElement(k.xml)));
 

@@ -5,15 +5,14 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
 import { resolveTexts } from '../../../src/domain/texts.js';
-import type { BotMode, Membership } from '../../../src/domain/shop.js';
-import { agentState } from '../../../src/routing/availability.js';
-import { Changes, type ShopContext } from '../../../src/routing/changes.js';
+import type { BotMode } from '../../../src/domain/shop.js';
 import { closeSession, transferSession } from '../../../src/routing/session.js';
 import { runTimers } from '../../../src/routing/timers.js';
 import { fromVisitor } from '../../../src/routing/visitor.js';
 import { fromAgent } from '../../../src/routing/agent.js';
 import { apply, type Change, ShopState } from '../../../src/routing/state.js';
-import { findChild, parseElement, serialize, textOf, type XmlElement } from '../../../src/xmpp/xml.js';
+import { parseElement, serialize } from '../../../src/xmpp/xml.js';
+import { body, handDecisions, headingsTo, parsed, replayedTo, to } from '../../support/routing.js';
 
 const SHOP = 'shop_1@d.test';
 const ANN = 'ann@d.test';
@@ -38,49 +37,20 @@ function setup(o: { mode?: BotMode; max?: number } = {}) {
       },
     ],
   });
-  const shop = { ...config.shops[0], groups: [], bot: config.shops[0].bot };
-  const st = new ShopState(SHOP, shop.limits);
-  const online = new Set<string>();
-  const members = new Map<string, Membership>(
-    [ANN, BOB].map((agent) => [agent, { shop: SHOP, agent, maxSessions: o.max ?? 1, joinedAt: 0 }]),
-  );
-  let now = 1_000_000;
-  const cx = (): ShopContext => ({
-    shop,
-    texts: TEXTS,
-    members,
-    agentState: (a) => agentState('standard', online.has(a) ? [{ agent: a, resource: 'pc', node: 'n', show: '', priority: 0 }] : []),
-    agentStatus: () => 'standard',
-    config,
-    now,
-    random: () => 0,
-  });
-  // Every change any decision made, in order: what the journal holds.
-  const journal: Change[] = [];
-  const decide = <T>(f: (cx: ShopContext, w: Changes) => T): T => {
-    const w = new Changes(st);
-    const out = f(cx(), w);
-    journal.push(...w.list);
-    return out;
-  };
+  const bench = handDecisions({ config, members: { [ANN]: o.max ?? 1, [BOB]: o.max ?? 1 } });
+  const { decide, timers, advance, online } = bench;
   const visitorSays = (visitor: string, text: string, id: string, msgType = '1') => {
     const stanza = parseElement(
       `<message type='consult' from='${visitor}/web' to='${SHOP}'><body id='${id}' msgType='${msgType}'>${text}</body></message>`,
     );
-    const d = decide((c, w) => fromVisitor(c, w, stanza, visitor, 'consult'));
-    return [...d.extra].map((x) => parseElement(serialize(x)));
+    return parsed(decide((c, w) => fromVisitor(c, w, stanza, visitor, 'consult')).extra);
   };
   const agentSays = (agent: string, visitor: string, text: string, id: string) => {
     const stanza = parseElement(
       `<message type='chat' from='${agent}/pc' to='${SHOP}' realto='${visitor}'><body id='${id}'>${text}</body></message>`,
     );
-    const d = decide((c, w) => fromAgent(c, w, stanza, agent, 'chat'));
-    return [...d.extra].map((x) => parseElement(serialize(x)));
+    return parsed(decide((c, w) => fromAgent(c, w, stanza, agent, 'chat')).extra);
   };
-  const advance = (ms: number) => {
-    now += ms;
-  };
-  const timers = () => decide(runTimers).map((x) => parseElement(serialize(x)));
   /** The agent goes offline and stays away past the grace period: the timers act on its sessions. */
   const agentGone = (agent: string) => {
     online.delete(agent);
@@ -88,16 +58,15 @@ function setup(o: { mode?: BotMode; max?: number } = {}) {
     advance(GRACE_MS);
     return [...first, ...timers()];
   };
-  return { st, online, cx, journal, decide, visitorSays, agentSays, advance, timers, agentGone };
+  return { ...bench, visitorSays, agentSays, agentGone };
 }
 
-const body = (m: XmlElement) => textOf(findChild(m, 'body')!);
-const to = (out: XmlElement[], jid: string) => out.filter((m) => m.attrs.to === jid);
-const headingsTo = (out: XmlElement[], agent: string) =>
-  to(out, agent)
-    .filter((m) => !findChild(m, 'delay'))
-    .map(body);
-const replayedTo = (out: XmlElement[], agent: string) => to(out, agent).filter((m) => findChild(m, 'delay'));
+/** A shop's state with these changes applied, as a replay of the journal makes it. */
+function stateAfter(changes: Change[]): ShopState {
+  const st = new ShopState(SHOP, setup().st.limits);
+  for (const c of changes) apply(st, c);
+  return st;
+}
 const requeuedText = (position: number) => `Your agent went offline. You are back in the queue at number ${position}.`;
 
 const t = suite('decisions: a requeued visitor');
@@ -246,13 +215,11 @@ t('replaying the journal, or loading a snapshot, gives the same queue order and 
 });
 
 t('a requeue written without an arrival time (older journals, the bot hand-over) joins at the back', () => {
-  const st = new ShopState(SHOP, setup().st.limits);
-  for (const c of [
+  const st = stateAfter([
     { op: 'open', v: v(1), agent: ANN, at: 1000 },
     { op: 'enqueue', v: v(2), at: 2000 },
     { op: 'requeue', v: v(1), at: 3000 },
-  ] satisfies Change[])
-    apply(st, c);
+  ]);
   assert.equal(
     [...st.queue],
     [
@@ -263,13 +230,11 @@ t('a requeue written without an arrival time (older journals, the bot hand-over)
 });
 
 t('undoing a requeue that kept its place leaves the queue as it was', () => {
-  const st = new ShopState(SHOP, setup().st.limits);
-  for (const c of [
+  const st = stateAfter([
     { op: 'open', v: v(1), agent: ANN, at: 1000 },
     { op: 'enqueue', v: v(2), at: 2000 },
     { op: 'enqueue', v: v(3), at: 3000 },
-  ] satisfies Change[])
-    apply(st, c);
+  ]);
   const undo = apply(st, { op: 'requeue', v: v(1), at: 4000, since: 1000 });
   assert.equal([...st.queue.keys()], [v(1), v(2), v(3)]);
   undo();
