@@ -105,6 +105,9 @@ t("module_install compiled the source into the node's ext_mod dir and started it
   const { ejabberd } = ctx.stack;
   const installed = await ejabberd.ctl('modules_installed');
   assert.match(installed.stdout, /^mod_consult\t/m);
+  // ext_mod's compliance check of a contrib module: README.txt, COPYING, the spec's metadata, src/.
+  const check = await ejabberd.ctl('module_check', 'mod_consult');
+  assert.is(check.code, 0, `module_check: ${check.stdout}${check.stderr}`);
   const lib = path.join(ejabberd.modulesDir, 'mod_consult');
   for (const m of HELPERS) assert.ok(fs.existsSync(path.join(lib, 'ebin', `${m}.beam`)), `${m}.beam installed`);
   assert.ok(fs.existsSync(path.join(lib, 'conf', 'mod_consult.yml')), "the module's default config installed");
