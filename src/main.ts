@@ -22,7 +22,7 @@ import { pinoLog } from './domain/log.js';
 import { Metrics } from './admin/metrics.js';
 import { startMetricsServer } from './admin/metrics-server.js';
 import { Ownership } from './cluster/ownership.js';
-import { Reachability, untilReached } from './cluster/reachability.js';
+import { untilReached } from './cluster/reachability.js';
 import { Presence } from './desk/presence.js';
 import { openStores } from './storage/open.js';
 import { WatchList } from './cluster/watch-list.js';
@@ -178,9 +178,8 @@ async function main() {
   // The shops that are free now are taken before the port opens, so a shim that connects is told them in its first
   // watch list; those another sidecar still holds follow below, with the port open.
   await ownership.round();
-  const reach = new Reachability();
   const handlers = stanzaFilterHandlers(
-    { desk, link, watch, log, reach },
+    { desk, link, watch, log },
     { observe: (a, s) => metrics.observe(a, s), track: inflight.track },
     auth,
     { maxStreamsPerNode: config.grpc.maxStreamsPerNode },
@@ -203,11 +202,11 @@ async function main() {
   log.info('deciding shops', { sidecar, owned: desk.shops.owned().length, of: directory.allShops().length });
   // Shops are handed back from a live standby only once the shims can send them here (a sole owner, whose leases never end, has no standby).
   if (Number.isFinite(leases.ttlMs))
-    void untilReached(reach, SHIMS_WAIT_MS).then((reached) => {
+    void untilReached(() => link.reachedByAll(), SHIMS_WAIT_MS).then((reached) => {
       if (reached) log.info('every ejabberd node is connected: this sidecar takes its share of the shops', { sidecar });
       else
         log.warn('not every ejabberd node connected in time: this sidecar takes its share of the shops anyway', {
-          awaited: reach.awaited(),
+          awaited: link.awaitedNodes(),
         });
       leases.markReady();
       ownership?.soon();

@@ -38,6 +38,7 @@ export interface LinkOptions {
 export class ShimLink {
   private readonly streams = new Map<ShimStream, string>(); // open streams (in order) → their node
   private readonly downNodes = new Set<string>(); // reported gone by another node of the cluster
+  private readonly clusterNodes = new Set<string>(); // every node a shim's hello or a cluster event named
   private next = 0; // round-robin over streams
   private lastId = 0;
   private readonly inFlight = new Map<string, Inject>();
@@ -64,10 +65,12 @@ export class ShimLink {
     return this.inFlight.size + this.waiting.length;
   }
 
-  add(stream: ShimStream, node = ''): void {
+  /** A stream said hello: its node, and the cluster as that node sees it. */
+  add(stream: ShimStream, node = '', cluster: readonly string[] = []): void {
     if (this.streams.has(stream)) return;
     this.streams.set(stream, node);
     this.downNodes.delete(node); // it said hello: it is up
+    for (const n of [node, ...cluster]) if (n) this.clusterNodes.add(n);
     const waiting = this.waiting;
     this.waiting = [];
     this.waitingStanzas = 0;
@@ -82,8 +85,23 @@ export class ShimLink {
 
   /** The cluster saw a node leave or join: a node that left gets no Injects while another can take them. */
   nodeState(node: string, up: boolean): void {
+    this.clusterNodes.add(node);
     if (up) this.downNodes.delete(node);
     else this.downNodes.add(node);
+  }
+
+  /** The nodes of the cluster, not reported gone, that have no stream here. */
+  awaitedNodes(): string[] {
+    const open = new Set(this.streams.values());
+    return [...this.clusterNodes].filter((n) => !this.downNodes.has(n) && !open.has(n)).sort();
+  }
+
+  /**
+   * Some node has a stream here, and so has every node of the cluster not reported gone: the shims can reach this
+   * sidecar (a sidecar that just started takes shops back from a live standby only then).
+   */
+  reachedByAll(): boolean {
+    return this.streams.size > 0 && this.awaitedNodes().length === 0;
   }
 
   ack(stream: ShimStream, id: string): void {

@@ -20,7 +20,6 @@ import { ShimAuth } from './auth.js';
 import type { Log } from '../domain/log.js';
 import type { ShimLink } from './link.js';
 import type { WatchList } from '../cluster/watch-list.js';
-import type { Reachability } from '../cluster/reachability.js';
 import { ThrottledLog } from '../domain/throttle.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
@@ -69,12 +68,10 @@ export interface FilterParts {
   link: ShimLink;
   watch: WatchList;
   log: Log;
-  /** Told which nodes' shims have streams here (whether this sidecar can take shops back yet). */
-  reach?: Reachability;
 }
 
 export function stanzaFilterHandlers(
-  { desk, link, watch, log, reach }: FilterParts,
+  { desk, link, watch, log }: FilterParts,
   hooks: FilterHooks = {},
   auth = new ShimAuth([]),
   limits: StreamLimits = {},
@@ -188,7 +185,6 @@ export function stanzaFilterHandlers(
           const { node: other, up } = msg.cluster;
           log.info(up ? 'ejabberd node joined the cluster' : 'ejabberd node left the cluster', { node: other, seenBy: node });
           link.nodeState(other, up);
-          reach?.nodeState(other, up);
           events = events
             .then(() => desk.events.clusterChanged(other, up))
             .catch((e) => log.error('cluster event failed', { node: other, err: e }));
@@ -216,8 +212,7 @@ export function stanzaFilterHandlers(
           events = events
             .then(() => desk.events.nodeConnected(node, cluster))
             .catch((e) => log.error('node reset failed', { node, err: e }));
-          link.add(call, node);
-          reach?.opened(node, cluster);
+          link.add(call, node, cluster);
         }
       });
       call.on('end', () => call.end());
@@ -228,7 +223,6 @@ export function stanzaFilterHandlers(
       call.on('close', () => {
         release?.();
         link.remove(call);
-        if (hello) reach?.closed(node);
         if (hello) events = events.then(() => desk.events.nodeDisconnected(node));
         log.info('shim stream closed', { node });
       });

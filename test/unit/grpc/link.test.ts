@@ -119,4 +119,26 @@ test('a node the cluster reports down gets no Injects while another can take the
   }
 });
 
+test('the shims reach this sidecar once every node of their cluster not reported gone has a stream here', async () => {
+  const { link, shim, until, stop } = await setUp();
+  try {
+    assert.not.ok(link.reachedByAll(), 'no stream yet');
+    const a = shim('n1@host', ['n1@host', 'n2@host']);
+    await until('n1 linked', () => link.awaitedNodes().length > 0);
+    assert.equal(link.awaitedNodes(), ['n2@host'], 'n1 names n2 as in its cluster');
+    assert.not.ok(link.reachedByAll());
+    link.nodeState('n2@host', false);
+    assert.ok(link.reachedByAll(), 'a node reported gone is not waited for');
+    link.nodeState('n2@host', true);
+    assert.not.ok(link.reachedByAll(), 'back in the cluster: waited for again');
+    shim('n2@host', ['n2@host', 'n1@host']);
+    await until('n2 linked', () => link.reachedByAll());
+    a.call.end();
+    await until('n1 gone', () => !link.reachedByAll());
+    assert.equal(link.awaitedNodes(), ['n1@host']);
+  } finally {
+    stop();
+  }
+});
+
 test.run();
