@@ -8,7 +8,7 @@ import { freePort } from '../../scripts/ejabberd-node.js';
 import { DURABLE_STORES, decidesShops, type E2eStore, openStore } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
-import { type Element, marker } from '../support/xmpp.js';
+import { bodyId, type Element, isNotice, marker } from '../support/xmpp.js';
 
 const D = 'localhost';
 const DAY_SHOP = `shop_2@${D}`;
@@ -23,8 +23,6 @@ interface Ctx {
 
 const consult = (shop: string, id: string, text: string) =>
   `<message type='consult' to='${shop}' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4'><body msgType='1' maType='6' id='${id}'>${text}</body></message>`;
-const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
-const isNotice = (el: Element) => el.is('message') && el.getChild('body')?.attrs.msgType === '15';
 const history = (id: string) => (el: Element) => bodyId(id)(el) && el.getChild('delay') !== undefined;
 const api = async (ctx: Ctx, p: string) => {
   const res = await fetch(`http://127.0.0.1:${ctx.adminPort}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } });

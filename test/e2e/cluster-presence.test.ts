@@ -20,7 +20,7 @@ import { type SidecarProcess, startSidecar, writeConfig } from '../support/sidec
 import { buildShim } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
-import { connectClient, type Element, type TestClient } from '../support/xmpp.js';
+import { bodyId, connectClient, type Element, isAck, isBounce, type TestClient } from '../support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
@@ -43,9 +43,6 @@ interface Ctx {
 }
 const presence = suite<Ctx>('cluster presence: each agent filed under the node that holds its session');
 
-const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
-const isAck = (id: string) => (el: Element) => el.attrs.type === 'mstat' && bodyId(id)(el);
-const isBounce = (id: string) => (el: Element) => el.attrs.type === 'error' && bodyId(id)(el);
 const consult = (id: string, text: string) =>
   `<message type='consult' to='${SHOP}'><body msgType='1' maType='6' id='${id}'>${text}</body></message>`;
 const nodeA = (ctx: Ctx) => ctx.cluster.nodes[0]!.nodeName;

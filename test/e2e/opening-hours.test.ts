@@ -12,7 +12,7 @@ import { DURABLE_STORES, decidesShops, type E2eStore, openStore } from '../suppo
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
-import type { Element, TestClient } from '../support/xmpp.js';
+import { type Element, isNotice, type TestClient } from '../support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
@@ -52,7 +52,6 @@ const relayed = (agent: TestClient) =>
     .filter((el: Element) => el.is('message') && el.attrs.type === 'consult' && el.getChild('body')?.attrs.msgType === '1')
     .map((el: Element) => `${String(el.attrs.realfrom).split('@')[0]}: ${el.getChildText('body')}`);
 const acked = (id: string) => (el: Element) => el.attrs.type === 'mstat' && el.getChild('body')?.attrs.id === id;
-const isNotice = (el: Element) => el.is('message') && el.getChild('body')?.attrs.msgType === '15';
 
 for (const kind of DURABLE_STORES) {
   const e2e = suite<Ctx>(`e2e opening hours and left messages [${kind}]`);

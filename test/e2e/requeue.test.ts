@@ -10,7 +10,7 @@ import { DURABLE_STORES, type E2eStore, openStore } from '../support/e2e-stores.
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
-import type { Element, TestClient } from '../support/xmpp.js';
+import { bodyId, type Element, isNotice, type TestClient } from '../support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
@@ -63,9 +63,7 @@ const api = async (ctx: Ctx, p: string) => {
 };
 const consult = (id: string, text: string) =>
   `<message type='consult' to='${SHOP}' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4'><body msgType='1' maType='6' id='${id}'>${text}</body></message>`;
-const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
 const acked = (id: string) => (el: Element) => el.attrs.type === 'mstat' && bodyId(id)(el);
-const isNotice = (el: Element) => el.is('message') && el.getChild('body')?.attrs.msgType === '15';
 const isWelcome = (el: Element) => el.attrs.auto_reply === 'true' && el.getChildText('body') === 'Requeue shop';
 const history = (id: string) => (el: Element) => bodyId(id)(el) && el.getChild('delay') !== undefined;
 const online = (ctx: Ctx, agent: string) =>

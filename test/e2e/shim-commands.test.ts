@@ -9,7 +9,7 @@ import { nodeLayout } from '../../scripts/ejabberd-config.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
-import type { Element } from '../support/xmpp.js';
+import { bodyId, type Element } from '../support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
@@ -46,7 +46,6 @@ async function ctl(ctx: Ctx, command: string): Promise<string> {
 /** The value on the line `  <label>: <value>` of consult_status's output. */
 const field = (status: string, label: string) => status.match(new RegExp(`^  ${label}:\\s+(.*)$`, 'm'))?.[1];
 
-const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
 const consult = (id: string) => `<message type='consult' to='${SHOP}'><body msgType='1' id='${id}'>hello</body></message>`;
 
 t("consult_status shows the link connected, the sidecar's id, its shops and the stanza it decided", async (ctx) => {

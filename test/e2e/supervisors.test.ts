@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { DURABLE_STORES, decidesShops, type E2eStore, openStore } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
-import type { Element, TestClient } from '../support/xmpp.js';
+import { type Element, isAck, type TestClient } from '../support/xmpp.js';
 
 const SHOP = 'shop_2@localhost';
 const NS = 'urn:xmpp:consult:supervisor:0';
@@ -22,7 +22,6 @@ interface Ctx {
 }
 
 const bodyOf = (el: Element) => el.getChildText('body') ?? '';
-const isAck = (id: string) => (el: Element) => el.attrs.type === 'mstat' && el.getChild('body')?.attrs.id === id;
 const consult = (id: string, text: string) =>
   `<message type='consult' to='${SHOP}'><body msgType='1' maType='6' id='${id}'>${text}</body></message>`;
 const chat = (id: string, text: string, realto?: string) =>

@@ -16,6 +16,16 @@ import type { Element } from 'ltx';
 
 export type { Element };
 
+// Matchers for waitFor: the consult stanzas the tests look for.
+/** A stanza whose body has this id. */
+export const bodyId = (id: string) => (el: Element) => el.getChild('body')?.attrs.id === id;
+/** The server's mstat ack of that body id. */
+export const isAck = (id: string) => (el: Element) => el.attrs.type === 'mstat' && bodyId(id)(el);
+/** That message, bounced back with an error. */
+export const isBounce = (id: string) => (el: Element) => el.attrs.type === 'error' && bodyId(id)(el);
+/** A notice from the shop (QChat's msgType 15). */
+export const isNotice = (el: Element) => el.is('message') && el.getChild('body')?.attrs.msgType === '15';
+
 export interface ConnectOptions {
   service: string;
   domain: string;
