@@ -34,7 +34,6 @@ export class Ownership {
   private renewing: Promise<void> | undefined;
   private work: Promise<void> = Promise.resolve();
   private latest: Round | undefined; // the last renewal's view: what work must still agree with
-  private readonly epochs = new Map<string, number>();
   private wanted = false; // a soon() round is pending
   private stopped = false; // shutting down: no more rounds on announcements
   private timer: NodeJS.Timeout | undefined;
@@ -59,7 +58,7 @@ export class Ownership {
   }
 
   /** The lease epoch of a held shop, told to the shims with it. */
-  epochOf = (shop: string): number | undefined => this.epochs.get(shop);
+  epochOf = (shop: string): number | undefined => this.latest?.epochs.get(shop);
 
   /**
    * Startup: rounds until every shop that belongs here is held, or `maxMs` passed (a previous incarnation that
@@ -138,8 +137,6 @@ export class Ownership {
     if (desk.shops.storeUnreachable) log.info('the database answers again: leases renewed', {});
     desk.shops.storeUnreachable = false;
     this.latest = round;
-    this.epochs.clear();
-    for (const [shop, epoch] of round.epochs) this.epochs.set(shop, epoch);
     if (
       this.lose(
         desk.shops.owned().filter((shop) => !round.held.has(shop)),
@@ -186,7 +183,7 @@ export class Ownership {
         continue;
       }
       changed = true;
-      log.info('took the lease of a shop: deciding it', { shop, epoch: this.epochs.get(shop), live: this.latest?.live });
+      log.info('took the lease of a shop: deciding it', { shop, epoch: this.epochOf(shop), live: this.latest?.live });
     }
     if (changed) this.deps.watch.publish();
     for (const shop of handOver) {
@@ -195,7 +192,7 @@ export class Ownership {
       this.deps.watch.publish(); // before the release: no stanza of it comes here once another can own it
       await leases.release([shop]);
       this.latest?.held.delete(shop);
-      this.epochs.delete(shop);
+      this.latest?.epochs.delete(shop);
       log.info('handed a shop over to the sidecar it belongs to', { shop, live: this.latest?.live });
     }
   }
