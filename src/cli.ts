@@ -34,17 +34,35 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   left <shop>                             left messages (outside hours, out of the queue), oldest first
   left close <shop> <visitor>             close a left message (its kept messages are dropped)
   abandoned <shop>                        waits that ended without an agent, per group and reason
+  events <shop>                           the shop's webhook events: where they go, how many wait
   group set <shop> <name> [--agents a,b] [--products p,q] [--default true|false]
             [--strategy S] [--max N] [--bot none|bot-first|human-first]
                                           create or replace the group (what is left out: its default)
   group rm <shop> <name>
+  canned <shop> [--group G]               the shop's canned replies (--group: a group's, over the shop's)
+  canned set <shop> <name> <text> [--group G]
+                                          create or replace one: an agent sends #name (or /reply name);
+                                          the text may use {visitor}, {agent} and {shop}
+  canned rm <shop> <name> [--group G]
+                                          (archive and stats take --tag LABEL too: the sessions an
+                                          agent tagged so with /tag)
   bot <shop> none|bot-first|human-first [--bot-url URL] [--timeout D] [--retries N]
                                           D: a duration with its unit (2500ms, 3s, 1min)
   archive [--shop JID] [--visitor JID] [--agent JID] [--from T] [--to T] [--limit N]
-          [--format json|csv]             closed sessions with their transcripts, newest first, every
-                                          page (T: ms or ISO date; --limit: at most N sessions)
+          [--context TEXT] [--format json|csv]
+                                          closed sessions with their transcripts, newest first, every
+                                          page (T: ms or ISO date; --limit: at most N sessions;
+                                          --context: text in the visitor context's names or values)
   archive <id>                            one archived session
+  audit [--by NAME] [--target JID] [--from T] [--to T] [--limit N]
+                                          the audit log of admin actions, newest first, every page
+                                          (--by: the token's name; --target: a shop, agent, visitor
+                                          or group it names; --limit: at most N entries)
   stats [--shop JID] [--from T] [--to T]  CSAT, first response, handle time, queue wait per shop and agent
+  forget <visitor> [--account]            erase a visitor: live state, archive, journal, its offline messages
+                                          and MAM archive in ejabberd (--account: its account too, for
+                                          widget visitors); "complete": false says what to repeat
+  export <visitor>                        everything kept about a visitor, as JSON
   import <config.json> [--dry-run] [--prune]
                                           bring shops and agents in line with a config file (which only
                                           seeds an empty store): prints each change, applies it unless
@@ -53,7 +71,8 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
 Every number, duration, true|false and choice is checked before anything is sent: a wrong one
 exits 2 naming the flag. --version prints the version.
 
-The admin token is the first of:
+The admin token is the first of (its role, in the sidecar's admin.tokens, decides what it may do;
+every change is in the audit log under its name):
   1. --token TOKEN
   2. the environment variable CONSULT_ADMIN_TOKEN
   3. admin.token of the sidecar config named by CONSULT_CONFIG (e.g. /etc/consult-router/consult.json)
@@ -87,6 +106,8 @@ const { values: opt, positionals } = (() => {
         bot: { type: 'string' },
         'bot-url': { type: 'string' },
         'max-wait': { type: 'string' },
+        group: { type: 'string' },
+        tag: { type: 'string' },
         supervisors: { type: 'string' },
         timeout: { type: 'string' },
         retries: { type: 'string' },
@@ -96,10 +117,14 @@ const { values: opt, positionals } = (() => {
         to: { type: 'string' },
         limit: { type: 'string' },
         format: { type: 'string' },
+        by: { type: 'string' },
+        target: { type: 'string' },
+        context: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         prune: { type: 'boolean' },
+        account: { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -173,6 +198,8 @@ function request(): { method: string; path: string; body?: unknown } {
     }
     case 'group':
       return groupRequest(sub);
+    case 'canned':
+      return cannedRequest(sub);
     case 'bot': {
       const mode = need(2, 'bot mode');
       const body: Record<string, unknown> = { mode, url: opt['bot-url'] };
@@ -182,9 +209,18 @@ function request(): { method: string; path: string; body?: unknown } {
     }
     case 'archive':
       // Without an id: every page, by archivePages().
-      return { method: 'GET', path: sub ? `/archive/${e(sub)}` : `/archive${query(['shop', 'visitor', 'agent', 'from', 'to', 'format'])}` };
+      return {
+        method: 'GET',
+        path: sub ? `/archive/${e(sub)}` : `/archive${query(['shop', 'visitor', 'agent', 'from', 'to', 'context', 'tag', 'format'])}`,
+      };
     case 'stats':
-      return { method: 'GET', path: `/stats${query(['shop', 'from', 'to'])}` };
+      return { method: 'GET', path: `/stats${query(['shop', 'from', 'to', 'tag'])}` };
+    case 'audit': {
+      // Every page, by archivePages(); --by is the token's name (--token is the one to send).
+      const q = new URLSearchParams(query(['target', 'from', 'to']));
+      if (opt.by !== undefined) q.set('token', opt.by);
+      return { method: 'GET', path: `/audit${q.size ? `?${q}` : ''}` };
+    }
     case 'queue':
       return { method: 'GET', path: `/queue?shop=${e(need(1, 'shop JID'))}` };
     case 'left':
@@ -193,6 +229,12 @@ function request(): { method: string; path: string; body?: unknown } {
       return { method: 'GET', path: `/left-messages?shop=${e(need(1, 'shop JID'))}` };
     case 'abandoned':
       return { method: 'GET', path: `/queue/abandoned?shop=${e(need(1, 'shop JID'))}` };
+    case 'events':
+      return { method: 'GET', path: `/events?shop=${e(need(1, 'shop JID'))}` };
+    case 'forget':
+      return { method: 'DELETE', path: `/visitors/${e(need(1, 'visitor JID'))}${opt.account ? '?account=true' : ''}` };
+    case 'export':
+      return { method: 'GET', path: `/visitors/${e(need(1, 'visitor JID'))}/export` };
     case 'hours': {
       const shop = need(1, 'shop JID');
       const file = need(2, 'hours file (JSON) or off');
@@ -208,6 +250,16 @@ function query(keys: (keyof typeof opt)[]): string {
   const q = new URLSearchParams();
   for (const k of keys) if (opt[k] !== undefined) q.set(k, String(opt[k]));
   return q.size ? `?${q}` : '';
+}
+
+/** `canned <shop>`, `canned set <shop> <name> <text…>`, `canned rm <shop> <name>`; --group: a group's replies. */
+function cannedRequest(sub: string | undefined): { method: string; path: string; body?: unknown } {
+  const group = query(['group']);
+  if (sub !== 'set' && sub !== 'rm') return { method: 'GET', path: `/shops/${e(need(1, 'shop JID'))}/canned${group}` };
+  const path = `/shops/${e(need(2, 'shop JID'))}/canned/${e(need(3, 'canned reply name'))}${group}`;
+  if (sub === 'rm') return { method: 'DELETE', path };
+  need(4, 'canned reply text');
+  return { method: 'PUT', path, body: { text: positionals.slice(4).join(' ') } };
 }
 
 function groupRequest(sub: string | undefined): { method: string; path: string; body?: unknown } {
@@ -325,8 +377,8 @@ const errorText = (data: unknown) =>
 const PAGE = 1000; // the admin API's largest archive page
 
 /**
- * `archive` without an id: the pages of GET /archive followed through their Link rel="next" until the last (or
- * --limit sessions), printed as one JSON array or one CSV.
+ * `archive` without an id (and `audit`): the pages of GET /archive (GET /audit) followed through their Link rel="next"
+ * until the last (or --limit items), printed as one JSON array or one CSV.
  */
 async function archivePages(base: string, token: string, first: string): Promise<number> {
   const want = opt.limit === undefined ? Number.POSITIVE_INFINITY : Number(opt.limit);
@@ -412,7 +464,7 @@ async function main(): Promise<number> {
       return 2;
     }
     if (!req) return await importConfig(base, token);
-    if (positionals[0] === 'archive' && !positionals[1]) return await archivePages(base, token, req.path);
+    if ((positionals[0] === 'archive' && !positionals[1]) || positionals[0] === 'audit') return await archivePages(base, token, req.path);
     const res = await call(base, token, req.method, req.path, req.body);
     if (!res.ok) {
       console.error(`consultctl: ${res.status} ${errorText(res.data)}`);

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { HealthImplementation } from 'grpc-health-check';
 import { pino } from 'pino';
 import { leaseOwners, startAdminServer } from './admin/http.js';
-import { loadConfig } from './ops/config-file.js';
+import { loadConfig, readAdminTokens } from './ops/config-file.js';
 import { packageVersion } from './ops/version.js';
 import { ConfigError, outsideOverrides, withSystemJid } from './domain/config.js';
 import { planImport, type ShopView } from './admin/import.js';
@@ -27,6 +27,7 @@ import { Presence } from './desk/presence.js';
 import { openStores } from './storage/open.js';
 import { WatchList } from './cluster/watch-list.js';
 import { askBot } from './bot/webhook.js';
+import { postEvent } from './bot/event-hook.js';
 
 // One JSON line per event on stdout (pino's default destination writes synchronously).
 const logger = pino({ base: { service: 'consult-router' }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -102,6 +103,7 @@ async function main() {
   logger.level = config.logLevel;
   const { host, port } = config.grpc;
   const credentials = grpcServerCredentials(config.grpc.tls); // the TLS files are read now: a bad path stops the start
+  const adminTokens = readAdminTokens(config.admin.tokens); // token files too
 
   // The stable id spreads shops over sidecars; the holder (this process) fences its writes.
   const sidecar = config.sidecarId ?? `${hostname()}:${port}`;
@@ -111,6 +113,7 @@ async function main() {
     journal: journalStore,
     leases,
     archive,
+    audit,
     failed,
     freeBytes,
   } = await openStores(config.store, { holder, sidecar, ready: false }, { postgres: { ...config.postgres, log } });
@@ -143,6 +146,9 @@ async function main() {
     archive,
     askBot: (bot, req) => askBot(bot, req, config.maxBotAnswerBytes, (r) => metrics.bot.request(r)),
     link,
+    postEvent,
+    eventMetrics: metrics.events,
+    eraser: link,
     askPresence: (node) => {
       const streams = link.reportPresence(node);
       if (streams > 0) log.info('asked an ejabberd node to report its agents again', { node, streams });
@@ -229,7 +235,7 @@ async function main() {
   );
 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
-  if (config.admin.token) {
+  if (adminTokens.length) {
     admin = await startAdminServer(
       {
         store,
@@ -241,16 +247,21 @@ async function main() {
         owners: leaseOwners(leases),
         metrics,
         log,
-        token: config.admin.token,
+        tokens: adminTokens,
+        audit,
+        auditRetentionMs: config.admin.auditRetentionDays * 86400_000,
         defaultLimits: config.limits,
         authFailures: { max: config.admin.maxAuthFailures, windowMs: config.admin.authWindowSec * 1000 },
       },
       config.admin.host,
       config.admin.port,
     );
-    log.info('admin API listening', { admin: `http://${config.admin.host}:${admin.port}` });
+    log.info('admin API listening', {
+      admin: `http://${config.admin.host}:${admin.port}`,
+      tokens: adminTokens.map((t) => `${t.name} (${t.role})`), // names and roles, never the secrets
+    });
   } else {
-    log.warn('admin API not started: set admin.token in the config to enable it');
+    log.warn('admin API not started: set admin.token or admin.tokens in the config to enable it');
   }
 
   // Shops, agents and statuses are re-read on every tick: a change made through another sidecar must reach us.
@@ -290,6 +301,7 @@ async function main() {
     }, DRAIN_MS + 5000).unref();
     clearInterval(timer);
     presence.close();
+    desk.sender.close(); // an event under way is sent again by the next start (the same id)
     health.setStatus('', 'NOT_SERVING');
     health.setStatus('consult.v1.StanzaFilter', 'NOT_SERVING');
     await admin?.close();

@@ -33,7 +33,7 @@
 %% keepalive_interval: ms between PINGs (infinity: none); keepalive_timeout: ms
 %% to wait for the ACK. on_watch is called as M:F(Name, Agents) with the agents
 %% of a watch list not yet reported on this connection; on_inject as
-%% M:F(Stanzas). tls: connect over TLS (see consult_transport:tls_config();
+%% M:F(Stanzas); on_erase as M:F(Jid, Account) (consult_sidecar). tls: connect over TLS (see consult_transport:tls_config();
 %% absent or false: plain h2c). backoff_min/backoff_max and max_stream_id are
 %% for tests.
 -spec start_link(#{host := string() | binary(), port := inet:port_number(),
@@ -43,7 +43,8 @@
                    keepalive_interval => pos_integer() | infinity,
                    keepalive_timeout => pos_integer(),
                    connect_timeout => timeout(), on_watch => {module(), atom()},
-                   on_inject => {module(), atom()}, watch_file => file:filename(),
+                   on_inject => {module(), atom()}, on_erase => {module(), atom()},
+                   watch_file => file:filename(),
                    backoff_min => pos_integer(), backoff_max => pos_integer(),
                    max_stream_id => pos_integer()}) ->
           gen_server:start_ret().

@@ -189,7 +189,8 @@ unary({unary, Host, Stanza, Timeout} = Req, From, Retry, St = #st{conn = C}) ->
             {reply, {error, unavailable}, St}
     end.
 
--spec handle_cast({notify, binary()} | {inject_ack, reference(), pos_integer()}, #st{}) -> {noreply, #st{}}.
+-spec handle_cast({notify, binary()} | {inject_ack, reference(), pos_integer()}
+                  | {erase_user_ack, reference(), consult_pb:erase_user_ack()}, #st{}) -> {noreply, #st{}}.
 handle_cast({notify, Msg}, St = #st{conn = C}) when C =/= undefined ->
     case consult_grpc_http2:queued(notify, C) >= ?MAX_QUEUED_NOTIFY of
         true -> {noreply, notify_dropped(St)};
@@ -205,6 +206,15 @@ handle_cast({inject_ack, Ref, Id}, St = #st{conn = C}) when C =/= undefined ->
         _ -> {noreply, St}
     end;
 handle_cast({inject_ack, _Ref, _Id}, St) ->
+    {noreply, St};
+%% From consult_sidecar, once on_erase is done. One for an earlier stream is
+%% dropped: the sidecar sends the (idempotent) erasure again elsewhere.
+handle_cast({erase_user_ack, Ref, Ack}, St = #st{conn = C}) when C =/= undefined ->
+    case consult_grpc_http2:ref(C) of
+        Ref -> {noreply, St#st{conn = consult_grpc_http2:send(consult_sidecar:erase_user_ack(Ack), undefined, C)}};
+        _ -> {noreply, St}
+    end;
+handle_cast({erase_user_ack, _Ref, _Ack}, St) ->
     {noreply, St}.
 
 -spec handle_info(term(), #st{}) -> {noreply, #st{}}.

@@ -8,7 +8,7 @@
 -export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
          decode_sidecar_message/1, decode_verdict/1]).
 -export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, cluster_event/0,
-              verdict/0, action/0, inject/0, watch/0]).
+              verdict/0, action/0, inject/0, watch/0, erase_user/0, erase_user_ack/0]).
 
 %% deadline_ms: Unix time in ms after which the shim stops waiting (0 or
 %% absent: unknown, not sent).
@@ -35,17 +35,27 @@
 -type watch() :: #{shops := [binary()], agents := [binary()], owned := [binary()],
                    sidecar := binary(), epochs => [non_neg_integer()]}.
 
+%% Erasure of a user (bare JID); account: its account goes too.
+-type erase_user() :: #{id := non_neg_integer(), jid := binary(), account := boolean()}.
+%% What was erased; error: non-empty when something failed.
+-type erase_user_ack() :: #{id := non_neg_integer(), offline := boolean(), mam := boolean(),
+                            account := boolean(), error => binary(), node => binary()}.
+
 %%% Encoding
 
 -spec encode_shim_message({filter, filter_request()} | {event, session_event()}
                           | {hello, hello()} | {inject_ack, inject_ack()}
-                          | {cluster, cluster_event()}) -> iodata().
+                          | {cluster, cluster_event()}
+                          | {erase_user_ack, erase_user_ack()}) -> iodata().
 encode_shim_message({filter, Req}) -> message(1, encode_filter_request(Req));
 encode_shim_message({event, Ev}) -> message(2, encode_session_event(Ev));
 encode_shim_message({hello, Hello}) -> message(3, encode_hello(Hello));
 encode_shim_message({inject_ack, #{id := Id}}) -> message(4, uint(1, Id));
 encode_shim_message({cluster, #{node := Node, up := Up}}) ->
-    message(5, [bytes(1, Node), uint(2, case Up of true -> 1; false -> 0 end)]).
+    message(5, [bytes(1, Node), bool(2, Up)]);
+encode_shim_message({erase_user_ack, #{id := Id, offline := Offline, mam := Mam, account := Account} = Ack}) ->
+    message(6, [uint(1, Id), bool(2, Offline), bool(3, Mam), bool(4, Account),
+                bytes(5, maps:get(error, Ack, <<>>)), bytes(6, maps:get(node, Ack, <<>>))]).
 
 -spec encode_filter_request(filter_request()) -> iodata().
 encode_filter_request(#{seq := Seq, hook := filter_packet, host := Host, stanza := Stanza} = Req) ->
@@ -69,6 +79,9 @@ kind_number(presence_unset) -> 4.
 %% sint32: small magnitudes of either sign stay short.
 zigzag(N) when N >= 0 -> N bsl 1;
 zigzag(N) -> ((-N) bsl 1) - 1.
+
+bool(Field, true) -> uint(Field, 1);
+bool(_Field, false) -> [].
 
 %% Scalar fields are omitted at their default value (proto3).
 uint(_Field, 0) -> [];
@@ -94,6 +107,7 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
         | {watch, watch()}
         | {inject, inject()}
         | report_presence
+        | {erase_user, erase_user()}
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
     %% For a oneof the last member on the wire wins.
@@ -101,6 +115,7 @@ decode_sidecar_message(Bin) ->
               ({2, V}, _) when is_binary(V) -> {watch, decode_watch(V)};
               ({3, V}, _) when is_binary(V) -> {inject, decode_inject(V)};
               ({4, V}, _) when is_binary(V) -> report_presence;
+              ({5, V}, _) when is_binary(V) -> {erase_user, decode_erase_user(V)};
               (_, Acc) -> Acc
            end,
     lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
@@ -144,6 +159,13 @@ decode_inject(Bin) ->
         [] -> Inject;
         _ -> Inject#{keys => lists:reverse(Keys)}
     end.
+
+decode_erase_user(Bin) ->
+    lists:foldl(fun({1, {varint, N}}, E) -> E#{id := N};
+                   ({2, B}, E) when is_binary(B) -> E#{jid := B};
+                   ({3, {varint, N}}, E) -> E#{account := N =/= 0};
+                   (_, E) -> E
+                end, #{id => 0, jid => <<>>, account => false}, fields(Bin)).
 
 decode_watch(Bin) ->
     Field = fun({1, B}, Acc = #{shops := S}) when is_binary(B) -> Acc#{shops := [B | S]};

@@ -13,7 +13,7 @@
 %% shim knows which JIDs matter before the sidecar answers.
 -module(consult_sidecar).
 
--export([new/3, hello/3, cluster_event/2, inject_ack/1, message/4, connected/1, disconnected/1,
+-export([new/3, hello/3, cluster_event/2, inject_ack/1, erase_user_ack/1, message/4, connected/1, disconnected/1,
          status/1, watched/3, claim/2, told/1, owned/1]).
 -export_type([state/0]).
 
@@ -30,19 +30,23 @@
     reported = #{} :: #{binary() => true},
     on_watch = undefined :: undefined | {module(), atom()},
     on_inject = undefined :: undefined | {module(), atom()},
+    on_erase = undefined :: undefined | {module(), atom()},
     watch_file = undefined :: undefined | file:filename()
 }).
 -opaque state() :: #sidecar{}.
 
 %% on_watch is called as M:F(Tab, Agents) with the agents of a watch list
-%% not yet reported on this connection; on_inject as M:F(Stanzas). Loads the
-%% watch file, if any, into the table.
+%% not yet reported on this connection; on_inject as M:F(Stanzas); on_erase
+%% as M:F(Jid, Account), returning an erase_user_ack() without its id. Loads
+%% the watch file, if any, into the table.
 -spec new(atom(), binary(), #{on_watch => {module(), atom()}, on_inject => {module(), atom()},
+                             on_erase => {module(), atom()},
                              watch_file => file:filename(), atom() => term()}) -> state().
 new(Tab, Authority, Opts) ->
     S = #sidecar{tab = Tab, authority = Authority,
                  on_watch = maps:get(on_watch, Opts, undefined),
                  on_inject = maps:get(on_inject, Opts, undefined),
+                 on_erase = maps:get(on_erase, Opts, undefined),
                  watch_file = maps:get(watch_file, Opts, undefined)},
     load_watch(S).
 
@@ -64,12 +68,17 @@ cluster_event(Node, Up) ->
 inject_ack(Id) ->
     consult_pb:encode_shim_message({inject_ack, #{id => Id}}).
 
+-spec erase_user_ack(consult_pb:erase_user_ack()) -> iodata().
+erase_user_ack(Ack) ->
+    consult_pb:encode_shim_message({erase_user_ack, Ack}).
+
 %%% What the sidecar says
 
 %% One SidecarMessage from the connection ConnRef; Role: a draining
 %% connection's sidecar is going away and decides nothing more. Runs in the
 %% connection process: an Inject's ack comes back to it as the cast
-%% {inject_ack, ConnRef, Id} once on_inject has routed the stanzas.
+%% {inject_ack, ConnRef, Id} once on_inject has routed the stanzas, an
+%% EraseUser's as {erase_user_ack, ConnRef, Ack} once on_erase is done.
 -spec message(binary(), current | draining, reference(), state()) ->
           {verdict, consult_pb:verdict(), state()} | {ok, state()}.
 message(Msg, Role, ConnRef, S) ->
@@ -91,6 +100,9 @@ message(Msg, Role, ConnRef, S) ->
             {ok, S};
         {inject, #{stanzas := Stanzas, id := Id} = Inject} ->
             run_on_inject(Stanzas, maps:get(keys, Inject, []), Id, ConnRef, S),
+            {ok, S};
+        {erase_user, Erase} ->
+            run_on_erase(Erase, ConnRef, S),
             {ok, S};
         {unknown, _} ->
             {ok, S}
@@ -238,3 +250,26 @@ run_on_inject(Stanzas, Keys, Id, Ref, #sidecar{on_inject = {M, F}}) ->
                       Id =:= 0 orelse gen_server:cast(Conn, {inject_ack, Ref, Id})
               end),
     ok.
+
+%%% Erasure
+
+%% Runs apart (ejabberd's storage may be slow); the ack says what was done or
+%% what failed. Without a callback nothing can be erased here: an error says so.
+run_on_erase(#{id := Id} = Erase, Ref, S) ->
+    Conn = self(),
+    _ = spawn(fun() ->
+                      Ack = erase(Erase, S),
+                      gen_server:cast(Conn, {erase_user_ack, Ref, Ack#{id => Id}})
+              end),
+    ok.
+
+erase(_Erase, #sidecar{on_erase = undefined}) ->
+    #{offline => false, mam => false, account => false, error => <<"this shim erases nothing">>,
+      node => atom_to_binary(node(), utf8)};
+erase(#{jid := Jid, account := Account}, #sidecar{on_erase = {M, F}}) ->
+    try M:F(Jid, Account)
+    catch Class:Why ->
+            ?WARNING_MSG("consult: erasing ~ts failed: ~p:~p", [Jid, Class, Why]),
+            #{offline => false, mam => false, account => false,
+              error => iolist_to_binary(io_lib:format("~p", [Why])), node => atom_to_binary(node(), utf8)}
+    end.

@@ -296,6 +296,7 @@ start_connections(Opts) ->
                        node => atom_to_binary(node(), utf8),
                        on_watch => {consult_agents, report_agents},
                        on_inject => {consult_verdict, route_injected},
+                       on_erase => {consult_erase, erase_user},
                        watch_file => filename:join(Dir, watch_file(I))},
               start_child(#{id => Name, start => {?CONN, start_link, [Args]}, restart => permanent,
                             shutdown => 2000, type => worker, modules => [consult_grpc_conn]})

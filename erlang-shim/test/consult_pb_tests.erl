@@ -90,6 +90,22 @@ watch_with_owned_epochs_test() ->
 report_presence_test() ->
     ?assertEqual(report_presence, consult_pb:decode_sidecar_message(hex("2200"))).
 
+erase_user_test() ->
+    ?assertEqual({erase_user, #{id => 7, jid => <<"v@x">>, account => true}},
+                 consult_pb:decode_sidecar_message(hex("2A09080712037640781801"))),
+    %% account = false is the default: omitted on the wire
+    ?assertEqual({erase_user, #{id => 7, jid => <<"v@x">>, account => false}},
+                 consult_pb:decode_sidecar_message(hex("2A0708071203764078"))).
+
+erase_user_ack_test() ->
+    Enc = fun(Ack) -> iolist_to_binary(consult_pb:encode_shim_message({erase_user_ack, Ack})) end,
+    ?assertEqual(hex("320B08071001180132036E4068"),
+                 Enc(#{id => 7, offline => true, mam => true, account => false, node => <<"n@h">>})),
+    ?assertEqual(hex("320908AC0220012A026E6F"),
+                 Enc(#{id => 300, offline => false, mam => false, account => true, error => <<"no">>})),
+    %% everything at its default: the oneof member is still written
+    ?assertEqual(hex("3200"), Enc(#{id => 0, offline => false, mam => false, account => false})).
+
 %%% Round trips
 
 filter_request_round_trip_test() ->

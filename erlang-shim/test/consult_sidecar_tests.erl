@@ -5,7 +5,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([on_watch/2, on_inject/1]).
+-export([on_watch/2, on_inject/1, on_erase/2]).
 
 -import(consult_fake_sidecar, [field/2, varint_field/2]).
 
@@ -33,7 +33,7 @@ sidecar_test_() ->
                   fun owned_shops_are_claimed/1, fun draining_claims_nothing/1,
                   fun agents_reported_once_per_connection/1, fun report_presence_reports_all_again/1,
                   fun verdicts_go_back/1,
-                  fun inject_is_acked_once_routed/1, fun unknown_messages_ignored/1]]}.
+                  fun inject_is_acked_once_routed/1, fun erase_is_answered/1, fun unknown_messages_ignored/1]]}.
 
 %% The callbacks tell the test process (setup runs in another).
 watched_by_me(Fun) ->
@@ -44,9 +44,14 @@ on_watch(Name, Agents) -> ?WATCHER ! {watch, Name, Agents}.
 
 on_inject(Stanzas) -> ?WATCHER ! {inject, Stanzas}, ok.
 
+on_erase(<<"crash@x">>, _Account) -> error(boom);
+on_erase(Jid, Account) ->
+    ?WATCHER ! {erase, Jid, Account},
+    #{offline => true, mam => false, account => Account, node => <<"n@h">>}.
+
 new(File) ->
     consult_sidecar:new(?TAB, <<"127.0.0.1:1">>, #{on_watch => {?MODULE, on_watch}, on_inject => {?MODULE, on_inject},
-                                                  watch_file => File}).
+                                                  on_erase => {?MODULE, on_erase}, watch_file => File}).
 
 watch(Shops, Agents, Owned, Id) ->
     iolist_to_binary(field(2, [[field(1, S) || S <- Shops], [field(2, A) || A <- Agents],
@@ -161,6 +166,23 @@ inject_is_acked_once_routed(File) ->
     ?assertEqual({inject, [<<"<m1/>">>, <<"<m2/>">>]}, received()),
     ?assertEqual(nothing, receive M -> M after 100 -> nothing end).
 
+%% EraseUser runs on_erase apart; its answer (or its crash, as an error) comes
+%% back to the connection with the request's id. Without on_erase: an error.
+erase_is_answered(File) ->
+    S = new(File),
+    Ref = make_ref(),
+    Erase = fun(Id, Jid) -> iolist_to_binary(field(5, [varint_field(1, Id), field(2, Jid), varint_field(3, 1)])) end,
+    {ok, S} = consult_sidecar:message(Erase(9, <<"v@x">>), current, Ref, S),
+    ?assertEqual({erase, <<"v@x">>, true}, received()),
+    ?assertEqual({'$gen_cast', {erase_user_ack, Ref, #{id => 9, offline => true, mam => false, account => true,
+                                                       node => <<"n@h">>}}}, received()),
+    {ok, S} = consult_sidecar:message(Erase(10, <<"crash@x">>), current, Ref, S),
+    ?assertMatch({'$gen_cast', {erase_user_ack, Ref, #{id := 10, offline := false, mam := false, account := false,
+                                                       error := <<"boom">>}}}, received()),
+    Bare = consult_sidecar:new(?TAB, <<"127.0.0.1:1">>, #{}),
+    {ok, Bare} = consult_sidecar:message(Erase(11, <<"v@x">>), current, Ref, Bare),
+    ?assertMatch({'$gen_cast', {erase_user_ack, Ref, #{id := 11, error := <<"this shim erases nothing">>}}}, received()).
+
 unknown_messages_ignored(File) ->
     S = new(File),
     ?assertEqual({ok, S}, consult_sidecar:message(<<>>, current, make_ref(), S)),
@@ -171,6 +193,9 @@ unknown_messages_ignored(File) ->
 encoders_test_() ->
     [?_assertEqual(iolist_to_binary(consult_pb:encode_shim_message({inject_ack, #{id => 3}})),
                    iolist_to_binary(consult_sidecar:inject_ack(3))),
+     ?_assertEqual(iolist_to_binary(consult_pb:encode_shim_message(
+                                      {erase_user_ack, #{id => 4, offline => true, mam => true, account => false}})),
+                   iolist_to_binary(consult_sidecar:erase_user_ack(#{id => 4, offline => true, mam => true, account => false}))),
      ?_assertEqual(iolist_to_binary(consult_pb:encode_shim_message({cluster, #{node => <<"n@h">>, up => true}})),
                    iolist_to_binary(consult_sidecar:cluster_event('n@h', true))),
      %% This node first (the test node is not distributed: nobody else).

@@ -35,6 +35,7 @@ const CSV_COLUMNS = [
   'role',
   'who',
   'text',
+  'tags', // last: a later column never moves the earlier ones
 ];
 
 /** RFC 4180 quoting; a leading = + - @ is defused so a spreadsheet does not run it as a formula. */
@@ -64,7 +65,8 @@ export function toCsv(records: ArchiveRecord[]): string {
       r.firstResponseMs,
     ];
     const lines = r.lines.length ? r.lines : [undefined];
-    for (const l of lines) rows.push([...head, l && iso(l.at), l?.role, l?.who, l?.text].map(cell).join(','));
+    const tags = (r.tags ?? []).join(' ');
+    for (const l of lines) rows.push([...head, l && iso(l.at), l?.role, l?.who, l?.text, tags].map(cell).join(','));
   }
   return `${rows.join('\r\n')}\r\n`;
 }
@@ -91,7 +93,7 @@ export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) 
       handle: async ({ query: q }) => {
         if (q.shop) requireShop(q.shop);
         const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-        const filter = { shop: q.shop, visitor: q.visitor, agent: q.agent, from: q.from, to: q.to };
+        const filter = { shop: q.shop, visitor: q.visitor, agent: q.agent, from: q.from, to: q.to, tag: q.tag, context: q.context };
         const found = await archive.search({ ...filter, after, limit: q.limit + 1 });
         const items = found.slice(0, q.limit);
         const next = found.length > q.limit ? encodeCursor(items[items.length - 1]) : null;
@@ -128,9 +130,9 @@ export function archiveRoutes(archive: ArchiveStore, requireShop: (jid: string) 
       query: StatsQuery,
       ok: { description: 'per shop (agent null) and per shop and agent', json: StatsView },
       problems: [404],
-      handle: async ({ query: { shop, from, to } }) => {
+      handle: async ({ query: { shop, from, to, tag } }) => {
         if (shop) requireShop(shop);
-        return archive.stats({ shop, from, to });
+        return archive.stats({ shop, from, to, tag });
       },
     }),
   ];

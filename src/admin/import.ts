@@ -30,13 +30,17 @@ const SHOP_FIELDS = [
   'hours',
   'queueMaxWaitSec',
   'supervisors',
+  'canned',
 ] as const;
 /** Settings a shop may leave out, meaning 0 (off): a config that drops one sets it back to 0. */
 const ZERO_WHEN_ABSENT: ReadonlySet<string> = new Set(['answerTimeoutSec', 'maxMissedChats', 'queueMaxWaitSec']);
 /** Lists a shop may leave out, meaning none. */
 const EMPTY_WHEN_ABSENT: ReadonlySet<string> = new Set(['supervisors']);
+/** Maps a shop may leave out, meaning none. */
+const NONE_WHEN_ABSENT: ReadonlySet<string> = new Set(['canned']);
 const fieldValue = (s: object, f: string) =>
-  (s as Record<string, unknown>)[f] ?? (ZERO_WHEN_ABSENT.has(f) ? 0 : EMPTY_WHEN_ABSENT.has(f) ? [] : undefined);
+  (s as Record<string, unknown>)[f] ??
+  (ZERO_WHEN_ABSENT.has(f) ? 0 : EMPTY_WHEN_ABSENT.has(f) ? [] : NONE_WHEN_ABSENT.has(f) ? {} : undefined);
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v));
 const e = encodeURIComponent;

@@ -55,6 +55,7 @@ export function leftRoutes(desk: Desk, directory: Directory): Route[] {
       operationId: 'closeLeftMessage',
       summary: 'Close a left message: its kept messages are dropped (nobody is told)',
       body: LeftCloseBody,
+      role: 'operator',
       ok: { description: 'closed', json: LeftClosed },
       problems: DECIDED_HERE_PROBLEMS,
       handle: async ({ body }) => {

@@ -5,7 +5,7 @@ import client from 'prom-client';
 import type { Desk } from '../desk/desk.js';
 import type { Directory } from '../desk/directory.js';
 import type { ShimLink } from '../grpc/link.js';
-import { BotMetrics, SessionMetrics } from './outcome-metrics.js';
+import { BotMetrics, SessionMetrics, WebhookEventMetrics } from './outcome-metrics.js';
 import { registerSatisfaction } from './satisfaction-metrics.js';
 
 export interface WatchedParts {
@@ -28,6 +28,8 @@ export class Metrics {
   readonly sessions: SessionMetrics;
   /** Requests to the bot webhooks. */
   readonly bot: BotMetrics;
+  /** Webhook events delivered, failed and dropped: the desk's EventMetrics. */
+  readonly events: WebhookEventMetrics;
   private readonly commitSeconds: client.Histogram<'outcome'>;
   private readonly batchEntries: client.Histogram;
 
@@ -41,6 +43,7 @@ export class Metrics {
     }).set({ version: packageVersion(), node_version: process.version }, 1);
     this.sessions = new SessionMetrics(registers);
     this.bot = new BotMetrics(registers);
+    this.events = new WebhookEventMetrics(registers);
     this.stanzas = new client.Counter({
       name: 'consult_stanzas_total',
       help: 'Stanzas judged, by verdict',
@@ -119,6 +122,16 @@ export class Metrics {
       collect() {
         this.reset();
         for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.view.counts(shop).left);
+      },
+    });
+    new client.Gauge({
+      name: 'consult_events_outbox',
+      help: 'Webhook events not yet delivered, per shop decided here (at most its limits.outboxMax)',
+      labelNames: ['shop'],
+      registers,
+      collect() {
+        this.reset();
+        for (const shop of deps.desk.shops.owned()) this.set({ shop }, deps.desk.shops.state(shop)?.outbox.size ?? 0);
       },
     });
     new client.Gauge({

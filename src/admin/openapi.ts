@@ -3,7 +3,7 @@
 import { STATUS_CODES } from 'node:http';
 import { z } from 'zod';
 import { MEDIA_PROBLEM, ProblemSchema } from './problem.js';
-import type { Route } from './routes.js';
+import { isAudited, type Route } from './routes.js';
 
 type Json = Record<string, unknown>;
 
@@ -13,14 +13,19 @@ export function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
   return rest;
 }
 
-/** The problems a route may answer: its own, 400 when it takes input, 401 and 429 when it needs the token, 500. */
+/**
+ * The problems a route may answer: its own, 400 when it takes input, 401 and 429 when it needs a token, 403 when it
+ * needs more than the read role, 503 when it is audited (the audit log cannot be written), 500.
+ */
 export function problemStatuses(r: Route): number[] {
   const s = new Set(r.problems ?? []);
   if (r.params || r.query || r.body) s.add(400);
   if (r.access === 'admin') {
     s.add(401);
     s.add(429);
+    if (r.role !== 'read') s.add(403);
   }
+  if (isAudited(r)) s.add(503);
   s.add(500);
   return [...s].sort((a, b) => a - b);
 }
@@ -66,6 +71,8 @@ function operation(r: Route): Json {
     ...(r.description ? { description: r.description } : {}),
     tags: [r.tag],
     security: r.access === 'admin' ? [{ bearer: [] }] : [],
+    // The least role of the token (read < operator < admin), and whether a call is written to the audit log.
+    ...(r.access === 'admin' ? { 'x-role': r.role, 'x-audited': isAudited(r) } : {}),
     ...(params.length ? { parameters: params } : {}),
     ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(r.body, 'input') } } } } : {}),
     responses,
@@ -83,11 +90,13 @@ export function openApiDocument(routes: readonly Route[]): Json {
       version: '1',
       description:
         'Shops, agents, sessions and the archive of one consult sidecar. Errors are RFC 9457 problems (application/problem+json). ' +
-        'Routes marked with bearer need the admin token (config admin.token) as `Authorization: Bearer <token>`.',
+        'Routes marked with bearer need an admin token (config admin.tokens, admin.token) as `Authorization: Bearer <token>`, ' +
+        'whose role is at least the operation’s x-role (read < operator < admin; else 403). Operations with x-audited are ' +
+        'written to the audit log (GET /audit) before they answer (503 when it cannot be written: nothing is done).',
     },
     paths,
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the admin token (config admin.token)' } },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (config admin.tokens, admin.token)' } },
       schemas: { Problem: jsonSchema(ProblemSchema, 'output') },
     },
   };

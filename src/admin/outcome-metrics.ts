@@ -5,7 +5,7 @@
 import client from 'prom-client';
 import type { BotRequestReport } from '../bot/webhook.js';
 import type { ArchiveRecord, CloseReason } from '../domain/archive.js';
-import type { DeskMetrics } from '../desk/ports.js';
+import type { DeskMetrics, EventMetrics } from '../desk/ports.js';
 
 const CLOSE_REASONS: readonly CloseReason[] = ['agent', 'admin', 'idle'];
 const SCORES = ['1', '2', '3', '4', '5'];
@@ -127,6 +127,32 @@ export class SessionMetrics implements DeskMetrics {
     if (seen.size >= MAX_GROUP_LABELS) return OTHER_GROUP;
     seen.add(group);
     return group;
+  }
+}
+
+/** Webhook events per shop: delivered (a 2xx), failed attempts (retried), dropped undelivered (a full outbox). */
+export class WebhookEventMetrics implements EventMetrics {
+  private readonly outcomes: client.Counter<'shop' | 'outcome'>;
+
+  constructor(registers: client.Registry[]) {
+    this.outcomes = new client.Counter({
+      name: 'consult_events_total',
+      help: 'Webhook events by outcome: delivered (a 2xx answer), failed (an attempt without one; retried), dropped (undelivered, the outbox was full)',
+      labelNames: ['shop', 'outcome'],
+      registers,
+    });
+  }
+
+  delivered(shop: string): void {
+    this.outcomes.inc({ shop, outcome: 'delivered' });
+  }
+
+  failed(shop: string): void {
+    this.outcomes.inc({ shop, outcome: 'failed' });
+  }
+
+  dropped(shop: string, n: number): void {
+    this.outcomes.inc({ shop, outcome: 'dropped' }, n);
   }
 }
 

@@ -7,6 +7,10 @@ import { z } from 'zod';
 export const PROBLEM_TYPES = {
   /** 400: the path, query or body did not validate; `errors` says where and why. */
   validation: { type: 'urn:consult:problem:validation', title: 'The request is not valid' },
+  /** 403: the token is known, but its role does not allow the route (a read token asked to change something). */
+  forbidden: { type: 'urn:consult:problem:forbidden', title: 'The token’s role does not allow this' },
+  /** 503: the audit log cannot be written, so the change was not made. */
+  auditUnavailable: { type: 'urn:consult:problem:audit-unavailable', title: 'The audit log cannot be written' },
   /** 409: the desk refused the action (an agent without room, a shop with open sessions...). */
   refused: { type: 'urn:consult:problem:refused', title: 'The action was refused' },
   /** 421: the shop is decided by another sidecar; `owner` names it when the lease says who. */

@@ -1,9 +1,9 @@
 // Dispatch from the route table: a path template matched against the request, 405 with Allow when the path is known
 // but not the method, then the path parameters, query and body validated with the route's schemas before its handler
-// runs. Authentication is the caller's (src/admin/http.ts), between match() and run().
+// runs. Authentication, roles and the audit log are the caller's (src/admin/http.ts), between match() and input().
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './problem.js';
-import type { Method, Route } from './routes.js';
+import type { AuditNote, Method, Route } from './routes.js';
 import { validate } from './validate.js';
 
 const MAX_BODY = 1 << 20;
@@ -15,6 +15,10 @@ interface Compiled {
 }
 
 export type Match = { route: Route; params: Record<string, string> };
+export type Input = { params: unknown; query: unknown; body: unknown };
+
+/** An audit note nobody reads (a route that is not audited). */
+export const UNHEARD: AuditNote = { before: () => {}, after: () => {} };
 
 function compile(route: Route): Compiled {
   const names: string[] = [];
@@ -74,14 +78,18 @@ export class Router {
     throw new HttpError(404, `no route ${pathname}`);
   }
 
-  /** Validates the request's input against the route's schemas and runs its handler. */
-  async run({ route, params }: Match, query: URLSearchParams, req: IncomingMessage): Promise<unknown> {
-    const input = {
+  /** The request's input validated against the route's schemas. */
+  async input({ route, params }: Match, query: URLSearchParams, req: IncomingMessage): Promise<Input> {
+    return {
       params: route.params ? validate(route.params, params, 'path') : undefined,
       query: route.query ? validate(route.query, Object.fromEntries(query), 'query') : undefined,
       body: route.body ? validate(route.body, await readBody(req), 'body') : undefined,
     };
-    return route.handle(input);
+  }
+
+  /** Validates the request's input and runs the route's handler (what it tells the audit log goes to `audit`). */
+  async run(match: Match, query: URLSearchParams, req: IncomingMessage, audit: AuditNote = UNHEARD): Promise<unknown> {
+    return match.route.handle({ ...(await this.input(match, query, req)), audit });
   }
 }
 

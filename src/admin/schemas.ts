@@ -13,6 +13,8 @@ import {
   TextsSchema,
 } from '../domain/config-schema.js';
 import { WEEKDAYS } from '../domain/hours.js';
+import { TAG_LABEL, TAG_LABEL_RULE } from '../domain/archive.js';
+import { CANNED_NAME, CANNED_NAME_RULE, cannedTextProblem } from '../domain/canned.js';
 import { ALL_AGENT_STATUSES, BOT_MODES, LIMIT_RANGES, STRATEGIES, type Limits } from '../domain/shop.js';
 import { LANGUAGES, TEXT_VALUES, type TextKey } from '../domain/texts.js';
 
@@ -90,6 +92,30 @@ const { name: _name, ...groupFields } = GroupSchema.shape;
 /** PUT /shops/{shop}/groups/{group}: the whole group (its name is the path). */
 export const GroupPutBody = z.strictObject(groupFields);
 
+// Canned replies (src/domain/canned.ts): one at a time, the shop's or a group's (?group=).
+const cannedName = z
+  .string()
+  .regex(CANNED_NAME, { error: `must be a canned reply name: ${CANNED_NAME_RULE}` })
+  .meta({ description: `${CANNED_NAME_RULE}; an agent sends #name` });
+export const CannedParams = z.object({ shop: UserJid, name: cannedName });
+export const CannedQuery = z.strictObject({
+  group: GroupSchema.shape.name.optional().meta({ description: 'a group’s replies (over the shop’s in its sessions); absent: the shop’s' }),
+});
+export const CannedPutBody = z.strictObject({
+  text: z
+    .string()
+    .superRefine((t, ctx) => {
+      const problem = cannedTextProblem(t);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ description: 'the text the visitor receives; {visitor}, {agent} and {shop} are filled in' }),
+});
+export const CannedView = z.strictObject({
+  shop: z.string(),
+  group: z.string().optional(),
+  replies: z.array(z.strictObject({ name: z.string(), text: z.string() })).meta({ description: 'by name' }),
+});
+
 export const CloseBody = z.strictObject({ shop: UserJid, visitor: UserJid });
 export const TransferBody = z
   .strictObject({
@@ -108,7 +134,7 @@ export const TransferBody = z
 
 // ---- queries -------------------------------------------------------------------
 /** ms since the epoch, or an ISO 8601 date. */
-const Time = z
+export const Time = z
   .string()
   .refine((v) => Number.isFinite(/^\d+$/.test(v) ? Number(v) : Date.parse(v)), { error: 'must be ms since the epoch or an ISO 8601 date' })
   .transform((v) => (/^\d+$/.test(v) ? Number(v) : Date.parse(v)))
@@ -123,9 +149,21 @@ export const StatsQuery = z.strictObject({
   shop: UserJid.optional(),
   from: Time.optional().meta({ description: 'sessions that ended at or after' }),
   to: Time.optional().meta({ description: 'and started at or before' }),
+  tag: z
+    .string()
+    .transform((t) => t.toLowerCase())
+    .pipe(z.string().regex(TAG_LABEL, { error: `must be a tag: ${TAG_LABEL_RULE}` }))
+    .optional()
+    .meta({ description: 'sessions an agent tagged with it (/tag)' }),
 });
 export const ArchiveQuery = z.strictObject({
   ...StatsQuery.shape,
+  context: z
+    .string()
+    .min(1)
+    .max(256)
+    .optional()
+    .meta({ description: 'sessions whose visitor context has this text in a name or value (case-insensitive)' }),
   visitor: UserJid.optional(),
   agent: UserJid.optional().meta({ description: 'anyone who served the session' }),
   limit: z.coerce
@@ -152,6 +190,7 @@ const GroupOut = z.strictObject({
   answerTimeoutSec: z.int().optional(),
   hours: z.lazy(() => HoursOut).optional(),
   queueMaxWaitSec: z.int().optional(),
+  canned: z.record(z.string(), z.string()).optional(),
 });
 /** Opening hours as stored (src/domain/hours.ts). */
 const HoursOut = z.strictObject({
@@ -181,6 +220,7 @@ export const ShopView = z.strictObject({
   hours: HoursOut.optional().meta({ description: 'opening hours; absent: always open' }),
   queueMaxWaitSec: z.int().optional().meta({ description: 'the longest wait in the queue before a left message; absent or 0: no limit' }),
   supervisors: z.array(z.string()).optional().meta({ description: 'who may list, monitor, whisper to and take over its sessions' }),
+  canned: z.record(z.string(), z.string()).optional().meta({ description: 'canned replies by name (#name from an agent)' }),
   agents: z.array(z.strictObject({ jid: z.string(), maxSessions: z.int() })),
   decidedHere: z.boolean().meta({ description: 'this sidecar decides the shop: its sessions and queue are read and changed here' }),
 });
@@ -216,6 +256,7 @@ export const SessionView = z.strictObject({
     .optional()
     .meta({ description: 'the agent’s answer clock started (it has not answered since); absent: none runs' }),
   silentMoves: z.int().optional().meta({ description: 'times it moved on because its agent did not answer in time' }),
+  context: z.lazy(() => ContextOut).optional(),
 });
 
 export const WaitingView = z.strictObject({
@@ -226,11 +267,29 @@ export const WaitingView = z.strictObject({
   group: z.string().meta({ description: 'the groups it waits for; "": any agent' }),
 });
 
+/** A visitor's context (src/domain/context.ts): what its client said about the visitor. */
+const ContextOut = z
+  .strictObject({
+    name: z.string().optional(),
+    email: z.string().optional(),
+    phone: z.string().optional(),
+    page: z.string().optional(),
+    order: z.string().optional(),
+    fields: z.record(z.string(), z.string()).optional(),
+  })
+  .meta({ description: 'what the visitor’s client said about the visitor; absent: nothing' });
+
 const LineOut = z.strictObject({
   at: z.number(),
-  role: z.enum(['visitor', 'agent', 'bot', 'system', 'whisper']).describe('whisper: a supervisor to the agent, never seen by the visitor'),
+  role: z
+    .enum(['visitor', 'agent', 'bot', 'system', 'whisper', 'note'])
+    .describe('whisper: a supervisor to the agent; note: an agent’s /note; neither is ever seen by the visitor'),
   who: z.string(),
   text: z.string(),
+  id: z.string().optional().meta({ description: 'the message’s body id' }),
+  msgType: z.string().optional().meta({ description: 'QChat’s msgType when not text (1): photo 3, file 5, product card 11…' }),
+  urls: z.array(z.string()).optional().meta({ description: 'the URLs of a photo, file, voice, video or product card' }),
+  revoked: z.literal(true).optional().meta({ description: 'its sender took it back (a QChat revoke)' }),
 });
 const TransferOut = z.strictObject({ at: z.number(), from: z.string(), to: z.string(), reason: z.string() });
 export const ArchiveRecordView = z.strictObject({
@@ -248,8 +307,10 @@ export const ArchiveRecordView = z.strictObject({
   transfers: z.array(TransferOut),
   lines: z.array(LineOut),
   omitted: z.int().meta({ description: 'oldest lines dropped past the shop’s transcriptPerSession' }),
+  tags: z.array(z.string()).optional().meta({ description: 'the agent’s /tag labels ([] when none)' }),
   rating: z.int().optional(),
   ratedAt: z.number().optional(),
+  context: z.lazy(() => ContextOut).optional(),
 });
 export const ArchivePage = z.strictObject({
   items: z.array(ArchiveRecordView).meta({ description: 'newest first (by end, then id)' }),

@@ -10,8 +10,9 @@ import type { Presence } from '../desk/presence.js';
 import type { Ownership } from '../cluster/ownership.js';
 import type { WatchList } from '../cluster/watch-list.js';
 import { type FieldProblem, HttpError, PROBLEM_TYPES, invalid } from './problem.js';
-import { DECIDED_HERE_PROBLEMS, type Route, adminRoute } from './routes.js';
+import { type AuditNote, DECIDED_HERE_PROBLEMS, type Route, adminRoute } from './routes.js';
 import { shopLookup } from './shop-lookup.js';
+import { cannedRoutes } from './canned-routes.js';
 import {
   AgentParams,
   AgentView,
@@ -82,6 +83,7 @@ function shopFrom(jid: string, b: z.output<typeof ShopPutBody>, defaultLimits: L
     ...(b.hours ? { hours: b.hours as Shop['hours'] } : {}),
     ...(b.queueMaxWaitSec !== undefined ? { queueMaxWaitSec: b.queueMaxWaitSec } : {}),
     ...(b.supervisors?.length ? { supervisors: [...new Set(b.supervisors)] } : {}),
+    ...(b.canned && Object.keys(b.canned).length ? { canned: b.canned } : {}),
   };
 }
 
@@ -119,6 +121,7 @@ function merged(old: Shop, b: z.output<typeof ShopPatchBody>): Shop {
           'maxMissedChats',
           'queueMaxWaitSec',
           'supervisors',
+          'canned',
         ] as const
       )
         .filter((k) => b[k] !== undefined)
@@ -178,12 +181,25 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
     await changed(drain);
     return shopView(directory.shop(shop.jid)!);
   };
-  const putMembership = async (shop: Shop, agent: string, maxSessions: number) => {
+  /** A membership as the audit log shows it before and after a change (null: none). */
+  const memberView = (shop: string, agent: string) => {
+    const m = directory.membership(shop, agent);
+    return m ? { shop, agent, maxSessions: m.maxSessions } : null;
+  };
+  const groupView = (shop: Shop, name: string) => shop.groups.find((g) => g.name === name) ?? null;
+  /** A session as the audit log shows it before a close or transfer (null: none open here). */
+  const sessionView = (shop: string, visitor: string) => {
+    const s = desk.view.sessions(shop).find((x) => x.visitor === visitor);
+    return s ? { shop, visitor, agent: s.agent } : null;
+  };
+  const putMembership = async (shop: Shop, agent: string, maxSessions: number, audit: AuditNote) => {
     if (directory.shop(agent)) throw new HttpError(409, `${agent} is a shop; it cannot also be an agent`, PROBLEM_TYPES.refused);
     const old = directory.membership(shop.jid, agent);
+    audit.before(memberView(shop.jid, agent));
     await store.putMembership({ shop: shop.jid, agent, maxSessions, joinedAt: old?.joinedAt ?? deps.now() });
     if (!(await store.getAgent(agent))) await store.putAgent({ jid: agent, status: 'standard' });
     await changed([shop.jid]);
+    audit.after(memberView(shop.jid, agent));
     return agentView(agent);
   };
   const shopRoute = adminRoute('shops');
@@ -192,6 +208,7 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
   const removed = { description: 'removed', json: Deleted };
 
   return [
+    ...cannedRoutes({ store, directory, requireShop, changed: () => changed() }),
     shopRoute({
       method: 'GET',
       path: '/shops',
@@ -220,8 +237,10 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       body: ShopPutBody,
       ok: { description: 'the shop as stored', json: ShopView },
       problems: [409],
-      handle: async ({ params, body }) => {
+      handle: async ({ params, body, audit }) => {
         notAnAgent(params.shop);
+        const old = directory.shop(params.shop);
+        audit.before(old ? shopView(old) : null);
         const shop = shopFrom(params.shop, body, deps.defaultLimits);
         checkGroups(shop.groups, members(shop.jid));
         return putShop(shop);
@@ -239,9 +258,10 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       body: ShopPatchBody,
       ok: { description: 'the shop as stored', json: ShopView },
       problems: [409],
-      handle: async ({ params, body }) => {
+      handle: async ({ params, body, audit }) => {
         notAnAgent(params.shop);
         const old = directory.shop(params.shop);
+        audit.before(old ? shopView(old) : null);
         const shop = old
           ? merged(old, body)
           : shopFrom(
@@ -261,8 +281,10 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       params: ShopParams,
       ok: removed,
       problems: [...DECIDED_HERE_PROBLEMS, 409],
-      handle: async ({ params }) => {
+      handle: async ({ params, audit }) => {
         const shop = requireOwned(params.shop);
+        audit.before(shopView(shop));
+        audit.after(null);
         // Open sessions or waiting visitors would be stranded: the admin closes them first.
         const { sessions, queue: queued, left } = desk.view.counts(shop.jid);
         const queue = queued + left; // left messages wait too
@@ -288,7 +310,7 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       body: MembershipPutBody,
       ok: { description: 'the agent', json: AgentView },
       problems: [404, 409],
-      handle: async ({ params, body }) => putMembership(requireShop(params.shop), params.agent, body.maxSessions),
+      handle: async ({ params, body, audit }) => putMembership(requireShop(params.shop), params.agent, body.maxSessions, audit),
     }),
     agentRoute({
       method: 'PATCH',
@@ -300,13 +322,13 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       body: MembershipPatchBody,
       ok: { description: 'the agent', json: AgentView },
       problems: [404, 409],
-      handle: async ({ params, body }) => {
+      handle: async ({ params, body, audit }) => {
         const shop = requireShop(params.shop);
         const max =
           (body.maxSessions as number | undefined) ??
           directory.membership(shop.jid, params.agent)?.maxSessions ??
           MembershipPutBody.parse({}).maxSessions;
-        return putMembership(shop, params.agent, max);
+        return putMembership(shop, params.agent, max, audit);
       },
     }),
     agentRoute({
@@ -318,10 +340,12 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       params: MembershipParams,
       ok: removed,
       problems: [404],
-      handle: async ({ params }) => {
+      handle: async ({ params, audit }) => {
         const shop = requireShop(params.shop);
         const agent = params.agent;
         if (!directory.membership(shop.jid, agent)) throw new HttpError(404, `${agent} is not an agent of ${shop.jid}`);
+        audit.before(memberView(shop.jid, agent));
+        audit.after(null);
         await store.deleteMembership(shop.jid, agent);
         if (shop.groups.some((g) => g.agents.includes(agent)))
           await store.putShop({ ...shop, groups: shop.groups.map((g) => ({ ...g, agents: g.agents.filter((a) => a !== agent) })) });
@@ -347,11 +371,15 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       params: AgentParams,
       body: StatusBody,
       ok: { description: 'the agent', json: AgentView },
+      role: 'operator',
       problems: [404],
-      handle: async ({ params, body }) => {
-        await agentView(params.agent); // 404 for an unknown agent
+      handle: async ({ params, body, audit }) => {
+        const old = await agentView(params.agent); // 404 for an unknown agent
+        audit.before({ agent: params.agent, status: old.status });
         await desk.setAgentStatus(params.agent, body.status as Parameters<Desk['setAgentStatus']>[1]);
-        return agentView(params.agent);
+        const now = await agentView(params.agent);
+        audit.after({ agent: params.agent, status: now.status });
+        return now;
       },
     }),
     shopRoute({
@@ -364,14 +392,17 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       body: GroupPutBody,
       ok: { description: 'the shop', json: ShopView },
       problems: [404],
-      handle: async ({ params, body }) => {
+      handle: async ({ params, body, audit }) => {
         const shop = requireShop(params.shop);
+        audit.before(groupView(shop, params.group));
         const group = { name: params.group, ...body } as Shop['groups'][number];
         const groups = [...shop.groups.filter((g) => g.name !== group.name), group].map((g) =>
           group.isDefault && g !== group ? { ...g, isDefault: false } : g,
         );
         checkGroups(groups, members(shop.jid));
-        return putShop({ ...shop, groups }, [shop.jid]);
+        const view = await putShop({ ...shop, groups }, [shop.jid]);
+        audit.after(groupView(directory.shop(shop.jid)!, params.group));
+        return view;
       },
     }),
     shopRoute({
@@ -382,9 +413,11 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       params: GroupParams,
       ok: removed,
       problems: [404],
-      handle: async ({ params }) => {
+      handle: async ({ params, audit }) => {
         const shop = requireShop(params.shop);
         if (!shop.groups.some((g) => g.name === params.group)) throw new HttpError(404, `${params.group} is not a group of ${shop.jid}`);
+        audit.before(groupView(shop, params.group));
+        audit.after(null);
         await store.putShop({ ...shop, groups: shop.groups.filter((g) => g.name !== params.group) });
         await changed([shop.jid]);
         return { deleted: params.group, shop: shop.jid };
@@ -407,8 +440,10 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       summary: 'Close a session (both parties are told)',
       body: CloseBody,
       ok: { description: 'closed', json: Closed },
+      role: 'operator',
       problems: [...DECIDED_HERE_PROBLEMS, 409],
-      handle: async ({ body }) => {
+      handle: async ({ body, audit }) => {
+        audit.before(sessionView(body.shop, body.visitor));
         await desk.closeSession(body.shop, body.visitor, 'admin');
         return { closed: { shop: body.shop, visitor: body.visitor } };
       },
@@ -421,9 +456,11 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       description: 'To a group: the agent its strategy picks (409 when none has room).',
       body: TransferBody,
       ok: { description: 'transferred', json: Transferred },
+      role: 'operator',
       problems: [...DECIDED_HERE_PROBLEMS, 409],
-      handle: async ({ body }) => {
+      handle: async ({ body, audit }) => {
         const { shop, visitor, reason = '' } = body;
+        audit.before(sessionView(shop, visitor));
         if (body.toGroup !== undefined) {
           await desk.transferToGroup(shop, visitor, body.toGroup, reason);
           return { transferred: { shop, visitor, toGroup: body.toGroup } };

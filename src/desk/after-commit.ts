@@ -3,7 +3,9 @@
 // the archive. Each of them ends in a new decision of its own (through `act`), never in a write here.
 import { createHash } from 'node:crypto';
 import type { Log } from '../domain/log.js';
-import type { BotAsk, Changes, ShopContext } from '../routing/changes.js';
+import type { BotAsk, Changes, HistoryLookup, ShopContext } from '../routing/changes.js';
+import { HISTORY_MAX, historyAnswer } from '../routing/history.js';
+import { byNewest, type ArchiveRecord } from '../domain/archive.js';
 import { toAgent } from '../routing/replies.js';
 import type { Stored } from '../routing/state.js';
 import { relay } from '../xmpp/stanzas.js';
@@ -46,6 +48,7 @@ export interface AfterCommitDeps {
 export class AfterCommit {
   private readonly releasing = new Set<string>(); // shop\nvisitor with a release under way
   private readonly botCalls = new Map<string, Promise<void>>(); // shop\nvisitor → its questions, one at a time
+  private lookups = 0; // archive look-ups under way (`/history`)
 
   constructor(private readonly deps: AfterCommitDeps) {}
 
@@ -53,6 +56,7 @@ export class AfterCommit {
   run(shopJid: string, w: Changes): void {
     for (const visitor of w.releases) this.release(shopJid, visitor);
     for (const ask of w.asks) this.askBot(shopJid, ask);
+    for (const lookup of w.lookups) this.lookUp(shopJid, lookup);
     if (w.state.unarchived.size) this.archive(shopJid);
   }
 
@@ -70,7 +74,7 @@ export class AfterCommit {
   }
 
   get busy(): boolean {
-    return this.releasing.size > 0 || this.botCalls.size > 0 || this.deps.archiver.busy;
+    return this.releasing.size > 0 || this.botCalls.size > 0 || this.lookups > 0 || this.deps.archiver.busy;
   }
 
   private archive(shopJid: string): void {
@@ -83,6 +87,39 @@ export class AfterCommit {
       () => act(shopJid, () => undefined), // waits for every earlier commit of the shop
       (keys) => act(shopJid, (_cx, w) => w.do({ op: 'archived', keys })),
     );
+  }
+
+  /**
+   * An agent's `/history`: the visitor's sessions in the archive, with those closed but not written there yet (and
+   * ratings not written yet), newest first; the answer goes to the agent. Nothing is decided or journaled.
+   */
+  private lookUp(shopJid: string, lookup: HistoryLookup): void {
+    const { archiver, directory, link, log, shops } = this.deps;
+    this.lookups++;
+    void (async () => {
+      const stored = await archiver.store.search({ shop: shopJid, visitor: lookup.visitor, limit: HISTORY_MAX }).then(
+        (r) => r,
+        (e: Error) => {
+          log.warn('archive look-up for /history failed', { shop: shopJid, visitor: lookup.visitor, err: e.message });
+          return e;
+        },
+      );
+      let found: ArchiveRecord[] | Error = stored;
+      const st = shops.state(shopJid);
+      if (!(stored instanceof Error) && st) {
+        const byId = new Map(stored.map((r) => [r.id, r]));
+        for (const u of st.unarchived.values())
+          if (u.kind === 'session' && u.record.visitor === lookup.visitor) byId.set(u.record.id, { ...u.record, ...byId.get(u.record.id) });
+        for (const u of st.unarchived.values()) {
+          const r = u.kind === 'rating' ? byId.get(u.id) : undefined;
+          if (r && u.kind === 'rating') byId.set(u.id, { ...r, rating: u.score, ratedAt: u.at });
+        }
+        found = [...byId.values()].sort(byNewest).slice(0, HISTORY_MAX);
+      }
+      link.send([historyAnswer({ shop: shopJid, texts: directory.textsOf(shopJid), lookup, found })]);
+    })()
+      .catch((e) => log.warn('/history not answered', { shop: shopJid, visitor: lookup.visitor, err: e }))
+      .finally(() => this.lookups--);
   }
 
   /** Asks the bot, one question of a visitor at a time; its answer (or failure) is a new decision. */
@@ -149,7 +186,10 @@ export class AfterCommit {
         relayed.map((r) => r.xml),
         keys,
       );
-      await this.deps.act(shopJid, (_cx, w) => w.do({ op: 'release', v: visitor, n: relayed.length, relayed }));
+      await this.deps.act(shopJid, (_cx, w) => {
+        // Erased while on their way (forget): nothing of them is journaled again.
+        if (w.state.kept.has(visitor)) w.do({ op: 'release', v: visitor, n: relayed.length, relayed });
+      });
     }
   }
 }

@@ -55,6 +55,11 @@ export class Archiver {
     return this.flushing.size > 0;
   }
 
+  /** Resolves once no flush of the shop is under way (erasure: one that took a record before it went may still write it). */
+  async idle(shop: string): Promise<void> {
+    while (this.flushing.has(shop)) await new Promise((r) => setTimeout(r, 5));
+  }
+
   private async write(list: Unarchived[]): Promise<void> {
     const records: ArchiveRecord[] = [];
     const ratings: Rating[] = [];

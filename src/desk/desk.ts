@@ -28,10 +28,14 @@ import type { Directory } from './directory.js';
 import { HeldShops } from './held-shops.js';
 import { Journal, NotDurable, type JournalStore } from './journal.js';
 import { finishedBy, report } from './finished.js';
-import { NO_DESK_METRICS, type ArchiveStore, type AskBot, type DeskMetrics, type Outbox } from './ports.js';
+import { NO_DESK_METRICS, type ArchiveStore, type AskBot, type DeskMetrics, type Outbox, type UserEraser } from './ports.js';
 import type { Presence } from './presence.js';
 import { ShimEvents } from './shim-events.js';
 import { ShopViews } from './views.js';
+import { EventSender } from './event-sender.js';
+import { eventsOf } from '../routing/events.js';
+import { NO_EVENT_METRICS, type EventMetrics, type PostEvent } from './ports.js';
+import { Erasure } from './erasure.js';
 
 export interface DeskDeps {
   config: Config;
@@ -43,6 +47,12 @@ export interface DeskDeps {
   /** The shops' bot (src/bot/webhook.ts). */
   askBot: AskBot;
   link: Outbox;
+  /** POSTs a webhook event (src/bot/event-hook.ts); none: events wait in the outbox. */
+  postEvent?: PostEvent;
+  /** Told of webhook events delivered, failed and dropped (src/admin/outcome-metrics.ts). */
+  eventMetrics?: EventMetrics;
+  /** Erases a user's offline messages, MAM archive and account in ejabberd (ShimLink); none: erasure says so. */
+  eraser?: UserEraser;
   /** Asks an ejabberd node's shim streams to report their agents' presence again (ShimLink.reportPresence). */
   askPresence?: (node: string) => void;
   log: Log;
@@ -79,6 +89,10 @@ export class Desk {
   readonly shops: HeldShops;
   readonly events: ShimEvents;
   readonly view: ShopViews;
+  /** Webhook events delivered after commit (src/desk/event-sender.ts). */
+  readonly sender: EventSender;
+  /** Erasure and export of a visitor (src/desk/erasure.ts). */
+  readonly erasure: Erasure;
   private readonly after: AfterCommit;
   private readonly config: Config;
   private readonly directory: Directory;
@@ -129,6 +143,24 @@ export class Desk {
       askPresence: deps.askPresence,
     });
     this.view = new ShopViews(this.shops);
+    this.sender = new EventSender({
+      shops: this.shops,
+      events: this.config.events,
+      post: deps.postEvent,
+      act: (shop, decide) => this.act(shop, decide),
+      log: this.log,
+      metrics: deps.eventMetrics ?? NO_EVENT_METRICS,
+      random: this.random,
+    });
+    this.erasure = new Erasure({
+      shops: this.shops,
+      directory: this.directory,
+      archiver: this.archiver,
+      link: this.link,
+      eraser: deps.eraser,
+      log: this.log,
+      act: (shop, decide, snapshot) => this.act(shop, decide, Infinity, snapshot),
+    });
   }
 
   // ---- stanzas -----------------------------------------------------------------
@@ -197,12 +229,15 @@ export class Desk {
    * Runs a decision on a shop's state, then waits until its changes are durable. Changes already in memory are
    * taken back if the decision throws or its commit fails; what the decision asked for starts afterwards.
    */
-  private async act<T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T, deadline = Infinity): Promise<T> {
+  private async act<T>(shopJid: string, decide: (cx: ShopContext, w: Changes) => T, deadline = Infinity, snapshot = false): Promise<T> {
     const shop = this.directory.shop(shopJid);
     if (!shop) throw refuse('item-not-found', 'cancel', `${shopJid} is not a shop`);
     const st = this.shops.deciding(shopJid);
     if (!st) throw new NotOwner(shopJid, this.shops.storeUnreachable);
-    const w = new Changes(st);
+    // With a webhook, each change's events are recorded right behind it (the same journal batch: an outbox).
+    const hook = this.sender.hookOf(shopJid);
+    const w = new Changes(st, hook ? (s, c) => eventsOf(s, c, hook) : undefined);
+    const droppedBefore = st.eventsDropped;
     let result: T;
     try {
       result = decide(this.context(shop), w);
@@ -211,9 +246,13 @@ export class Desk {
       throw e;
     }
     const finished = finishedBy(w);
+    const emitted = w.list.some((c) => c.op === 'emit');
+    const dropped = st.eventsDropped - droppedBefore; // a full outbox dropped its oldest (read before others decide)
     // Nothing changed and nothing of this shop is pending: the answer rests on durable state only.
-    if (w.list.length > 0 || this.journal.busy(shopJid)) await this.journal.commit(shopJid, w.list, w.undos, deadline);
+    if (w.list.length > 0 || this.journal.busy(shopJid)) await this.journal.commit(shopJid, w.list, w.undos, deadline, snapshot);
     if (finished) report(this.metrics, shopJid, finished);
+    if (dropped > 0) this.sender.dropped(shopJid, dropped);
+    if (emitted) this.sender.kick(shopJid);
     // A status spans the agent's shops and is confirmed only once set.
     for (const s of w.statuses) await this.setAgentStatus(s.agent, s.status);
     this.after.run(shopJid, w);
@@ -291,6 +330,7 @@ export class Desk {
           throw e;
         }
         this.after.resume(shop);
+        this.sender.kick(shop);
       }),
     );
     await this.archiver.purge(this.now()).catch((e) => this.log.warn('archive retention purge failed', { err: e }));

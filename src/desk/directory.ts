@@ -86,6 +86,7 @@ export async function seedStore(store: Store, config: Config, now = Date.now()):
       ...(s.hours ? { hours: s.hours } : {}),
       ...(s.queueMaxWaitSec !== undefined ? { queueMaxWaitSec: s.queueMaxWaitSec } : {}),
       ...(s.supervisors ? { supervisors: s.supervisors } : {}),
+      ...(s.canned ? { canned: s.canned } : {}),
     });
     for (const a of s.agents) {
       await store.putMembership({ shop: s.jid, agent: a.jid, maxSessions: a.maxSessions, joinedAt: now });

@@ -51,6 +51,8 @@ interface Entry {
   changes: Change[];
   undos: Undo[];
   deadline: number;
+  /** Its shop is snapshotted in the same write (erasure: no earlier row of the shop survives it). */
+  snapshot?: boolean;
   resolve(): void;
   reject(e: Error): void;
 }
@@ -101,10 +103,13 @@ export class Journal {
     this.sinceSnapshot.set(shop, changes);
   }
 
-  /** Resolves once the changes (already applied in memory) are durable; rejects with NotDurable after undoing them. */
-  commit(shop: string, changes: Change[], undos: Undo[], deadline = Infinity): Promise<void> {
+  /**
+   * Resolves once the changes (already applied in memory) are durable; rejects with NotDurable after undoing them.
+   * `snapshot`: the shop's snapshot is written in the same transaction, superseding every row it wrote before.
+   */
+  commit(shop: string, changes: Change[], undos: Undo[], deadline = Infinity, snapshot = false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ shop, changes, undos, deadline, resolve, reject });
+      this.pending.push({ shop, changes, undos, deadline, resolve, reject, ...(snapshot ? { snapshot } : {}) });
       this.open.set(shop, (this.open.get(shop) ?? 0) + 1);
       this.schedule();
     });
@@ -128,14 +133,15 @@ export class Journal {
 
   private async flush(): Promise<void> {
     if (this.writing || this.pending.length === 0) return;
-    const batch = this.dropLate(this.pending.splice(0, this.maxBatch));
+    const batch = this.dropLate(this.withSnapshotted(this.pending.splice(0, this.maxBatch)));
     if (batch.length === 0) return this.schedule();
     this.writing = batch;
     const records = recordsOf(batch);
-    const snapshots = this.snapshotsDue(records);
+    let snapshots: SnapshotWrite[] = [];
     const started = this.now();
     let ok = true;
     try {
+      snapshots = this.snapshotsDue(records, batch);
       await this.store.append(records, snapshots);
     } catch (e) {
       ok = false;
@@ -157,6 +163,18 @@ export class Journal {
       this.takeBack([...batch, ...later], new NotDurable('write-failed', 'the consult journal could not be written'));
     }
     this.schedule();
+  }
+
+  /**
+   * An entry that asks for its shop's snapshot takes every pending entry of that shop into its batch (past
+   * maxBatch if need be): the state in memory is then exactly what the batch makes durable.
+   */
+  private withSnapshotted(batch: Entry[]): Entry[] {
+    const shops = new Set(batch.filter((e) => e.snapshot).map((e) => e.shop));
+    if (shops.size === 0) return batch;
+    const later = this.pending.filter((e) => shops.has(e.shop));
+    if (later.length) this.pending = this.pending.filter((e) => !shops.has(e.shop));
+    return [...batch, ...later];
   }
 
   /**
@@ -204,10 +222,16 @@ export class Journal {
    * rule): the cost stays proportional to what was written. Only when nothing of the shop is left pending, so the
    * state in memory is exactly what this batch makes durable.
    */
-  private snapshotsDue(records: ShopRecord[]): SnapshotWrite[] {
+  private snapshotsDue(records: ShopRecord[], batch: Entry[]): SnapshotWrite[] {
     const out: SnapshotWrite[] = [];
+    const asked = new Set(batch.filter((e) => e.snapshot).map((e) => e.shop));
     for (const r of records) {
       const st = this.opts.states(r.shop);
+      if (st && asked.has(r.shop)) {
+        // Asked for (erasure): a failure fails the whole write, which is then taken back.
+        out.push({ shop: r.shop, parts: st.snapshotParts() });
+        continue;
+      }
       if (!st || (this.sinceSnapshot.get(r.shop) ?? 0) + r.changes.length <= Math.max(this.snapshotMin, 2 * st.size())) continue;
       // Scanning what is pending is only worth it for a shop that is due (rarely).
       if (!this.pending.some((e) => e.shop === r.shop)) {

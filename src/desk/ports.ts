@@ -6,6 +6,7 @@ import type { Shop, Membership, Agent, AgentResource } from '../domain/shop.js';
 import type { ArchiveRecord, Rating, ArchiveQuery, ArchiveStats } from '../domain/archive.js';
 import type { Line } from '../domain/archive.js';
 import type { BotConfig } from '../domain/shop.js';
+import type { EventHook } from '../domain/config.js';
 import type { XmlElement } from '../xmpp/xml.js';
 
 export interface Store {
@@ -39,7 +40,23 @@ export interface ArchiveStore {
   get(id: string): Promise<ArchiveRecord | undefined>;
   /** Deletes sessions that ended before `before`; returns how many. */
   purge(before: number): Promise<number>;
-  stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to'>): Promise<ArchiveStats[]>;
+  /** Erasure: deletes every session of the visitor, in any shop; returns how many. */
+  forgetVisitor(visitor: string): Promise<number>;
+  stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to' | 'tag'>): Promise<ArchiveStats[]>;
+}
+
+/** What ejabberd removed of a user on its own storage, through a shim (erasure). */
+export interface ErasedInEjabberd {
+  /** The node that did it, and what: offline messages and the MAM archive (when those modules run on the user's vhost), the account. */
+  node: string;
+  offline: boolean;
+  mam: boolean;
+  account: boolean;
+}
+
+/** Asks ejabberd (any shim: its storage is the cluster's) to erase a user; `account`: its account goes too. */
+export interface UserEraser {
+  eraseUser(jid: string, account: boolean): Promise<ErasedInEjabberd>;
 }
 
 /** What the bot is asked: the visitor's message and the conversation so far (the webhook's JSON body). */
@@ -83,6 +100,31 @@ export interface DeskMetrics {
   /** A visitor's wait of the shop's group key ended without an agent (closed, timeout, left), after waitMs. */
   queueAbandoned?(shop: string, group: string, reason: 'closed' | 'timeout' | 'left', waitMs: number): void;
 }
+
+/** One webhook event as it is POSTed: the same body and id on every attempt, by any sidecar, after any restart. */
+export interface EventDelivery {
+  /** The idempotency key (X-Consult-Event-Id): `<shop>/<seq>`. */
+  id: string;
+  /** The JSON body. */
+  body: string;
+}
+
+/**
+ * Sends one event to a webhook (src/bot/event-hook.ts): resolves on a 2xx answer, rejects on anything else, on no
+ * answer within the hook's timeoutMs, or once `signal` aborts (shutdown).
+ */
+export type PostEvent = (hook: EventHook, delivery: EventDelivery, signal: AbortSignal) => Promise<void>;
+
+/** What the desk tells the metrics of a shop's events (src/admin/outcome-metrics.ts). */
+export interface EventMetrics {
+  delivered(shop: string): void;
+  /** An attempt that did not get a 2xx (retried after a backoff). */
+  failed(shop: string): void;
+  /** Events dropped undelivered: the shop's outbox was full (limits.outboxMax). */
+  dropped(shop: string, n: number): void;
+}
+
+export const NO_EVENT_METRICS: EventMetrics = { delivered: () => {}, failed: () => {}, dropped: () => {} };
 
 /** No metrics (tests, tools). */
 export const NO_DESK_METRICS: DeskMetrics = { sessionClosed: () => {}, rated: () => {}, missedChats: () => {} };

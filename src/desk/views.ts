@@ -1,6 +1,7 @@
 // Read models of the held shops for the admin API and metrics: copies and counts, never the live state.
 import { LEFT_REASONS, type LeftReason, type Missed, type Session } from '../routing/state.js';
 import type { HeldShops } from './held-shops.js';
+import type { VisitorContext } from '../domain/context.js';
 import { findChild, parseElement, textOf } from '../xmpp/xml.js';
 
 /** A left message: a visitor's kept messages waiting for the shop to open (or for room), oldest first. */
@@ -34,9 +35,14 @@ export interface Waiting {
 export class ShopViews {
   constructor(private readonly shops: HeldShops) {}
 
-  sessions(shopJid?: string): Session[] {
+  sessions(shopJid?: string): (Session & { context?: VisitorContext })[] {
     const states = shopJid ? [this.shops.state(shopJid)].filter((s) => s !== undefined) : [...this.shops.all()].map(([, st]) => st);
-    return states.flatMap((st) => [...st.sessions.values()].map((s) => ({ ...s })));
+    return states.flatMap((st) =>
+      [...st.sessions.values()].map((s) => {
+        const context = st.transcripts.get(s.visitor)?.context; // the visitor's (src/domain/context.ts)
+        return { ...s, ...(context ? { context: structuredClone(context) } : {}) };
+      }),
+    );
   }
 
   queue(shopJid: string): Waiting[] {

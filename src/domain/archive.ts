@@ -2,12 +2,18 @@
 // close reason and timings, and later the visitor's rating. Built in memory when the close is
 // applied (src/routing/state.ts), written to the archive store by the desk (src/desk/archiver.ts).
 import { createHash } from 'node:crypto';
+import { contextSearchText, type VisitorContext } from './context.js';
 
 export interface Line {
   at: number;
-  role: 'visitor' | 'agent' | 'bot' | 'system' | 'whisper'; // whisper: a supervisor to the agent, never seen by the visitor
+  // whisper: a supervisor to the agent; note: an agent's /note; neither is ever seen by the visitor
+  role: 'visitor' | 'agent' | 'bot' | 'system' | 'whisper' | 'note';
   who: string; // JID (the bot: "robot"; system lines: the shop)
   text: string;
+  id?: string; // the message's body id (lines written before it lack it)
+  msgType?: string; // QChat's msgType when not text ('1'): photo 3, file 5, product card 11… (src/xmpp/message-kind.ts)
+  urls?: string[]; // the URLs of a photo, file, voice, video or card
+  revoked?: true; // its sender took it back (a QChat revoke)
 }
 
 export interface Transfer {
@@ -29,7 +35,15 @@ export interface Transcript {
   transfers: Transfer[];
   lines: Line[];
   omitted: number; // oldest lines dropped past limits.transcriptPerSession
+  tags?: string[]; // the agent's /tag labels, in the order given (absent: none)
+  /** What the visitor's client said about the visitor (src/domain/context.ts); absent: nothing. */
+  context?: VisitorContext;
 }
+
+/** A tag an agent gives a session (`/tag <label>`): one word of letters, digits, - or _, kept lower-cased. */
+export const TAG_LABEL = /^[\p{L}\p{N}_-]{1,32}$/u;
+export const TAG_LABEL_RULE = '1 to 32 letters, digits, - or _';
+export const TAGS_MAX = 20; // per session
 
 export type CloseReason = 'agent' | 'admin' | 'idle';
 
@@ -48,8 +62,11 @@ export interface ArchiveRecord {
   transfers: Transfer[];
   lines: Line[];
   omitted: number;
+  tags?: string[]; // the agent's /tag labels (the stores always give it; [] for records archived before tags)
   rating?: number;
   ratedAt?: number;
+  /** The visitor's context as the session ended (absent: none was sent). */
+  context?: VisitorContext;
 }
 
 /** Deterministic, so replaying the journal rebuilds the same id. */
@@ -95,6 +112,8 @@ export function archiveRecord(
     transfers: t.transfers,
     lines: t.lines,
     omitted: t.omitted,
+    tags: t.tags ?? [],
+    ...(t.context ? { context: t.context } : {}),
   };
 }
 
@@ -104,6 +123,9 @@ export interface ArchiveQuery {
   agent?: string; // any agent who served the session
   from?: number; // sessions that ended at or after (ms)
   to?: number; // and started at or before (ms)
+  /** Sessions whose visitor context has this text in a name or value (case-insensitive). */
+  context?: string;
+  tag?: string; // sessions tagged with it
   /** Only sessions after this one in the search's order (newest first: by endedAt, then id): where a page starts. */
   after?: ArchivePosition;
   limit?: number;
@@ -147,6 +169,8 @@ export function matches(r: ArchiveRecord, q: ArchiveQuery): boolean {
     (!q.agent || r.agents.includes(q.agent)) &&
     (q.from === undefined || r.endedAt >= q.from) &&
     (q.to === undefined || r.startedAt <= q.to) &&
+    (!q.context || contextSearchText(r.context).includes(q.context.toLowerCase())) &&
+    (!q.tag || (r.tags ?? []).includes(q.tag)) &&
     (q.after === undefined || byNewest(q.after, r) < 0)
   );
 }

@@ -2,11 +2,14 @@
 // src/domain/config.ts resolves what depends on other fields (a shop's limits from the top-level ones, its
 // welcome from its name); config/consult.schema.json is generated from ConfigSchema (`npm run gen:schema`).
 // The admin API reuses ShopSchema, AgentSchema, GroupSchema and BotSchema, and formats errors with describeIssues.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { ROLES } from './audit.js';
 import { LANGUAGES, TEXT_VALUES, type TextKey, textProblem } from './texts.js';
 import { AGENT_STATUSES, BOT_MODES, DEFAULT_BOT, DEFAULT_LIMITS, LIMIT_RANGES, type Limits, STRATEGIES } from './shop.js';
 import { bareJid, isJid } from '../xmpp/jid.js';
 import { isDate, isTimeZone, WEEKDAYS, type Weekday } from './hours.js';
+import { CANNED_MAX, CANNED_NAME, CANNED_NAME_RULE, cannedTextProblem } from './canned.js';
 
 /** The placeholder in config/consult.example.json: a sidecar refuses to start with it. */
 export const EXAMPLE_ADMIN_TOKEN = 'change-me-admin-token';
@@ -131,6 +134,21 @@ export const HoursSchema = strict({
 /** The longest a visitor may wait in a queue (0: no limit). */
 const maxWait = () => int(0, DAY);
 
+/** Canned replies by name (src/domain/canned.ts): names a plain word, a bounded number, texts with {visitor} {agent} {shop}. */
+export const CannedSchema = z
+  .record(z.string(), z.string({ error: 'must be a string' }), { error: must('an object of canned reply names to texts') })
+  .superRefine((o, ctx) => {
+    const names = Object.keys(o);
+    if (names.length > CANNED_MAX) ctx.addIssue({ code: 'custom', message: `must have at most ${CANNED_MAX} canned replies` });
+    for (const name of names) {
+      const problem = CANNED_NAME.test(name) ? cannedTextProblem(o[name]) : `is not a canned reply name: ${CANNED_NAME_RULE}`;
+      if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
+    }
+  })
+  .describe(
+    'canned replies by name: an agent sends #name (or /reply name) and the visitor gets the text; {visitor}, {agent}, {shop} are filled in',
+  );
+
 export const GroupSchema = strict({
   name: z
     .string({ error: must('1 to 64 characters without spaces, commas or slashes') })
@@ -151,6 +169,7 @@ export const GroupSchema = strict({
   answerTimeoutSec: int(0, DAY).optional().describe("else the shop's; 0: no answer timeout for this group's sessions"),
   hours: HoursSchema.optional().describe("else the shop's"),
   queueMaxWaitSec: maxWait().optional().describe("else the shop's; 0: no limit for this group's queue"),
+  canned: CannedSchema.optional().describe("canned replies of this group's sessions, over the shop's of the same name"),
 });
 
 /** A shop's groups, checked against its agents: names unique, at most one default, every agent a member. */
@@ -206,6 +225,7 @@ export const ShopSchema = strict({
     .max(50)
     .optional()
     .describe("accounts that may list, monitor, whisper to and take over the shop's sessions (not necessarily agents)"),
+  canned: CannedSchema.optional(),
 }).superRefine((shop, ctx) =>
   checkGroupsInto(shop.groups, new Set(shop.agents.map((a) => a.jid)), (path, message) =>
     ctx.addIssue({ code: 'custom', path: ['groups', ...path], message }),
@@ -229,6 +249,37 @@ export const GrpcSchema = strict({
   maxStreamsPerNode: int(1, 1000).default(4).describe('open FilterStreams one ejabberd node may hold at once'),
 });
 
+/** An admin token: its name (in the audit log), role, and secret as the token itself, its SHA-256 or a file holding it. */
+export const AdminTokenSchema = strict({
+  name: z
+    .string({ error: must('a name of 1 to 64 letters, digits, . _ or -') })
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'must be a name of 1 to 64 letters, digits, . _ or -' })
+    .describe('who the audit log says acted'),
+  role: oneOf(ROLES).describe('read: GET only; operator: sessions, left messages, agent statuses; admin: everything'),
+  token: token()
+    .refine((t) => t !== EXAMPLE_ADMIN_TOKEN, { error: `is the example config's placeholder (${EXAMPLE_ADMIN_TOKEN})` })
+    .optional()
+    .describe('the secret itself'),
+  sha256: z
+    .string({ error: must('64 hex digits') })
+    .regex(/^[0-9a-fA-F]{64}$/, { error: 'must be 64 hex digits (the SHA-256 of the token: printf %s TOKEN | sha256sum)' })
+    .optional()
+    .describe('the SHA-256 of the secret, in hex, so that the config does not hold it'),
+  tokenFile: text().optional().describe('a file holding the secret (read at start, surrounding white space dropped)'),
+}).superRefine((t, ctx) => {
+  const given = (['token', 'sha256', 'tokenFile'] as const).filter((k) => t[k] !== undefined);
+  if (given.length !== 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: given.length ? [given[1]] : [],
+      message: given.length
+        ? `must not be given with ${given[0]} (one of token, sha256, tokenFile)`
+        : 'needs one of token, sha256, tokenFile',
+    });
+});
+
+export const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex');
+
 export const AdminSchema = strict({
   host: text().default('127.0.0.1'),
   port: int(0, 65535).default(8088),
@@ -238,8 +289,34 @@ export const AdminSchema = strict({
     })
     .optional()
     .describe('without it the admin API does not start (e.g. the output of: openssl rand -hex 24)'),
+  tokens: z
+    .array(AdminTokenSchema, { error: must('an array') })
+    .max(100)
+    .default([])
+    .describe('named admin tokens, each with a role; admin.token is one more, named admin, of role admin'),
   maxAuthFailures: int(1, 100_000).default(10),
   authWindowSec: int(1, DAY).default(60),
+  auditRetentionDays: int(1, 36500).default(365).describe('audit log entries older than this are deleted'),
+}).superRefine((admin, ctx) => {
+  // One name, one secret, per token: the audit log names the token, and a secret must say which one it is.
+  const names = new Map<string, number>(admin.token ? [['admin', -1]] : []);
+  const hashes = new Map<string, number>(admin.token ? [[sha256Hex(admin.token), -1]] : []);
+  const other = (i: number, what: string) => (i < 0 ? `admin.token's ${what}` : `the ${what} of tokens[${i}]`);
+  admin.tokens.forEach((t, i) => {
+    const clash = names.get(t.name);
+    if (clash !== undefined) ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: `is ${other(clash, 'name')}` });
+    else names.set(t.name, i);
+    const hash = t.token !== undefined ? sha256Hex(t.token) : t.sha256?.toLowerCase();
+    if (hash === undefined) return;
+    const same = hashes.get(hash);
+    if (same !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens', i, t.token !== undefined ? 'token' : 'sha256'],
+        message: `is ${other(same, 'secret')}`,
+      });
+    else hashes.set(hash, i);
+  });
 });
 
 export const MetricsSchema = strict({
@@ -263,6 +340,39 @@ export const TimersSchema = strict({
 export const ArchiveSchema = strict({
   retentionDays: int(1, 36500).default(180),
   ratingWindowSec: int(0, DAY).default(600).describe('0: no rating request'),
+});
+
+// Outbound webhook events (src/bot/event-hook.ts; docs/configuration.md "Events out"): one endpoint for every shop,
+// and per shop one of its own (or false: none). The secret signs each request; it is never shown or logged.
+const httpUrl = () =>
+  z
+    .string({ error: must('an http:// or https:// URL') })
+    .refine((s) => URL.canParse(s) && ['http:', 'https:'].includes(new URL(s).protocol), { error: 'must be an http:// or https:// URL' })
+    .overwrite((s) => (URL.canParse(s) ? new URL(s).toString() : s));
+const hookFields = {
+  messages: flag().optional().describe('every message too, not only session events (default false)'),
+  timeoutMs: int(100, 60_000).optional().describe('per request (default 5000)'),
+};
+export const EventHookSchema = strict({
+  url: httpUrl(),
+  secret: token().describe('HMAC-SHA256 key of the X-Consult-Signature header'),
+  ...hookFields,
+});
+export const EventsSchema = strict({
+  url: httpUrl().optional().describe("every shop's events (a shop may have its own under shops)"),
+  secret: token().optional().describe('HMAC-SHA256 key of the X-Consult-Signature header (or CONSULT_EVENTS_SECRET)'),
+  ...hookFields,
+  retryBaseMs: int(10, 60_000).default(1000).describe('the first retry waits about this long, each next one twice as long'),
+  retryMaxMs: int(10, 3_600_000).default(60_000).describe('and never longer than this'),
+  shops: z
+    .record(BareJidSchema, z.union([EventHookSchema, z.literal(false)], { error: 'must be {url, secret, …} or false' }), {
+      error: must('an object of shop JIDs to {url, secret, …} or false'),
+    })
+    .default({})
+    .describe("a shop's own endpoint over the global one, or false: no events for it"),
+}).superRefine((e, ctx) => {
+  if (e.url && !e.secret) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'must be given with events.url' });
+  if (e.secret && !e.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be given with events.secret' });
 });
 
 export const PostgresSchema = strict({
@@ -295,6 +405,7 @@ export const ConfigSchema = strict({
   metrics: MetricsSchema.prefault({}),
   timers: TimersSchema.prefault({}),
   archive: ArchiveSchema.prefault({}),
+  events: EventsSchema.prefault({}).describe('outbound webhook events: sessions opened, assigned, …, closed (docs/configuration.md)'),
   shops: z
     .array(ShopSchema, { error: must('an array') })
     .default([])

@@ -13,6 +13,7 @@ import {
 import { DEFAULT_NO_AGENT_TEXT, type Texts } from './texts.js';
 import type { AgentStatus, BotConfig, Group, Limits, Shop } from './shop.js';
 import { domainOf } from '../xmpp/jid.js';
+import type { Role } from './audit.js';
 
 export { EXAMPLE_ADMIN_TOKEN, MIN_TOKEN_LENGTH };
 
@@ -83,13 +84,47 @@ export interface Config {
   /**
    * Admin HTTP API and /metrics; the API only starts with a token (at least 16 characters, not the example's).
    * A client address that fails authentication maxAuthFailures times within authWindowSec gets 429 until the window ends.
+   * `tokens`: every admin token, admin.token among them (named admin, of role admin); auditRetentionDays: how long
+   * the audit log keeps an entry.
    */
-  admin: { host: string; port: number; token?: string; maxAuthFailures: number; authWindowSec: number };
+  admin: {
+    host: string;
+    port: number;
+    token?: string;
+    tokens: AdminTokenConfig[];
+    maxAuthFailures: number;
+    authWindowSec: number;
+    auditRetentionDays: number;
+  };
   /** Prometheus /metrics on a listener of its own, no token, whether or not the admin API runs (it serves /metrics too). */
   metrics: { host: string; port: number };
   timers: Timers;
   archive: ArchiveConfig;
+  /** Outbound webhook events (src/desk/event-sender.ts). */
+  events: EventsConfig;
   shops: ShopConfig[];
+}
+
+/** Where a shop's events go, and how they are signed (X-Consult-Signature) and sent. */
+export interface EventHook {
+  url: string;
+  secret: string;
+  messages: boolean;
+  timeoutMs: number;
+}
+
+export interface EventsConfig {
+  /** Every shop's endpoint, unless the shop has its own (or null: none). */
+  all?: EventHook;
+  shops: Record<string, EventHook | null>;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+/** The endpoint of a shop's events, if it has one. */
+export function eventHookOf(events: EventsConfig, shop: string): EventHook | undefined {
+  const own = events.shops[shop];
+  return own === null ? undefined : (own ?? events.all);
 }
 
 /**
@@ -99,6 +134,15 @@ export interface Config {
 export interface PostgresConfig {
   connectTimeoutMs: number;
   queryTimeoutMs: number;
+}
+
+/** A named admin token with its role; its secret is exactly one of token, sha256 (hex) and tokenFile. */
+export interface AdminTokenConfig {
+  name: string;
+  role: Role;
+  token?: string;
+  sha256?: string;
+  tokenFile?: string;
 }
 
 /** grpc.tls: PEM file paths. With clientCa, shims must present a certificate it signed (mutual TLS). */
@@ -122,6 +166,7 @@ export interface Override {
 export const OUTSIDE_SETTINGS: readonly { env: string; flag?: string; path: readonly string[]; number?: true }[] = [
   { env: 'CONSULT_STORE', flag: 'store', path: ['store'] },
   { env: 'CONSULT_ADMIN_TOKEN', path: ['admin', 'token'] }, // no flag: a secret on a command line is visible to every local user
+  { env: 'CONSULT_EVENTS_SECRET', path: ['events', 'secret'] },
   { env: 'CONSULT_GRPC_HOST', flag: 'grpc-host', path: ['grpc', 'host'] },
   { env: 'CONSULT_GRPC_PORT', flag: 'grpc-port', path: ['grpc', 'port'], number: true },
   { env: 'CONSULT_ADMIN_HOST', flag: 'admin-host', path: ['admin', 'host'] },
@@ -199,6 +244,7 @@ function resolve(c: ParsedConfig): Config {
       ...definedOnly({ answerTimeoutSec: s.answerTimeoutSec, maxMissedChats: s.maxMissedChats }),
       ...definedOnly({ hours: s.hours as Shop['hours'], queueMaxWaitSec: s.queueMaxWaitSec }),
       ...(s.supervisors?.length ? { supervisors: [...new Set(s.supervisors)] } : {}),
+      ...(s.canned && Object.keys(s.canned).length ? { canned: s.canned } : {}),
     }),
   );
   const { host, port, shims, tls, maxStreamsPerNode } = c.grpc;
@@ -213,11 +259,30 @@ function resolve(c: ParsedConfig): Config {
     limits: c.limits,
     store: c.store,
     postgres: c.postgres,
-    admin: c.admin,
+    admin: {
+      ...c.admin,
+      tokens: [...(c.admin.token ? [{ name: 'admin', role: 'admin' as const, token: c.admin.token }] : []), ...c.admin.tokens],
+    },
     metrics: c.metrics,
     timers: c.timers,
     archive: c.archive,
+    events: resolveEvents(c.events),
     shops,
+  };
+}
+
+function resolveEvents(e: ParsedConfig['events']): EventsConfig {
+  const hook = (h: { url: string; secret: string; messages?: boolean; timeoutMs?: number }): EventHook => ({
+    url: h.url,
+    secret: h.secret,
+    messages: h.messages ?? e.messages ?? false,
+    timeoutMs: h.timeoutMs ?? e.timeoutMs ?? 5000,
+  });
+  return {
+    ...(e.url && e.secret ? { all: hook({ url: e.url, secret: e.secret }) } : {}),
+    shops: Object.fromEntries(Object.entries(e.shops).map(([jid, h]) => [jid, h === false ? null : hook(h)])),
+    retryBaseMs: e.retryBaseMs,
+    retryMaxMs: Math.max(e.retryBaseMs, e.retryMaxMs),
   };
 }
 

@@ -2,6 +2,7 @@
 // read into memory by the Directory) and the agents' online resources reported by the
 // shims. Memory for tests; SQL (PGlite / PostgreSQL) in src/storage/sql-store.ts behaves the same.
 import type { OpeningHours } from './hours.js';
+import type { Canned } from './canned.js';
 import type { Language, Texts } from './texts.js';
 
 export type Strategy = 'sticky' | 'least-busy' | 'round-robin' | 'random';
@@ -24,6 +25,7 @@ export const DEFAULT_LIMITS: Limits = {
   historyPerSession: 20,
   stickyMax: 100_000,
   transcriptPerSession: 1000,
+  outboxMax: 10_000,
 };
 export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   queueMax: [1, 1_000_000],
@@ -32,6 +34,7 @@ export const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   historyPerSession: [1, 1000],
   stickyMax: [1, 10_000_000],
   transcriptPerSession: [10, 100_000],
+  outboxMax: [1, 1_000_000],
 };
 
 /** Who answers first (QChat's robot strategies): no bot, the bot first, or the bot only when no human can take it. */
@@ -59,6 +62,7 @@ export interface Group {
   hours?: OpeningHours; // else the shop's
   queueMaxWaitSec?: number; // else the shop's (0: no limit for this group)
   answerTimeoutSec?: number; // else the shop's (0: off for this group)
+  canned?: Canned; // canned replies of its sessions, over the shop's (src/domain/canned.ts)
 }
 
 export interface Shop {
@@ -84,6 +88,8 @@ export interface Shop {
   maxMissedChats?: number;
   /** Accounts that may watch the shop's sessions, whisper to their agents and take them over (not necessarily agents). */
   supervisors?: string[];
+  /** Canned replies by name (src/domain/canned.ts): `#name` from an agent sends the text to its visitor. */
+  canned?: Canned;
 }
 
 export interface Membership {
@@ -115,4 +121,5 @@ export interface Limits {
   historyPerSession: number; // relayed messages kept per session, replayed on transfer
   stickyMax: number; // returning visitors remembered for the sticky strategy
   transcriptPerSession: number; // lines of an open session's transcript kept for the archive (oldest dropped)
+  outboxMax: number; // webhook events not yet delivered (when full, the oldest is dropped and counted)
 }

@@ -8,7 +8,8 @@
 // stream; streams of a node the cluster reported down are used only when nothing else is
 // left, and a retry goes to another node than the one that failed when there is one.
 import type * as grpc from '@grpc/grpc-js';
-import type { ShimMessage, SidecarMessage, WatchList } from '../gen/consult/v1/filter.js';
+import type { EraseUserAck, ShimMessage, SidecarMessage, WatchList } from '../gen/consult/v1/filter.js';
+import type { ErasedInEjabberd } from '../desk/ports.js';
 import type { Log } from '../domain/log.js';
 import { serialize, type XmlElement } from '../xmpp/xml.js';
 
@@ -28,6 +29,18 @@ interface Inject {
   reject(e: Error): void;
 }
 
+/** An EraseUser waiting for its ack. */
+interface Erase {
+  id: string;
+  jid: string;
+  account: boolean;
+  tries: number;
+  stream?: ShimStream;
+  timer?: NodeJS.Timeout;
+  resolve(r: ErasedInEjabberd): void;
+  reject(e: Error): void;
+}
+
 export interface LinkOptions {
   ackTimeoutMs?: number;
   maxTries?: number;
@@ -44,6 +57,7 @@ export class ShimLink {
   private readonly inFlight = new Map<string, Inject>();
   private waiting: Inject[] = [];
   private waitingStanzas = 0;
+  private readonly erasing = new Map<string, Erase>();
   private readonly ackTimeoutMs: number;
   private readonly maxTries: number;
   private readonly maxWaiting: number;
@@ -81,6 +95,51 @@ export class ShimLink {
   remove(stream: ShimStream): void {
     this.streams.delete(stream);
     for (const inj of [...this.inFlight.values()]) if (inj.stream === stream) this.retry(inj);
+    for (const e of [...this.erasing.values()]) if (e.stream === stream) this.eraseAgain(e);
+  }
+
+  /**
+   * Asks one shim (any node: offline messages, MAM and accounts are the cluster's) to erase a user through
+   * ejabberd's own modules; resolves with what it removed. Idempotent, so a stream that closes first or no answer
+   * in time sends it again elsewhere; rejects with Undelivered when no shim is linked or none answered, and with the
+   * shim's error when ejabberd failed.
+   */
+  eraseUser(jid: string, account: boolean): Promise<ErasedInEjabberd> {
+    return new Promise((resolve, reject) => {
+      const e: Erase = { id: String(++this.lastId), jid, account, tries: 0, resolve, reject };
+      this.writeErase(e);
+    });
+  }
+
+  /** A shim's EraseUserAck. */
+  erased(stream: ShimStream, ack: EraseUserAck): void {
+    const e = this.erasing.get(ack.id);
+    if (!e || e.stream !== stream) return;
+    clearTimeout(e.timer);
+    this.erasing.delete(ack.id);
+    if (ack.error) e.reject(new Error(`ejabberd (${ack.node || this.streams.get(stream) || '?'}) could not erase ${e.jid}: ${ack.error}`));
+    else e.resolve({ node: ack.node, offline: ack.offline, mam: ack.mam, account: ack.account });
+  }
+
+  private writeErase(e: Erase): void {
+    const stream = this.pick(e.stream && this.streams.get(e.stream));
+    if (!stream) {
+      e.reject(new Undelivered('no ejabberd shim is linked to this sidecar'));
+      return;
+    }
+    e.tries++;
+    e.stream = stream;
+    this.erasing.set(e.id, e);
+    e.timer = setTimeout(() => this.eraseAgain(e), this.ackTimeoutMs);
+    e.timer.unref();
+    stream.write({ eraseUser: { id: e.id, jid: e.jid, account: e.account } } satisfies SidecarMessage);
+  }
+
+  private eraseAgain(e: Erase): void {
+    clearTimeout(e.timer);
+    this.erasing.delete(e.id);
+    if (e.tries >= this.maxTries) e.reject(new Undelivered(`no shim answered the erasure of ${e.jid} after ${e.tries} tries`));
+    else this.writeErase(e);
   }
 
   /** The cluster saw a node leave or join: a node that left gets no Injects while another can take them. */
@@ -163,6 +222,11 @@ export class ShimLink {
     }
     this.inFlight.clear();
     this.waiting = [];
+    for (const e of this.erasing.values()) {
+      clearTimeout(e.timer);
+      e.reject(new Undelivered('sidecar shutting down'));
+    }
+    this.erasing.clear();
   }
 
   private write(inj: Inject): void {

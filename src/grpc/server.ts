@@ -181,6 +181,7 @@ export function stanzaFilterHandlers(
             }
           });
         } else if (msg.injectAck) link.ack(call, msg.injectAck.id);
+        else if (msg.eraseUserAck) link.erased(call, msg.eraseUserAck);
         else if (msg.cluster && hello) {
           const { node: other, up } = msg.cluster;
           log.info(up ? 'ejabberd node joined the cluster' : 'ejabberd node left the cluster', { node: other, seenBy: node });

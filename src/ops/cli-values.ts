@@ -61,6 +61,7 @@ const OPTIONS: Record<string, { schema: z.ZodType; integer?: true }> = {
   visitor: { schema: BareJidSchema },
   agent: { schema: BareJidSchema },
   'max-wait': { schema: ShopSchema.shape.queueMaxWaitSec, integer: true },
+  group: { schema: GroupSchema.shape.name },
 };
 
 /**

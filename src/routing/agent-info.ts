@@ -2,6 +2,7 @@
 // back a notice (msgType 15, to the agent only) carrying a structured child, e.g.
 //   <info xmlns='urn:xmpp:consult:agent:0' shop='shop_2@host' queue='3' status='standard' sessions='1' missed='2' missedInRow='1'>
 //     <session visitor='v1@visitors.host' since='1700000000000' last='1700000060000'/>
+//     (a visitor that sent context: its <context xmlns='urn:xmpp:consult:context:0'> inside the session element)
 //   </info>
 // `missed` counts the agent's chats in this shop that moved on unanswered (answer or move on), `missedInRow` those
 // since its last answer in time; `left` and `abandoned` the shop's left messages waiting and its waits that ended
@@ -11,6 +12,7 @@
 import type { Missed, Session } from './state.js';
 import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
 import { el, type XmlElement } from '../xmpp/xml.js';
+import { contextElement, contextText, isEmptyContext, type VisitorContext } from '../domain/context.js';
 
 export const NS_AGENT_INFO = 'urn:xmpp:consult:agent:0';
 /** At most this many sessions are listed (an agent's maxSessions is far below it in practice). */
@@ -27,6 +29,8 @@ export interface AgentInfo {
   missed?: Missed;
   /** The shop's left messages waiting, and its abandoned waits so far (src/routing/left.ts); absent: not shown. */
   waiting?: { left: number; abandoned: number };
+  /** A visitor's context (src/domain/context.ts), listed with its session; absent: none shown. */
+  contextOf?: (visitor: string) => VisitorContext | undefined;
 }
 
 export function agentInfo(i: AgentInfo): XmlElement {
@@ -43,16 +47,26 @@ export function agentInfo(i: AgentInfo): XmlElement {
       ...(i.missed ? { missed: String(i.missed.total), missedInRow: String(i.missed.inRow) } : {}),
       ...(i.waiting ? { left: String(i.waiting.left), abandoned: String(i.waiting.abandoned) } : {}),
     },
-    listed.map((s) =>
-      el('session', {
-        visitor: s.visitor,
-        since: String(s.startedAt),
-        last: String(Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt)),
-      }),
-    ),
+    listed.map((s) => {
+      const ctx = i.contextOf?.(s.visitor);
+      return el(
+        'session',
+        {
+          visitor: s.visitor,
+          since: String(s.startedAt),
+          last: String(Math.max(s.startedAt, s.lastVisitorAt, s.lastAgentAt)),
+        },
+        isEmptyContext(ctx) ? [] : [contextElement(ctx!)],
+      );
+    }),
   );
   const missed = i.missed ? `, ${i.missed.total} missed (${i.missed.inRow} in a row)` : '';
-  const text = `${mine.length} open session${mine.length === 1 ? '' : 's'}, ${i.queue} waiting${missed}`;
+  // A line per session with a context, for plain clients (none: the text is as before).
+  const about = listed.map((s) => [s.visitor, contextText(i.contextOf?.(s.visitor))]).filter(([, t]) => t);
+  const text = [
+    `${mine.length} open session${mine.length === 1 ? '' : 's'}, ${i.queue} waiting${missed}`,
+    ...about.map(([v, t]) => `${v}: ${t}`),
+  ].join('\n');
   const out = notice({ shop: i.shop, to: i.agent, realfrom: i.shop, qchatid: QCHAT_TO_AGENT, now: i.now, text });
   out.children.push(info);
   return out;

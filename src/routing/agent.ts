@@ -6,7 +6,7 @@ import { findChild, serialize, type XmlElement } from '../xmpp/xml.js';
 import type { Session, ShopState } from './state.js';
 import { type StanzaErrorInfo, ConsultError, type Decision } from '../domain/decision.js';
 import type { ShopContext, Changes } from './changes.js';
-import { drop, rewrite } from '../domain/decision.js';
+import { drop, reject, rewrite } from '../domain/decision.js';
 import { toVisitor, bodyText } from './replies.js';
 import { agentCommand, supervisorCommand } from './commands.js';
 import { fromSupervisor, isSupervisor, monitorCopies, notSupervisor } from './supervisor.js';
@@ -16,25 +16,47 @@ import { QCHAT_TO_AGENT, notice } from '../xmpp/stanzas.js';
 import type { AgentStatus } from '../domain/shop.js';
 import { closeSession, transferToGroup, transferSession } from './session.js';
 import { serveQueue } from './queue.js';
+import { askHistory } from './history.js';
+import { listCanned, withCannedBody } from './canned.js';
+import { noteSession, tagSession } from './notes.js';
+import { agentRevoke } from './revoke.js';
+import { bodyFacts } from '../xmpp/message-kind.js';
 
-export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent: string, type: string): Decision {
+export function fromAgent(cx: ShopContext, w: Changes, given: XmlElement, agent: string, type: string): Decision {
+  let stanza = given;
   const { now } = cx;
-  const supervising = type === 'readmark' ? undefined : supervisorCommand(stanza, cx.shop.jid);
+  // A readmark or a revoke is never a command (a revoke's body is JSON).
+  const plain = type === 'readmark' || type === 'revoke';
+  const supervising = plain ? undefined : supervisorCommand(stanza, cx.shop.jid);
   if (supervising) return isSupervisor(cx.shop, agent) ? fromSupervisor(cx, w, stanza, agent, supervising) : notSupervisor(cx);
-  const command = type === 'readmark' ? undefined : agentCommand(stanza, cx.shop.jid);
+  const command = plain ? undefined : agentCommand(stanza, cx.shop.jid);
   // These two need no session: an agent may set its status or look at its sessions at any time.
   if (command?.name === 'status') return setStatus(cx, w, stanza, agent, command.status);
   if (command?.name === 'sessions') return listSessions(cx, w, stanza, agent);
+  if (command?.name === 'history' && command.visitor) return askHistory(cx, w, stanza, agent, command.visitor);
+  if (command?.name === 'invalid') return reject('bad-request', 'modify', command.text);
   const found = servedVisitor(w.state, stanza, cx.shop, agent);
+  // The list needs no session; with one, it is the replies of the session's groups.
+  if (command?.name === 'canned-list') return listCanned(cx, stanza, agent, 'session' in found ? found.session : undefined);
   if ('error' in found) {
     // Only content deserves an error; a stray typing notification is just dropped.
     return findChild(stanza, 'body') || type === 'readmark' ? { action: 'reject', error: found.error, extra: [] } : drop();
   }
   const session = found.session;
   if (type === 'readmark') return rewrite(relay(stanza, toVisitor(session, now), 'readmark'), []);
+  if (type === 'revoke') return agentRevoke(cx, w, stanza, agent, session);
+  if (command?.name === 'history') return askHistory(cx, w, stanza, agent, session.visitor);
   const bodyId = ensureBodyId(stanza);
   const acked = bodyId ? [ack(agent, bodyId, now)] : [];
-  if (command) {
+  if (command?.name === 'tag' || command?.name === 'untag')
+    return tagSession(cx, w, stanza, session, command.labels, command.name === 'tag');
+  if (command?.name === 'note') return noteSession(cx, w, stanza, session, command.text);
+  if (command?.name === 'canned') {
+    // From here on the agent's message is the canned text: relayed, journaled and archived as the agent's line.
+    const filled = withCannedBody(cx, stanza, session, command.reply, w.state.transcripts.get(session.visitor)?.context?.name);
+    if ('action' in filled) return filled;
+    stanza = filled;
+  } else if (command) {
     try {
       const out =
         command.name === 'close'
@@ -50,7 +72,7 @@ export function fromAgent(cx: ShopContext, w: Changes, stanza: XmlElement, agent
   }
   const relayed = relay(stanza, toVisitor(session, now));
   const xml = serialize(relayed);
-  if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml, text: bodyText(stanza) });
+  if (bodyId) w.do({ op: 'said', v: session.visitor, by: 'agent', at: now, xml, text: bodyText(stanza), ...bodyFacts(stanza) });
   return rewrite(relayed, [...acked, ...monitorCopies(session, relayed, 'agent')], xml);
 }
 
@@ -75,6 +97,7 @@ function listSessions(cx: ShopContext, w: Changes, stanza: XmlElement, agent: st
     now: cx.now,
     missed: st.missed.get(agent) ?? { inRow: 0, total: 0 },
     waiting: { left: st.left.size, abandoned: [...st.abandoned.values()].reduce((n, a) => n + a.count, 0) },
+    contextOf: (v) => st.transcripts.get(v)?.context,
   });
   return drop([ack(agent, ensureBodyId(stanza)!, cx.now), info]);
 }

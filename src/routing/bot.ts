@@ -8,6 +8,7 @@ import { findChild, serialize, textOf, type XmlElement } from '../xmpp/xml.js';
 import type { Changes, ShopContext } from './changes.js';
 import { serveQueue } from './queue.js';
 import { BOT, type Session } from './state.js';
+import { bodyFacts } from '../xmpp/message-kind.js';
 
 /** QChat clients send msgType 65537 ("turn to human"); any client can type one of these words. */
 const HUMAN_WORDS = new Set(['人工', '转人工', '人工客服', '/human', 'human', 'agent']);
@@ -23,7 +24,7 @@ export function asksForHuman(stanza: XmlElement): boolean {
 export function botTurn(cx: ShopContext, w: Changes, s: Session, stanza: XmlElement, xml: string, bodyId: string): XmlElement[] {
   const body = findChild(stanza, 'body')!;
   const text = textOf(body);
-  w.do({ op: 'said', v: s.visitor, by: 'visitor', at: cx.now, xml, text });
+  w.do({ op: 'said', v: s.visitor, by: 'visitor', at: cx.now, xml, text, ...bodyFacts(stanza) });
   if (asksForHuman(stanza)) return toHuman(cx, w, s, false);
   w.asks.push({ visitor: s.visitor, id: bodyId, text, msgType: body.attrs.msgType ?? '1' });
   return [];

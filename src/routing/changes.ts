@@ -2,7 +2,7 @@
 import type { Config } from '../domain/config.js';
 import type { AgentStatus, Membership, Shop } from '../domain/shop.js';
 import type { AgentState } from './availability.js';
-import { apply, type Change, type ShopState, type Undo } from './state.js';
+import { apply, type Change, type ShopEvent, type ShopState, type Undo } from './state.js';
 import type { Texts } from '../domain/texts.js';
 
 /** Records a decision's changes, applying each at once, and can take them all back. */
@@ -15,12 +15,20 @@ export class Changes {
   readonly asks: BotAsk[] = [];
   /** Agent statuses to set once this is durable (a status spans all of an agent's shops). */
   readonly statuses: { agent: string; status: AgentStatus }[] = [];
+  /** Archive look-ups (an agent's `/history`) the desk answers once this is durable. */
+  readonly lookups: HistoryLookup[] = [];
 
-  constructor(readonly state: ShopState) {}
+  /** `events`: the webhook events of a change, read before it applies; each becomes an `emit` right behind it. */
+  constructor(
+    readonly state: ShopState,
+    private readonly events?: (st: ShopState, c: Change) => ShopEvent[],
+  ) {}
 
   do(c: Change): void {
+    const events = this.events && c.op !== 'emit' ? this.events(this.state, c) : [];
     this.list.push(c);
     this.undos.push(apply(this.state, c));
+    for (const e of events) this.do({ op: 'emit', e });
   }
 
   revert(): void {
@@ -30,6 +38,7 @@ export class Changes {
     this.releases.clear();
     this.asks.length = 0;
     this.statuses.length = 0;
+    this.lookups.length = 0;
   }
 }
 
@@ -51,4 +60,11 @@ export interface BotAsk {
   id: string; // the body id: an idempotency key for retries
   text: string;
   msgType: string;
+}
+
+/** An agent asked for a visitor's earlier sessions of the shop (src/routing/history.ts). */
+export interface HistoryLookup {
+  agent: string;
+  visitor: string;
+  at: number; // when it was asked: the answer's time
 }

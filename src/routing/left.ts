@@ -18,6 +18,8 @@ import { keptFull, waitingFull } from './kept.js';
 import { handOutKey, hoursKey, isOpen, localTimeFor, maxWaitOf, opensNext } from './opening.js';
 import { bodyText, replayed, welcome } from './replies.js';
 import type { LeftMessage, LeftReason } from './state.js';
+import { contextNotice } from './context.js';
+import { bodyFacts } from '../xmpp/message-kind.js';
 
 /** The child of every left-message notice: why, and for `closed` when the shop opens (ms) in which zone. */
 export const NS_LEFT = 'urn:xmpp:consult:left:0';
@@ -78,7 +80,7 @@ function keepAs(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string
   const xml = serialize(stanza);
   const refused = keptFull(w.state, visitor, xml);
   if (refused) return refused;
-  w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza) });
+  w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza), ...bodyFacts(stanza) });
   return drop([...acked]);
 }
 
@@ -145,7 +147,11 @@ function handTo(cx: ShopContext, w: Changes, visitor: string, l: LeftMessage, ag
   const text = render(cx.texts.leftToAgent, { visitor, leftAt: localTimeFor(shop, l.g, l.at) });
   const told = notice({ shop: shop.jid, to: agent, realfrom: visitor, qchatid: QCHAT_TO_AGENT, now, text });
   told.children.push(el('left', { xmlns: NS_LEFT, reason: l.reason, at: String(l.at) }));
-  return [told, ...(past?.length ? past.map((h) => replayed(h.xml, agent, h.at, shop.jid)) : [welcome(cx, visitor)])];
+  return [
+    told,
+    ...contextNotice(cx, w.state, visitor, agent),
+    ...(past?.length ? past.map((h) => replayed(h.xml, agent, h.at, shop.jid)) : [welcome(cx, visitor)]),
+  ];
 }
 
 /** What the visitor is told when its messages become a left message. */

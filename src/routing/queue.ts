@@ -7,6 +7,7 @@ import { chooseAgent } from './assign.js';
 import { welcome, replayed } from './replies.js';
 import { answerClock } from './groups.js';
 import { BOT } from './state.js';
+import { contextNotice } from './context.js';
 
 /** Assigns waiting visitors while agents have room; their kept messages follow once this is durable. */
 export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
@@ -31,6 +32,7 @@ export function serveQueue(cx: ShopContext, w: Changes): XmlElement[] {
     // A visitor back from the bot or from an agent gone offline was welcomed when its conversation began.
     if (past?.length) out.push(...handedOver(cx, visitor, agent, past, from));
     else out.push(welcome(cx, visitor));
+    out.push(...contextNotice(cx, st, visitor, agent));
     if (st.kept.has(visitor)) w.releases.add(visitor);
   }
   return out;

@@ -9,6 +9,7 @@ import { refuse } from '../domain/decision.js';
 import { chooseAgent } from './assign.js';
 import { answerClock } from './groups.js';
 import { replayed } from './replies.js';
+import { contextNotice } from './context.js';
 
 export function closeSession(cx: ShopContext, w: Changes, s: Session, reason: CloseReason): XmlElement[] {
   const { shop, now } = cx;
@@ -114,6 +115,7 @@ export function handOver(cx: ShopContext, w: Changes, s: Session, toAgent: strin
       now,
       text: render(t.transferToNewAgent, { from, visitor: s.visitor, reason: because }),
     }),
+    ...contextNotice(cx, w.state, s.visitor, toAgent),
     ...history,
   ];
 }

@@ -5,6 +5,9 @@
 import { LRUCache } from 'lru-cache';
 import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../domain/archive.js';
 import type { Limits } from '../domain/shop.js';
+import type { BodyFacts } from '../xmpp/message-kind.js';
+import { findChild, parseElement } from '../xmpp/xml.js';
+import { isEmptyContext, type VisitorContext } from '../domain/context.js';
 
 /** The agent of a session the shop's bot serves (no JID has no '@'). */
 export const BOT = 'robot';
@@ -69,6 +72,33 @@ export interface Stored {
   xml: string;
 }
 
+/** What a shop's webhook is told (src/routing/events.ts derives them from a decision's changes; docs/behaviour.md). */
+export type EventType =
+  | 'session.opened'
+  | 'session.assigned'
+  | 'session.transferred'
+  | 'session.closed'
+  | 'session.rated'
+  | 'message.left'
+  | 'session.abandoned'
+  | 'message';
+export interface ShopEvent {
+  type: EventType;
+  at: number;
+  visitor: string;
+  /** The session's id: its archive record's. */
+  session: string;
+  agent?: string; // assigned, transferred (the new one), closed, message
+  from?: string; // transferred: the agent it left
+  group?: string;
+  reason?: string; // transferred, closed, left, abandoned
+  score?: number; // rated
+  waitedMs?: number; // abandoned
+  waiting?: true; // opened into the queue
+  by?: 'visitor' | 'agent' | 'bot'; // message
+  text?: string; // message
+}
+
 /** Written to the archive store once durable, then dropped by an `archived` change. */
 export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'rating'; id: string; score: number; at: number };
 
@@ -76,7 +106,8 @@ export type Unarchived = { kind: 'session'; record: ArchiveRecord } | { kind: 'r
 export type Change =
   // since: its place in the queue it left; clock: the agent's answer clock starts (answer or move on)
   | { op: 'open'; v: string; agent: string; at: number; g?: string; since?: number; clock?: true }
-  | { op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string }
+  // id, msgType, urls: what the transcript line keeps of the body besides its text (src/xmpp/message-kind.ts)
+  | ({ op: 'said'; v: string; by: 'visitor' | 'agent'; at: number; xml: string; text?: string } & BodyFacts)
   | { op: 'remind'; v: string; at: number }
   | { op: 'orphan'; v: string; at: number } // at 0: the agent is back
   // clock: the new agent's answer clock starts; missed: the agent it leaves did not answer in time (a missed chat)
@@ -87,17 +118,27 @@ export type Change =
   | { op: 'requeue'; v: string; at: number; note?: string; since?: number }
   | { op: 'enqueue'; v: string; at: number; g?: string }
   | { op: 'dequeue'; v: string }
-  | { op: 'keep'; v: string; at: number; xml: string; text?: string }
+  | ({ op: 'keep'; v: string; at: number; xml: string; text?: string } & BodyFacts)
+  // A QChat revoke of message `id` by its sender: its line is marked revoked; a waiting visitor's kept message goes;
+  // xml: the relayed revoke, which takes the message's place in the history; keep: the revoke (xml) waits in `kept`
+  // behind the visitor's messages still on their way to the agent (src/routing/revoke.ts)
+  | { op: 'revoke'; v: string; id: string; by: 'visitor' | 'agent'; at: number; xml?: string; keep?: true }
   | { op: 'release'; v: string; n: number; relayed: Stored[] } // the first n kept messages reached the agent
   | { op: 'rate'; v: string; score: number; at: number } // the visitor rated its last closed session
   | { op: 'archived'; keys: string[] } // these unarchived entries are in the archive store
+  | { op: 'emit'; e: ShopEvent } // an event for the shop's webhook, numbered by the shop's event sequence
+  | { op: 'delivered'; seqs: number[] } // the webhook acknowledged these events
   | { op: 'away'; agent: string; at: number } // set away for its missed chats: its count in a row starts again
   // Left messages: the visitor (new, or out of the queue: an abandoned wait, counted) waits without a place in the queue
   | { op: 'leave'; v: string; at: number; reason: LeftReason; g?: string }
   | { op: 'pickup'; v: string } // its left message is taken: an agent gets it (an open follows), or the visitor is back
   | { op: 'discard'; v: string } // an admin closed its left message: its kept messages and transcript go
   | { op: 'monitor'; v: string; who: string; on: boolean } // a supervisor starts (on) or stops watching a session
-  | { op: 'whisper'; v: string; who: string; at: number; text: string }; // a supervisor to the session's agent only
+  | { op: 'context'; v: string; ctx: VisitorContext } // the visitor's context as it is now (src/routing/context.ts)
+  | { op: 'tag'; v: string; label: string; on: boolean } // an agent tags (on) or untags its open session
+  | { op: 'note'; v: string; who: string; at: number; text: string } // an agent's note: archived, never at the visitor
+  | { op: 'whisper'; v: string; who: string; at: number; text: string } // a supervisor to the session's agent only
+  | { op: 'forget'; v: string }; // erasure: everything the shop's state holds of the visitor goes (src/routing/forget.ts)
 
 export type Undo = () => void;
 interface Sticky {
@@ -136,6 +177,12 @@ export class ShopState {
   readonly left = new Map<string, LeftMessage>();
   /** Abandoned waits by abandonedKey(reason, group key). Values are replaced, never changed in place. */
   readonly abandoned = new Map<string, Abandoned>();
+  /** Webhook events not yet delivered, by their number (ascending: a Map keeps insertion order), at most limits.outboxMax. */
+  readonly outbox = new Map<number, ShopEvent>();
+  /** The last event number given out: replay gives the same numbers, so an event's idempotency key survives a crash. */
+  eventSeq = 0;
+  /** Events a full outbox dropped, counted in memory only (replay counts again): the desk reports a decision's delta. */
+  eventsDropped = 0;
 
   constructor(
     readonly shop: string,
@@ -164,7 +211,8 @@ export class ShopState {
       this.sticky.size +
       this.transcripts.size +
       this.unarchived.size +
-      this.left.size
+      this.left.size +
+      this.outbox.size
     );
   }
 
@@ -262,6 +310,8 @@ export class ShopState {
     for (const [a, m] of this.missed) add(['m', a, m.inRow, m.total]);
     for (const [v, l] of this.left) add(['l', v, l]);
     for (const [k, a] of this.abandoned) add(['ab', k, a.count, a.waitMs]);
+    if (this.eventSeq) add(['es', this.eventSeq]);
+    for (const [seq, e] of this.outbox) add(['ev', seq, e]);
     parts.push(`[${current.join(',')}]`);
     return parts;
   }
@@ -317,6 +367,12 @@ export class ShopState {
           case 'l':
             st.left.set(r[1], r[2]);
             break;
+          case 'es':
+            st.eventSeq = r[1];
+            break;
+          case 'ev':
+            st.outbox.set(r[1], r[2]);
+            break;
           case 'ab':
             st.abandoned.set(r[1], { count: r[2], waitMs: r[3] });
             break;
@@ -359,6 +415,8 @@ type SnapshotRecord =
   | ['t', string, string, number]
   | ['l', string, LeftMessage]
   | ['ab', string, number, number]
+  | ['es', number]
+  | ['ev', number, ShopEvent]
   | ['m', string, number, number];
 
 /** A whole shop's state in plain form (the version 1 migration builds it). */
@@ -452,7 +510,7 @@ export function apply(st: ShopState, c: Change): Undo {
       const role = c.by === 'visitor' ? 'visitor' : s.agent === BOT ? 'bot' : 'agent';
       const undoLine = editTranscript(st, c.v, s.startedAt, false, (t) => {
         if (role !== 'visitor' && !t.firstReplyAt) t.firstReplyAt = c.at;
-        addLine(st, t, { at: c.at, role, who: role === 'visitor' ? c.v : s.agent, text: c.text ?? '' });
+        addLine(st, t, { at: c.at, role, who: role === 'visitor' ? c.v : s.agent, text: c.text ?? '', ...factsOf(c) });
       });
       return () => {
         undoLine();
@@ -472,6 +530,45 @@ export function apply(st: ShopState, c: Change): Undo {
       return () => {
         if (prev) s.monitors = prev;
         else delete s.monitors;
+      };
+    }
+    case 'tag': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      const t = st.transcripts.get(c.v);
+      const prev = t?.tags;
+      const had = prev?.includes(c.label) ?? false;
+      if (had === c.on) return noop;
+      const next = c.on ? [...(prev ?? []), c.label] : prev!.filter((x) => x !== c.label);
+      const undo = editTranscript(st, c.v, s.startedAt, false, (tt) => {
+        if (next.length > 0) tt.tags = next;
+        else delete tt.tags;
+      });
+      // editTranscript restores the scalar fields and lengths, not tags: put the old list back (absent stays absent).
+      return () => {
+        const tt = st.transcripts.get(c.v);
+        if (tt) {
+          if (prev) tt.tags = prev;
+          else delete tt.tags;
+        }
+        undo();
+      };
+    }
+    case 'note': {
+      const s = st.sessions.get(c.v);
+      if (!s) return noop;
+      return editTranscript(st, c.v, s.startedAt, false, (t) => addLine(st, t, { at: c.at, role: 'note', who: c.who, text: c.text }));
+    }
+    case 'context': {
+      // Kept on the transcript (a session, a wait or a left message has one), so it is archived with it.
+      const t = st.transcripts.get(c.v);
+      if (!t) return noop;
+      const prev = t.context;
+      if (isEmptyContext(c.ctx)) delete t.context;
+      else t.context = c.ctx;
+      return () => {
+        if (prev) t.context = prev;
+        else delete t.context;
       };
     }
     case 'whisper': {
@@ -611,7 +708,7 @@ export function apply(st: ShopState, c: Change): Undo {
       if (list) list.push({ at: c.at, xml: c.xml });
       else st.kept.set(c.v, [{ at: c.at, xml: c.xml }]);
       const undoLine = editTranscript(st, c.v, c.at, !st.sessions.has(c.v), (t) =>
-        addLine(st, t, { at: c.at, role: 'visitor', who: c.v, text: c.text ?? '' }),
+        addLine(st, t, { at: c.at, role: 'visitor', who: c.v, text: c.text ?? '', ...factsOf(c) }),
       );
       return () => {
         undoLine();
@@ -633,6 +730,8 @@ export function apply(st: ShopState, c: Change): Undo {
     }
     case 'leave':
       return leave(st, c);
+    case 'revoke':
+      return revoke(st, c);
     case 'pickup': {
       const l = st.left.get(c.v);
       if (!l) return noop;
@@ -655,6 +754,16 @@ export function apply(st: ShopState, c: Change): Undo {
         reinsertAt(st.left, index, c.v, l);
       };
     }
+    case 'emit':
+      return emit(st, c.e);
+    case 'delivered': {
+      const gone = c.seqs.flatMap((seq) => {
+        const e = st.outbox.get(seq);
+        return e ? [[seq, e] as const] : [];
+      });
+      for (const [seq] of gone) st.outbox.delete(seq);
+      return gone.length ? () => restoreOutbox(st, gone) : noop;
+    }
     case 'archived': {
       const gone = c.keys.map((k) => [k, st.unarchived.get(k)] as const);
       for (const k of c.keys) st.unarchived.delete(k);
@@ -670,6 +779,8 @@ export function apply(st: ShopState, c: Change): Undo {
         st.missed.set(c.agent, m);
       };
     }
+    case 'forget':
+      return forget(st, c.v);
     case 'release': {
       const list = st.kept.get(c.v) ?? [];
       const taken = list.splice(0, c.n);
@@ -690,6 +801,99 @@ export function apply(st: ShopState, c: Change): Undo {
 }
 
 const noop: Undo = () => {};
+
+/** The next event number; past limits.outboxMax the oldest undelivered events are dropped (the desk counts them). */
+function emit(st: ShopState, e: ShopEvent): Undo {
+  const seq = ++st.eventSeq;
+  st.outbox.set(seq, e);
+  const dropped: (readonly [number, ShopEvent])[] = [];
+  for (const [old, event] of st.outbox) {
+    if (st.outbox.size <= st.limits.outboxMax) break;
+    st.outbox.delete(old);
+    dropped.push([old, event]);
+  }
+  st.eventsDropped += dropped.length;
+  return () => {
+    st.outbox.delete(seq);
+    st.eventSeq--;
+    st.eventsDropped -= dropped.length;
+    if (dropped.length) restoreOutbox(st, dropped);
+  };
+}
+
+/** Puts events back in number order (the undo of a delivery or a drop; rare, so O(n) is fine). */
+function restoreOutbox(st: ShopState, events: readonly (readonly [number, ShopEvent])[]): void {
+  const all = [...st.outbox, ...events].sort((a, b) => a[0] - b[0]);
+  st.outbox.clear();
+  for (const [seq, e] of all) st.outbox.set(seq, e);
+}
+
+/** The body facts of a said or kept change, for its line (absent ones stay absent: snapshots compare equal). */
+function factsOf(c: BodyFacts): BodyFacts {
+  const f: BodyFacts = {};
+  if (c.id !== undefined) f.id = c.id;
+  if (c.msgType !== undefined) f.msgType = c.msgType;
+  if (c.urls !== undefined) f.urls = c.urls;
+  return f;
+}
+
+const bodyIdOf = (xml: string) => findChild(parseElement(xml), 'body')?.attrs.id;
+/** Where the stored message with this body id is (rare: a revoke; the cheap test first). */
+const indexOfBody = (list: Stored[] | undefined, id: string) =>
+  list ? list.findIndex((m) => m.xml.includes(id) && bodyIdOf(m.xml) === id) : -1;
+
+/** A revoke: the sender's newest line with that id is marked; kept and history entries change as the change says. */
+function revoke(st: ShopState, c: Extract<Change, { op: 'revoke' }>): Undo {
+  const undos: Undo[] = [];
+  const lines = st.transcripts.get(c.v)?.lines ?? [];
+  const agent = st.sessions.get(c.v)?.agent;
+  const own = (l: Line) => (c.by === 'visitor' ? l.role === 'visitor' : l.role === 'agent' && l.who === agent);
+  let line: Line | undefined;
+  for (let i = lines.length - 1; i >= 0 && !line; i--) if (lines[i].id === c.id && own(lines[i]) && !lines[i].revoked) line = lines[i];
+  if (line) {
+    const marked = line;
+    marked.revoked = true;
+    undos.push(() => {
+      delete marked.revoked;
+    });
+  }
+  const kept = st.kept.get(c.v);
+  if (c.keep) {
+    const list = kept ?? [];
+    list.push({ at: c.at, xml: c.xml! });
+    st.kept.set(c.v, list);
+    undos.push(() => {
+      list.pop();
+      if (!kept) st.kept.delete(c.v);
+    });
+  } else if (c.by === 'visitor' && !st.sessions.has(c.v)) {
+    // The visitor waits: its message has reached nobody yet and never will.
+    const i = indexOfBody(kept, c.id);
+    if (i >= 0) {
+      const [m] = kept!.splice(i, 1);
+      if (kept!.length === 0) st.kept.delete(c.v);
+      undos.push(() => {
+        kept!.splice(i, 0, m);
+        st.kept.set(c.v, kept!);
+      });
+    }
+  }
+  if (c.xml && !c.keep) {
+    // Like QChat's msg_history: the revoke takes the message's place, so a replay to another agent shows it revoked.
+    const history = st.history.get(c.v);
+    const i = indexOfBody(history, c.id);
+    if (i >= 0) {
+      const prev = history![i];
+      history![i] = { at: prev.at, xml: c.xml };
+      undos.push(() => {
+        history![i] = prev;
+      });
+    }
+  }
+  return () => {
+    for (let i = undos.length - 1; i >= 0; i--) undos[i]();
+  };
+}
 
 /** A visitor's messages become a left message; one that waited in the queue abandons its wait there (counted). */
 function leave(st: ShopState, c: Extract<Change, { op: 'leave' }>): Undo {
@@ -716,6 +920,75 @@ function leave(st: ShopState, c: Extract<Change, { op: 'leave' }>): Undo {
   return () => {
     st.left.delete(c.v);
     undoQueue();
+  };
+}
+
+/**
+ * Erasure: the visitor's session, queue place, kept and relayed messages, transcript (its context, tags and notes with
+ * it), sticky hint, rating offer, left message, not yet archived records and undelivered webhook events go. Rare (an admin action), so the undo simply restores every map it touched
+ * as it was, order included (snapshots of the undone state compare equal).
+ */
+function forget(st: ShopState, v: string): Undo {
+  const undos: Undo[] = [];
+  const touch = <K, V>(map: Map<K, V>, drop: (k: K, value: V) => boolean) => {
+    const before = [...map];
+    const gone = before.filter(([k, value]) => drop(k, value));
+    if (gone.length === 0) return;
+    for (const [k] of gone) map.delete(k);
+    undos.push(() => {
+      map.clear();
+      for (const [k, value] of before) map.set(k, value);
+    });
+  };
+  const s = st.sessions.get(v);
+  if (s) {
+    const set = st.byAgent.get(s.agent)!;
+    const members = [...set];
+    const byAgent = [...st.byAgent];
+    unserve(st, s.agent, v); // may delete the agent's emptied set
+    undos.push(() => {
+      set.clear();
+      for (const m of members) set.add(m);
+      st.byAgent.clear();
+      for (const [a, x] of byAgent) st.byAgent.set(a, x);
+    });
+  }
+  if (st.queue.has(v)) {
+    const waiting = [...st.waiting];
+    const groups = [...st.queueGroup];
+    leaveQueue(st, v); // its group key's count goes down
+    undos.push(() => {
+      st.waiting.clear();
+      for (const [k, n] of waiting) st.waiting.set(k, n);
+      st.queueGroup.clear();
+      for (const [k, g] of groups) st.queueGroup.set(k, g);
+    });
+  }
+  // Records of its sessions closed here, and the ratings of those (or of its last session, not yet rated).
+  const ids = new Set<string>();
+  for (const u of st.unarchived.values()) if (u.kind === 'session' && u.record.visitor === v) ids.add(u.record.id);
+  const due = st.ratingDue.get(v);
+  if (due) ids.add(due.id);
+  touch(st.unarchived, (_k, u) => (u.kind === 'session' ? u.record.visitor === v : ids.has(u.id)));
+  const visitorKey = (k: string) => k === v;
+  touch(st.sessions, visitorKey);
+  touch(st.queue, visitorKey);
+  touch(st.kept, visitorKey);
+  touch(st.history, visitorKey);
+  touch(st.transcripts, visitorKey);
+  touch(st.ratingDue, visitorKey);
+  touch(st.left, visitorKey);
+  touch(st.outbox, (_seq, e) => e.visitor === v); // its webhook events not yet delivered (their numbers stay given out)
+  if (st.sticky.has(v)) {
+    const before = st.stickyOldestFirst();
+    st.sticky.delete(v);
+    undos.push(() => {
+      st.sticky.clear();
+      for (const [k, x] of before) st.sticky.set(k, x);
+    });
+  }
+  return () => {
+    for (let i = undos.length - 1; i >= 0; i--) undos[i]();
   };
 }
 

@@ -20,8 +20,19 @@ import { keptFull, waitingFull } from './kept.js';
 import { leftMessage } from './left.js';
 import { supervisorCommand } from './commands.js';
 import { monitorCopies, notSupervisor } from './supervisor.js';
+import { contextOf, withoutContext } from '../domain/context.js';
+import { noteContext } from './context.js';
+import { visitorRevoke } from './revoke.js';
+import { bodyFacts } from '../xmpp/message-kind.js';
 
 export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, type: string): Decision {
+  // Context the visitor's client sent goes on the transcript, not to the agent as it was written (src/routing/context.ts).
+  const sent = type === 'readmark' ? undefined : contextOf(stanza);
+  if (!sent) return decide(cx, w, stanza, visitor, type);
+  return noteContext(cx, w, visitor, sent, decide(cx, w, withoutContext(stanza), visitor, type));
+}
+
+function decide(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, type: string): Decision {
   const st = w.state;
   const { now } = cx;
   let session = st.sessions.get(visitor);
@@ -30,6 +41,7 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   if (type === 'readmark') {
     return session && session.agent !== BOT ? rewrite(relay(stanza, toAgent(session, now), 'readmark'), []) : drop();
   }
+  if (type === 'revoke') return visitorRevoke(cx, w, stanza, visitor);
   // A visitor is no supervisor (supervisors' messages are decided with the agents').
   if (supervisorCommand(stanza, cx.shop.jid)) return notSupervisor(cx);
   // Typing notifications and the like never open a session or join the queue.
@@ -59,7 +71,7 @@ export function fromVisitor(cx: ShopContext, w: Changes, stanza: XmlElement, vis
   const relayed = relay(stanza, toAgent(session, now));
   const xml = serialize(relayed);
   if (session.agent === BOT) return drop([...acked, ...extra, ...(hasBody ? botTurn(cx, w, session, stanza, xml, bodyId!) : [])]);
-  if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml, text: bodyText(stanza) });
+  if (hasBody) w.do({ op: 'said', v: visitor, by: 'visitor', at: now, xml, text: bodyText(stanza), ...bodyFacts(stanza) });
   return rewrite(relayed, [...acked, ...extra, ...monitorCopies(session, relayed, 'visitor')], xml);
 }
 
@@ -125,7 +137,7 @@ function wait(
   const refused = keptFull(st, visitor, xml);
   if (refused) return { ...refused, extra };
   if (!already) w.do({ op: 'enqueue', v: visitor, at: now, ...(key ? { g: key } : {}) });
-  w.do({ op: 'keep', v: visitor, at: now, xml, text: bodyText(stanza) });
+  w.do({ op: 'keep', v: visitor, at: now, xml, text: bodyText(stanza), ...bodyFacts(stanza) });
   if (already) return drop([...acked, ...extra]);
   const anyoneServing = [...cx.members.keys()].some((a) => cx.agentState(a).assignable);
   const told = anyoneServing
@@ -148,7 +160,7 @@ function keep(cx: ShopContext, w: Changes, stanza: XmlElement, visitor: string, 
   const xml = serialize(stanza);
   const refused = keptFull(w.state, visitor, xml);
   if (refused) return { ...refused, extra };
-  w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza) });
+  w.do({ op: 'keep', v: visitor, at: cx.now, xml, text: bodyText(stanza), ...bodyFacts(stanza) });
   w.releases.add(visitor);
   return drop([ack(visitor, bodyId, cx.now), ...extra]);
 }

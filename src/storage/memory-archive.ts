@@ -11,7 +11,8 @@ export class MemoryArchive implements ArchiveStore {
   async put(records: ArchiveRecord[]) {
     for (const r of records) {
       const old = this.records.get(r.id);
-      this.records.set(r.id, structuredClone({ ...r, rating: old?.rating ?? r.rating, ratedAt: old?.ratedAt ?? r.ratedAt }));
+      const rating = { rating: old?.rating ?? r.rating, ratedAt: old?.ratedAt ?? r.ratedAt };
+      this.records.set(r.id, structuredClone({ ...r, tags: r.tags ?? [], ...rating })); // records of older journals lack tags
     }
   }
   async rate(ratings: Rating[]) {
@@ -31,12 +32,17 @@ export class MemoryArchive implements ArchiveStore {
     const r = this.records.get(id);
     return r && structuredClone(r);
   }
+  async forgetVisitor(visitor: string) {
+    let n = 0;
+    for (const [id, r] of this.records) if (r.visitor === visitor && this.records.delete(id)) n++;
+    return n;
+  }
   async purge(before: number) {
     let n = 0;
     for (const [id, r] of this.records) if (r.endedAt < before && this.records.delete(id)) n++;
     return n;
   }
-  async stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to'>) {
+  async stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to' | 'tag'>) {
     const groups = new Map<string, ArchiveRecord[]>();
     for (const r of this.records.values()) {
       if (!matches(r, q)) continue;

@@ -1,4 +1,4 @@
-// Which store a sidecar runs on, from its URL, and the four stores (shops, journal, leases, archive) on it.
+// Which store a sidecar runs on, from its URL, and the stores (shops, journal, leases, archive, audit) on it.
 import type { Store, ArchiveStore } from '../desk/ports.js';
 import type { JournalStore } from '../desk/journal.js';
 import { type ShopLeases, SoleOwner } from '../cluster/leases.js';
@@ -10,11 +10,15 @@ import { SqlStore } from './sql-store.js';
 import { SqlArchive } from './sql-archive.js';
 import { SqlJournal } from './sql-journal.js';
 import { SqlShopLeases } from './sql-leases.js';
+import type { AuditStore } from '../domain/audit.js';
+import { MemoryAudit } from './memory-audit.js';
+import { SqlAudit } from './sql-audit.js';
 
 export interface Stores {
   store: Store;
   journal: JournalStore;
   archive: ArchiveStore; // closed sessions
+  audit: AuditStore; // admin actions
   /** Which shops this sidecar decides: all of them (memory, PGlite), or those whose lease it holds (PostgreSQL). */
   leases: ShopLeases;
   /** Resolves once the store failed beyond repair (the embedded store: a PANIC, an abort): the process must end. */
@@ -43,6 +47,7 @@ export async function openStores(url: string, me: Identity, opts: { leaseTtlMs?:
       journal: new MemoryJournal(),
       leases: new SoleOwner(me.holder, me.sidecar),
       archive: new MemoryArchive(),
+      audit: new MemoryAudit(),
     };
   if (url === 'pglite:memory') return storesOn(await pgliteDriver(), me, { shared: false });
   if (url.startsWith('pglite:')) return storesOn(await pgliteDriver(url.slice('pglite:'.length)), me, { shared: false });
@@ -57,13 +62,15 @@ export async function openStores(url: string, me: Identity, opts: { leaseTtlMs?:
 export async function storesOn(db: Driver, me: Identity, opts: { shared: boolean; leaseTtlMs?: number }): Promise<Stores> {
   const store = await SqlStore.open(db);
   const archive = new SqlArchive(db);
+  const audit = new SqlAudit(db);
   const health = { failed: db.failed, freeBytes: db.freeBytes };
-  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive, ...health };
+  if (!opts.shared) return { store, journal: new SqlJournal(db), leases: new SoleOwner(me.holder, me.sidecar), archive, audit, ...health };
   return {
     store,
     journal: new SqlJournal(db, me.holder),
     leases: new SqlShopLeases(db, me.holder, me.sidecar, opts.leaseTtlMs, { ready: me.ready }),
     archive,
+    audit,
     ...health,
   };
 }

@@ -115,6 +115,37 @@ const VERSIONS: Version[] = [
     what: 'the supervisors of a shop',
     sql: [`ALTER TABLE shops ADD COLUMN IF NOT EXISTS supervisors text NOT NULL DEFAULT '[]'`],
   },
+  {
+    version: 9,
+    what: "a shop's canned replies, and the tags of archived sessions",
+    sql: [
+      // JSON of the shop's canned replies by name; groups carry their own in the groups column.
+      `ALTER TABLE shops ADD COLUMN IF NOT EXISTS canned text NOT NULL DEFAULT '{}'`,
+      `ALTER TABLE archive ADD COLUMN IF NOT EXISTS tags text[] NOT NULL DEFAULT '{}'`,
+      // GET /archive?tag= and /stats?tag= ask tags @> ARRAY[tag].
+      `CREATE INDEX IF NOT EXISTS archive_tags ON archive USING gin (tags)`,
+    ],
+  },
+  {
+    version: 10,
+    what: 'the audit log of admin actions',
+    sql: [
+      // One row per admin request that changes something (or exports a visitor): begun before the change, its status
+      // and the JSON body (target, before, after) set once answered (src/storage/sql-audit.ts). `targets`: the JIDs
+      // and group it names, for GET /audit?target=.
+      `CREATE TABLE IF NOT EXISTS audit (id bigserial PRIMARY KEY, at double precision NOT NULL, token text NOT NULL,
+         role text NOT NULL, method text NOT NULL, path text NOT NULL, route text NOT NULL, targets text[] NOT NULL,
+         status int, body text NOT NULL)`,
+      `CREATE INDEX IF NOT EXISTS audit_at ON audit (at)`,
+    ],
+  },
+  {
+    version: 11,
+    what: 'the visitor context of archived sessions, for search',
+    // Lower-cased "name value" lines of the record's context (src/domain/context.ts contextSearchText): GET
+    // /archive?context= matches a substring of it. The context itself is in the body with the rest of the record.
+    sql: [`ALTER TABLE archive ADD COLUMN IF NOT EXISTS context text NOT NULL DEFAULT ''`],
+  },
 ];
 
 /**
@@ -132,6 +163,7 @@ const OURS: Record<string, string[]> = {
   shop_lease: ['shop', 'holder', 'sidecar', 'expires_at'],
   archive: ['id', 'shop', 'visitor', 'agent', 'agents', 'grp', 'started_at', 'ended_at', 'close_reason', 'body'],
   sidecars: ['holder', 'sidecar', 'expires_at'],
+  audit: ['id', 'at', 'token', 'role', 'method', 'path', 'route', 'targets', 'status', 'body'],
 };
 /** Tables of earlier versions or unreleased builds that a database may still hold: moved along, never created. */
 const OLD_TABLES: Record<string, string[]> = {

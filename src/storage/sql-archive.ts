@@ -4,6 +4,7 @@ import type { Queryable } from './driver.js';
 import type { ArchiveRecord } from '../domain/archive.js';
 import { SEARCH_LIMIT, type ArchiveQuery, type ArchiveStats, type Rating } from '../domain/archive.js';
 import type { ArchiveStore } from '../desk/ports.js';
+import { contextSearchText } from '../domain/context.js';
 
 type Row = Record<string, any>;
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
@@ -18,6 +19,8 @@ function where(q: ArchiveQuery): { sql: string; params: unknown[] } {
   if (q.shop) add('shop = ?', q.shop);
   if (q.visitor) add('visitor = ?', q.visitor);
   if (q.agent) add('? = ANY(agents)', q.agent);
+  if (q.tag) add('tags @> ARRAY[?]::text[]', q.tag);
+  if (q.context) add('position(? in context) > 0', q.context.toLowerCase()); // context: lower-cased "name value" lines
   if (q.from !== undefined) add('ended_at >= ?', q.from);
   if (q.to !== undefined) add('started_at <= ?', q.to);
   if (q.after !== undefined) {
@@ -30,6 +33,7 @@ function where(q: ArchiveQuery): { sql: string; params: unknown[] } {
 
 const toRecord = (r: Row): ArchiveRecord => ({
   ...JSON.parse(r.body),
+  tags: r.tags ?? [],
   ...(r.rating !== null ? { rating: r.rating, ratedAt: r.rated_at } : {}),
 });
 
@@ -41,8 +45,8 @@ export class SqlArchive implements ArchiveStore {
       const { rating: _r, ratedAt: _a, ...body } = r;
       await this.db.query(
         `INSERT INTO archive (id, shop, visitor, agent, agents, grp, started_at, ended_at, queue_wait_ms, first_response_ms,
-           close_reason, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (id) DO UPDATE SET body = $12`,
+           close_reason, body, tags, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (id) DO UPDATE SET body = $12, tags = $13, context = $14`,
         [
           r.id,
           r.shop,
@@ -56,6 +60,8 @@ export class SqlArchive implements ArchiveStore {
           r.firstResponseMs,
           r.closeReason,
           JSON.stringify(body),
+          r.tags ?? [],
+          contextSearchText(r.context),
         ],
       );
     }
@@ -68,15 +74,19 @@ export class SqlArchive implements ArchiveStore {
   async search(q: ArchiveQuery) {
     const w = where(q);
     const rows = await this.db.query(
-      `SELECT body, rating, rated_at FROM archive ${w.sql} ORDER BY ended_at DESC, id DESC LIMIT ${q.limit ?? SEARCH_LIMIT}`,
+      `SELECT body, rating, rated_at, tags FROM archive ${w.sql} ORDER BY ended_at DESC, id DESC LIMIT ${q.limit ?? SEARCH_LIMIT}`,
       w.params,
     );
     return rows.map(toRecord);
   }
 
   async get(id: string) {
-    const [r] = await this.db.query(`SELECT body, rating, rated_at FROM archive WHERE id = $1`, [id]);
+    const [r] = await this.db.query(`SELECT body, rating, rated_at, tags FROM archive WHERE id = $1`, [id]);
     return r && toRecord(r);
+  }
+
+  async forgetVisitor(visitor: string) {
+    return (await this.db.query(`DELETE FROM archive WHERE visitor = $1 RETURNING id`, [visitor])).length;
   }
 
   async purge(before: number) {
@@ -84,7 +94,7 @@ export class SqlArchive implements ArchiveStore {
     return rows.length;
   }
 
-  async stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to'>) {
+  async stats(q: Pick<ArchiveQuery, 'shop' | 'from' | 'to' | 'tag'>) {
     const w = where(q);
     const rows = await this.db.query(
       `SELECT shop, agent, count(*) AS sessions, count(rating) AS rated,

@@ -36,9 +36,10 @@ export interface RelayAddress {
 
 /**
  * A client's message re-addressed by the server; children (body attributes included) are kept. The relay takes the
- * original's children over rather than copying them: callers are done with the original.
+ * original's children over rather than copying them: callers are done with the original. A QChat revoke stays a
+ * revoke (the clients act on its type); anything else becomes consult.
  */
-export function relay(original: XmlElement, a: RelayAddress, type = 'consult'): XmlElement {
+export function relay(original: XmlElement, a: RelayAddress, type = original.attrs.type === 'revoke' ? 'revoke' : 'consult'): XmlElement {
   const kept = Object.fromEntries(Object.entries(original.attrs).filter(([k]) => !SERVER_ATTRS.has(k)));
   return el(
     'message',

@@ -75,6 +75,8 @@ test('a wrong number, duration, true|false or choice: exit 2 naming the flag, an
     [['archive', '--limit=-3'], /^consultctl: --limit must be a positive integer$/],
     [['archive', '--from', 'last week'], /^consultctl: --from must be ms since the epoch or an ISO 8601 date/],
     [['agent', 'status', 'ann@d', 'busy'], /^consultctl: status must be one of standard, dnd, always-on$/],
+    [['canned', 'set', 'shop@d', 'refund'], /^consultctl: missing canned reply text$/m],
+    [['canned', 'shop@d', '--group', 'a b'], /^consultctl: --group must be 1 to 64 characters without spaces, commas or slashes$/],
     [
       ['import', path.join(ROOT, 'config/consult.example.json'), '--dry-run'],
       /^consultctl: config: admin\.token is the example config's placeholder/,
@@ -146,6 +148,31 @@ test('the token and URL: CONSULT_ADMIN_TOKEN, the config CONSULT_CONFIG names, t
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('canned replies and tag filters: the requests they stand for', async () => {
+  seen.length = 0;
+  const run = (...args: string[]) => ctl(['--url', base, '--token', TOKEN, ...args]);
+  for (const args of [
+    ['canned', 'set', 'shop@d', 'refund', 'Dear {visitor},', 'it is on its way.'],
+    ['canned', 'set', 'shop@d', 'hours', '9 to 5', '--group', 'tv'],
+    ['canned', 'shop@d'],
+    ['canned', 'rm', 'shop@d', 'refund', '--group', 'tv'],
+    ['stats', '--shop', 'shop@d', '--tag', 'vip'],
+  ]) {
+    const r = await run(...args);
+    assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  }
+  assert.equal(
+    seen.map((s) => [s.method, s.url, s.body]),
+    [
+      ['PUT', '/shops/shop%40d/canned/refund', { text: 'Dear {visitor}, it is on its way.' }],
+      ['PUT', '/shops/shop%40d/canned/hours?group=tv', { text: '9 to 5' }],
+      ['GET', '/shops/shop%40d/canned', undefined],
+      ['DELETE', '/shops/shop%40d/canned/refund?group=tv', undefined],
+      ['GET', '/stats?shop=shop%40d&tag=vip', undefined],
+    ],
+  );
 });
 
 test('--version on both bins prints the package version', async () => {

@@ -2,13 +2,14 @@
 // handlers, with a hand-moved clock. Every behaviour suite runs on all three backends.
 import type { Config } from '../../src/domain/config.js';
 import { Desk, type DeskDeps } from '../../src/desk/desk.js';
-import type { DeskMetrics, Outbox } from '../../src/desk/ports.js';
+import type { DeskMetrics, EventMetrics, Outbox, PostEvent } from '../../src/desk/ports.js';
 import { Directory, seedStore } from '../../src/desk/directory.js';
 import { type FilterRequest, Hook, SessionEvent_Kind as Kind, type Verdict } from '../../src/gen/consult/v1/filter.js';
 import { ShimLink } from '../../src/grpc/link.js';
 import { leaseOwners } from '../../src/admin/http.js';
 import { stanzaFilterHandlers, type FilterHooks } from '../../src/grpc/server.js';
 import { MemoryArchive } from '../../src/storage/memory-archive.js';
+import { MemoryAudit } from '../../src/storage/memory-audit.js';
 import { MemoryJournal } from '../../src/storage/memory-journal.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import { SoleOwner } from '../../src/cluster/leases.js';
@@ -27,7 +28,7 @@ import { silent } from '../../src/domain/log.js';
 export type Backend = 'memory' | 'pglite' | 'postgres';
 export const BACKENDS: Backend[] = ['memory', 'pglite', 'postgres'];
 
-const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars, archive';
+const TABLES = 'shops, memberships, agents, resources, journal, snapshot_parts, shop_lease, sidecars, archive, audit';
 
 /** Who a world's sidecar is: by default `test-<backend>`; another id is a second sidecar on the same database. */
 export interface StoresOptions {
@@ -58,6 +59,7 @@ export class Backends {
         journal: new MemoryJournal(),
         leases: new SoleOwner(me.holder, me.sidecar),
         archive: new MemoryArchive(),
+        audit: new MemoryAudit(),
       };
     const db = await this.driver(backend);
     // PostgreSQL as production uses it: shared, so shops are leased (this world's one sidecar takes them all).
@@ -141,6 +143,9 @@ export interface WorldOptions {
   onBatch?: DeskDeps['onBatch'];
   /** Told of closes and ratings (the same one across restart(), as a long-lived scraper would see it). */
   metrics?: DeskMetrics;
+  /** Webhook events: how they are POSTed (e.g. src/bot/event-hook.ts to a test's HTTP server), and counted. */
+  postEvent?: PostEvent;
+  eventMetrics?: EventMetrics;
   /** Stands between the desk and its journal store (e.g. holds writes). */
   journal?: (store: JournalStore) => JournalStore;
   /** Which sidecar this world is, and whether it joins the database another world set up. */
@@ -177,6 +182,8 @@ export async function deskWorld(o: WorldOptions) {
       now: () => clock,
       random: o.random,
       metrics: o.metrics,
+      postEvent: o.postEvent,
+      eventMetrics: o.eventMetrics,
       onBatch: o.onBatch,
       // As main.ts wires it: a write refused for a lost lease drops those shops here.
       onJournalError: (e) => {
@@ -270,5 +277,6 @@ export function adminParts(w: World) {
     watch: w.watch,
     ownership: w.ownership,
     owners: leaseOwners(w.leases),
+    audit: w.audit,
   };
 }

@@ -210,6 +210,7 @@ withWorld('shops: create, read, partial update, delete; each change reloads and 
       historyPerSession: 20,
       stickyMax: 100000,
       transcriptPerSession: 1000,
+      outboxMax: 10_000,
     },
     language: 'zh',
     texts: {},

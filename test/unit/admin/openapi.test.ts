@@ -14,6 +14,7 @@ const D = 'doc.test';
 const SHOP = `shop_1@${D}`;
 const a = (n: string) => `${n}@${D}`;
 const TOKEN = 'the-documented-admin-token';
+const READ_TOKEN = 'the-documented-read-token';
 
 async function world() {
   const config = oneShopConfig(D, { agents: { ann: 2, bob: 1 } });
@@ -24,6 +25,7 @@ async function world() {
     ...adminParts(w),
     metrics,
     token: TOKEN,
+    tokens: [{ name: 'dash', role: 'read' as const, token: READ_TOKEN }],
     log: silent,
     defaultLimits: config.limits,
     // Few failures allowed, so that the 429 is reached too.
@@ -123,6 +125,25 @@ test('every answer of every route is what the document says: status, media type,
     await op('PUT', '/shops/{shop}/groups/{group}', `/shops/${SHOP}/groups/x`, 400, { agents: [a('zed')] });
     await op('PUT', '/shops/{shop}/groups/{group}', `/shops/${a('nope')}/groups/x`, 404, {});
 
+    // Canned replies, the shop's and a group's; bad names and texts are 400, past the bound 409.
+    await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/refund`, 200, { text: 'Hello {visitor}' });
+    const grouped = json(
+      await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/hours?group=front`, 200, { text: '9 to 5' }),
+    );
+    assert.equal(grouped, { shop: SHOP, group: 'front', replies: [{ name: 'hours', text: '9 to 5' }] });
+    await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/refund`, 400, { text: 'Hi {customer}' });
+    await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/Bad%20Name`, 400, { text: 'x' });
+    await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/x?group=nope`, 404, { text: 'x' });
+    const full = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`r${i}`, 'x']));
+    await op('PATCH', '/shops/{shop}', `/shops/${a('two')}`, 200, { canned: full });
+    await op('PUT', '/shops/{shop}/canned/{name}', `/shops/${a('two')}/canned/one-more`, 409, { text: 'x' });
+    assert.equal(json(await op('GET', '/shops/{shop}/canned', `/shops/${SHOP}/canned`, 200)).replies, [
+      { name: 'refund', text: 'Hello {visitor}' },
+    ]);
+    await op('GET', '/shops/{shop}/canned', `/shops/${a('nope')}/canned`, 404);
+    await op('DELETE', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/refund`, 200);
+    await op('DELETE', '/shops/{shop}/canned/{name}', `/shops/${SHOP}/canned/refund`, 404);
+
     // A session (with the default group's least busy agent), and its transcript.
     await w.online(a('ann'));
     await w.filter(`<message type='consult' from='${a('v1')}/web' to='${SHOP}'><body id='m1'>hi</body></message>`);
@@ -153,6 +174,10 @@ test('every answer of every route is what the document says: status, media type,
     await op('POST', '/left-messages/close', '/left-messages/close', 400, { shop: SHOP });
     await op('GET', '/queue/abandoned', `/queue/abandoned?shop=${SHOP}`, 200);
     await op('GET', '/queue/abandoned', `/queue/abandoned?shop=${a('nope')}`, 404);
+    const events = json(await op('GET', '/events', `/events?shop=${SHOP}`, 200));
+    assert.equal([events.url, events.pending, events.lastSeq], [null, 0, 0], 'no webhook configured: no events');
+    await op('GET', '/events', `/events?shop=${a('nope')}`, 404);
+    await op('GET', '/events', '/events', 400);
     await op('PATCH', '/shops/{shop}', `/shops/${SHOP}`, 200, { hours: null, queueMaxWaitSec: 600 });
     await op('DELETE', '/shops/{shop}', `/shops/${SHOP}`, 409);
     await op('POST', '/sessions/transfer', '/sessions/transfer', 409, { shop: SHOP, visitor: a('v1'), to: a('bob') });
@@ -172,11 +197,28 @@ test('every answer of every route is what the document says: status, media type,
     await op('GET', '/archive', '/archive?cursor=not-ours', 400);
     await op('GET', '/archive', '/archive?from=yesterday', 400);
     await op('GET', '/archive', `/archive?shop=${a('nope')}`, 404);
+    await op('GET', '/archive', '/archive?tag=VIP', 200);
+    await op('GET', '/archive', '/archive?tag=a,b', 400);
+    await op('GET', '/stats', '/stats?tag=vip', 200);
     await op('GET', '/archive/{id}', `/archive/${page.items[0].id}`, 200);
     await op('GET', '/archive/{id}', '/archive/nope', 404);
     await op('GET', '/stats', `/stats?shop=${SHOP}`, 200);
     await op('GET', '/stats', `/stats?shop=${a('nope')}`, 404);
     await op('GET', '/stats', '/stats?to=never', 400);
+    // The audit log of the changes above; a read token refused a change (403).
+    const audit = json(await op('GET', '/audit', '/audit?limit=2', 200));
+    assert.is(audit.items.length, 2);
+    await op('GET', '/audit', `/audit?limit=2&cursor=${audit.next}&token=admin&target=${SHOP}`, 200);
+    await op('GET', '/audit', '/audit?cursor=nope', 400);
+    await op('PATCH', '/shops/{shop}', `/shops/${SHOP}`, 403, { name: 'Not by a reader' }, READ_TOKEN);
+    // A visitor's export (its archived session), then its erasure (no shim in this world: not complete).
+    const exported = json(await op('GET', '/visitors/{jid}/export', `/visitors/${a('v1')}/export`, 200));
+    assert.is(exported.archive.length, 1);
+    await op('GET', '/visitors/{jid}/export', '/visitors/not-a-jid/export', 400);
+    const forgotten = json(await op('DELETE', '/visitors/{jid}', `/visitors/${a('v1')}`, 200));
+    assert.equal([forgotten.archived, forgotten.complete], [1, false]);
+    await op('DELETE', '/visitors/{jid}', `/visitors/${a('v1')}?account=maybe`, 400);
+    await op('DELETE', '/visitors/{jid}', `/visitors/${a('ann')}?account=true`, 409);
 
     await op('DELETE', '/shops/{shop}/groups/{group}', `/shops/${SHOP}/groups/front`, 200);
     await op('DELETE', '/shops/{shop}/groups/{group}', `/shops/${SHOP}/groups/front`, 404);

@@ -294,9 +294,11 @@ csv('one row per line, quoted, formulas defused', () => {
       ],
       omitted: 0,
       rating: 5,
+      tags: ['vip', 'late'],
     },
   ]).split('\r\n');
-  assert.is(out[0].split(',').length, 16);
+  assert.is(out[0].split(',').length, 17);
+  assert.ok(out[0].endsWith(',text,tags') && out[2].endsWith(',vip late'), 'the tags last, space-joined');
   assert.is(out.length, 4);
   assert.match(out[1], '"a, ""b""\nc"');
   assert.match(out[2], "'=HYPERLINK()");

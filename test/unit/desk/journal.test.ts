@@ -206,4 +206,53 @@ test('a snapshot comes in bounded parts, one record per item, and rebuilds the s
   assert.equal([...back.byAgent.get('a')!].sort(), ['v1', 'v3']);
 });
 
+test('a commit that asks for its shop snapshot takes the later entries of that shop into its write (past maxBatch)', async () => {
+  const store = new ManualStore();
+  const st = new ShopState('s1', DEFAULT_LIMITS);
+  const journal = new Journal(store, { states: () => st, maxBatch: 1 });
+  const commit = (c: Change, snapshot = false) => {
+    const w = new Changes(st);
+    w.do(c);
+    return journal.commit('s1', w.list, w.undos, Infinity, snapshot);
+  };
+  const first = commit({ op: 'enqueue', v: 'a@x', at: 1 });
+  await flushTicks();
+  assert.is(store.writes.length, 1);
+  const forgot = commit({ op: 'forget', v: 'a@x' }, true);
+  const later = commit({ op: 'enqueue', v: 'b@x', at: 2 });
+  store.writes[0].done();
+  await first;
+  await flushTicks();
+  assert.is(store.writes.length, 2);
+  const { records, snapshots } = store.writes[1];
+  assert.equal(
+    records.map((r) => r.changes.map((c) => c.op)),
+    [['forget', 'enqueue']],
+  );
+  // The snapshot is the state the write makes durable: b waits, a is gone.
+  assert.equal(snapshots.length, 1);
+  assert.not.match(snapshots[0].parts.join(''), 'a@x');
+  assert.match(snapshots[0].parts.join(''), 'b@x');
+  store.writes[1].done();
+  await Promise.all([forgot, later]);
+  assert.is(journal.backlog, 0);
+});
+
+test('a snapshot asked for that cannot be taken fails its write, which is taken back', async () => {
+  const store = new ManualStore();
+  const st = new ShopState('s1', DEFAULT_LIMITS);
+  st.snapshotParts = () => {
+    throw new RangeError('Invalid string length');
+  };
+  const errors: unknown[] = [];
+  const journal = new Journal(store, { states: () => st, onError: (e) => errors.push(e) });
+  const w = new Changes(st);
+  w.do({ op: 'enqueue', v: 'a@x', at: 1 });
+  const outcome = await journal.commit('s1', w.list, w.undos, Infinity, true).then(
+    () => 'ok',
+    (e) => (e as NotDurable).reason,
+  );
+  assert.equal([outcome, store.writes.length, st.queue.size, errors.length], ['write-failed', 0, 0, 1]);
+});
+
 test.run();

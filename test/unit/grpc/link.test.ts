@@ -26,9 +26,19 @@ async function setUp() {
     const client = new StanzaFilterClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     const call = client.filterStream();
     const injects: string[][] = [];
-    const s = { node, client, call, injects, acking: true, watch: undefined as SidecarMessage['watch'] };
+    const erasures: string[] = [];
+    const s = { node, client, call, injects, erasures, acking: true, watch: undefined as SidecarMessage['watch'] };
     call.on('data', (m: SidecarMessage) => {
       if (m.watch) s.watch = m.watch;
+      if (m.eraseUser) {
+        erasures.push(m.eraseUser.jid);
+        const { id, jid, account } = m.eraseUser;
+        if (s.acking)
+          call.write({
+            eraseUserAck: { id, offline: true, mam: true, account, error: jid.startsWith('bad') ? 'no' : '', node },
+          });
+        return;
+      }
       if (!m.inject) return;
       injects.push(m.inject.stanzas.map((b) => Buffer.from(b).toString()));
       if (s.acking) call.write({ injectAck: { id: m.inject.id } });
@@ -136,6 +146,34 @@ test('the shims reach this sidecar once every node of their cluster not reported
     a.call.end();
     await until('n1 gone', () => !link.reachedByAll());
     assert.equal(link.awaitedNodes(), ['n1@host']);
+  } finally {
+    stop();
+  }
+});
+
+test('an erasure goes to one shim and resolves with its answer; a stream that dies first sends it to the other node', async () => {
+  const { link, shim, until, stop } = await setUp();
+  try {
+    await link.eraseUser(`v@${D}`, false).then(
+      () => assert.unreachable('no shim linked'),
+      (e) => assert.match((e as Error).message, 'no ejabberd shim is linked'),
+    );
+    const first = shim('n1@host', ['n1@host', 'n2@host']);
+    const second = shim('n2@host', ['n1@host', 'n2@host']);
+    await until('both linked', () => link.connected === 2);
+    first.acking = false;
+    second.acking = false;
+    const erased = link.eraseUser(`v@${D}`, true);
+    await until('the erasure sent', () => first.erasures.length + second.erasures.length === 1);
+    const [asked, other] = first.erasures.length ? [first, second] : [second, first];
+    other.acking = true;
+    asked.call.cancel(); // its node dies before answering
+    assert.equal(await erased, { node: other.node, offline: true, mam: true, account: true });
+    assert.equal(other.erasures, [`v@${D}`]);
+    await link.eraseUser(`bad@${D}`, false).then(
+      () => assert.unreachable('ejabberd failed'),
+      (e) => assert.match((e as Error).message, `could not erase bad@${D}: no`),
+    );
   } finally {
     stop();
   }

@@ -55,6 +55,7 @@ const record = (id: string): ArchiveRecord => ({
   transfers: [],
   lines: [{ at: 1000, role: 'visitor', who: 'v1@x', text: 'hi' }],
   omitted: 0,
+  tags: [],
 });
 
 /** Ours work: a shop and an archive record written and read back. */
@@ -182,7 +183,7 @@ schema("an old database (version 2, our tables in public beside ejabberd's) is m
     const inPublic = await where('public');
     for (const t of ours) assert.not.ok(inPublic.includes(t), `public.${t} moved`);
     assert.ok(inPublic.includes('archive') && inPublic.includes('users'), "ejabberd's tables stay in public");
-    assert.equal(await where('consult'), [...ours, 'archive', 'sidecars'].sort());
+    assert.equal(await where('consult'), [...ours, 'archive', 'sidecars', 'audit'].sort());
     assert.equal((await client.query(`SELECT version FROM consult.schema_version`)).rows, [{ version: SCHEMA_VERSION }]);
     await ejabberdsWorks(client);
   } finally {

@@ -241,6 +241,7 @@ export interface ShimMessage {
   hello?: Hello | undefined;
   injectAck?: InjectAck | undefined;
   cluster?: ClusterEvent | undefined;
+  eraseUserAck?: EraseUserAck | undefined;
 }
 
 /**
@@ -303,11 +304,40 @@ export interface InjectAck {
 export interface ReportPresence {
 }
 
+/**
+ * Erasure of a visitor: the shim removes, through ejabberd's own modules and
+ * only on the user's vhost, its offline messages (mod_offline, when loaded
+ * there), its MAM archive (mod_mam, when loaded) and, with `account`, its
+ * account (ejabberd_auth; its remove_user hook clears the rest). Answered by
+ * EraseUserAck with the same id.
+ */
+export interface EraseUser {
+  id: string;
+  /** bare JID */
+  jid: string;
+  account: boolean;
+}
+
+export interface EraseUserAck {
+  id: string;
+  /** mod_offline runs on the vhost and removed the user's messages */
+  offline: boolean;
+  /** mod_mam runs on the vhost and removed the user's archive */
+  mam: boolean;
+  /** the account was removed */
+  account: boolean;
+  /** non-empty: the erasure failed (what failed), the other fields say what was done */
+  error: string;
+  /** the Erlang node that did it */
+  node: string;
+}
+
 export interface SidecarMessage {
   verdict?: Verdict | undefined;
   watch?: WatchList | undefined;
   inject?: Inject | undefined;
   reportPresence?: ReportPresence | undefined;
+  eraseUser?: EraseUser | undefined;
 }
 
 export interface NotifyAck {
@@ -1032,7 +1062,14 @@ export const ClusterEvent: MessageFns<ClusterEvent> = {
 };
 
 function createBaseShimMessage(): ShimMessage {
-  return { filter: undefined, event: undefined, hello: undefined, injectAck: undefined, cluster: undefined };
+  return {
+    filter: undefined,
+    event: undefined,
+    hello: undefined,
+    injectAck: undefined,
+    cluster: undefined,
+    eraseUserAck: undefined,
+  };
 }
 
 export const ShimMessage: MessageFns<ShimMessage> = {
@@ -1051,6 +1088,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.cluster !== undefined) {
       ClusterEvent.encode(message.cluster, writer.uint32(42).fork()).join();
+    }
+    if (message.eraseUserAck !== undefined) {
+      EraseUserAck.encode(message.eraseUserAck, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1108,6 +1148,14 @@ export const ShimMessage: MessageFns<ShimMessage> = {
             message.cluster = ClusterEvent.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.eraseUserAck = EraseUserAck.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1131,6 +1179,11 @@ export const ShimMessage: MessageFns<ShimMessage> = {
         ? InjectAck.fromJSON(object.inject_ack)
         : undefined,
       cluster: isSet(object.cluster) ? ClusterEvent.fromJSON(object.cluster) : undefined,
+      eraseUserAck: isSet(object.eraseUserAck)
+        ? EraseUserAck.fromJSON(object.eraseUserAck)
+        : isSet(object.erase_user_ack)
+        ? EraseUserAck.fromJSON(object.erase_user_ack)
+        : undefined,
     };
   },
 
@@ -1150,6 +1203,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
     }
     if (message.cluster !== undefined) {
       obj.cluster = ClusterEvent.toJSON(message.cluster);
+    }
+    if (message.eraseUserAck !== undefined) {
+      obj.eraseUserAck = EraseUserAck.toJSON(message.eraseUserAck);
     }
     return obj;
   },
@@ -1171,6 +1227,9 @@ export const ShimMessage: MessageFns<ShimMessage> = {
       : undefined;
     message.cluster = (object.cluster !== undefined && object.cluster !== null)
       ? ClusterEvent.fromPartial(object.cluster)
+      : undefined;
+    message.eraseUserAck = (object.eraseUserAck !== undefined && object.eraseUserAck !== null)
+      ? EraseUserAck.fromPartial(object.eraseUserAck)
       : undefined;
     return message;
   },
@@ -1549,8 +1608,258 @@ export const ReportPresence: MessageFns<ReportPresence> = {
   },
 };
 
+function createBaseEraseUser(): EraseUser {
+  return { id: "0", jid: "", account: false };
+}
+
+export const EraseUser: MessageFns<EraseUser> = {
+  encode(message: EraseUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "0") {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.jid !== "") {
+      writer.uint32(18).string(message.jid);
+    }
+    if (message.account !== false) {
+      writer.uint32(24).bool(message.account);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseUser {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.account = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseUser {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "0",
+      jid: isSet(object.jid) ? globalThis.String(object.jid) : "",
+      account: isSet(object.account) ? globalThis.Boolean(object.account) : false,
+    };
+  },
+
+  toJSON(message: EraseUser): unknown {
+    const obj: any = {};
+    if (message.id !== "0") {
+      obj.id = message.id;
+    }
+    if (message.jid !== "") {
+      obj.jid = message.jid;
+    }
+    if (message.account !== false) {
+      obj.account = message.account;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseUser>, I>>(base?: I): EraseUser {
+    return EraseUser.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseUser>, I>>(object: I): EraseUser {
+    const message = createBaseEraseUser();
+    message.id = object.id ?? "0";
+    message.jid = object.jid ?? "";
+    message.account = object.account ?? false;
+    return message;
+  },
+};
+
+function createBaseEraseUserAck(): EraseUserAck {
+  return { id: "0", offline: false, mam: false, account: false, error: "", node: "" };
+}
+
+export const EraseUserAck: MessageFns<EraseUserAck> = {
+  encode(message: EraseUserAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "0") {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.offline !== false) {
+      writer.uint32(16).bool(message.offline);
+    }
+    if (message.mam !== false) {
+      writer.uint32(24).bool(message.mam);
+    }
+    if (message.account !== false) {
+      writer.uint32(32).bool(message.account);
+    }
+    if (message.error !== "") {
+      writer.uint32(42).string(message.error);
+    }
+    if (message.node !== "") {
+      writer.uint32(50).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseUserAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseUserAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offline = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mam = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.account = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseUserAck {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "0",
+      offline: isSet(object.offline) ? globalThis.Boolean(object.offline) : false,
+      mam: isSet(object.mam) ? globalThis.Boolean(object.mam) : false,
+      account: isSet(object.account) ? globalThis.Boolean(object.account) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: EraseUserAck): unknown {
+    const obj: any = {};
+    if (message.id !== "0") {
+      obj.id = message.id;
+    }
+    if (message.offline !== false) {
+      obj.offline = message.offline;
+    }
+    if (message.mam !== false) {
+      obj.mam = message.mam;
+    }
+    if (message.account !== false) {
+      obj.account = message.account;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseUserAck>, I>>(base?: I): EraseUserAck {
+    return EraseUserAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseUserAck>, I>>(object: I): EraseUserAck {
+    const message = createBaseEraseUserAck();
+    message.id = object.id ?? "0";
+    message.offline = object.offline ?? false;
+    message.mam = object.mam ?? false;
+    message.account = object.account ?? false;
+    message.error = object.error ?? "";
+    message.node = object.node ?? "";
+    return message;
+  },
+};
+
 function createBaseSidecarMessage(): SidecarMessage {
-  return { verdict: undefined, watch: undefined, inject: undefined, reportPresence: undefined };
+  return { verdict: undefined, watch: undefined, inject: undefined, reportPresence: undefined, eraseUser: undefined };
 }
 
 export const SidecarMessage: MessageFns<SidecarMessage> = {
@@ -1566,6 +1875,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.reportPresence !== undefined) {
       ReportPresence.encode(message.reportPresence, writer.uint32(34).fork()).join();
+    }
+    if (message.eraseUser !== undefined) {
+      EraseUser.encode(message.eraseUser, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1615,6 +1927,14 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
             message.reportPresence = ReportPresence.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.eraseUser = EraseUser.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1637,6 +1957,11 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
         : isSet(object.report_presence)
         ? ReportPresence.fromJSON(object.report_presence)
         : undefined,
+      eraseUser: isSet(object.eraseUser)
+        ? EraseUser.fromJSON(object.eraseUser)
+        : isSet(object.erase_user)
+        ? EraseUser.fromJSON(object.erase_user)
+        : undefined,
     };
   },
 
@@ -1653,6 +1978,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
     }
     if (message.reportPresence !== undefined) {
       obj.reportPresence = ReportPresence.toJSON(message.reportPresence);
+    }
+    if (message.eraseUser !== undefined) {
+      obj.eraseUser = EraseUser.toJSON(message.eraseUser);
     }
     return obj;
   },
@@ -1673,6 +2001,9 @@ export const SidecarMessage: MessageFns<SidecarMessage> = {
       : undefined;
     message.reportPresence = (object.reportPresence !== undefined && object.reportPresence !== null)
       ? ReportPresence.fromPartial(object.reportPresence)
+      : undefined;
+    message.eraseUser = (object.eraseUser !== undefined && object.eraseUser !== null)
+      ? EraseUser.fromPartial(object.eraseUser)
       : undefined;
     return message;
   },
