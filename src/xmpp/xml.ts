@@ -18,17 +18,29 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: false,
-  processEntities: true,
+  // The five predefined entities are decoded here (decodeEntities): the parser's own entity decoder cost more than
+  // the rest of the parse, and it also expanded entities a DOCTYPE declares, which no stanza may carry.
+  processEntities: false,
   htmlEntities: false,
+  cdataPropName: '#cdata', // kept apart: CDATA text is taken as written, never decoded
 });
 
 type Ordered = Record<string, unknown> & { ':@'?: Record<string, string> };
 
+const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+const ENTITY_REF = /&(amp|lt|gt|quot|apos);/g;
+/** One pass, so `&amp;lt;` is `&lt;`. Other references (`&#60;`, `&nbsp;`) stay as written, as they always have. */
+const decodeEntities = (s: string) => (s.includes('&') ? s.replace(ENTITY_REF, (_, n: string) => PREDEFINED[n]) : s);
+
 function fromOrdered(node: Ordered): XmlNode {
-  if ('#text' in node) return String(node['#text']);
+  if ('#text' in node) return decodeEntities(String(node['#text']));
   const name = Object.keys(node).find((k) => k !== ':@')!;
   const kids = (node[name] as Ordered[]) ?? [];
-  return { name, attrs: { ...(node[':@'] ?? {}) }, children: kids.map(fromOrdered) };
+  if (name === '#cdata') return kids.map((k) => String(k['#text'] ?? '')).join('');
+  const attrs: Record<string, string> = {};
+  const raw = node[':@'];
+  if (raw) for (const k in raw) attrs[k] = decodeEntities(raw[k]);
+  return { name, attrs, children: kids.map(fromOrdered) };
 }
 
 /**
@@ -67,32 +79,32 @@ const PLAIN_NAME = /^[A-Za-z_][\w.:-]*$/;
 const FORBIDDEN_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 const FXML_ATTR = /['"<&]/g;
 const FXML_TEXT = /['"<>&]/g;
+const HAS_FXML_ATTR = /['"<&]/;
+const HAS_FXML_TEXT = /['"<>&]/;
 
 function isInFxmlForm(xml: string, root: XmlElement): boolean {
   if (FORBIDDEN_CHARS.test(xml)) return false;
-  let out = '';
-  let plainNames = true;
-  const write = (node: XmlNode): void => {
-    if (typeof node === 'string') {
-      out += node.replace(FXML_TEXT, entity);
-      return;
-    }
-    if (!PLAIN_NAME.test(node.name)) plainNames = false;
-    out += `<${node.name}`;
-    for (const k in node.attrs) {
-      if (!PLAIN_NAME.test(k)) plainNames = false;
-      out += ` ${k}='${node.attrs[k].replace(FXML_ATTR, entity)}'`;
-    }
-    if (node.children.length === 0) {
-      out += '/>';
-      return;
-    }
-    out += '>';
-    for (const c of node.children) write(c);
-    out += `</${node.name}>`;
+  // Walks the tree along the input, piece by piece, without building the string.
+  let at = 0;
+  const next = (piece: string) => {
+    if (!xml.startsWith(piece, at)) return false;
+    at += piece.length;
+    return true;
   };
-  write(root);
-  return plainNames && out === xml;
+  const same = (node: XmlNode): boolean => {
+    if (typeof node === 'string') return next(HAS_FXML_TEXT.test(node) ? node.replace(FXML_TEXT, entity) : node);
+    if (!PLAIN_NAME.test(node.name) || !next('<') || !next(node.name)) return false;
+    for (const k in node.attrs) {
+      const v = node.attrs[k];
+      if (!PLAIN_NAME.test(k) || !next(' ') || !next(k) || !next("='")) return false;
+      if (!next(HAS_FXML_ATTR.test(v) ? v.replace(FXML_ATTR, entity) : v) || !next("'")) return false;
+    }
+    if (node.children.length === 0) return next('/>');
+    if (!next('>')) return false;
+    for (const c of node.children) if (!same(c)) return false;
+    return next('</') && next(node.name) && next('>');
+  };
+  return same(root) && at === xml.length;
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
