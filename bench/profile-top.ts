@@ -50,8 +50,9 @@ const byId = new Map(prof.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
-// file:///…/<checkout>/src/x.ts → src/x.ts (any checkout or worktree).
-const local = (url: string) => url.replace(/^file:\/\/.*?\/(?=(src|bench|scripts|test)\/)/, '');
+// file:///…/<checkout>/src/x.ts → src/x.ts (any checkout or worktree); the built dist/x.js is named by its source.
+const local = (url: string) =>
+  url.replace(/^file:\/\/.*?\/(?=(src|dist|bench|scripts|test)\/)/, '').replace(/^dist\/(.*)\.js$/, 'src/$1.ts');
 const where = (f: Node['callFrame']) => (f.url ? `${local(f.url.replace(/^.*node_modules\//, ''))}:${f.lineNumber + 1}` : '');
 const keyOf = (f: Node['callFrame']) => `${f.functionName || '(anonymous)'} ${where(f)}`.trim();
 const moduleOf = (f: Node['callFrame']) =>

@@ -54,7 +54,7 @@ const DEADLINE_MS = 5000;
 // What mod_consult forwards: the raw stanza with the server-checked from/to.
 const stanza = (i: number) =>
   Buffer.from(
-    `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='v${i % VISITORS}@${D}/web' realfrom='v${i % VISITORS}@${D}' realto='test01@${D}' channelid='{"cn":"consult","d":"send","usrType":"usr"}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${i}'>hello ${i}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
+    `<message xmlns='jabber:client' type='consult' to='${SHOP}' from='v${i % VISITORS}@${D}/web' realfrom='v${i % VISITORS}@${D}' realto='test01@${D}' channelid='{&quot;cn&quot;:&quot;consult&quot;,&quot;d&quot;:&quot;send&quot;,&quot;usrType&quot;:&quot;usr&quot;}' qchatid='4' isHiddenMsg='0'><body msgType='1' maType='6' id='B${i}'>hello ${i}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`,
   );
 const request = (i: number, seq: number) => ({
   seq: String(seq),

@@ -124,6 +124,7 @@ export class Desk {
     this.journal = new Journal(deps.journalStore, {
       states: (shop) => this.shops.state(shop),
       now: this.now,
+      commitDelayMs: deps.config.commitDelayMs,
       onBatch: deps.onBatch,
       onError: deps.onJournalError,
     });

@@ -64,8 +64,24 @@ export interface JournalOptions {
   maxBatch?: number;
   /** A shop is snapshotted when its journal holds more than max(this, 2 × its state) changes. */
   snapshotMinChanges?: number;
+  /**
+   * Under steady load, a small batch waits this long for company before it is written (PostgreSQL's commit_delay):
+   * fewer, larger writes, since a write costs about the same CPU for 1 change as for 16. 0: never waits.
+   */
+  commitDelayMs?: number;
   onBatch?: (info: { entries: number; changes: number; seconds: number; ok: boolean }) => void;
   onError?: (e: unknown) => void;
+}
+
+/** A batch smaller than this may wait for company (commitDelayMs); a bigger one already spreads its write's cost. */
+export const SMALL_BATCH = 16;
+
+/**
+ * Whether a batch waits commitDelayMs before its write: only a small one, and only under steady load (the last
+ * write ended less than commitDelayMs ago). A decision after a quiet spell is written at once.
+ */
+export function lingers(pending: number, sinceLastWriteMs: number, commitDelayMs: number): boolean {
+  return commitDelayMs > 0 && pending < SMALL_BATCH && sinceLastWriteMs < commitDelayMs;
 }
 
 export class Journal {
@@ -75,6 +91,8 @@ export class Journal {
   private readonly sinceSnapshot = new Map<string, number>(); // shop → changes written since its snapshot
   private writeMs = 5; // recent write time (EWMA): the margin a deadline needs
   private scheduled = false;
+  private lastWriteEnd = -Infinity;
+  private lingering: ReturnType<typeof setTimeout> | undefined; // a small batch waiting for company
   private readonly now: () => number;
   private readonly maxBatch: number;
   private readonly snapshotMin: number;
@@ -121,14 +139,24 @@ export class Journal {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.writing) return;
-    this.scheduled = true;
-    // After the current I/O callbacks: everything that arrived in this read joins the batch.
-    setImmediate(() => {
+    if (this.lingering && this.pending.length >= SMALL_BATCH) {
+      // Company came: no need to wait any longer.
+      clearTimeout(this.lingering);
+      this.lingering = undefined;
       this.scheduled = false;
+    }
+    if (this.scheduled || this.writing || this.pending.length === 0) return;
+    this.scheduled = true;
+    const run = () => {
+      this.scheduled = false;
+      this.lingering = undefined;
       // flush() takes back and rejects what it cannot write; anything else escaping it is a bug, not a reason to die.
       this.flush().catch((e) => this.opts.onError?.(e));
-    });
+    };
+    const delay = this.opts.commitDelayMs ?? 0;
+    if (lingers(this.pending.length, this.now() - this.lastWriteEnd, delay)) this.lingering = setTimeout(run, delay);
+    // After the current I/O callbacks: everything that arrived in this read joins the batch.
+    else setImmediate(run);
   }
 
   private async flush(): Promise<void> {
@@ -147,7 +175,8 @@ export class Journal {
       ok = false;
       this.opts.onError?.(e);
     }
-    const ms = this.now() - started;
+    this.lastWriteEnd = this.now();
+    const ms = this.lastWriteEnd - started;
     this.writeMs = this.writeMs * 0.8 + ms * 0.2;
     this.opts.onBatch?.({ entries: batch.length, changes: records.reduce((n, r) => n + r.changes.length, 0), seconds: ms / 1000, ok });
     this.writing = undefined;

@@ -75,6 +75,8 @@ export interface Config {
   maxBotAnswerBytes: number;
   /** Decisions waiting to be durable; beyond this, new stanzas get a quick resource-constraint (overload). */
   maxPendingDecisions: number;
+  /** Under steady load, how long a small group commit waits for more decisions (src/desk/journal.ts); 0 never. */
+  commitDelayMs: number;
   /** Defaults for every shop's limits (each shop may override them). */
   limits: Limits;
   /** memory:, pglite:<dir> or postgres://… */
@@ -256,6 +258,7 @@ function resolve(c: ParsedConfig): Config {
     maxStanzaBytes: c.maxStanzaBytes,
     maxBotAnswerBytes: c.maxBotAnswerBytes,
     maxPendingDecisions: c.maxPendingDecisions,
+    commitDelayMs: c.commitDelayMs,
     limits: c.limits,
     store: c.store,
     postgres: c.postgres,

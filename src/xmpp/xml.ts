@@ -18,33 +18,93 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: false,
-  processEntities: true,
+  // The five predefined entities are decoded here (decodeEntities): the parser's own entity decoder cost more than
+  // the rest of the parse, and it also expanded entities a DOCTYPE declares, which no stanza may carry.
+  processEntities: false,
   htmlEntities: false,
+  cdataPropName: '#cdata', // kept apart: CDATA text is taken as written, never decoded
 });
 
 type Ordered = Record<string, unknown> & { ':@'?: Record<string, string> };
 
+const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+const ENTITY_REF = /&(amp|lt|gt|quot|apos);/g;
+/** One pass, so `&amp;lt;` is `&lt;`. Other references (`&#60;`, `&nbsp;`) stay as written, as they always have. */
+const decodeEntities = (s: string) => (s.includes('&') ? s.replace(ENTITY_REF, (_, n: string) => PREDEFINED[n]) : s);
+
 function fromOrdered(node: Ordered): XmlNode {
-  if ('#text' in node) return String(node['#text']);
+  if ('#text' in node) return decodeEntities(String(node['#text']));
   const name = Object.keys(node).find((k) => k !== ':@')!;
   const kids = (node[name] as Ordered[]) ?? [];
-  return { name, attrs: { ...(node[':@'] ?? {}) }, children: kids.map(fromOrdered) };
+  if (name === '#cdata') return kids.map((k) => String(k['#text'] ?? '')).join('');
+  const attrs: Record<string, string> = {};
+  const raw = node[':@'];
+  if (raw) for (const k in raw) attrs[k] = decodeEntities(raw[k]);
+  return { name, attrs, children: kids.map(fromOrdered) };
 }
 
-/** Parses one XML element; throws XmlError with the parser's reason when it is not well-formed. */
+/**
+ * Parses one XML element; throws XmlError with the reason when it is not well-formed.
+ *
+ * fast-xml-parser's parser accepts malformed input without a word (`<a><b>`, `<a x=1/>`), and its validator is a
+ * second full pass that cost more than the parse. So the parse runs first, and the stanza is taken as it is when
+ * writing the tree back in ejabberd's own form (fxml's: single quotes, its escapes) gives back exactly the input:
+ * that form is well-formed by construction, and it is what every stanza from the shim is. Anything else (other
+ * quoting, comments, entities, CDATA, what the parser mended or dropped) goes to the validator as before.
+ */
 export function parseElement(xml: string): XmlElement {
+  let roots: XmlElement[] | undefined;
+  try {
+    roots = (parser.parse(xml) as Ordered[]).map(fromOrdered).filter((n): n is XmlElement => typeof n !== 'string');
+  } catch {
+    // Beyond what the parser accepts (nesting deeper than MAX_DEPTH): the validator names the fault, else below.
+  }
+  if (roots?.length === 1 && isInFxmlForm(xml, roots[0])) return roots[0];
   const valid = XMLValidator.validate(xml);
   if (valid !== true) throw new XmlError(`malformed XML: ${valid.err.msg} (line ${valid.err.line}, col ${valid.err.col})`);
-  let parsed: Ordered[];
-  try {
-    parsed = parser.parse(xml) as Ordered[];
-  } catch (e) {
-    // Well-formed but beyond what the parser accepts (nesting deeper than MAX_DEPTH): still the sender's fault.
-    throw new XmlError(`malformed XML: ${(e as Error).message}`);
+  if (!roots) {
+    try {
+      parser.parse(xml);
+    } catch (e) {
+      // Well-formed but beyond what the parser accepts: still the sender's fault.
+      throw new XmlError(`malformed XML: ${(e as Error).message}`);
+    }
   }
-  const roots = parsed.map(fromOrdered).filter((n): n is XmlElement => typeof n !== 'string');
-  if (roots.length !== 1) throw new XmlError(`expected one root element, found ${roots.length}`);
+  if (roots?.length !== 1) throw new XmlError(`expected one root element, found ${roots?.length ?? 0}`);
   return roots[0];
+}
+
+// Names of one ASCII form, and no character XML 1.0 forbids: otherwise the validator decides.
+const PLAIN_NAME = /^[A-Za-z_][\w.:-]*$/;
+const FORBIDDEN_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
+const FXML_ATTR = /['"<&]/g;
+const FXML_TEXT = /['"<>&]/g;
+const HAS_FXML_ATTR = /['"<&]/;
+const HAS_FXML_TEXT = /['"<>&]/;
+
+function isInFxmlForm(xml: string, root: XmlElement): boolean {
+  if (FORBIDDEN_CHARS.test(xml)) return false;
+  // Walks the tree along the input, piece by piece, without building the string.
+  let at = 0;
+  const next = (piece: string) => {
+    if (!xml.startsWith(piece, at)) return false;
+    at += piece.length;
+    return true;
+  };
+  const same = (node: XmlNode): boolean => {
+    if (typeof node === 'string') return next(HAS_FXML_TEXT.test(node) ? node.replace(FXML_TEXT, entity) : node);
+    if (!PLAIN_NAME.test(node.name) || !next('<') || !next(node.name)) return false;
+    for (const k in node.attrs) {
+      const v = node.attrs[k];
+      if (!PLAIN_NAME.test(k) || !next(' ') || !next(k) || !next("='")) return false;
+      if (!next(HAS_FXML_ATTR.test(v) ? v.replace(FXML_ATTR, entity) : v) || !next("'")) return false;
+    }
+    if (node.children.length === 0) return next('/>');
+    if (!next('>')) return false;
+    for (const c of node.children) if (!same(c)) return false;
+    return next('</') && next(node.name) && next('>');
+  };
+  return same(root) && at === xml.length;
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };

@@ -9,7 +9,10 @@ import {
   type LoadedShop,
   type ShopRecord,
   type SnapshotWrite,
+  SMALL_BATCH,
+  lingers,
 } from '../../../src/desk/journal.js';
+import { waitUntil } from '../../support/wait.js';
 import { Changes } from '../../../src/routing/changes.js';
 import { ShopState, type Change } from '../../../src/routing/state.js';
 import { DEFAULT_LIMITS } from '../../../src/domain/shop.js';
@@ -31,7 +34,7 @@ const flushTicks = async (n = 3) => {
   for (let i = 0; i < n; i++) await tick();
 };
 
-function setup(opts: { snapshotMinChanges?: number } = {}) {
+function setup(opts: { snapshotMinChanges?: number; commitDelayMs?: number } = {}) {
   let clock = 1000;
   const store = new ManualStore();
   const states = new Map([
@@ -253,6 +256,49 @@ test('a snapshot asked for that cannot be taken fails its write, which is taken 
     (e) => (e as NotDurable).reason,
   );
   assert.equal([outcome, store.writes.length, st.queue.size, errors.length], ['write-failed', 0, 0, 1]);
+});
+
+test('a small batch waits for company only under steady load (the last write ended within commitDelayMs)', () => {
+  assert.ok(lingers(1, 0, 2));
+  assert.ok(lingers(SMALL_BATCH - 1, 1.9, 2));
+  assert.not.ok(lingers(SMALL_BATCH, 0, 2), 'a batch big enough goes at once');
+  assert.not.ok(lingers(1, 2, 2), 'after a quiet spell a decision is written at once');
+  assert.not.ok(lingers(1, 0, 0), 'commitDelayMs 0: never');
+});
+
+test('with commitDelayMs, decisions right after a write share the next one; after a quiet spell one goes at once', async () => {
+  const { store, commit, advance } = setup({ commitDelayMs: 30 });
+  const first = commit('s1', open('v1'));
+  await flushTicks();
+  assert.is(store.writes.length, 1, 'the first decision (no write before it) is written at once');
+  store.writes[0].done();
+  await first;
+  const next = [commit('s1', open('v2'))];
+  await flushTicks();
+  assert.is(store.writes.length, 1, 'right after a write, a lone decision waits for company');
+  next.push(commit('s2', open('v3')), commit('s1', open('v4')));
+  await waitUntil('the lingering batch written', () => store.writes.length === 2);
+  assert.equal(
+    store.writes[1].records.map((r) => [r.shop, r.changes.length]),
+    [
+      ['s1', 2],
+      ['s2', 1],
+    ],
+  );
+  store.writes[1].done();
+  await Promise.all(next);
+  advance(30);
+  const quiet = commit('s1', open('v5'));
+  await flushTicks();
+  assert.is(store.writes.length, 3, 'after a quiet spell: written at once');
+  store.writes[2].done();
+  await quiet;
+  const many = Array.from({ length: SMALL_BATCH }, (_, i) => commit('s2', open(`w${i}`)));
+  await flushTicks();
+  assert.is(store.writes.length, 4, 'company came: no waiting for the delay');
+  assert.is(store.writes[3].records[0].changes.length, SMALL_BATCH);
+  store.writes[3].done();
+  await Promise.all(many);
 });
 
 test.run();
