@@ -92,7 +92,33 @@ const consult = (id: string, visitor: TestClient) =>
 let runCounter = 0;
 const profWindows: Record<string, [number, number]> = {};
 /** Processes whose CPU time is reported per message, besides this one (the clients). */
-const probe = { ejabberd: [] as number[], sidecar: [] as number[], metrics: undefined as undefined | (() => Promise<Map<string, number>>) };
+const probe = {
+  ejabberd: [] as number[],
+  sidecar: [] as number[],
+  metrics: undefined as undefined | (() => Promise<Map<string, number>>),
+  /** The shim's time per stage so far (ejabberdctl consult_status; consult_timing.erl), with the shim only. */
+  shim: undefined as undefined | (() => Promise<ShimStages>),
+};
+
+/** Per stage of consult_timing: how many stanzas, and their summed µs. */
+type ShimStages = Map<string, { n: number; us: number }>;
+/** The "mean time per consult stanza" lines of consult_status, e.g. `  round trip:     812.0 µs (10)`. */
+function shimStages(statusText: string): ShimStages {
+  const out: ShimStages = new Map();
+  for (const m of statusText.matchAll(/^ {2}(to XML|request out|round trip|verdict in|applied): +([\d.]+) us \((\d+)\)$/gm))
+    out.set(m[1], { n: Number(m[3]), us: Number(m[2]) * Number(m[3]) });
+  return out;
+}
+/** Mean µs per stanza of each stage between two readings. */
+function shimDelta(a: ShimStages, b: ShimStages): string {
+  const parts: string[] = [];
+  for (const [stage, after] of b) {
+    const before = a.get(stage) ?? { n: 0, us: 0 };
+    const n = after.n - before.n;
+    if (n > 0) parts.push(`${stage} ${fmt((after.us - before.us) / n, 1)}`);
+  }
+  return parts.length ? `; in the shim, µs per stanza: ${parts.join(', ')}` : '';
+}
 const cpuOf = (pids: number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
 const visitorNames = Array.from({ length: VISITORS }, (_, i) => `visitor${i + 1}`);
 
@@ -175,6 +201,7 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
   for (const c of flow.senders) c.xmpp.on('stanza', onSenderStanza);
   let pacer: NodeJS.Timeout | undefined;
   const m0 = probe.metrics ? await probe.metrics() : undefined;
+  const shim0 = probe.shim ? await probe.shim() : undefined;
   const cpu0 = { client: process.cpuUsage(), ejabberd: cpuOf(probe.ejabberd), sidecar: cpuOf(probe.sidecar) };
   const t0 = now();
   lastEvent = t0;
@@ -227,6 +254,7 @@ async function run(flow: Flow, n: number, mode: { window: number } | { rate: num
     if (dd.count)
       inSidecar = `; in the sidecar: ${dd.count} decisions, mean ${fmt(dd.meanMs, 2)} ms, p99 <= ${fmt(dd.p99Ms, 1)} ms, ${fmt(j.perBatch, 1)} decisions/commit, ${fmt(j.writeMs, 2)} ms/write`;
   }
+  if (shim0) inSidecar += shimDelta(shim0, await probe.shim!());
   const loss =
     `received ${lat.length}/${n}${flow.acks ? `, acked ${acked}` : ''}${errors.size ? `, bounced ${[...errors].map(([k, c]) => `${k}:${c}`).join(' ')}` : ''}` +
     `${lost ? `, ${lost} lost` : ''}${notSent ? `, ${notSent} not sent (stalled)` : ''}`;
@@ -277,6 +305,7 @@ async function withNode<T>(
   });
   const clients: TestClient[] = [];
   probe.ejabberd = findBeamPids(ej.nodeName);
+  probe.shim = withShim ? async () => shimStages((await ej.ctl('consult_status')).stdout) : undefined;
   try {
     await Promise.all(['alice', 'bob', 'shop_2', 'test01', ...visitorNames].map((u) => ej.register(u, PASSWORD)));
     const connect = async (username: string, resource: string) => {

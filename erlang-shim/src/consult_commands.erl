@@ -68,7 +68,8 @@ unregister_commands() ->
 
 -spec status() -> string().
 status() ->
-    consult_status:status_text(node(), consult_grpc:statuses(), consult_grpc:refused()).
+    consult_status:status_text(node(), consult_grpc:statuses(), consult_grpc:refused(),
+                               consult_timing:means(consult_timing:read())).
 
 -spec owned() -> string().
 owned() ->

@@ -152,6 +152,7 @@ handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{breaker = 
         Gate ->
             #st{seq = Seq0, pending = P, conn = C} = St,
             Seq = Seq0 + 1,
+            T0 = erlang:monotonic_time(),
             Msg = consult_pb:encode_shim_message(
                     {filter, #{seq => Seq, hook => filter_packet, host => Host, stanza => Stanza,
                                deadline_ms => Deadline}}),
@@ -161,7 +162,9 @@ handle_call({filter, Host, Stanza, Timeout, Deadline}, From, St = #st{breaker = 
                       probe -> set_breaker(consult_breaker:probing(Seq, B), St1);
                       closed -> St1
                   end,
-            {noreply, count(forwarded, 1, St2#st{conn = consult_grpc_http2:send(Msg, undefined, C)})}
+            C1 = consult_grpc_http2:send(Msg, undefined, C),
+            consult_timing:add(request, erlang:monotonic_time() - T0),
+            {noreply, count(forwarded, 1, St2#st{conn = C1})}
     end;
 handle_call({unary, _, _, _}, _From, St = #st{conn = undefined}) ->
     {reply, {error, unavailable}, St};
@@ -495,12 +498,14 @@ input(Sock, Data, St) ->
 %% A message on a main stream: a verdict for the caller waiting on its seq,
 %% or for consult_sidecar.
 sidecar_message(Msg, Role, Ref, St = #st{sidecar = S}) ->
+    T0 = erlang:monotonic_time(),
     case consult_sidecar:message(Msg, Role, Ref, S) of
         {verdict, V = #{seq := Seq}, S1} ->
             case maps:take(Seq, St#st.pending) of
                 {{From, TRef, _}, P1} ->
                     erlang:cancel_timer(TRef),
                     gen_server:reply(From, {ok, V}),
+                    consult_timing:add(verdict, erlang:monotonic_time() - T0),
                     set_breaker(consult_breaker:success(St#st.breaker),
                                 count(verdicts, 1, St#st{pending = P1, sidecar = S1}));
                 error ->

@@ -4,7 +4,7 @@
 %% block per connection in the configured order, for a person at a shell.
 -module(consult_status).
 
--export([status_text/3, owned_text/1, link_state/1]).
+-export([status_text/3, status_text/4, owned_text/1, link_state/1]).
 -export_type([conn_status/0, refused/0]).
 
 %% A map of consult_grpc:status/1: #{running := false, name := Name} when the
@@ -26,9 +26,16 @@ link_state(#{}) -> down.
 
 -spec status_text(node() | binary(), [conn_status()], refused()) -> string().
 status_text(Node, Conns, Refused) ->
+    status_text(Node, Conns, Refused, []).
+
+%% Timing: consult_timing:means/1 of this node's stages.
+-spec status_text(node() | binary(), [conn_status()], refused(), [{consult_timing:stage(), non_neg_integer(), float()}]) ->
+          string().
+status_text(Node, Conns, Refused, Timing) ->
     text([io_lib:format("mod_consult on ~ts: ~ts~n", [to_text(Node), plural(length(Conns), "sidecar connection")]),
           [conn_block(C) || C <- Conns],
-          refused_line(Refused)]).
+          refused_line(Refused),
+          timing_lines(Timing)]).
 
 %% Each connection with the shops its sidecar decides now, sorted.
 -spec owned_text([{conn_status(), [{binary(), non_neg_integer()}]}]) -> string().
@@ -108,6 +115,19 @@ refused_line(Refused) ->
     ["stanzas that got the failure_policy at once, no sidecar asked\n",
      [line(Label, integer_to_list(maps:get(K, Refused, 0)))
       || {Label, K} <- [{"none connected", unavailable}, {"breaker open", circuit_open}, {"no owner", no_owner}]]].
+
+%% Nothing timed yet: nothing to tell.
+timing_lines([]) ->
+    [];
+timing_lines(Means) ->
+    ["mean time per consult stanza on this node, since it started\n",
+     [line(stage_label(S), io_lib:format("~.1f us (~b)", [Us, N])) || {S, N, Us} <- Means]].
+
+stage_label(to_xml) -> "to XML";
+stage_label(request) -> "request out";
+stage_label(round_trip) -> "round trip";
+stage_label(verdict) -> "verdict in";
+stage_label(apply) -> "applied".
 
 %% The reasons consult_grpc_conn records, in words where they are common.
 reason_text(econnrefused) -> "connection refused";

@@ -63,8 +63,9 @@ bare(Jid) -> consult_stanza:bare(Jid).
 
 ask_sidecar(#message{from = From, to = To} = Pkt, Raw) ->
     #{timeout := Timeout, failure_policy := Policy} = consult_options:settings(From#jid.lserver, To#jid.lserver),
-    case consult_grpc:filter(To#jid.lserver, target(To), fxml:element_to_binary(Raw), Timeout) of
-        {ok, Verdict} -> apply_verdict(Verdict, Pkt, Raw);
+    Xml = consult_timing:time(to_xml, fun() -> fxml:element_to_binary(Raw) end),
+    case consult_timing:time(round_trip, fun() -> consult_grpc:filter(To#jid.lserver, target(To), Xml, Timeout) end) of
+        {ok, Verdict} -> consult_timing:time(apply, fun() -> apply_verdict(Verdict, Pkt, Raw) end);
         {error, Reason} -> sidecar_failed(Reason, Policy, Pkt, Raw)
     end.
 

@@ -20,7 +20,7 @@
 -define(HELPERS, [consult_hpack, consult_h2, consult_h2_machine, consult_pb, consult_owners,
                   consult_breaker, consult_transport, consult_sidecar, consult_grpc, consult_grpc_conn,
                   consult_options, consult_stanza, consult_verdict, consult_agents, consult_inject_keys,
-                  consult_status, consult_commands]).
+                  consult_status, consult_commands, consult_erase, consult_timing]).
 -define(GLOBAL_HOOK, {filter_packet, consult_verdict, filter_packet, 50}).
 -define(HOST_HOOKS, [{c2s_handle_recv, consult_stanza, c2s_handle_recv, 50},
                      {user_send_packet, consult_stanza, user_send_packet, 1},
@@ -46,6 +46,7 @@ start(Host, Opts) ->
             consult_verdict:new_failure_log(),
             consult_grpc:new_counters(),
             load_helpers(),
+            consult_timing:start(),
             ok = start_connections(Opts),
             %% ejabberdctl consult_status / consult_owned, once for the node.
             gen_mod:is_loaded_elsewhere(Host, ?MODULE) orelse consult_commands:register_commands(),

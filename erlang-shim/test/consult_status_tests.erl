@@ -66,6 +66,18 @@ the_documented_example_is_real_test() ->
     ?assertEqual(Example, consult_status:status_text('ejabberd@localhost', [Conn],
                                                      #{unavailable => 0, circuit_open => 0, no_owner => 0})).
 
+%% What consult_timing measured, stage by stage; nothing when nothing was timed.
+timing_per_stage_test() ->
+    Text = consult_status:status_text('ejabberd@localhost', [connected()], refused(),
+                                      [{to_xml, 10, 3.25}, {round_trip, 10, 812.0}, {apply, 9, 40.5}]),
+    Lines = lines(Text),
+    ?assert(lists:member("mean time per consult stanza on this node, since it started", Lines)),
+    ?assert(lists:member("  to XML:         3.3 us (10)", Lines) orelse lists:member("  to XML:         3.2 us (10)", Lines)),
+    ?assert(lists:member("  round trip:     812.0 us (10)", Lines)),
+    ?assert(lists:member("  applied:        40.5 us (9)", Lines)),
+    ?assertEqual(consult_status:status_text(n, [connected()], refused()),
+                 consult_status:status_text(n, [connected()], refused(), [])).
+
 down_connection_says_why_and_when_it_retries_test() ->
     Text = consult_status:status_text(<<"ejabberd@localhost">>, [connected(), down()], refused()),
     Lines = lines(Text),
