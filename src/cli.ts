@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { planImport, type ShopView } from './admin/import.js';
 import { type Config, ConfigError, outsideOverrides } from './domain/config.js';
 import { BadValue, checkValues } from './ops/cli-values.js';
-import { loadConfig } from './ops/config-file.js';
+import { loadConfig, readAdminTokens } from './ops/config-file.js';
 import { packageVersion } from './ops/version.js';
 
 const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
@@ -35,6 +35,12 @@ const USAGE = `usage: consultctl [--url URL] [--token TOKEN] <command>
   left close <shop> <visitor>             close a left message (its kept messages are dropped)
   abandoned <shop>                        waits that ended without an agent, per group and reason
   events <shop>                           the shop's webhook events: where they go, how many wait
+  webhook <shop>                          the shop's own webhook and the one in effect (never the secret)
+  webhook set <shop> <url> [--secret-file F] [--messages true|false] [--timeout D]
+                                          set it over the config's (the secret: --secret-file or
+                                          CONSULT_WEBHOOK_SECRET; left out, the one set stays)
+  webhook off <shop>                      no events for the shop, whatever the config says
+  webhook rm <shop>                       drop its own setting: the config's events apply again
   group set <shop> <name> [--agents a,b] [--products p,q] [--default true|false]
             [--strategy S] [--max N] [--bot none|bot-first|human-first]
                                           create or replace the group (what is left out: its default)
@@ -75,7 +81,9 @@ The admin token is the first of (its role, in the sidecar's admin.tokens, decide
 every change is in the audit log under its name):
   1. --token TOKEN
   2. the environment variable CONSULT_ADMIN_TOKEN
-  3. admin.token of the sidecar config named by CONSULT_CONFIG (e.g. /etc/consult-router/consult.json)
+  3. a token of the sidecar config named by CONSULT_CONFIG (e.g. /etc/consult-router/consult.json):
+     admin.token, else the first of admin.tokens with role admin (token or tokenFile);
+     --token-name NAME: the one of that name, whatever its role
   4. the file admin-token in scripts/run.sh's run directory: $CONSULT_RUN_DIR/admin-token
      (CONSULT_RUN_DIR defaults to .run in the checkout; run.sh makes the file on its first run)
 The URL is the first of --url, CONSULT_ADMIN_URL, admin.host and admin.port of CONSULT_CONFIG's
@@ -92,6 +100,9 @@ const { values: opt, positionals } = (() => {
       options: {
         url: { type: 'string' },
         token: { type: 'string' },
+        'token-name': { type: 'string' },
+        'secret-file': { type: 'string' },
+        messages: { type: 'string' },
         name: { type: 'string' },
         welcome: { type: 'string' },
         'no-agent-text': { type: 'string' },
@@ -200,6 +211,8 @@ function request(): { method: string; path: string; body?: unknown } {
       return groupRequest(sub);
     case 'canned':
       return cannedRequest(sub);
+    case 'webhook':
+      return webhookRequest(sub);
     case 'bot': {
       const mode = need(2, 'bot mode');
       const body: Record<string, unknown> = { mode, url: opt['bot-url'] };
@@ -260,6 +273,31 @@ function cannedRequest(sub: string | undefined): { method: string; path: string;
   if (sub === 'rm') return { method: 'DELETE', path };
   need(4, 'canned reply text');
   return { method: 'PUT', path, body: { text: positionals.slice(4).join(' ') } };
+}
+
+/**
+ * `webhook <shop>`, `webhook set <shop> <url>` (the secret from --secret-file or CONSULT_WEBHOOK_SECRET, never an
+ * argument: the process list would show it; left out, the shop's stays), `webhook off <shop>`, `webhook rm <shop>`.
+ */
+function webhookRequest(sub: string | undefined): { method: string; path: string; body?: unknown } {
+  if (sub !== 'set' && sub !== 'off' && sub !== 'rm') return { method: 'GET', path: `/shops/${e(need(1, 'shop JID'))}/events` };
+  const path = `/shops/${e(need(2, 'shop JID'))}/events`;
+  if (sub === 'rm') return { method: 'DELETE', path };
+  if (sub === 'off') return { method: 'PUT', path, body: { off: true } };
+  const body: Record<string, unknown> = { url: need(3, 'webhook URL') };
+  const file = opt['secret-file'];
+  let secret = process.env.CONSULT_WEBHOOK_SECRET || undefined;
+  if (file !== undefined) {
+    try {
+      secret = fs.readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new BadSetting(`--secret-file: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (secret !== undefined) body.secret = secret;
+  if (opt.messages !== undefined) body.messages = opt.messages === 'true';
+  if (opt.timeout !== undefined) body.timeoutMs = Number(opt.timeout);
+  return { method: 'PUT', path, body };
 }
 
 function groupRequest(sub: string | undefined): { method: string; path: string; body?: unknown } {
@@ -360,14 +398,42 @@ function adminUrl(): string {
   return url.replace(/\/+$/, '');
 }
 
-/** The admin token: --token, CONSULT_ADMIN_TOKEN, CONSULT_CONFIG's admin.token, the run directory's admin-token file. */
+/**
+ * The admin token: --token, CONSULT_ADMIN_TOKEN, CONSULT_CONFIG's admin tokens (admin.token, else the first of
+ * admin.tokens with role admin; --token-name: the one of that name), the run directory's admin-token file.
+ */
 function adminToken(): string | undefined {
+  if (opt.token === undefined && opt['token-name'] !== undefined) return configToken(); // asked for by name: that one
   return (
     opt.token ??
     (process.env.CONSULT_ADMIN_TOKEN || undefined) ??
-    fromSidecarConfig()?.admin.token ??
+    configToken() ??
     fromRunDir('admin-token', (t) => t.trim() || undefined)?.value
   );
+}
+
+/** A token of CONSULT_CONFIG (admin.token is there as the token named admin); one given only by its SHA-256 cannot be sent. */
+function configToken(): string | undefined {
+  const config = fromSidecarConfig();
+  if (!config) {
+    if (opt['token-name'] !== undefined) throw new UsageError('--token-name needs CONSULT_CONFIG (the sidecar config naming the token)');
+    return undefined;
+  }
+  const { tokens } = config.admin;
+  const named = opt['token-name'];
+  const chosen = named === undefined ? tokens.find((t) => t.role === 'admin') : tokens.find((t) => t.name === named);
+  if (!chosen) {
+    if (named === undefined) return undefined;
+    throw new BadSetting(`CONSULT_CONFIG has no admin token named ${named} (it has: ${tokens.map((t) => t.name).join(', ') || 'none'})`);
+  }
+  if (chosen.sha256 !== undefined)
+    throw new BadSetting(`admin token ${chosen.name} of CONSULT_CONFIG is given only by its sha256: pass the token itself with --token`);
+  try {
+    return readAdminTokens([chosen]).map((t) => ('token' in t ? t.token : undefined))[0];
+  } catch (err) {
+    if (err instanceof ConfigError) throw new BadSetting(`${err.message} (CONSULT_CONFIG=${process.env.CONSULT_CONFIG})`);
+    throw err;
+  }
 }
 
 /** An RFC 9457 problem's detail (which names the fields at fault), else the text. */

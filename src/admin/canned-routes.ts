@@ -1,11 +1,12 @@
 // Admin routes over canned replies (src/domain/canned.ts), one at a time: the shop's, or a group's with ?group=.
-// The whole set also travels in the shop's (and the group's) PUT and PATCH bodies as `canned`.
+// The whole set also travels in the shop's (and the group's) PUT and PATCH bodies as `canned` (role admin). One reply
+// at a time is the day's work of a team lead: role operator; the audit log has the reply before and after.
 import { CANNED_MAX, type Canned } from '../domain/canned.js';
 import type { Shop } from '../domain/shop.js';
 import type { Directory } from '../desk/directory.js';
 import type { Store } from '../desk/ports.js';
 import { HttpError, PROBLEM_TYPES } from './problem.js';
-import { type Route, adminRoute } from './routes.js';
+import { type AuditNote, type Route, adminRoute } from './routes.js';
 import { CannedParams, CannedPutBody, CannedQuery, CannedView, Deleted, ShopParams } from './schemas.js';
 import type { z } from 'zod';
 
@@ -48,6 +49,15 @@ export function cannedRoutes(deps: CannedRouteDeps): Route[] {
     await deps.changed();
     return view(deps.directory.shop(shop.jid)!, group);
   };
+  /** The one reply as the audit log shows it (null: none of that name). */
+  const replyView = (shop: Shop, group: string | undefined, name: string) => {
+    const text = cannedOf(shop, group)[name];
+    return text === undefined ? null : { shop: shop.jid, ...(group === undefined ? {} : { group }), name, text };
+  };
+  const audited = (audit: AuditNote, shop: Shop, group: string | undefined, name: string) => {
+    audit.before(replyView(shop, group, name));
+    return () => audit.after(replyView(deps.directory.shop(shop.jid)!, group, name));
+  };
   return [
     shopRoute({
       method: 'GET',
@@ -70,13 +80,17 @@ export function cannedRoutes(deps: CannedRouteDeps): Route[] {
       query: CannedQuery,
       body: CannedPutBody,
       ok: { description: 'the replies now', json: CannedView },
+      role: 'operator',
       problems: [404, 409],
-      handle: async ({ params, query, body }) => {
+      handle: async ({ params, query, body, audit }) => {
         const shop = deps.requireShop(params.shop);
         const now = cannedOf(shop, query.group);
+        const done = audited(audit, shop, query.group, params.name);
         if (!(params.name in now) && Object.keys(now).length >= CANNED_MAX)
           throw new HttpError(409, `${shop.jid} has ${CANNED_MAX} canned replies already; remove one first`, PROBLEM_TYPES.refused);
-        return put(shop, query.group, { ...now, [params.name]: body.text });
+        const answer = await put(shop, query.group, { ...now, [params.name]: body.text });
+        done();
+        return answer;
       },
     }),
     shopRoute({
@@ -87,13 +101,16 @@ export function cannedRoutes(deps: CannedRouteDeps): Route[] {
       params: CannedParams,
       query: CannedQuery,
       ok: { description: 'removed', json: Deleted },
+      role: 'operator',
       problems: [404],
-      handle: async ({ params, query }) => {
+      handle: async ({ params, query, audit }) => {
         const shop = deps.requireShop(params.shop);
         const now = cannedOf(shop, query.group);
         if (!(params.name in now)) throw new HttpError(404, `${shop.jid} has no canned reply ${params.name}`);
+        const done = audited(audit, shop, query.group, params.name);
         const { [params.name]: _gone, ...rest } = now;
         await put(shop, query.group, rest);
+        done();
         return { deleted: params.name, shop: shop.jid };
       },
     }),

@@ -10,6 +10,7 @@ import {
   HoursSchema,
   ShopLimitsSchema,
   ShopSchema,
+  ShopWebhookFields,
   TextsSchema,
 } from '../domain/config-schema.js';
 import { WEEKDAYS } from '../domain/hours.js';
@@ -114,6 +115,39 @@ export const CannedView = z.strictObject({
   shop: z.string(),
   group: z.string().optional(),
   replies: z.array(z.strictObject({ name: z.string(), text: z.string() })).meta({ description: 'by name' }),
+});
+
+/** PUT /shops/{shop}/events: the shop's own webhook, or off: none for it. */
+export const ShopEventsPutBody = z
+  .strictObject({
+    ...ShopWebhookFields,
+    off: z.literal(true).optional().meta({ description: 'no events for this shop, whatever the config says (alone)' }),
+  })
+  .superRefine((b, ctx) => {
+    if (b.off && Object.keys(b).length > 1) ctx.addIssue({ code: 'custom', path: ['off'], message: 'must be alone' });
+    if (!b.off && !b.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be given (or off: true)' });
+  })
+  .meta({ description: 'the shop’s own webhook over the config’s events' });
+/** A webhook as answered: never its secret, only that one is set. */
+const WebhookOut = z.strictObject({
+  url: z.string(),
+  messages: z.boolean().optional(),
+  timeoutMs: z.int().optional(),
+  secretSet: z.literal(true).meta({ description: 'the secret is write-only: never answered nor logged' }),
+});
+export const ShopEventsView = z.strictObject({
+  shop: z.string(),
+  source: z.enum(['shop', 'config', 'none']).meta({
+    description: 'shop: its own, set here; config: the config file’s (events.shops or events.url); none: no events',
+  }),
+  own: z
+    .union([WebhookOut, z.literal(false)])
+    .nullable()
+    .meta({ description: 'its own setting (false: off; null: none, the config applies)' }),
+  url: z.string().nullable().meta({ description: 'where its events go now (null: nowhere)' }),
+  messages: z.boolean(),
+  timeoutMs: z.int().nullable(),
+  secretSet: z.boolean(),
 });
 
 export const CloseBody = z.strictObject({ shop: UserJid, visitor: UserJid });
@@ -221,6 +255,10 @@ export const ShopView = z.strictObject({
   queueMaxWaitSec: z.int().optional().meta({ description: 'the longest wait in the queue before a left message; absent or 0: no limit' }),
   supervisors: z.array(z.string()).optional().meta({ description: 'who may list, monitor, whisper to and take over its sessions' }),
   canned: z.record(z.string(), z.string()).optional().meta({ description: 'canned replies by name (#name from an agent)' }),
+  events: z
+    .union([WebhookOut, z.literal(false)])
+    .optional()
+    .meta({ description: 'its own webhook (PUT /shops/{shop}/events; false: off); absent: the config’s' }),
   agents: z.array(z.strictObject({ jid: z.string(), maxSessions: z.int() })),
   decidedHere: z.boolean().meta({ description: 'this sidecar decides the shop: its sessions and queue are read and changed here' }),
 });

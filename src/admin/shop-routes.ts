@@ -13,6 +13,7 @@ import { type FieldProblem, HttpError, PROBLEM_TYPES, invalid } from './problem.
 import { type AuditNote, DECIDED_HERE_PROBLEMS, type Route, adminRoute } from './routes.js';
 import { shopLookup } from './shop-lookup.js';
 import { cannedRoutes } from './canned-routes.js';
+import { webhookOut, webhookRoutes } from './webhook-routes.js';
 import {
   AgentParams,
   AgentView,
@@ -167,8 +168,9 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
       resources: presence.resourcesOf(jid).map(({ resource, node, show, priority }) => ({ resource, node, show, priority })),
     };
   };
-  const shopView = (s: Shop): z.input<typeof ShopView> => ({
+  const shopView = ({ events, ...s }: Shop): z.input<typeof ShopView> => ({
     ...s,
+    ...(events === undefined ? {} : { events: webhookOut(events) }), // never its secret
     agents: directory.membersOf(s.jid).map((m) => ({ jid: m.agent, maxSessions: m.maxSessions })),
     decidedHere: desk.shops.owns(s.jid),
   });
@@ -209,6 +211,7 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
 
   return [
     ...cannedRoutes({ store, directory, requireShop, changed: () => changed() }),
+    ...webhookRoutes({ store, directory, requireShop, hookOf: (s) => desk.sender.hookOf(s), changed: () => changed() }),
     shopRoute({
       method: 'GET',
       path: '/shops',
@@ -241,7 +244,8 @@ export function shopRoutes(deps: ShopRouteDeps): Route[] {
         notAnAgent(params.shop);
         const old = directory.shop(params.shop);
         audit.before(old ? shopView(old) : null);
-        const shop = shopFrom(params.shop, body, deps.defaultLimits);
+        // Its own webhook is a resource of its own (/shops/{shop}/events): a whole shop's body leaves it as it is.
+        const shop = { ...shopFrom(params.shop, body, deps.defaultLimits), ...(old?.events !== undefined ? { events: old.events } : {}) };
         checkGroups(shop.groups, members(shop.jid));
         return putShop(shop);
       },

@@ -7,7 +7,7 @@ import type { BotAsk, Changes, HistoryLookup, ShopContext } from '../routing/cha
 import { HISTORY_MAX, historyAnswer } from '../routing/history.js';
 import { byNewest, type ArchiveRecord } from '../domain/archive.js';
 import { toAgent } from '../routing/replies.js';
-import type { Stored } from '../routing/state.js';
+import { keptId, type Stored } from '../routing/state.js';
 import { relay } from '../xmpp/stanzas.js';
 import { findChild, parseElement, serialize, type XmlElement } from '../xmpp/xml.js';
 import { botAnswered, botFailed } from '../routing/bot.js';
@@ -172,6 +172,7 @@ export class AfterCommit {
       const kept = st?.kept.get(visitor);
       if (!st || !session || !kept?.length) return;
       const relayed: Stored[] = [];
+      const ids: string[] = []; // what this batch takes out of kept, by identity (a revoke may take one first)
       const keys: string[] = [];
       let bytes = 0;
       for (const k of kept) {
@@ -179,6 +180,7 @@ export class AfterCommit {
         const original = parseElement(k.xml);
         const xml = serialize(relay(original, toAgent(session, k.at)));
         relayed.push({ at: k.at, xml });
+        ids.push(keptId(k));
         keys.push(keptKey(shopJid, visitor, k, original));
         bytes += xml.length;
       }
@@ -188,7 +190,7 @@ export class AfterCommit {
       );
       await this.deps.act(shopJid, (_cx, w) => {
         // Erased while on their way (forget): nothing of them is journaled again.
-        if (w.state.kept.has(visitor)) w.do({ op: 'release', v: visitor, n: relayed.length, relayed });
+        if (w.state.kept.has(visitor)) w.do({ op: 'release', v: visitor, n: relayed.length, relayed, ids });
       });
     }
   }

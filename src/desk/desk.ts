@@ -147,6 +147,7 @@ export class Desk {
     this.sender = new EventSender({
       shops: this.shops,
       events: this.config.events,
+      storedHook: (shop) => this.directory.shop(shop)?.events,
       post: deps.postEvent,
       act: (shop, decide) => this.act(shop, decide),
       log: this.log,

@@ -5,6 +5,7 @@
 // Decisions never wait for any of this: a dead endpoint only makes the outbox grow, up to limits.outboxMax.
 import { type EventHook, type EventsConfig, eventHookOf } from '../domain/config.js';
 import type { Log } from '../domain/log.js';
+import type { ShopWebhook } from '../domain/shop.js';
 import { ThrottledLog } from '../domain/throttle.js';
 import type { ShopEvent } from '../routing/state.js';
 import type { Act } from './after-commit.js';
@@ -29,6 +30,8 @@ export function backoffMs(n: number, baseMs: number, maxMs: number, random: () =
 export interface EventSenderDeps {
   shops: HeldShops;
   events: EventsConfig;
+  /** The shop's own webhook as stored now (set through the admin API), read on every use: no restart needed. */
+  storedHook?: (shop: string) => ShopWebhook | false | undefined;
   /** None: events wait in the outbox (tools, tests without a webhook). */
   post?: PostEvent;
   act: Act;
@@ -59,7 +62,7 @@ export class EventSender {
 
   /** The shop's webhook, if it has one. */
   hookOf(shop: string): EventHook | undefined {
-    return eventHookOf(this.deps.events, shop);
+    return eventHookOf(this.deps.events, shop, this.deps.storedHook?.(shop));
   }
 
   /** A committed decision of the shop dropped this many undelivered events (its outbox was full). */

@@ -358,6 +358,12 @@ export const EventHookSchema = strict({
   secret: token().describe('HMAC-SHA256 key of the X-Consult-Signature header'),
   ...hookFields,
 });
+/** A shop's own webhook through the admin API (PUT /shops/{shop}/events): the secret may be left out to keep the one set. */
+export const ShopWebhookFields = {
+  url: httpUrl().optional().describe('where the events go (required unless off)'),
+  secret: token().optional().describe('HMAC-SHA256 key of the X-Consult-Signature header; left out: the one set stays'),
+  ...hookFields,
+};
 export const EventsSchema = strict({
   url: httpUrl().optional().describe("every shop's events (a shop may have its own under shops)"),
   secret: token().optional().describe('HMAC-SHA256 key of the X-Consult-Signature header (or CONSULT_EVENTS_SECRET)'),

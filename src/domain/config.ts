@@ -11,7 +11,7 @@ import {
   type ParsedConfig,
 } from './config-schema.js';
 import { DEFAULT_NO_AGENT_TEXT, type Texts } from './texts.js';
-import type { AgentStatus, BotConfig, Group, Limits, Shop } from './shop.js';
+import type { AgentStatus, BotConfig, Group, Limits, Shop, ShopWebhook } from './shop.js';
 import { domainOf } from '../xmpp/jid.js';
 import type { Role } from './audit.js';
 
@@ -121,10 +121,21 @@ export interface EventsConfig {
   shops: Record<string, EventHook | null>;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** What a shop's own webhook (set through the admin API) leaves out: events.messages, events.timeoutMs. */
+  messages?: boolean;
+  timeoutMs?: number;
 }
 
-/** The endpoint of a shop's events, if it has one. */
-export function eventHookOf(events: EventsConfig, shop: string): EventHook | undefined {
+/**
+ * The endpoint of a shop's events, if it has one: the shop's own as stored (`stored`, set through the admin API;
+ * false: none), else the config's for the shop, else the config's for every shop.
+ */
+export function eventHookOf(events: EventsConfig, shop: string, stored?: ShopWebhook | false): EventHook | undefined {
+  if (stored === false) return undefined;
+  if (stored) {
+    const { url, secret } = stored;
+    return { url, secret, messages: stored.messages ?? events.messages ?? false, timeoutMs: stored.timeoutMs ?? events.timeoutMs ?? 5000 };
+  }
   const own = events.shops[shop];
   return own === null ? undefined : (own ?? events.all);
 }
@@ -286,6 +297,8 @@ function resolveEvents(e: ParsedConfig['events']): EventsConfig {
     shops: Object.fromEntries(Object.entries(e.shops).map(([jid, h]) => [jid, h === false ? null : hook(h)])),
     retryBaseMs: e.retryBaseMs,
     retryMaxMs: Math.max(e.retryBaseMs, e.retryMaxMs),
+    ...(e.messages !== undefined ? { messages: e.messages } : {}),
+    ...(e.timeoutMs !== undefined ? { timeoutMs: e.timeoutMs } : {}),
   };
 }
 

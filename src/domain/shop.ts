@@ -90,6 +90,16 @@ export interface Shop {
   supervisors?: string[];
   /** Canned replies by name (src/domain/canned.ts): `#name` from an agent sends the text to its visitor. */
   canned?: Canned;
+  /** Its own webhook, set through the admin API, over the config's events (false: none for it); absent: the config's. */
+  events?: ShopWebhook | false;
+}
+
+/** A shop's own webhook as stored (the secret signs each request; it is never answered nor logged). */
+export interface ShopWebhook {
+  url: string;
+  secret: string;
+  messages?: boolean; // absent: the config's events.messages
+  timeoutMs?: number; // absent: the config's events.timeoutMs
 }
 
 export interface Membership {

@@ -2,7 +2,7 @@
 // config's, so the CLI, the config file and the admin API agree on ranges), numbers and durations turned into
 // what the API takes. A problem is a BadValue naming the flag: "--max must be an integer in 1..1000".
 import { z } from 'zod';
-import { AgentSchema, BareJidSchema, BotSchema, GroupSchema, parseOrFail, ShopSchema } from '../domain/config-schema.js';
+import { AgentSchema, BareJidSchema, BotSchema, GroupSchema, parseOrFail, ShopSchema, ShopWebhookFields } from '../domain/config-schema.js';
 
 export class BadValue extends Error {}
 
@@ -48,6 +48,7 @@ const OPTIONS: Record<string, { schema: z.ZodType; integer?: true }> = {
   limit: { schema: LIMIT, integer: true },
   queue: { schema: TRUE_OR_FALSE },
   default: { schema: TRUE_OR_FALSE },
+  messages: { schema: TRUE_OR_FALSE },
   strategy: { schema: ShopSchema.shape.strategy },
   bot: { schema: GroupSchema.shape.bot },
   'bot-url': { schema: BotSchema.shape.url },
@@ -79,8 +80,12 @@ export function checkValues(opt: Record<string, string | boolean | undefined>, p
       .map((j) => j.trim())
       .filter(Boolean))
       check('--supervisors', jid, BareJidSchema);
-  if (typeof opt.timeout === 'string') opt.timeout = String(checkDuration('--timeout', opt.timeout, BotSchema.shape.timeoutMs));
   const [cmd, sub] = positionals;
+  // --timeout: the bot's, or a webhook's request timeout
+  const timeout = cmd === 'webhook' ? ShopWebhookFields.timeoutMs.unwrap() : BotSchema.shape.timeoutMs;
+  if (typeof opt.timeout === 'string') opt.timeout = String(checkDuration('--timeout', opt.timeout, timeout));
+  if (cmd === 'webhook' && sub === 'set' && positionals[3] !== undefined)
+    check('webhook URL', positionals[3], ShopWebhookFields.url.unwrap());
   if (cmd === 'agent' && sub === 'status' && positionals[3] !== undefined) check('status', positionals[3], AgentSchema.shape.status);
   if (cmd === 'bot' && positionals[2] !== undefined) check('bot mode', positionals[2], BotSchema.shape.mode);
 }

@@ -10,6 +10,8 @@ export interface EventOptions {
   messages: boolean;
 }
 
+const messageId = (id: string | undefined) => (id ? { messageId: id } : {});
+
 /** The events one change makes, read from the state before it is applied; none when the change would do nothing. */
 export function eventsOf(st: ShopState, c: Change, opts: EventOptions): ShopEvent[] {
   const sessionOf = (v: string, startedAt: number) => st.transcripts.get(v)?.id ?? transcriptId(st.shop, v, startedAt);
@@ -58,12 +60,21 @@ export function eventsOf(st: ShopState, c: Change, opts: EventOptions): ShopEven
       const s = st.sessions.get(c.v);
       if (!opts.messages || !s) return [];
       const by = c.by === 'visitor' ? 'visitor' : s.agent === BOT ? 'bot' : 'agent';
-      return [{ type: 'message', at: c.at, visitor: c.v, session: sessionOf(c.v, s.startedAt), agent: s.agent, by, text: c.text ?? '' }];
+      const session = sessionOf(c.v, s.startedAt);
+      return [{ type: 'message', at: c.at, visitor: c.v, session, agent: s.agent, by, text: c.text ?? '', ...messageId(c.id) }];
     }
     case 'keep': {
       // A waiting (or left) visitor's message: its session is the transcript keep() starts or continues.
       if (!opts.messages) return [];
-      return [{ type: 'message', at: c.at, visitor: c.v, session: sessionOf(c.v, c.at), by: 'visitor', text: c.text ?? '' }];
+      const session = sessionOf(c.v, c.at);
+      return [{ type: 'message', at: c.at, visitor: c.v, session, by: 'visitor', text: c.text ?? '', ...messageId(c.id) }];
+    }
+    case 'revoke': {
+      // A message taken back by its sender: the receiver of `message` events learns which (messageId), as a client does.
+      const session = st.transcripts.get(c.v)?.id;
+      if (!opts.messages || !session) return [];
+      const agent = st.sessions.get(c.v)?.agent;
+      return [{ type: 'message.revoked', at: c.at, visitor: c.v, session, by: c.by, messageId: c.id, ...(agent ? { agent } : {}) }];
     }
     default:
       return [];

@@ -10,6 +10,7 @@ import { serialize, type XmlElement } from '../xmpp/xml.js';
 import type { Changes, ShopContext } from './changes.js';
 import { keptFull } from './kept.js';
 import { toAgent, toVisitor } from './replies.js';
+import { monitorCopies } from './supervisor.js';
 import { BOT, type Session, type ShopState } from './state.js';
 
 const unnamed = () =>
@@ -59,8 +60,8 @@ export function agentRevoke(cx: ShopContext, w: Changes, stanza: XmlElement, age
 function relayed(w: Changes, s: Session, id: string, by: 'visitor' | 'agent', out: XmlElement, acked: XmlElement[], now: number): Decision {
   const xml = serialize(out);
   w.do({ op: 'revoke', v: s.visitor, id, by, at: now, xml });
-  // Supervisors' copies rewrite the body text, which a revoke's JSON cannot take: they get none.
-  return rewrite(out, acked, xml);
+  // Watching supervisors get a copy that stays a revoke, its JSON body intact (monitorCopy leaves it unprefixed).
+  return rewrite(out, [...acked, ...monitorCopies(s, out, by)], xml);
 }
 
 const notYours = (id: string, shop: string) =>

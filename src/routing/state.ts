@@ -2,6 +2,7 @@
 // changes that move it. Every change is applied by `apply` — when a decision makes it,
 // and again when the journal is replayed after a restart — so memory and the durable
 // journal can never disagree about what a change means.
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { archiveRecord, newTranscript, type ArchiveRecord, type CloseReason, type Line, type Transcript } from '../domain/archive.js';
 import type { Limits } from '../domain/shop.js';
@@ -72,6 +73,14 @@ export interface Stored {
   xml: string;
 }
 
+/**
+ * A kept message's identity in a `release`: its arrival time and a digest of its XML. A release names what reached
+ * the agent by identity, not by position, because a revoke can take a message out of `kept` while it is on its way.
+ */
+export function keptId(m: Stored): string {
+  return `${m.at}:${createHash('sha256').update(m.xml).digest('base64url').slice(0, 16)}`;
+}
+
 /** What a shop's webhook is told (src/routing/events.ts derives them from a decision's changes; docs/behaviour.md). */
 export type EventType =
   | 'session.opened'
@@ -81,7 +90,8 @@ export type EventType =
   | 'session.rated'
   | 'message.left'
   | 'session.abandoned'
-  | 'message';
+  | 'message'
+  | 'message.revoked';
 export interface ShopEvent {
   type: EventType;
   at: number;
@@ -95,8 +105,9 @@ export interface ShopEvent {
   score?: number; // rated
   waitedMs?: number; // abandoned
   waiting?: true; // opened into the queue
-  by?: 'visitor' | 'agent' | 'bot'; // message
+  by?: 'visitor' | 'agent' | 'bot'; // message, message.revoked
   text?: string; // message
+  messageId?: string; // message (its body id), message.revoked (the message taken back)
 }
 
 /** Written to the archive store once durable, then dropped by an `archived` change. */
@@ -123,7 +134,8 @@ export type Change =
   // xml: the relayed revoke, which takes the message's place in the history; keep: the revoke (xml) waits in `kept`
   // behind the visitor's messages still on their way to the agent (src/routing/revoke.ts)
   | { op: 'revoke'; v: string; id: string; by: 'visitor' | 'agent'; at: number; xml?: string; keep?: true }
-  | { op: 'release'; v: string; n: number; relayed: Stored[] } // the first n kept messages reached the agent
+  // These kept messages reached the agent: `ids` (keptId) name them; without (journals written before), the first n
+  | { op: 'release'; v: string; n: number; relayed: Stored[]; ids?: string[] }
   | { op: 'rate'; v: string; score: number; at: number } // the visitor rated its last closed session
   | { op: 'archived'; keys: string[] } // these unarchived entries are in the archive store
   | { op: 'emit'; e: ShopEvent } // an event for the shop's webhook, numbered by the shop's event sequence
@@ -783,7 +795,7 @@ export function apply(st: ShopState, c: Change): Undo {
       return forget(st, c.v);
     case 'release': {
       const list = st.kept.get(c.v) ?? [];
-      const taken = list.splice(0, c.n);
+      const taken = takeReleased(list, c);
       if (list.length === 0) st.kept.delete(c.v);
       // Without a session (re-queued meanwhile) they still reached the old agent: gone from kept, not in a history.
       const s = st.sessions.get(c.v);
@@ -793,11 +805,30 @@ export function apply(st: ShopState, c: Change): Undo {
       return () => {
         for (let i = undos.length - 1; i >= 0; i--) undos[i]();
         if (s) s.lastVisitorAt = prevVisitorAt!;
-        list.unshift(...taken);
+        for (let i = taken.length - 1; i >= 0; i--) list.splice(taken[i][0], 0, taken[i][1]);
         if (list.length) st.kept.set(c.v, list);
       };
     }
   }
+}
+
+/**
+ * Takes the released messages out of a visitor's kept list: by identity, each where it is now (one revoked while on
+ * its way is gone already, and nothing else goes in its stead); an old record without ids, the first n. Returns where
+ * each was, in the order taken, for the undo.
+ */
+function takeReleased(list: Stored[], c: Extract<Change, { op: 'release' }>): [number, Stored][] {
+  const taken: [number, Stored][] = [];
+  if (!c.ids) {
+    for (const m of list.splice(0, c.n)) taken.push([0, m]); // as if taken one by one from the front
+    return taken;
+  }
+  for (const id of c.ids) {
+    const at = id.slice(0, id.indexOf(':'));
+    const i = list.findIndex((m) => String(m.at) === at && keptId(m) === id);
+    if (i >= 0) taken.push([i, list.splice(i, 1)[0]]);
+  }
+  return taken;
 }
 
 const noop: Undo = () => {};

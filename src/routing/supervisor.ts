@@ -7,7 +7,7 @@
 //
 // A copy for a watching supervisor is the relayed message itself, addressed to the supervisor,
 // with no_update_msg_log (not a conversation of its own), its body prefixed "[from → to] " for
-// plain clients, and a child saying what it is:
+// plain clients (a revoke's body stays as it is: its JSON names the message taken back), and a child saying what it is:
 //   <monitored xmlns='urn:xmpp:consult:supervisor:0' visitor='v1@host' agent='test01@host' from='visitor'/>
 import type { Shop } from '../domain/shop.js';
 import { QCHAT_TO_AGENT, ack, ensureBodyId, notice } from '../xmpp/stanzas.js';
@@ -89,7 +89,7 @@ function monitorCopy(relayed: XmlElement, to: string, s: Session, from: 'visitor
   copy.attrs.to = to;
   copy.attrs.no_update_msg_log = 'true';
   const body = findChild(copy, 'body');
-  if (body) {
+  if (body && copy.attrs.type !== 'revoke') {
     const [a, b] = from === 'visitor' ? [s.visitor, s.agent] : [s.agent, s.visitor];
     body.children = [`[${a} → ${b}] ${textOf(body)}`];
   }

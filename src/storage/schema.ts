@@ -146,6 +146,12 @@ const VERSIONS: Version[] = [
     // /archive?context= matches a substring of it. The context itself is in the body with the rest of the record.
     sql: [`ALTER TABLE archive ADD COLUMN IF NOT EXISTS context text NOT NULL DEFAULT ''`],
   },
+  {
+    version: 12,
+    what: "a shop's own webhook, set through the admin API",
+    // JSON of {url, secret, messages?, timeoutMs?}, 'false' (no events for it), or '' (the config's).
+    sql: [`ALTER TABLE shops ADD COLUMN IF NOT EXISTS events text NOT NULL DEFAULT ''`],
+  },
 ];
 
 /**

@@ -23,6 +23,7 @@ const toShop = (r: Row): Shop => ({
   ...(r.max_missed_chats !== null ? { maxMissedChats: r.max_missed_chats } : {}),
   ...supervisorsOf(r),
   ...cannedOf(r),
+  ...(r.events ? { events: JSON.parse(r.events) } : {}),
 });
 
 function supervisorsOf(r: Row): Pick<Shop, 'supervisors'> {
@@ -58,11 +59,11 @@ export class SqlStore implements Store {
   async putShop(s: Shop) {
     await this.db.query(
       `INSERT INTO shops (jid, name, welcome, no_agent_text, strategy, queue_enabled, limits, language, texts, groups, bot,
-         hours, queue_max_wait_sec, answer_timeout_sec, max_missed_chats, supervisors, canned)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         hours, queue_max_wait_sec, answer_timeout_sec, max_missed_chats, supervisors, canned, events)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
        ON CONFLICT (jid) DO UPDATE SET name = $2, welcome = $3, no_agent_text = $4, strategy = $5, queue_enabled = $6,
          limits = $7, language = $8, texts = $9, groups = $10, bot = $11, hours = $12, queue_max_wait_sec = $13,
-         answer_timeout_sec = $14, max_missed_chats = $15, supervisors = $16, canned = $17`,
+         answer_timeout_sec = $14, max_missed_chats = $15, supervisors = $16, canned = $17, events = $18`,
       [
         s.jid,
         s.name,
@@ -81,6 +82,7 @@ export class SqlStore implements Store {
         s.maxMissedChats ?? null,
         JSON.stringify(s.supervisors ?? []),
         JSON.stringify(s.canned ?? {}),
+        s.events === undefined ? '' : JSON.stringify(s.events),
       ],
     );
   }

@@ -150,6 +150,105 @@ test('the token and URL: CONSULT_ADMIN_TOKEN, the config CONSULT_CONFIG names, t
   }
 });
 
+test('a token of admin.tokens: the first with role admin, or --token-name NAME; a hashed one is refused', async () => {
+  const port = new URL(base).port;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consultctl-'));
+  try {
+    const config = path.join(dir, 'consult.json');
+    fs.writeFileSync(path.join(dir, 'ops-token'), 'the-operator-token-from-a-file\n');
+    const tokens = [
+      { name: 'dash', role: 'read', token: 'the-dashboard-read-token' },
+      { name: 'ops', role: 'operator', tokenFile: path.join(dir, 'ops-token') },
+      { name: 'boss', role: 'admin', token: 'the-first-admin-token-here' },
+      { name: 'later', role: 'admin', token: 'the-second-admin-token-here' },
+      { name: 'hashed', role: 'admin', sha256: 'a'.repeat(64) },
+    ];
+    fs.writeFileSync(config, JSON.stringify({ admin: { host: '127.0.0.1', port: Number(port), tokens } }));
+    seen.length = 0;
+    for (const args of [['shops'], ['--token-name', 'ops', 'shops'], ['--token-name', 'dash', 'shops']]) {
+      const r = await ctl(args, { CONSULT_CONFIG: config });
+      assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    // --token-name asks for that one: over CONSULT_ADMIN_TOKEN too (only --token is over it)
+    assert.is(
+      (await ctl(['--token-name', 'later', 'shops'], { CONSULT_CONFIG: config, CONSULT_ADMIN_TOKEN: 'from-the-environment' })).code,
+      0,
+    );
+    assert.equal(
+      seen.map((s) => s.authorization),
+      [
+        'Bearer the-first-admin-token-here',
+        'Bearer the-operator-token-from-a-file',
+        'Bearer the-dashboard-read-token',
+        'Bearer the-second-admin-token-here',
+      ],
+    );
+    seen.length = 0;
+    const unknown = await ctl(['--token-name', 'nobody', 'shops'], { CONSULT_CONFIG: config });
+    assert.equal(
+      [unknown.code, unknown.stderr],
+      [2, 'consultctl: CONSULT_CONFIG has no admin token named nobody (it has: dash, ops, boss, later, hashed)'],
+    );
+    const hashed = await ctl(['--token-name', 'hashed', 'shops'], { CONSULT_CONFIG: config });
+    assert.is(hashed.code, 2);
+    assert.match(hashed.stderr, /only by its sha256: pass the token itself with --token/);
+    const noConfig = await ctl(['--url', base, '--token-name', 'boss', 'shops']);
+    assert.is(noConfig.code, 2);
+    assert.match(noConfig.stderr, /--token-name needs CONSULT_CONFIG/);
+    assert.equal(seen, [], 'nothing sent');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('webhook: the requests it stands for; the secret from a file or the environment, never an argument', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consultctl-'));
+  try {
+    const secretFile = path.join(dir, 'hook-secret');
+    fs.writeFileSync(secretFile, 'a-webhook-secret-from-a-file\n');
+    seen.length = 0;
+    const run = (args: string[], env: Record<string, string> = {}) => ctl(['--url', base, '--token', TOKEN, ...args], env);
+    for (const [args, env] of [
+      [['webhook', 'shop@d']],
+      [['webhook', 'set', 'shop@d', 'https://hooks.example/consult', '--secret-file', secretFile, '--messages', 'true', '--timeout', '2s']],
+      [['webhook', 'set', 'shop@d', 'https://hooks.example/other'], { CONSULT_WEBHOOK_SECRET: 'a-webhook-secret-from-the-env' }],
+      [['webhook', 'set', 'shop@d', 'https://hooks.example/kept']],
+      [['webhook', 'off', 'shop@d']],
+      [['webhook', 'rm', 'shop@d']],
+    ] as [string[], Record<string, string>?][]) {
+      const r = await run(args, env);
+      assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    assert.equal(
+      seen.map((s) => [s.method, s.url, s.body]),
+      [
+        ['GET', '/shops/shop%40d/events', undefined],
+        [
+          'PUT',
+          '/shops/shop%40d/events',
+          { url: 'https://hooks.example/consult', secret: 'a-webhook-secret-from-a-file', messages: true, timeoutMs: 2000 },
+        ],
+        ['PUT', '/shops/shop%40d/events', { url: 'https://hooks.example/other', secret: 'a-webhook-secret-from-the-env' }],
+        ['PUT', '/shops/shop%40d/events', { url: 'https://hooks.example/kept' }],
+        ['PUT', '/shops/shop%40d/events', { off: true }],
+        ['DELETE', '/shops/shop%40d/events', undefined],
+      ],
+    );
+    seen.length = 0;
+    const badUrl = await run(['webhook', 'set', 'shop@d', 'ftp://x']);
+    assert.equal([badUrl.code, badUrl.stderr], [2, 'consultctl: webhook URL must be an http:// or https:// URL']);
+    const badTimeout = await run(['webhook', 'set', 'shop@d', 'https://h.example/', '--timeout', '5min']);
+    assert.is(badTimeout.code, 2);
+    assert.match(badTimeout.stderr, /^consultctl: --timeout must be a duration from 100ms to 60s/);
+    const noFile = await run(['webhook', 'set', 'shop@d', 'https://h.example/', '--secret-file', path.join(dir, 'none')]);
+    assert.is(noFile.code, 2);
+    assert.match(noFile.stderr, /^consultctl: --secret-file: cannot read/);
+    assert.equal(seen, [], 'nothing sent');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('canned replies and tag filters: the requests they stand for', async () => {
   seen.length = 0;
   const run = (...args: string[]) => ctl(['--url', base, '--token', TOKEN, ...args]);

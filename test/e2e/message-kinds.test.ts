@@ -2,7 +2,8 @@
 // PGlite, with plain XMPP clients sending the exact stanzas of docs/behaviour.md (*Message kinds*): a photo each way
 // (msgType 3, the inline image object; body attributes and other children intact), a revoke each way (type='revoke',
 // msgType -2, the revoked body id kept, rewritten from the shop with realfrom/realto), and the archive, through the
-// admin API, showing both photo lines revoked with their URLs.
+// admin API, showing both photo lines revoked with their URLs. A watching supervisor gets each revoke as a revoke
+// (its JSON body intact, marked monitored), and the shop's webhook (a real receiver here) a message.revoked for each.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import parse from '@xmpp/xml/lib/parse.js';
@@ -11,12 +12,16 @@ import { type E2eStore, openStore } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
+import { EventReceiver } from '../support/event-receiver.js';
 import { type Element, bodyId, isAck, type TestClient } from '../support/xmpp.js';
 
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const AGENT = `test01@${D}`;
 const VISITOR = `visitor1@${D}`;
+const SUE = `sue@${D}`;
+const NS_SUPERVISOR = 'urn:xmpp:consult:supervisor:0';
+const HOOK_SECRET = 'e2e-message-kinds-webhook-secret';
 const TOKEN = 'e2e-admin-token-message-kinds';
 const IMG = 'https://img.example.com/file/v2/7f3a.png';
 const SEND = '{&quot;cn&quot;:&quot;consult&quot;,&quot;d&quot;:&quot;send&quot;,&quot;usrType&quot;:&quot;usr&quot;}';
@@ -49,27 +54,35 @@ interface Ctx {
   adminPort: number;
   visitor: TestClient;
   agent: TestClient;
+  sue: TestClient;
+  receiver: EventReceiver;
 }
 const e2e = suite<Ctx>('e2e QChat message kinds (photo, revoke) through ejabberd [pglite]');
 
 setUpSuite(e2e, async (ctx) => {
   ctx.store = await openStore('pglite');
   ctx.adminPort = await freePort();
+  ctx.receiver = new EventReceiver(HOOK_SECRET);
+  await ctx.receiver.start();
   ctx.stack = await startStack({
     domain: D,
     config: {
       store: ctx.store.url,
       systemJid: `admin@${D}`,
       admin: { port: ctx.adminPort, token: TOKEN },
-      shops: [{ jid: SHOP, name: 'Kinds shop', language: 'en', agents: [{ jid: AGENT, maxSessions: 5 }] }],
+      events: { url: ctx.receiver.url, secret: HOOK_SECRET, messages: true, retryBaseMs: 50, retryMaxMs: 500 },
+      shops: [{ jid: SHOP, name: 'Kinds shop', language: 'en', supervisors: [SUE], agents: [{ jid: AGENT, maxSessions: 5 }] }],
     },
-    users: ['visitor1', 'test01'],
+    users: ['visitor1', 'test01', 'sue'],
     sidecarStartMs: 90_000, // a busy 2-core machine: its first start compiles the sources
   });
   ctx.agent = await ctx.stack.connect('test01', 'pc');
   ctx.visitor = await ctx.stack.connect('visitor1', 'web');
   await ctx.visitor.send(`<message type='consult' to='${SHOP}'><body msgType='1' maType='6' id='HI-1'>hello</body></message>`);
   await ctx.agent.waitFor(bodyId('HI-1'));
+  ctx.sue = await ctx.stack.connect('sue', 'pc');
+  await ctx.sue.send(`<message type='chat' to='${SHOP}'><body id='MO-1'>/monitor ${VISITOR}</body></message>`);
+  await ctx.sue.waitFor((el) => (el.getChildText('body') ?? '').includes('You are monitoring'));
 });
 
 e2e.after(async (ctx) => {
@@ -77,6 +90,7 @@ e2e.after(async (ctx) => {
     await ctx.stack?.stop();
   } finally {
     await ctx.store?.stop();
+    await ctx.receiver?.close();
   }
 });
 
@@ -140,6 +154,31 @@ e2e(
     assert.is(ctx.agent.received.filter((el) => el.attrs.type === 'revoke').length, 1);
   },
 );
+
+e2e('the watching supervisor got each revoke as a revoke, JSON intact; the webhook a message.revoked for each', async (ctx) => {
+  const copies = await waitUntil('both copies', () => {
+    const list = ctx.sue.received.filter((el) => el.attrs.type === 'revoke');
+    return list.length === 2 ? list : undefined;
+  });
+  assert.equal(
+    copies.map((el) => [el.getChild('body')?.attrs.id, el.getChildText('body'), el.getChild('monitored', NS_SUPERVISOR)?.attrs.from]),
+    [
+      ['PHOTO-V1', `{"messageId":"PHOTO-V1","message":"revoke a message","fromId":"${VISITOR}"}`, 'visitor'],
+      ['PHOTO-A1', `{"messageId":"PHOTO-A1","message":"revoke a message","fromId":"${AGENT}"}`, 'agent'],
+    ],
+  );
+  const revoked = await waitUntil('the webhook’s message.revoked events', () => {
+    const list = ctx.receiver.accepted.filter((r) => r.body.type === 'message.revoked');
+    return list.length === 2 ? list : undefined;
+  });
+  assert.equal(
+    revoked.map((r) => [r.signed, r.body.by, r.body.messageId, r.body.visitor, r.body.agent]),
+    [
+      [true, 'visitor', 'PHOTO-V1', VISITOR, AGENT],
+      [true, 'agent', 'PHOTO-A1', VISITOR, AGENT],
+    ],
+  );
+});
 
 e2e('the archive shows both photos revoked, with their URLs', async (ctx) => {
   await ctx.agent.send(`<message type='chat' to='${SHOP}' realto='${VISITOR}'><body id='CLOSE-1'>/close</body></message>`);

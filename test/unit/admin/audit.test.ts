@@ -101,6 +101,29 @@ withWorld(
 );
 
 withWorld(
+  'canned replies one at a time: an operator’s work, with the reply before and after in the audit log',
+  async ({ call, entries }) => {
+    const path = `/shops/${SHOP}/canned/refund`;
+    assert.is((await call(READ, 'PUT', path, { text: 'no' })).status, 403);
+    assert.is((await call(OPERATOR, 'PUT', path, { text: 'It is on its way, {visitor}.' })).status, 200);
+    assert.is((await call(OPERATOR, 'PUT', path, { text: 'Refunded.' })).status, 200);
+    assert.is((await call(OPERATOR, 'DELETE', path)).status, 200);
+    assert.is((await call(OPERATOR, 'PATCH', `/shops/${SHOP}`, { canned: {} })).status, 403, 'the whole set with the shop: admin');
+    const reply = (text: string) => ({ shop: SHOP, name: 'refund', text });
+    assert.equal(
+      (await entries()).map((e) => [e.token, e.route, e.status, e.before, e.after]),
+      [
+        ['dash', 'PUT /shops/{shop}/canned/{name}', 403, undefined, undefined],
+        ['desk', 'PUT /shops/{shop}/canned/{name}', 200, null, reply('It is on its way, {visitor}.')],
+        ['desk', 'PUT /shops/{shop}/canned/{name}', 200, reply('It is on its way, {visitor}.'), reply('Refunded.')],
+        ['desk', 'DELETE /shops/{shop}/canned/{name}', 200, reply('Refunded.'), null],
+        ['desk', 'PATCH /shops/{shop}', 403, undefined, undefined],
+      ],
+    );
+  },
+);
+
+withWorld(
   'an operator closes, transfers and sets statuses, but cannot change a shop; a hashed token works',
   async ({ w, call, entries }) => {
     await w.online(a('ann'));

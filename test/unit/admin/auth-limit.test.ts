@@ -153,7 +153,7 @@ test('consultctl: the token from --token, else CONSULT_ADMIN_TOKEN, else the run
     const help = await cli(['--help'], base);
     assert.match(
       help.stdout,
-      /1\. --token TOKEN\s+2\. the environment variable CONSULT_ADMIN_TOKEN\s+3\. admin\.token of the sidecar config named by CONSULT_CONFIG .*\s+4\. the file admin-token/,
+      /1\. --token TOKEN\s+2\. the environment variable CONSULT_ADMIN_TOKEN\s+3\. a token of the sidecar config named by CONSULT_CONFIG .*\s+admin\.token, else the first of admin\.tokens with role admin .*\s+--token-name NAME: the one of that name.*\s+4\. the file admin-token/,
     );
   } finally {
     fs.rmSync(runDir, { recursive: true, force: true });

@@ -227,6 +227,21 @@ test('every answer of every route is what the document says: status, media type,
     await op('DELETE', '/shops/{shop}', `/shops/${a('two')}`, 200);
     await op('DELETE', '/shops/{shop}', `/shops/${a('two')}`, 404);
 
+    // A shop's own webhook: the secret write-only; 400 without one to keep; DELETE back to the config's (404: none).
+    await op('GET', '/shops/{shop}/events', `/shops/${SHOP}/events`, 200);
+    await op('GET', '/shops/{shop}/events', `/shops/${a('nope')}/events`, 404);
+    await op('PUT', '/shops/{shop}/events', `/shops/${SHOP}/events`, 400, { url: 'http://127.0.0.1:9/hook' });
+    await op('PUT', '/shops/{shop}/events', `/shops/${a('nope')}/events`, 404, { off: true });
+    const hook = await op('PUT', '/shops/{shop}/events', `/shops/${SHOP}/events`, 200, {
+      url: 'http://127.0.0.1:9/hook',
+      secret: 'a-documented-webhook-secret',
+    });
+    assert.not.ok(hook.text.includes('a-documented-webhook-secret'));
+    await op('GET', '/shops/{shop}', `/shops/${SHOP}`, 200); // with its events, without the secret
+    await op('PUT', '/shops/{shop}/events', `/shops/${SHOP}/events`, 200, { off: true });
+    await op('DELETE', '/shops/{shop}/events', `/shops/${SHOP}/events`, 200);
+    await op('DELETE', '/shops/{shop}/events', `/shops/${SHOP}/events`, 404);
+
     // Without the token: 401 with WWW-Authenticate, then 429 with Retry-After once the address failed too often.
     const refused = await op('GET', '/shops', '/shops', 401, undefined, null);
     assert.is(refused.headers.get('www-authenticate'), 'Bearer');

@@ -106,7 +106,11 @@ for (const backend of ['memory', 'pglite'] as Backend[]) {
     await w.agentSays('r1', 'hi there', 'v1');
     await w.agentSays('c1', '/close', 'v1');
     await w.visitorSays('v1', 'rate1', '5');
-    await waitUntil('the receiver has every event', () => receiver.accepted.length === 6 && w.outbox() === 0);
+    // The last delivery is counted once its `delivered` change is durable, just after the outbox empties in memory.
+    await waitUntil(
+      'the receiver has every event',
+      () => receiver.accepted.length === 6 && w.outbox() === 0 && w.metrics.counts.delivered === 6,
+    );
     assert.equal(types(receiver.accepted), ['session.opened', 'session.assigned', 'message', 'message', 'session.closed', 'session.rated']);
     assert.ok(
       receiver.received.every((r) => r.signed),

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/domain/config.js';
-import { Action } from '../../../src/gen/consult/v1/filter.js';
+import { Action, SessionEvent_Kind as Kind } from '../../../src/gen/consult/v1/filter.js';
 import { findChild, parseElement } from '../../../src/xmpp/xml.js';
 import { BACKENDS, Backends, deskWorld, type Backend } from '../../support/desk.js';
 
@@ -59,6 +59,34 @@ for (const backend of BACKENDS) {
         revoked: true,
       },
     ]);
+  });
+
+  t('a revoke of a message on its way while the visitor is back in the queue loses nothing else of it', async () => {
+    const w = await world(backend);
+    const text = (id: string) =>
+      w.filter(`<message type='consult' from='${V}/web' to='${SHOP}' qchatid='4'><body id='${id}' msgType='1'>${id}</body></message>`);
+    await text('T1');
+    await text('T2'); // nobody online: both kept, V waits
+    w.outbox.hold();
+    await w.event(Kind.PRESENCE_SET, `${ANN}/pc`);
+    await w.outbox.whenHeld(); // T1 and T2 are on their way to ann, unacknowledged
+    await text('T3'); // kept behind them
+    await w.offline(ANN);
+    await w.desk.tick(); // ann is gone...
+    w.advance(61_000);
+    await w.desk.tick(); // ...past the grace period: V waits in the queue again, T1..T3 still kept
+    assert.equal(
+      w.desk.view.queue(SHOP).map((q) => [q.visitor, q.kept]),
+      [[V, 3]],
+    );
+    await w.revoke('T1'); // taken back while on its way
+    const kept = () => (w.desk.shops.state(SHOP)!.kept.get(V) ?? []).map((m) => findChild(parseElement(m.xml), 'body')!.attrs.id);
+    assert.equal(kept(), ['T2', 'T3']);
+    w.outbox.release(); // the shim acknowledges T1 and T2
+    await w.desk.settled();
+    assert.equal(kept(), ['T3'], 'T2 released, T3 still waits for an agent');
+    await w.restart();
+    assert.equal(kept(), ['T3'], 'the same after a journal replay');
   });
 
   t.run();

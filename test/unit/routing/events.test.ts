@@ -74,6 +74,32 @@ events('messages only when the hook asks for them: visitor, agent and a waiting 
   );
 });
 
+events('a revoke is message.revoked naming the message (with messages only); message events carry their body id', () => {
+  const st = fresh();
+  const w = writer(st, true);
+  w.do({ op: 'open', v: V1, agent: ANN, at: T0 });
+  w.do({ op: 'said', v: V1, by: 'visitor', at: T0 + 1, xml: '<message/>', text: 'oops', id: 'M1' });
+  w.do({ op: 'revoke', v: V1, id: 'M1', by: 'visitor', at: T0 + 2, xml: '<message type="revoke"/>' });
+  w.do({ op: 'revoke', v: V2, id: 'X', by: 'visitor', at: T0 + 3 }); // nothing of V2 here: no event
+  const [, , said, revoked] = [...st.outbox.values()];
+  assert.equal([said.type, said.messageId], ['message', 'M1']);
+  assert.equal(revoked, {
+    type: 'message.revoked',
+    at: T0 + 2,
+    visitor: V1,
+    session: said.session,
+    by: 'visitor',
+    messageId: 'M1',
+    agent: ANN,
+  });
+  assert.is(st.outbox.size, 4);
+  const quiet = fresh();
+  const q = writer(quiet);
+  q.do({ op: 'open', v: V1, agent: ANN, at: T0 });
+  q.do({ op: 'revoke', v: V1, id: 'M1', by: 'agent', at: T0 + 2 });
+  assert.equal(summary(quiet), [`1 session.opened ${V1}`, `2 session.assigned ${V1} ${ANN}`], 'without messages: none');
+});
+
 events('a left message outside the queue is message.left; a change that does nothing makes no event', () => {
   const st = fresh();
   const w = writer(st);

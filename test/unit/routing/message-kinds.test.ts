@@ -7,10 +7,10 @@ import { parseConfig } from '../../../src/domain/config.js';
 import type { Decision } from '../../../src/domain/decision.js';
 import { fromAgent } from '../../../src/routing/agent.js';
 import { Changes } from '../../../src/routing/changes.js';
-import { apply, type Change, ShopState } from '../../../src/routing/state.js';
+import { apply, type Change, keptId, ShopState } from '../../../src/routing/state.js';
 import { fromVisitor } from '../../../src/routing/visitor.js';
 import { bodyFacts, revokedId } from '../../../src/xmpp/message-kind.js';
-import { parseElement, serialize } from '../../../src/xmpp/xml.js';
+import { findChild, parseElement, serialize } from '../../../src/xmpp/xml.js';
 import { handDecisions } from '../../support/routing.js';
 
 const D = 'd.test';
@@ -157,6 +157,24 @@ t('a revoke from the agent reaches the visitor as a revoke (qchatid 5); its line
   assert.is(linesOf(s.st).at(-1)!.revoked, true);
 });
 
+t('a watching supervisor gets a copy of each revoke that stays a revoke: its JSON body intact, marked as monitored', () => {
+  const s = setup();
+  const SUE = `sue@${D}`;
+  s.visitor(s.text('T1'));
+  s.agent(agentPhoto);
+  s.decide((_c, w) => w.do({ op: 'monitor', v: V, who: SUE, on: true }));
+  const fromVisitor = s.visitor(revoke(`${V}/web`, ANN, '4', 'T1', V));
+  const fromAgent = s.agent(revoke(`${ANN}/pc`, V, '5', 'PHOTO2', ANN));
+  const copy = (relayed: string, from: string) =>
+    relayed.replace(/ to='[^']*'/, ` to='${SUE}'`).replace(/<\/message>$/, '') +
+    `<monitored xmlns='urn:xmpp:consult:supervisor:0' visitor='${V}' agent='${ANN}' from='${from}'/></message>`;
+  const withFlag = (x: string) => x.replace(/ msec_times='(\d+)'>/, " msec_times='$1' no_update_msg_log='true'>");
+  assert.equal(extras(fromVisitor), [ack(V, 'T1'), withFlag(copy(out(fromVisitor), 'visitor'))]);
+  assert.equal(extras(fromAgent), [ack(ANN, 'PHOTO2'), withFlag(copy(out(fromAgent), 'agent'))]);
+  const body = findChild(parseElement(extras(fromAgent)[1]), 'body')!;
+  assert.equal(body.children, [`{"messageId":"PHOTO2","message":"revoke a message","fromId":"${ANN}"}`], 'no "[from → to]" prefix');
+});
+
 t("a revoke of a message that is not the sender's is refused, and changes nothing", () => {
   const s = setup();
   s.visitor(s.text('T1'));
@@ -245,6 +263,28 @@ t('a revoke undoes exactly, replays from the journal, and survives a snapshot', 
   assert.is(replayed.transcripts.get(V)!.lines.at(-1)!.revoked, true);
   const loaded = ShopState.fromParts(SHOP, s.st.limits, s.st.snapshotParts());
   assert.equal(loaded.snapshotParts(), s.st.snapshotParts());
+});
+
+t('a release takes what it names by identity, undoes exactly; an old record without ids takes the first n', () => {
+  const st = new ShopState(SHOP, parseConfig({ shops: [{ jid: SHOP, name: 'S', agents: [] }] }).shops[0].limits);
+  const msg = (id: string, at: number) => ({ at, xml: `<message><body id='${id}'>${id}</body></message>` });
+  const [a, b, c] = [msg('A', 1), msg('B', 2), msg('C', 2)];
+  for (const m of [a, b, c]) apply(st, { op: 'keep', v: V, at: m.at, xml: m.xml });
+  const ids = () => st.kept.get(V)?.map((m) => findChild(parseElement(m.xml), 'body')!.attrs.id);
+  apply(st, { op: 'revoke', v: V, id: 'A', by: 'visitor', at: 3 }); // A taken back while on its way with B
+  assert.equal(ids(), ['B', 'C']);
+  const before = st.snapshotParts();
+  const undo = apply(st, { op: 'release', v: V, n: 2, relayed: [], ids: [keptId(a), keptId(b)] });
+  assert.equal(ids(), ['C'], 'B released; C, never sent, still kept');
+  undo();
+  assert.equal(st.snapshotParts(), before, 'undone exactly');
+  apply(st, { op: 'release', v: V, n: 1, relayed: [], ids: [keptId(c)] }); // by identity, wherever it is
+  assert.equal(ids(), ['B']);
+  apply(st, { op: 'keep', v: V, at: 4, xml: msg('D', 4).xml });
+  const old = apply(st, { op: 'release', v: V, n: 1, relayed: [] }); // a journal written before ids
+  assert.equal(ids(), ['D']);
+  old();
+  assert.equal(ids(), ['B', 'D']);
 });
 
 t('file, voice, video and product-card bodies: the kind and their URLs; text bodies only their id', () => {

@@ -102,6 +102,17 @@ same('shops: upsert keeps order, getShop, deleteShop removes its memberships onl
   return out;
 });
 
+same('a shop’s own webhook: stored, off (false), replaced and removed', async (s) => {
+  await s.putShop({ ...shop('a'), events: { url: 'https://h.example/e', secret: 'a-secret-of-16-chars', timeoutMs: 900 } });
+  const out: unknown[] = [await s.getShop('a')];
+  await s.putShop({ ...shop('a'), events: false });
+  out.push(await s.getShop('a'));
+  await s.putShop(shop('a'));
+  out.push(await s.getShop('a'));
+  assert.not.ok('events' in (await s.getShop('a'))!);
+  return out;
+});
+
 same('memberships: upsert keeps order, delete', async (s) => {
   await s.putMembership({ shop: 's1', agent: 'a1', maxSessions: 2, joinedAt: 10 });
   await s.putMembership({ shop: 's1', agent: 'a2', maxSessions: 1, joinedAt: 11 });
