@@ -43,6 +43,13 @@ export interface EjabberdConfigOptions {
   visitorShaperRate?: number;
   /** Seconds between two in-band registrations from one IP address (mod_register; default 60). */
   visitorRegistrationTimeoutSec?: number | 'infinity';
+  /**
+   * XEP-0363 HTTP File Upload (mod_http_upload) on every vhost, with the visitor vhost's (needs httpPort):
+   * service `upload.<vhost>`, PUT and GET at http://127.0.0.1:<httpPort>/upload/<vhost>/… (one put_url per vhost,
+   * as ejabberd names each host's upload process after it), files under `docroot`, CORS open to any origin
+   * (a slot's URL is its secret; no cookies are involved), files above `maxSize` bytes refused (default 10 MB).
+   */
+  upload?: { docroot: string; maxSize?: number };
   /** Options for `mod_consult`; when undefined the module is not loaded. */
   shimOptions?: Record<string, ModuleOptionValue>;
   loglevel?: 'critical' | 'error' | 'warning' | 'info' | 'debug';
@@ -130,6 +137,7 @@ export function renderEjabberdYml(o: EjabberdConfigOptions): string {
       '    request_handlers:',
       ...(httpApi ? ['      /api: mod_http_api'] : []),
       '      /ws: ejabberd_http_ws',
+      ...(o.upload ? ['      /upload: mod_http_upload'] : []),
     );
   }
   const visitorRate = o.visitorShaperRate ?? 1000;
@@ -160,6 +168,8 @@ export function renderEjabberdYml(o: EjabberdConfigOptions): string {
     '  register:',
     ...(o.visitorDomain ? ['    allow: visitors'] : []),
     '    deny: all',
+    // mod_http_upload: who may ask for a slot (staff, and visitors when there is a visitor vhost).
+    ...(o.upload ? ['  upload:', '    - allow: staff', ...(o.visitorDomain ? ['    - allow: visitors'] : [])] : []),
     // mod_block_strangers: who may message a user without being in its roster.
     '  not_stranger:',
     '    allow: staff',
@@ -192,6 +202,19 @@ export function renderEjabberdYml(o: EjabberdConfigOptions): string {
       '    allow_local_users: false',
       '    drop: true',
       '    log: true',
+    );
+  }
+  if (o.upload && o.httpPort) {
+    lines.push(
+      '  mod_http_upload:',
+      `    put_url: "http://127.0.0.1:${o.httpPort}/upload/@HOST@"`,
+      `    docroot: ${JSON.stringify(o.upload.docroot)}`,
+      `    max_size: ${o.upload.maxSize ?? 10 * 1024 * 1024}`,
+      '    access: upload',
+      '    custom_headers:',
+      '      "Access-Control-Allow-Origin": "*"',
+      '      "Access-Control-Allow-Methods": "GET, HEAD, PUT, OPTIONS"',
+      '      "Access-Control-Allow-Headers": "Content-Type"',
     );
   }
   const moduleLines = (module: string, options: Record<string, ModuleOptionValue>) => {

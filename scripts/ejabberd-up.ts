@@ -136,6 +136,10 @@ async function up(): Promise<void> {
         },
     ebinSources: values['no-shim'] ? [] : [path.resolve(values.ebin!)],
     ...(values['visitor-domain'] ? { visitorDomain: values['visitor-domain'] } : {}),
+    // XEP-0363 uploads (the widget's and the console's attachments), kept in the node's directory.
+    ...(values['visitor-domain'] ? { upload: { docroot: path.join(path.resolve(dir), 'upload') } } : {}),
+    // The agent console's history after a reload (web/console/mam-history.ts): mod_mam archiving every account.
+    ...(values['visitor-domain'] ? { extraModules: { mod_mam: { default: 'always' } } } : {}),
   };
   fs.writeFileSync(nodeNameFile, `${opts.nodeName}\n`);
   const existing = fs.existsSync(path.join(dir, 'spool', 'schema.DAT'));

@@ -2,7 +2,7 @@
 # Installs what the tests need on a fresh Debian (bookworm) machine, then runs them all (`npm test`).
 # As root: apt-get installs ejabberd, erlang-dev, erlang-proper (the shim's properties), postgresql
 # (tests start private clusters), openssl (throwaway CAs for the TLS tests), chromium and a CJK font
-# (the widget and console in a real browser), strace (the embedded store's syncs, seen from outside);
+# (the widget and console in a real browser), nginx-light (`nginx -t` on docs/production.md), strace (the embedded store's syncs, seen from outside);
 # then `npm ci` and `npm test` (the shim's EUnit/PropEr suites, lint and layer check, build, type check,
 # unit and end-to-end tests). Packages already
 # installed are left as they are; the system ejabberd service the package may start is stopped.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 export PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(ejabberd erlang-dev erlang-p1-pgsql erlang-proper postgresql openssl chromium fonts-wqy-zenhei strace)
+PACKAGES=(ejabberd erlang-dev erlang-p1-pgsql erlang-proper postgresql openssl chromium fonts-wqy-zenhei strace nginx-light)
 
 step() { echo; echo "==> [$(date +%H:%M:%S)] $*"; }
 
@@ -36,6 +36,7 @@ fi
 # The package may have started a system ejabberd (ports 5222/5269/5280...). The tests run private nodes
 # with their own names and ports, but nothing should compete for ports or CPU. Only the service, by name.
 if [ "$(id -u)" -eq 0 ]; then systemctl stop ejabberd 2>/dev/null || service ejabberd stop 2>/dev/null || true; fi
+if [ "$(id -u)" -eq 0 ]; then systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true; fi # only its nginx -t is used
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
   step "npm ci"

@@ -5,6 +5,7 @@
 //
 //   tsx scripts/web-server.ts --port 8080 --service ws://127.0.0.1:5280/ws --domain localhost
 //        [--visitor-domain visitors.localhost] [--shop shop_2@localhost]... [--root dist-web] [--host 127.0.0.1]
+//        [--frame-ancestors "https://shop.example https://*.shop.example"]  (who may embed widget.html; default *)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -23,6 +24,11 @@ export interface WebServerOptions {
   domain: string;
   visitorDomain: string;
   shops: string[]; // the first is the demo page's shop
+  /**
+   * Who may embed the widget frame (widget.html): CSP frame-ancestors sources, default ['*'] (any shop's page).
+   * Every other page (the console, the demo page) keeps frame-ancestors 'none'.
+   */
+  frameAncestors?: string[];
 }
 
 export interface WebServer {
@@ -42,17 +48,19 @@ const TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-export function csp(service: string): string {
+export function csp(service: string, frameAncestors = "'none'"): string {
   const ws = new URL(service);
+  // mod_http_upload sits on the same ejabberd HTTP listener as the WebSocket: attachments are PUT and shown from there.
+  const upload = `${ws.protocol === 'wss:' ? 'https:' : 'http:'}//${ws.host}`;
   return [
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
-    `connect-src 'self' ${ws.protocol}//${ws.host}`,
+    `img-src 'self' data: ${upload}`,
+    `connect-src 'self' ${ws.protocol}//${ws.host} ${upload}`,
     "base-uri 'none'",
     "form-action 'self'",
-    "frame-ancestors 'none'",
+    `frame-ancestors ${frameAncestors}`,
   ].join('; ');
 }
 
@@ -61,6 +69,7 @@ export function startWebServer(o: WebServerOptions): Promise<WebServer> {
   if (!fs.existsSync(path.join(root, 'widget.js'))) throw new Error(`${root}/widget.js is missing: run npm run build:web`);
   const config = JSON.stringify({ service: o.service, domain: o.domain, visitorDomain: o.visitorDomain, shops: o.shops });
   const policy = csp(o.service);
+  const framePolicy = csp(o.service, (o.frameAncestors ?? ['*']).join(' '));
   const common = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
 
   const server = http.createServer((req, res) => {
@@ -95,7 +104,9 @@ export function startWebServer(o: WebServerOptions): Promise<WebServer> {
       // Pages are revalidated every time; the widget and assets may be cached a few minutes (their names carry no hash).
       'cache-control': ext === '.html' ? 'no-cache' : 'public, max-age=300',
     };
-    if (ext === '.html') Object.assign(headers, { 'content-security-policy': policy, 'x-frame-options': 'DENY' });
+    // The widget frame is embedded by shops' pages (frameAncestors); every other page by nobody.
+    if (pathname === '/widget.html') headers['content-security-policy'] = framePolicy;
+    else if (ext === '.html') Object.assign(headers, { 'content-security-policy': policy, 'x-frame-options': 'DENY' });
     else headers['access-control-allow-origin'] = '*'; // the widget and its stylesheet are embedded by other sites
     if (req.headers['if-none-match'] === etag) {
       res.writeHead(304, { ...common, etag, 'cache-control': headers['cache-control']! });
@@ -130,6 +141,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       domain: { type: 'string', default: 'localhost' },
       'visitor-domain': { type: 'string' },
       shop: { type: 'string', multiple: true },
+      'frame-ancestors': { type: 'string' }, // space-separated CSP sources for the widget frame, default *
     },
   });
   const domain = values.domain!;
@@ -145,6 +157,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     domain,
     visitorDomain: values['visitor-domain'] ?? `visitors.${domain}`,
     shops: values.shop ?? [`shop_2@${domain}`],
+    frameAncestors: values['frame-ancestors']?.split(/\s+/).filter(Boolean),
   }).then(
     (s) => {
       console.log(`web: demo shop ${s.url}/shop.html  agent console ${s.url}/console.html  (static files from dist-web/)`);

@@ -63,7 +63,10 @@ export interface StartEjabberdOptions {
   loglevel?: 'critical' | 'error' | 'warning' | 'info' | 'debug';
   startTimeoutMs?: number;
   /** A visitor vhost for the web widget (see EjabberdConfigOptions): IBR there, strangers blocked, shaper. */
-  visitors?: Pick<EjabberdConfigOptions, 'visitorDomain' | 'visitorShaperRate' | 'visitorRegistrationTimeoutSec'>;
+  visitors?: Pick<EjabberdConfigOptions, 'visitorDomain' | 'visitorShaperRate' | 'visitorRegistrationTimeoutSec'> & {
+    /** With visitors, XEP-0363 HTTP upload is on (docroot <dir>/upload); files above this many bytes are refused (default 10 MB). */
+    uploadMaxSize?: number;
+  };
   /** Top-level ejabberd.yml lines (e.g. `sql_type: pgsql`, `sql_server: ...`); see EjabberdConfigOptions. */
   extraConfig?: EjabberdConfigOptions['extraConfig'];
   /** More modules and their options (e.g. `{ mod_mam: { db_type: 'sql' } }`); see EjabberdConfigOptions. */
@@ -139,6 +142,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
   const withToken = (o: Record<string, ModuleOptionValue>) => ({ sidecar_token: credential.token, ...o });
   const [c2sPort, httpPort, distPort] = [await freePort(), await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ejabberd-test-'));
+  const { uploadMaxSize, ...visitorOptions } = opts.visitors ?? {};
   const node = new EjabberdNode({
     dir,
     domain,
@@ -150,7 +154,8 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     shimOptions: withShim && !contrib ? withToken(opts.shimOptions ?? {}) : undefined,
     removeDirOnExit: process.env.KEEP_EJABBERD !== '1',
     ebinSources: withShim && !contrib ? [opts.ebinDir ?? path.join(repoRoot, 'erlang-shim', 'ebin')] : [],
-    ...opts.visitors,
+    ...visitorOptions,
+    ...(opts.visitors ? { upload: { docroot: path.join(dir, 'upload'), maxSize: uploadMaxSize } } : {}),
     extraConfig: opts.extraConfig,
     extraModules: opts.extraModules,
   });

@@ -17,6 +17,11 @@ import {
   timeOf,
   type WebConfig,
 } from '../shared/consult.js';
+import { startSupervisor, supervisorStanza, whisperAbout } from './supervisor.js';
+import './features.js'; // notifications, visitor panel, canned picker, tags and notes, archive, keys
+import { hooks, type RestoredEntry } from './hooks.js';
+import { type Attachment, consoleMedia } from './media.js';
+import { asAttachment, attachmentOf } from '../shared/upload.js';
 
 type Who = 'me' | 'visitor' | 'system' | 'other';
 interface Entry {
@@ -27,6 +32,8 @@ interface Entry {
   state?: 'pending' | 'sent' | 'read' | 'error';
   error?: string;
   from?: string;
+  /** A file or image (web/console/media.ts): shown instead of the text. */
+  attachment?: Attachment;
 }
 interface Conversation {
   key: string;
@@ -129,7 +136,7 @@ const tabIndex = (c: Conversation) => {
 function renderEntry(e: Entry): HTMLLIElement {
   const li = h('li', { class: `msg ${e.who}`, 'data-id': e.id });
   if (e.from) li.append(h('span', { class: 'from' }, e.from));
-  li.append(h('span', { class: 'text' }, e.text));
+  li.append(e.attachment ? media.element(e.attachment) : h('span', { class: 'text' }, e.text));
   const meta = h('span', { class: 'meta' }, timeOf(e.at));
   if (e.state) {
     li.dataset.state = e.state;
@@ -163,6 +170,7 @@ function show(): void {
     markSeen(c);
   }
   renderTabs();
+  hooks.shown(c && { shop: c.shop, visitor: c.visitor });
 }
 
 /** Readmarks for the visitor's messages the agent now sees, through the shop with realto. */
@@ -188,7 +196,10 @@ function push(c: Conversation, e: Entry): void {
   if (c.entries.length > 500) c.entries.shift();
   if (e.who === 'visitor' || e.who === 'system') {
     if (c.key === active && document.visibilityState === 'visible') markSeen(c);
-    else c.unread++;
+    else {
+      c.unread++;
+      if (e.who === 'visitor') hooks.incoming(c.shop, c.visitor, e.text); // sound, desktop notification
+    }
   }
   if (c.key === active) show();
   else renderTabs();
@@ -205,6 +216,8 @@ function findMine(id: string | undefined): [Conversation, Entry] | undefined {
 
 function onStanza(el: XElement): void {
   if (!el.is('message')) return;
+  if (supervisorStanza(el)) return; // /live answers, monitor copies (web/console/supervisor.ts)
+  if (hooks.stanza(el)) return; // history answers, the canned list, archive results (web/console/features.ts)
   const type = el.attrs.type ?? 'normal';
   const body = el.getChild('body');
   const id = body?.attrs.id;
@@ -247,7 +260,8 @@ function onStanza(el: XElement): void {
   const shop = bare(el.attrs.from);
   if (!realfrom) return; // not consult traffic
   // qchatid 4: to an agent, realfrom is the visitor; 5 (an earlier agent's reply, replayed on a transfer): realto is.
-  const visitor = el.attrs.qchatid === '5' && realto ? realto : realfrom;
+  // A supervisor's whisper (realfrom the supervisor) belongs to the conversation it is about.
+  const visitor = whisperAbout(el) ?? (el.attrs.qchatid === '5' && realto ? realto : realfrom);
   if (type === 'readmark') {
     const c = convs.get(keyOf(shop, visitor));
     const ids = new Set(readmarkIds(el));
@@ -271,7 +285,8 @@ function onStanza(el: XElement): void {
     push(c, { id: id || newId(), who: 'other', text, at, from: realfrom.split('@')[0] }); // an earlier agent's reply, replayed
   } else {
     if (c.closed && !delayed) c.closed = false; // the visitor came back: a new session
-    push(c, { id: id || newId(), who: 'visitor', text, at });
+    const attachment = attachmentOf(el);
+    push(c, { id: id || newId(), who: 'visitor', text, at, ...(attachment ? { attachment } : {}) });
   }
 }
 
@@ -292,6 +307,31 @@ async function refresh(): Promise<void> {
   }
 }
 
+/** Older lines (the archive, the agent's own notes): merged by id, in time order, never unread. */
+function restore(shop: string, visitor: string, entries: RestoredEntry[]): void {
+  const c = conv(shop, visitor);
+  for (const e of entries) {
+    if (c.entries.some((x) => x.id === e.id)) continue;
+    c.entries.push(e.who === 'me' ? { ...e, state: 'sent' } : { ...e });
+    if (e.who === 'visitor') c.seen.add(e.id);
+  }
+  c.entries.sort((a, b) => a.at - b.at);
+  if (c.key === active) show();
+  else renderTabs();
+}
+hooks.lend({
+  xmpp: () => xmpp,
+  me: () => me,
+  shops: () => cfg?.shops ?? [],
+  active: () => {
+    const c = active ? convs.get(active) : undefined;
+    return c && { shop: c.shop, visitor: c.visitor, closed: c.closed };
+  },
+  restore,
+  notice,
+  note: (shop, visitor, text) => restore(shop, visitor, [{ id: newId(), who: 'system', text, at: Date.now() }]),
+});
+
 function sendCommand(c: Conversation, text: string, kind: 'close' | 'transfer'): void {
   if (!xmpp) return;
   const id = newId();
@@ -300,15 +340,22 @@ function sendCommand(c: Conversation, text: string, kind: 'close' | 'transfer'):
   push(c, { id, who: 'system', text: `${text}`, at: Date.now() });
 }
 
+/** A reply to the conversation shown (a file's when `attachment` is given). */
+function reply(text: string, attachment?: Attachment): boolean {
+  const c = active ? convs.get(active) : undefined;
+  if (!c || !text || !xmpp) return false;
+  const id = newId();
+  push(c, { id, who: 'me', text, at: Date.now(), state: 'pending', ...(attachment ? { attachment } : {}) });
+  media.sent();
+  const message = agentMessage({ shop: c.shop, visitor: c.visitor, id, text });
+  void xmpp.send(attachment ? asAttachment(message, attachment.url, attachment.image) : message);
+  return true;
+}
+// Typing both ways and attachments (web/console/media.ts).
+const media = consoleMedia({ log, replyForm, replyInput, sendAttachment: (text, attachment) => void reply(text, attachment) });
 replyForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
-  const c = active ? convs.get(active) : undefined;
-  const text = replyInput.value.trim();
-  if (!c || !text || !xmpp) return;
-  const id = newId();
-  replyInput.value = '';
-  push(c, { id, who: 'me', text, at: Date.now(), state: 'pending' });
-  void xmpp.send(agentMessage({ shop: c.shop, visitor: c.visitor, id, text }));
+  if (reply(replyInput.value.trim())) replyInput.value = '';
 });
 replyInput.addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
@@ -360,7 +407,9 @@ loginForm.addEventListener('submit', async (ev) => {
     x.on('online', async (jid) => {
       me = bare(jid.toString());
       await x.send(xml('presence'));
+      await hooks.online(x); // the archive first: /sessions then marks what is closed
       await refresh();
+      startSupervisor(x, cfg.shops ?? []);
     });
     await x.start();
     xmpp = x;

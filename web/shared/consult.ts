@@ -34,6 +34,12 @@ export function visitorMessage(o: { shop: string; me: string; realto: string; id
   );
 }
 
+/**
+ * Which visitor and body id an agent's line was for, as a child: ejabberd's archive (mod_mam) keeps unknown
+ * children but not the seed's attributes (realto, the body id), so the console finds its own lines again there.
+ */
+export const NS_LINE = 'urn:xmpp:consult:line:0';
+
 /** An agent's message to a shop for one visitor: the seed's reply, always with realto. */
 export function agentMessage(o: { shop: string; visitor: string; id: string; text: string }): XElement {
   return xml(
@@ -41,6 +47,7 @@ export function agentMessage(o: { shop: string; visitor: string; id: string; tex
     { to: o.shop, realto: o.visitor, type: 'chat', isHiddenMsg: '0' },
     xml('body', { id: o.id, maType: '6', msgType: '1' }, o.text),
     xml('active', { xmlns: NS_CHATSTATES }),
+    xml('line', { xmlns: NS_LINE, visitor: o.visitor, id: o.id }),
   );
 }
 
