@@ -168,6 +168,37 @@ t('the script tag’s product routes to its group’s agent; the pre-chat form�
   await frame.locator('.cw-me[data-state="sent"], .cw-me[data-state="read"]').first().waitFor();
 });
 
+t('the pre-chat form’s answers show in the agent console’s visitor panel', async (ctx) => {
+  // The agent test02 signs in to the console too (its plain client stays connected: both resources get the visitor).
+  const c = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  ctx.contexts.push(c);
+  const agentPage = await c.newPage();
+  agentPage.setDefaultTimeout(STEP);
+  await agentPage.goto(`${ctx.web.url}/console.html`);
+  await agentPage.getByLabel('Account').fill('test02');
+  await agentPage.getByLabel('Password').fill('secret');
+  await agentPage.getByRole('button', { name: 'Sign in' }).click();
+  await agentPage.locator('#conn[data-online="true"]').waitFor();
+
+  const { page, frame } = await hostPage(ctx, { shop: SHOP, product: 'sku-tv', prechat: 'name,email,phone', lang: 'en' });
+  await page.getByRole('button', { name: 'Chat' }).click();
+  await frame.getByLabel('Name').fill('Bo Chen');
+  await frame.getByLabel('E-mail').fill('bo@example.com');
+  await frame.getByLabel('Phone').fill('+86 138 0000 0000');
+  await frame.getByRole('button', { name: 'Start chat' }).click();
+  await frame.getByLabel('Your message').fill('Does the TV come with a wall mount?');
+  await frame.getByLabel('Your message').press('Enter');
+
+  // The visitor's conversation appears as a tab; the panel is about the conversation shown.
+  const visitor = await jidIn(frame);
+  await agentPage.getByRole('tab', { name: new RegExp(visitor.split('@')[0]) }).click();
+  const panel = agentPage.locator('#visitor-panel');
+  await panel.locator('dd[data-key="name"]', { hasText: 'Bo Chen' }).waitFor();
+  assert.is(await panel.locator('dd[data-key="email"]').textContent(), 'bo@example.com');
+  assert.is(await panel.locator('dd[data-key="phone"]').textContent(), '+86 138 0000 0000');
+  assert.match((await panel.locator('dd[data-key="page"]').textContent()) ?? '', ctx.hostUrl, 'the page the visitor was on');
+});
+
 t('the shop’s page cannot read the visitor’s credentials: they live in the frame’s origin only', async (ctx) => {
   const { page, frame } = await hostPage(ctx, { shop: SHOP });
   const visitor = await jidIn(frame);

@@ -60,6 +60,8 @@ function onStanza(el: XElement): boolean {
   return true;
 }
 
+const NO_MAM = new Set(['service-unavailable', 'feature-not-implemented']);
+
 async function load(shop: string): Promise<void> {
   const x = hooks.client();
   if (!x) return;
@@ -76,6 +78,8 @@ async function load(shop: string): Promise<void> {
     await x.iqCaller.request(xml('iq', { type: 'set', id: newId() }, xml('query', { xmlns: NS_MAM, queryid }, form, rsm)), 15_000);
     for (const [visitor, entries] of collecting.get(queryid)!.found) hooks.api().restore(shop, visitor, entries);
   } catch (e) {
+    // A server without MAM (it is optional, docs/web.md) simply has no history to give: nothing to tell the agent.
+    if (NO_MAM.has((e as { condition?: string }).condition ?? '')) return;
     hooks.api().notice(`History not loaded from the archive (${(e as Error).message || 'no answer'}).`);
   } finally {
     collecting.delete(queryid);

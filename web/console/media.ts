@@ -5,7 +5,7 @@
 import { xml } from '@xmpp/client';
 import { type ChatState, chatStateOf, typingNotifier } from '../shared/chatstates.js';
 import { bare, h, loadConfig, NS_CHATSTATES } from '../shared/consult.js';
-import { attachmentBody, attachmentElement, isImageFile, uploadFile, uploadOrigin } from '../shared/upload.js';
+import { attachmentBody, attachmentElement, isImageFile, paperclipIcon, uploadFile, uploadOrigin } from '../shared/upload.js';
 import { hooks } from './hooks.js';
 
 export interface Attachment {
@@ -81,7 +81,8 @@ export function consoleMedia(o: {
 
   // ---- attachments --------------------------------------------------------------------------
   const file = h('input', { type: 'file', id: 'reply-file', class: 'sr', tabindex: '-1', 'aria-label': 'Attach a file' });
-  const attach = h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach a file', title: 'Attach a file' }, '📎');
+  const attach = h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach a file', title: 'Attach a file' });
+  attach.appendChild(paperclipIcon());
   const send = o.replyForm.querySelector('button[type="submit"]');
   o.replyForm.insertBefore(file, send);
   o.replyForm.insertBefore(attach, send);

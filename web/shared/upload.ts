@@ -133,3 +133,17 @@ function fileName(url: string): string {
     return last;
   }
 }
+
+/** A paperclip drawn as SVG (an emoji needs a font that kiosks and servers often lack), hidden from screen readers. */
+export function paperclipIcon(): SVGSVGElement {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '18', height: '18', 'aria-hidden': 'true', focusable: 'false' }))
+    svg.setAttribute(k, v);
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5');
+  for (const [k, v] of Object.entries({ fill: 'none', stroke: 'currentColor', 'stroke-width': '1.8', 'stroke-linecap': 'round' }))
+    path.setAttribute(k, v);
+  svg.appendChild(path);
+  return svg;
+}

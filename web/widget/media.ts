@@ -4,7 +4,7 @@
 import { xml, type XmppClient } from '@xmpp/client';
 import { typingIndicator, typingNotifier } from '../shared/chatstates.js';
 import { CHANNEL_SEND, h, NS_CHATSTATES, type WebConfig } from '../shared/consult.js';
-import { attachmentBody, attachmentElement, isImageFile, uploadFile, uploadOrigin } from '../shared/upload.js';
+import { attachmentBody, attachmentElement, isImageFile, paperclipIcon, uploadFile, uploadOrigin } from '../shared/upload.js';
 
 export interface Attachment {
   url: string;
@@ -52,11 +52,8 @@ export function widgetMedia(o: WidgetMediaHooks) {
     'aria-label': 'Attach a file',
     accept: 'image/*,.pdf,.txt,.zip',
   });
-  const attach = h(
-    'button',
-    { type: 'button', class: 'cw-attach', 'aria-label': '发送图片或文件 Attach a file', title: 'Attach a file' },
-    '📎',
-  );
+  const attach = h('button', { type: 'button', class: 'cw-attach', 'aria-label': '发送图片或文件 Attach a file', title: 'Attach a file' });
+  attach.appendChild(paperclipIcon());
   const send = o.form.querySelector('button[type="submit"]');
   o.form.insertBefore(file, send);
   o.form.insertBefore(attach, send);
