@@ -28,13 +28,22 @@ import type { Directory } from './directory.js';
 import { HeldShops } from './held-shops.js';
 import { Journal, NotDurable, type JournalStore } from './journal.js';
 import { finishedBy, report } from './finished.js';
-import { NO_DESK_METRICS, type ArchiveStore, type AskBot, type DeskMetrics, type Outbox, type UserEraser } from './ports.js';
+import {
+  NO_DESK_METRICS,
+  NO_EVENT_METRICS,
+  type ArchiveStore,
+  type AskBot,
+  type DeskMetrics,
+  type EventMetrics,
+  type Outbox,
+  type PostEvent,
+  type UserEraser,
+} from './ports.js';
 import type { Presence } from './presence.js';
 import { ShimEvents } from './shim-events.js';
 import { ShopViews } from './views.js';
 import { EventSender } from './event-sender.js';
 import { eventsOf } from '../routing/events.js';
-import { NO_EVENT_METRICS, type EventMetrics, type PostEvent } from './ports.js';
 import { Erasure } from './erasure.js';
 
 export interface DeskDeps {

@@ -7,6 +7,7 @@
 //   channelid='{"cn":"consult","d":"send","usrType":"usr","pid":"p1","name":"Ann","fields":{"plan":"gold"}}'
 // An empty value removes what was known. A part that is invalid or past the bounds is dropped and named; the rest
 // is kept, and the message itself is never lost because of its context.
+import { channelFields } from '../xmpp/stanzas.js';
 import { el, textOf, type XmlElement } from '../xmpp/xml.js';
 
 export const NS_CONTEXT = 'urn:xmpp:consult:context:0';
@@ -78,27 +79,19 @@ function setKey(u: ContextUpdate, key: ContextKey, raw: unknown): void {
 export function contextOf(stanza: XmlElement): ContextUpdate | undefined {
   const u: ContextUpdate = { set: {}, dropped: [] };
   let found = false;
-  const raw = stanza.attrs.channelid;
-  if (raw) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      parsed = undefined; // not ours to judge: routing reads channelid too and ignores what it cannot parse
-    }
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
-      const o = parsed as Record<string, unknown>;
-      for (const k of CONTEXT_KEYS)
-        if (k in o) {
-          found = true;
-          setKey(u, k, o[k]);
-        }
-      if ('fields' in o) {
+  // A channelid that is no JSON object is not ours to judge: routing ignores it too.
+  const o = channelFields(stanza);
+  if (o) {
+    for (const k of CONTEXT_KEYS)
+      if (k in o) {
         found = true;
-        const f = o.fields;
-        if (f && typeof f === 'object' && !Array.isArray(f)) for (const [n, v] of Object.entries(f)) setField(u, n, v);
-        else u.dropped.push('channelid fields is not an object');
+        setKey(u, k, o[k]);
       }
+    if ('fields' in o) {
+      found = true;
+      const f = o.fields;
+      if (f && typeof f === 'object' && !Array.isArray(f)) for (const [n, v] of Object.entries(f)) setField(u, n, v);
+      else u.dropped.push('channelid fields is not an object');
     }
   }
   for (const c of stanza.children) {

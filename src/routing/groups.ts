@@ -3,19 +3,14 @@
 // that product, else the shop's default group, else any agent of the shop. The result is a
 // group key: the chosen group names comma-joined, '' for any agent. Queue and capacity use the key.
 import type { BotMode, Group, Shop, Strategy } from '../domain/shop.js';
+import { channelFields } from '../xmpp/stanzas.js';
 import type { XmlElement } from '../xmpp/xml.js';
 import { BOT, type ShopState } from './state.js';
 
 /** The product a visitor's stanza names (channelid's `pid`), if any. */
 export function productOf(stanza: XmlElement): string | undefined {
-  const raw = stanza.attrs.channelid;
-  if (!raw) return undefined;
-  try {
-    const pid = (JSON.parse(raw) as { pid?: unknown }).pid;
-    return typeof pid === 'string' && pid ? pid : typeof pid === 'number' ? String(pid) : undefined;
-  } catch {
-    return undefined;
-  }
+  const pid = channelFields(stanza)?.pid;
+  return typeof pid === 'string' && pid ? pid : typeof pid === 'number' ? String(pid) : undefined;
 }
 
 export function groupsOf(shop: Shop, key: string | undefined): Group[] {

@@ -2,6 +2,21 @@
 import { randomUUID } from 'node:crypto';
 import { cloneNode, el, findChild, type XmlElement } from './xml.js';
 
+/**
+ * The JSON object a client's channelid holds (`{"cn":"consult","d":"send",…,"pid":…}`), or undefined when it has
+ * none or it is not an object: routing reads `pid` from it, the visitor context its own keys.
+ */
+export function channelFields(stanza: XmlElement): Record<string, unknown> | undefined {
+  const raw = stanza.attrs.channelid;
+  if (!raw) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** channelid of every stanza the server relays or creates (key order as in the seed). */
 export const CHANNEL_RECV = JSON.stringify({ d: 'recv', usrType: 'usr', cn: 'consult' });
 export const QCHAT_TO_AGENT = '4';

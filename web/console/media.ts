@@ -5,7 +5,7 @@
 import { xml } from '@xmpp/client';
 import { type ChatState, chatStateOf, typingNotifier } from '../shared/chatstates.js';
 import { bare, h, loadConfig, NS_CHATSTATES } from '../shared/consult.js';
-import { attachmentBody, attachmentElement, isImageFile, paperclipIcon, uploadFile, uploadOrigin } from '../shared/upload.js';
+import { attachControl, attachmentBody, attachmentElement, isImageFile, uploadFile, uploadOrigin } from '../shared/upload.js';
 import { hooks } from './hooks.js';
 
 export interface Attachment {
@@ -80,18 +80,11 @@ export function consoleMedia(o: {
   o.replyInput.addEventListener('input', () => notifier.input(o.replyInput.value));
 
   // ---- attachments --------------------------------------------------------------------------
-  const file = h('input', { type: 'file', id: 'reply-file', class: 'sr', tabindex: '-1', 'aria-label': 'Attach a file' });
-  const attach = h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach a file', title: 'Attach a file' });
-  attach.appendChild(paperclipIcon());
-  const send = o.replyForm.querySelector('button[type="submit"]');
-  o.replyForm.insertBefore(file, send);
-  o.replyForm.insertBefore(attach, send);
-  attach.addEventListener('click', () => file.click());
-  file.addEventListener('change', () => {
-    const chosen = file.files?.[0];
-    file.value = '';
-    if (chosen) void upload(chosen);
-  });
+  const attach = attachControl(
+    o.replyForm,
+    { inputId: 'reply-file', inputClass: 'sr', buttonClass: 'attach', buttonLabel: 'Attach a file' },
+    (f) => void upload(f),
+  );
   async function upload(f: File): Promise<void> {
     const x = hooks.client();
     const c = hooks.api().active();

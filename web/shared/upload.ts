@@ -147,3 +147,34 @@ export function paperclipIcon(): SVGSVGElement {
   svg.appendChild(path);
   return svg;
 }
+
+/**
+ * A hidden file input and the paperclip button that opens it, put before the form's submit button; each file chosen
+ * goes to `onFile` (the input is emptied, so the same file can be chosen again).
+ */
+export function attachControl(
+  form: HTMLFormElement,
+  o: { inputId: string; inputClass: string; buttonClass: string; buttonLabel: string; accept?: string },
+  onFile: (f: File) => void,
+): HTMLButtonElement {
+  const file = h('input', {
+    type: 'file',
+    id: o.inputId,
+    class: o.inputClass,
+    tabindex: '-1',
+    'aria-label': 'Attach a file',
+    ...(o.accept ? { accept: o.accept } : {}),
+  });
+  const attach = h('button', { type: 'button', class: o.buttonClass, 'aria-label': o.buttonLabel, title: 'Attach a file' });
+  attach.appendChild(paperclipIcon());
+  const send = form.querySelector('button[type="submit"]');
+  form.insertBefore(file, send);
+  form.insertBefore(attach, send);
+  attach.addEventListener('click', () => file.click());
+  file.addEventListener('change', () => {
+    const chosen = file.files?.[0];
+    file.value = '';
+    if (chosen) onFile(chosen);
+  });
+  return attach;
+}

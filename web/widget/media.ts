@@ -4,7 +4,7 @@
 import { xml, type XmppClient } from '@xmpp/client';
 import { typingIndicator, typingNotifier } from '../shared/chatstates.js';
 import { CHANNEL_SEND, h, NS_CHATSTATES, type WebConfig } from '../shared/consult.js';
-import { attachmentBody, attachmentElement, isImageFile, paperclipIcon, uploadFile, uploadOrigin } from '../shared/upload.js';
+import { attachControl, attachmentBody, attachmentElement, isImageFile, uploadFile, uploadOrigin } from '../shared/upload.js';
 
 export interface Attachment {
   url: string;
@@ -44,25 +44,17 @@ export function widgetMedia(o: WidgetMediaHooks) {
   });
   o.input.addEventListener('input', () => notifier.input(o.input.value));
 
-  const file = h('input', {
-    type: 'file',
-    id: 'cw-file',
-    class: 'cw-sr',
-    tabindex: '-1',
-    'aria-label': 'Attach a file',
-    accept: 'image/*,.pdf,.txt,.zip',
-  });
-  const attach = h('button', { type: 'button', class: 'cw-attach', 'aria-label': '发送图片或文件 Attach a file', title: 'Attach a file' });
-  attach.appendChild(paperclipIcon());
-  const send = o.form.querySelector('button[type="submit"]');
-  o.form.insertBefore(file, send);
-  o.form.insertBefore(attach, send);
-  attach.addEventListener('click', () => file.click());
-  file.addEventListener('change', () => {
-    const chosen = file.files?.[0];
-    file.value = '';
-    if (chosen) void upload(chosen);
-  });
+  const attach = attachControl(
+    o.form,
+    {
+      inputId: 'cw-file',
+      inputClass: 'cw-sr',
+      buttonClass: 'cw-attach',
+      buttonLabel: '发送图片或文件 Attach a file',
+      accept: 'image/*,.pdf,.txt,.zip',
+    },
+    (f) => void upload(f),
+  );
 
   async function upload(f: File): Promise<void> {
     const x = o.client();
