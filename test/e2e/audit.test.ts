@@ -1,19 +1,13 @@
-// The audit log and the token roles through the real sidecar process (PGlite on disk) and consultctl as a process:
-// an operator token (read from a tokenFile) sets an agent's status, a read token is refused a shop change (403, the
-// shop unchanged), and `consultctl audit` with the admin token (given in the config as its SHA-256) shows both with
-// the token names, before and after; the log names the tokens, never their secrets; the entries survive a restart.
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
 import { sha256Hex } from '../../src/domain/config-schema.js';
+import { runConsultctl } from '../support/consultctl.js';
 import { startSidecar, writeConfig, type SidecarProcess } from '../support/sidecar.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'audit-e2e.test';
 const SHOP = `shop@${D}`;
 const ANN = `ann@${D}`;
@@ -21,18 +15,7 @@ const READ = 'e2e-dashboard-read-token';
 const OPERATOR = 'e2e-front-desk-operator-token';
 const ADMIN = 'e2e-the-boss-admin-token';
 
-/** consultctl (src/cli.ts under tsx) against the sidecar, with only the CONSULT_* variables given here. */
-const ctl = (url: string, token: string, args: string[]) => {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONSULT_')));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', '--url', url, '--token', token, ...args],
-      { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...inherited, CONSULT_RUN_DIR: os.tmpdir() } },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr: stderr.trim() }),
-    ),
-  );
-};
+const ctl = runConsultctl;
 
 type Entry = { token: string; role: string; route: string; status: number; target: object; before?: unknown; after?: unknown };
 

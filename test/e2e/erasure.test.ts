@@ -1,17 +1,8 @@
-// End to end: erasure of a visitor through a real ejabberd with mod_offline and mod_mam, the shim and the real
-// sidecar, one suite on PGlite and one on PostgreSQL. The visitor talks with an agent (a closed session in the archive,
-// a second one open), gets an offline message while away, and has messages in its MAM archive; `consultctl export`
-// shows them, `consultctl forget` erases it: the agent is told, the archive has none of its sessions, ejabberd holds
-// no offline message and no MAM message of it (its own MAM query after reconnecting), and the store read directly
-// (journal, snapshot, archive rows) holds neither its JID nor a word it wrote or got. With --account a widget-like
-// visitor's account goes too.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
 import { pgDriver, pgliteDriver } from '../../src/storage/driver.js';
+import { runConsultctl } from '../support/consultctl.js';
 import { DURABLE_STORES, type E2eStore, openStore } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
@@ -19,7 +10,6 @@ import { waitUntil } from '../support/wait.js';
 import { bodyId, connectClient, type Element, isAck, type TestClient } from '../support/xmpp.js';
 import parse from '@xmpp/xml/lib/parse.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const VISITOR = `visitor1@${D}`;
@@ -37,17 +27,8 @@ const consult = (id: string, text: string) =>
 const reply = (id: string, text: string, to: string) =>
   `<message type='chat' to='${SHOP}' realto='${to}'><body id='${id}' msgType='1'>${text}</body></message>`;
 
-/** consultctl (src/cli.ts under tsx) against the sidecar's admin API. */
-const ctl = (ctx: Ctx, args: string[]) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const env = { ...process.env, CONSULT_ADMIN_URL: `http://127.0.0.1:${ctx.adminPort}`, CONSULT_ADMIN_TOKEN: TOKEN };
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
-      { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env },
-      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+/** consultctl against the sidecar's admin API. */
+const ctl = (ctx: Ctx, args: string[]) => runConsultctl(`http://127.0.0.1:${ctx.adminPort}`, TOKEN, args);
 
 const api = async (ctx: Ctx, p: string) => {
   const res = await fetch(`http://127.0.0.1:${ctx.adminPort}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } });

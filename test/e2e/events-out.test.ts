@@ -1,15 +1,7 @@
-// End to end: a shop's webhook events through a real ejabberd with the shim, the real sidecar process on PGlite and
-// a real HTTP receiver that checks every signature. A session's events arrive in order; then, with the receiver
-// holding its requests unanswered, the sidecar is SIGKILLed after the commit (the visitor got its ack, the agent
-// its close confirmation) and started again on the same store: the receiver gets every event, under the ids it
-// saw before the crash, none missing, in order.
-import { execFile } from 'node:child_process';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
+import { runConsultctl } from '../support/consultctl.js';
 import { type E2eStore, openStore } from '../support/e2e-stores.js';
 import { EventReceiver } from '../support/event-receiver.js';
 import { type Stack, startStack } from '../support/stack.js';
@@ -20,7 +12,6 @@ import { type Element, isAck, type TestClient } from '../support/xmpp.js';
 const SHOP = 'shop_2@localhost';
 const SECRET = 'e2e-webhook-secret-0123456789';
 const TOKEN = 'e2e-events-admin-token';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 interface Ctx {
   adminUrl: string;
@@ -38,18 +29,7 @@ const chat = (id: string, text: string, realto: string) =>
 const ofVisitor = (r: EventReceiver, v: string) => r.accepted.filter((e) => e.body.visitor === v);
 const types = (list: { body: { type: string } }[]) => list.map((e) => e.body.type);
 
-/** consultctl (src/cli.ts under tsx) against the sidecar's admin API. */
-const ctl = (url: string, args: string[]) => {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONSULT_')));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', '--url', url, '--token', TOKEN, ...args],
-      { cwd: ROOT, encoding: 'utf8', timeout: 30_000, env: { ...inherited, CONSULT_RUN_DIR: os.tmpdir() } },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr: stderr.trim() }),
-    ),
-  );
-};
+const ctl = (url: string, args: string[]) => runConsultctl(url, TOKEN, args, 30_000);
 
 const ev = suite<Ctx>('events out through ejabberd [pglite]');
 

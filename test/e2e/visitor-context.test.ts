@@ -1,15 +1,7 @@
-// End to end: visitor context through a real ejabberd with mod_consult and the real sidecar, one suite on PGlite
-// and one on PostgreSQL, with plain XMPP clients. The visitor's client sends a context child and a channelid key
-// beside pid; the agent gets the server's structured child on the relayed message (the visitor's own child is not
-// relayed) and a readable notice; `/sessions` and GET /sessions list it; a transfer gives it to the next agent;
-// after the close the admin API's GET /archive and `consultctl archive --context` find the session by context; and
-// `/history` in the visitor's next session is answered from the archive.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
+import { runConsultctl } from '../support/consultctl.js';
 import { DURABLE_STORES, type E2eStore, openStore } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
@@ -35,8 +27,6 @@ const entries = (c: Element | undefined) =>
 const chat = (id: string, text: string, realto?: string) =>
   `<message type='chat' to='${SHOP}'${realto ? ` realto='${realto}'` : ''}><body id='${id}'>${text}</body></message>`;
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
 interface Archived {
   id: string;
   visitor: string;
@@ -58,17 +48,8 @@ const api = async <T>(ctx: Ctx, path: string) => {
 };
 const archived = (ctx: Ctx, query: string) => api<{ items: Archived[] }>(ctx, `/archive?${query}`);
 
-/** consultctl (src/cli.ts under tsx) against the sidecar's admin API. */
-const ctl = (ctx: Ctx, args: string[]) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const env = { ...process.env, CONSULT_ADMIN_URL: `http://127.0.0.1:${ctx.adminPort}`, CONSULT_ADMIN_TOKEN: TOKEN };
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
-      { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env },
-      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+/** consultctl against the sidecar's admin API. */
+const ctl = (ctx: Ctx, args: string[]) => runConsultctl(`http://127.0.0.1:${ctx.adminPort}`, TOKEN, args);
 
 for (const kind of DURABLE_STORES) {
   const e2e = suite<Ctx>(`e2e visitor context and /history through ejabberd [${kind}]`);
