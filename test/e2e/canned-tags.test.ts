@@ -1,22 +1,13 @@
-// End to end: canned replies, tags and notes through a real ejabberd with the shim and the real sidecar, with plain
-// @xmpp/client agents and visitors, one suite on PGlite and one on PostgreSQL. `consultctl canned set` adds a reply;
-// the agent types `#refund` and the visitor receives the shop's text as the agent's message (placeholders filled,
-// the agent's body id, msgType 1); an unknown name bounces with the close ones and reaches nobody; "#1 question" is
-// an ordinary message. `/tag` and `/note` reach only the agent (a notice), survive a SIGKILL of the sidecar, and are
-// archived: `consultctl archive --tag` and `stats --tag` find the session; the visitor never sees the note.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/ejabberd-node.js';
-import { DURABLE_STORES, decidesShops, type E2eStore, openStore } from '../support/e2e-stores.js';
+import { runConsultctl } from '../support/consultctl.js';
+import { DURABLE_STORES, decidesShops, type E2eStore, openStore, shimRoutes } from '../support/e2e-stores.js';
 import { type Stack, startStack } from '../support/stack.js';
 import { setUpSuite } from '../support/suite.js';
 import { waitUntil } from '../support/wait.js';
 import { type Element, isAck, isBounce, isNotice, type TestClient } from '../support/xmpp.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const D = 'localhost';
 const SHOP = `shop_2@${D}`;
 const VISITOR = `visitor1@${D}`;
@@ -37,17 +28,8 @@ const consult = (id: string, text: string) =>
 const chat = (id: string, text: string) =>
   `<message type='chat' to='${SHOP}' realto='${VISITOR}'><body id='${id}' maType='6'>${text}</body></message>`;
 
-/** consultctl (src/cli.ts under tsx) against the sidecar's admin API. */
-const ctl = (ctx: Ctx, args: string[]) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const env = { ...process.env, CONSULT_ADMIN_URL: `http://127.0.0.1:${ctx.adminPort}`, CONSULT_ADMIN_TOKEN: TOKEN };
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
-      { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env },
-      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+/** consultctl against the sidecar's admin API. */
+const ctl = (ctx: Ctx, args: string[]) => runConsultctl(`http://127.0.0.1:${ctx.adminPort}`, TOKEN, args);
 const ctlJson = async (ctx: Ctx, args: string[]) => {
   const r = await ctl(ctx, args);
   assert.is(r.code, 0, `consultctl ${args.join(' ')}: ${r.stderr}`);
@@ -136,6 +118,7 @@ for (const kind of DURABLE_STORES) {
     await ctx.stack.sidecar.kill('SIGKILL');
     await ctx.stack.startSidecarAgain();
     await decidesShops(ctx.stack.sidecar, [SHOP]);
+    await shimRoutes(ctx.stack.ejabberd, [SHOP]);
     await ctx.agent.send(chat('u1', '/untag refund'));
     const after = await ctx.agent.waitFor((el) => isNotice(el) && bodyOf(el).endsWith(': vip'));
     assert.is(bodyOf(after), `Tags of the conversation with ${VISITOR}: vip`, 'the tags came back from the journal');

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startPostgres } from './postgres.js';
+import type { Ejabberd } from './ejabberd.js';
 import type { SidecarProcess } from './sidecar.js';
 import { waitUntil } from './wait.js';
 
@@ -37,4 +38,22 @@ export async function decidesShops(sidecar: SidecarProcess, shops: readonly stri
     timeoutMs,
     detail: () => sidecar.lines.slice(-20).join('\n'),
   });
+}
+
+/**
+ * Resolves once ejabberd's shim sends the shops' stanzas to a sidecar again (`ejabberdctl consult_owned` lists each
+ * under a connection). A sidecar deciding a shop (decidesShops) has still to push its watch list to the shim; until
+ * the shim has it, the shop's stanzas bounce with service-unavailable.
+ */
+export async function shimRoutes(ejabberd: Ejabberd, shops: readonly string[], timeoutMs = 30_000): Promise<void> {
+  let last = '';
+  await waitUntil(
+    `the shim routing ${shops.join(', ')}`,
+    async () => {
+      last = (await ejabberd.ctl('consult_owned')).stdout;
+      const listed = last.split('\n').map((l) => l.trim().split(/\s/)[0]);
+      return shops.every((shop) => listed.includes(shop));
+    },
+    { timeoutMs, detail: () => last },
+  );
 }
