@@ -136,7 +136,7 @@ class Shim {
     conn.call.on('end', down);
     conn.call.on('close', down);
     // As a shim does on every new stream: say who it is, then report every agent's presence.
-    conn.call.write({ hello: { node: NODE, hosts: [D], shimVersion: 'bench', clusterNodes: [NODE] } });
+    conn.call.write({ hello: { node: NODE, hosts: [D], shimVersion: 'bench', clusterNodes: [NODE], features: ['structured-verdict'] } });
     for (const a of SHOPS.flatMap(agentsOf))
       conn.call.write({ event: { kind: SessionEvent_Kind.PRESENCE_SET, jid: `${a}/pc`, show: '', priority: 0, status: '' } });
     await this.until(`${label}: first WatchList`, () => conn.watched, EVENT_MS);

@@ -113,7 +113,9 @@ class Shim {
     this.call.on('error', (e) => {
       this.failed = e;
     });
-    this.call.write({ hello: { node: 'bench@localhost', hosts: [D], shimVersion: 'bench', clusterNodes: [] } });
+    this.call.write({
+      hello: { node: 'bench@localhost', hosts: [D], shimVersion: 'bench', clusterNodes: [], features: ['structured-verdict'] },
+    });
   }
 
   /** Sends n stanzas (made by `make(i)`), at most WINDOW unanswered; `seen(i, verdict)` sees each verdict. */

@@ -8,7 +8,7 @@
 -export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
          decode_sidecar_message/1, decode_verdict/1]).
 -export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, cluster_event/0,
-              verdict/0, action/0, inject/0, watch/0, erase_user/0, erase_user_ack/0]).
+              verdict/0, ack/0, action/0, inject/0, watch/0, erase_user/0, erase_user_ack/0]).
 
 %% deadline_ms: Unix time in ms after which the shim stops waiting (0 or
 %% absent: unknown, not sent).
@@ -18,15 +18,21 @@
 -type session_event() :: #{kind := session_open | session_close | presence_set | presence_unset,
                            jid := binary(), show => binary(), priority => integer(),
                            status => binary()}.
+%% features: what this shim reads beyond the first contract ("structured-verdict").
 -type hello() :: #{node := binary(), hosts := [binary()], shim_version := binary(),
-                   cluster_nodes => [binary()]}.
+                   cluster_nodes => [binary()], features => [binary()]}.
 -type inject_ack() :: #{id := non_neg_integer()}.
 -type cluster_event() :: #{node := binary(), up := boolean()}.
 -type action() :: pass | rewrite | drop | reject | {unknown_action, non_neg_integer()}.
+%% attributes (present when the sidecar sent some): a rewrite of the held
+%% stanza's attributes, its children kept. extra: the further stanzas in wire
+%% order, as XML or as the fields of an mstat ack the shim writes itself.
 -type verdict() :: #{seq := non_neg_integer(), action := action(), stanza := binary(),
                      error := undefined | #{condition := binary(), type := binary(),
                                             text := binary()},
-                     extra := [binary()]}.
+                     extra := [binary() | {ack, ack()}],
+                     attributes => [{binary(), binary()}]}.
+-type ack() :: #{to := binary(), body_id := binary(), msec_times := binary()}.
 %% id 0: the sidecar wants no InjectAck. keys (kept messages only, absent when
 %% the Inject has none): one per stanza, in the same order.
 -type inject() :: #{stanzas := [binary()], id := non_neg_integer(), keys => [binary()]}.
@@ -69,7 +75,8 @@ encode_session_event(#{kind := Kind, jid := Jid} = Ev) ->
 
 encode_hello(#{node := Node, hosts := Hosts, shim_version := Version} = Hello) ->
     [bytes(1, Node), [message(2, H) || H <- Hosts], bytes(3, Version),
-     [message(4, N) || N <- maps:get(cluster_nodes, Hello, [])]].
+     [message(4, N) || N <- maps:get(cluster_nodes, Hello, [])],
+     [message(5, F) || F <- maps:get(features, Hello, [])]].
 
 kind_number(session_open) -> 1;
 kind_number(session_close) -> 2;
@@ -124,13 +131,19 @@ decode_sidecar_message(Bin) ->
 decode_verdict(Bin) ->
     Empty = #{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => []},
     V = lists:foldl(fun verdict_field/2, Empty, fields(Bin)),
-    V#{extra := lists:reverse(maps:get(extra, V))}.
+    V1 = V#{extra := lists:reverse(maps:get(extra, V))},
+    case V1 of
+        #{attributes := Attrs} -> V1#{attributes := lists:reverse(Attrs)};
+        _ -> V1
+    end.
 
 verdict_field({1, {varint, N}}, V) -> V#{seq := N};
 verdict_field({2, {varint, N}}, V) -> V#{action := action(N)};
 verdict_field({3, B}, V) when is_binary(B) -> V#{stanza := B};
 verdict_field({4, B}, V) when is_binary(B) -> V#{error := decode_stanza_error(B)};
 verdict_field({5, B}, V = #{extra := Extra}) when is_binary(B) -> V#{extra := [B | Extra]};
+verdict_field({6, B}, V) when is_binary(B) -> V#{attributes => [decode_attribute(B) | maps:get(attributes, V, [])]};
+verdict_field({7, B}, V = #{extra := Extra}) when is_binary(B) -> V#{extra := [decode_extra(B) | Extra]};
 verdict_field(_, V) -> V.
 
 action(0) -> pass;
@@ -138,6 +151,26 @@ action(1) -> rewrite;
 action(2) -> drop;
 action(3) -> reject;
 action(N) -> {unknown_action, N}.
+
+decode_attribute(Bin) ->
+    lists:foldl(fun({1, B}, {_, Value}) when is_binary(B) -> {B, Value};
+                   ({2, B}, {Name, _}) when is_binary(B) -> {Name, B};
+                   (_, A) -> A
+                end, {<<>>, <<>>}, fields(Bin)).
+
+%% An Extra without a member is an empty stanza, which the shim logs and skips.
+decode_extra(Bin) ->
+    lists:foldl(fun({1, B}, _) when is_binary(B) -> B;
+                   ({2, B}, _) when is_binary(B) -> {ack, decode_ack(B)};
+                   (_, E) -> E
+                end, <<>>, fields(Bin)).
+
+decode_ack(Bin) ->
+    lists:foldl(fun({1, B}, A) when is_binary(B) -> A#{to := B};
+                   ({2, B}, A) when is_binary(B) -> A#{body_id := B};
+                   ({3, B}, A) when is_binary(B) -> A#{msec_times := B};
+                   (_, A) -> A
+                end, #{to => <<>>, body_id => <<>>, msec_times => <<>>}, fields(Bin)).
 
 decode_stanza_error(Bin) ->
     Empty = #{condition => <<>>, type => <<>>, text => <<>>},

@@ -58,7 +58,8 @@ new(Tab, Authority, Opts) ->
 hello(Node, Hosts, Version) ->
     consult_pb:encode_shim_message(
       {hello, #{node => Node, hosts => Hosts, shim_version => Version,
-                cluster_nodes => [Node | [atom_to_binary(N, utf8) || N <- nodes()]]}}).
+                cluster_nodes => [Node | [atom_to_binary(N, utf8) || N <- nodes()]],
+                features => [<<"structured-verdict">>]}}).
 
 -spec cluster_event(node(), boolean()) -> iodata().
 cluster_event(Node, Up) ->

@@ -6,7 +6,8 @@
 %% wire (c2s_filter_send). Hooks registered by mod_consult.
 -module(consult_stanza).
 
--export([c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1, deliver_as/2, strip_raw/1, bare/1]).
+-export([c2s_handle_recv/3, user_send_packet/1, c2s_filter_send/1, deliver_as/2, strip_raw/1, bare/1,
+         ack_element/1]).
 
 -include("xmpp.hrl").
 
@@ -97,6 +98,14 @@ force_mgmt_enqueue(#{mgmt_state := S} = State) when S == active; S == pending; S
     State#{mgmt_force_enqueue => true};
 force_mgmt_enqueue(State) ->
     State.
+
+%% The mstat ack the sidecar asks for by its fields (a structured verdict),
+%% element for element what its XML would parse to.
+-spec ack_element(consult_pb:ack()) -> fxml:xmlel().
+ack_element(#{to := To, body_id := Id, msec_times := Time}) ->
+    #xmlel{name = <<"message">>,
+           attrs = [{<<"xmlns">>, ?NS_CLIENT}, {<<"type">>, <<"mstat">>}, {<<"msec_times">>, Time}, {<<"to">>, To}],
+           children = [#xmlel{name = <<"body">>, attrs = [{<<"id">>, Id}, {<<"stat">>, <<"sent">>}]}]}.
 
 %% The bare JID as the sidecar's watch lists write it.
 -spec bare(jid()) -> binary().

@@ -83,7 +83,7 @@ apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
     case Action of
         pass -> consult_stanza:deliver_as(Pkt, Raw);
         rewrite ->
-            case decode(maps:get(stanza, Verdict)) of
+            case rewritten(Verdict, Raw) of
                 {ok, Pkt1, El} -> consult_stanza:deliver_as(Pkt1, El);
                 error -> bounce(Pkt, Raw, xmpp:err_internal_server_error(
                                             <<"The consult service produced an invalid message">>, lang(Pkt)))
@@ -95,11 +95,23 @@ apply_verdict(#{action := Action, extra := Extra} = Verdict, Pkt, Raw) ->
             bounce(Pkt, Raw, xmpp:err_internal_server_error(<<"Unknown consult verdict">>, lang(Pkt)))
     end.
 
+%% A structured rewrite (attributes, no stanza) keeps the children of the
+%% element the shim holds: the sidecar sends one only when they are unchanged.
+rewritten(#{stanza := <<>>, attributes := [_ | _] = Attrs}, Raw) ->
+    decode_element(Raw#xmlel{attrs = Attrs});
+rewritten(#{stanza := Xml}, _Raw) ->
+    decode(Xml).
+
 %% Injected stanzas carry consult_injected so filter_packet lets them through
 %% untouched (routing them re-enters filter_packet at once). A stanza without
 %% from (the mstat ack) comes from the server itself.
+route_stanza({ack, Fields}) ->
+    route_element(decode_element(consult_stanza:ack_element(Fields)));
 route_stanza(Xml) ->
-    case decode(Xml) of
+    route_element(decode(Xml)).
+
+route_element(Decoded) ->
+    case Decoded of
         {ok, Pkt, El} ->
             Pkt1 = case xmpp:get_from(Pkt) of
                        undefined -> xmpp:set_from(Pkt, jid:make((xmpp:get_to(Pkt))#jid.lserver));
@@ -116,16 +128,23 @@ route_injected(Stanzas) ->
     lists:foreach(fun route_stanza/1, Stanzas).
 
 decode(Xml) ->
-    try fxml_stream:parse_element(Xml) of
+    case fxml_stream:parse_element(Xml) of
         #xmlel{} = El ->
-            Pkt = xmpp:decode(El, ?NS_CLIENT, [ignore_els]),
-            case xmpp:get_to(Pkt) of
-                undefined -> ?WARNING_MSG("consult: sidecar stanza without to: ~ts", [Xml]), error;
-                _ -> {ok, Pkt, El}
-            end;
+            decode_element(El);
         {error, Why} ->
             ?WARNING_MSG("consult: sidecar sent malformed XML (~p): ~ts", [Why, Xml]),
             error
+    end.
+
+decode_element(El) ->
+    try xmpp:decode(El, ?NS_CLIENT, [ignore_els]) of
+        Pkt ->
+            case xmpp:get_to(Pkt) of
+                undefined ->
+                    ?WARNING_MSG("consult: sidecar stanza without to: ~ts", [fxml:element_to_binary(El)]),
+                    error;
+                _ -> {ok, Pkt, El}
+            end
     catch _:{xmpp_codec, Why} ->
             ?WARNING_MSG("consult: sidecar stanza rejected by the codec: ~ts", [xmpp:format_error(Why)]),
             error

@@ -133,6 +133,25 @@ verdict_round_trip_test() ->
     ?assertEqual(V, consult_pb:decode_verdict(encode_verdict(V))),
     ?assertEqual({verdict, V}, consult_pb:decode_sidecar_message(iolist_to_binary(field(1, encode_verdict(V))))).
 
+%% The structured verdict: the held stanza's new attributes in order, and
+%% the further stanzas in wire order, an ack as its fields (ts-proto's bytes).
+structured_verdict_test() ->
+    ?assertEqual(#{seq => 5, action => rewrite, stanza => <<>>, error => undefined,
+                   attributes => [{<<"to">>, <<"a@x">>}, {<<"type">>, <<"consult">>}],
+                   extra => [<<"<a/>">>, <<"<m/>">>,
+                             {ack, #{to => <<"v@x/r">>, body_id => <<"b1">>, msec_times => <<"17">>}}]},
+                 consult_pb:decode_verdict(hex("080510012A043C612F3E32090A02746F1203614078320F0A04747970651207636F6E73756C743A060A043C6D2F3E3A11120F0A057640782F72120262311A023137"))),
+    %% An Extra without a member, or an Ack without fields: empty values, which the shim refuses to route.
+    ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined,
+                   extra => [<<>>, {ack, #{to => <<>>, body_id => <<>>, msec_times => <<>>}}]},
+                 consult_pb:decode_verdict(iolist_to_binary([field(7, <<>>), field(7, field(2, <<>>))]))).
+
+hello_lists_features_test() ->
+    Hello = #{node => <<"n@h">>, hosts => [<<"localhost">>], shim_version => <<"0.2.0">>,
+              cluster_nodes => [<<"n@h">>], features => [<<"structured-verdict">>]},
+    ?assertEqual(hex("1A300A036E406812096C6F63616C686F73741A05302E322E3022036E40682A12737472756374757265642D76657264696374"),
+                 iolist_to_binary(consult_pb:encode_shim_message({hello, Hello}))).
+
 verdict_defaults_test() ->
     ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => []},
                  consult_pb:decode_verdict(<<>>)).

@@ -198,8 +198,9 @@ encoders_test_() ->
                    iolist_to_binary(consult_sidecar:erase_user_ack(#{id => 4, offline => true, mam => true, account => false}))),
      ?_assertEqual(iolist_to_binary(consult_pb:encode_shim_message({cluster, #{node => <<"n@h">>, up => true}})),
                    iolist_to_binary(consult_sidecar:cluster_event('n@h', true))),
-     %% This node first (the test node is not distributed: nobody else).
+     %% This node first (the test node is not distributed: nobody else); it reads structured verdicts.
      ?_assertEqual(iolist_to_binary(consult_pb:encode_shim_message(
                                       {hello, #{node => <<"me@h">>, hosts => [<<"x">>], shim_version => <<"v">>,
-                                                cluster_nodes => [<<"me@h">>]}})),
+                                                cluster_nodes => [<<"me@h">>],
+                                                features => [<<"structured-verdict">>]}})),
                    iolist_to_binary(consult_sidecar:hello(<<"me@h">>, [<<"x">>], <<"v">>)))].

@@ -4,6 +4,8 @@ import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
   Action,
+  type Attribute,
+  type Extra,
   StanzaFilterService,
   type FilterRequest,
   type ShimMessage,
@@ -15,7 +17,8 @@ import { ConfigError, type TlsConfig } from '../domain/config.js';
 import { readTlsFiles } from '../ops/config-file.js';
 import type { Decision } from '../domain/decision.js';
 import type { Desk } from '../desk/desk.js';
-import { serialize, type XmlElement } from '../xmpp/xml.js';
+import { keepsChildrenOf, serialize, type XmlElement } from '../xmpp/xml.js';
+import { ackFields } from '../xmpp/stanzas.js';
 import { ShimAuth } from './auth.js';
 import type { Log } from '../domain/log.js';
 import type { ShimLink } from './link.js';
@@ -24,16 +27,29 @@ import { ThrottledLog } from '../domain/throttle.js';
 
 const ACTIONS = { pass: Action.ACTION_PASS, rewrite: Action.ACTION_REWRITE, drop: Action.ACTION_DROP, reject: Action.ACTION_REJECT };
 const xmlBytes = (x: XmlElement) => Buffer.from(serialize(x), 'utf8');
+const NO_BYTES = Buffer.alloc(0);
 
-export function toVerdict(seq: string, d: Decision): Verdict {
-  return {
-    seq,
-    action: ACTIONS[d.action],
-    stanza: d.action === 'rewrite' ? Buffer.from(d.xml, 'utf8') : Buffer.alloc(0),
-    error: d.action === 'reject' ? d.error : undefined,
-    extra: d.extra.map(xmlBytes),
-  };
+/** What a shim says it reads in its Hello; the structured verdict goes only to those that list it. */
+export const STRUCTURED_VERDICT = 'structured-verdict';
+
+/**
+ * The verdict on a stanza. `shimXml`: the stanza as the shim forwarded it, when that shim reads structured verdicts:
+ * a rewrite that kept the stanza's children is then sent as its attributes only, and acks as their fields, so
+ * ejabberd parses neither (it holds the children already and writes the ack itself).
+ */
+export function toVerdict(seq: string, d: Decision, shimXml?: string): Verdict {
+  const attributes = d.action === 'rewrite' && shimXml !== undefined && keepsChildrenOf(shimXml, d.stanza) ? attributesOf(d.stanza) : [];
+  const stanza = d.action === 'rewrite' && attributes.length === 0 ? Buffer.from(d.xml, 'utf8') : NO_BYTES;
+  const error = d.action === 'reject' ? d.error : undefined;
+  if (shimXml === undefined) return { seq, action: ACTIONS[d.action], stanza, error, extra: d.extra.map(xmlBytes), attributes, extras: [] };
+  const extras = d.extra.map((x): Extra => {
+    const ack = ackFields(x);
+    return ack ? { ack } : { xml: xmlBytes(x) };
+  });
+  return { seq, action: ACTIONS[d.action], stanza, error, extra: [], attributes, extras };
 }
+
+const attributesOf = (x: XmlElement): Attribute[] => Object.entries(x.attrs).map(([name, value]) => ({ name, value }));
 
 /** Optional instrumentation: decision outcome and latency, and tracking of in-flight decisions. */
 export interface FilterHooks {
@@ -109,16 +125,17 @@ export function stanzaFilterHandlers(
       grpc.status.RESOURCE_EXHAUSTED,
       `ejabberd node ${node} already has ${maxStreams} open FilterStreams to this sidecar (grpc.maxStreamsPerNode); one must close first`,
     );
-  const judge = (req: FilterRequest, deadline: number): Promise<Verdict> =>
-    hooks.track ? hooks.track(verdictFor(req, deadline)) : verdictFor(req, deadline);
+  const judge = (req: FilterRequest, deadline: number, structured = false): Promise<Verdict> =>
+    hooks.track ? hooks.track(verdictFor(req, deadline, structured)) : verdictFor(req, deadline, structured);
   // A decision that throws must still answer: the shim would otherwise wait for its timeout.
-  const verdictFor = async (req: FilterRequest, deadline: number): Promise<Verdict> => {
+  const verdictFor = async (req: FilterRequest, deadline: number, structured: boolean): Promise<Verdict> => {
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const decision = await desk.filter(req.stanza, deadline);
+      const xml = structured ? req.stanza.toString('utf8') : undefined;
+      const decision = await desk.filter(xml ?? req.stanza, deadline);
       hooks.observe?.(decision.action, seconds());
-      return toVerdict(req.seq, decision);
+      return toVerdict(req.seq, decision, xml);
     } catch (e) {
       hooks.observe?.('failed', seconds());
       log.error('decision failed', { seq: req.seq, err: e });
@@ -160,6 +177,7 @@ export function stanzaFilterHandlers(
       }
       let owed = 0;
       let hello = false;
+      let structured = false; // the shim's Hello lists STRUCTURED_VERDICT
       log.info('shim stream opened', { peer: node });
       // Events of one node are applied in order (a presence must not overtake the session it belongs to).
       let events = Promise.resolve();
@@ -172,7 +190,7 @@ export function stanzaFilterHandlers(
             return;
           }
           owed++;
-          void judge(req, deadlineOf(req)).then((verdict) => {
+          void judge(req, deadlineOf(req), structured).then((verdict) => {
             owed--;
             // A shim that does not read its verdicts is not read either: its requests wait in HTTP/2 flow control.
             if (!call.write({ verdict } satisfies SidecarMessage) && !call.isPaused()) {
@@ -206,8 +224,9 @@ export function stanzaFilterHandlers(
           }
           node = msg.hello.node || node;
           hello = true;
+          structured = msg.hello.features.includes(STRUCTURED_VERDICT);
           const cluster = msg.hello.clusterNodes;
-          log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion, cluster });
+          log.info('shim hello', { node, hosts: msg.hello.hosts, version: msg.hello.shimVersion, cluster, features: msg.hello.features });
           // Only a shim that said who it is (and may be so) learns the shops and agents.
           call.write({ watch: watch.current() } satisfies SidecarMessage);
           events = events

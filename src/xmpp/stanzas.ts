@@ -79,6 +79,30 @@ export function ack(to: string, bodyId: string, now: number): XmlElement {
   return el('message', { xmlns: 'jabber:client', type: 'mstat', msec_times: String(now), to }, [el('body', { id: bodyId, stat: 'sent' })]);
 }
 
+/** What an ack is made of, for a shim that writes it itself (the structured verdict). */
+export interface AckFields {
+  to: string;
+  bodyId: string;
+  msecTimes: string;
+}
+
+const ACK_ATTRS = ['xmlns', 'type', 'msec_times', 'to'];
+const ACK_BODY_ATTRS = ['id', 'stat'];
+const hasKeys = (attrs: Record<string, string>, keys: string[]) => {
+  const own = Object.keys(attrs);
+  return own.length === keys.length && own.every((k, i) => k === keys[i]);
+};
+
+/** The fields of an element exactly as ack() builds it, or undefined for anything else (routed as XML then). */
+export function ackFields(x: XmlElement): AckFields | undefined {
+  const a = x.attrs;
+  if (x.name !== 'message' || a.type !== 'mstat' || a.xmlns !== 'jabber:client' || !hasKeys(a, ACK_ATTRS)) return undefined;
+  const body = x.children.length === 1 ? x.children[0] : undefined;
+  if (typeof body !== 'object' || body.name !== 'body' || body.children.length > 0) return undefined;
+  if (body.attrs.stat !== 'sent' || !hasKeys(body.attrs, ACK_BODY_ATTRS)) return undefined;
+  return { to: a.to, bodyId: body.attrs.id, msecTimes: a.msec_times };
+}
+
 export interface AutoReply {
   shop: string;
   visitor: string;

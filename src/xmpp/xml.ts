@@ -83,9 +83,14 @@ const HAS_FXML_ATTR = /['"<&]/;
 const HAS_FXML_TEXT = /['"<>&]/;
 
 function isInFxmlForm(xml: string, root: XmlElement): boolean {
-  if (FORBIDDEN_CHARS.test(xml)) return false;
-  // Walks the tree along the input, piece by piece, without building the string.
-  let at = 0;
+  return !FORBIDDEN_CHARS.test(xml) && matchFxml(xml, 0, root) === xml.length;
+}
+
+/**
+ * Walks `node` along `xml` from `at`, piece by piece, without building the string: where its fxml form ends in `xml`,
+ * or -1 where `xml` differs from it.
+ */
+function matchFxml(xml: string, at: number, node: XmlNode): number {
   const next = (piece: string) => {
     if (!xml.startsWith(piece, at)) return false;
     at += piece.length;
@@ -104,7 +109,35 @@ function isInFxmlForm(xml: string, root: XmlElement): boolean {
     for (const c of node.children) if (!same(c)) return false;
     return next('</') && next(node.name) && next('>');
   };
-  return same(root) && at === xml.length;
+  return same(node) ? at : -1;
+}
+
+/**
+ * Whether `out` has exactly the children of the element `xml` holds in fxml's form (what a shim forwards), whatever
+ * its attributes: a shim holding that element can then take out's attributes onto it and keep its own children
+ * rather than parse `out` whole (the structured verdict). Not in fxml's form, another name, or a child added, removed
+ * or changed (a body id written, a context child taken out): false.
+ */
+export function keepsChildrenOf(xml: string, out: XmlElement): boolean {
+  const open = `<${out.name}`;
+  if (!PLAIN_NAME.test(out.name) || !xml.startsWith(open)) return false;
+  // The start tag's end: attributes are ` name='value'`, and fxml writes a ' inside a value as &apos;.
+  let at = open.length;
+  while (xml[at] === ' ') {
+    const eq = xml.indexOf("='", at);
+    if (eq < 0 || !PLAIN_NAME.test(xml.slice(at + 1, eq))) return false;
+    const close = xml.indexOf("'", eq + 2);
+    if (close < 0) return false;
+    at = close + 1;
+  }
+  if (xml.startsWith('/>', at)) return out.children.length === 0 && at + 2 === xml.length;
+  if (xml[at] !== '>' || out.children.length === 0 || FORBIDDEN_CHARS.test(xml)) return false;
+  at++;
+  for (const c of out.children) {
+    at = matchFxml(xml, at, c);
+    if (at < 0) return false;
+  }
+  return xml.startsWith(`</${out.name}>`, at) && at + out.name.length + 3 === xml.length;
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };

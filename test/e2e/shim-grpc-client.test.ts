@@ -61,7 +61,7 @@ class ScriptedSidecar {
   };
 
   verdict(req: FilterRequest): Verdict {
-    const base = { seq: req.seq, stanza: Buffer.alloc(0), error: undefined, extra: [req.stanza] };
+    const base = { seq: req.seq, stanza: Buffer.alloc(0), error: undefined, extra: [req.stanza], attributes: [], extras: [] };
     if (req.stanza.includes('rewrite-big') || req.stanza.length > BIG) {
       const body = 'y'.repeat(BIG);
       return { ...base, action: Action.ACTION_REWRITE, stanza: Buffer.from(`<message id='rw'><body>${body}</body></message>`) };
@@ -201,11 +201,11 @@ t('golden bytes: Erlang ShimMessage encoding equals ts-proto', async ({ driver }
     ],
     [
       `{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>, <<"">>, <<"x.example">>], shim_version => <<"0.1.0">>}}`,
-      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0', clusterNodes: [] } },
+      { hello: { node: 'n@h', hosts: ['localhost', '', 'x.example'], shimVersion: '0.1.0', clusterNodes: [], features: [] } },
     ],
     [
       `{hello, #{node => <<"n@h">>, hosts => [<<"localhost">>], shim_version => <<"0.2.0">>, cluster_nodes => [<<"n@h">>, <<"m@h">>]}}`,
-      { hello: { node: 'n@h', hosts: ['localhost'], shimVersion: '0.2.0', clusterNodes: ['n@h', 'm@h'] } },
+      { hello: { node: 'n@h', hosts: ['localhost'], shimVersion: '0.2.0', clusterNodes: ['n@h', 'm@h'], features: [] } },
     ],
     [`{cluster, #{node => <<"m@h">>, up => true}}`, { cluster: { node: 'm@h', up: true } }],
     [`{cluster, #{node => <<"m@h">>, up => false}}`, { cluster: { node: 'm@h', up: false } }],
@@ -223,6 +223,8 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
       stanza: Buffer.from('<x/>'),
       error: { condition: 'item-not-found', type: 'cancel', text: 'gone ✓' },
       extra: [Buffer.from('<a/>'), Buffer.alloc(0), Buffer.from('<b/>')],
+      attributes: [],
+      extras: [],
     },
   };
   const got = await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode(verdict).finish())}">>}`);
@@ -238,9 +240,39 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
   ]);
 
   const defaults = await driver.run(
-    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ verdict: { seq: '0', action: Action.ACTION_PASS, stanza: Buffer.alloc(0), error: undefined, extra: [] } }).finish())}">>}`,
+    `{decode_sidecar, <<"${hex(SidecarMessage.encode({ verdict: { seq: '0', action: Action.ACTION_PASS, stanza: Buffer.alloc(0), error: undefined, extra: [], attributes: [], extras: [] } }).finish())}">>}`,
   );
   assert.equal(defaults, ['verdict', { seq: 0, action: 'pass', stanza: '', error: null, extra: [] }]);
+
+  // The structured verdict: the held stanza's attributes in order, further stanzas in wire order, an ack as its fields.
+  const structured: SidecarMessage = {
+    verdict: {
+      seq: '5',
+      action: Action.ACTION_REWRITE,
+      stanza: Buffer.alloc(0),
+      error: undefined,
+      extra: [Buffer.from('<a/>')],
+      attributes: [
+        { name: 'to', value: 'a@x' },
+        { name: 'realfrom', value: 'v@x ✓' },
+      ],
+      extras: [{ xml: Buffer.from('<m/>') }, { ack: { to: 'v@x/r', bodyId: 'b1', msecTimes: '17' } }],
+    },
+  };
+  assert.equal(await driver.run(`{decode_sidecar, <<"${hex(SidecarMessage.encode(structured).finish())}">>}`), [
+    'verdict',
+    {
+      seq: 5,
+      action: 'rewrite',
+      stanza: '',
+      error: null,
+      attributes: [
+        ['to', 'a@x'],
+        ['realfrom', 'v@x ✓'],
+      ],
+      extra: ['<a/>', '<m/>', ['ack', { body_id: 'b1', msec_times: '17', to: 'v@x/r' }]],
+    },
+  ]);
 
   const watch = await driver.run(
     `{decode_sidecar, <<"${hex(SidecarMessage.encode({ watch: { shops: ['s@x', 't@x'], agents: ['a@x', 'b@x'], owned: ['t@x'], sidecar: 'sc-1', ownedEpochs: [] } }).finish())}">>}`,
@@ -312,7 +344,13 @@ t('sidecar started later: reconnects, Hello carries node and hosts', async (c) =
   await c.driver.waitStatus('connected', true);
   await until('hello', () => c.sidecar!.hellos.length === 1);
   // The driver's node is not distributed: the cluster is the node itself.
-  assert.equal(c.sidecar.hellos[0], { node: NODE, hosts: ['localhost', 'shop.example'], shimVersion: '0.2.0', clusterNodes: [NODE] });
+  assert.equal(c.sidecar.hellos[0], {
+    node: NODE,
+    hosts: ['localhost', 'shop.example'],
+    shimVersion: '0.2.0',
+    clusterNodes: [NODE],
+    features: ['structured-verdict'],
+  });
   const v = await c.driver.run(`{filter, <<"localhost">>, <<"<message id='1'/>">>, 5000}`);
   assert.equal(v, ['ok', { seq: v[1].seq, action: 'pass', stanza: '', error: null, extra: ["<message id='1'/>"] }]);
   assert.ok(v[1].seq > 0);

@@ -61,7 +61,15 @@ class ScriptedSidecar {
     const el = parseElement(Buffer.from(req.stanza).toString());
     const body = el.children.find((c): c is XmlElement => typeof c !== 'string' && c.name === 'body');
     const note = `<message from='${el.attrs.to}' to='${el.attrs.from}' type='chat'><body>decided by ${this.name}: ${body?.attrs.id}</body></message>`;
-    return { seq: req.seq, action: Action.ACTION_DROP, stanza: Buffer.alloc(0), error: undefined, extra: [Buffer.from(note)] };
+    return {
+      seq: req.seq,
+      action: Action.ACTION_DROP,
+      stanza: Buffer.alloc(0),
+      error: undefined,
+      extra: [Buffer.from(note)],
+      attributes: [],
+      extras: [],
+    };
   }
 
   async listen(): Promise<void> {

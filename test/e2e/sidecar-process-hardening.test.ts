@@ -51,7 +51,7 @@ test('SIGHUP: the shim stream is ended, shops handed over, exit 0 (as SIGTERM)',
       call.on('end', () => resolve('end'));
       call.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code}`));
     });
-    call.write({ hello: { node: 'ejabberd@hup', hosts: [D], shimVersion: 't', clusterNodes: [] } });
+    call.write({ hello: { node: 'ejabberd@hup', hosts: [D], shimVersion: 't', clusterNodes: [], features: [] } });
     await waitUntil('the watch list', () => got.some((m) => m.watch));
     s.child.kill('SIGHUP');
     const exit = await exitWithin(s, 20_000);

@@ -68,7 +68,7 @@ test('real sidecar: health SERVING, admin + /metrics, SIGTERM ends shim streams 
     stream.on('end', () => {
       streamDone = true;
     });
-    stream.write({ hello: { node: 'ops@node', hosts: [D], shimVersion: 'test', clusterNodes: [] } });
+    stream.write({ hello: { node: 'ops@node', hosts: [D], shimVersion: 'test', clusterNodes: [], features: [] } });
     stream.write({
       filter: {
         seq: '1',

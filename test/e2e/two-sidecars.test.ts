@@ -42,7 +42,7 @@ const client = (port: number) => new StanzaFilterClient(`127.0.0.1:${port}`, grp
 const shimStream = (c: StanzaFilterClient, node: string) => {
   const stream = c.filterStream();
   stream.on('error', () => {}); // ends with the sidecar
-  stream.write({ hello: { node, hosts: [D], shimVersion: 'test', clusterNodes: [node] } });
+  stream.write({ hello: { node, hosts: [D], shimVersion: 'test', clusterNodes: [node], features: [] } });
   return stream;
 };
 const filter = (c: StanzaFilterClient, xml: string) =>

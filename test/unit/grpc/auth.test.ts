@@ -82,7 +82,7 @@ function openStream(port: number, md: grpc.Metadata, hello?: string) {
     call.on('error', (e: grpc.ServiceError) => resolve(e));
     call.on('end', () => resolve(undefined));
   });
-  if (hello) call.write({ hello: { node: hello, hosts: [D], shimVersion: 't', clusterNodes: [] } });
+  if (hello) call.write({ hello: { node: hello, hosts: [D], shimVersion: 't', clusterNodes: [], features: [] } });
   return { client, call, got, ended };
 }
 

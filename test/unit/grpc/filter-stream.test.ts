@@ -77,7 +77,7 @@ test(`a stream owing ${MAX_OWED_PER_STREAM} verdicts: the next stanzas get resou
       if (m.verdict) verdicts.push(m.verdict);
     });
     call.on('error', () => undefined);
-    call.write({ hello: { node: 'ejabberd@one', hosts: [D], shimVersion: 't', clusterNodes: [] } });
+    call.write({ hello: { node: 'ejabberd@one', hosts: [D], shimVersion: 't', clusterNodes: [], features: [] } });
     const send = (i: number) =>
       call.write({ filter: { seq: String(i), hook: Hook.HOOK_FILTER_PACKET, host: D, stanza: stanza(i), deadlineMs: '0' } });
     for (let i = 0; i <= MAX_OWED_PER_STREAM; i++) send(i);

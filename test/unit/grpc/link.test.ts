@@ -44,7 +44,7 @@ async function setUp() {
       if (s.acking) call.write({ injectAck: { id: m.inject.id } });
     });
     call.on('error', () => undefined);
-    call.write({ hello: { node, hosts: [D], shimVersion: 't', clusterNodes: cluster } });
+    call.write({ hello: { node, hosts: [D], shimVersion: 't', clusterNodes: cluster, features: [] } });
     clients.push(client);
     return s;
   }

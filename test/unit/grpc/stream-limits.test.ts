@@ -40,7 +40,7 @@ function open(client: StanzaFilterClient, token: string | undefined, hello?: str
     call.on('error', (e: grpc.ServiceError) => resolve(e));
     call.on('end', () => resolve(undefined));
   });
-  if (hello) call.write({ hello: { node: hello, hosts: [D], shimVersion: 't', clusterNodes: [] } });
+  if (hello) call.write({ hello: { node: hello, hosts: [D], shimVersion: 't', clusterNodes: [], features: [] } });
   return { call, got, ended };
 }
 

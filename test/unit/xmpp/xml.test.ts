@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { XMLValidator } from 'fast-xml-parser';
-import { XmlError, parseElement, type XmlElement, type XmlNode } from '../../../src/xmpp/xml.js';
+import { XmlError, keepsChildrenOf, parseElement, type XmlElement, type XmlNode } from '../../../src/xmpp/xml.js';
 
 const refused = (xml: string): string => {
   try {
@@ -115,3 +115,35 @@ test('a damaged stanza is accepted exactly when the validator accepts it', () =>
 });
 
 test.run();
+
+// The structured verdict: a shim puts out's attributes on the element it holds and keeps that element's children.
+// That must be written exactly as out itself would be, so keepsChildrenOf says yes exactly when it is.
+test('keepsChildrenOf: yes exactly when the held element with the new attributes is written as the new element', () => {
+  const sameName = fc.tuple(tree, tree).map(([a, b]) => [a, { ...b, name: a.name }] as const);
+  fc.assert(
+    fc.property(sameName, ([held, out]) => {
+      const expected = fxml({ ...held, attrs: out.attrs }) === fxml(out);
+      assert.is(keepsChildrenOf(fxml(held), out), expected, `${fxml(held)} → ${fxml(out)}`);
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(tree, tree, (held, other) => assert.ok(keepsChildrenOf(fxml(held), { ...held, attrs: other.attrs }))),
+    { numRuns: 500 },
+  );
+});
+
+test('keepsChildrenOf: no for a changed child, another name or input not in fxml form', () => {
+  const xml = "<message xmlns='jabber:client' to='shop@h' x='a&apos;>b'><body id='1'>hi &amp; &apos;bye&apos;</body></message>";
+  const held = parseElement(xml);
+  const out = { name: 'message', attrs: { to: 'agent@h', type: 'consult' }, children: held.children };
+  assert.ok(keepsChildrenOf(xml, out));
+  assert.not.ok(keepsChildrenOf(xml.replace("x='a&apos;>b'", 'x="a\'>b"'), out), 'double quotes');
+  assert.not.ok(keepsChildrenOf(xml, { ...out, name: 'iq' }), 'another name');
+  assert.not.ok(keepsChildrenOf(xml, { ...out, children: [] }), 'children removed');
+  assert.not.ok(keepsChildrenOf(`${xml} `, out), 'trailing text');
+  (held.children[0] as XmlElement).attrs.msgType = '1'; // a body attribute written by the sidecar
+  assert.not.ok(keepsChildrenOf(xml, out), 'a child changed');
+  assert.ok(keepsChildrenOf("<message to='a'/>", { name: 'message', attrs: { to: 'b' }, children: [] }), 'no children either side');
+  assert.not.ok(keepsChildrenOf("<message to='a'/>", out), 'children added');
+});
