@@ -12,6 +12,7 @@
 // arrived nor bounced (lost) and messages a stalled windowed run never sent are reported.
 //   npx tsx bench/ejabberd.ts [--messages 5000] [--window 100] [--rates 100,500,1000,2000] [--duration 5] [--visitors 10]
 //                             [--repeat 2] [--store pglite:] [--only REGEX on "label: flow name"] [--nagle] [--cpu-prof DIR]
+//                             [--commit-delay-ms N (the sidecar's commitDelayMs; default: its own default)]
 // --duration: seconds per paced run (rate × duration messages). --store: the sidecar's store, as in
 // bench/sidecar.ts (default pglite:, a fresh temp dir, like config/consult.example.json's pglite:.run/pglite).
 // The no-shim node is only started when --only leaves one of its flows. --cpu-prof DIR: the sidecar runs
@@ -44,6 +45,7 @@ const { values: opt } = parseArgs({
     only: { type: 'string' },
     nagle: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '2' },
+    'commit-delay-ms': { type: 'string' },
   },
 });
 const N = Number(opt.messages);
@@ -358,6 +360,7 @@ async function main() {
       {
         systemJid: `admin@${D}`,
         store: store.url,
+        ...(opt['commit-delay-ms'] !== undefined ? { commitDelayMs: Number(opt['commit-delay-ms']) } : {}),
         shops: [{ jid: SHOP, name: 'bench shop', agents: [{ jid: `test01@${D}`, maxSessions: Math.max(5, VISITORS) }] }],
       },
       await freePort(),

@@ -81,14 +81,23 @@ filter(Host, Xml, TimeoutMs) ->
 %% does), or any: whichever sidecar is connected.
 -spec filter(binary(), binary() | any, iodata(), pos_integer()) ->
           {ok, consult_pb:verdict()}
-        | {error, unavailable | timeout | circuit_open | overloaded | no_owner}.
+        | {error, unavailable | timeout | circuit_open | overloaded | no_owner | {bad_verdict, term()}}.
 filter(Host, Target, Xml, TimeoutMs) when is_binary(Host), is_integer(TimeoutMs), TimeoutMs > 0 ->
     %% When the caller stops waiting, on the wall clock the sidecar shares (NTP).
     Deadline = erlang:system_time(millisecond) + TimeoutMs,
     case pick(Target) of
-        {ok, Name} -> call(Name, {filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs);
+        {ok, Name} -> verdict(call(Name, {filter, Host, iolist_to_binary(Xml), TimeoutMs, Deadline}, TimeoutMs));
         {error, Reason} = Error -> count_refused(Reason), Error
     end.
+
+%% The connection process hands over a verdict's bytes: decoded here, in the
+%% caller, so that one process does not decode every verdict of the node.
+verdict({verdict, Bin}) ->
+    try {ok, consult_pb:decode_verdict(Bin)}
+    catch error:{consult_pb, Why} -> {error, {bad_verdict, Why}}
+    end;
+verdict(Other) ->
+    Other.
 
 %% Fire and forget, to every connection; dropped while disconnected, and
 %% when too many wait for the send window (counted in status()). Encoded

@@ -500,11 +500,11 @@ input(Sock, Data, St) ->
 sidecar_message(Msg, Role, Ref, St = #st{sidecar = S}) ->
     T0 = erlang:monotonic_time(),
     case consult_sidecar:message(Msg, Role, Ref, S) of
-        {verdict, V = #{seq := Seq}, S1} ->
+        {verdict, Seq, V, S1} ->
             case maps:take(Seq, St#st.pending) of
                 {{From, TRef, _}, P1} ->
                     erlang:cancel_timer(TRef),
-                    gen_server:reply(From, {ok, V}),
+                    gen_server:reply(From, {verdict, V}),  % decoded by consult_grpc:filter/4, in the caller
                     consult_timing:add(verdict, erlang:monotonic_time() - T0),
                     set_breaker(consult_breaker:success(St#st.breaker),
                                 count(verdicts, 1, St#st{pending = P1, sidecar = S1}));

@@ -6,7 +6,7 @@
 -module(consult_pb).
 
 -export([encode_shim_message/1, encode_filter_request/1, encode_session_event/1,
-         decode_sidecar_message/1, decode_verdict/1]).
+         decode_sidecar_message/1, peek_sidecar_message/1, decode_verdict/1]).
 -export_type([filter_request/0, session_event/0, hello/0, inject_ack/0, cluster_event/0,
               verdict/0, ack/0, action/0, inject/0, watch/0, erase_user/0, erase_user_ack/0]).
 
@@ -127,14 +127,56 @@ decode_sidecar_message(Bin) ->
            end,
     lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
 
+%% As decode_sidecar_message/1, but a Verdict comes with only its seq read:
+%% the connection process matches it to its caller, and the caller (one of
+%% many processes) decodes the rest with decode_verdict/1.
+-spec peek_sidecar_message(binary()) ->
+          {verdict, non_neg_integer(), binary()}
+        | {watch, watch()}
+        | {inject, inject()}
+        | report_presence
+        | {erase_user, erase_user()}
+        | {unknown, binary()}.
+peek_sidecar_message(Bin) ->
+    case fields(Bin) of
+        [{1, V}] when is_binary(V) -> {verdict, verdict_seq(V, 0), V};
+        _ -> decode_sidecar_message(Bin)
+    end.
+
+%% Field 1 (the last one on the wire wins), every other field skipped unread.
+verdict_seq(<<>>, Seq) ->
+    Seq;
+verdict_seq(Bin, Seq) ->
+    case read_varint(Bin) of
+        {8, Rest} ->
+            {N, Rest1} = read_varint(Rest),
+            verdict_seq(Rest1, N);
+        {Key, Rest} ->
+            verdict_seq(skip(Key band 7, Rest), Seq)
+    end.
+
+skip(0, Bin) -> element(2, read_varint(Bin));
+skip(1, <<_:8/binary, Rest/binary>>) -> Rest;
+skip(2, Bin) ->
+    {Len, Rest} = read_varint(Bin),
+    case Rest of
+        <<_:Len/binary, Rest1/binary>> -> Rest1;
+        _ -> error({consult_pb, truncated})
+    end;
+skip(5, <<_:4/binary, Rest/binary>>) -> Rest;
+skip(WireType, _) when WireType =:= 1; WireType =:= 5 -> error({consult_pb, truncated});
+skip(WireType, _) -> error({consult_pb, {bad_wire_type, WireType}}).
+
 -spec decode_verdict(binary()) -> verdict().
 decode_verdict(Bin) ->
     Empty = #{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => []},
-    V = lists:foldl(fun verdict_field/2, Empty, fields(Bin)),
+    Fields = fields(Bin),
+    V = lists:foldl(fun verdict_field/2, Empty, Fields),
     V1 = V#{extra := lists:reverse(maps:get(extra, V))},
-    case V1 of
-        #{attributes := Attrs} -> V1#{attributes := lists:reverse(Attrs)};
-        _ -> V1
+    %% A list comprehension, not the fold: a rewrite carries a dozen of them, on every consult message.
+    case [decode_attribute(B) || {6, B} <- Fields, is_binary(B)] of
+        [] -> V1;
+        Attrs -> V1#{attributes => Attrs}
     end.
 
 verdict_field({1, {varint, N}}, V) -> V#{seq := N};
@@ -142,7 +184,6 @@ verdict_field({2, {varint, N}}, V) -> V#{action := action(N)};
 verdict_field({3, B}, V) when is_binary(B) -> V#{stanza := B};
 verdict_field({4, B}, V) when is_binary(B) -> V#{error := decode_stanza_error(B)};
 verdict_field({5, B}, V = #{extra := Extra}) when is_binary(B) -> V#{extra := [B | Extra]};
-verdict_field({6, B}, V) when is_binary(B) -> V#{attributes => [decode_attribute(B) | maps:get(attributes, V, [])]};
 verdict_field({7, B}, V = #{extra := Extra}) when is_binary(B) -> V#{extra := [decode_extra(B) | Extra]};
 verdict_field(_, V) -> V.
 
@@ -152,6 +193,10 @@ action(2) -> drop;
 action(3) -> reject;
 action(N) -> {unknown_action, N}.
 
+%% Name and value shorter than 128 bytes, in field order (as ts-proto writes
+%% them): read at once; anything else field by field.
+decode_attribute(<<10, N, Name:N/binary, 18, M, Value:M/binary>>) when N < 128, M < 128 ->
+    {Name, Value};
 decode_attribute(Bin) ->
     lists:foldl(fun({1, B}, {_, Value}) when is_binary(B) -> {B, Value};
                    ({2, B}, {Name, _}) when is_binary(B) -> {Name, B};

@@ -80,12 +80,13 @@ erase_user_ack(Ack) ->
 %% connection process: an Inject's ack comes back to it as the cast
 %% {inject_ack, ConnRef, Id} once on_inject has routed the stanzas, an
 %% EraseUser's as {erase_user_ack, ConnRef, Ack} once on_erase is done.
+%% A verdict comes with its seq and its bytes, which its caller decodes.
 -spec message(binary(), current | draining, reference(), state()) ->
-          {verdict, consult_pb:verdict(), state()} | {ok, state()}.
+          {verdict, non_neg_integer(), binary(), state()} | {ok, state()}.
 message(Msg, Role, ConnRef, S) ->
-    case consult_pb:decode_sidecar_message(Msg) of
-        {verdict, V} ->
-            {verdict, V, S};
+    case consult_pb:peek_sidecar_message(Msg) of
+        {verdict, Seq, V} ->
+            {verdict, Seq, V, S};
         {watch, W} ->
             S1 = store_watch(W, S),
             save_watch(W, S1),

@@ -4,9 +4,9 @@
 %% c2s processes) and the connection process add without a message or a lock.
 %%   to_xml      the hook writes the client's element as XML
 %%   request     the connection encodes the FilterRequest and frames and sends it
-%%   round_trip  the hook waits: from its call to the verdict in hand
-%%   verdict     the connection decodes a verdict and hands it to its caller
-%%   apply       the hook parses, decodes and routes the verdict and its extras
+%%   round_trip  the hook waits: from its call to the verdict in hand (decoded)
+%%   verdict     the connection reads a verdict's seq and hands it to its caller
+%%   apply       the hook builds (or parses) and routes the verdict's stanza and extras
 %% Before start/0 (EUnit, the test driver) adding is a no-op.
 -module(consult_timing).
 

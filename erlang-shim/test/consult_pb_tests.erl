@@ -15,7 +15,8 @@
 %% For proper:quickcheck/2 (via ?MODULE:Name()).
 -export([prop_verdict_round_trip/0, prop_inject_round_trip/0,
          prop_filter_request_round_trip/0, prop_inject_ack_round_trip/0,
-         prop_watch_round_trip/0, prop_hello_round_trip/0, prop_cluster_event_round_trip/0]).
+         prop_watch_round_trip/0, prop_hello_round_trip/0, prop_cluster_event_round_trip/0,
+         prop_peek_agrees_with_decode/0]).
 
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
 
@@ -125,6 +126,24 @@ shim_message_round_trip_test() ->
     [{4, len, Ack}] = parse(consult_pb:encode_shim_message({inject_ack, #{id => 123456789}})),
     ?assertEqual(#{1 => 123456789}, parse_map(Ack)).
 
+%% The connection reads only a verdict's seq; its caller decodes the rest.
+peek_reads_the_seq_and_leaves_the_rest_test() ->
+    V = iolist_to_binary([field(3, <<"<m/>">>), varint_field(1, 300), <<(9 bsl 3 bor 1), 1:64>>,
+                          <<(10 bsl 3 bor 5), 1:32>>, varint_field(11, 5), varint_field(1, 4294967297)]),
+    ?assertEqual({verdict, 4294967297, V}, consult_pb:peek_sidecar_message(iolist_to_binary(field(1, V)))),
+    ?assertEqual(4294967297, maps:get(seq, consult_pb:decode_verdict(V))),
+    ?assertEqual({verdict, 0, <<>>}, consult_pb:peek_sidecar_message(iolist_to_binary(field(1, <<>>)))),
+    Inject = iolist_to_binary(field(3, [field(1, <<"<m/>">>), varint_field(2, 5)])),
+    ?assertEqual(consult_pb:decode_sidecar_message(Inject), consult_pb:peek_sidecar_message(Inject)),
+    ?assertError({consult_pb, truncated}, consult_pb:peek_sidecar_message(iolist_to_binary(field(1, <<(3 bsl 3 bor 2), 9, "ab">>)))).
+
+prop_peek_agrees_with_decode() ->
+    proper:forall(verdict(), fun(V) ->
+                                     Bin = encode_verdict(V),
+                                     consult_pb:peek_sidecar_message(iolist_to_binary(field(1, Bin)))
+                                         =:= {verdict, maps:get(seq, V), Bin}
+                             end).
+
 verdict_round_trip_test() ->
     V = #{seq => 4294967297, action => reject, stanza => <<"<x/>">>,
           error => #{condition => <<"item-not-found">>, type => <<"cancel">>,
@@ -141,6 +160,14 @@ structured_verdict_test() ->
                    extra => [<<"<a/>">>, <<"<m/>">>,
                              {ack, #{to => <<"v@x/r">>, body_id => <<"b1">>, msec_times => <<"17">>}}]},
                  consult_pb:decode_verdict(hex("080510012A043C612F3E32090A02746F1203614078320F0A04747970651207636F6E73756C743A060A043C6D2F3E3A11120F0A057640782F72120262311A023137"))),
+    %% Long values, an empty name (omitted by proto3), fields in another order: read field by field.
+    Long = binary:copy(<<"x">>, 200),
+    ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => [],
+                   attributes => [{<<"k">>, Long}, {<<>>, <<"v">>}, {<<"a">>, <<"b">>}, {<<"c">>, <<>>}]},
+                 consult_pb:decode_verdict(iolist_to_binary([field(6, [field(1, <<"k">>), field(2, Long)]),
+                                                             field(6, field(2, <<"v">>)),
+                                                             field(6, [field(2, <<"b">>), field(1, <<"a">>)]),
+                                                             field(6, field(1, <<"c">>))]))),
     %% An Extra without a member, or an Ack without fields: empty values, which the shim refuses to route.
     ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined,
                    extra => [<<>>, {ack, #{to => <<>>, body_id => <<>>, msec_times => <<>>}}]},
@@ -231,7 +258,7 @@ malformed_test_() ->
 proper_test_() ->
     consult_properties:tests(?MODULE, [prop_verdict_round_trip, prop_inject_round_trip, prop_filter_request_round_trip,
                                        prop_inject_ack_round_trip, prop_watch_round_trip, prop_hello_round_trip,
-                                       prop_cluster_event_round_trip],
+                                       prop_cluster_event_round_trip, prop_peek_agrees_with_decode],
                              500, 60).
 
 %% ?FORALL(X, Type, Prop) is proper:forall(Type, fun(X) -> Prop end).

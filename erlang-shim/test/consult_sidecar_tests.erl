@@ -149,8 +149,9 @@ report_presence_reports_all_again(File) ->
 
 verdicts_go_back(File) ->
     S = new(File),
-    ?assertMatch({verdict, #{seq := 7, action := pass}, S},
-                 consult_sidecar:message(iolist_to_binary(field(1, varint_field(1, 7))), current, make_ref(), S)).
+    Verdict = iolist_to_binary([field(3, <<"<m/>">>), varint_field(1, 7), field(5, <<"<a/>">>)]),
+    ?assertEqual({verdict, 7, Verdict, S},
+                 consult_sidecar:message(iolist_to_binary(field(1, Verdict)), current, make_ref(), S)).
 
 %% The ack comes to the connection (this process) once on_inject returned;
 %% id 0 wants none.
