@@ -13,6 +13,7 @@
 //   npx tsx bench/ejabberd.ts [--messages 5000] [--window 100] [--rates 100,500,1000,2000] [--duration 5] [--visitors 10]
 //                             [--repeat 2] [--store pglite:] [--only REGEX on "label: flow name"] [--nagle] [--cpu-prof DIR]
 //                             [--commit-delay-ms N (the sidecar's commitDelayMs; default: its own default)]
+//                             [--erl-flags '+sbwt none …' (both nodes' VM flags, e.g. without scheduler busy-waiting)]
 // --duration: seconds per paced run (rate × duration messages). --store: the sidecar's store, as in
 // bench/sidecar.ts (default pglite:, a fresh temp dir, like config/consult.example.json's pglite:.run/pglite).
 // The no-shim node is only started when --only leaves one of its flows. --cpu-prof DIR: the sidecar runs
@@ -46,6 +47,7 @@ const { values: opt } = parseArgs({
     nagle: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '2' },
     'commit-delay-ms': { type: 'string' },
+    'erl-flags': { type: 'string' },
   },
 });
 const N = Number(opt.messages);
@@ -303,6 +305,7 @@ async function withNode<T>(
   const ej = await startEjabberd({
     domain: D,
     withShim, // loglevel stays 'info': the harness waits for the 'is started' info line
+    ...(opt['erl-flags'] ? { erlFlags: opt['erl-flags'] } : {}),
     ...(withShim && { shimOptions: { sidecar_host: '127.0.0.1', sidecar_port: sidecarPort!, timeout: 500, failure_policy: 'reject' } }),
   });
   const clients: TestClient[] = [];

@@ -261,6 +261,8 @@ export interface CtlConfigOptions {
   epmdPort?: number;
   /** Erlang cookie for the node and its ctl calls (default: user ejabberd's ~/.erlang.cookie). */
   cookie?: string;
+  /** More flags for the node's VM, e.g. `+sbwt none` (docs/production.md, "Sharing cores with the sidecar"). */
+  erlFlags?: string;
 }
 
 export function renderEjabberdctlCfg(layout: NodeLayout, o: CtlConfigOptions): string {
@@ -273,7 +275,7 @@ export function renderEjabberdctlCfg(layout: NodeLayout, o: CtlConfigOptions): s
         // -start_epmd false: the caller runs that epmd, nobody starts one of its own that would outlive the node.
         [`export ERL_EPMD_PORT=${o.epmdPort}`]
       : [`ERL_DIST_PORT=${o.distPort}`]),
-    `ERL_OPTIONS="-pa ${layout.ebinDir} -env ERL_CRASH_DUMP_BYTES 0${o.epmdPort ? ' -start_epmd false' : ''}${o.cookie ? ` -setcookie ${o.cookie}` : ''}"`,
+    `ERL_OPTIONS="-pa ${layout.ebinDir} -env ERL_CRASH_DUMP_BYTES 0${o.epmdPort ? ' -start_epmd false' : ''}${o.cookie ? ` -setcookie ${o.cookie}` : ''}${o.erlFlags ? ` ${o.erlFlags}` : ''}"`,
     `EJABBERD_PID_PATH=${layout.pidPath}`,
     'EJABBERD_BYPASS_WARNINGS=true',
     `CONTRIB_MODULES_PATH=${layout.modulesDir}`,

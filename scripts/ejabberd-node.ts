@@ -94,6 +94,8 @@ export interface NodeOptions extends EjabberdConfigOptions {
   epmdPort?: number;
   /** Erlang cookie (-setcookie) for the node and its ctl calls; default user ejabberd's ~/.erlang.cookie. */
   cookie?: string;
+  /** More flags for the node's VM (ERL_OPTIONS), e.g. `+sbwt none`. */
+  erlFlags?: string;
   /** Directories whose *.beam/*.app files are copied into <dir>/shim/ebin (on -pa). */
   ebinSources?: string[];
   /** Temp dirs: also delete the directory if the process exits with the node still live. */

@@ -23,8 +23,7 @@
 %% timeout covers both. Every failure is an error tuple, never an exception.
 -spec connect(string(), inet:port_number(), config(), timeout()) -> {ok, socket()} | {error, term()}.
 connect(Host, Port, Config, Timeout) ->
-    %% delay_send: the requests of many callers, sent one by one, leave in fewer, larger writes.
-    TcpOpts = [binary, {active, false}, {nodelay, true}, {delay_send, true},
+    TcpOpts = [binary, {active, false}, {nodelay, true},
                {send_timeout, 5000}, {send_timeout_close, true}],
     try do_connect(Host, Port, Config, TcpOpts, Timeout)
     catch Class:Reason -> {error, {Class, Reason}}

@@ -39,6 +39,8 @@ export interface StartEjabberdOptions {
   credential?: ShimCredential;
   /** Load mod_consult (default true). */
   withShim?: boolean;
+  /** More flags for the node's VM (ERL_OPTIONS), e.g. `+sbwt none`. */
+  erlFlags?: string;
   /**
    * Rendered under `modules: mod_consult:`; e.g. sidecar_host, sidecar_port, timeout, failure_policy.
    * A list value renders as a YAML list (e.g. `sidecars: ['127.0.0.1:50051', '127.0.0.1:50052']`).
@@ -158,6 +160,7 @@ export async function startEjabberd(opts: StartEjabberdOptions = {}): Promise<Ej
     ...(opts.visitors ? { upload: { docroot: path.join(dir, 'upload'), maxSize: uploadMaxSize } } : {}),
     extraConfig: opts.extraConfig,
     extraModules: opts.extraModules,
+    erlFlags: opts.erlFlags,
   });
   const L = node.layout;
   const shimConfFile = path.join(L.modulesConfDir, 'mod_consult.yml');
