@@ -11,6 +11,14 @@ export type XmlNode = XmlElement | string;
 
 export class XmlError extends Error {}
 
+/** fast-xml-parser's entity decoder, doing nothing: entities are decoded by decodeEntities (processEntities is off). */
+const NO_ENTITY_DECODER = {
+  reset() {},
+  setXmlVersion() {},
+  addInputEntities() {},
+  decode: (s: string) => s,
+};
+
 const parser = new XMLParser({
   preserveOrder: true,
   ignoreAttributes: false,
@@ -22,6 +30,8 @@ const parser = new XMLParser({
   // the rest of the parse, and it also expanded entities a DOCTYPE declares, which no stanza may carry.
   processEntities: false,
   htmlEntities: false,
+  // Otherwise the parser builds an entity decoder (merging entity tables) for every parse, only to leave it unused.
+  entityDecoder: NO_ENTITY_DECODER as never,
   cdataPropName: '#cdata', // kept apart: CDATA text is taken as written, never decoded
 });
 
@@ -86,30 +96,29 @@ function isInFxmlForm(xml: string, root: XmlElement): boolean {
   return !FORBIDDEN_CHARS.test(xml) && matchFxml(xml, 0, root) === xml.length;
 }
 
+/** Where `piece` ends if `xml` has it at `at`, else -1. */
+const after = (xml: string, at: number, piece: string) => (at >= 0 && xml.startsWith(piece, at) ? at + piece.length : -1);
+
 /**
  * Walks `node` along `xml` from `at`, piece by piece, without building the string: where its fxml form ends in `xml`,
- * or -1 where `xml` differs from it.
+ * or -1 where `xml` differs from it. (On every stanza: plain calls, no closures.)
  */
 function matchFxml(xml: string, at: number, node: XmlNode): number {
-  const next = (piece: string) => {
-    if (!xml.startsWith(piece, at)) return false;
-    at += piece.length;
-    return true;
-  };
-  const same = (node: XmlNode): boolean => {
-    if (typeof node === 'string') return next(HAS_FXML_TEXT.test(node) ? node.replace(FXML_TEXT, entity) : node);
-    if (!PLAIN_NAME.test(node.name) || !next('<') || !next(node.name)) return false;
-    for (const k in node.attrs) {
-      const v = node.attrs[k];
-      if (!PLAIN_NAME.test(k) || !next(' ') || !next(k) || !next("='")) return false;
-      if (!next(HAS_FXML_ATTR.test(v) ? v.replace(FXML_ATTR, entity) : v) || !next("'")) return false;
-    }
-    if (node.children.length === 0) return next('/>');
-    if (!next('>')) return false;
-    for (const c of node.children) if (!same(c)) return false;
-    return next('</') && next(node.name) && next('>');
-  };
-  return same(node) ? at : -1;
+  if (typeof node === 'string') return after(xml, at, HAS_FXML_TEXT.test(node) ? node.replace(FXML_TEXT, entity) : node);
+  const { name, attrs, children } = node;
+  if (!PLAIN_NAME.test(name)) return -1;
+  at = after(xml, after(xml, at, '<'), name);
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (!PLAIN_NAME.test(k)) return -1;
+    at = after(xml, after(xml, after(xml, at, ' '), k), "='");
+    at = after(xml, after(xml, at, HAS_FXML_ATTR.test(v) ? v.replace(FXML_ATTR, entity) : v), "'");
+    if (at < 0) return -1;
+  }
+  if (children.length === 0) return after(xml, at, '/>');
+  at = after(xml, at, '>');
+  for (let i = 0; i < children.length && at >= 0; i++) at = matchFxml(xml, at, children[i]);
+  return after(xml, after(xml, after(xml, at, '</'), name), '>');
 }
 
 /**
@@ -119,25 +128,32 @@ function matchFxml(xml: string, at: number, node: XmlNode): number {
  * or changed (a body id written, a context child taken out): false.
  */
 export function keepsChildrenOf(xml: string, out: XmlElement): boolean {
-  const open = `<${out.name}`;
-  if (!PLAIN_NAME.test(out.name) || !xml.startsWith(open)) return false;
+  const { name, children } = out;
+  if (!PLAIN_NAME.test(name)) return false;
+  let at = after(xml, after(xml, 0, '<'), name);
   // The start tag's end: attributes are ` name='value'`, and fxml writes a ' inside a value as &apos;.
-  let at = open.length;
-  while (xml[at] === ' ') {
+  while (at > 0 && xml.charCodeAt(at) === 32) {
     const eq = xml.indexOf("='", at);
-    if (eq < 0 || !PLAIN_NAME.test(xml.slice(at + 1, eq))) return false;
-    const close = xml.indexOf("'", eq + 2);
-    if (close < 0) return false;
+    const close = eq < 0 ? -1 : xml.indexOf("'", eq + 2);
+    if (close < 0 || !isPlainNameAt(xml, at + 1, eq)) return false;
     at = close + 1;
   }
-  if (xml.startsWith('/>', at)) return out.children.length === 0 && at + 2 === xml.length;
-  if (xml[at] !== '>' || out.children.length === 0 || FORBIDDEN_CHARS.test(xml)) return false;
-  at++;
-  for (const c of out.children) {
-    at = matchFxml(xml, at, c);
-    if (at < 0) return false;
+  if (at < 0) return false;
+  if (xml.startsWith('/>', at)) return children.length === 0 && at + 2 === xml.length;
+  at = children.length === 0 ? -1 : after(xml, at, '>');
+  for (let i = 0; i < children.length && at >= 0; i++) at = matchFxml(xml, at, children[i]);
+  return after(xml, after(xml, after(xml, at, '</'), name), '>') === xml.length;
+}
+
+/** PLAIN_NAME on xml[from, to), without cutting it out. */
+function isPlainNameAt(xml: string, from: number, to: number): boolean {
+  if (to <= from) return false;
+  for (let i = from; i < to; i++) {
+    const c = xml.charCodeAt(i);
+    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95; // A-Z a-z _
+    if (!(letter || (i > from && ((c >= 48 && c <= 57) || c === 46 || c === 58 || c === 45)))) return false; // 0-9 . : -
   }
-  return xml.startsWith(`</${out.name}>`, at) && at + out.name.length + 3 === xml.length;
+  return true;
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
