@@ -74,7 +74,7 @@ export interface JournalOptions {
 }
 
 /** A batch smaller than this may wait for company (commitDelayMs); a bigger one already spreads its write's cost. */
-export const SMALL_BATCH = 16;
+export const SMALL_BATCH = 32;
 
 /**
  * Whether a batch waits commitDelayMs before its write: only a small one, and only under steady load (the last

@@ -405,7 +405,7 @@ export const ConfigSchema = strict({
   maxBotAnswerBytes: int(1024, 16 * 1024 * 1024).default(65536),
   maxPendingDecisions: int(1, 10_000_000).default(20_000),
   commitDelayMs: int(0, 50)
-    .default(2)
+    .default(5)
     .describe('under steady load a small group commit waits this long for more decisions: fewer, larger writes (0: never)'),
   limits: LimitsSchema.prefault({}),
   store: StoreSchema.default('memory:'),

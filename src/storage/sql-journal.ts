@@ -46,25 +46,24 @@ export class SqlJournal implements JournalStore {
   private async insert(q: Queryable, shops: string[], bodies: string[]): Promise<void> {
     if (shops.length === 0) return;
     const one = shops.length === 1;
-    const rows = !this.holder
-      ? one
-        ? await q.query(`INSERT INTO journal (shop, body) VALUES ($1, $2) RETURNING seq`, [shops[0], bodies[0]])
-        : await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b) RETURNING seq`, [
-            shops,
-            bodies,
-          ])
-      : one
-        ? await q.query(
-            `WITH held AS (SELECT 1 FROM shop_lease WHERE shop = $1 AND holder = $3 FOR SHARE)
+    // The only writer (no lease to fence on): nothing to read back.
+    if (!this.holder) {
+      if (one) await q.query(`INSERT INTO journal (shop, body) VALUES ($1, $2)`, [shops[0], bodies[0]]);
+      else await q.query(`INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b)`, [shops, bodies]);
+      return;
+    }
+    const rows = one
+      ? await q.query(
+          `WITH held AS (SELECT 1 FROM shop_lease WHERE shop = $1 AND holder = $3 FOR SHARE)
              INSERT INTO journal (shop, body) SELECT $1::text, $2::text WHERE EXISTS (SELECT 1 FROM held) RETURNING seq`,
-            [shops[0], bodies[0], this.holder],
-          )
-        : await q.query(
-            `WITH held AS (SELECT shop FROM shop_lease WHERE shop = ANY($1::text[]) AND holder = $3 FOR SHARE)
+          [shops[0], bodies[0], this.holder],
+        )
+      : await q.query(
+          `WITH held AS (SELECT shop FROM shop_lease WHERE shop = ANY($1::text[]) AND holder = $3 FOR SHARE)
              INSERT INTO journal (shop, body) SELECT s, b FROM unnest($1::text[], $2::text[]) AS t(s, b)
              WHERE (SELECT count(*) FROM held) = $4 RETURNING seq`,
-            [shops, bodies, this.holder, shops.length],
-          );
+          [shops, bodies, this.holder, shops.length],
+        );
     if (rows.length !== shops.length) throw new LeaseLost(await this.notHeld(q, shops));
   }
 
