@@ -173,10 +173,9 @@ decode_verdict(Bin) ->
     Fields = fields(Bin),
     V = lists:foldl(fun verdict_field/2, Empty, Fields),
     V1 = V#{extra := lists:reverse(maps:get(extra, V))},
-    %% A list comprehension, not the fold: a rewrite carries a dozen of them, on every consult message.
-    case [decode_attribute(B) || {6, B} <- Fields, is_binary(B)] of
+    case [B || {6, B} <- Fields, is_binary(B)] of
         [] -> V1;
-        Attrs -> V1#{attributes => Attrs}
+        Flat -> V1#{attributes => pairs(Flat)}
     end.
 
 verdict_field({1, {varint, N}}, V) -> V#{seq := N};
@@ -193,15 +192,11 @@ action(2) -> drop;
 action(3) -> reject;
 action(N) -> {unknown_action, N}.
 
-%% Name and value shorter than 128 bytes, in field order (as ts-proto writes
-%% them): read at once; anything else field by field.
-decode_attribute(<<10, N, Name:N/binary, 18, M, Value:M/binary>>) when N < 128, M < 128 ->
-    {Name, Value};
-decode_attribute(Bin) ->
-    lists:foldl(fun({1, B}, {_, Value}) when is_binary(B) -> {B, Value};
-                   ({2, B}, {Name, _}) when is_binary(B) -> {Name, B};
-                   (_, A) -> A
-                end, {<<>>, <<>>}, fields(Bin)).
+%% Verdict.attributes is name, value, name, value…; a name without its value
+%% (a broken sidecar) gets an empty one.
+pairs([Name, Value | Rest]) -> [{Name, Value} | pairs(Rest)];
+pairs([Name]) -> [{Name, <<>>}];
+pairs([]) -> [].
 
 %% An Extra without a member is an empty stanza, which the shim logs and skips.
 decode_extra(Bin) ->

@@ -156,18 +156,16 @@ verdict_round_trip_test() ->
 %% the further stanzas in wire order, an ack as its fields (ts-proto's bytes).
 structured_verdict_test() ->
     ?assertEqual(#{seq => 5, action => rewrite, stanza => <<>>, error => undefined,
-                   attributes => [{<<"to">>, <<"a@x">>}, {<<"type">>, <<"consult">>}],
+                   attributes => [{<<"to">>, <<"a@x">>}, {<<"type">>, <<"consult">>}, {<<"empty">>, <<>>}],
                    extra => [<<"<a/>">>, <<"<m/>">>,
                              {ack, #{to => <<"v@x/r">>, body_id => <<"b1">>, msec_times => <<"17">>}}]},
-                 consult_pb:decode_verdict(hex("080510012A043C612F3E32090A02746F1203614078320F0A04747970651207636F6E73756C743A060A043C6D2F3E3A11120F0A057640782F72120262311A023137"))),
-    %% Long values, an empty name (omitted by proto3), fields in another order: read field by field.
+                 consult_pb:decode_verdict(hex("080510012A043C612F3E3202746F32036140783204747970653207636F6E73756C743205656D70747932003A060A043C6D2F3E3A11120F0A057640782F72120262311A023137"))),
+    %% Long values, interleaved with other fields; a name left without its value gets an empty one.
     Long = binary:copy(<<"x">>, 200),
-    ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined, extra => [],
-                   attributes => [{<<"k">>, Long}, {<<>>, <<"v">>}, {<<"a">>, <<"b">>}, {<<"c">>, <<>>}]},
-                 consult_pb:decode_verdict(iolist_to_binary([field(6, [field(1, <<"k">>), field(2, Long)]),
-                                                             field(6, field(2, <<"v">>)),
-                                                             field(6, [field(2, <<"b">>), field(1, <<"a">>)]),
-                                                             field(6, field(1, <<"c">>))]))),
+    ?assertEqual(#{seq => 7, action => pass, stanza => <<>>, error => undefined, extra => [],
+                   attributes => [{<<"k">>, Long}, {<<"a">>, <<>>}]},
+                 consult_pb:decode_verdict(iolist_to_binary([field(6, <<"k">>), varint_field(1, 7), field(6, Long),
+                                                             field(6, <<"a">>)]))),
     %% An Extra without a member, or an Ack without fields: empty values, which the shim refuses to route.
     ?assertEqual(#{seq => 0, action => pass, stanza => <<>>, error => undefined,
                    extra => [<<>>, {ack, #{to => <<>>, body_id => <<>>, msec_times => <<>>}}]},

@@ -4,7 +4,6 @@ import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
   Action,
-  type Attribute,
   type Extra,
   StanzaFilterService,
   type FilterRequest,
@@ -49,7 +48,12 @@ export function toVerdict(seq: string, d: Decision, shimXml?: string): Verdict {
   return { seq, action: ACTIONS[d.action], stanza, error, extra: [], attributes, extras };
 }
 
-const attributesOf = (x: XmlElement): Attribute[] => Object.entries(x.attrs).map(([name, value]) => ({ name, value }));
+/** name, value, name, value…: Verdict.attributes. */
+function attributesOf(x: XmlElement): string[] {
+  const out: string[] = [];
+  for (const k in x.attrs) out.push(k, x.attrs[k]);
+  return out;
+}
 
 /** Optional instrumentation: decision outcome and latency, and tracking of in-flight decisions. */
 export interface FilterHooks {

@@ -252,10 +252,7 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
       stanza: Buffer.alloc(0),
       error: undefined,
       extra: [Buffer.from('<a/>')],
-      attributes: [
-        { name: 'to', value: 'a@x' },
-        { name: 'realfrom', value: 'v@x ✓' },
-      ],
+      attributes: ['to', 'a@x', 'realfrom', 'v@x ✓', 'empty', ''],
       extras: [{ xml: Buffer.from('<m/>') }, { ack: { to: 'v@x/r', bodyId: 'b1', msecTimes: '17' } }],
     },
   };
@@ -269,6 +266,7 @@ t('golden bytes: Erlang decodes ts-proto SidecarMessages', async ({ driver }) =>
       attributes: [
         ['to', 'a@x'],
         ['realfrom', 'v@x ✓'],
+        ['empty', ''],
       ],
       extra: ['<a/>', '<m/>', ['ack', { body_id: 'b1', msec_times: '17', to: 'v@x/r' }]],
     },

@@ -23,7 +23,7 @@ const input = (body: string) =>
 /** What the shim does with a structured rewrite: the element it holds (the input) with the verdict's attributes. */
 const heldWith = (xml: string, v: Verdict): XmlElement => ({
   ...parseElement(xml),
-  attrs: Object.fromEntries(v.attributes.map((a) => [a.name, a.value])),
+  attrs: Object.fromEntries(v.attributes.flatMap((name, i) => (i % 2 === 0 ? [[name, v.attributes[i + 1]]] : []))),
 });
 
 test('the ack the shim writes from its fields is the text of ack() (erlang-shim/test/consult_stanza_tests.erl)', () => {

@@ -150,16 +150,12 @@ export interface Verdict {
    * The same verdict in fewer bytes, to a shim whose Hello lists "structured-verdict": it spares ejabberd a parse
    * of every stanza it already holds or can write from a few fields.
    * ACTION_REWRITE with an empty stanza: the stanza the shim holds keeps its children as they are and takes
-   * exactly these attributes, in this order (the sidecar sends it so only when the children are unchanged).
+   * exactly these attributes, in this order, written name, value, name, value… (a flat list: no nested message
+   * to frame per attribute). The sidecar sends it so only when the children are unchanged.
    */
-  attributes: Attribute[];
+  attributes: string[];
   /** Further stanzas, like extra and routed after it, in this order. */
   extras: Extra[];
-}
-
-export interface Attribute {
-  name: string;
-  value: string;
 }
 
 export interface Extra {
@@ -639,7 +635,7 @@ export const Verdict: MessageFns<Verdict> = {
       writer.uint32(42).bytes(v!);
     }
     for (const v of message.attributes) {
-      Attribute.encode(v!, writer.uint32(50).fork()).join();
+      writer.uint32(50).string(v!);
     }
     for (const v of message.extras) {
       Extra.encode(v!, writer.uint32(58).fork()).join();
@@ -705,7 +701,7 @@ export const Verdict: MessageFns<Verdict> = {
               break;
             }
 
-            message.attributes.push(Attribute.decode(reader, reader.uint32()));
+            message.attributes.push(reader.string());
             continue;
           }
           case 7: {
@@ -738,7 +734,7 @@ export const Verdict: MessageFns<Verdict> = {
         ? object.extra.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
       attributes: globalThis.Array.isArray(object?.attributes)
-        ? object.attributes.map((e: any) => Attribute.fromJSON(e))
+        ? object.attributes.map((e: any) => globalThis.String(e))
         : [],
       extras: globalThis.Array.isArray(object?.extras) ? object.extras.map((e: any) => Extra.fromJSON(e)) : [],
     };
@@ -762,7 +758,7 @@ export const Verdict: MessageFns<Verdict> = {
       obj.extra = message.extra.map((e) => base64FromBytes(e));
     }
     if (message.attributes?.length) {
-      obj.attributes = message.attributes.map((e) => Attribute.toJSON(e));
+      obj.attributes = message.attributes;
     }
     if (message.extras?.length) {
       obj.extras = message.extras.map((e) => Extra.toJSON(e));
@@ -782,93 +778,8 @@ export const Verdict: MessageFns<Verdict> = {
       ? StanzaError.fromPartial(object.error)
       : undefined;
     message.extra = object.extra?.map((e) => e) || [];
-    message.attributes = object.attributes?.map((e) => Attribute.fromPartial(e)) || [];
+    message.attributes = object.attributes?.map((e) => e) || [];
     message.extras = object.extras?.map((e) => Extra.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseAttribute(): Attribute {
-  return { name: "", value: "" };
-}
-
-export const Attribute: MessageFns<Attribute> = {
-  encode(message: Attribute, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Attribute {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAttribute();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.name = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Attribute {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: Attribute): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Attribute>, I>>(base?: I): Attribute {
-    return Attribute.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Attribute>, I>>(object: I): Attribute {
-    const message = createBaseAttribute();
-    message.name = object.name ?? "";
-    message.value = object.value ?? "";
     return message;
   },
 };
