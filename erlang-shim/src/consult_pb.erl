@@ -117,6 +117,9 @@ varint(N) -> <<1:1, (N band 127):7, (varint(N bsr 7))/binary>>.
         | {erase_user, erase_user()}
         | {unknown, binary()}.
 decode_sidecar_message(Bin) ->
+    decode_sidecar_fields(fields(Bin), Bin).
+
+decode_sidecar_fields(Fields, Bin) ->
     %% For a oneof the last member on the wire wins.
     Fold = fun({1, V}, _) when is_binary(V) -> {verdict, decode_verdict(V)};
               ({2, V}, _) when is_binary(V) -> {watch, decode_watch(V)};
@@ -125,7 +128,7 @@ decode_sidecar_message(Bin) ->
               ({5, V}, _) when is_binary(V) -> {erase_user, decode_erase_user(V)};
               (_, Acc) -> Acc
            end,
-    lists:foldl(Fold, {unknown, Bin}, fields(Bin)).
+    lists:foldl(Fold, {unknown, Bin}, Fields).
 
 %% As decode_sidecar_message/1, but a Verdict comes with only its seq read:
 %% the connection process matches it to its caller, and the caller (one of
@@ -140,32 +143,17 @@ decode_sidecar_message(Bin) ->
 peek_sidecar_message(Bin) ->
     case fields(Bin) of
         [{1, V}] when is_binary(V) -> {verdict, verdict_seq(V, 0), V};
-        _ -> decode_sidecar_message(Bin)
+        Fields -> decode_sidecar_fields(Fields, Bin)
     end.
 
-%% Field 1 (the last one on the wire wins), every other field skipped unread.
+%% Field 1 (the last one on the wire wins); the others are only stepped over.
 verdict_seq(<<>>, Seq) ->
     Seq;
 verdict_seq(Bin, Seq) ->
-    case read_varint(Bin) of
-        {8, Rest} ->
-            {N, Rest1} = read_varint(Rest),
-            verdict_seq(Rest1, N);
-        {Key, Rest} ->
-            verdict_seq(skip(Key band 7, Rest), Seq)
+    case next_field(Bin) of
+        {1, {varint, N}, Rest} -> verdict_seq(Rest, N);
+        {_, _, Rest} -> verdict_seq(Rest, Seq)
     end.
-
-skip(0, Bin) -> element(2, read_varint(Bin));
-skip(1, <<_:8/binary, Rest/binary>>) -> Rest;
-skip(2, Bin) ->
-    {Len, Rest} = read_varint(Bin),
-    case Rest of
-        <<_:Len/binary, Rest1/binary>> -> Rest1;
-        _ -> error({consult_pb, truncated})
-    end;
-skip(5, <<_:4/binary, Rest/binary>>) -> Rest;
-skip(WireType, _) when WireType =:= 1; WireType =:= 5 -> error({consult_pb, truncated});
-skip(WireType, _) -> error({consult_pb, {bad_wire_type, WireType}}).
 
 -spec decode_verdict(binary()) -> verdict().
 decode_verdict(Bin) ->
@@ -268,22 +256,27 @@ packed_varints(Bin) ->
 fields(<<>>) ->
     [];
 fields(Bin) ->
+    {Field, Value, Rest} = next_field(Bin),
+    [{Field, Value} | fields(Rest)].
+
+%% The first field of a message and what follows it.
+next_field(Bin) ->
     {Key, Rest} = read_varint(Bin),
     Field = Key bsr 3,
     case {Key band 7, Rest} of
         {0, _} ->
             {N, Rest1} = read_varint(Rest),
-            [{Field, {varint, N}} | fields(Rest1)];
+            {Field, {varint, N}, Rest1};
         {1, <<V:8/binary, Rest1/binary>>} ->
-            [{Field, {fixed, V}} | fields(Rest1)];
+            {Field, {fixed, V}, Rest1};
         {2, _} ->
             {Len, Rest1} = read_varint(Rest),
             case Rest1 of
-                <<V:Len/binary, Rest2/binary>> -> [{Field, V} | fields(Rest2)];
+                <<V:Len/binary, Rest2/binary>> -> {Field, V, Rest2};
                 _ -> error({consult_pb, truncated})
             end;
         {5, <<V:4/binary, Rest1/binary>>} ->
-            [{Field, {fixed, V}} | fields(Rest1)];
+            {Field, {fixed, V}, Rest1};
         {WireType, _} when WireType =:= 1; WireType =:= 5 ->
             error({consult_pb, truncated});
         _ ->

@@ -110,16 +110,14 @@ route_stanza({ack, Fields}) ->
 route_stanza(Xml) ->
     route_element(decode(Xml)).
 
-route_element(Decoded) ->
-    case Decoded of
-        {ok, Pkt, El} ->
-            Pkt1 = case xmpp:get_from(Pkt) of
-                       undefined -> xmpp:set_from(Pkt, jid:make((xmpp:get_to(Pkt))#jid.lserver));
-                       _ -> Pkt
-                   end,
-            ejabberd_router:route(xmpp:put_meta(consult_stanza:deliver_as(Pkt1, El), consult_injected, true));
-        error -> ok
-    end.
+route_element({ok, Pkt, El}) ->
+    Pkt1 = case xmpp:get_from(Pkt) of
+               undefined -> xmpp:set_from(Pkt, jid:make((xmpp:get_to(Pkt))#jid.lserver));
+               _ -> Pkt
+           end,
+    ejabberd_router:route(xmpp:put_meta(consult_stanza:deliver_as(Pkt1, El), consult_injected, true));
+route_element(error) ->
+    ok.
 
 %% Stanzas the sidecar sends on its own (timers, queue, admin actions): the
 %% connections' on_inject.

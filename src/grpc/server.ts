@@ -37,15 +37,23 @@ export const STRUCTURED_VERDICT = 'structured-verdict';
  * ejabberd parses neither (it holds the children already and writes the ack itself).
  */
 export function toVerdict(seq: string, d: Decision, shimXml?: string): Verdict {
-  const attributes = d.action === 'rewrite' && shimXml !== undefined && keepsChildrenOf(shimXml, d.stanza) ? attributesOf(d.stanza) : [];
-  const stanza = d.action === 'rewrite' && attributes.length === 0 ? Buffer.from(d.xml, 'utf8') : NO_BYTES;
-  const error = d.action === 'reject' ? d.error : undefined;
-  if (shimXml === undefined) return { seq, action: ACTIONS[d.action], stanza, error, extra: d.extra.map(xmlBytes), attributes, extras: [] };
-  const extras = d.extra.map((x): Extra => {
-    const ack = ackFields(x);
-    return ack ? { ack } : { xml: xmlBytes(x) };
-  });
-  return { seq, action: ACTIONS[d.action], stanza, error, extra: [], attributes, extras };
+  const structured = shimXml !== undefined;
+  const attributes = d.action === 'rewrite' && structured && keepsChildrenOf(shimXml, d.stanza) ? attributesOf(d.stanza) : [];
+  return {
+    seq,
+    action: ACTIONS[d.action],
+    stanza: d.action === 'rewrite' && attributes.length === 0 ? Buffer.from(d.xml, 'utf8') : NO_BYTES,
+    error: d.action === 'reject' ? d.error : undefined,
+    extra: structured ? [] : d.extra.map(xmlBytes),
+    attributes,
+    extras: structured ? d.extra.map(extraOf) : [],
+  };
+}
+
+/** An ack as its fields, anything else as XML: Verdict.extras. */
+function extraOf(x: XmlElement): Extra {
+  const ack = ackFields(x);
+  return ack ? { ack } : { xml: xmlBytes(x) };
 }
 
 /** name, value, name, value…: Verdict.attributes. */

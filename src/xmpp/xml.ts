@@ -85,7 +85,9 @@ export function parseElement(xml: string): XmlElement {
 }
 
 // Names of one ASCII form, and no character XML 1.0 forbids: otherwise the validator decides.
-const PLAIN_NAME = /^[A-Za-z_][\w.:-]*$/;
+const NAME = '[A-Za-z_][\\w.:-]*';
+const PLAIN_NAME = new RegExp(`^${NAME}$`);
+const NAME_AT = new RegExp(NAME, 'y'); // the same names, matched where lastIndex says
 const FORBIDDEN_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 const FXML_ATTR = /['"<&]/g;
 const FXML_TEXT = /['"<>&]/g;
@@ -147,13 +149,8 @@ export function keepsChildrenOf(xml: string, out: XmlElement): boolean {
 
 /** PLAIN_NAME on xml[from, to), without cutting it out. */
 function isPlainNameAt(xml: string, from: number, to: number): boolean {
-  if (to <= from) return false;
-  for (let i = from; i < to; i++) {
-    const c = xml.charCodeAt(i);
-    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95; // A-Z a-z _
-    if (!(letter || (i > from && ((c >= 48 && c <= 57) || c === 46 || c === 58 || c === 45)))) return false; // 0-9 . : -
-  }
-  return true;
+  NAME_AT.lastIndex = from;
+  return NAME_AT.test(xml) && NAME_AT.lastIndex === to;
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
